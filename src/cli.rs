@@ -1,0 +1,166 @@
+//! The operator commands. Each reads the same configuration as `serve`.
+
+use crate::config::{Cli, Command, Config, UsersCommand};
+use crate::http::{self, AppState};
+use crate::password;
+use crate::store::{BootstrapOutcome, NewUser, PoolSettings, Store};
+use crate::validate::Issues;
+use std::io::Read;
+use std::process::ExitCode;
+
+/// A failure to report to the operator on stderr, with a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(String);
+
+fn fail(message: impl Into<String>) -> CliError {
+    CliError(message.into())
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            eprintln!("migrations applied");
+            store.close().await;
+            Ok(())
+        }
+        Command::Bootstrap {
+            workspace,
+            email,
+            name,
+            password_stdin,
+        } => bootstrap(&config, &workspace, &email, name.as_deref(), password_stdin).await,
+        Command::Users { command } => users(&config, command).await,
+    }
+}
+
+/// Connects and applies pending migrations.
+pub async fn open_store(config: &Config) -> Result<Store, CliError> {
+    let settings = PoolSettings {
+        max_connections: config.db_max_connections,
+        acquire_timeout: config.db_acquire_timeout,
+        statement_timeout: config.db_statement_timeout,
+    };
+    let store =
+        Store::connect_lazy(&config.database_url, &settings).map_err(|e| fail(e.to_string()))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| fail(format!("cannot migrate the database at DATABASE_URL: {e}")))?;
+    Ok(store)
+}
+
+async fn serve(config: Config) -> Result<(), CliError> {
+    let store = open_store(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| fail(format!("cannot listen on HEFFL_BIND={}: {e}", config.bind)))?;
+    password::warm_up();
+    tracing::info!(address = %config.bind, backend = ?store.backend(), key_env = %config.key_env, "heffl-api listening");
+    let state = AppState::new(store.clone(), config);
+    http::serve(state, listener)
+        .await
+        .map_err(|e| fail(format!("server error: {e}")))?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bootstrap(
+    config: &Config,
+    workspace: &str,
+    email: &str,
+    name: Option<&str>,
+    password_stdin: bool,
+) -> Result<(), CliError> {
+    let mut issues = Issues::default();
+    let workspace_name = issues.required_text("--workspace", Some(workspace), 100);
+    let email = issues
+        .email("--email", Some(email), true)
+        .unwrap_or_default();
+    let name = issues.optional_text("--name", name, 100);
+    let (password, generated) = if password_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| fail(format!("cannot read the password from stdin: {e}")))?;
+        let input = input.trim_end_matches(['\r', '\n']);
+        (
+            issues.password("password", Some(input)).unwrap_or_default(),
+            false,
+        )
+    } else {
+        (password::generate(), true)
+    };
+    if let Err(crate::error::ApiError::Validation(found)) = issues.finish(()) {
+        let problems: Vec<String> = found
+            .iter()
+            .map(|i| format!("{} {}", i.field, i.message))
+            .collect();
+        return Err(fail(problems.join("; ")));
+    }
+    let store = open_store(config).await?;
+    let hash = password::hash(password.clone())
+        .await
+        .map_err(|_| fail("cannot hash the password"))?;
+    let default_name = email.split('@').next().unwrap_or("").to_owned();
+    let owner = NewUser {
+        email: &email,
+        name: name.as_deref().unwrap_or(&default_name),
+        password_hash: &hash,
+    };
+    let outcome = store
+        .bootstrap(&workspace_name, &owner)
+        .await
+        .map_err(|e| fail(format!("database error: {e}")))?;
+    store.close().await;
+    match outcome {
+        BootstrapOutcome::EmailTaken => Err(fail(format!(
+            "a user with the email {email} already exists; sign in as them and create the workspace from the dashboard"
+        ))),
+        BootstrapOutcome::Created { workspace, user } => {
+            let mut line = serde_json::json!({ "workspaceId": workspace.id, "userId": user.id });
+            if generated {
+                line["password"] = serde_json::Value::String(password);
+            }
+            println!("{line}");
+            Ok(())
+        }
+    }
+}
+
+async fn users(config: &Config, command: UsersCommand) -> Result<(), CliError> {
+    let (email, disable) = match &command {
+        UsersCommand::Disable { email } => (email, true),
+        UsersCommand::Enable { email } => (email, false),
+    };
+    let store = open_store(config).await?;
+    let result = store
+        .set_user_disabled(email, disable)
+        .await
+        .map_err(|e| fail(format!("database error: {e}")))?;
+    store.close().await;
+    let Some((user, revoked_keys)) = result else {
+        return Err(fail(format!("no user with the email {email}")));
+    };
+    let line = serde_json::json!({
+        "userId": user.id,
+        "disabled": disable,
+        "revokedKeys": revoked_keys,
+    });
+    println!("{line}");
+    Ok(())
+}

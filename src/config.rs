@@ -1,0 +1,176 @@
+//! Configuration: every setting is a flag and an environment variable (also read from `.env`).
+//! `value_name` repeats the variable's name so that clap's error for a bad value names it.
+
+use crate::api_key::KeyEnv;
+use crate::time::parse_duration_secs;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "heffl-api",
+    version,
+    about = "Workspace-scoped API keys over HTTP"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create a workspace and its owner; prints one JSON line.
+    Bootstrap {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the owner's password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Manage dashboard users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Disable a user: they cannot sign in and their sessions end at once.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// sqlite://PATH (created on first run) or postgres://...
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        default_value = "sqlite://heffl.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        env = "HEFFL_BIND",
+        value_name = "HEFFL_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: SocketAddr,
+
+    /// Environment tag in every key this deployment issues and accepts (`hk_<tag>_...`).
+    #[arg(
+        long,
+        env = "HEFFL_KEY_ENV",
+        value_name = "HEFFL_KEY_ENV",
+        default_value = "live",
+        global = true
+    )]
+    pub key_env: KeyEnv,
+
+    #[arg(
+        long,
+        env = "HEFFL_LOG_FORMAT",
+        value_name = "HEFFL_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// How long a dashboard session lasts (e.g. 12h, 30m, 7d).
+    #[arg(long, env = "HEFFL_SESSION_TTL", value_name = "HEFFL_SESSION_TTL", default_value = "12h", value_parser = parse_duration, global = true)]
+    pub session_ttl: Duration,
+
+    /// Comma-separated origins allowed to call /app/v1 from a browser (CORS). None by default.
+    #[arg(long, env = "HEFFL_DASHBOARD_ORIGINS", value_name = "HEFFL_DASHBOARD_ORIGINS", value_delimiter = ',', value_parser = parse_origin, global = true)]
+    pub dashboard_origins: Vec<String>,
+
+    /// Login attempts allowed per minute for one email, and (times three) for one client address.
+    #[arg(long, env = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", value_name = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub login_attempts_per_minute: u32,
+
+    /// Take the client address from the last X-Forwarded-For entry (only behind a proxy you run).
+    #[arg(long, env = "HEFFL_TRUST_FORWARDED_FOR", value_name = "HEFFL_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub trust_forwarded_for: bool,
+
+    /// Most database connections in the pool.
+    #[arg(long, env = "HEFFL_DB_MAX_CONNECTIONS", value_name = "HEFFL_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub db_max_connections: u32,
+
+    /// How long a request waits for a database connection before answering 503.
+    #[arg(long, env = "HEFFL_DB_ACQUIRE_TIMEOUT", value_name = "HEFFL_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
+    pub db_acquire_timeout: Duration,
+
+    /// Longest a single SQL statement may run (PostgreSQL statement_timeout; SQLite busy timeout).
+    #[arg(long, env = "HEFFL_DB_STATEMENT_TIMEOUT", value_name = "HEFFL_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub db_statement_timeout: Duration,
+
+    /// Longest a request may take before it is answered 503.
+    #[arg(long, env = "HEFFL_REQUEST_TIMEOUT", value_name = "HEFFL_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub request_timeout: Duration,
+
+    /// How long to wait for in-flight requests at shutdown.
+    #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The defaults, as if no flag or variable were set; the starting point for tests.
+    pub fn defaults() -> Config {
+        Cli::parse_from(["heffl-api"]).config
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let secs = parse_duration_secs(text)?;
+    if secs == 0 {
+        return Err("must be greater than zero".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim().trim_end_matches('/');
+    let valid_scheme = origin.starts_with("http://") || origin.starts_with("https://");
+    let host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+    if !valid_scheme
+        || host.is_empty()
+        || host.contains('/')
+        || origin.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "'{text}' is not an origin such as https://app.example.com"
+        ));
+    }
+    Ok(origin.to_owned())
+}

@@ -1,0 +1,310 @@
+//! The one error type of the server. Every failure, from a bad key to a lost database, becomes
+//! an `ApiError`, and every `ApiError` becomes the SPEC §4 JSON shape. Internal causes are
+//! logged (inside the request's span, so with its request id) and never shown.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Which credential a 401 asks for, so `WWW-Authenticate` points the caller the right way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Realm {
+    ApiKey,
+    Bearer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldIssue {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldIssue {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        FieldIssue {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unauthorized ({reason})")]
+    Unauthorized {
+        realm: Realm,
+        reason: &'static str,
+        message: String,
+    },
+    #[error("forbidden ({reason})")]
+    Forbidden {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("not found")]
+    NotFound(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldIssue>),
+    #[error("bad request ({reason})")]
+    BadRequest {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("conflict ({reason})")]
+    Conflict {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("payload too large")]
+    PayloadTooLarge(String),
+    #[error("unsupported media type")]
+    UnsupportedMediaType(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("too many requests")]
+    TooManyRequests {
+        reason: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
+    #[error("service unavailable ({reason})")]
+    ServiceUnavailable {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(#[source] BoxError),
+}
+
+impl ApiError {
+    pub fn internal(err: impl Into<BoxError>) -> Self {
+        ApiError::Internal(err.into())
+    }
+
+    pub fn bad_request(reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Forbidden {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Conflict {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::NotFound(message.into())
+    }
+
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldIssue::new(field, message)])
+    }
+
+    pub fn database_unavailable() -> Self {
+        ApiError::ServiceUnavailable {
+            reason: "database_unavailable",
+            message: "The database is unreachable right now; retry in a few seconds.".into(),
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Validation(_) | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized { .. } => "UNAUTHORIZED",
+            ApiError::Forbidden { .. } => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Validation(_) => "VALIDATION_ERROR",
+            ApiError::BadRequest { .. } => "BAD_REQUEST",
+            ApiError::Conflict { .. } => "CONFLICT",
+            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ApiError::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
+            ApiError::ServiceUnavailable { .. } => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// The `details.reason` of the body, when the error has one.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Unauthorized { reason, .. }
+            | ApiError::Forbidden { reason, .. }
+            | ApiError::BadRequest { reason, .. }
+            | ApiError::Conflict { reason, .. }
+            | ApiError::TooManyRequests { reason, .. }
+            | ApiError::ServiceUnavailable { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Unauthorized { message, .. }
+            | ApiError::Forbidden { message, .. }
+            | ApiError::BadRequest { message, .. }
+            | ApiError::Conflict { message, .. }
+            | ApiError::TooManyRequests { message, .. }
+            | ApiError::ServiceUnavailable { message, .. }
+            | ApiError::NotFound(message)
+            | ApiError::PayloadTooLarge(message)
+            | ApiError::UnsupportedMediaType(message) => message.clone(),
+            ApiError::Validation(issues) => match issues.as_slice() {
+                [one] => format!("{}: {}", one.field, one.message),
+                _ => "The request has invalid fields; see details.issues.".into(),
+            },
+            ApiError::MethodNotAllowed => "This method is not allowed on this path.".into(),
+            ApiError::Internal(_) => {
+                "Something went wrong on our side; the error was logged.".into()
+            }
+        }
+    }
+
+    fn body(&self) -> Value {
+        let details = match self {
+            ApiError::Validation(issues) => json!({ "issues": issues }),
+            _ => match self.reason() {
+                Some(reason) => json!({ "reason": reason }),
+                None => Value::Null,
+            },
+        };
+        let mut error = json!({ "code": self.code(), "message": self.message() });
+        if !details.is_null() {
+            error["details"] = details;
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(source) = &self {
+            tracing::error!(error = %source, "internal error");
+        }
+        let status = self.status_code();
+        let mut response = (status, axum::Json(self.body())).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized { realm, .. } => {
+                let challenge = match realm {
+                    Realm::ApiKey => "ApiKey header=\"x-api-key\"",
+                    Realm::Bearer => "Bearer",
+                };
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        // Errors may carry reasons tied to one caller's credentials; never cache them.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response.extensions_mut().insert(ErrorReason(self.reason()));
+        response
+    }
+}
+
+/// Left on error responses so metrics and logs can count outcomes by SPEC reason.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorReason(pub Option<&'static str>);
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return ApiError::database_unavailable();
+        }
+        ApiError::internal(err)
+    }
+}
+
+/// Failures that mean "the database is not answering", as opposed to a bug in a query: those
+/// must surface as 503 so an integrator retries instead of believing their key is bad.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // Postgres: query_canceled (statement_timeout), admin/crash shutdown, cannot connect
+            // now, too many connections; SQLite: SQLITE_BUSY and SQLITE_LOCKED.
+            Some("57014" | "57P01" | "57P02" | "57P03" | "53300" | "5" | "6")
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let err = ApiError::internal(std::io::Error::other("password=hunter2 at db"));
+        let body = err.body().to_string();
+        assert!(!body.contains("hunter2"));
+        assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn validation_lists_issues() {
+        let err = ApiError::Validation(vec![
+            FieldIssue::new("name", "is required"),
+            FieldIssue::new("email", "is not an email address"),
+        ]);
+        let body = err.body();
+        assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
+        assert_eq!(body["error"]["details"]["issues"][1]["field"], "email");
+    }
+
+    #[test]
+    fn unauthorized_carries_reason_and_challenge() {
+        let err = ApiError::Unauthorized {
+            realm: Realm::ApiKey,
+            reason: "revoked_api_key",
+            message: "This API key has been revoked.".into(),
+        };
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "ApiKey header=\"x-api-key\""
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! Guarantees that no error leaves the server as plain text: responses made by layers and by
+//! axum itself (405, 408 timeout, 413, a caught panic) get the SPEC §4 JSON shape.
+
+use crate::error::ApiError;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::any::Any;
+
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("No route matches this path; see /docs for the API.")
+}
+
+pub fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response {
+    // The payload may quote request data, so it is not logged verbatim.
+    ApiError::internal("handler panicked").into_response()
+}
+
+pub fn ensure_json_errors<B>(response: axum::http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let response = response.map(axum::body::Body::new);
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::not_found("Not found."),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "The request body is larger than {} bytes.",
+            super::MAX_BODY_BYTES
+        )),
+        StatusCode::REQUEST_TIMEOUT => ApiError::ServiceUnavailable {
+            reason: "timeout",
+            message: "The request took too long to process; retry it.".into(),
+        },
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+            "Send the body as JSON with Content-Type: application/json.".into(),
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => ApiError::internal("non-JSON 500 from a layer"),
+        other if other.is_server_error() => ApiError::ServiceUnavailable {
+            reason: "unavailable",
+            message: "The service is unavailable right now; retry in a few seconds.".into(),
+        },
+        _ => ApiError::bad_request("bad_request", "The request could not be understood."),
+    };
+    let (mut parts, _) = response.into_parts();
+    let mut replacement = error.into_response();
+    // Keep headers set by earlier layers (Allow on 405, CORS, request id) under the new body.
+    for (name, value) in replacement.headers().iter() {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    *replacement.headers_mut() = parts.headers;
+    replacement
+}

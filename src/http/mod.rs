@@ -1,0 +1,175 @@
+//! The HTTP surface: `app(state)` builds the whole router with its layers; `serve` runs it with
+//! graceful shutdown.
+
+mod api_key_auth;
+mod client;
+mod extract;
+mod json_errors;
+mod routes;
+mod session_auth;
+mod throttle;
+
+pub use api_key_auth::Principal;
+pub use client::client_ip;
+
+use crate::config::Config;
+use crate::store::Store;
+use axum::extract::Request;
+use axum::http::{header, HeaderName, Method};
+use axum::Router;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone)]
+pub struct AppState(Arc<StateInner>);
+
+pub struct StateInner {
+    pub store: Store,
+    pub config: Config,
+    login_throttle: throttle::LoginThrottle,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: Config) -> AppState {
+        let login_throttle = throttle::LoginThrottle::new(config.login_attempts_per_minute);
+        AppState(Arc::new(StateInner {
+            store,
+            config,
+            login_throttle,
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = StateInner;
+
+    fn deref(&self) -> &StateInner {
+        &self.0
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    let dashboard = routes::dashboard().layer(dashboard_cors(&state.config));
+    let api = routes::api(state.clone());
+    let middleware = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        // Before tracing, so no layer below can print a credential.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            X_API_KEY.clone(),
+        ]))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let request_id = request
+                .headers()
+                .get(&X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            // The path only: a query string is the caller's and may hold anything.
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(tower::util::MapResponseLayer::new(json_errors::ensure_json_errors))
+        .layer(CatchPanicLayer::custom(json_errors::panic_response))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
+        ));
+    Router::new()
+        .nest("/app/v1", dashboard)
+        .nest("/api/v1", api)
+        .merge(routes::operations())
+        .fallback(json_errors::no_route)
+        .with_state(state)
+        .layer(middleware)
+}
+
+/// Only the configured dashboard origins get CORS, and only on /app/v1.
+fn dashboard_cors(config: &Config) -> CorsLayer {
+    let origins: Vec<_> = config
+        .dashboard_origins
+        .iter()
+        .filter_map(|origin| origin.parse().ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// Runs until SIGINT or SIGTERM, then stops accepting and lets in-flight requests finish.
+pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    serve_until(state, listener, shutdown_signal()).await
+}
+
+/// Like `serve`, but stops when `shutdown` completes (tests and embedders choose the signal).
+pub async fn serve_until(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.config.shutdown_grace;
+    let router = app(state);
+    let (shutdown_started_tx, shutdown_started_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+        let _ = shutdown_started_tx.send(());
+    });
+    let grace_deadline = async move {
+        if shutdown_started_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = grace_deadline => {
+            tracing::warn!("requests still running after the shutdown grace period; exiting");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,105 @@
+use crate::error::{ApiError, Realm};
+use crate::http::extract::Json;
+use crate::http::session_auth::SessionUser;
+use crate::http::AppState;
+use crate::store::{normalize_email, ClientInfo, User, WorkspaceWithRole};
+use crate::time::Timestamp;
+use crate::validate::Issues;
+use crate::{password, session_token};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    token: String,
+    expires_at: Timestamp,
+    user: User,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::Unauthorized {
+        realm: Realm::Bearer,
+        reason: "invalid_credentials",
+        message: "The email or password is incorrect.".into(),
+    }
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(body): Json<LoginBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut issues = Issues::default();
+    let email = issues.required_text("email", body.email.as_deref(), 254);
+    if body.password.as_deref().is_none_or(str::is_empty) {
+        issues.add("password", "is required");
+    }
+    issues.finish(())?;
+    let address = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+    state
+        .login_throttle
+        .check(&normalize_email(&email), address)?;
+
+    let record = state.store.login_record(&email).await?;
+    let stored_hash = record.as_ref().map(|r| r.password_hash.clone());
+    let password_ok = password::verify(body.password.unwrap_or_default(), stored_hash).await?;
+    let record = match record {
+        Some(record) if password_ok => record,
+        _ => return Err(invalid_credentials()),
+    };
+    if record.disabled_at.is_some() {
+        return Err(ApiError::Unauthorized {
+            realm: Realm::Bearer,
+            reason: "account_disabled",
+            message: "This account is disabled; ask an operator to enable it.".into(),
+        });
+    }
+    let session = session_token::generate();
+    let ttl_ms = i64::try_from(state.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = Timestamp(Timestamp::now().0.saturating_add(ttl_ms));
+    state
+        .store
+        .create_session(&session.digest, &record.id, expires_at)
+        .await?;
+    let response = LoginResponse {
+        token: session.token,
+        expires_at,
+        user: record.user(),
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(response)))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    session: SessionUser,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_session(&session.token_digest).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub struct SessionResponse {
+    user: User,
+    workspaces: Vec<WorkspaceWithRole>,
+}
+
+pub async fn session(
+    State(state): State<AppState>,
+    session: SessionUser,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let workspaces = state.store.workspaces_of(&session.user.id).await?;
+    Ok(Json(SessionResponse {
+        user: session.user,
+        workspaces,
+    }))
+}

@@ -1,0 +1,205 @@
+//! Leads, the workspace-scoped resource behind API keys. The workspace always comes from the
+//! key, and each query names it; the role rules come from `permissions`.
+
+use crate::error::ApiError;
+use crate::http::extract::{Json, Path, RawQuery};
+use crate::http::AppState;
+use crate::http::Principal;
+use crate::permissions::{
+    can_create_lead, can_modify_lead, can_see_lead, lead_visibility, Denial, LeadVisibility,
+};
+use crate::store::{Lead, LeadFields};
+use crate::validate::{self, Issues};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+
+const MAX_TEXT: usize = 200;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageMeta {
+    count: usize,
+    total: i64,
+    page_no: i64,
+    page_size: i64,
+}
+
+#[derive(Serialize)]
+pub struct LeadPage {
+    items: Vec<Lead>,
+    meta: PageMeta,
+}
+
+/// Tells "absent" (keep the value) from `null` (clear it) in a PATCH body.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadBody {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    mobile: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    title: Option<Option<String>>,
+}
+
+impl LeadBody {
+    /// For create every field is considered; for update only those the body names.
+    fn validate(self, creating: bool) -> Result<LeadFields, ApiError> {
+        let mut issues = Issues::default();
+        let name = match (&self.name, creating) {
+            (Some(_), _) | (None, true) => {
+                Some(issues.required_text("name", name_or_none(&self.name), MAX_TEXT))
+            }
+            (None, false) => None,
+        };
+        let email = self
+            .email
+            .map(|value| issues.email("email", value.as_deref(), false));
+        let mobile = self
+            .mobile
+            .map(|value| issues.phone("mobile", value.as_deref()));
+        let title = self
+            .title
+            .map(|value| issues.optional_text("title", value.as_deref(), MAX_TEXT));
+        issues.finish(LeadFields {
+            name,
+            email,
+            mobile,
+            title,
+        })
+    }
+}
+
+fn name_or_none(name: &Option<Option<String>>) -> Option<&str> {
+    name.as_ref().and_then(|n| n.as_deref())
+}
+
+fn denial(denial: Denial, action: &str) -> ApiError {
+    match denial {
+        Denial::OutsideDataBoundary => ApiError::forbidden(
+            "outside_data_boundary",
+            format!("This key acts as a member who may only {action} their own leads."),
+        ),
+        Denial::InsufficientPermission => ApiError::forbidden(
+            "insufficient_permission",
+            format!("The role of this key's user does not allow it to {action} leads."),
+        ),
+    }
+}
+
+/// The lead, when it is in the key's workspace; otherwise 403 `workspace_mismatch` if it lives
+/// in another workspace, or 404.
+async fn find_lead(
+    state: &AppState,
+    principal: &Principal,
+    lead_id: &str,
+) -> Result<Lead, ApiError> {
+    if let Some(lead) = state
+        .store
+        .get_lead(&principal.workspace_id, lead_id)
+        .await?
+    {
+        return Ok(lead);
+    }
+    if state.store.lead_exists_elsewhere(lead_id).await? {
+        return Err(ApiError::forbidden(
+            "workspace_mismatch",
+            "This lead belongs to another workspace; check that the key was created in the correct workspace.",
+        ));
+    }
+    Err(ApiError::not_found("No lead with this id."))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: RawQuery,
+) -> Result<Json<LeadPage>, ApiError> {
+    let page = validate::page(query.get("pageNo"), query.get("pageSize"))?;
+    let owner = match lead_visibility(principal.role) {
+        LeadVisibility::All => None,
+        LeadVisibility::OwnOnly => Some(principal.user.id.as_str()),
+    };
+    let (items, total) = state
+        .store
+        .list_leads(&principal.workspace_id, owner, page.size, page.offset())
+        .await?;
+    Ok(Json(LeadPage {
+        meta: PageMeta {
+            count: items.len(),
+            total,
+            page_no: page.number,
+            page_size: page.size,
+        },
+        items,
+    }))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<LeadBody>,
+) -> Result<(StatusCode, Json<Lead>), ApiError> {
+    can_create_lead(principal.role).map_err(|d| denial(d, "create"))?;
+    let fields = body.validate(true)?;
+    let lead = state
+        .store
+        .create_lead(&principal.workspace_id, &principal.user.id, fields)
+        .await?;
+    Ok((StatusCode::CREATED, Json(lead)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(lead_id): Path<String>,
+) -> Result<Json<Lead>, ApiError> {
+    let lead = find_lead(&state, &principal, &lead_id).await?;
+    can_see_lead(principal.role, &principal.user.id, &lead.owner_id)
+        .map_err(|d| denial(d, "see"))?;
+    Ok(Json(lead))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(lead_id): Path<String>,
+    Json(body): Json<LeadBody>,
+) -> Result<Json<Lead>, ApiError> {
+    let lead = find_lead(&state, &principal, &lead_id).await?;
+    can_modify_lead(principal.role, &principal.user.id, &lead.owner_id)
+        .map_err(|d| denial(d, "update"))?;
+    let fields = body.validate(false)?;
+    state
+        .store
+        .update_lead(&principal.workspace_id, &lead_id, fields)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("No lead with this id."))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(lead_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let lead = find_lead(&state, &principal, &lead_id).await?;
+    can_modify_lead(principal.role, &principal.user.id, &lead.owner_id)
+        .map_err(|d| denial(d, "delete"))?;
+    if state
+        .store
+        .delete_lead(&principal.workspace_id, &lead_id)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("No lead with this id."))
+    }
+}

@@ -1,0 +1,182 @@
+use super::workspaces::caller_role;
+use crate::error::ApiError;
+use crate::http::extract::{Json, Path};
+use crate::http::session_auth::SessionUser;
+use crate::http::AppState;
+use crate::password;
+use crate::permissions::{can_list_members, Role};
+use crate::store::{ClientInfo, Member, MemberActor, MemberChange, NewUser};
+use crate::validate::Issues;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize)]
+pub struct MemberList {
+    items: Vec<Member>,
+}
+
+fn not_a_manager() -> ApiError {
+    ApiError::forbidden(
+        "insufficient_permission",
+        "Only owners and admins manage members, and only owners manage owners.",
+    )
+}
+
+fn parse_role(issues: &mut Issues, role: Option<&str>) -> Option<Role> {
+    match role.map(Role::parse) {
+        Some(Some(role)) => Some(role),
+        Some(None) => {
+            issues.add("role", "must be one of owner, admin, member, viewer");
+            None
+        }
+        None => {
+            issues.add("role", "is required");
+            None
+        }
+    }
+}
+
+fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
+    match change {
+        MemberChange::Done(member) => Ok(member),
+        MemberChange::NotMember => Err(ApiError::not_found(
+            "This user is not a member of the workspace.",
+        )),
+        MemberChange::AlreadyMember => Err(ApiError::conflict(
+            "already_member",
+            "This user is already a member of the workspace; change their role instead.",
+        )),
+        MemberChange::LastOwner => Err(ApiError::conflict(
+            "last_owner",
+            "A workspace needs at least one owner; make someone else owner first.",
+        )),
+        MemberChange::Forbidden => Err(not_a_manager()),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    session: SessionUser,
+    Path(workspace_id): Path<String>,
+) -> Result<Json<MemberList>, ApiError> {
+    let actor_role = caller_role(&state, &workspace_id, &session).await?;
+    can_list_members(actor_role).map_err(|_| not_a_manager())?;
+    let items = state.store.list_members(&workspace_id).await?;
+    Ok(Json(MemberList { items }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    email: Option<String>,
+    role: Option<String>,
+    name: Option<String>,
+    password: Option<String>,
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Path(workspace_id): Path<String>,
+    Json(body): Json<AddMember>,
+) -> Result<(StatusCode, Json<Member>), ApiError> {
+    let actor_role = caller_role(&state, &workspace_id, &session).await?;
+    can_list_members(actor_role).map_err(|_| not_a_manager())?;
+    let mut issues = Issues::default();
+    let email = issues.email("email", body.email.as_deref(), true);
+    let role = parse_role(&mut issues, body.role.as_deref());
+    let name = issues.optional_text("name", body.name.as_deref(), 100);
+    issues.finish(())?;
+    let (Some(email), Some(role)) = (email, role) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    let actor = MemberActor {
+        user_id: &session.user.id,
+        role: actor_role,
+        client: &client,
+    };
+    let change = match state.store.user_by_email(&email).await? {
+        Some(existing) => {
+            state
+                .store
+                .add_member(&workspace_id, Some(&existing.id), None, role, &actor)
+                .await?
+        }
+        None => {
+            // A new user needs a password; check it only now so existing users need none.
+            let mut issues = Issues::default();
+            let password = issues.password("password", body.password.as_deref());
+            issues.finish(())?;
+            let hash = password::hash(password.unwrap_or_default()).await?;
+            let default_name = email.split('@').next().unwrap_or("").to_owned();
+            let new_user = NewUser {
+                email: &email,
+                name: name.as_deref().unwrap_or(&default_name),
+                password_hash: &hash,
+            };
+            state
+                .store
+                .add_member(&workspace_id, None, Some(&new_user), role, &actor)
+                .await?
+        }
+    };
+    let member = outcome(change)?.ok_or_else(|| ApiError::internal("added member not found"))?;
+    Ok((StatusCode::CREATED, Json(member)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRole {
+    role: Option<String>,
+}
+
+pub async fn change_role(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Path((workspace_id, user_id)): Path<(String, String)>,
+    Json(body): Json<ChangeRole>,
+) -> Result<Json<Member>, ApiError> {
+    let actor_role = caller_role(&state, &workspace_id, &session).await?;
+    can_list_members(actor_role).map_err(|_| not_a_manager())?;
+    let mut issues = Issues::default();
+    let role = parse_role(&mut issues, body.role.as_deref());
+    let role = issues
+        .finish(role)?
+        .ok_or_else(|| ApiError::internal("validated role missing"))?;
+    let actor = MemberActor {
+        user_id: &session.user.id,
+        role: actor_role,
+        client: &client,
+    };
+    let change = state
+        .store
+        .change_member_role(&workspace_id, &user_id, role, &actor)
+        .await?;
+    let member = outcome(change)?.ok_or_else(|| ApiError::internal("changed member not found"))?;
+    Ok(Json(member))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Path((workspace_id, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let actor_role = caller_role(&state, &workspace_id, &session).await?;
+    can_list_members(actor_role).map_err(|_| not_a_manager())?;
+    let actor = MemberActor {
+        user_id: &session.user.id,
+        role: actor_role,
+        client: &client,
+    };
+    outcome(
+        state
+            .store
+            .remove_member(&workspace_id, &user_id, &actor)
+            .await?,
+    )?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,63 @@
+//! Route tables. Each submodule is one resource; this file is the map of the API.
+
+mod api_keys;
+mod auth;
+mod leads;
+mod me;
+mod members;
+mod operations;
+mod workspaces;
+
+use super::AppState;
+use axum::routing::{get, post};
+use axum::Router;
+
+/// /app/v1: the dashboard, authenticated by session (`SessionUser` extractor).
+pub fn dashboard() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/session", get(auth::session))
+        .route("/workspaces", post(workspaces::create))
+        .route(
+            "/workspaces/{workspace_id}/members",
+            get(members::list).post(members::add),
+        )
+        .route(
+            "/workspaces/{workspace_id}/members/{user_id}",
+            axum::routing::patch(members::change_role).delete(members::remove),
+        )
+        .route(
+            "/workspaces/{workspace_id}/api-keys",
+            get(api_keys::list).post(api_keys::create),
+        )
+        .route(
+            "/workspaces/{workspace_id}/api-keys/{key_id}",
+            get(api_keys::get),
+        )
+        .route(
+            "/workspaces/{workspace_id}/api-keys/{key_id}/revoke",
+            post(api_keys::revoke),
+        )
+}
+
+/// /api/v1: integrators, authenticated by `x-api-key` in a middleware before any handler.
+pub fn api(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/me", get(me::me))
+        .route("/leads", get(leads::list).post(leads::create))
+        .route(
+            "/leads/{lead_id}",
+            get(leads::get).patch(leads::update).delete(leads::delete),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            super::api_key_auth::require_api_key,
+        ))
+}
+
+pub fn operations() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(operations::healthz))
+        .route("/readyz", get(operations::readyz))
+}

@@ -1,0 +1,51 @@
+use crate::error::ApiError;
+use crate::http::extract::Json;
+use crate::http::session_auth::SessionUser;
+use crate::http::AppState;
+use crate::permissions::Role;
+use crate::store::{ClientInfo, Workspace};
+use crate::validate::Issues;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+/// The caller's role in the workspace of the path. Not being a member is `workspace_mismatch`,
+/// whether or not the workspace exists, so ids of other workspaces cannot be probed.
+pub(super) async fn caller_role(
+    state: &AppState,
+    workspace_id: &str,
+    session: &SessionUser,
+) -> Result<Role, ApiError> {
+    state
+        .store
+        .role_in(workspace_id, &session.user.id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "workspace_mismatch",
+                "You are not a member of this workspace; check the workspace id in the URL.",
+            )
+        })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    name: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Json(body): Json<CreateWorkspace>,
+) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    let mut issues = Issues::default();
+    let name = issues.required_text("name", body.name.as_deref(), 100);
+    issues.finish(())?;
+    let workspace = state
+        .store
+        .create_workspace(&name, &session.user.id, &client)
+        .await?;
+    Ok((StatusCode::CREATED, Json(workspace)))
+}

@@ -1,0 +1,66 @@
+//! Dashboard authentication: `Authorization: Bearer <session token>`. API keys never open
+//! /app/v1, so a leaked key cannot mint, list or revoke keys.
+
+use super::{AppState, X_API_KEY};
+use crate::error::{ApiError, Realm};
+use crate::session_token;
+use crate::store::User;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+pub struct SessionUser {
+    pub user: User,
+    pub token_digest: [u8; 32],
+}
+
+fn unauthorized(reason: &'static str, message: &str) -> ApiError {
+    ApiError::Unauthorized {
+        realm: Realm::Bearer,
+        reason,
+        message: message.to_owned(),
+    }
+}
+
+impl FromRequestParts<AppState> for SessionUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            if parts.headers.contains_key(&X_API_KEY) {
+                return Err(unauthorized(
+                    "api_key_not_accepted",
+                    "API keys cannot be used on /app/v1; sign in and send Authorization: Bearer <session token>.",
+                ));
+            }
+            return Err(unauthorized(
+                "missing_session",
+                "Sign in first, then send Authorization: Bearer <session token>.",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let Some(digest) = token.and_then(session_token::parse) else {
+            return Err(unauthorized(
+                "malformed_session",
+                "The Authorization header must be 'Bearer ' followed by the token from /app/v1/auth/login.",
+            ));
+        };
+        match state.store.session_user(&digest).await? {
+            Some(user) => Ok(SessionUser {
+                user,
+                token_digest: digest,
+            }),
+            None => Err(unauthorized(
+                "invalid_session",
+                "This session has expired or was ended; sign in again.",
+            )),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+use clap::Parser;
+use heffl_api::config::Cli;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A missing .env is normal; settings then come from the environment and flags.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    heffl_api::telemetry::init(cli.config.log_format);
+    heffl_api::cli::run(cli).await
+}

@@ -1,0 +1,168 @@
+use super::Store;
+use crate::ids;
+use crate::time::Timestamp;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Lead {
+    pub id: String,
+    #[serde(skip)]
+    pub workspace_id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub mobile: Option<String>,
+    pub title: Option<String>,
+    pub owner_id: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Validated fields of a lead; for updates, `None` leaves the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct LeadFields {
+    pub name: Option<String>,
+    pub email: Option<Option<String>>,
+    pub mobile: Option<Option<String>>,
+    pub title: Option<Option<String>>,
+}
+
+const LEAD_COLUMNS: &str =
+    "SELECT id, workspace_id, name, email, mobile, title, owner_id, created_at, updated_at FROM leads";
+
+impl Store {
+    /// One page, newest first; `owner` restricts it to one user's leads (a member's boundary).
+    pub async fn list_leads(
+        &self,
+        workspace_id: &str,
+        owner: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Lead>, i64), sqlx::Error> {
+        let owner_clause = if owner.is_some() {
+            " AND owner_id = $2"
+        } else {
+            ""
+        };
+        let (limit_param, offset_param) = if owner.is_some() { (3, 4) } else { (2, 3) };
+        let page_sql = format!(
+            "{LEAD_COLUMNS} WHERE workspace_id = $1{owner_clause} \
+             ORDER BY created_at DESC, id DESC LIMIT ${limit_param} OFFSET ${offset_param}"
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM leads WHERE workspace_id = $1{owner_clause}");
+        let mut page = sqlx::query_as::<_, Lead>(&page_sql).bind(workspace_id);
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(workspace_id);
+        if let Some(owner) = owner {
+            page = page.bind(owner);
+            count = count.bind(owner);
+        }
+        let items = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        let total = count.fetch_one(self.pool()).await?;
+        Ok((items, total))
+    }
+
+    pub async fn create_lead(
+        &self,
+        workspace_id: &str,
+        owner_id: &str,
+        fields: LeadFields,
+    ) -> Result<Lead, sqlx::Error> {
+        let now = Timestamp::now();
+        let lead = Lead {
+            id: ids::new_id(ids::LEAD),
+            workspace_id: workspace_id.to_owned(),
+            name: fields.name.unwrap_or_default(),
+            email: fields.email.flatten(),
+            mobile: fields.mobile.flatten(),
+            title: fields.title.flatten(),
+            owner_id: owner_id.to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO leads (id, workspace_id, owner_id, name, email, mobile, title, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&lead.id)
+        .bind(&lead.workspace_id)
+        .bind(&lead.owner_id)
+        .bind(&lead.name)
+        .bind(&lead.email)
+        .bind(&lead.mobile)
+        .bind(&lead.title)
+        .bind(lead.created_at)
+        .bind(lead.updated_at)
+        .execute(self.pool())
+        .await?;
+        Ok(lead)
+    }
+
+    pub async fn get_lead(
+        &self,
+        workspace_id: &str,
+        lead_id: &str,
+    ) -> Result<Option<Lead>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "{LEAD_COLUMNS} WHERE workspace_id = $1 AND id = $2"
+        ))
+        .bind(workspace_id)
+        .bind(lead_id)
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    /// Whether a lead with this id exists in any workspace. Only used to choose between 403
+    /// `workspace_mismatch` and 404 after the workspace-filtered lookup found nothing; it
+    /// returns no data of the other workspace.
+    pub async fn lead_exists_elsewhere(&self, lead_id: &str) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM leads WHERE id = $1")
+            .bind(lead_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(found.is_some())
+    }
+
+    pub async fn update_lead(
+        &self,
+        workspace_id: &str,
+        lead_id: &str,
+        fields: LeadFields,
+    ) -> Result<Option<Lead>, sqlx::Error> {
+        // Absent fields keep their value; the flags say which optional fields were sent.
+        sqlx::query_as(
+            "UPDATE leads SET \
+             name = COALESCE($1, name), \
+             email = CASE WHEN $2 = 1 THEN $3 ELSE email END, \
+             mobile = CASE WHEN $4 = 1 THEN $5 ELSE mobile END, \
+             title = CASE WHEN $6 = 1 THEN $7 ELSE title END, \
+             updated_at = $8 \
+             WHERE workspace_id = $9 AND id = $10 \
+             RETURNING id, workspace_id, name, email, mobile, title, owner_id, created_at, updated_at",
+        )
+        .bind(fields.name)
+        .bind(i64::from(fields.email.is_some()))
+        .bind(fields.email.flatten())
+        .bind(i64::from(fields.mobile.is_some()))
+        .bind(fields.mobile.flatten())
+        .bind(i64::from(fields.title.is_some()))
+        .bind(fields.title.flatten())
+        .bind(Timestamp::now())
+        .bind(workspace_id)
+        .bind(lead_id)
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    pub async fn delete_lead(
+        &self,
+        workspace_id: &str,
+        lead_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let result = sqlx::query("DELETE FROM leads WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(lead_id)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}

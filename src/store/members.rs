@@ -1,0 +1,241 @@
+use super::{insert_user, record_audit, Actor, AuditEntry, ClientInfo, NewUser, Store, Tx};
+use crate::permissions::{can_manage_member, Role};
+use crate::time::Timestamp;
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub joined_at: Timestamp,
+}
+
+/// Who is asking to change the membership list, with their current role.
+pub struct MemberActor<'a> {
+    pub user_id: &'a str,
+    pub role: Role,
+    pub client: &'a ClientInfo,
+}
+
+#[derive(Debug)]
+pub enum MemberChange {
+    Done(Option<Member>),
+    NotMember,
+    AlreadyMember,
+    LastOwner,
+    Forbidden,
+}
+
+const MEMBER_COLUMNS: &str =
+    "SELECT m.user_id, u.email, u.name, m.role, m.created_at AS joined_at \
+     FROM memberships m JOIN users u ON u.id = m.user_id";
+
+async fn member_in_tx(
+    tx: &mut Tx<'_>,
+    workspace_id: &str,
+    user_id: &str,
+) -> Result<Option<Member>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{MEMBER_COLUMNS} WHERE m.workspace_id = $1 AND m.user_id = $2"
+    ))
+    .bind(workspace_id)
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+impl Store {
+    pub async fn list_members(&self, workspace_id: &str) -> Result<Vec<Member>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "{MEMBER_COLUMNS} WHERE m.workspace_id = $1 ORDER BY m.created_at, m.user_id"
+        ))
+        .bind(workspace_id)
+        .fetch_all(self.pool())
+        .await
+    }
+
+    /// Adds a member: an existing user by id, or a new user created in the same transaction.
+    pub async fn add_member(
+        &self,
+        workspace_id: &str,
+        existing_user_id: Option<&str>,
+        new_user: Option<&NewUser<'_>>,
+        role: Role,
+        actor: &MemberActor<'_>,
+    ) -> Result<MemberChange, sqlx::Error> {
+        if can_manage_member(actor.role, None, Some(role)).is_err() {
+            return Ok(MemberChange::Forbidden);
+        }
+        let mut tx = self.pool().begin().await?;
+        let user_id = match (existing_user_id, new_user) {
+            (Some(id), _) => id.to_owned(),
+            (None, Some(new_user)) => match insert_user(&mut tx, new_user).await {
+                Ok(user) => user.id,
+                // Someone registered the email a moment ago.
+                Err(err) if super::is_unique_violation(&err) => {
+                    return Ok(MemberChange::AlreadyMember)
+                }
+                Err(err) => return Err(err),
+            },
+            (None, None) => return Ok(MemberChange::NotMember),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (workspace_id, user_id) DO NOTHING",
+        )
+        .bind(workspace_id)
+        .bind(&user_id)
+        .bind(role.as_str())
+        .bind(Timestamp::now())
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(MemberChange::AlreadyMember);
+        }
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor: Actor::User(actor.user_id),
+                action: "member.added",
+                target_type: "user",
+                target_id: &user_id,
+                details: Some(json!({ "role": role })),
+            },
+            actor.client,
+        )
+        .await?;
+        let member = member_in_tx(&mut tx, workspace_id, &user_id).await?;
+        tx.commit().await?;
+        Ok(MemberChange::Done(member))
+    }
+
+    pub async fn change_member_role(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        new_role: Role,
+        actor: &MemberActor<'_>,
+    ) -> Result<MemberChange, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let current = match self
+            .guard_owner_change(&mut tx, workspace_id, user_id, Some(new_role), actor)
+            .await?
+        {
+            Ok(current) => current,
+            Err(refusal) => return Ok(refusal),
+        };
+        if current != new_role {
+            sqlx::query(
+                "UPDATE memberships SET role = $1 WHERE workspace_id = $2 AND user_id = $3",
+            )
+            .bind(new_role.as_str())
+            .bind(workspace_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            record_audit(
+                &mut tx,
+                AuditEntry {
+                    workspace_id: Some(workspace_id),
+                    actor: Actor::User(actor.user_id),
+                    action: "member.role_changed",
+                    target_type: "user",
+                    target_id: user_id,
+                    details: Some(json!({ "from": current, "to": new_role })),
+                },
+                actor.client,
+            )
+            .await?;
+        }
+        let member = member_in_tx(&mut tx, workspace_id, user_id).await?;
+        tx.commit().await?;
+        Ok(MemberChange::Done(member))
+    }
+
+    /// Removes the membership and revokes the user's keys in that workspace, together.
+    pub async fn remove_member(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        actor: &MemberActor<'_>,
+    ) -> Result<MemberChange, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        if let Err(refusal) = self
+            .guard_owner_change(&mut tx, workspace_id, user_id, None, actor)
+            .await?
+        {
+            return Ok(refusal);
+        }
+        sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+            .bind(workspace_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let revoked = super::revoke_keys_of_user(
+            &mut tx,
+            user_id,
+            Some(workspace_id),
+            "owner_removed",
+            Timestamp::now(),
+        )
+        .await?;
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor: Actor::User(actor.user_id),
+                action: "member.removed",
+                target_type: "user",
+                target_id: user_id,
+                details: Some(json!({ "revokedKeys": revoked })),
+            },
+            actor.client,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(MemberChange::Done(None))
+    }
+
+    /// Checks, under lock, that the change is allowed and leaves the workspace an owner.
+    /// `new_role` is `None` for a removal. Returns the member's current role.
+    async fn guard_owner_change(
+        &self,
+        tx: &mut Tx<'_>,
+        workspace_id: &str,
+        user_id: &str,
+        new_role: Option<Role>,
+        actor: &MemberActor<'_>,
+    ) -> Result<Result<Role, MemberChange>, sqlx::Error> {
+        let owners: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT user_id FROM memberships WHERE workspace_id = $1 AND role = 'owner'{}",
+            self.backend().for_update()
+        ))
+        .bind(workspace_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+        )
+        .bind(workspace_id)
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(current) = current.as_deref().and_then(Role::parse) else {
+            return Ok(Err(MemberChange::NotMember));
+        };
+        if can_manage_member(actor.role, Some(current), new_role).is_err() {
+            return Ok(Err(MemberChange::Forbidden));
+        }
+        let loses_owner = current == Role::Owner && new_role != Some(Role::Owner);
+        if loses_owner && owners.len() <= 1 {
+            return Ok(Err(MemberChange::LastOwner));
+        }
+        Ok(Ok(current))
+    }
+}

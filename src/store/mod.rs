@@ -1,0 +1,149 @@
+//! The storage interface. One `Store` serves both databases through sqlx's `Any` driver: the
+//! SQL is written once in the dialect both share (`$n` parameters, `RETURNING`, `ON CONFLICT`),
+//! each database keeps its own migrations, and the few real differences are `Backend` methods.
+//! Every query of workspace data names its workspace in the WHERE clause.
+
+mod api_keys;
+mod audit;
+mod leads;
+mod members;
+mod sessions;
+mod users;
+mod workspaces;
+
+pub use api_keys::*;
+pub use audit::*;
+pub use leads::*;
+pub use members::*;
+pub use users::*;
+pub use workspaces::*;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// Row locks for read-check-write sequences (the last-owner rule). SQLite needs none: it
+    /// takes the database write lock, and a stale snapshot fails with SQLITE_BUSY instead.
+    fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("DATABASE_URL must start with sqlite:// or postgres://")]
+    UnknownScheme,
+    #[error("DATABASE_URL is not a valid database URL: {0}")]
+    InvalidUrl(sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Builds the pool without connecting: start-up and `/readyz` find out whether the database
+    /// answers, and the pool reconnects by itself when it comes back.
+    pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<Store, ConnectError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url).ok_or(ConnectError::UnknownScheme)?;
+        let url = match backend {
+            // Create the file on first run unless the operator chose a mode.
+            Backend::Sqlite if !url.contains("mode=") => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(ConnectError::InvalidUrl)?;
+        let statement_timeout_ms = settings.statement_timeout.as_millis();
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                let setup = match backend {
+                    Backend::Sqlite => format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                         PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {statement_timeout_ms};"
+                    ),
+                    Backend::Postgres => format!(
+                        "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = {statement_timeout_ms};"
+                    ),
+                };
+                Box::pin(async move {
+                    conn.execute(sqlx::raw_sql(&setup)).await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        Ok(Store { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A transaction on whichever database is in use.
+pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}

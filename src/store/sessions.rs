@@ -1,0 +1,50 @@
+use super::{Store, User};
+use crate::time::Timestamp;
+
+impl Store {
+    /// Stores only the token's SHA-256: a copy of the table opens no session.
+    pub async fn create_session(
+        &self,
+        token_digest: &[u8; 32],
+        user_id: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), sqlx::Error> {
+        let now = Timestamp::now();
+        // Expired rows are swept here, where sessions are made, rather than by a timer.
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_digest.as_slice())
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The user behind a live session of an enabled account.
+    pub async fn session_user(&self, token_digest: &[u8; 32]) -> Result<Option<User>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT u.id, u.email, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_digest = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
+        )
+        .bind(token_digest.as_slice())
+        .bind(Timestamp::now())
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    pub async fn delete_session(&self, token_digest: &[u8; 32]) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM sessions WHERE token_digest = $1")
+            .bind(token_digest.as_slice())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

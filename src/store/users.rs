@@ -1,0 +1,178 @@
+use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, Workspace};
+use crate::ids;
+use crate::permissions::Role;
+use crate::time::Timestamp;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+}
+
+/// What a login needs to check; never leaves the server.
+#[derive(sqlx::FromRow)]
+pub struct LoginRecord {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub disabled_at: Option<Timestamp>,
+}
+
+impl LoginRecord {
+    pub fn user(&self) -> User {
+        User {
+            id: self.id.clone(),
+            email: self.email.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub name: &'a str,
+    pub password_hash: &'a str,
+}
+
+/// Emails are unique whatever their case; the address is kept as typed for display.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+pub(super) async fn insert_user(tx: &mut Tx<'_>, new: &NewUser<'_>) -> Result<User, sqlx::Error> {
+    let user = User {
+        id: ids::new_id(ids::USER),
+        email: new.email.trim().to_owned(),
+        name: new.name.to_owned(),
+    };
+    sqlx::query(
+        "INSERT INTO users (id, email, email_normalized, name, password_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(normalize_email(new.email))
+    .bind(&user.name)
+    .bind(new.password_hash)
+    .bind(Timestamp::now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(user)
+}
+
+pub enum BootstrapOutcome {
+    Created { workspace: Workspace, user: User },
+    EmailTaken,
+}
+
+impl Store {
+    pub async fn login_record(&self, email: &str) -> Result<Option<LoginRecord>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, email, name, password_hash, disabled_at FROM users \
+             WHERE email_normalized = $1",
+        )
+        .bind(normalize_email(email))
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, sqlx::Error> {
+        sqlx::query_as("SELECT id, email, name FROM users WHERE email_normalized = $1")
+            .bind(normalize_email(email))
+            .fetch_optional(self.pool())
+            .await
+    }
+
+    /// Creates a workspace, its first user and the owner membership together, or nothing.
+    pub async fn bootstrap(
+        &self,
+        workspace_name: &str,
+        owner: &NewUser<'_>,
+    ) -> Result<BootstrapOutcome, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let user = match insert_user(&mut tx, owner).await {
+            Ok(user) => user,
+            Err(err) if super::is_unique_violation(&err) => {
+                return Ok(BootstrapOutcome::EmailTaken)
+            }
+            Err(err) => return Err(err),
+        };
+        let workspace =
+            super::insert_workspace(&mut tx, workspace_name, &user.id, Role::Owner).await?;
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: Some(&workspace.id),
+                actor: Actor::System,
+                action: "workspace.bootstrapped",
+                target_type: "user",
+                target_id: &user.id,
+                details: None,
+            },
+            &ClientInfo::default(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(BootstrapOutcome::Created { workspace, user })
+    }
+
+    /// Disabling ends the user's sessions and revokes their keys in the same transaction, so no
+    /// credential of a disabled user outlives the command. Returns `None` for an unknown email.
+    pub async fn set_user_disabled(
+        &self,
+        email: &str,
+        disabled: bool,
+    ) -> Result<Option<(User, u64)>, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let now = Timestamp::now();
+        let user: Option<User> = if disabled {
+            sqlx::query_as(
+                "UPDATE users SET disabled_at = COALESCE(disabled_at, $1) \
+                 WHERE email_normalized = $2 RETURNING id, email, name",
+            )
+            .bind(now)
+        } else {
+            sqlx::query_as(
+                "UPDATE users SET disabled_at = NULL WHERE email_normalized = $1 \
+                 RETURNING id, email, name",
+            )
+        }
+        .bind(normalize_email(email))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let mut revoked = 0;
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(&user.id)
+                .execute(&mut *tx)
+                .await?;
+            revoked =
+                super::revoke_keys_of_user(&mut tx, &user.id, None, "user_disabled", now).await?;
+        }
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: None,
+                actor: Actor::System,
+                action: if disabled {
+                    "user.disabled"
+                } else {
+                    "user.enabled"
+                },
+                target_type: "user",
+                target_id: &user.id,
+                details: None,
+            },
+            &ClientInfo::default(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some((user, revoked)))
+    }
+}

@@ -1,0 +1,107 @@
+use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
+use crate::ids;
+use crate::permissions::Role;
+use crate::time::Timestamp;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct WorkspaceWithRole {
+    pub id: String,
+    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+}
+
+pub(super) async fn insert_workspace(
+    tx: &mut Tx<'_>,
+    name: &str,
+    first_member: &str,
+    role: Role,
+) -> Result<Workspace, sqlx::Error> {
+    let workspace = Workspace {
+        id: ids::new_id(ids::WORKSPACE),
+        name: name.to_owned(),
+        created_at: Timestamp::now(),
+    };
+    sqlx::query("INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(&workspace.id)
+        .bind(&workspace.name)
+        .bind(workspace.created_at)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&workspace.id)
+    .bind(first_member)
+    .bind(role.as_str())
+    .bind(workspace.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(workspace)
+}
+
+impl Store {
+    /// The creator becomes the owner, in the same transaction.
+    pub async fn create_workspace(
+        &self,
+        name: &str,
+        owner_id: &str,
+        client: &ClientInfo,
+    ) -> Result<Workspace, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let workspace = insert_workspace(&mut tx, name, owner_id, Role::Owner).await?;
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: Some(&workspace.id),
+                actor: Actor::User(owner_id),
+                action: "workspace.created",
+                target_type: "workspace",
+                target_id: &workspace.id,
+                details: None,
+            },
+            client,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(workspace)
+    }
+
+    pub async fn workspaces_of(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<WorkspaceWithRole>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT w.id, w.name, m.role FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+             WHERE m.user_id = $1 ORDER BY w.created_at, w.id",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+    }
+
+    /// The user's current role in the workspace; `None` when they are not a member.
+    pub async fn role_in(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Role>, sqlx::Error> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+        )
+        .bind(workspace_id)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(role.as_deref().and_then(Role::parse))
+    }
+}
