@@ -39,7 +39,7 @@ pub fn encode_u32_padded(value: u32, width: usize) -> String {
     }
     let digits = &digits[start..];
     let mut out = String::with_capacity(width.max(digits.len()));
-    out.extend(std::iter::repeat('0').take(width.saturating_sub(digits.len())));
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
     out.extend(digits.iter().copied().map(char::from));
     out
 }

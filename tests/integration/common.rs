@@ -1,0 +1,394 @@
+#![allow(dead_code)] // shared by many test modules; each uses a part
+//! The test harness: every test gets its own database (a SQLite file, or a fresh PostgreSQL
+//! database) and a real server on a random port, and talks to it over real HTTP.
+
+use heffl_api::config::Config;
+use heffl_api::http::{serve_until, AppState};
+use heffl_api::store::{BootstrapOutcome, NewUser, PoolSettings, Store};
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The PostgreSQL server the tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("HEFFL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// In CI a missing PostgreSQL fails the run; on a laptop its tests are skipped with a notice.
+pub fn postgres_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("HEFFL_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A database made for one test; dropped (Postgres) or deleted (SQLite) afterwards.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn create(db: Db) -> Option<TestDb> {
+        match db {
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("heffl.db").display());
+                Some(TestDb {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                })
+            }
+            Db::Postgres => {
+                let admin = postgres_admin_url();
+                let connected = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    sqlx::PgConnection::connect(&admin),
+                )
+                .await;
+                let mut conn = match connected {
+                    Ok(Ok(conn)) => conn,
+                    other => {
+                        let why = match other {
+                            Ok(Err(err)) => err.to_string(),
+                            _ => "timed out".to_owned(),
+                        };
+                        if postgres_required() {
+                            panic!("PostgreSQL is required (CI) but {admin} is unreachable: {why}");
+                        }
+                        eprintln!("SKIPPED: PostgreSQL at {admin} is unreachable ({why})");
+                        return None;
+                    }
+                };
+                let name = format!(
+                    "heffl_t_{}",
+                    heffl_api::base62::random_string(16).to_lowercase()
+                );
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let _ = conn.close().await;
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                Some(TestDb {
+                    url: format!("{base}/{name}"),
+                    pg_name: Some(name),
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        let admin = postgres_admin_url();
+        // Drop runs inside a runtime; a thread with its own runtime may block on the cleanup.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Configuration for tests: generous login throttle so that only the throttle test trips it.
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::defaults();
+    config.database_url = database_url.to_owned();
+    config.bind = "127.0.0.1:0".parse().expect("addr");
+    config.login_attempts_per_minute = 10_000;
+    config.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
+pub async fn open_store(config: &Config) -> Store {
+    let settings = PoolSettings {
+        max_connections: config.db_max_connections,
+        acquire_timeout: config.db_acquire_timeout,
+        statement_timeout: config.db_statement_timeout,
+    };
+    let store = Store::connect_lazy(&config.database_url, &settings).expect("store");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub db: Db,
+    pub base: String,
+    pub client: Client,
+    pub store: Store,
+    pub config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    // Last field: dropped after the server is stopped.
+    _test_db: TestDb,
+}
+
+/// A signed-in user, with the workspace they were created for.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user_id: String,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+    pub workspace_id: String,
+}
+
+/// A key as the create response showed it.
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    pub id: String,
+    pub key: String,
+}
+
+impl TestApp {
+    pub async fn start(db: Db) -> Option<TestApp> {
+        TestApp::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        let test_db = TestDb::create(db).await?;
+        let mut config = test_config(&test_db.url);
+        adjust(&mut config);
+        let store = open_store(&config).await;
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let state = AppState::new(store.clone(), config.clone());
+        let server = tokio::spawn(async move {
+            let _ = serve_until(state, listener, async {
+                let _ = stop.await;
+            })
+            .await;
+        });
+        Some(TestApp {
+            db,
+            base,
+            client: Client::new(),
+            store,
+            config,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            _test_db: test_db,
+        })
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.store.close().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn send(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Sends a request to /api/v1 with an `x-api-key` header.
+    pub async fn send_with_key(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .header("x-api-key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Creates a workspace and its owner through the store (as `heffl-api bootstrap` does),
+    /// then signs in over HTTP.
+    pub async fn bootstrap(&self, workspace: &str, email: &str) -> Account {
+        let password = format!("pw-{}", heffl_api::base62::random_string(16));
+        let hash = heffl_api::password::hash(password.clone()).await.expect("hash");
+        let outcome = self
+            .store
+            .bootstrap(
+                workspace,
+                &NewUser {
+                    email,
+                    name: "Owner",
+                    password_hash: &hash,
+                },
+            )
+            .await
+            .expect("bootstrap");
+        let BootstrapOutcome::Created { workspace, user } = outcome else {
+            panic!("email taken: {email}");
+        };
+        let token = self.login(email, &password).await;
+        Account {
+            user_id: user.id,
+            email: email.to_owned(),
+            password,
+            token,
+            workspace_id: workspace.id,
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self
+            .send(
+                Method::POST,
+                "/app/v1/auth/login",
+                None,
+                Some(json!({ "email": email, "password": password })),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {email}");
+        let body: Value = response.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Adds a new user to the owner's workspace with `role` and signs them in.
+    pub async fn add_member(&self, owner: &Account, email: &str, role: &str) -> Account {
+        let password = format!("pw-{}", heffl_api::base62::random_string(16));
+        let response = self
+            .send(
+                Method::POST,
+                &format!("/app/v1/workspaces/{}/members", owner.workspace_id),
+                Some(&owner.token),
+                Some(json!({ "email": email, "role": role, "name": email, "password": password })),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "add member {email}");
+        let body: Value = response.json().await.expect("json");
+        let token = self.login(email, &password).await;
+        Account {
+            user_id: body["userId"].as_str().expect("userId").to_owned(),
+            email: email.to_owned(),
+            password,
+            token,
+            workspace_id: owner.workspace_id.clone(),
+        }
+    }
+
+    pub async fn create_key(&self, account: &Account, name: &str) -> CreatedKey {
+        let response = self
+            .send(
+                Method::POST,
+                &format!("/app/v1/workspaces/{}/api-keys", account.workspace_id),
+                Some(&account.token),
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "create key");
+        let body: Value = response.json().await.expect("json");
+        CreatedKey {
+            id: body["id"].as_str().expect("id").to_owned(),
+            key: body["key"].as_str().expect("key").to_owned(),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Reads a response as (status, JSON body); a non-JSON body fails the test.
+pub async fn parts(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = response.text().await.expect("body");
+    if text.is_empty() {
+        return (status, Value::Null);
+    }
+    assert!(
+        content_type.starts_with("application/json"),
+        "non-JSON body ({content_type}) with {status}: {text}"
+    );
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON {e}: {text}"));
+    (status, body)
+}
+
+/// Asserts the SPEC §4 error shape with the given status, code and (if any) reason.
+pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str, reason: Option<&str>) {
+    assert_eq!(status, expected, "status; body: {body}");
+    assert_eq!(body["error"]["code"], code, "code; body: {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message; body: {body}");
+    if let Some(reason) = reason {
+        assert_eq!(body["error"]["details"]["reason"], reason, "reason; body: {body}");
+    }
+}
+
+/// Generates one `#[tokio::test]` per database for each named `async fn(TestApp)`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::start($crate::common::Db::Sqlite).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::start($crate::common::Db::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
