@@ -1,9 +1,9 @@
 //! The operator commands. Each reads the same configuration as `serve`.
 
-use crate::config::{Cli, Command, Config, UsersCommand};
+use crate::config::{Cli, Command, Config, KeysCommand, UsersCommand};
 use crate::http::{self, AppState};
 use crate::password;
-use crate::store::{BootstrapOutcome, NewUser, PoolSettings, Store};
+use crate::store::{BootstrapOutcome, ClientInfo, NewUser, PoolSettings, StatusFilter, Store};
 use crate::validate::Issues;
 use std::io::Read;
 use std::process::ExitCode;
@@ -44,6 +44,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             password_stdin,
         } => bootstrap(&config, &workspace, &email, name.as_deref(), password_stdin).await,
         Command::Users { command } => users(&config, command).await,
+        Command::Keys { command } => keys(&config, command).await,
     }
 }
 
@@ -163,4 +164,49 @@ async fn users(config: &Config, command: UsersCommand) -> Result<(), CliError> {
     });
     println!("{line}");
     Ok(())
+}
+
+async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
+    let store = open_store(config).await?;
+    let result = run_keys(&store, command).await;
+    store.close().await;
+    result
+}
+
+async fn run_keys(store: &Store, command: KeysCommand) -> Result<(), CliError> {
+    let db_error = |e: sqlx::Error| fail(format!("database error: {e}"));
+    match command {
+        KeysCommand::List { workspace } => {
+            let keys = store
+                .list_api_keys(&workspace, None, StatusFilter::All)
+                .await
+                .map_err(db_error)?;
+            for key in keys {
+                let line = serde_json::to_string(&key).map_err(|e| fail(e.to_string()))?;
+                println!("{line}");
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { key_id, reason } => {
+            let workspace = store
+                .workspace_of_key(&key_id)
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| fail(format!("no API key with the id {key_id}")))?;
+            let revoked = store
+                .revoke_api_key(&workspace, &key_id, None, &reason, &ClientInfo::default())
+                .await
+                .map_err(db_error)?;
+            let (record, newly_revoked) =
+                revoked.ok_or_else(|| fail(format!("no API key with the id {key_id}")))?;
+            let line = serde_json::json!({
+                "id": record.id,
+                "status": record.status,
+                "revokedAt": record.revoked_at,
+                "alreadyRevoked": !newly_revoked,
+            });
+            println!("{line}");
+            Ok(())
+        }
+    }
 }

@@ -43,6 +43,27 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Inspect and revoke API keys when the dashboard is out of reach.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List a workspace's keys (all statuses), one JSON object per line.
+    List {
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Revoke a key by its id (key_...); idempotent.
+    Revoke {
+        key_id: String,
+        /// Recorded as the revoke reason.
+        #[arg(long, default_value = "operator")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
