@@ -177,6 +177,16 @@ async fn run_keys(store: &Store, command: KeysCommand) -> Result<(), CliError> {
     let db_error = |e: sqlx::Error| fail(format!("database error: {e}"));
     match command {
         KeysCommand::List { workspace } => {
+            // A mistyped id must not look like a workspace without keys.
+            let found: Option<String> =
+                sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
+                    .bind(&workspace)
+                    .fetch_optional(store.pool())
+                    .await
+                    .map_err(db_error)?;
+            if found.is_none() {
+                return Err(fail(format!("no workspace with the id {workspace}")));
+            }
             let keys = store
                 .list_api_keys(&workspace, None, StatusFilter::All)
                 .await

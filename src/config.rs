@@ -160,6 +160,45 @@ pub struct Config {
     #[arg(long, env = "HEFFL_REQUEST_TIMEOUT", value_name = "HEFFL_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub request_timeout: Duration,
 
+    /// Requests per minute per API key (0: no limit); a key's `rateLimitPerMinute` overrides it.
+    #[arg(
+        long,
+        env = "HEFFL_RATE_LIMIT_PER_MINUTE",
+        value_name = "HEFFL_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 60,
+        global = true
+    )]
+    pub rate_limit_per_minute: u32,
+
+    /// Failed API-key authentications per minute per client address before 429 (0: no limit).
+    #[arg(
+        long,
+        env = "HEFFL_AUTH_FAILURES_PER_MINUTE",
+        value_name = "HEFFL_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 60,
+        global = true
+    )]
+    pub auth_failures_per_minute: u32,
+
+    /// Longest a cached key verification may be served without the database (the backstop;
+    /// changes normally reach every instance within a second).
+    #[arg(long, env = "HEFFL_CACHE_TTL", value_name = "HEFFL_CACHE_TTL", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub cache_ttl: Duration,
+
+    /// Most key verifications kept in memory (0 turns the cache off).
+    #[arg(
+        long,
+        env = "HEFFL_CACHE_CAPACITY",
+        value_name = "HEFFL_CACHE_CAPACITY",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub cache_capacity: u64,
+
+    /// How often gathered key usage (lastUsedAt, request counts) is written to the database.
+    #[arg(long, env = "HEFFL_USAGE_FLUSH_INTERVAL", value_name = "HEFFL_USAGE_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub usage_flush_interval: Duration,
+
     /// How long to wait for in-flight requests at shutdown.
     #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,

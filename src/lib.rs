@@ -5,15 +5,19 @@
 
 pub mod api_key;
 pub mod base62;
+pub mod change_feed;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod key_cache;
 pub mod password;
 pub mod permissions;
+pub mod rate_limit;
 pub mod session_token;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod usage;
 pub mod validate;

@@ -1,17 +1,28 @@
 //! The `x-api-key` middleware for /api/v1. It turns the header into a `Principal` (the key's
 //! workspace, its creator and the creator's *current* role) or a SPEC §4 401, before any
-//! handler runs. Malformed keys are refused without touching the database.
+//! handler runs. Malformed keys are refused without touching the database, verified keys are
+//! served from the in-process cache (see `key_cache`), and each key's rate limit is applied.
 
-use super::{AppState, X_API_KEY};
+use super::{client_ip, AppState, X_API_KEY};
 use crate::api_key::{self, KeyRejection};
 use crate::error::{ApiError, Realm};
+use crate::key_cache::Lookup;
 use crate::permissions::Role;
-use crate::store::User;
-use axum::extract::{FromRequestParts, Request, State};
+use crate::rate_limit::Decision;
+use crate::store::{KeyPrincipalRow, User};
+use crate::time::Timestamp;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// Who a request with a valid key acts as.
 #[derive(Debug, Clone)]
@@ -37,16 +48,122 @@ pub async fn require_api_key(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match authenticate(&state, request.headers()).await {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            next.run(request).await
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let address = client_ip(request.headers(), peer, state.config.trust_forwarded_for)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    let now = Instant::now();
+    let row = match authenticate(&state, request.headers(), &address, now).await {
+        Ok(row) => row,
+        Err(error) => {
+            metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error")).increment(1);
+            return error.into_response();
         }
-        Err(error) => error.into_response(),
+    };
+    let decision = rate_limit(&state, &row, now);
+    if let Some(decision) = decision.filter(|d| !d.allowed) {
+        metrics::counter!("heffl_api_key_auth_total", "outcome" => "rate_limited").increment(1);
+        let mut response = ApiError::TooManyRequests {
+            reason: "rate_limited",
+            message: format!(
+                "This key may make {} requests per minute; retry in {} seconds.",
+                decision.limit, decision.reset_secs
+            ),
+            retry_after_secs: decision.reset_secs,
+        }
+        .into_response();
+        set_rate_limit_headers(response.headers_mut(), decision);
+        return response;
+    }
+    metrics::counter!("heffl_api_key_auth_total", "outcome" => "ok").increment(1);
+    state.usage.record(&row.key_id, Timestamp::now());
+    request.extensions_mut().insert(principal(&row));
+    let mut response = next.run(request).await;
+    if let Some(decision) = decision {
+        set_rate_limit_headers(response.headers_mut(), decision);
+    }
+    response
+}
+
+fn principal(row: &KeyPrincipalRow) -> Principal {
+    Principal {
+        key_id: row.key_id.clone(),
+        key_name: row.key_name.clone(),
+        workspace_id: row.workspace_id.clone(),
+        workspace_name: row.workspace_name.clone(),
+        user: User {
+            id: row.user_id.clone(),
+            email: row.user_email.clone(),
+            name: row.user_name.clone(),
+        },
+        // Checked in `authenticate`; a row without a role never gets here.
+        role: row.current_role().unwrap_or(Role::Viewer),
     }
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// `None` when no limit applies to this key.
+fn rate_limit(state: &AppState, row: &KeyPrincipalRow, now: Instant) -> Option<Decision> {
+    let limit = match row.rate_limit_per_minute {
+        Some(own) => u32::try_from(own).unwrap_or(u32::MAX),
+        None => state.config.rate_limit_per_minute,
+    };
+    (limit > 0).then(|| state.key_limits.check(&row.key_id, limit, now))
+}
+
+fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
+    headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(decision.limit));
+    headers.insert(
+        RATELIMIT_REMAINING.clone(),
+        HeaderValue::from(decision.remaining),
+    );
+    headers.insert(
+        RATELIMIT_RESET.clone(),
+        HeaderValue::from(decision.reset_secs),
+    );
+}
+
+/// A client address that keeps failing gets 429 for anything that would need the database or
+/// fails; keys already verified (cache hits) keep working, so a shared NAT is not locked out.
+fn failures_exhausted(state: &AppState, address: &str, now: Instant) -> bool {
+    let limit = state.config.auth_failures_per_minute;
+    limit > 0 && state.auth_failures.exhausted(address, limit, now)
+}
+
+fn throttled() -> ApiError {
+    ApiError::TooManyRequests {
+        reason: "auth_throttled",
+        message:
+            "Too many failed API-key attempts from this address; wait a minute and check the key."
+                .into(),
+        retry_after_secs: 60,
+    }
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    address: &str,
+    now: Instant,
+) -> Result<Arc<KeyPrincipalRow>, ApiError> {
+    let result = verify(state, headers, address, now).await;
+    if let Err(error) = &result {
+        let limit = state.config.auth_failures_per_minute;
+        if limit > 0 && matches!(error, ApiError::Unauthorized { .. }) {
+            state.auth_failures.check(address, limit, now);
+        }
+    }
+    result
+}
+
+async fn verify(
+    state: &AppState,
+    headers: &HeaderMap,
+    address: &str,
+    now: Instant,
+) -> Result<Arc<KeyPrincipalRow>, ApiError> {
     let mut values = headers.get_all(&X_API_KEY).iter();
     let Some(raw) = values.next() else {
         if headers.contains_key(header::AUTHORIZATION) {
@@ -74,39 +191,49 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
         };
         unauthorized(reason, rejection.message(expected_env))
     })?;
-    let Some(row) = state.store.key_principal(key.digest().as_bytes()).await? else {
-        return Err(unauthorized(
-            "invalid_api_key",
-            "This API key does not exist; check that you copied the whole key, or create a new one in Settings > Developer.",
-        ));
+    let digest = key.digest();
+    let cached = state.store.key_cache().get(digest.as_bytes());
+    let lookup = match cached {
+        Some(Lookup::Found(row)) => {
+            metrics::counter!("heffl_key_cache_total", "result" => "hit").increment(1);
+            Lookup::Found(row)
+        }
+        _ if failures_exhausted(state, address, now) => return Err(throttled()),
+        Some(Lookup::Unknown) => {
+            metrics::counter!("heffl_key_cache_total", "result" => "hit").increment(1);
+            Lookup::Unknown
+        }
+        None => {
+            metrics::counter!("heffl_key_cache_total", "result" => "miss").increment(1);
+            state.store.resolve_key(digest.as_bytes()).await?.0
+        }
     };
-    let role = row.current_role();
-    let revoked = row.revoked_at.is_some() || row.user_disabled_at.is_some() || role.is_none();
-    match role {
-        Some(role) if !revoked => Ok(Principal {
-            key_id: row.key_id,
-            key_name: row.key_name,
-            workspace_id: row.workspace_id,
-            workspace_name: row.workspace_name,
-            user: User {
-                id: row.user_id,
-                email: row.user_email,
-                name: row.user_name,
-            },
-            role,
-        }),
-        _ => Err(unauthorized(
+    let row = match lookup {
+        Lookup::Found(row) => row,
+        Lookup::Unknown => {
+            return Err(unauthorized(
+                "invalid_api_key",
+                "This API key does not exist; check that you copied the whole key, or create a new one in Settings > Developer.",
+            ))
+        }
+    };
+    let active =
+        row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.current_role().is_some();
+    if !active {
+        return Err(unauthorized(
             "revoked_api_key",
             "This API key has been revoked; create a new one in Settings > Developer.",
-        )),
+        ));
     }
+    Ok(row)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+        // Taken, not cloned: each handler extracts it once.
+        parts.extensions.remove::<Principal>().ok_or_else(|| {
             ApiError::internal("Principal extractor used outside the API-key middleware")
         })
     }

@@ -4,7 +4,7 @@
 use crate::error::{ApiError, FieldIssue};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -74,6 +74,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "The request body is empty; send a JSON object.",
         ));
     }
+    // Every body is an object. serde would take an array for a struct's fields in order
+    // (`["Acme"]` as `{"name": "Acme"}`), which no client means; refuse anything else.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::validation("body", "must be a JSON object"),
+                Err(err) => invalid_json(&err),
+            },
+        );
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -82,16 +92,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let field = if path == "." { "body".to_owned() } else { path };
             ApiError::Validation(vec![FieldIssue::new(&field, strip_position(&inner))])
         } else {
-            ApiError::bad_request(
-                "invalid_json",
-                format!(
-                    "The body is not valid JSON (line {}, column {}).",
-                    inner.line(),
-                    inner.column()
-                ),
-            )
+            invalid_json(&inner)
         }
     })
+}
+
+fn invalid_json(err: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(
+        "invalid_json",
+        format!(
+            "The body is not valid JSON (line {}, column {}).",
+            err.line(),
+            err.column()
+        ),
+    )
 }
 
 /// serde's messages end with " at line 1 column 9", which means nothing next to a field name.
@@ -137,6 +151,19 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // No id contains a control character; refusing them here keeps NUL bytes, which
+        // PostgreSQL rejects in text, from ever reaching a query.
+        if let Ok(raw) = RawPathParams::from_request_parts(parts, state).await {
+            if raw
+                .iter()
+                .any(|(_, value)| value.contains(char::is_control))
+            {
+                return Err(ApiError::bad_request(
+                    "invalid_path",
+                    "A path parameter contains control characters.",
+                ));
+            }
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Path(value))

@@ -2,7 +2,7 @@
 //! axum itself (405, 408 timeout, 413, a caught panic) get the SPEC §4 JSON shape.
 
 use crate::error::ApiError;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::any::Any;
 
@@ -20,10 +20,17 @@ where
     B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    let response = response.map(axum::body::Body::new);
+    let mut response = response.map(axum::body::Body::new);
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was refused unread, so the connection cannot carry another request; say so,
+        // or a client's pool reuses it and loses its next request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let is_json = response
         .headers()

@@ -2,6 +2,7 @@
 //! graceful shutdown.
 
 mod api_key_auth;
+mod background;
 mod client;
 mod extract;
 mod json_errors;
@@ -13,7 +14,10 @@ pub use api_key_auth::Principal;
 pub use client::client_ip;
 
 use crate::config::Config;
+use crate::key_cache::KeyCache;
+use crate::rate_limit::RateLimiter;
 use crate::store::Store;
+use crate::usage::UsageRecorder;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, Method};
 use axum::Router;
@@ -39,16 +43,29 @@ pub struct AppState(Arc<StateInner>);
 pub struct StateInner {
     pub store: Store,
     pub config: Config,
+    pub usage: UsageRecorder,
     login_throttle: throttle::LoginThrottle,
+    key_limits: RateLimiter,
+    auth_failures: RateLimiter,
 }
 
 impl AppState {
+    /// Gives `store` the verification cache this server will keep in step (see `serve_until`).
     pub fn new(store: Store, config: Config) -> AppState {
+        let cache = if config.cache_capacity == 0 {
+            KeyCache::disabled()
+        } else {
+            KeyCache::new(config.cache_capacity, config.cache_ttl)
+        };
+        let store = store.with_key_cache(Arc::new(cache));
         let login_throttle = throttle::LoginThrottle::new(config.login_attempts_per_minute);
         AppState(Arc::new(StateInner {
             store,
             config,
+            usage: UsageRecorder::default(),
             login_throttle,
+            key_limits: RateLimiter::default(),
+            auth_failures: RateLimiter::default(),
         }))
     }
 }
@@ -124,7 +141,8 @@ pub async fn serve_until(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_grace;
-    let router = app(state);
+    let background = background::spawn(&state);
+    let router = app(state.clone());
     let (shutdown_started_tx, shutdown_started_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(
         listener,
@@ -142,13 +160,15 @@ pub async fn serve_until(
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result,
         () = grace_deadline => {
             tracing::warn!("requests still running after the shutdown grace period; exiting");
             Ok(())
         }
-    }
+    };
+    background.stop(&state).await;
+    result
 }
 
 async fn shutdown_signal() {

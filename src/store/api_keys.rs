@@ -1,5 +1,6 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::ids;
+use crate::key_cache::Invalidation;
 use crate::permissions::Role;
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -132,6 +133,8 @@ pub struct KeyPrincipalRow {
     /// `None` when the creator is no longer a member of the key's workspace.
     pub role: Option<String>,
     pub revoked_at: Option<Timestamp>,
+    /// The key's own limit; `None` means the deployment's default.
+    pub rate_limit_per_minute: Option<i64>,
 }
 
 impl KeyPrincipalRow {
@@ -266,7 +269,9 @@ impl Store {
         .await?
         .rows_affected()
             > 0;
+        let change = Invalidation::Key(key_id.to_owned());
         if changed {
+            self.log_key_event(&mut tx, &change).await?;
             record_audit(
                 &mut tx,
                 AuditEntry {
@@ -283,6 +288,9 @@ impl Store {
         }
         let record = fetch_key(&mut *tx, workspace_id, key_id).await?;
         tx.commit().await?;
+        if changed {
+            self.forget(&change);
+        }
         Ok(record.map(|record| (record, changed)))
     }
 
@@ -301,7 +309,7 @@ impl Store {
         sqlx::query_as(
             "SELECT k.id AS key_id, k.name AS key_name, k.workspace_id, w.name AS workspace_name, \
              u.id AS user_id, u.email AS user_email, u.name AS user_name, \
-             u.disabled_at AS user_disabled_at, m.role, k.revoked_at \
+             u.disabled_at AS user_disabled_at, m.role, k.revoked_at, k.rate_limit_per_minute \
              FROM api_keys k \
              JOIN workspaces w ON w.id = k.workspace_id \
              JOIN users u ON u.id = k.created_by \

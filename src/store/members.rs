@@ -1,4 +1,5 @@
 use super::{insert_user, record_audit, Actor, AuditEntry, ClientInfo, NewUser, Store, Tx};
+use crate::key_cache::Invalidation;
 use crate::permissions::{can_manage_member, Role};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -130,7 +131,12 @@ impl Store {
             Ok(current) => current,
             Err(refusal) => return Ok(refusal),
         };
+        let change = Invalidation::Member {
+            workspace_id: workspace_id.to_owned(),
+            user_id: user_id.to_owned(),
+        };
         if current != new_role {
+            self.log_key_event(&mut tx, &change).await?;
             sqlx::query(
                 "UPDATE memberships SET role = $1 WHERE workspace_id = $2 AND user_id = $3",
             )
@@ -155,6 +161,9 @@ impl Store {
         }
         let member = member_in_tx(&mut tx, workspace_id, user_id).await?;
         tx.commit().await?;
+        if current != new_role {
+            self.forget(&change);
+        }
         Ok(MemberChange::Done(member))
     }
 
@@ -198,7 +207,13 @@ impl Store {
             actor.client,
         )
         .await?;
+        let change = Invalidation::Member {
+            workspace_id: workspace_id.to_owned(),
+            user_id: user_id.to_owned(),
+        };
+        self.log_key_event(&mut tx, &change).await?;
         tx.commit().await?;
+        self.forget(&change);
         Ok(MemberChange::Done(None))
     }
 

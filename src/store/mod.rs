@@ -5,6 +5,7 @@
 
 mod api_keys;
 mod audit;
+mod key_events;
 mod leads;
 mod members;
 mod sessions;
@@ -13,15 +14,18 @@ mod workspaces;
 
 pub use api_keys::*;
 pub use audit::*;
+pub use key_events::NOTIFY_CHANNEL;
 pub use leads::*;
 pub use members::*;
 pub use users::*;
 pub use workspaces::*;
 
+use crate::key_cache::KeyCache;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -73,6 +77,9 @@ pub enum ConnectError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    key_cache: Arc<KeyCache>,
+    /// Kept for the PostgreSQL change listener, which needs a connection of its own.
+    url: Arc<str>,
 }
 
 impl Store {
@@ -110,7 +117,18 @@ impl Store {
                 })
             })
             .connect_lazy_with(options);
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            key_cache: Arc::new(KeyCache::disabled()),
+            url: Arc::from(url.as_str()),
+        })
+    }
+
+    /// Serves key verifications from `cache` (the server's; the CLI runs without one).
+    pub fn with_key_cache(mut self, cache: Arc<KeyCache>) -> Store {
+        self.key_cache = cache;
+        self
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
@@ -130,6 +148,10 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn pool(&self) -> &AnyPool {

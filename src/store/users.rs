@@ -1,5 +1,6 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, Workspace};
 use crate::ids;
+use crate::key_cache::Invalidation;
 use crate::permissions::Role;
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -146,6 +147,8 @@ impl Store {
         let Some(user) = user else {
             return Ok(None);
         };
+        let change = Invalidation::User(user.id.clone());
+        self.log_key_event(&mut tx, &change).await?;
         let mut revoked = 0;
         if disabled {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
@@ -173,6 +176,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.forget(&change);
         Ok(Some((user, revoked)))
     }
 }

@@ -121,6 +121,9 @@ pub fn test_config(database_url: &str) -> Config {
     config.database_url = database_url.to_owned();
     config.bind = "127.0.0.1:0".parse().expect("addr");
     config.login_attempts_per_minute = 10_000;
+    // Tests that exercise the limits turn them on; the rest make many requests with one key.
+    config.rate_limit_per_minute = 0;
+    config.auth_failures_per_minute = 0;
     config.shutdown_grace = Duration::from_secs(5);
     config
 }
@@ -175,13 +178,14 @@ impl TestApp {
         let test_db = TestDb::create(db).await?;
         let mut config = test_config(&test_db.url);
         adjust(&mut config);
-        let store = open_store(&config).await;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (shutdown, stop) = oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), config.clone());
+        let state = AppState::new(open_store(&config).await, config.clone());
+        // The server's own store handle: changes made through it drop the server's cache.
+        let store = state.store.clone();
         let server = tokio::spawn(async move {
             let _ = serve_until(state, listener, async {
                 let _ = stop.await;
@@ -216,7 +220,13 @@ impl TestApp {
     }
 
     /// Sends a request with an optional bearer token and JSON body.
-    pub async fn send(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
@@ -228,7 +238,13 @@ impl TestApp {
     }
 
     /// Sends a request to /api/v1 with an `x-api-key` header.
-    pub async fn send_with_key(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Response {
+    pub async fn send_with_key(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self
             .client
             .request(method, self.url(path))
@@ -243,7 +259,9 @@ impl TestApp {
     /// then signs in over HTTP.
     pub async fn bootstrap(&self, workspace: &str, email: &str) -> Account {
         let password = format!("pw-{}", heffl_api::base62::random_string(16));
-        let hash = heffl_api::password::hash(password.clone()).await.expect("hash");
+        let hash = heffl_api::password::hash(password.clone())
+            .await
+            .expect("hash");
         let outcome = self
             .store
             .bootstrap(
@@ -357,12 +375,26 @@ pub async fn parts(response: Response) -> (StatusCode, Value) {
 }
 
 /// Asserts the SPEC §4 error shape with the given status, code and (if any) reason.
-pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str, reason: Option<&str>) {
+pub fn assert_error(
+    status: StatusCode,
+    body: &Value,
+    expected: StatusCode,
+    code: &str,
+    reason: Option<&str>,
+) {
     assert_eq!(status, expected, "status; body: {body}");
     assert_eq!(body["error"]["code"], code, "code; body: {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message; body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message; body: {body}"
+    );
     if let Some(reason) = reason {
-        assert_eq!(body["error"]["details"]["reason"], reason, "reason; body: {body}");
+        assert_eq!(
+            body["error"]["details"]["reason"], reason,
+            "reason; body: {body}"
+        );
     }
 }
 

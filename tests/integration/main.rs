@@ -2,4 +2,8 @@
 
 mod common;
 
+mod api_keys;
+mod dashboard;
+mod leads;
+mod process;
 mod smoke;

@@ -10,7 +10,11 @@ async fn health_and_session(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
 
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let (status, body) = parts(app.send(Method::GET, "/app/v1/session", Some(&owner.token), None).await).await;
+    let (status, body) = parts(
+        app.send(Method::GET, "/app/v1/session", Some(&owner.token), None)
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["user"]["email"], "owner@acme.test");
     assert_eq!(body["workspaces"][0]["id"], owner.workspace_id.as_str());

@@ -1,0 +1,60 @@
+//! The server's housekeeping tasks: the cache change feed, usage flushes, and pruning. They run
+//! while the server runs; at shutdown they stop and the last usage is flushed.
+
+use super::AppState;
+use crate::change_feed;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+const PRUNE_LIMITERS_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Background {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub fn spawn(state: &AppState) -> Background {
+    let store = state.store.clone();
+    let mut tasks = vec![
+        tokio::spawn(change_feed::run(store.clone())),
+        tokio::spawn(change_feed::prune(store)),
+    ];
+
+    let flusher = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(flusher.config.usage_flush_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if let Err(err) = flusher.usage.flush(&flusher.store).await {
+                tracing::warn!(error = %err, "usage flush failed; will retry");
+            }
+        }
+    }));
+
+    let pruner = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(PRUNE_LIMITERS_EVERY);
+        loop {
+            interval.tick().await;
+            let now = Instant::now();
+            pruner.key_limits.prune(now);
+            pruner.auth_failures.prune(now);
+        }
+    }));
+    Background { tasks }
+}
+
+impl Background {
+    pub async fn stop(self, state: &AppState) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        match state.usage.flush(&state.store).await {
+            Ok(keys) => tracing::info!(keys, "flushed key usage"),
+            Err(err) => tracing::warn!(error = %err, "final usage flush failed"),
+        }
+    }
+}

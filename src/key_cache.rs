@@ -1,0 +1,263 @@
+//! The in-process verification cache: key digest → what the database said about that key.
+//!
+//! Correctness rules:
+//! - A change that can make an entry stale (revoke, role change, removal, disable) drops the
+//!   matching entries synchronously in the process that made it, after its commit.
+//! - Other processes learn of it through the `key_events` log (LISTEN/NOTIFY on PostgreSQL,
+//!   polling on SQLite) within a second; while that feed is down the cache is bypassed, and it
+//!   is emptied when the feed comes back, since events may have been missed.
+//! - A lookup that raced with an invalidation is not cached (the epoch check), so a stale
+//!   answer read just before a revoke cannot be inserted just after it.
+//! - A TTL bounds staleness if all else fails.
+
+use crate::store::KeyPrincipalRow;
+use moka::sync::Cache;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What changed, as written to `key_events` and sent over NOTIFY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    Key(String),
+    User(String),
+    Member {
+        workspace_id: String,
+        user_id: String,
+    },
+}
+
+impl Invalidation {
+    pub fn encode(&self) -> String {
+        match self {
+            Invalidation::Key(id) => format!("key:{id}"),
+            Invalidation::User(id) => format!("user:{id}"),
+            Invalidation::Member {
+                workspace_id,
+                user_id,
+            } => format!("member:{workspace_id}:{user_id}"),
+        }
+    }
+
+    pub fn decode(text: &str) -> Option<Invalidation> {
+        let (kind, rest) = text.split_once(':')?;
+        match kind {
+            "key" => Some(Invalidation::Key(rest.to_owned())),
+            "user" => Some(Invalidation::User(rest.to_owned())),
+            "member" => {
+                let (workspace_id, user_id) = rest.split_once(':')?;
+                Some(Invalidation::Member {
+                    workspace_id: workspace_id.to_owned(),
+                    user_id: user_id.to_owned(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn matches(&self, row: &KeyPrincipalRow) -> bool {
+        match self {
+            Invalidation::Key(id) => &row.key_id == id,
+            Invalidation::User(id) => &row.user_id == id,
+            Invalidation::Member {
+                workspace_id,
+                user_id,
+            } => &row.workspace_id == workspace_id && &row.user_id == user_id,
+        }
+    }
+}
+
+/// The database's answer for a digest.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Found(Arc<KeyPrincipalRow>),
+    Unknown,
+}
+
+pub struct KeyCache {
+    found: Cache<[u8; 32], Arc<KeyPrincipalRow>>,
+    /// Separate and small, with a short life: remembers fakes so that a repeated fake costs no
+    /// query, without letting a flood of distinct fakes evict real keys.
+    unknown: Cache<[u8; 32], ()>,
+    epoch: AtomicU64,
+    live: AtomicBool,
+}
+
+pub const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+const UNKNOWN_CAPACITY: u64 = 10_000;
+
+impl KeyCache {
+    pub fn new(capacity: u64, ttl: Duration) -> KeyCache {
+        KeyCache {
+            found: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(UNKNOWN_CAPACITY.min(capacity.max(1)))
+                .time_to_live(UNKNOWN_TTL.min(ttl))
+                .build(),
+            epoch: AtomicU64::new(0),
+            live: AtomicBool::new(false),
+        }
+    }
+
+    /// A cache that never answers: for the CLI, and for capacity 0.
+    pub fn disabled() -> KeyCache {
+        KeyCache::new(0, Duration::from_secs(1))
+    }
+
+    pub fn get(&self, digest: &[u8; 32]) -> Option<Lookup> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(row) = self.found.get(digest) {
+            return Some(Lookup::Found(row));
+        }
+        self.unknown.get(digest).map(|()| Lookup::Unknown)
+    }
+
+    /// Call before querying the database; pass the value to `insert`.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Caches a database answer unless an invalidation happened since `epoch_before`.
+    pub fn insert(&self, digest: [u8; 32], lookup: &Lookup, epoch_before: u64) {
+        if !self.live.load(Ordering::Acquire) || self.epoch() != epoch_before {
+            return;
+        }
+        match lookup {
+            Lookup::Found(row) => self.found.insert(digest, Arc::clone(row)),
+            Lookup::Unknown => self.unknown.insert(digest, ()),
+        }
+        // An invalidation may have slipped in between the check and the insert.
+        if self.epoch() != epoch_before {
+            self.found.invalidate(&digest);
+        }
+    }
+
+    pub fn invalidate(&self, change: &Invalidation) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let change = change.clone();
+        if self
+            .found
+            .invalidate_entries_if(move |_, row| change.matches(row))
+            .is_err()
+        {
+            self.found.invalidate_all();
+        }
+    }
+
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.found.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+
+    /// Whether the change feed is connected; the cache answers only while it is.
+    pub fn set_live(&self, live: bool) {
+        if !live {
+            self.clear();
+        }
+        self.live.store(live, Ordering::Release);
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.found.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, user: &str, workspace: &str) -> Arc<KeyPrincipalRow> {
+        Arc::new(KeyPrincipalRow {
+            key_id: key.into(),
+            key_name: "k".into(),
+            workspace_id: workspace.into(),
+            workspace_name: "w".into(),
+            user_id: user.into(),
+            user_email: "u@example.com".into(),
+            user_name: "u".into(),
+            user_disabled_at: None,
+            role: Some("owner".into()),
+            revoked_at: None,
+            rate_limit_per_minute: None,
+        })
+    }
+
+    fn live_cache() -> KeyCache {
+        let cache = KeyCache::new(100, Duration::from_secs(60));
+        cache.set_live(true);
+        cache
+    }
+
+    #[test]
+    fn invalidations_round_trip() {
+        for change in [
+            Invalidation::Key("key_1".into()),
+            Invalidation::User("usr_1".into()),
+            Invalidation::Member {
+                workspace_id: "ws_1".into(),
+                user_id: "usr_1".into(),
+            },
+        ] {
+            assert_eq!(Invalidation::decode(&change.encode()), Some(change));
+        }
+        assert_eq!(Invalidation::decode("nonsense"), None);
+    }
+
+    #[test]
+    fn invalidation_drops_matching_entries_only() {
+        let cache = live_cache();
+        let epoch = cache.epoch();
+        cache.insert(
+            [1; 32],
+            &Lookup::Found(row("key_1", "usr_1", "ws_1")),
+            epoch,
+        );
+        cache.insert(
+            [2; 32],
+            &Lookup::Found(row("key_2", "usr_2", "ws_1")),
+            epoch,
+        );
+        cache.invalidate(&Invalidation::Member {
+            workspace_id: "ws_1".into(),
+            user_id: "usr_1".into(),
+        });
+        assert!(cache.get(&[1; 32]).is_none());
+        assert!(matches!(cache.get(&[2; 32]), Some(Lookup::Found(_))));
+    }
+
+    #[test]
+    fn a_lookup_that_raced_an_invalidation_is_not_cached() {
+        let cache = live_cache();
+        let epoch = cache.epoch();
+        cache.invalidate(&Invalidation::Key("key_1".into()));
+        cache.insert(
+            [1; 32],
+            &Lookup::Found(row("key_1", "usr_1", "ws_1")),
+            epoch,
+        );
+        assert!(cache.get(&[1; 32]).is_none());
+    }
+
+    #[test]
+    fn not_live_means_no_answers() {
+        let cache = live_cache();
+        cache.insert([1; 32], &Lookup::Unknown, cache.epoch());
+        assert!(matches!(cache.get(&[1; 32]), Some(Lookup::Unknown)));
+        cache.set_live(false);
+        assert!(cache.get(&[1; 32]).is_none());
+        cache.insert([1; 32], &Lookup::Unknown, cache.epoch());
+        cache.set_live(true);
+        assert!(cache.get(&[1; 32]).is_none());
+    }
+}

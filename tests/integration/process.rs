@@ -1,0 +1,1519 @@
+//! The real `heffl-api` binary, run as an operator runs it: its own process, its own clean
+//! environment and working directory, talking to a real database. What only a process can
+//! show lives here: the CLI's stdout and exit codes, start-up refusals, signals, and what ends
+//! up in the logs.
+
+use crate::common::{assert_error, open_store, parts, test_config, Db, TestDb};
+use heffl_api::api_key::{ApiKey, KeyEnv};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+const BIN: &str = env!("CARGO_BIN_EXE_heffl-api");
+/// Migrations plus the argon2 warm-up; generous because CI machines are busy.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+const EXIT_DEADLINE: Duration = Duration::from_secs(10);
+const CLI_DEADLINE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(20);
+/// SPEC §7: a revoke holds on every process within one second.
+const PROPAGATION_DEADLINE: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------------------------
+// The harness
+// ---------------------------------------------------------------------------------------------
+
+/// A port nobody listens on right now. The tiny window before the server binds it is accepted:
+/// the server must be told its address up front, as an operator would.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// The binary with nothing inherited: no HEFFL_* or DATABASE_URL from the developer's shell, and
+/// a fresh working directory so that no stray `.env` is read.
+fn command(dir: &Path, env: &[(String, String)], args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A timed-out or panicking test must not leave a process behind.
+        .kill_on_drop(true);
+    command
+}
+
+struct CliOutput {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl CliOutput {
+    fn assert_success(&self) -> &Self {
+        assert!(
+            self.status.success(),
+            "expected exit 0, got {}; stdout: {}; stderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn assert_failure(&self) -> &Self {
+        assert!(
+            !self.status.success(),
+            "expected a non-zero exit; stdout: {}; stderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// stdout as JSON lines; anything else on stdout fails the test.
+    fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"))
+            })
+            .collect()
+    }
+
+    /// stdout must be exactly one JSON line.
+    fn json_line(&self) -> Value {
+        assert!(
+            self.stdout.ends_with('\n'),
+            "stdout must end with a newline: {:?}",
+            self.stdout
+        );
+        let lines = self.json_lines();
+        assert_eq!(
+            lines.len(),
+            1,
+            "exactly one line on stdout: {:?}",
+            self.stdout
+        );
+        lines.into_iter().next().expect("one line")
+    }
+}
+
+/// A database and a working directory for one test, and the environment every process of the
+/// deployment shares.
+struct Deployment {
+    db: TestDb,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Deployment {
+    async fn create(db: Db) -> Option<Deployment> {
+        let db = TestDb::create(db).await?;
+        let dir = tempfile::tempdir().expect("working dir");
+        let env = vec![
+            ("DATABASE_URL".to_owned(), db.url.clone()),
+            (
+                "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE".to_owned(),
+                "1000".to_owned(),
+            ),
+            ("HEFFL_SHUTDOWN_GRACE".to_owned(), "5s".to_owned()),
+        ];
+        Some(Deployment { db, dir, env })
+    }
+
+    fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .cloned()
+            .collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    }
+
+    /// Runs a one-shot command to completion, optionally writing `stdin` to it.
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> CliOutput {
+        self.run_with(args, stdin, &[]).await
+    }
+
+    async fn run_with(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> CliOutput {
+        run_in(self.dir.path(), &self.env_with(extra), args, stdin).await
+    }
+
+    async fn spawn(&self, extra: &[(&str, &str)], args: &[&str]) -> Server {
+        Server::spawn(self.dir.path(), self.env_with(extra), args).await
+    }
+
+    /// `bootstrap` with a generated password; returns (workspaceId, userId, password).
+    async fn bootstrap(&self, workspace: &str, email: &str) -> (String, String, String) {
+        let out = self
+            .run(
+                &["bootstrap", "--workspace", workspace, "--email", email],
+                None,
+            )
+            .await;
+        out.assert_success();
+        let line = out.json_line();
+        let field = |name: &str| {
+            line[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} in {line}"))
+                .to_owned()
+        };
+        (field("workspaceId"), field("userId"), field("password"))
+    }
+
+    /// A direct view of the database (migrations already applied by the binary).
+    async fn store(&self) -> heffl_api::store::Store {
+        open_store(&test_config(&self.db.url)).await
+    }
+}
+
+async fn run_in(
+    dir: &Path,
+    env: &[(String, String)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> CliOutput {
+    let mut command = command(dir, env, args);
+    if stdin.is_some() {
+        command.stdin(Stdio::piped());
+    }
+    let mut child = command.spawn().expect("spawn heffl-api");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(text.as_bytes()).await.expect("write stdin");
+        // Dropping the pipe sends EOF, which `--password-stdin` reads up to.
+        drop(pipe);
+    }
+    let output = tokio::time::timeout(CLI_DEADLINE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("heffl-api {args:?} did not finish within {CLI_DEADLINE:?}"))
+        .expect("wait for heffl-api");
+    CliOutput {
+        status: output.status,
+        stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A running `serve` process. Dropping it kills the process, so a failing test leaves nothing
+/// behind; on a panic it also prints what the server logged.
+struct Server {
+    child: Child,
+    pid: u32,
+    port: u16,
+    base: String,
+    client: Client,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    async fn spawn(dir: &Path, mut env: Vec<(String, String)>, args: &[&str]) -> Server {
+        let port = free_port();
+        env.retain(|(k, _)| k != "HEFFL_BIND");
+        env.push(("HEFFL_BIND".to_owned(), format!("127.0.0.1:{port}")));
+        let mut child = command(dir, &env, args).spawn().expect("spawn heffl-api");
+        let pid = child.id().expect("pid");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut pipe = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&stderr);
+        // Read continuously: a full pipe would block the server's logging, and the test needs
+        // everything it wrote.
+        let stderr_reader = tokio::spawn(async move {
+            let mut buffer = [0u8; 8192];
+            loop {
+                match pipe.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink
+                        .lock()
+                        .expect("stderr lock")
+                        .extend_from_slice(&buffer[..n]),
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            pid,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            client: Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("client"),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_DEADLINE;
+        let url = self.url("/healthz");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "heffl-api exited with {status} before it was ready; stderr:\n{}",
+                    self.stderr_text()
+                );
+            }
+            let probe = self
+                .client
+                .get(&url)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            if probe.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "heffl-api not ready within {READY_DEADLINE:?}; stderr:\n{}",
+                self.stderr_text()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("stderr lock")).into_owned()
+    }
+
+    /// Waits until stderr satisfies `done`, polling with a deadline.
+    async fn wait_for_stderr(&self, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !done(&self.stderr_text()) {
+            assert!(
+                Instant::now() < deadline,
+                "stderr never showed {what}; stderr:\n{}",
+                self.stderr_text()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// SIGTERM, as a process supervisor sends it.
+    async fn sigterm(&self) {
+        let status = tokio::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.pid);
+    }
+
+    /// Waits for the process to exit and for its stderr to be read to the end.
+    async fn wait_exit(&mut self) -> (ExitStatus, String) {
+        let status = match tokio::time::timeout(EXIT_DEADLINE, self.child.wait()).await {
+            Ok(status) => status.expect("wait"),
+            Err(_) => panic!(
+                "heffl-api did not exit within {EXIT_DEADLINE:?} of SIGTERM; stderr:\n{}",
+                self.stderr_text()
+            ),
+        };
+        if let Some(reader) = self.stderr_reader.take() {
+            tokio::time::timeout(EXIT_DEADLINE, reader)
+                .await
+                .expect("stderr closes after exit")
+                .expect("stderr reader");
+        }
+        (status, self.stderr_text())
+    }
+
+    async fn stop(&mut self) -> (ExitStatus, String) {
+        self.sigterm().await;
+        self.wait_exit().await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        parts(request.send().await.expect("request")).await
+    }
+
+    async fn send_with_key(&self, method: Method, path: &str, key: &str) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .request(method, self.url(path))
+            .header("x-api-key", key);
+        parts(request.send().await.expect("request")).await
+    }
+
+    /// A change made by another process (the CLI) reaches a running server within one second
+    /// (SPEC §7): its key cache hears of it through the database. Returns how long it took.
+    async fn until_key_revoked(&self, key: &str) -> Duration {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.send_with_key(Method::GET, "/api/v1/me", key).await;
+            if status == StatusCode::UNAUTHORIZED {
+                assert_error(
+                    status,
+                    &body,
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHORIZED",
+                    Some("revoked_api_key"),
+                );
+                return start.elapsed();
+            }
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(
+                start.elapsed() < PROPAGATION_DEADLINE,
+                "the key still works {PROPAGATION_DEADLINE:?} after its revoke"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.send(
+            Method::POST,
+            "/app/v1/auth/login",
+            None,
+            Some(json!({ "email": email, "password": password })),
+        )
+        .await
+    }
+
+    async fn login_token(&self, email: &str, password: &str) -> String {
+        let (status, body) = self.login(email, password).await;
+        assert_eq!(status, StatusCode::OK, "login of {email}: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Creates a key over HTTP; returns (id, key).
+    async fn create_key(&self, token: &str, workspace_id: &str, name: &str) -> (String, String) {
+        let (status, body) = self
+            .send(
+                Method::POST,
+                &format!("/app/v1/workspaces/{workspace_id}/api-keys"),
+                Some(token),
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create key: {body}");
+        (
+            body["id"].as_str().expect("id").to_owned(),
+            body["key"].as_str().expect("key").to_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- heffl-api stderr ---\n{}", self.stderr_text());
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Generates a sqlite and a postgres `#[tokio::test]` for each `async fn(Db)`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::common::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::common::Db::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    bootstrap_prints_one_json_line_and_the_password_logs_in,
+    bootstrap_with_password_stdin,
+    migrate_creates_the_tables_and_serve_is_the_default,
+    disabling_a_user_ends_sessions_and_keys_at_once,
+    keys_list_and_revoke_from_the_command_line,
+    secrets_never_reach_json_logs,
+    secrets_never_reach_pretty_logs,
+    key_environment_tag_comes_from_configuration,
+);
+
+async fn count(store: &heffl_api::store::Store, sql: &str, bind: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .bind(bind)
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn count_rows(store: &heffl_api::store::Store, table: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{table}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. bootstrap
+// ---------------------------------------------------------------------------------------------
+
+async fn bootstrap_prints_one_json_line_and_the_password_logs_in(db: Db) {
+    let Some(deployment) = Deployment::create(db).await else {
+        return;
+    };
+    let out = deployment
+        .run(
+            &[
+                "bootstrap",
+                "--workspace",
+                "Acme",
+                "--email",
+                "owner@acme.test",
+                "--name",
+                "Owner",
+            ],
+            None,
+        )
+        .await;
+    out.assert_success();
+    let line = out.json_line();
+    let object = line.as_object().expect("an object");
+    let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["password", "userId", "workspaceId"], "{line}");
+    let workspace_id = line["workspaceId"].as_str().expect("workspaceId");
+    let user_id = line["userId"].as_str().expect("userId");
+    let password = line["password"].as_str().expect("password");
+    assert!(
+        workspace_id.starts_with("ws_") && workspace_id.len() > 3,
+        "{line}"
+    );
+    assert!(user_id.starts_with("usr_") && user_id.len() > 4, "{line}");
+    assert!(password.len() >= 12, "generated password too short: {line}");
+    // The generated password is for the operator's eyes only: stdout, never the log.
+    assert!(
+        !out.stderr.contains(password),
+        "password on stderr: {}",
+        out.stderr
+    );
+
+    let server = deployment.spawn(&[], &["serve"]).await;
+    let (status, body) = server.login("owner@acme.test", password).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["id"], user_id);
+    assert_eq!(body["user"]["name"], "Owner");
+    let token = body["token"].as_str().expect("token");
+    let (status, session) = server
+        .send(Method::GET, "/app/v1/session", Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(
+        session["workspaces"],
+        json!([{ "id": workspace_id, "name": "Acme", "role": "owner" }])
+    );
+
+    // The same email again: refused with a reason, and nothing is created.
+    let again = deployment
+        .run(
+            &[
+                "bootstrap",
+                "--workspace",
+                "Acme 2",
+                "--email",
+                "OWNER@acme.test",
+            ],
+            None,
+        )
+        .await;
+    again.assert_failure();
+    assert!(
+        again.stdout.is_empty(),
+        "stdout on failure: {}",
+        again.stdout
+    );
+    assert!(
+        again.stderr.contains("already exists")
+            && again.stderr.to_lowercase().contains("owner@acme.test"),
+        "stderr should say the email is taken: {}",
+        again.stderr
+    );
+    let store = deployment.store().await;
+    assert_eq!(count_rows(&store, "workspaces").await, 1);
+    assert_eq!(count_rows(&store, "users").await, 1);
+    store.close().await;
+}
+
+async fn bootstrap_with_password_stdin(db: Db) {
+    let Some(deployment) = Deployment::create(db).await else {
+        return;
+    };
+    let password = "correct horse battery staple";
+    let out = deployment
+        .run(
+            &[
+                "bootstrap",
+                "--workspace",
+                "Beta",
+                "--email",
+                "two@beta.test",
+                "--password-stdin",
+            ],
+            Some(&format!("{password}\n")),
+        )
+        .await;
+    out.assert_success();
+    let line = out.json_line();
+    assert!(
+        line.get("password").is_none(),
+        "no password when it was given: {line}"
+    );
+    assert!(
+        line["workspaceId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("ws_")),
+        "{line}"
+    );
+    assert!(
+        line["userId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("usr_")),
+        "{line}"
+    );
+    assert!(
+        !out.stderr.contains(password),
+        "password on stderr: {}",
+        out.stderr
+    );
+
+    let server = deployment.spawn(&[], &[]).await;
+    let (status, body) = server.login("two@beta.test", password).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["id"], line["userId"]);
+    // The trailing newline is not part of the password.
+    let (status, _) = server
+        .login("two@beta.test", &format!("{password}\n"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let short = deployment
+        .run(
+            &[
+                "bootstrap",
+                "--workspace",
+                "Gamma",
+                "--email",
+                "three@gamma.test",
+                "--password-stdin",
+            ],
+            Some("short-pw\n"),
+        )
+        .await;
+    short.assert_failure();
+    assert!(
+        short.stdout.is_empty(),
+        "stdout on failure: {}",
+        short.stdout
+    );
+    assert!(
+        short.stderr.contains("password") && short.stderr.contains("12"),
+        "stderr should explain the password rule: {}",
+        short.stderr
+    );
+    assert!(
+        !short.stderr.contains("short-pw"),
+        "password echoed: {}",
+        short.stderr
+    );
+    let store = deployment.store().await;
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM users WHERE email = $1",
+            "three@gamma.test"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM workspaces WHERE name = $1",
+            "Gamma"
+        )
+        .await,
+        0
+    );
+    store.close().await;
+    let (status, _) = server.login("three@gamma.test", "short-pw").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. migrate, and serve as the default
+// ---------------------------------------------------------------------------------------------
+
+const TABLES: [&str; 7] = [
+    "workspaces",
+    "users",
+    "memberships",
+    "sessions",
+    "api_keys",
+    "leads",
+    "audit_events",
+];
+
+async fn migrate_creates_the_tables_and_serve_is_the_default(db: Db) {
+    let Some(deployment) = Deployment::create(db).await else {
+        return;
+    };
+    let sqlite_file = deployment
+        .db
+        .url
+        .strip_prefix("sqlite://")
+        .map(std::path::PathBuf::from);
+    if let Some(file) = &sqlite_file {
+        assert!(!file.exists(), "the database file exists before migrate");
+    }
+    let out = deployment.run(&["migrate"], None).await;
+    out.assert_success();
+    assert!(
+        out.stdout.is_empty(),
+        "migrate prints nothing on stdout: {}",
+        out.stdout
+    );
+
+    // Checked without the crate's store, which would apply the migrations itself.
+    match db {
+        Db::Sqlite => {
+            let file = sqlite_file.as_ref().expect("sqlite path");
+            assert!(file.exists(), "migrate did not create {}", file.display());
+            let mut conn = sqlx::SqliteConnection::connect(&deployment.db.url)
+                .await
+                .expect("open sqlite");
+            for table in TABLES {
+                let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("table {table}: {e}"));
+                assert_eq!(rows, 0, "{table} starts empty");
+            }
+            let applied: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("migrations table");
+            assert!(applied >= 1);
+            conn.close().await.expect("close");
+        }
+        Db::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&deployment.db.url)
+                .await
+                .expect("open postgres");
+            for table in TABLES {
+                let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("table {table}: {e}"));
+                assert_eq!(rows, 0, "{table} starts empty");
+            }
+            let applied: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("migrations table");
+            assert!(applied >= 1);
+            conn.close().await.expect("close");
+        }
+    }
+
+    // Running it again is a no-op, as it is on every start-up.
+    deployment.run(&["migrate"], None).await.assert_success();
+
+    // No subcommand: the server starts, and it is ready.
+    let mut server = deployment.spawn(&[], &[]).await;
+    let (status, body) = server.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, exit_stderr) = server.stop().await;
+    assert!(status.success(), "exit {status}");
+    assert!(exit_stderr.contains("heffl-api listening"), "{exit_stderr}");
+    // The default log level leaves out PostgreSQL's notices about migrations already applied.
+    assert!(!exit_stderr.contains("_sqlx_migrations"), "{exit_stderr}");
+}
+
+/// `.env` in the working directory is configuration too, below the real environment.
+#[tokio::test]
+async fn dotenv_in_the_working_directory_is_read_and_the_environment_wins() {
+    let dir = tempfile::tempdir().expect("dir");
+    let from_dotenv = dir.path().join("from-dotenv.db");
+    std::fs::write(
+        dir.path().join(".env"),
+        format!(
+            "DATABASE_URL=sqlite://{}\nHEFFL_KEY_ENV=LIVE!\n",
+            from_dotenv.display()
+        ),
+    )
+    .expect("write .env");
+    run_in(
+        dir.path(),
+        &[("HEFFL_KEY_ENV".into(), "live".into())],
+        &["migrate"],
+        None,
+    )
+    .await
+    .assert_success();
+    assert!(from_dotenv.exists(), "DATABASE_URL from .env was not used");
+    assert!(
+        !dir.path().join("heffl.db").exists(),
+        "the default database was created"
+    );
+
+    // Without the environment's override, the .env's bad value stops the command.
+    let out = run_in(dir.path(), &[], &["migrate"], None).await;
+    out.assert_failure();
+    assert!(out.stderr.contains("HEFFL_KEY_ENV"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. users and keys commands against a running server
+// ---------------------------------------------------------------------------------------------
+
+async fn disabling_a_user_ends_sessions_and_keys_at_once(db: Db) {
+    let Some(deployment) = Deployment::create(db).await else {
+        return;
+    };
+    let (workspace_id, user_id, password) = deployment.bootstrap("Acme", "owner@acme.test").await;
+    let server = deployment.spawn(&[], &["serve"]).await;
+    let token = server.login_token("owner@acme.test", &password).await;
+    let (key_id, key) = server
+        .create_key(&token, &workspace_id, "Website form")
+        .await;
+    let (status, me) = server.send_with_key(Method::GET, "/api/v1/me", &key).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+
+    let out = deployment
+        .run(&["users", "disable", "--email", "owner@acme.test"], None)
+        .await;
+    out.assert_success();
+    assert_eq!(
+        out.json_line(),
+        json!({ "userId": user_id, "disabled": true, "revokedKeys": 1 })
+    );
+
+    // Sessions are not cached: the CLI's delete holds on the next request.
+    let (status, body) = server
+        .send(Method::GET, "/app/v1/session", Some(&token), None)
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        None,
+    );
+    let (status, body) = server.login("owner@acme.test", &password).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        None,
+    );
+    server.until_key_revoked(&key).await;
+
+    let store = deployment.store().await;
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM users WHERE disabled_at IS NOT NULL AND id = $1",
+            &user_id
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
+            &user_id
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM api_keys WHERE revoke_reason = 'user_disabled' AND id = $1",
+            &key_id
+        )
+        .await,
+        1
+    );
+
+    // Disabling twice is harmless; the email is matched case-insensitively.
+    let out = deployment
+        .run(&["users", "disable", "--email", "OWNER@Acme.test"], None)
+        .await;
+    out.assert_success();
+    assert_eq!(out.json_line()["revokedKeys"], 0);
+
+    let out = deployment
+        .run(&["users", "enable", "--email", "owner@acme.test"], None)
+        .await;
+    out.assert_success();
+    assert_eq!(
+        out.json_line(),
+        json!({ "userId": user_id, "disabled": false, "revokedKeys": 0 })
+    );
+    let token = server.login_token("owner@acme.test", &password).await;
+    let (status, body) = server
+        .send(Method::GET, "/app/v1/session", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A revoke is for good: enabling the user does not bring their old keys back.
+    let (status, body) = server.send_with_key(Method::GET, "/api/v1/me", &key).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        Some("revoked_api_key"),
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM users WHERE disabled_at IS NULL AND id = $1",
+            &user_id
+        )
+        .await,
+        1
+    );
+    store.close().await;
+
+    let out = deployment
+        .run(&["users", "disable", "--email", "nobody@acme.test"], None)
+        .await;
+    out.assert_failure();
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(out.stderr.contains("nobody@acme.test"), "{}", out.stderr);
+}
+
+async fn keys_list_and_revoke_from_the_command_line(db: Db) {
+    let Some(deployment) = Deployment::create(db).await else {
+        return;
+    };
+    let (workspace_id, user_id, password) = deployment.bootstrap("Acme", "owner@acme.test").await;
+    let (other_workspace, _, other_password) =
+        deployment.bootstrap("Other", "other@other.test").await;
+    let server = deployment.spawn(&[], &["serve"]).await;
+    let token = server.login_token("owner@acme.test", &password).await;
+    let (first_id, first_key) = server.create_key(&token, &workspace_id, "First").await;
+    let (second_id, second_key) = server.create_key(&token, &workspace_id, "Second").await;
+    let other_token = server
+        .login_token("other@other.test", &other_password)
+        .await;
+    let (other_id, other_key) = server
+        .create_key(&other_token, &other_workspace, "Elsewhere")
+        .await;
+
+    let out = deployment
+        .run(&["keys", "list", "--workspace", &workspace_id], None)
+        .await;
+    out.assert_success();
+    for secret in [&first_key, &second_key, &other_key] {
+        assert!(
+            !out.stdout.contains(secret.as_str()),
+            "a secret in keys list: {}",
+            out.stdout
+        );
+        // Not even the random part without its prefix.
+        assert!(
+            !out.stdout.contains(&secret[8..38]),
+            "a secret in keys list: {}",
+            out.stdout
+        );
+    }
+    let lines = out.json_lines();
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["id"].as_str().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    let mut expected = vec![first_id.as_str(), second_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "only this workspace's keys: {}", out.stdout);
+    for line in &lines {
+        assert!(line.get("key").is_none(), "{line}");
+        assert_eq!(line["status"], "active", "{line}");
+        assert_eq!(line["createdBy"]["id"], user_id.as_str(), "{line}");
+        assert!(
+            line["hint"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("hk_live_")),
+            "{line}"
+        );
+    }
+
+    let out = deployment.run(&["keys", "revoke", &first_id], None).await;
+    out.assert_success();
+    let revoked = out.json_line();
+    assert_eq!(revoked["id"], first_id.as_str());
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(revoked["alreadyRevoked"], false);
+    assert!(revoked["revokedAt"].as_str().is_some(), "{revoked}");
+
+    server.until_key_revoked(&first_key).await;
+    let (status, body) = server
+        .send_with_key(Method::GET, "/api/v1/me", &second_key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "the other key is untouched: {body}");
+    let (status, body) = server
+        .send_with_key(Method::GET, "/api/v1/me", &other_key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let store = deployment.store().await;
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NOT NULL AND revoked_by IS NULL \
+             AND revoke_reason = 'operator' AND id = $1",
+            &first_id
+        )
+        .await,
+        1
+    );
+    let audits =
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'api_key.revoked' AND target_id = $1";
+    assert_eq!(count(&store, audits, &first_id).await, 1);
+
+    // Idempotent: same answer, same revokedAt, no second audit event.
+    let out = deployment.run(&["keys", "revoke", &first_id], None).await;
+    out.assert_success();
+    let again = out.json_line();
+    assert_eq!(again["alreadyRevoked"], true);
+    assert_eq!(again["status"], "revoked");
+    assert_eq!(again["revokedAt"], revoked["revokedAt"]);
+    assert_eq!(count(&store, audits, &first_id).await, 1);
+
+    let out = deployment
+        .run(&["keys", "revoke", "key_doesNotExist123"], None)
+        .await;
+    out.assert_failure();
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(out.stderr.contains("key_doesNotExist123"), "{}", out.stderr);
+
+    // The listing shows the revoke.
+    let out = deployment
+        .run(&["keys", "list", "--workspace", &workspace_id], None)
+        .await;
+    out.assert_success();
+    let lines = out.json_lines();
+    let first = lines
+        .iter()
+        .find(|l| l["id"] == first_id.as_str())
+        .expect("first key listed");
+    assert_eq!(first["status"], "revoked");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND id = $1",
+            &other_id
+        )
+        .await,
+        1
+    );
+    store.close().await;
+
+    // A mistyped workspace id is an error, not an empty list.
+    let out = deployment
+        .run(&["keys", "list", "--workspace", "ws_nonexistent"], None)
+        .await;
+    out.assert_failure();
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(out.stderr.contains("ws_nonexistent"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. bad configuration
+// ---------------------------------------------------------------------------------------------
+
+/// Each bad value stops start-up before anything listens, naming the variable to fix.
+#[tokio::test]
+async fn bad_configuration_stops_start_up_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("heffl.db").display());
+    let cases: [(&str, &str, &str); 6] = [
+        ("HEFFL_BIND", "nonsense", "HEFFL_BIND"),
+        ("HEFFL_KEY_ENV", "LIVE!", "HEFFL_KEY_ENV"),
+        ("HEFFL_SESSION_TTL", "soon", "HEFFL_SESSION_TTL"),
+        ("HEFFL_LOG_FORMAT", "xml", "HEFFL_LOG_FORMAT"),
+        (
+            "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE",
+            "0",
+            "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE",
+        ),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
+    ];
+    for (variable, value, named) in cases {
+        let mut env = vec![
+            ("DATABASE_URL".to_owned(), sqlite.clone()),
+            (
+                "HEFFL_BIND".to_owned(),
+                format!("127.0.0.1:{}", free_port()),
+            ),
+        ];
+        env.retain(|(k, _)| k != variable);
+        env.push((variable.to_owned(), value.to_owned()));
+        for args in [&["serve"][..], &[][..], &["migrate"][..]] {
+            let out = run_in(dir.path(), &env, args, None).await;
+            out.assert_failure();
+            assert!(
+                out.stdout.is_empty(),
+                "{variable}={value}: stdout {}",
+                out.stdout
+            );
+            assert!(
+                out.stderr.contains(named),
+                "{variable}={value} ({args:?}): stderr does not name {named}: {}",
+                out.stderr
+            );
+            eprintln!("{variable}={value} {args:?} -> {}", out.stderr.trim());
+        }
+    }
+    assert!(
+        !dir.path().join("heffl.db").exists(),
+        "a refused start-up touched the database"
+    );
+}
+
+/// Problems found after parsing — the port is taken, the database is unreachable — also name
+/// the variable.
+#[tokio::test]
+async fn unusable_bind_address_or_database_names_the_variable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("heffl.db").display());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("addr").to_string();
+    let env = vec![
+        ("DATABASE_URL".to_owned(), sqlite),
+        ("HEFFL_BIND".to_owned(), taken_addr.clone()),
+    ];
+    let out = run_in(dir.path(), &env, &["serve"], None).await;
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("HEFFL_BIND") && out.stderr.contains(&taken_addr),
+        "{}",
+        out.stderr
+    );
+    eprintln!("port taken -> {}", out.stderr.trim());
+    drop(taken);
+
+    // Nothing listens on port 1; the bounded acquire timeout makes this quick.
+    let env = vec![
+        (
+            "DATABASE_URL".to_owned(),
+            "postgres://postgres@127.0.0.1:1/heffl".to_owned(),
+        ),
+        ("HEFFL_DB_ACQUIRE_TIMEOUT".to_owned(), "1s".to_owned()),
+    ];
+    let started = Instant::now();
+    let out = run_in(dir.path(), &env, &["migrate"], None).await;
+    out.assert_failure();
+    assert!(out.stderr.contains("DATABASE_URL"), "{}", out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    eprintln!("database unreachable -> {}", out.stderr.trim());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. graceful shutdown
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
+    let Some(deployment) = Deployment::create(Db::Sqlite).await else {
+        return;
+    };
+    deployment.bootstrap("Acme", "owner@acme.test").await;
+    // tower_http at debug logs "started processing request" as each request enters the stack,
+    // which tells the test when the requests are really in flight.
+    let mut server = deployment
+        .spawn(&[("RUST_LOG", "info,tower_http=debug")], &["serve"])
+        .await;
+    let started_before = server
+        .stderr_text()
+        .matches("started processing request")
+        .count();
+
+    const REQUESTS: usize = 20;
+    // A fresh client: each request on its own new connection, none reused from the readiness
+    // probes.
+    let client = Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let url = server.url("/app/v1/auth/login");
+    let requests: Vec<_> = (0..REQUESTS)
+        .map(|i| {
+            let request = client.post(&url).json(
+                &json!({ "email": "owner@acme.test", "password": format!("wrong-password-{i}") }),
+            );
+            tokio::spawn(async move {
+                let response = request.send().await?;
+                let status = response.status();
+                let body = response.text().await?;
+                Ok::<_, reqwest::Error>((status, body))
+            })
+        })
+        .collect();
+    // Argon2 makes each login take tens of milliseconds, so they are still running when the
+    // signal lands.
+    server
+        .wait_for_stderr("all requests started", |text| {
+            text.matches("started processing request").count() >= started_before + REQUESTS
+        })
+        .await;
+    server.sigterm().await;
+
+    for request in requests {
+        let result = tokio::time::timeout(Duration::from_secs(20), request)
+            .await
+            .expect("request finished")
+            .expect("task");
+        let (status, body) =
+            result.unwrap_or_else(|e| panic!("request cut off by the shutdown: {e}"));
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(body["error"]["code"], "UNAUTHORIZED", "{body}");
+        assert_eq!(
+            body["error"]["details"]["reason"], "invalid_credentials",
+            "{body}"
+        );
+    }
+    let (status, stderr) = server.wait_exit().await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status}; stderr:\n{stderr}"
+    );
+
+    // Without this the test could pass with every request finished before the signal.
+    let signal_at = stderr
+        .find("shutdown signal received")
+        .unwrap_or_else(|| panic!("no shutdown line in:\n{stderr}"));
+    let finished_after = stderr[signal_at..]
+        .matches("finished processing request")
+        .count();
+    assert!(
+        finished_after >= 1,
+        "no request was in flight at SIGTERM:\n{stderr}"
+    );
+    assert!(stderr.contains("stopped"), "{stderr}");
+
+    let connect = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await;
+    let error = connect.expect_err("connected to a server that has exited");
+    assert_eq!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{error}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. secrets never reach the logs
+// ---------------------------------------------------------------------------------------------
+
+async fn secrets_never_reach_json_logs(db: Db) {
+    let stderr = secrets_never_reach_logs(db, "json").await;
+    let Some(stderr) = stderr else {
+        return;
+    };
+    let mut request_lines = 0;
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let event: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(
+            event["level"].is_string() && event["timestamp"].is_string(),
+            "{line}"
+        );
+        if event["span"]["path"] == "/api/v1/leads" {
+            request_lines += 1;
+        }
+    }
+    assert!(
+        request_lines >= 1,
+        "no request log line for /api/v1/leads:\n{stderr}"
+    );
+}
+
+async fn secrets_never_reach_pretty_logs(db: Db) {
+    if let Some(stderr) = secrets_never_reach_logs(db, "pretty").await {
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "colour codes in a log that is not a terminal:\n{stderr}"
+        );
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("/api/v1/leads") && l.contains("finished processing request")),
+            "no request log line for /api/v1/leads:\n{stderr}"
+        );
+    }
+}
+
+/// Drives every credential through a debug-logging server and returns its whole stderr once
+/// none of them was found in it.
+async fn secrets_never_reach_logs(db: Db, format: &str) -> Option<String> {
+    let deployment = Deployment::create(db).await?;
+    let extra = [("RUST_LOG", "debug"), ("HEFFL_LOG_FORMAT", format)];
+    let password = "Pa55word-that-must-stay-secret";
+    let out = deployment
+        .run_with(
+            &[
+                "bootstrap",
+                "--workspace",
+                "Acme",
+                "--email",
+                "owner@acme.test",
+                "--password-stdin",
+            ],
+            Some(password),
+            &extra,
+        )
+        .await;
+    out.assert_success();
+    let workspace_id = out.json_line()["workspaceId"]
+        .as_str()
+        .expect("workspaceId")
+        .to_owned();
+    let mut secrets: Vec<String> = vec![password.to_owned()];
+    let mut cli_logs = out.stderr.clone();
+
+    let mut server = deployment.spawn(&extra, &["serve"]).await;
+    let wrong_password = "Wrong-password-also-secret";
+    let (status, _) = server.login("owner@acme.test", wrong_password).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    secrets.push(wrong_password.to_owned());
+    let token = server.login_token("owner@acme.test", password).await;
+    secrets.push(token.clone());
+    let (status, _) = server
+        .send(Method::GET, "/app/v1/session", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, key) = server.create_key(&token, &workspace_id, "Logged?").await;
+    secrets.push(key.clone());
+    // The key without its prefix and checksum is still the secret.
+    secrets.push(key[8..38].to_owned());
+
+    let (status, body) = server.send_with_key(Method::GET, "/api/v1/me", &key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server
+        .send_with_key(Method::GET, "/api/v1/leads", &key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A key pasted into the query string by mistake: the request log records the path only.
+    let leaked_query = server
+        .client
+        .get(server.url(&format!("/api/v1/leads?apiKey={key}")))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(leaked_query.status(), StatusCode::OK);
+
+    // Right length, wrong checksum; and a wrong length. Both are someone's secret text.
+    let mut bad_checksum = ApiKey::generate(&KeyEnv::default())
+        .expose_secret()
+        .to_owned();
+    bad_checksum.replace_range(38.., "zzzzzz");
+    let truncated = "hk_live_TruncatedPasteOfSomeSecretText";
+    for malformed in [bad_checksum.as_str(), truncated] {
+        let (status, body) = server
+            .send_with_key(Method::GET, "/api/v1/leads", malformed)
+            .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            Some("malformed_api_key"),
+        );
+        assert!(
+            !body.to_string().contains(&malformed[8..]),
+            "echoed in the response: {body}"
+        );
+        secrets.push(malformed.to_owned());
+        secrets.push(malformed[8..].to_owned());
+    }
+    // The session token sent where a key belongs.
+    let (status, body) = parts(
+        server
+            .client
+            .get(server.url("/api/v1/leads"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        Some("bearer_not_supported"),
+    );
+    let (status, _) = server
+        .send(Method::POST, "/app/v1/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server
+        .send(Method::GET, "/app/v1/session", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, stderr) = server.stop().await;
+    assert!(status.success(), "exit {status}");
+    cli_logs.push_str(&stderr);
+    for secret in &secrets {
+        assert!(
+            !cli_logs.contains(secret.as_str()),
+            "a secret in the logs: {secret}\n{cli_logs}"
+        );
+    }
+    // Proof that the logs were looked at at all.
+    assert!(stderr.contains("/api/v1/me"), "no request lines:\n{stderr}");
+    assert!(
+        stderr.contains("/app/v1/auth/login"),
+        "no request lines:\n{stderr}"
+    );
+    Some(stderr)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. the key environment tag
+// ---------------------------------------------------------------------------------------------
+
+async fn key_environment_tag_comes_from_configuration(db: Db) {
+    let Some(deployment) = Deployment::create(db).await else {
+        return;
+    };
+    let (workspace_id, _, password) = deployment.bootstrap("Acme", "owner@acme.test").await;
+    let server = deployment
+        .spawn(&[("HEFFL_KEY_ENV", "test")], &["serve"])
+        .await;
+    let token = server.login_token("owner@acme.test", &password).await;
+    let (key_id, key) = server.create_key(&token, &workspace_id, "Staging").await;
+    assert!(key.starts_with("hk_test_"), "{key}");
+    assert_eq!(key.len(), "hk_test_".len() + 36, "{key}");
+    let (status, me) = server.send_with_key(Method::GET, "/api/v1/me", &key).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["apiKey"]["id"], key_id.as_str());
+
+    let live = ApiKey::generate(&KeyEnv::default());
+    assert!(live.expose_secret().starts_with("hk_live_"));
+    let response = server
+        .client
+        .get(server.url("/api/v1/me"))
+        .header("x-api-key", live.expose_secret())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("ApiKey header=\"x-api-key\"")
+    );
+    let (status, body) = parts(response).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        Some("wrong_environment"),
+    );
+
+    // A well-formed key of the right tag that was never issued is merely unknown.
+    let unknown = ApiKey::generate(&KeyEnv::new("test").expect("tag"));
+    let (status, body) = server
+        .send_with_key(Method::GET, "/api/v1/me", unknown.expose_secret())
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        Some("invalid_api_key"),
+    );
+
+    // And a default-tag server on the same database refuses the test key.
+    let live_server = deployment.spawn(&[], &["serve"]).await;
+    let (status, body) = live_server
+        .send_with_key(Method::GET, "/api/v1/me", &key)
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        Some("wrong_environment"),
+    );
+    let (_, live_key) = live_server
+        .create_key(&token, &workspace_id, "Production")
+        .await;
+    assert!(live_key.starts_with("hk_live_"), "{live_key}");
+    let (status, body) = server
+        .send_with_key(Method::GET, "/api/v1/me", &live_key)
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        Some("wrong_environment"),
+    );
+}
