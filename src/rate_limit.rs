@@ -4,7 +4,7 @@
 //! windows. Limits are per process: see docs/operations.md for several instances.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -42,9 +42,7 @@ impl Default for RateLimiter {
 
 impl RateLimiter {
     fn shard(&self, key: &str) -> &Mutex<HashMap<String, Window>> {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        let index = (hasher.finish() as usize) % SHARDS;
+        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         &self.shards[index]
     }
 
