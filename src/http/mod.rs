@@ -6,6 +6,7 @@ mod background;
 mod client;
 mod extract;
 mod json_errors;
+mod metrics;
 mod routes;
 mod session_auth;
 mod throttle;
@@ -52,6 +53,7 @@ pub struct StateInner {
 impl AppState {
     /// Gives `store` the verification cache this server will keep in step (see `serve_until`).
     pub fn new(store: Store, config: Config) -> AppState {
+        crate::telemetry::prometheus();
         let cache = if config.cache_capacity == 0 {
             KeyCache::disabled()
         } else {
@@ -110,6 +112,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/app/v1", dashboard)
         .nest("/api/v1", api)
         .merge(routes::operations())
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(json_errors::no_route)
         .with_state(state)
         .layer(middleware)

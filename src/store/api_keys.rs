@@ -36,6 +36,8 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<Timestamp>,
     pub revoked_by: Option<UserRef>,
     pub revoke_reason: Option<String>,
+    /// `null`: the deployment's default limit; 0: no limit.
+    pub rate_limit_per_minute: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -55,6 +57,7 @@ struct ApiKeyRow {
     revoker_email: Option<String>,
     revoker_name: Option<String>,
     revoke_reason: Option<String>,
+    rate_limit_per_minute: Option<i64>,
 }
 
 impl From<ApiKeyRow> for ApiKeyRecord {
@@ -84,6 +87,7 @@ impl From<ApiKeyRow> for ApiKeyRecord {
             revoked_at: row.revoked_at,
             revoked_by,
             revoke_reason: row.revoke_reason,
+            rate_limit_per_minute: row.rate_limit_per_minute,
         }
     }
 }
@@ -91,7 +95,8 @@ impl From<ApiKeyRow> for ApiKeyRecord {
 const KEY_COLUMNS: &str = "SELECT k.id, k.workspace_id, k.name, k.hint, k.created_at, \
      c.id AS creator_id, c.email AS creator_email, c.name AS creator_name, \
      k.last_used_at, k.request_count, k.revoked_at, \
-     r.id AS revoker_id, r.email AS revoker_email, r.name AS revoker_name, k.revoke_reason \
+     r.id AS revoker_id, r.email AS revoker_email, r.name AS revoker_name, k.revoke_reason, \
+     k.rate_limit_per_minute \
      FROM api_keys k JOIN users c ON c.id = k.created_by LEFT JOIN users r ON r.id = k.revoked_by";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +122,7 @@ pub struct NewApiKey<'a> {
     pub name: &'a str,
     pub digest: &'a [u8; 32],
     pub hint: &'a str,
+    pub rate_limit_per_minute: Option<i64>,
 }
 
 /// What the API-key middleware needs to authorize a request, resolved in one query.
@@ -183,8 +189,9 @@ impl Store {
         let id = ids::new_id(ids::API_KEY);
         let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "INSERT INTO api_keys (id, workspace_id, created_by, name, digest, hint, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, workspace_id, created_by, name, digest, hint, created_at, \
+             rate_limit_per_minute) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(new.workspace_id)
@@ -193,6 +200,7 @@ impl Store {
         .bind(new.digest.as_slice())
         .bind(new.hint)
         .bind(Timestamp::now())
+        .bind(new.rate_limit_per_minute)
         .execute(&mut *tx)
         .await?;
         record_audit(

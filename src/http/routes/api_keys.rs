@@ -18,9 +18,14 @@ pub const MAX_KEY_NAME_CHARS: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CreateKey {
     name: Option<String>,
+    /// Overrides HEFFL_RATE_LIMIT_PER_MINUTE for this key; 0 means no limit.
+    rate_limit_per_minute: Option<i64>,
 }
+
+pub const MAX_RATE_LIMIT_PER_MINUTE: i64 = 1_000_000;
 
 #[derive(Serialize)]
 pub struct CreatedKey {
@@ -45,6 +50,14 @@ pub async fn create(
     caller_role(&state, &workspace_id, &session).await?;
     let mut issues = Issues::default();
     let name = issues.required_text("name", body.name.as_deref(), MAX_KEY_NAME_CHARS);
+    if let Some(limit) = body.rate_limit_per_minute {
+        if !(0..=MAX_RATE_LIMIT_PER_MINUTE).contains(&limit) {
+            issues.add(
+                "rateLimitPerMinute",
+                format!("must be a whole number from 0 (no limit) to {MAX_RATE_LIMIT_PER_MINUTE}"),
+            );
+        }
+    }
     issues.finish(())?;
     let key = ApiKey::generate(&state.config.key_env);
     let record = state
@@ -56,6 +69,7 @@ pub async fn create(
                 name: &name,
                 digest: key.digest().as_bytes(),
                 hint: &key.hint(),
+                rate_limit_per_minute: body.rate_limit_per_minute,
             },
             &client,
         )

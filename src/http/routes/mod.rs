@@ -60,4 +60,5 @@ pub fn operations() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(operations::healthz))
         .route("/readyz", get(operations::readyz))
+        .route("/metrics", get(operations::metrics))
 }

@@ -1,6 +1,8 @@
 use crate::error::ApiError;
 use crate::http::AppState;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -18,4 +20,30 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             Err(ApiError::database_unavailable())
         }
     }
+}
+
+/// Prometheus text format. Gauges are sampled at scrape time.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = state.store.pool();
+    let size = f64::from(pool.size());
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("heffl_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("heffl_db_pool_connections", "state" => "in_use").set((size - idle).max(0.0));
+    metrics::gauge!("heffl_db_pool_max_connections")
+        .set(f64::from(state.config.db_max_connections));
+    metrics::gauge!("heffl_key_cache_entries").set(state.store.key_cache().entry_count() as f64);
+    metrics::gauge!("heffl_key_cache_live").set(if state.store.key_cache().is_live() {
+        1.0
+    } else {
+        0.0
+    });
+    let handle = crate::telemetry::prometheus();
+    handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
 }
