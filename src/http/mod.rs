@@ -32,7 +32,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -99,7 +100,8 @@ pub fn app(state: AppState) -> Router {
                 .unwrap_or("");
             // The path only: a query string is the caller's and may hold anything.
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-        }))
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(tower::util::MapResponseLayer::new(json_errors::ensure_json_errors))
         .layer(CatchPanicLayer::custom(json_errors::panic_response))

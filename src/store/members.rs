@@ -1,4 +1,6 @@
-use super::{insert_user, record_audit, Actor, AuditEntry, ClientInfo, NewUser, Store, Tx};
+use super::{
+    insert_user, record_audit, Actor, AuditEntry, Backend, ClientInfo, NewUser, Store, Tx,
+};
 use crate::key_cache::Invalidation;
 use crate::permissions::{can_manage_member, Role};
 use crate::time::Timestamp;
@@ -123,7 +125,7 @@ impl Store {
         new_role: Role,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_owner_change().await?;
         let current = match self
             .guard_owner_change(&mut tx, workspace_id, user_id, Some(new_role), actor)
             .await?
@@ -174,7 +176,7 @@ impl Store {
         user_id: &str,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_owner_change().await?;
         if let Err(refusal) = self
             .guard_owner_change(&mut tx, workspace_id, user_id, None, actor)
             .await?
@@ -215,6 +217,17 @@ impl Store {
         tx.commit().await?;
         self.forget(&change);
         Ok(MemberChange::Done(None))
+    }
+
+    /// A transaction for a read-check-write of the owners. On SQLite it takes the write lock
+    /// at BEGIN: a deferred transaction that read the owners and then writes fails with
+    /// SQLITE_BUSY_SNAPSHOT when another change committed in between, whereas IMMEDIATE makes
+    /// the second change wait (busy timeout) and then read the owners as they are.
+    async fn begin_owner_change(&self) -> Result<Tx<'static>, sqlx::Error> {
+        match self.backend() {
+            Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool().begin().await,
+        }
     }
 
     /// Checks, under lock, that the change is allowed and leaves the workspace an owner.

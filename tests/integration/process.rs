@@ -1246,6 +1246,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let finished_after = stderr[signal_at..]
         .matches("finished processing request")
         .count();
+    eprintln!("{finished_after} of {REQUESTS} requests finished after SIGTERM");
     assert!(
         finished_after >= 1,
         "no request was in flight at SIGTERM:\n{stderr}"
