@@ -3,7 +3,9 @@
 use crate::config::{Cli, Command, Config, KeysCommand, UsersCommand};
 use crate::http::{self, AppState};
 use crate::password;
-use crate::store::{BootstrapOutcome, ClientInfo, NewUser, PoolSettings, StatusFilter, Store};
+use crate::store::{
+    BootstrapOutcome, ClientInfo, KeyFilter, NewUser, PoolSettings, StatusFilter, Store,
+};
 use crate::validate::Issues;
 use std::io::Read;
 use std::process::ExitCode;
@@ -188,7 +190,14 @@ async fn run_keys(store: &Store, command: KeysCommand) -> Result<(), CliError> {
                 return Err(fail(format!("no workspace with the id {workspace}")));
             }
             let keys = store
-                .list_api_keys(&workspace, None, StatusFilter::All)
+                .list_api_keys(
+                    &workspace,
+                    &KeyFilter {
+                        creator: None,
+                        status: StatusFilter::All,
+                        unused_since: None,
+                    },
+                )
                 .await
                 .map_err(db_error)?;
             for key in keys {

@@ -199,6 +199,21 @@ pub struct Config {
     #[arg(long, env = "HEFFL_USAGE_FLUSH_INTERVAL", value_name = "HEFFL_USAGE_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
     pub usage_flush_interval: Duration,
 
+    /// Let browsers use API keys on /api/v1 (requests with Origin or Sec-Fetch-Site). Off: such
+    /// requests get 403 browser_use_blocked, since a key in a web page is a key for everyone.
+    #[arg(long, env = "HEFFL_ALLOW_BROWSER_KEYS", value_name = "HEFFL_ALLOW_BROWSER_KEYS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub allow_browser_keys: bool,
+
+    /// Calls per minute per client address to the unauthenticated leaked-key endpoint.
+    #[arg(
+        long,
+        env = "HEFFL_LEAK_REPORTS_PER_MINUTE",
+        value_name = "HEFFL_LEAK_REPORTS_PER_MINUTE",
+        default_value_t = 10,
+        global = true
+    )]
+    pub leak_reports_per_minute: u32,
+
     /// How long to wait for in-flight requests at shutdown.
     #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,

@@ -189,6 +189,8 @@ mod tests {
             user_disabled_at: None,
             role: Some("owner".into()),
             revoked_at: None,
+            expires_at: None,
+            scopes: None,
             rate_limit_per_minute: None,
         })
     }

@@ -15,6 +15,7 @@ pub mod key_cache;
 pub mod password;
 pub mod permissions;
 pub mod rate_limit;
+pub mod scopes;
 pub mod session_token;
 pub mod store;
 pub mod telemetry;

@@ -9,6 +9,7 @@ use crate::error::{ApiError, Realm};
 use crate::key_cache::Lookup;
 use crate::permissions::Role;
 use crate::rate_limit::Decision;
+use crate::scopes::{Scope, ScopeSet};
 use crate::store::{KeyPrincipalRow, User};
 use crate::time::Timestamp;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -33,6 +34,21 @@ pub struct Principal {
     pub workspace_name: String,
     pub user: User,
     pub role: Role,
+    pub scopes: ScopeSet,
+}
+
+impl Principal {
+    /// A key may do what its scopes allow and its user's role allows; this is the first half.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "insufficient_scope",
+                format!("This API key lacks the {scope} scope; create a key with it in Settings > Developer."),
+            ))
+        }
+    }
 }
 
 fn unauthorized(reason: &'static str, message: impl Into<String>) -> ApiError {
@@ -101,6 +117,7 @@ fn principal(row: &KeyPrincipalRow) -> Principal {
         },
         // Checked in `authenticate`; a row without a role never gets here.
         role: row.current_role().unwrap_or(Role::Viewer),
+        scopes: ScopeSet::from_column(row.scopes.as_deref()),
     }
 }
 
@@ -127,6 +144,14 @@ fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
 
 /// A client address that keeps failing gets 429 for anything that would need the database or
 /// fails; keys already verified (cache hits) keep working, so a shared NAT is not locked out.
+/// Only browsers send `Origin` on same-origin-less requests and `Sec-Fetch-Site`; server-side
+/// clients (curl, requests, Node's fetch, which does send `Sec-Fetch-Mode: cors`) send neither.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN)
+        || headers.contains_key("sec-fetch-site")
+        || headers.contains_key("sec-fetch-dest")
+}
+
 fn failures_exhausted(state: &AppState, address: &str, now: Instant) -> bool {
     let limit = state.config.auth_failures_per_minute;
     limit > 0 && state.auth_failures.exhausted(address, limit, now)
@@ -165,6 +190,13 @@ async fn verify(
     now: Instant,
 ) -> Result<Arc<KeyPrincipalRow>, ApiError> {
     let mut values = headers.get_all(&X_API_KEY).iter();
+    if headers.contains_key(&X_API_KEY) && !state.config.allow_browser_keys && from_browser(headers)
+    {
+        return Err(ApiError::forbidden(
+            "browser_use_blocked",
+            "API keys must never be used from a browser, where anyone can read them; call the API from your server, and revoke this key if it was shipped to a browser.",
+        ));
+    }
     let Some(raw) = values.next() else {
         if headers.contains_key(header::AUTHORIZATION) {
             return Err(unauthorized(
@@ -223,6 +255,16 @@ async fn verify(
         return Err(unauthorized(
             "revoked_api_key",
             "This API key has been revoked; create a new one in Settings > Developer.",
+        ));
+    }
+    if let Some(expired_at) = row.expires_at.filter(|at| *at <= Timestamp::now()) {
+        state.expiry_log.note(&state.store, &row, expired_at);
+        return Err(unauthorized(
+            "expired_api_key",
+            format!(
+                "This API key expired at {}; create a new one in Settings > Developer.",
+                expired_at.to_rfc3339()
+            ),
         ));
     }
     Ok(row)

@@ -39,6 +39,7 @@ pub fn spawn(state: &AppState) -> Background {
             let now = Instant::now();
             pruner.key_limits.prune(now);
             pruner.auth_failures.prune(now);
+            pruner.leak_reports.prune(now);
         }
     }));
     Background { tasks }

@@ -4,6 +4,7 @@
 mod api_key_auth;
 mod background;
 mod client;
+mod expiry_log;
 mod extract;
 mod json_errors;
 mod metrics;
@@ -49,6 +50,8 @@ pub struct StateInner {
     login_throttle: throttle::LoginThrottle,
     key_limits: RateLimiter,
     auth_failures: RateLimiter,
+    leak_reports: RateLimiter,
+    expiry_log: expiry_log::ExpiryLog,
 }
 
 impl AppState {
@@ -69,6 +72,8 @@ impl AppState {
             login_throttle,
             key_limits: RateLimiter::default(),
             auth_failures: RateLimiter::default(),
+            leak_reports: RateLimiter::default(),
+            expiry_log: expiry_log::ExpiryLog::default(),
         }))
     }
 }

@@ -2,6 +2,7 @@ use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::ids;
 use crate::key_cache::Invalidation;
 use crate::permissions::Role;
+use crate::scopes::ScopeSet;
 use crate::time::Timestamp;
 use serde::Serialize;
 use serde_json::json;
@@ -18,6 +19,7 @@ pub struct UserRef {
 pub enum KeyStatus {
     Active,
     Revoked,
+    Expired,
 }
 
 /// A key as the dashboard sees it: everything but the secret, which is never stored.
@@ -29,15 +31,21 @@ pub struct ApiKeyRecord {
     pub name: String,
     pub hint: String,
     pub status: KeyStatus,
+    pub scopes: ScopeSet,
     pub created_at: Timestamp,
     pub created_by: UserRef,
     pub last_used_at: Option<Timestamp>,
     pub request_count: i64,
+    pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub revoked_by: Option<UserRef>,
     pub revoke_reason: Option<String>,
     /// `null`: the deployment's default limit; 0: no limit.
     pub rate_limit_per_minute: Option<i64>,
+    /// The key this one replaced by a roll.
+    pub rolled_from: Option<String>,
+    /// The key that replaced this one by a roll.
+    pub replaced_by: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -46,18 +54,36 @@ struct ApiKeyRow {
     workspace_id: String,
     name: String,
     hint: String,
+    scopes: Option<String>,
     created_at: Timestamp,
     creator_id: String,
     creator_email: String,
     creator_name: String,
     last_used_at: Option<Timestamp>,
     request_count: i64,
+    expires_at: Option<Timestamp>,
     revoked_at: Option<Timestamp>,
     revoker_id: Option<String>,
     revoker_email: Option<String>,
     revoker_name: Option<String>,
     revoke_reason: Option<String>,
     rate_limit_per_minute: Option<i64>,
+    rolled_from: Option<String>,
+    replaced_by: Option<String>,
+}
+
+pub fn key_status(
+    revoked_at: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+) -> KeyStatus {
+    if revoked_at.is_some() {
+        KeyStatus::Revoked
+    } else if expires_at.is_some_and(|at| at <= now) {
+        KeyStatus::Expired
+    } else {
+        KeyStatus::Active
+    }
 }
 
 impl From<ApiKeyRow> for ApiKeyRecord {
@@ -67,11 +93,8 @@ impl From<ApiKeyRow> for ApiKeyRecord {
             _ => None,
         };
         ApiKeyRecord {
-            status: if row.revoked_at.is_some() {
-                KeyStatus::Revoked
-            } else {
-                KeyStatus::Active
-            },
+            status: key_status(row.revoked_at, row.expires_at, Timestamp::now()),
+            scopes: ScopeSet::from_column(row.scopes.as_deref()),
             id: row.id,
             workspace_id: row.workspace_id,
             name: row.name,
@@ -84,36 +107,41 @@ impl From<ApiKeyRow> for ApiKeyRecord {
             },
             last_used_at: row.last_used_at,
             request_count: row.request_count,
+            expires_at: row.expires_at,
             revoked_at: row.revoked_at,
             revoked_by,
             revoke_reason: row.revoke_reason,
             rate_limit_per_minute: row.rate_limit_per_minute,
+            rolled_from: row.rolled_from,
+            replaced_by: row.replaced_by,
         }
     }
 }
 
-const KEY_COLUMNS: &str = "SELECT k.id, k.workspace_id, k.name, k.hint, k.created_at, \
+const KEY_COLUMNS: &str = "SELECT k.id, k.workspace_id, k.name, k.hint, k.scopes, k.created_at, \
      c.id AS creator_id, c.email AS creator_email, c.name AS creator_name, \
-     k.last_used_at, k.request_count, k.revoked_at, \
+     k.last_used_at, k.request_count, k.expires_at, k.revoked_at, \
      r.id AS revoker_id, r.email AS revoker_email, r.name AS revoker_name, k.revoke_reason, \
-     k.rate_limit_per_minute \
-     FROM api_keys k JOIN users c ON c.id = k.created_by LEFT JOIN users r ON r.id = k.revoked_by";
+     k.rate_limit_per_minute, k.rolled_from, n.id AS replaced_by \
+     FROM api_keys k JOIN users c ON c.id = k.created_by LEFT JOIN users r ON r.id = k.revoked_by \
+     LEFT JOIN api_keys n ON n.rolled_from = k.id";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     Active,
     Revoked,
+    Expired,
     All,
 }
 
-impl StatusFilter {
-    fn sql(self) -> &'static str {
-        match self {
-            StatusFilter::Active => " AND k.revoked_at IS NULL",
-            StatusFilter::Revoked => " AND k.revoked_at IS NOT NULL",
-            StatusFilter::All => "",
-        }
-    }
+/// Which keys a list shows.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyFilter<'a> {
+    /// Only this user's keys (what members and viewers see).
+    pub creator: Option<&'a str>,
+    pub status: StatusFilter,
+    /// Only keys not used since then, and never-used ones.
+    pub unused_since: Option<Timestamp>,
 }
 
 pub struct NewApiKey<'a> {
@@ -123,6 +151,8 @@ pub struct NewApiKey<'a> {
     pub digest: &'a [u8; 32],
     pub hint: &'a str,
     pub rate_limit_per_minute: Option<i64>,
+    pub scopes: ScopeSet,
+    pub expires_at: Option<Timestamp>,
 }
 
 /// What the API-key middleware needs to authorize a request, resolved in one query.
@@ -139,6 +169,8 @@ pub struct KeyPrincipalRow {
     /// `None` when the creator is no longer a member of the key's workspace.
     pub role: Option<String>,
     pub revoked_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub scopes: Option<String>,
     /// The key's own limit; `None` means the deployment's default.
     pub rate_limit_per_minute: Option<i64>,
 }
@@ -147,6 +179,17 @@ impl KeyPrincipalRow {
     pub fn current_role(&self) -> Option<Role> {
         self.role.as_deref().and_then(Role::parse)
     }
+}
+
+pub enum RollOutcome {
+    Rolled {
+        new: Box<ApiKeyRecord>,
+        old: Box<ApiKeyRecord>,
+    },
+    NotFound,
+    /// Only an active key that was not rolled before can be rolled.
+    NotRollable(KeyStatus),
+    AlreadyRolled,
 }
 
 /// Revokes every active key the user created (in one workspace, or all of them). Runs inside
@@ -180,29 +223,41 @@ pub(super) async fn revoke_keys_of_user(
     Ok(result.rows_affected())
 }
 
+async fn insert_key(
+    tx: &mut Tx<'_>,
+    new: &NewApiKey<'_>,
+    rolled_from: Option<&str>,
+) -> Result<String, sqlx::Error> {
+    let id = ids::new_id(ids::API_KEY);
+    sqlx::query(
+        "INSERT INTO api_keys (id, workspace_id, created_by, name, digest, hint, created_at, \
+         rate_limit_per_minute, scopes, expires_at, rolled_from) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&id)
+    .bind(new.workspace_id)
+    .bind(new.created_by)
+    .bind(new.name)
+    .bind(new.digest.as_slice())
+    .bind(new.hint)
+    .bind(Timestamp::now())
+    .bind(new.rate_limit_per_minute)
+    .bind(new.scopes.to_column())
+    .bind(new.expires_at)
+    .bind(rolled_from)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
 impl Store {
     pub async fn create_api_key(
         &self,
         new: &NewApiKey<'_>,
         client: &ClientInfo,
     ) -> Result<ApiKeyRecord, sqlx::Error> {
-        let id = ids::new_id(ids::API_KEY);
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO api_keys (id, workspace_id, created_by, name, digest, hint, created_at, \
-             rate_limit_per_minute) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&id)
-        .bind(new.workspace_id)
-        .bind(new.created_by)
-        .bind(new.name)
-        .bind(new.digest.as_slice())
-        .bind(new.hint)
-        .bind(Timestamp::now())
-        .bind(new.rate_limit_per_minute)
-        .execute(&mut *tx)
-        .await?;
+        let id = insert_key(&mut tx, new, None).await?;
         record_audit(
             &mut tx,
             AuditEntry {
@@ -211,7 +266,9 @@ impl Store {
                 action: "api_key.created",
                 target_type: "api_key",
                 target_id: &id,
-                details: Some(json!({ "name": new.name })),
+                details: Some(
+                    json!({ "name": new.name, "scopes": new.scopes, "expiresAt": new.expires_at }),
+                ),
             },
             client,
         )
@@ -221,25 +278,49 @@ impl Store {
         record.ok_or(sqlx::Error::RowNotFound)
     }
 
-    /// Newest first. `creator` limits the list to one user's keys (for non-managers).
+    /// Newest first.
     pub async fn list_api_keys(
         &self,
         workspace_id: &str,
-        creator: Option<&str>,
-        status: StatusFilter,
+        filter: &KeyFilter<'_>,
     ) -> Result<Vec<ApiKeyRecord>, sqlx::Error> {
-        let creator_clause = if creator.is_some() {
-            " AND k.created_by = $2"
-        } else {
-            ""
+        let now = Timestamp::now();
+        let mut sql = format!("{KEY_COLUMNS} WHERE k.workspace_id = $1");
+        let mut next_param = 2;
+        let mut param = |sql: &mut String, clause: &str| {
+            sql.push_str(&clause.replace("$?", &format!("${next_param}")));
+            next_param += 1;
         };
-        let sql = format!(
-            "{KEY_COLUMNS} WHERE k.workspace_id = $1{creator_clause}{} ORDER BY k.created_at DESC, k.id DESC",
-            status.sql()
-        );
+        if filter.creator.is_some() {
+            param(&mut sql, " AND k.created_by = $?");
+        }
+        match filter.status {
+            StatusFilter::Active => param(
+                &mut sql,
+                " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $?)",
+            ),
+            StatusFilter::Expired => {
+                param(&mut sql, " AND k.revoked_at IS NULL AND k.expires_at <= $?")
+            }
+            StatusFilter::Revoked => sql.push_str(" AND k.revoked_at IS NOT NULL"),
+            StatusFilter::All => {}
+        }
+        if filter.unused_since.is_some() {
+            param(
+                &mut sql,
+                " AND (k.last_used_at IS NULL OR k.last_used_at < $?)",
+            );
+        }
+        sql.push_str(" ORDER BY k.created_at DESC, k.id DESC");
         let mut query = sqlx::query_as::<_, ApiKeyRow>(&sql).bind(workspace_id);
-        if let Some(creator) = creator {
+        if let Some(creator) = filter.creator {
             query = query.bind(creator);
+        }
+        if matches!(filter.status, StatusFilter::Active | StatusFilter::Expired) {
+            query = query.bind(now);
+        }
+        if let Some(since) = filter.unused_since {
+            query = query.bind(since);
         }
         let rows = query.fetch_all(self.pool()).await?;
         Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
@@ -302,6 +383,128 @@ impl Store {
         Ok(record.map(|record| (record, changed)))
     }
 
+    /// Replaces a key with a new one of the same name, scopes and limit; the old key keeps
+    /// working until `old_expires_at` (sooner if it was due to expire before).
+    pub async fn roll_api_key(
+        &self,
+        workspace_id: &str,
+        key_id: &str,
+        replacement: &NewApiKey<'_>,
+        old_expires_at: Timestamp,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<RollOutcome, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let Some(old) = fetch_key(&mut *tx, workspace_id, key_id).await? else {
+            return Ok(RollOutcome::NotFound);
+        };
+        if old.status != KeyStatus::Active {
+            return Ok(RollOutcome::NotRollable(old.status));
+        }
+        if old.replaced_by.is_some() {
+            return Ok(RollOutcome::AlreadyRolled);
+        }
+        let new = NewApiKey {
+            name: &old.name,
+            scopes: old.scopes,
+            rate_limit_per_minute: old.rate_limit_per_minute,
+            ..*replacement
+        };
+        let new_id = match insert_key(&mut tx, &new, Some(key_id)).await {
+            Ok(id) => id,
+            // Two rolls raced; the unique index on rolled_from let one through.
+            Err(err) if super::is_unique_violation(&err) => return Ok(RollOutcome::AlreadyRolled),
+            Err(err) => return Err(err),
+        };
+        let expires_at = match old.expires_at {
+            Some(existing) if existing < old_expires_at => existing,
+            _ => old_expires_at,
+        };
+        sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE workspace_id = $2 AND id = $3")
+            .bind(expires_at)
+            .bind(workspace_id)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        let change = Invalidation::Key(key_id.to_owned());
+        self.log_key_event(&mut tx, &change).await?;
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor: Actor::User(actor),
+                action: "api_key.rolled",
+                target_type: "api_key",
+                target_id: key_id,
+                details: Some(json!({ "newKeyId": new_id, "oldExpiresAt": expires_at })),
+            },
+            client,
+        )
+        .await?;
+        let new_record = fetch_key(&mut *tx, workspace_id, &new_id).await?;
+        let old_record = fetch_key(&mut *tx, workspace_id, key_id).await?;
+        tx.commit().await?;
+        self.forget(&change);
+        match (new_record, old_record) {
+            (Some(new), Some(old)) => Ok(RollOutcome::Rolled {
+                new: Box::new(new),
+                old: Box::new(old),
+            }),
+            _ => Err(sqlx::Error::RowNotFound),
+        }
+    }
+
+    /// Revokes the active keys among `digests` (reported as leaked), each with an audit event.
+    /// One statement finds them whatever the mix, so the time taken says little about which
+    /// keys exist.
+    pub async fn revoke_leaked_keys(
+        &self,
+        digests: &[[u8; 32]],
+        client: &ClientInfo,
+    ) -> Result<u64, sqlx::Error> {
+        if digests.is_empty() {
+            return Ok(0);
+        }
+        let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2 \
+             WHERE revoked_at IS NULL AND digest IN ({}) RETURNING id, workspace_id",
+            placeholders.join(", ")
+        );
+        let mut tx = self.pool().begin().await?;
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql)
+            .bind(Timestamp::now())
+            .bind("reported_leaked");
+        for digest in digests {
+            query = query.bind(digest.as_slice());
+        }
+        let revoked = query.fetch_all(&mut *tx).await?;
+        let mut changes = Vec::with_capacity(revoked.len());
+        for (key_id, workspace_id) in &revoked {
+            let change = Invalidation::Key(key_id.clone());
+            self.log_key_event(&mut tx, &change).await?;
+            record_audit(
+                &mut tx,
+                AuditEntry {
+                    workspace_id: Some(workspace_id),
+                    actor: Actor::Anonymous,
+                    action: "api_key.reported_leaked",
+                    target_type: "api_key",
+                    target_id: key_id,
+                    details: None,
+                },
+                client,
+            )
+            .await?;
+            changes.push(change);
+        }
+        tx.commit().await?;
+        for change in &changes {
+            self.forget(change);
+        }
+        Ok(revoked.len() as u64)
+    }
+
     /// For the operator CLI, which knows a key id but maybe not its workspace.
     pub async fn workspace_of_key(&self, key_id: &str) -> Result<Option<String>, sqlx::Error> {
         sqlx::query_scalar("SELECT workspace_id FROM api_keys WHERE id = $1")
@@ -317,7 +520,8 @@ impl Store {
         sqlx::query_as(
             "SELECT k.id AS key_id, k.name AS key_name, k.workspace_id, w.name AS workspace_name, \
              u.id AS user_id, u.email AS user_email, u.name AS user_name, \
-             u.disabled_at AS user_disabled_at, m.role, k.revoked_at, k.rate_limit_per_minute \
+             u.disabled_at AS user_disabled_at, m.role, k.revoked_at, k.expires_at, k.scopes, \
+             k.rate_limit_per_minute \
              FROM api_keys k \
              JOIN workspaces w ON w.id = k.workspace_id \
              JOIN users u ON u.id = k.created_by \

@@ -68,3 +68,81 @@ pub async fn record_audit(
     .await?;
     Ok(())
 }
+
+impl super::Store {
+    /// Records that a key was found expired, once per key however often it is presented.
+    pub async fn record_key_expired(
+        &self,
+        workspace_id: &str,
+        key_id: &str,
+        expired_at: Timestamp,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO audit_events (workspace_id, actor_type, action, target_type, target_id, details, at) \
+             SELECT $1, 'system', 'api_key.expired', 'api_key', $2, $3, $4 \
+             WHERE NOT EXISTS (SELECT 1 FROM audit_events \
+             WHERE workspace_id = $1 AND action = 'api_key.expired' AND target_id = $2)",
+        )
+        .bind(workspace_id)
+        .bind(key_id)
+        .bind(serde_json::json!({ "expiredAt": expired_at }).to_string())
+        .bind(expired_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A failed sign-in against a user is an event of every workspace they belong to.
+    pub async fn record_failed_login(
+        &self,
+        user_id: &str,
+        client: &ClientInfo,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO audit_events (workspace_id, actor_type, action, target_type, target_id, ip, user_agent, at) \
+             SELECT workspace_id, 'anonymous', 'auth.login_failed', 'user', $1, $2, $3, $4 \
+             FROM memberships WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .bind(client.ip.as_deref())
+        .bind(client.user_agent.as_deref())
+        .bind(Timestamp::now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditEventRow {
+    pub seq: i64,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: Option<String>,
+    pub at: Timestamp,
+}
+
+impl super::Store {
+    /// Newest first; `before` is the `seq` of the last event of the previous page.
+    pub async fn list_audit_events(
+        &self,
+        workspace_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEventRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT seq, actor_type, actor_id, action, target_type, target_id, ip, user_agent, details, at \
+             FROM audit_events WHERE workspace_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(workspace_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+    }
+}

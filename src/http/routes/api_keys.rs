@@ -1,31 +1,51 @@
-//! Settings > Developer: create, list, read and revoke a workspace's keys.
+//! Settings > Developer: create, list, read, roll and revoke a workspace's keys.
 
 use super::workspaces::caller_role;
 use crate::api_key::ApiKey;
 use crate::error::ApiError;
-use crate::http::extract::{Json, Path, RawQuery};
+use crate::http::extract::{parse_json, Json, Path, RawQuery};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::permissions::{can_revoke_key, sees_all_keys};
-use crate::store::{ApiKeyRecord, ClientInfo, NewApiKey, StatusFilter};
+use crate::permissions::{can_revoke_key, sees_all_keys, Role};
+use crate::scopes::ScopeSet;
+use crate::store::{
+    ApiKeyRecord, ClientInfo, KeyFilter, KeyStatus, NewApiKey, RollOutcome, StatusFilter,
+};
+use crate::time::Timestamp;
 use crate::validate::Issues;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 pub const MAX_KEY_NAME_CHARS: usize = 100;
+pub const MAX_RATE_LIMIT_PER_MINUTE: i64 = 1_000_000;
+const DAY_MS: i64 = 86_400_000;
+/// Ten years: long enough for any real expiry, short enough to catch a unit mistake.
+const MAX_EXPIRY_DAYS: i64 = 3650;
+/// A rolled key's old secret may stay valid for at most a week.
+const MAX_ROLL_GRACE_SECS: i64 = 7 * 86_400;
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateKey {
     name: Option<String>,
     /// Overrides HEFFL_RATE_LIMIT_PER_MINUTE for this key; 0 means no limit.
     rate_limit_per_minute: Option<i64>,
+    /// Default: every scope.
+    scopes: Option<Vec<String>>,
+    /// RFC 3339; or `expiresInDays`; neither means the key never expires.
+    expires_at: Option<String>,
+    expires_in_days: Option<i64>,
 }
 
-pub const MAX_RATE_LIMIT_PER_MINUTE: i64 = 1_000_000;
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RollKey {
+    /// Seconds the old key keeps working, 0 (now) to 7 days.
+    expires_old_in: Option<i64>,
+}
 
 #[derive(Serialize)]
 pub struct CreatedKey {
@@ -38,6 +58,59 @@ pub struct CreatedKey {
 #[derive(Serialize)]
 pub struct KeyList {
     items: Vec<ApiKeyRecord>,
+}
+
+fn key_not_found() -> ApiError {
+    ApiError::not_found("No API key with this id in this workspace.")
+}
+
+fn shown_once(record: ApiKeyRecord, key: &ApiKey) -> impl IntoResponse {
+    let created = CreatedKey {
+        record,
+        key: key.expose_secret().to_owned(),
+    };
+    (
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(created),
+    )
+}
+
+fn parse_expiry(issues: &mut Issues, body: &CreateKey, now: Timestamp) -> Option<Timestamp> {
+    match (&body.expires_at, body.expires_in_days) {
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            issues.add("expiresAt", "send expiresAt or expiresInDays, not both");
+            None
+        }
+        (None, Some(days)) if (1..=MAX_EXPIRY_DAYS).contains(&days) => {
+            Some(Timestamp(now.0 + days * DAY_MS))
+        }
+        (None, Some(_)) => {
+            issues.add(
+                "expiresInDays",
+                format!("must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}"),
+            );
+            None
+        }
+        (Some(text), None) => match Timestamp::parse_rfc3339(text) {
+            Some(at) if at > now && at.0 <= now.0 + MAX_EXPIRY_DAYS * DAY_MS => Some(at),
+            Some(_) => {
+                issues.add(
+                    "expiresAt",
+                    format!("must be in the future and within {MAX_EXPIRY_DAYS} days"),
+                );
+                None
+            }
+            None => {
+                issues.add(
+                    "expiresAt",
+                    "must be an RFC 3339 time such as 2030-01-15T10:30:00.000Z",
+                );
+                None
+            }
+        },
+    }
 }
 
 pub async fn create(
@@ -58,6 +131,15 @@ pub async fn create(
             );
         }
     }
+    let scopes = match body.scopes.as_deref().map(ScopeSet::parse_list) {
+        None => ScopeSet::all(),
+        Some(Ok(scopes)) => scopes,
+        Some(Err(message)) => {
+            issues.add("scopes", message);
+            ScopeSet::all()
+        }
+    };
+    let expires_at = parse_expiry(&mut issues, &body, Timestamp::now());
     issues.finish(())?;
     let key = ApiKey::generate(&state.config.key_env);
     let record = state
@@ -70,19 +152,13 @@ pub async fn create(
                 digest: key.digest().as_bytes(),
                 hint: &key.hint(),
                 rate_limit_per_minute: body.rate_limit_per_minute,
+                scopes,
+                expires_at,
             },
             &client,
         )
         .await?;
-    let created = CreatedKey {
-        record,
-        key: key.expose_secret().to_owned(),
-    };
-    Ok((
-        StatusCode::CREATED,
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(created),
-    ))
+    Ok(shown_once(record, &key))
 }
 
 pub async fn list(
@@ -92,22 +168,37 @@ pub async fn list(
     query: RawQuery,
 ) -> Result<Json<KeyList>, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
+    let mut issues = Issues::default();
     let status = match query.get("status") {
         None | Some("active") => StatusFilter::Active,
         Some("revoked") => StatusFilter::Revoked,
+        Some("expired") => StatusFilter::Expired,
         Some("all") => StatusFilter::All,
         Some(_) => {
-            return Err(ApiError::validation(
-                "status",
-                "must be one of active, revoked, all",
-            ))
+            issues.add("status", "must be one of active, revoked, expired, all");
+            StatusFilter::All
         }
     };
-    let creator = (!sees_all_keys(role)).then_some(session.user.id.as_str());
-    let items = state
-        .store
-        .list_api_keys(&workspace_id, creator, status)
-        .await?;
+    let unused_since = match query.get("unusedForDays").map(|v| v.trim().parse::<i64>()) {
+        None => None,
+        Some(Ok(days)) if (0..=MAX_EXPIRY_DAYS).contains(&days) => {
+            Some(Timestamp(Timestamp::now().0 - days * DAY_MS))
+        }
+        Some(_) => {
+            issues.add(
+                "unusedForDays",
+                format!("must be a whole number of days from 0 to {MAX_EXPIRY_DAYS}"),
+            );
+            None
+        }
+    };
+    issues.finish(())?;
+    let filter = KeyFilter {
+        creator: (!sees_all_keys(role)).then_some(session.user.id.as_str()),
+        status,
+        unused_since,
+    };
+    let items = state.store.list_api_keys(&workspace_id, &filter).await?;
     Ok(Json(KeyList { items }))
 }
 
@@ -118,17 +209,32 @@ async fn visible_key(
     session: &SessionUser,
     workspace_id: &str,
     key_id: &str,
-) -> Result<ApiKeyRecord, ApiError> {
+) -> Result<(Role, ApiKeyRecord), ApiError> {
     let role = caller_role(state, workspace_id, session).await?;
     let record = state.store.get_api_key(workspace_id, key_id).await?;
     match record {
         Some(record) if sees_all_keys(role) || record.created_by.id == session.user.id => {
-            Ok(record)
+            Ok((role, record))
         }
-        _ => Err(ApiError::not_found(
-            "No API key with this id in this workspace.",
-        )),
+        _ => Err(key_not_found()),
     }
+}
+
+/// Revoking and rolling share a rule: managers any key, the others their own.
+async fn changeable_key(
+    state: &AppState,
+    session: &SessionUser,
+    workspace_id: &str,
+    key_id: &str,
+) -> Result<ApiKeyRecord, ApiError> {
+    let (role, record) = visible_key(state, session, workspace_id, key_id).await?;
+    can_revoke_key(role, &session.user.id, &record.created_by.id).map_err(|_| {
+        ApiError::forbidden(
+            "insufficient_permission",
+            "Only owners and admins can change other people's keys.",
+        )
+    })?;
+    Ok(record)
 }
 
 pub async fn get(
@@ -136,9 +242,8 @@ pub async fn get(
     session: SessionUser,
     Path((workspace_id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKeyRecord>, ApiError> {
-    visible_key(&state, &session, &workspace_id, &key_id)
-        .await
-        .map(Json)
+    let (_, record) = visible_key(&state, &session, &workspace_id, &key_id).await?;
+    Ok(Json(record))
 }
 
 pub async fn revoke(
@@ -147,14 +252,7 @@ pub async fn revoke(
     client: ClientInfo,
     Path((workspace_id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKeyRecord>, ApiError> {
-    let role = caller_role(&state, &workspace_id, &session).await?;
-    let record = visible_key(&state, &session, &workspace_id, &key_id).await?;
-    can_revoke_key(role, &session.user.id, &record.created_by.id).map_err(|_| {
-        ApiError::forbidden(
-            "insufficient_permission",
-            "Only owners and admins can revoke other people's keys.",
-        )
-    })?;
+    changeable_key(&state, &session, &workspace_id, &key_id).await?;
     let revoked = state
         .store
         .revoke_api_key(
@@ -165,7 +263,71 @@ pub async fn revoke(
             &client,
         )
         .await?;
-    let (record, _newly_revoked) =
-        revoked.ok_or_else(|| ApiError::not_found("No API key with this id in this workspace."))?;
+    let (record, _newly_revoked) = revoked.ok_or_else(key_not_found)?;
     Ok(Json(record))
+}
+
+/// A new secret for the same key (name, scopes, limit, and the same user behind it); the old
+/// secret keeps working for `expiresOldIn` seconds so integrations can switch over.
+pub async fn roll(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Path((workspace_id, key_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    // The body is optional: an empty one means "expire the old key now".
+    let body: RollKey = if body.iter().all(u8::is_ascii_whitespace) {
+        RollKey::default()
+    } else {
+        parse_json(&body)?
+    };
+    let grace = body.expires_old_in.unwrap_or(0);
+    if !(0..=MAX_ROLL_GRACE_SECS).contains(&grace) {
+        return Err(ApiError::validation(
+            "expiresOldIn",
+            format!("must be a whole number of seconds from 0 to {MAX_ROLL_GRACE_SECS} (7 days)"),
+        ));
+    }
+    let old = changeable_key(&state, &session, &workspace_id, &key_id).await?;
+    let key = ApiKey::generate(&state.config.key_env);
+    let digest = key.digest();
+    let replacement = NewApiKey {
+        workspace_id: &workspace_id,
+        // The new secret acts as the same user as the old one, whoever rolls it.
+        created_by: &old.created_by.id,
+        name: &old.name,
+        digest: digest.as_bytes(),
+        hint: &key.hint(),
+        rate_limit_per_minute: old.rate_limit_per_minute,
+        scopes: old.scopes,
+        expires_at: old.expires_at,
+    };
+    let old_expires_at = Timestamp(Timestamp::now().0 + grace * 1000);
+    let outcome = state
+        .store
+        .roll_api_key(
+            &workspace_id,
+            &key_id,
+            &replacement,
+            old_expires_at,
+            &session.user.id,
+            &client,
+        )
+        .await?;
+    match outcome {
+        RollOutcome::Rolled { new, .. } => Ok(shown_once(*new, &key)),
+        RollOutcome::NotFound => Err(key_not_found()),
+        RollOutcome::AlreadyRolled => Err(ApiError::conflict(
+            "already_rolled",
+            "This key was already rolled; roll its replacement instead.",
+        )),
+        RollOutcome::NotRollable(status) => Err(ApiError::conflict(
+            "not_active",
+            match status {
+                KeyStatus::Expired => "This key has expired; create a new one instead.",
+                _ => "This key is revoked; create a new one instead.",
+            },
+        )),
+    }
 }

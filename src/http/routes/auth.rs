@@ -55,7 +55,18 @@ pub async fn login(
     let password_ok = password::verify(body.password.unwrap_or_default(), stored_hash).await?;
     let record = match record {
         Some(record) if password_ok => record,
-        _ => return Err(invalid_credentials()),
+        Some(record) => {
+            // Owners see attempts against their members in the audit log. Written off the
+            // response path so a wrong password answers as fast as an unknown email.
+            let store = state.store.clone();
+            tokio::spawn(async move {
+                if let Err(err) = store.record_failed_login(&record.id, &client).await {
+                    tracing::warn!(error = %err, "could not record a failed sign-in");
+                }
+            });
+            return Err(invalid_credentials());
+        }
+        None => return Err(invalid_credentials()),
     };
     if record.disabled_at.is_some() {
         return Err(ApiError::Unauthorized {

@@ -8,6 +8,7 @@ use crate::http::Principal;
 use crate::permissions::{
     can_create_lead, can_modify_lead, can_see_lead, lead_visibility, Denial, LeadVisibility,
 };
+use crate::scopes::Scope;
 use crate::store::{Lead, LeadFields};
 use crate::validate::{self, Issues};
 use axum::extract::State;
@@ -122,6 +123,7 @@ pub async fn list(
     principal: Principal,
     query: RawQuery,
 ) -> Result<Json<LeadPage>, ApiError> {
+    principal.require(Scope::LeadsRead)?;
     let page = validate::page(query.get("pageNo"), query.get("pageSize"))?;
     let owner = match lead_visibility(principal.role) {
         LeadVisibility::All => None,
@@ -147,6 +149,7 @@ pub async fn create(
     principal: Principal,
     Json(body): Json<LeadBody>,
 ) -> Result<(StatusCode, Json<Lead>), ApiError> {
+    principal.require(Scope::LeadsWrite)?;
     can_create_lead(principal.role).map_err(|d| denial(d, "create"))?;
     let fields = body.validate(true)?;
     let lead = state
@@ -161,6 +164,7 @@ pub async fn get(
     principal: Principal,
     Path(lead_id): Path<String>,
 ) -> Result<Json<Lead>, ApiError> {
+    principal.require(Scope::LeadsRead)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
     can_see_lead(principal.role, &principal.user.id, &lead.owner_id)
         .map_err(|d| denial(d, "see"))?;
@@ -173,6 +177,7 @@ pub async fn update(
     Path(lead_id): Path<String>,
     Json(body): Json<LeadBody>,
 ) -> Result<Json<Lead>, ApiError> {
+    principal.require(Scope::LeadsWrite)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
     can_modify_lead(principal.role, &principal.user.id, &lead.owner_id)
         .map_err(|d| denial(d, "update"))?;
@@ -190,6 +195,7 @@ pub async fn delete(
     principal: Principal,
     Path(lead_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::LeadsWrite)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
     can_modify_lead(principal.role, &principal.user.id, &lead.owner_id)
         .map_err(|d| denial(d, "delete"))?;

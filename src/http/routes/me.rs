@@ -1,9 +1,12 @@
+use crate::error::ApiError;
 use crate::http::extract::Json;
 use crate::http::Principal;
+use crate::scopes::Scope;
 use serde_json::{json, Value};
 
-pub async fn me(principal: Principal) -> Json<Value> {
-    Json(json!({
+pub async fn me(principal: Principal) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::MeRead)?;
+    Ok(Json(json!({
         "workspace": { "id": principal.workspace_id, "name": principal.workspace_name },
         "user": {
             "id": principal.user.id,
@@ -12,5 +15,5 @@ pub async fn me(principal: Principal) -> Json<Value> {
             "role": principal.role,
         },
         "apiKey": { "id": principal.key_id, "name": principal.key_name },
-    }))
+    })))
 }

@@ -1,7 +1,10 @@
 //! Route tables. Each submodule is one resource; this file is the map of the API.
 
 mod api_keys;
+mod audit;
 mod auth;
+mod credentials;
+mod developer_page;
 mod leads;
 mod me;
 mod members;
@@ -39,6 +42,11 @@ pub fn dashboard() -> Router<AppState> {
             "/workspaces/{workspace_id}/api-keys/{key_id}/revoke",
             post(api_keys::revoke),
         )
+        .route(
+            "/workspaces/{workspace_id}/api-keys/{key_id}/roll",
+            post(api_keys::roll),
+        )
+        .route("/workspaces/{workspace_id}/audit-events", get(audit::list))
 }
 
 /// /api/v1: integrators, authenticated by `x-api-key` in a middleware before any handler.
@@ -54,6 +62,8 @@ pub fn api(state: AppState) -> Router<AppState> {
             state,
             super::api_key_auth::require_api_key,
         ))
+        // Added after the layer, so it is not behind it: reporting a leak needs no key.
+        .route("/credentials/revoke", post(credentials::revoke))
 }
 
 pub fn operations() -> Router<AppState> {
@@ -61,4 +71,10 @@ pub fn operations() -> Router<AppState> {
         .route("/healthz", get(operations::healthz))
         .route("/readyz", get(operations::readyz))
         .route("/metrics", get(operations::metrics))
+        .route("/settings/developer", get(developer_page::index))
+        .route("/settings/developer/app.js", get(developer_page::script))
+        .route(
+            "/settings/developer/app.css",
+            get(developer_page::stylesheet),
+        )
 }
