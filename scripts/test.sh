@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, property and integration tests on SQLite and PostgreSQL.
+# The whole test suite: unit, property and integration tests on SQLite and PostgreSQL, then the
+# browser test of the Settings > Developer page (which uses the binary cargo test just built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --all-targets "$@"
+scripts/browser-test.sh

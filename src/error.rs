@@ -260,12 +260,22 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            // Postgres: query_canceled (statement_timeout), admin/crash shutdown, cannot connect
-            // now, too many connections; SQLite: SQLITE_BUSY and SQLITE_LOCKED.
-            Some("57014" | "57P01" | "57P02" | "57P03" | "53300" | "5" | "6")
-        ),
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite reports extended codes (517 = BUSY_SNAPSHOT, 262 = LOCKED_SHAREDCACHE
+                // ...); the primary code is the low byte: SQLITE_BUSY 5, SQLITE_LOCKED 6.
+                code.and_then(|c| c.parse::<i64>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            } else {
+                // Postgres: query_canceled (statement_timeout), admin/crash shutdown, cannot
+                // connect now, too many connections.
+                matches!(
+                    code.as_deref(),
+                    Some("57014" | "57P01" | "57P02" | "57P03" | "53300")
+                )
+            }
+        }
         _ => false,
     }
 }

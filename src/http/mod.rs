@@ -8,6 +8,7 @@ mod expiry_log;
 mod extract;
 mod json_errors;
 mod metrics;
+mod openapi;
 mod routes;
 mod session_auth;
 mod throttle;
@@ -21,7 +22,7 @@ use crate::rate_limit::RateLimiter;
 use crate::store::Store;
 use crate::usage::UsageRecorder;
 use axum::extract::Request;
-use axum::http::{header, HeaderName, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -115,14 +116,41 @@ pub fn app(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             state.config.request_timeout,
         ));
-    Router::new()
+    let (routes, document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .nest("/app/v1", dashboard)
         .nest("/api/v1", api)
         .merge(routes::operations())
+        .split_for_parts();
+    let document = openapi_json(&document);
+    routes
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    document,
+                )
+            }),
+        )
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(json_errors::no_route)
         .with_state(state)
         .layer(middleware)
+}
+
+/// Serialized once: the document is fixed for the life of the router.
+fn openapi_json(document: &utoipa::openapi::OpenApi) -> axum::body::Bytes {
+    match document.to_pretty_json() {
+        Ok(json) => axum::body::Bytes::from(json),
+        Err(err) => {
+            // Cannot happen for a document made of utoipa's own types; keep serving the API.
+            tracing::error!(error = %err, "could not serialize the OpenAPI document");
+            axum::body::Bytes::from_static(b"{}")
+        }
+    }
 }
 
 /// Only the configured dashboard origins get CORS, and only on /app/v1.

@@ -7,14 +7,14 @@ use crate::time::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserRef {
     pub id: String,
     pub email: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     Active,
@@ -23,28 +23,38 @@ pub enum KeyStatus {
 }
 
 /// A key as the dashboard sees it: everything but the secret, which is never stored.
-#[derive(Debug, Clone, Serialize)]
+// `null` fields are always present (SPEC §5), hence `required` on each `Option`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyRecord {
     pub id: String,
     pub workspace_id: String,
     pub name: String,
+    /// The key's prefix and last four characters, to recognise it.
     pub hint: String,
     pub status: KeyStatus,
     pub scopes: ScopeSet,
     pub created_at: Timestamp,
     pub created_by: UserRef,
+    #[schema(required = true)]
     pub last_used_at: Option<Timestamp>,
     pub request_count: i64,
+    #[schema(required = true)]
     pub expires_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub revoked_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub revoked_by: Option<UserRef>,
+    #[schema(required = true)]
     pub revoke_reason: Option<String>,
     /// `null`: the deployment's default limit; 0: no limit.
+    #[schema(required = true)]
     pub rate_limit_per_minute: Option<i64>,
     /// The key this one replaced by a roll.
+    #[schema(required = true)]
     pub rolled_from: Option<String>,
     /// The key that replaced this one by a roll.
+    #[schema(required = true)]
     pub replaced_by: Option<String>,
 }
 
@@ -126,7 +136,8 @@ const KEY_COLUMNS: &str = "SELECT k.id, k.workspace_id, k.name, k.hint, k.scopes
      FROM api_keys k JOIN users c ON c.id = k.created_by LEFT JOIN users r ON r.id = k.revoked_by \
      LEFT JOIN api_keys n ON n.rolled_from = k.id";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum StatusFilter {
     Active,
     Revoked,
@@ -199,23 +210,26 @@ pub(super) async fn revoke_keys_of_user(
     user_id: &str,
     workspace_id: Option<&str>,
     reason: &str,
-    now: Timestamp,
+    revoked_by: Option<&str>,
 ) -> Result<u64, sqlx::Error> {
+    let now = Timestamp::now();
     let result = match workspace_id {
         Some(workspace_id) => sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2 \
-             WHERE created_by = $3 AND workspace_id = $4 AND revoked_at IS NULL",
+            "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2, revoked_by = $3 \
+             WHERE created_by = $4 AND workspace_id = $5 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(reason)
+        .bind(revoked_by)
         .bind(user_id)
         .bind(workspace_id),
         None => sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2 \
-             WHERE created_by = $3 AND revoked_at IS NULL",
+            "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2, revoked_by = $3 \
+             WHERE created_by = $4 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(reason)
+        .bind(revoked_by)
         .bind(user_id),
     }
     .execute(&mut **tx)

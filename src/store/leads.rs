@@ -3,15 +3,18 @@ use crate::ids;
 use crate::time::Timestamp;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lead {
     pub id: String,
     #[serde(skip)]
     pub workspace_id: String,
     pub name: String,
+    #[schema(required = true)]
     pub email: Option<String>,
+    #[schema(required = true)]
     pub mobile: Option<String>,
+    #[schema(required = true)]
     pub title: Option<String>,
     pub owner_id: String,
     pub created_at: Timestamp,

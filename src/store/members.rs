@@ -7,7 +7,7 @@ use crate::time::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
     pub user_id: String,
@@ -193,7 +193,7 @@ impl Store {
             user_id,
             Some(workspace_id),
             "owner_removed",
-            Timestamp::now(),
+            Some(actor.user_id),
         )
         .await?;
         record_audit(

@@ -5,7 +5,7 @@ use crate::permissions::Role;
 use crate::time::Timestamp;
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     pub id: String,
     pub email: String,
@@ -156,7 +156,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             revoked =
-                super::revoke_keys_of_user(&mut tx, &user.id, None, "user_disabled", now).await?;
+                super::revoke_keys_of_user(&mut tx, &user.id, None, "user_disabled", None).await?;
         }
         record_audit(
             &mut tx,

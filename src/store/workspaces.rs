@@ -4,7 +4,7 @@ use crate::permissions::Role;
 use crate::time::Timestamp;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workspace {
     pub id: String,
@@ -12,7 +12,7 @@ pub struct Workspace {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkspaceWithRole {
     pub id: String,
     pub name: String,

@@ -3,7 +3,9 @@
 mod common;
 
 mod api_keys;
+mod beyond;
 mod dashboard;
 mod leads;
 mod process;
 mod smoke;
+mod verification;

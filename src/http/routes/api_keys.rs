@@ -4,6 +4,7 @@ use super::workspaces::caller_role;
 use crate::api_key::ApiKey;
 use crate::error::ApiError;
 use crate::http::extract::{parse_json, Json, Path, RawQuery};
+use crate::http::openapi::{ErrorBody, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::permissions::{can_revoke_key, sees_all_keys, Role};
@@ -27,27 +28,33 @@ const MAX_EXPIRY_DAYS: i64 = 3650;
 /// A rolled key's old secret may stay valid for at most a week.
 const MAX_ROLL_GRACE_SECS: i64 = 7 * 86_400;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateKey {
+    #[schema(value_type = Text100, required = true, examples("Website form"))]
     name: Option<String>,
     /// Overrides HEFFL_RATE_LIMIT_PER_MINUTE for this key; 0 means no limit.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     rate_limit_per_minute: Option<i64>,
-    /// Default: every scope.
+    /// Default: every scope. At least one.
+    #[schema(value_type = Option<ScopeSet>)]
     scopes: Option<Vec<String>>,
     /// RFC 3339; or `expiresInDays`; neither means the key never expires.
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<i64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RollKey {
     /// Seconds the old key keeps working, 0 (now) to 7 days.
+    #[schema(minimum = 0, maximum = 604_800)]
     expires_old_in: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     record: ApiKeyRecord,
@@ -55,7 +62,7 @@ pub struct CreatedKey {
     key: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyList {
     items: Vec<ApiKeyRecord>,
 }
@@ -113,6 +120,27 @@ fn parse_expiry(issues: &mut Issues, body: &CreateKey, now: Timestamp) -> Option
     }
 }
 
+/// The response is the only time the key's secret is shown (`Cache-Control: no-store`).
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspaceId}/api-keys",
+    tag = "dashboard",
+    operation_id = "createApiKey",
+    summary = "Create an API key",
+    security(("bearer" = [])),
+    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)")),
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "The key record and, this once, `key`", body = CreatedKey),
+        (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     session: SessionUser,
@@ -161,6 +189,28 @@ pub async fn create(
     Ok(shown_once(record, &key))
 }
 
+/// Owners and admins see every key of the workspace, the others their own; newest first.
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspaceId}/api-keys",
+    tag = "dashboard",
+    operation_id = "listApiKeys",
+    summary = "List API keys",
+    security(("bearer" = [])),
+    params(
+        ("workspaceId" = String, Path, description = "The workspace (`ws_…`)"),
+        ("status" = inline(Option<StatusFilter>), Query, description = "Default `active`"),
+        ("unusedForDays" = Option<i64>, Query, minimum = 0, maximum = 3650, description = "Only keys not used for this many days"),
+    ),
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 400, description = "Invalid query or path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
@@ -237,6 +287,24 @@ async fn changeable_key(
     Ok(record)
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspaceId}/api-keys/{keyId}",
+    tag = "dashboard",
+    operation_id = "getApiKey",
+    summary = "One API key",
+    security(("bearer" = [])),
+    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)"), ("keyId" = String, Path, description = "The key (`key_…`)")),
+    responses(
+        (status = 200, description = "The key", body = ApiKeyRecord),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
+        (status = 404, description = "No such key visible to the caller", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     session: SessionUser,
@@ -246,6 +314,25 @@ pub async fn get(
     Ok(Json(record))
 }
 
+/// For good, and idempotent. Owners and admins any key, the others their own.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspaceId}/api-keys/{keyId}/revoke",
+    tag = "dashboard",
+    operation_id = "revokeApiKey",
+    summary = "Revoke an API key",
+    security(("bearer" = [])),
+    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)"), ("keyId" = String, Path, description = "The key (`key_…`)")),
+    responses(
+        (status = 200, description = "The revoked key", body = ApiKeyRecord),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 404, description = "No such key visible to the caller", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     session: SessionUser,
@@ -269,6 +356,27 @@ pub async fn revoke(
 
 /// A new secret for the same key (name, scopes, limit, and the same user behind it); the old
 /// secret keeps working for `expiresOldIn` seconds so integrations can switch over.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspaceId}/api-keys/{keyId}/roll",
+    tag = "dashboard",
+    operation_id = "rollApiKey",
+    summary = "Roll an API key: a new secret, the old one valid for a grace period",
+    security(("bearer" = [])),
+    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)"), ("keyId" = String, Path, description = "The key (`key_…`)")),
+    request_body(content = Option<RollKey>, description = "Optional; no body (or `null`) means the old secret stops now", content_type = "application/json"),
+    responses(
+        (status = 201, description = "The replacement key record and, this once, `key`", body = CreatedKey),
+        (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 404, description = "No such key visible to the caller", body = ErrorBody),
+        (status = 409, description = "`already_rolled` or `not_active`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn roll(
     State(state): State<AppState>,
     session: SessionUser,
@@ -276,8 +384,9 @@ pub async fn roll(
     Path((workspace_id, key_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    // The body is optional: an empty one means "expire the old key now".
-    let body: RollKey = if body.iter().all(u8::is_ascii_whitespace) {
+    // The body is optional: an empty one (or `null`) means "expire the old key now".
+    let body: RollKey = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null"
+    {
         RollKey::default()
     } else {
         parse_json(&body)?

@@ -3,6 +3,7 @@
 use super::workspaces::caller_role;
 use crate::error::ApiError;
 use crate::http::extract::{Json, Path, RawQuery};
+use crate::http::openapi::ErrorBody;
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::permissions::can_list_members;
@@ -16,22 +17,29 @@ use serde_json::Value;
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Party {
+    /// e.g. `user`, `api_key`, `workspace`; empty when the event has no target.
     #[serde(rename = "type")]
     kind: String,
+    #[schema(required = true)]
     id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     id: String,
+    /// e.g. `api_key.created`, `member.removed`.
     action: String,
     actor: Party,
     target: Party,
+    #[schema(required = true)]
     ip: Option<String>,
+    #[schema(required = true)]
     user_agent: Option<String>,
+    /// What the action changed, when it says more than its name.
+    #[schema(value_type = Option<Object>, required = true)]
     details: Value,
     at: Timestamp,
 }
@@ -60,14 +68,36 @@ impl From<AuditEventRow> for AuditEvent {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
     items: Vec<AuditEvent>,
     /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspaceId}/audit-events",
+    tag = "dashboard",
+    operation_id = "listAuditEvents",
+    summary = "The workspace's audit log, newest first (owners and admins)",
+    security(("bearer" = [])),
+    params(
+        ("workspaceId" = String, Path, description = "The workspace (`ws_…`)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Events per page, default 50"),
+        ("cursor" = Option<String>, Query, pattern = "^evt_[1-9][0-9]{0,17}$", description = "The `nextCursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of events", body = AuditPage),
+        (status = 400, description = "Invalid query or path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,

@@ -1,5 +1,6 @@
 use crate::error::{ApiError, Realm};
 use crate::http::extract::Json;
+use crate::http::openapi::{Email, ErrorBody};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::{normalize_email, ClientInfo, User, WorkspaceWithRole};
@@ -11,14 +12,16 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    #[schema(value_type = Email, required = true)]
     email: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 1)]
     password: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginResponse {
     token: String,
@@ -34,6 +37,25 @@ fn invalid_credentials() -> ApiError {
     }
 }
 
+/// Wrong password and unknown email give the same 401 (`invalid_credentials`).
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "dashboard",
+    operation_id = "login",
+    summary = "Sign in for a session token",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "A session token for `Authorization: Bearer`", body = LoginResponse),
+        (status = 400, description = "Invalid JSON or fields", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials` or `account_disabled`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 429, description = "Too many attempts for this email or address", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -90,6 +112,20 @@ pub async fn login(
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(response)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "dashboard",
+    operation_id = "logout",
+    summary = "End this session",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The session is ended"),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     session: SessionUser,
@@ -98,12 +134,26 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionResponse {
     user: User,
     workspaces: Vec<WorkspaceWithRole>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/session",
+    tag = "dashboard",
+    operation_id = "getSession",
+    summary = "The signed-in user and their workspaces with roles",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user and their workspaces", body = SessionResponse),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn session(
     State(state): State<AppState>,
     session: SessionUser,

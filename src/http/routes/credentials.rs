@@ -5,27 +5,53 @@
 use crate::api_key;
 use crate::error::ApiError;
 use crate::http::extract::Json;
+use crate::http::openapi::ErrorBody;
 use crate::http::AppState;
 use crate::store::ClientInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 pub const MAX_KEYS_PER_REPORT: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeakReport {
+    /// The leaked keys, as found.
+    #[schema(value_type = Vec<String>, required = true, min_items = 1, max_items = 100)]
     keys: Option<Vec<String>>,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LeakReceipt {
+    /// How many keys the report listed (not how many existed).
+    received: usize,
+}
+
+/// No authentication. Always 202, whether or not the keys exist; those that do are revoked.
+#[utoipa::path(
+    post,
+    path = "/credentials/revoke",
+    tag = "api",
+    operation_id = "reportLeakedKeys",
+    summary = "Report leaked API keys",
+    request_body = LeakReport,
+    responses(
+        (status = 202, description = "Received", body = LeakReceipt),
+        (status = 400, description = "Invalid JSON or fields", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 429, description = "`leak_reports_throttled`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     client: ClientInfo,
     Json(report): Json<LeakReport>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<LeakReceipt>), ApiError> {
     let limit = state.config.leak_reports_per_minute;
     let address = client.ip.clone().unwrap_or_default();
     if limit > 0
@@ -60,6 +86,8 @@ pub async fn revoke(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "received": keys.len() })),
+        Json(LeakReceipt {
+            received: keys.len(),
+        }),
     ))
 }

@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use crate::http::extract::{Json, Path, RawQuery};
+use crate::http::openapi::{Email, ErrorBody, Phone, Text200};
 use crate::http::AppState;
 use crate::http::Principal;
 use crate::permissions::{
@@ -17,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 const MAX_TEXT: usize = 200;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageMeta {
     count: usize,
@@ -26,7 +27,7 @@ pub struct PageMeta {
     page_size: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LeadPage {
     items: Vec<Lead>,
     meta: PageMeta,
@@ -37,17 +38,37 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<S
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-#[derive(Deserialize)]
+/// As a PATCH body: the fields to change; `null` clears an optional one.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeadBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Text200)]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Email>)]
     email: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Phone>)]
     mobile: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Text200>)]
     title: Option<Option<String>>,
+}
+
+/// The create body, for the document: `LeadBody` with `name` required. The handler parses
+/// `LeadBody` and `validate(true)` enforces the difference.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewLead {
+    #[schema(value_type = Text200, examples("Jane Smith"))]
+    name: String,
+    #[schema(value_type = Option<Email>)]
+    email: Option<String>,
+    #[schema(value_type = Option<Phone>)]
+    mobile: Option<String>,
+    #[schema(value_type = Option<Text200>, examples("Product Demo Request"))]
+    title: Option<String>,
 }
 
 impl LeadBody {
@@ -118,6 +139,28 @@ async fn find_lead(
     Err(ApiError::not_found("No lead with this id."))
 }
 
+/// Only the leads inside the key's data boundary (a member's key: that member's leads).
+#[utoipa::path(
+    get,
+    path = "/leads",
+    tag = "api",
+    operation_id = "listLeads",
+    summary = "List leads, newest first",
+    security(("api_key" = [])),
+    params(
+        ("pageNo" = Option<i64>, Query, minimum = 1, maximum = 1_000_000_000, description = "From 1, default 1"),
+        ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Default 20"),
+    ),
+    responses(
+        (status = 200, description = "One page of leads", body = LeadPage),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -144,6 +187,27 @@ pub async fn list(
     }))
 }
 
+/// The key's user becomes the lead's owner.
+#[utoipa::path(
+    post,
+    path = "/leads",
+    tag = "api",
+    operation_id = "createLead",
+    summary = "Create a lead",
+    security(("api_key" = [])),
+    request_body = NewLead,
+    responses(
+        (status = 201, description = "The new lead", body = Lead),
+        (status = 400, description = "Invalid JSON or fields", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -159,6 +223,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(lead)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/leads/{leadId}",
+    tag = "api",
+    operation_id = "getLead",
+    summary = "One lead",
+    security(("api_key" = [])),
+    params(("leadId" = String, Path, description = "The lead (`ld_…`)")),
+    responses(
+        (status = 200, description = "The lead", body = Lead),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 404, description = "No lead with this id", body = ErrorBody),
+        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -171,6 +254,28 @@ pub async fn get(
     Ok(Json(lead))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/leads/{leadId}",
+    tag = "api",
+    operation_id = "updateLead",
+    summary = "Change a lead's fields",
+    security(("api_key" = [])),
+    params(("leadId" = String, Path, description = "The lead (`ld_…`)")),
+    request_body = LeadBody,
+    responses(
+        (status = 200, description = "The updated lead", body = Lead),
+        (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 404, description = "No lead with this id", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -190,6 +295,25 @@ pub async fn update(
         .ok_or_else(|| ApiError::not_found("No lead with this id."))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/leads/{leadId}",
+    tag = "api",
+    operation_id = "deleteLead",
+    summary = "Delete a lead",
+    security(("api_key" = [])),
+    params(("leadId" = String, Path, description = "The lead (`ld_…`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 404, description = "No lead with this id", body = ErrorBody),
+        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,6 +1,7 @@
 use super::workspaces::caller_role;
 use crate::error::ApiError;
 use crate::http::extract::{Json, Path};
+use crate::http::openapi::{Email, ErrorBody, Password, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::password;
@@ -11,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MemberList {
     items: Vec<Member>,
 }
@@ -55,6 +56,23 @@ fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspaceId}/members",
+    tag = "dashboard",
+    operation_id = "listMembers",
+    summary = "List the workspace's members (owners and admins)",
+    security(("bearer" = [])),
+    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)")),
+    responses(
+        (status = 200, description = "The members", body = MemberList),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
@@ -66,15 +84,43 @@ pub async fn list(
     Ok(Json(MemberList { items }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
+    #[schema(value_type = Email, required = true)]
     email: Option<String>,
+    #[schema(value_type = Role, required = true)]
     role: Option<String>,
+    /// For a new user; default: the part of the email before `@`.
+    #[schema(value_type = Option<Text100>)]
     name: Option<String>,
+    /// Required when the email is new: the new user's password.
+    #[schema(value_type = Option<Password>)]
     password: Option<String>,
 }
 
+/// Adds an existing user by email, or creates the user (then `password` is required).
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspaceId}/members",
+    tag = "dashboard",
+    operation_id = "addMember",
+    summary = "Add a member (owners and admins)",
+    security(("bearer" = [])),
+    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)")),
+    request_body = AddMember,
+    responses(
+        (status = 201, description = "The new member", body = Member),
+        (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 409, description = "`already_member`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn add(
     State(state): State<AppState>,
     session: SessionUser,
@@ -126,12 +172,38 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(member)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRole {
+    #[schema(value_type = Role, required = true)]
     role: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/workspaces/{workspaceId}/members/{userId}",
+    tag = "dashboard",
+    operation_id = "changeMemberRole",
+    summary = "Change a member's role (owners and admins; only owners touch owners)",
+    security(("bearer" = [])),
+    params(
+        ("workspaceId" = String, Path, description = "The workspace (`ws_…`)"),
+        ("userId" = String, Path, description = "The member (`usr_…`)"),
+    ),
+    request_body = ChangeRole,
+    responses(
+        (status = 200, description = "The member with the new role", body = Member),
+        (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 404, description = "Not a member of this workspace", body = ErrorBody),
+        (status = 409, description = "`last_owner`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn change_role(
     State(state): State<AppState>,
     session: SessionUser,
@@ -159,6 +231,29 @@ pub async fn change_role(
     Ok(Json(member))
 }
 
+/// The member's keys in this workspace are revoked with reason `owner_removed`.
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{workspaceId}/members/{userId}",
+    tag = "dashboard",
+    operation_id = "removeMember",
+    summary = "Remove a member (owners and admins; only owners touch owners)",
+    security(("bearer" = [])),
+    params(
+        ("workspaceId" = String, Path, description = "The workspace (`ws_…`)"),
+        ("userId" = String, Path, description = "The member (`usr_…`)"),
+    ),
+    responses(
+        (status = 204, description = "Removed, and their keys revoked"),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 404, description = "Not a member of this workspace", body = ErrorBody),
+        (status = 409, description = "`last_owner`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     session: SessionUser,

@@ -1,10 +1,15 @@
 //! Route tables. Each submodule is one resource; this file is the map of the API.
+//!
+//! Documented routes are registered only with `.routes(routes!(handler, ...))`, which takes the
+//! path and method from the handler's `#[utoipa::path]`: a handler without one does not compile
+//! here, so the OpenAPI document cannot miss a route. Handlers sharing a path share a `routes!`.
 
 mod api_keys;
 mod audit;
 mod auth;
 mod credentials;
 mod developer_page;
+mod docs;
 mod leads;
 mod me;
 mod members;
@@ -12,65 +17,50 @@ mod operations;
 mod workspaces;
 
 use super::AppState;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// /app/v1: the dashboard, authenticated by session (`SessionUser` extractor).
-pub fn dashboard() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/session", get(auth::session))
-        .route("/workspaces", post(workspaces::create))
-        .route(
-            "/workspaces/{workspace_id}/members",
-            get(members::list).post(members::add),
-        )
-        .route(
-            "/workspaces/{workspace_id}/members/{user_id}",
-            axum::routing::patch(members::change_role).delete(members::remove),
-        )
-        .route(
-            "/workspaces/{workspace_id}/api-keys",
-            get(api_keys::list).post(api_keys::create),
-        )
-        .route(
-            "/workspaces/{workspace_id}/api-keys/{key_id}",
-            get(api_keys::get),
-        )
-        .route(
-            "/workspaces/{workspace_id}/api-keys/{key_id}/revoke",
-            post(api_keys::revoke),
-        )
-        .route(
-            "/workspaces/{workspace_id}/api-keys/{key_id}/roll",
-            post(api_keys::roll),
-        )
-        .route("/workspaces/{workspace_id}/audit-events", get(audit::list))
+pub fn dashboard() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::session))
+        .routes(routes!(workspaces::create))
+        .routes(routes!(members::list, members::add))
+        .routes(routes!(members::change_role, members::remove))
+        .routes(routes!(api_keys::list, api_keys::create))
+        .routes(routes!(api_keys::get))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(api_keys::roll))
+        .routes(routes!(audit::list))
 }
 
 /// /api/v1: integrators, authenticated by `x-api-key` in a middleware before any handler.
-pub fn api(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/me", get(me::me))
-        .route("/leads", get(leads::list).post(leads::create))
-        .route(
-            "/leads/{lead_id}",
-            get(leads::get).patch(leads::update).delete(leads::delete),
-        )
+pub fn api(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me::me))
+        .routes(routes!(leads::list, leads::create))
+        .routes(routes!(leads::get, leads::update, leads::delete))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             super::api_key_auth::require_api_key,
         ))
         // Added after the layer, so it is not behind it: reporting a leak needs no key.
-        .route("/credentials/revoke", post(credentials::revoke))
+        .routes(routes!(credentials::revoke))
 }
 
-pub fn operations() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(operations::healthz))
-        .route("/readyz", get(operations::readyz))
-        .route("/metrics", get(operations::metrics))
+/// Operations are documented; the pages and their assets are not API and are left out.
+pub fn operations() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(operations::healthz))
+        .routes(routes!(operations::readyz))
+        .routes(routes!(operations::metrics))
+        .route("/docs", get(docs::index))
+        .route("/docs/init.js", get(docs::init_script))
+        .route("/docs/swagger-ui-bundle.js", get(docs::bundle))
+        .route("/docs/swagger-ui.css", get(docs::stylesheet))
         .route("/settings/developer", get(developer_page::index))
         .route("/settings/developer/app.js", get(developer_page::script))
         .route(

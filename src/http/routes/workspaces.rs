@@ -1,5 +1,6 @@
 use crate::error::ApiError;
 use crate::http::extract::Json;
+use crate::http::openapi::{ErrorBody, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::permissions::Role;
@@ -28,12 +29,32 @@ pub(super) async fn caller_role(
         })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
+    #[schema(value_type = Text100, required = true)]
     name: Option<String>,
 }
 
+/// The caller becomes the new workspace's owner.
+#[utoipa::path(
+    post,
+    path = "/workspaces",
+    tag = "dashboard",
+    operation_id = "createWorkspace",
+    summary = "Create a workspace",
+    security(("bearer" = [])),
+    request_body = CreateWorkspace,
+    responses(
+        (status = 201, description = "The new workspace", body = Workspace),
+        (status = 400, description = "Invalid JSON or fields", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     session: SessionUser,

@@ -1,0 +1,169 @@
+# Shared by scripts/bench.sh and scripts/bench-miss.sh; sourced, not run.
+# Every setting can be overridden from the environment (see the two scripts' headers).
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH_DIR/../.." && pwd)"
+BIN="$ROOT/target/release/heffl-api"
+
+BENCH_PG_HOST="${BENCH_PG_HOST:-127.0.0.1}"
+BENCH_PG_PORT="${BENCH_PG_PORT:-5432}"
+BENCH_PG_USER="${BENCH_PG_USER:-postgres}"
+BENCH_SERVER_CPU="${BENCH_SERVER_CPU:-0}"
+BENCH_CLIENT_CPU="${BENCH_CLIENT_CPU:-1}"
+BENCH_SKIP_BUILD="${BENCH_SKIP_BUILD:-0}"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/heffl-bench.XXXXXX")"
+SERVER_PID=""
+WRK_PID=""
+DATABASES_TO_DROP=()
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+psql_admin() {
+    psql -h "$BENCH_PG_HOST" -p "$BENCH_PG_PORT" -U "$BENCH_PG_USER" -v ON_ERROR_STOP=1 -qAtX "$@"
+}
+
+pg_url() { echo "postgres://$BENCH_PG_USER@$BENCH_PG_HOST:$BENCH_PG_PORT/$1"; }
+
+fresh_database() {
+    psql_admin -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
+    psql_admin -d postgres -c "CREATE DATABASE $1"
+    DATABASES_TO_DROP+=("$1")
+}
+
+stop_server() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        # The server drains and flushes usage on SIGTERM; give it its grace, then insist.
+        for _ in $(seq 1 100); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [[ -n "$WRK_PID" ]]; then
+        kill -TERM "$WRK_PID" 2>/dev/null || true
+    fi
+    stop_server
+    for db in "${DATABASES_TO_DROP[@]}"; do
+        psql_admin -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
+    done
+    if [[ "${BENCH_KEEP_WORK:-0}" == 1 ]]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ensure_tools() {
+    for tool in curl python3 taskset psql; do
+        command -v "$tool" >/dev/null || die "$tool is required"
+    done
+    if ! command -v wrk >/dev/null; then
+        command -v apt-get >/dev/null || die "wrk is missing and there is no apt-get; install wrk"
+        log "installing wrk with apt-get"
+        apt-get install -y wrk >/dev/null 2>&1 ||
+            { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; } ||
+            die "could not install wrk"
+    fi
+}
+
+build_release() {
+    if [[ "$BENCH_SKIP_BUILD" == 1 ]]; then
+        [[ -x "$BIN" ]] || die "BENCH_SKIP_BUILD=1 but $BIN does not exist"
+        log "using the existing $BIN"
+        return
+    fi
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet)
+}
+
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"; }
+
+# start_server PORT VAR=VALUE...: runs `heffl-api serve` pinned to BENCH_SERVER_CPU with the
+# given environment, and waits until /healthz answers.
+start_server() {
+    local port=$1
+    shift
+    (cd "$WORK" && exec env "$@" HEFFL_BIND="127.0.0.1:$port" \
+        taskset -c "$BENCH_SERVER_CPU" "$BIN" serve) >>"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do
+        if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" 2>/dev/null; then
+            return
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || {
+            tail -20 "$WORK/server.log" >&2
+            die "the server exited during start-up"
+        }
+        sleep 0.2
+    done
+    die "the server did not answer /healthz within 60 s"
+}
+
+# bootstrap VAR=VALUE...: creates the workspace and owner; sets WS_ID, USER_ID, PASSWORD.
+bootstrap() {
+    local out
+    out="$(cd "$WORK" && env "$@" "$BIN" bootstrap --workspace Bench --email bench@example.com)"
+    WS_ID="$(json_field workspaceId <<<"$out")"
+    USER_ID="$(json_field userId <<<"$out")"
+    PASSWORD="$(json_field password <<<"$out")"
+}
+
+# create_api_key BASE_URL: logs in as the bootstrap owner and prints a new key without a rate
+# limit.
+create_api_key() {
+    local base=$1 token body
+    body="$(python3 -c 'import json,sys; print(json.dumps({"email": "bench@example.com", "password": sys.argv[1]}))' "$PASSWORD")"
+    token="$(curl -fsS --max-time 10 -H 'content-type: application/json' -d "$body" \
+        "$base/app/v1/auth/login" | json_field token)"
+    curl -fsS --max-time 10 -H 'content-type: application/json' -H "authorization: Bearer $token" \
+        -d '{"name":"bench","rateLimitPerMinute":0}' \
+        "$base/app/v1/workspaces/$WS_ID/api-keys" | json_field key
+}
+
+# expect_status URL STATUS [KEY]: refuses to measure a scenario that does not answer as planned.
+expect_status() {
+    local url=$1 want=$2 key=${3:-} got
+    if [[ -n "$key" ]]; then
+        got="$(curl -sS -o "$WORK/probe" -w '%{http_code}' --max-time 10 -H "x-api-key: $key" "$url")"
+    else
+        got="$(curl -sS -o "$WORK/probe" -w '%{http_code}' --max-time 10 "$url")"
+    fi
+    [[ "$got" == "$want" ]] || die "$url answered $got, expected $want: $(head -c 300 "$WORK/probe")"
+}
+
+# metric BASE_URL 'name{labels}': one sample from /metrics (0 when absent).
+metric() {
+    curl -fsS --max-time 10 "$1/metrics" | awk -v name="$2" '$1 == name { v = $2 } END { print v + 0 }'
+}
+
+# rss_kb: the server's resident set size in kB (VmRSS); peak_kb: its high-water mark (VmHWM).
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
+peak_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status"; }
+
+# run_wrk CONNS SECONDS URL [KEY]: prints "requests seconds rps p50_ms p99_ms non2xx errors".
+run_wrk() {
+    local conns=$1 seconds=$2 url=$3 key=${4:-} out="$WORK/wrk.out"
+    local args=(-t1 "-c$conns" "-d${seconds}s" --timeout 10s -s "$BENCH_DIR/report.lua")
+    [[ -n "$key" ]] && args+=(-H "x-api-key: $key")
+    timeout --signal=INT --kill-after=10 $((seconds + 30)) \
+        taskset -c "$BENCH_CLIENT_CPU" wrk "${args[@]}" "$url" >"$out" 2>&1 ||
+        { cat "$out" >&2; die "wrk failed"; }
+    grep '^BENCH ' "$out" | tail -1 | cut -d' ' -f2- || die "no result line from wrk"
+}
