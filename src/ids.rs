@@ -17,6 +17,7 @@ pub const WORKSPACE: &str = "ws";
 pub const USER: &str = "usr";
 pub const API_KEY: &str = "key";
 pub const LEAD: &str = "ld";
+pub const AUDIT_EVENT: &str = "evt";
 
 #[cfg(test)]
 mod tests {

@@ -77,15 +77,17 @@ impl RateLimiter {
         }
     }
 
-    /// Whether `key` has used up `limit` in its current window, without counting a request.
-    pub fn exhausted(&self, key: &str, limit: u32, now: Instant) -> bool {
+    /// When `key` has used up `limit` in its current window: the seconds until it resets.
+    /// Counts nothing.
+    pub fn exhausted(&self, key: &str, limit: u32, now: Instant) -> Option<u64> {
         let shard = match self.shard(key).lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        shard
-            .get(key)
-            .is_some_and(|w| now.duration_since(w.started) < WINDOW && w.count >= limit)
+        let window = shard.get(key)?;
+        let elapsed = now.duration_since(window.started);
+        (elapsed < WINDOW && window.count >= limit)
+            .then(|| WINDOW.saturating_sub(elapsed).as_secs_f64().ceil().max(1.0) as u64)
     }
 
     /// Drops windows that have ended, so memory follows the keys in use, not all keys ever seen.

@@ -152,19 +152,32 @@ fn from_browser(headers: &HeaderMap) -> bool {
         || headers.contains_key("sec-fetch-dest")
 }
 
-fn failures_exhausted(state: &AppState, address: &str, now: Instant) -> bool {
+/// `Some(seconds until reset)` when the address has used up its failed attempts.
+fn failures_exhausted(state: &AppState, address: &str, now: Instant) -> Option<u64> {
     let limit = state.config.auth_failures_per_minute;
-    limit > 0 && state.auth_failures.exhausted(address, limit, now)
+    (limit > 0)
+        .then(|| state.auth_failures.exhausted(address, limit, now))
+        .flatten()
 }
 
-fn throttled() -> ApiError {
+fn throttled(retry_after_secs: u64) -> ApiError {
     ApiError::TooManyRequests {
         reason: "auth_throttled",
         message:
             "Too many failed API-key attempts from this address; wait a minute and check the key."
                 .into(),
-        retry_after_secs: 60,
+        retry_after_secs,
     }
+}
+
+/// Only guesses count against an address: failures that needed a key lookup. A client that is
+/// merely misconfigured (no header, `Authorization`, a mangled key) costs nothing and should
+/// not lock out its neighbours behind the same NAT.
+fn is_guess(error: &ApiError) -> bool {
+    matches!(
+        error.reason(),
+        Some("invalid_api_key" | "revoked_api_key" | "expired_api_key")
+    )
 }
 
 async fn authenticate(
@@ -176,7 +189,7 @@ async fn authenticate(
     let result = verify(state, headers, address, now).await;
     if let Err(error) = &result {
         let limit = state.config.auth_failures_per_minute;
-        if limit > 0 && matches!(error, ApiError::Unauthorized { .. }) {
+        if limit > 0 && is_guess(error) {
             state.auth_failures.check(address, limit, now);
         }
     }
@@ -225,12 +238,16 @@ async fn verify(
     })?;
     let digest = key.digest();
     let cached = state.store.key_cache().get(digest.as_bytes());
+    if !matches!(cached, Some(Lookup::Found(_))) {
+        if let Some(retry_after_secs) = failures_exhausted(state, address, now) {
+            return Err(throttled(retry_after_secs));
+        }
+    }
     let lookup = match cached {
         Some(Lookup::Found(row)) => {
             metrics::counter!("heffl_key_cache_total", "result" => "hit").increment(1);
             Lookup::Found(row)
         }
-        _ if failures_exhausted(state, address, now) => return Err(throttled()),
         Some(Lookup::Unknown) => {
             metrics::counter!("heffl_key_cache_total", "result" => "hit").increment(1);
             Lookup::Unknown

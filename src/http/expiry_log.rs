@@ -4,7 +4,7 @@
 use crate::store::{KeyPrincipalRow, Store};
 use crate::time::Timestamp;
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const MAX_REMEMBERED: usize = 10_000;
 
@@ -14,7 +14,15 @@ pub struct ExpiryLog {
 }
 
 impl ExpiryLog {
-    pub fn note(&self, store: &Store, row: &KeyPrincipalRow, expired_at: Timestamp) {
+    fn forget(&self, key_id: &str) {
+        let mut noted = match self.noted.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        noted.remove(key_id);
+    }
+
+    pub fn note(self: &Arc<Self>, store: &Store, row: &KeyPrincipalRow, expired_at: Timestamp) {
         {
             let mut noted = match self.noted.lock() {
                 Ok(guard) => guard,
@@ -30,12 +38,15 @@ impl ExpiryLog {
         let store = store.clone();
         let workspace_id = row.workspace_id.clone();
         let key_id = row.key_id.clone();
+        let log = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(err) = store
                 .record_key_expired(&workspace_id, &key_id, expired_at)
                 .await
             {
                 tracing::warn!(error = %err, "could not record a key's expiry in the audit log");
+                // Let the next presentation of the key try again.
+                log.forget(&key_id);
             }
         });
     }

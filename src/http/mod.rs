@@ -52,7 +52,7 @@ pub struct StateInner {
     key_limits: RateLimiter,
     auth_failures: RateLimiter,
     leak_reports: RateLimiter,
-    expiry_log: expiry_log::ExpiryLog,
+    expiry_log: Arc<expiry_log::ExpiryLog>,
 }
 
 impl AppState {
@@ -74,7 +74,7 @@ impl AppState {
             key_limits: RateLimiter::default(),
             auth_failures: RateLimiter::default(),
             leak_reports: RateLimiter::default(),
-            expiry_log: expiry_log::ExpiryLog::default(),
+            expiry_log: Arc::default(),
         }))
     }
 }

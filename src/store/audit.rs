@@ -1,4 +1,5 @@
 use super::Tx;
+use crate::ids;
 use crate::time::Timestamp;
 
 /// Who did something, as recorded in the audit log.
@@ -44,16 +45,19 @@ pub struct AuditEntry<'a> {
     pub details: Option<serde_json::Value>,
 }
 
-/// Written inside the caller's transaction, so an action and its audit entry land together.
-pub async fn record_audit(
-    tx: &mut Tx<'_>,
-    entry: AuditEntry<'_>,
+async fn insert_event<'e, E>(
+    executor: E,
+    entry: &AuditEntry<'_>,
     client: &ClientInfo,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     sqlx::query(
-        "INSERT INTO audit_events (workspace_id, actor_type, actor_id, action, target_type, \
-         target_id, ip, user_agent, details, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO audit_events (id, workspace_id, actor_type, actor_id, action, target_type, \
+         target_id, ip, user_agent, details, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
+    .bind(ids::new_id(ids::AUDIT_EVENT))
     .bind(entry.workspace_id)
     .bind(entry.actor.kind())
     .bind(entry.actor.id())
@@ -62,34 +66,51 @@ pub async fn record_audit(
     .bind(entry.target_id)
     .bind(client.ip.as_deref())
     .bind(client.user_agent.as_deref())
-    .bind(entry.details.map(|d| d.to_string()))
+    .bind(entry.details.as_ref().map(|d| d.to_string()))
     .bind(Timestamp::now())
-    .execute(&mut **tx)
+    .execute(executor)
     .await?;
     Ok(())
 }
 
+/// Written inside the caller's transaction, so an action and its audit entry land together.
+pub async fn record_audit(
+    tx: &mut Tx<'_>,
+    entry: AuditEntry<'_>,
+    client: &ClientInfo,
+) -> Result<(), sqlx::Error> {
+    insert_event(&mut **tx, &entry, client).await
+}
+
 impl super::Store {
-    /// Records that a key was found expired, once per key however often it is presented.
+    /// Records that a key was found expired, once per key however often it is presented
+    /// (concurrent instances may, rarely, both record it).
     pub async fn record_key_expired(
         &self,
         workspace_id: &str,
         key_id: &str,
         expired_at: Timestamp,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO audit_events (workspace_id, actor_type, action, target_type, target_id, details, at) \
-             SELECT $1, 'system', 'api_key.expired', 'api_key', $2, $3, $4 \
-             WHERE NOT EXISTS (SELECT 1 FROM audit_events \
-             WHERE workspace_id = $1 AND action = 'api_key.expired' AND target_id = $2)",
+        let recorded: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM audit_events \
+             WHERE workspace_id = $1 AND action = 'api_key.expired' AND target_id = $2",
         )
         .bind(workspace_id)
         .bind(key_id)
-        .bind(serde_json::json!({ "expiredAt": expired_at }).to_string())
-        .bind(expired_at)
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await?;
-        Ok(())
+        if recorded.is_some() {
+            return Ok(());
+        }
+        let entry = AuditEntry {
+            workspace_id: Some(workspace_id),
+            actor: Actor::System,
+            action: "api_key.expired",
+            target_type: "api_key",
+            target_id: key_id,
+            details: Some(serde_json::json!({ "expiredAt": expired_at })),
+        };
+        insert_event(self.pool(), &entry, &ClientInfo::default()).await
     }
 
     /// A failed sign-in against a user is an event of every workspace they belong to.
@@ -98,24 +119,30 @@ impl super::Store {
         user_id: &str,
         client: &ClientInfo,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO audit_events (workspace_id, actor_type, action, target_type, target_id, ip, user_agent, at) \
-             SELECT workspace_id, 'anonymous', 'auth.login_failed', 'user', $1, $2, $3, $4 \
-             FROM memberships WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .bind(client.ip.as_deref())
-        .bind(client.user_agent.as_deref())
-        .bind(Timestamp::now())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let workspaces: Vec<String> =
+            sqlx::query_scalar("SELECT workspace_id FROM memberships WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(self.pool())
+                .await?;
+        let mut tx = self.pool().begin().await?;
+        for workspace_id in &workspaces {
+            let entry = AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor: Actor::Anonymous,
+                action: "auth.login_failed",
+                target_type: "user",
+                target_id: user_id,
+                details: None,
+            };
+            insert_event(&mut *tx, &entry, client).await?;
+        }
+        tx.commit().await
     }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditEventRow {
-    pub seq: i64,
+    pub id: String,
     pub actor_type: String,
     pub actor_id: Option<String>,
     pub action: String,
@@ -128,21 +155,39 @@ pub struct AuditEventRow {
 }
 
 impl super::Store {
-    /// Newest first; `before` is the `seq` of the last event of the previous page.
+    /// Newest first; `after` is the id of the last event of the previous page. `None` when
+    /// that id is not an event of this workspace.
     pub async fn list_audit_events(
         &self,
         workspace_id: &str,
-        before: Option<i64>,
+        after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<AuditEventRow>, sqlx::Error> {
+    ) -> Result<Option<Vec<AuditEventRow>>, sqlx::Error> {
+        let before_seq = match after {
+            None => i64::MAX,
+            Some(id) => {
+                let seq: Option<i64> = sqlx::query_scalar(
+                    "SELECT seq FROM audit_events WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(workspace_id)
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+                match seq {
+                    Some(seq) => seq,
+                    None => return Ok(None),
+                }
+            }
+        };
         sqlx::query_as(
-            "SELECT seq, actor_type, actor_id, action, target_type, target_id, ip, user_agent, details, at \
+            "SELECT id, actor_type, actor_id, action, target_type, target_id, ip, user_agent, details, at \
              FROM audit_events WHERE workspace_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(workspace_id)
-        .bind(before.unwrap_or(i64::MAX))
+        .bind(before_seq)
         .bind(limit)
         .fetch_all(self.pool())
         .await
+        .map(Some)
     }
 }

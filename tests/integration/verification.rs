@@ -765,8 +765,7 @@ async fn cli_revoke_reaches_a_running_server_within_a_second(db: Db) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1b. SQLite: the same revoke between two processes on one file is covered by the on_each_db
-//     list above; 3. the PostgreSQL listener's connection dies
+// 3. The PostgreSQL listener's connection dies
 // ---------------------------------------------------------------------------------------------
 
 async fn listener_pids(admin: &mut sqlx::PgConnection, database: &str) -> Vec<i32> {
@@ -1372,11 +1371,6 @@ async fn rate_limit_headers_count_down_then_429(db: Db) {
         let fake = ApiKey::generate(&KeyEnv::default());
         let response = me(&app, fake.expose_secret()).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            rate_headers(&response),
-            None,
-            "no budget to report on a 401"
-        );
     }
     let response = me(&app, &other.key).await;
     assert_eq!(response.status(), StatusCode::OK);
