@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
-VENV=target/schemathesis-venv
+VENV="$PWD/target/schemathesis-venv"
 BIN=target/debug/heffl-api
 # Bounds per run (fuzzing repeats until the time is spent): the step takes about two minutes.
 # SCHEMATHESIS_ARGS adds options to both runs, e.g. "--report har --report-dir /tmp/st".
@@ -89,6 +89,7 @@ done
 
 # Real ids are used half of the time; the rest are generated, so "no such id" paths run too.
 # Only the spare key and the spare member are offered, so the owner and the key in use survive.
+# The owner's credentials let some logins succeed, so the success response is checked too.
 cat >"$work/common.toml" <<EOF
 [dictionaries.workspaces]
 values = ["$workspace_id"]
@@ -98,12 +99,18 @@ values = ["$spare_key_id"]
 values = ["$member_id"]
 [dictionaries.leads]
 values = ["${lead_ids[0]}", "${lead_ids[1]}", "${lead_ids[2]}"]
+[dictionaries.emails]
+values = ["$owner_email"]
+[dictionaries.passwords]
+values = ["$password"]
 
 [parameters]
 "path.workspaceId" = { dictionary = "workspaces", probability = 0.5 }
 "path.keyId" = { dictionary = "keys", probability = 0.5 }
 "path.userId" = { dictionary = "members", probability = 0.5 }
 "path.leadId" = { dictionary = "leads", probability = 0.5 }
+"body.email" = { dictionary = "emails", probability = 0.5 }
+"body.password" = { dictionary = "passwords", probability = 0.5 }
 EOF
 # Top-level keys must come before any table in TOML, hence headers first.
 {
@@ -125,7 +132,8 @@ run() {
   local name="$1" config="$2"
   shift 2
   echo "== schemathesis: $name"
-  (cd "$work" && "$OLDPWD/$VENV/bin/schemathesis" --config-file "$config" run "$base/openapi.json" \
+  # From the scratch directory, so nothing schemathesis writes lands in the work tree.
+  (cd "$work" && "$VENV/bin/schemathesis" --config-file "$config" run "$base/openapi.json" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing \
     --max-examples "$MAX_EXAMPLES" \

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --all-targets "$@"
+# Schemathesis against a live server on its own /openapi.json (uses the binary just built).
+scripts/schemathesis.sh
 scripts/browser-test.sh

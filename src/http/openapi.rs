@@ -134,6 +134,13 @@ const EMAIL_PATTERN: &str =
     r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s.\x00-\x1f\x7f-\x9f]+(\.[^@\s.\x00-\x1f\x7f-\x9f]+)+$";
 /// Digits, spaces and `+ - ( ) .`, with at least three digits.
 const PHONE_PATTERN: &str = r"^[+()\-. ]*(?:[0-9][+()\-. ]*){3,}$";
+const OPTIONAL_TEXT_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
+
+/// `pattern`, or only spaces.
+fn blank_or(pattern: &str) -> String {
+    let inner = pattern.trim_start_matches('^').trim_end_matches('$');
+    format!("^(?: *|{inner})$")
+}
 
 fn string(min: usize, max: usize, pattern: Option<&str>) -> ObjectBuilder {
     ObjectBuilder::new()
@@ -169,12 +176,28 @@ string_schema!(
     string(1, 200, Some(TEXT_PATTERN))
 );
 string_schema!(
+    /// Blank means no value, like `null`.
+    OptionalText100,
+    string(0, 100, Some(OPTIONAL_TEXT_PATTERN))
+);
+string_schema!(
+    /// Blank means no value, like `null`.
+    OptionalText200,
+    string(0, 200, Some(OPTIONAL_TEXT_PATTERN))
+);
+string_schema!(
     Email,
     string(3, 254, Some(EMAIL_PATTERN)).examples([json!("jane@example.com")])
 );
 string_schema!(
-    Phone,
-    string(3, 32, Some(PHONE_PATTERN)).examples([json!("+1234567890")])
+    /// Blank means no value, like `null`.
+    OptionalEmail,
+    string(0, 254, Some(&blank_or(EMAIL_PATTERN))).examples([json!("jane@example.com")])
+);
+string_schema!(
+    /// Blank means no value, like `null`.
+    OptionalPhone,
+    string(0, 32, Some(&blank_or(PHONE_PATTERN))).examples([json!("+1234567890")])
 );
 string_schema!(
     /// At least 12 characters.
@@ -259,10 +282,24 @@ mod tests {
         ];
         for error in errors {
             let code = error.code();
+            let reason = error.reason();
+            let is_validation = matches!(error, ApiError::Validation(_));
             let response = axum::response::IntoResponse::into_response(error);
             let body = futures_body(response);
             let parsed: ErrorBody = serde_json::from_slice(&body)
                 .unwrap_or_else(|e| panic!("{code}: {e}: {}", String::from_utf8_lossy(&body)));
+            assert!(!parsed.error.message.is_empty(), "{code}");
+            let details = parsed.error.details;
+            assert_eq!(
+                details.as_ref().and_then(|d| d.reason.as_deref()),
+                reason,
+                "{code}"
+            );
+            let issues = details.and_then(|d| d.issues).unwrap_or_default();
+            assert_eq!(!issues.is_empty(), is_validation, "{code}");
+            assert!(issues
+                .iter()
+                .all(|i| !i.field.is_empty() && !i.message.is_empty()));
             let written: ErrorCode =
                 serde_json::from_value(json!(code)).expect("code is in ErrorCode");
             assert_eq!(written, parsed.error.code);

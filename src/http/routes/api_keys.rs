@@ -39,7 +39,8 @@ pub struct CreateKey {
     /// Default: every scope. At least one.
     #[schema(value_type = Option<ScopeSet>)]
     scopes: Option<Vec<String>>,
-    /// RFC 3339; or `expiresInDays`; neither means the key never expires.
+    /// A future RFC 3339 time within 3650 days. Send at most one of `expiresAt` and
+    /// `expiresInDays`; neither means the key never expires.
     #[schema(format = DateTime)]
     expires_at: Option<String>,
     #[schema(minimum = 1, maximum = 3650)]
@@ -128,7 +129,7 @@ fn parse_expiry(issues: &mut Issues, body: &CreateKey, now: Timestamp) -> Option
     operation_id = "createApiKey",
     summary = "Create an API key",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)")),
+    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
     request_body = CreateKey,
     responses(
         (status = 201, description = "The key record and, this once, `key`", body = CreatedKey),
@@ -198,7 +199,7 @@ pub async fn create(
     summary = "List API keys",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, description = "The workspace (`ws_…`)"),
+        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
         ("status" = inline(Option<StatusFilter>), Query, description = "Default `active`"),
         ("unusedForDays" = Option<i64>, Query, minimum = 0, maximum = 3650, description = "Only keys not used for this many days"),
     ),
@@ -294,7 +295,7 @@ async fn changeable_key(
     operation_id = "getApiKey",
     summary = "One API key",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)"), ("keyId" = String, Path, description = "The key (`key_…`)")),
+    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"), ("keyId" = String, Path, pattern = "^key_[0-9A-Za-z]{22}$", description = "The key (`key_…`)")),
     responses(
         (status = 200, description = "The key", body = ApiKeyRecord),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
@@ -322,7 +323,7 @@ pub async fn get(
     operation_id = "revokeApiKey",
     summary = "Revoke an API key",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)"), ("keyId" = String, Path, description = "The key (`key_…`)")),
+    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"), ("keyId" = String, Path, pattern = "^key_[0-9A-Za-z]{22}$", description = "The key (`key_…`)")),
     responses(
         (status = 200, description = "The revoked key", body = ApiKeyRecord),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
@@ -363,7 +364,7 @@ pub async fn revoke(
     operation_id = "rollApiKey",
     summary = "Roll an API key: a new secret, the old one valid for a grace period",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)"), ("keyId" = String, Path, description = "The key (`key_…`)")),
+    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"), ("keyId" = String, Path, pattern = "^key_[0-9A-Za-z]{22}$", description = "The key (`key_…`)")),
     request_body(content = Option<RollKey>, description = "Optional; no body (or `null`) means the old secret stops now", content_type = "application/json"),
     responses(
         (status = 201, description = "The replacement key record and, this once, `key`", body = CreatedKey),
@@ -399,6 +400,7 @@ pub async fn roll(
         ));
     }
     let old = changeable_key(&state, &session, &workspace_id, &key_id).await?;
+    let now = Timestamp::now();
     let key = ApiKey::generate(&state.config.key_env);
     let digest = key.digest();
     let replacement = NewApiKey {
@@ -410,9 +412,13 @@ pub async fn roll(
         hint: &key.hint(),
         rate_limit_per_minute: old.rate_limit_per_minute,
         scopes: old.scopes,
-        expires_at: old.expires_at,
+        // A key that expires gets a replacement with the same lifetime, counted from now, so a
+        // roll renews it rather than handing over a secret that dies with the old one.
+        expires_at: old
+            .expires_at
+            .map(|at| Timestamp(now.0 + (at.0 - old.created_at.0).max(0))),
     };
-    let old_expires_at = Timestamp(Timestamp::now().0 + grace * 1000);
+    let old_expires_at = Timestamp(now.0 + grace * 1000);
     let outcome = state
         .store
         .roll_api_key(

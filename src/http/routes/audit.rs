@@ -47,7 +47,7 @@ pub struct AuditEvent {
 impl From<AuditEventRow> for AuditEvent {
     fn from(row: AuditEventRow) -> Self {
         AuditEvent {
-            id: format!("evt_{}", row.seq),
+            id: row.id,
             action: row.action,
             actor: Party {
                 kind: row.actor_type,
@@ -85,9 +85,9 @@ pub struct AuditPage {
     summary = "The workspace's audit log, newest first (owners and admins)",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, description = "The workspace (`ws_…`)"),
+        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Events per page, default 50"),
-        ("cursor" = Option<String>, Query, pattern = "^evt_[1-9][0-9]{0,17}$", description = "The `nextCursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^(?:evt_[0-9A-Za-z]{1,40})?$", description = "The `nextCursor` of the previous page"),
     ),
     responses(
         (status = 200, description = "One page of events", body = AuditPage),
@@ -123,26 +123,16 @@ pub async fn list(
             DEFAULT_LIMIT
         }
     };
-    let before = match query.get("cursor") {
-        None | Some("") => None,
-        Some(cursor) => match cursor.strip_prefix("evt_").unwrap_or(cursor).parse::<i64>() {
-            Ok(seq) if seq > 0 => Some(seq),
-            _ => {
-                issues.add("cursor", "must be the nextCursor of a previous page");
-                None
-            }
-        },
-    };
+    let after = query.get("cursor").filter(|c| !c.is_empty());
     issues.finish(())?;
+    let bad_cursor = || ApiError::validation("cursor", "must be the nextCursor of a previous page");
     let rows = state
         .store
-        .list_audit_events(&workspace_id, before, limit)
-        .await?;
+        .list_audit_events(&workspace_id, after, limit)
+        .await?
+        .ok_or_else(bad_cursor)?;
     let full_page = i64::try_from(rows.len()).unwrap_or(0) == limit;
-    let next_cursor = rows
-        .last()
-        .filter(|_| full_page)
-        .map(|row| format!("evt_{}", row.seq));
+    let next_cursor = rows.last().filter(|_| full_page).map(|row| row.id.clone());
     Ok(Json(AuditPage {
         items: rows.into_iter().map(AuditEvent::from).collect(),
         next_cursor,

@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::http::extract::{Json, Path, RawQuery};
-use crate::http::openapi::{Email, ErrorBody, Phone, Text200};
+use crate::http::openapi::{ErrorBody, OptionalEmail, OptionalPhone, OptionalText200, Text200};
 use crate::http::AppState;
 use crate::http::Principal;
 use crate::permissions::{
@@ -46,28 +46,29 @@ pub struct LeadBody {
     #[schema(value_type = Text200)]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Email>)]
+    #[schema(value_type = Option<OptionalEmail>)]
     email: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Phone>)]
+    #[schema(value_type = Option<OptionalPhone>)]
     mobile: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Text200>)]
+    #[schema(value_type = Option<OptionalText200>)]
     title: Option<Option<String>>,
 }
 
 /// The create body, for the document: `LeadBody` with `name` required. The handler parses
 /// `LeadBody` and `validate(true)` enforces the difference.
-#[derive(utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct NewLead {
     #[schema(value_type = Text200, examples("Jane Smith"))]
     name: String,
-    #[schema(value_type = Option<Email>)]
+    #[schema(value_type = Option<OptionalEmail>)]
     email: Option<String>,
-    #[schema(value_type = Option<Phone>)]
+    #[schema(value_type = Option<OptionalPhone>)]
     mobile: Option<String>,
-    #[schema(value_type = Option<Text200>, examples("Product Demo Request"))]
+    #[schema(value_type = Option<OptionalText200>, examples("Product Demo Request"))]
     title: Option<String>,
 }
 
@@ -230,7 +231,7 @@ pub async fn create(
     operation_id = "getLead",
     summary = "One lead",
     security(("api_key" = [])),
-    params(("leadId" = String, Path, description = "The lead (`ld_…`)")),
+    params(("leadId" = String, Path, pattern = "^ld_[0-9A-Za-z]{22}$", description = "The lead (`ld_…`)")),
     responses(
         (status = 200, description = "The lead", body = Lead),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
@@ -261,7 +262,7 @@ pub async fn get(
     operation_id = "updateLead",
     summary = "Change a lead's fields",
     security(("api_key" = [])),
-    params(("leadId" = String, Path, description = "The lead (`ld_…`)")),
+    params(("leadId" = String, Path, pattern = "^ld_[0-9A-Za-z]{22}$", description = "The lead (`ld_…`)")),
     request_body = LeadBody,
     responses(
         (status = 200, description = "The updated lead", body = Lead),
@@ -302,7 +303,7 @@ pub async fn update(
     operation_id = "deleteLead",
     summary = "Delete a lead",
     security(("api_key" = [])),
-    params(("leadId" = String, Path, description = "The lead (`ld_…`)")),
+    params(("leadId" = String, Path, pattern = "^ld_[0-9A-Za-z]{22}$", description = "The lead (`ld_…`)")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),

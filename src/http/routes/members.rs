@@ -1,7 +1,7 @@
 use super::workspaces::caller_role;
 use crate::error::ApiError;
 use crate::http::extract::{Json, Path};
-use crate::http::openapi::{Email, ErrorBody, Password, Text100};
+use crate::http::openapi::{Email, ErrorBody, OptionalText100, Password};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::password;
@@ -63,7 +63,7 @@ fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
     operation_id = "listMembers",
     summary = "List the workspace's members (owners and admins)",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)")),
+    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
     responses(
         (status = 200, description = "The members", body = MemberList),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
@@ -92,7 +92,7 @@ pub struct AddMember {
     #[schema(value_type = Role, required = true)]
     role: Option<String>,
     /// For a new user; default: the part of the email before `@`.
-    #[schema(value_type = Option<Text100>)]
+    #[schema(value_type = Option<OptionalText100>)]
     name: Option<String>,
     /// Required when the email is new: the new user's password.
     #[schema(value_type = Option<Password>)]
@@ -107,7 +107,7 @@ pub struct AddMember {
     operation_id = "addMember",
     summary = "Add a member (owners and admins)",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, description = "The workspace (`ws_…`)")),
+    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
     request_body = AddMember,
     responses(
         (status = 201, description = "The new member", body = Member),
@@ -187,8 +187,8 @@ pub struct ChangeRole {
     summary = "Change a member's role (owners and admins; only owners touch owners)",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, description = "The workspace (`ws_…`)"),
-        ("userId" = String, Path, description = "The member (`usr_…`)"),
+        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
+        ("userId" = String, Path, pattern = "^usr_[0-9A-Za-z]{22}$", description = "The member (`usr_…`)"),
     ),
     request_body = ChangeRole,
     responses(
@@ -240,8 +240,8 @@ pub async fn change_role(
     summary = "Remove a member (owners and admins; only owners touch owners)",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, description = "The workspace (`ws_…`)"),
-        ("userId" = String, Path, description = "The member (`usr_…`)"),
+        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
+        ("userId" = String, Path, pattern = "^usr_[0-9A-Za-z]{22}$", description = "The member (`usr_…`)"),
     ),
     responses(
         (status = 204, description = "Removed, and their keys revoked"),
