@@ -1,7 +1,10 @@
 //! API keys end to end: managing them from the dashboard (/app/v1) and presenting them to the
 //! x-api-key middleware (/api/v1), including every SPEC §4 401 reason and the workspace walls.
 
-use crate::common::{assert_error, parts, Account, CreatedKey, TestApp};
+use crate::common::{
+    assert_error, assert_timestamp, audit_count, count, create_key_with, key_count, key_path,
+    keys_path, me_with_key, parts, Account, CreatedKey, TestApp,
+};
 use crate::on_both_databases;
 use heffl_api::api_key::{ApiKey, KeyEnv};
 use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
@@ -11,14 +14,6 @@ use sha2::{Digest, Sha256};
 use sqlx::{Column, Row};
 
 const API_KEY_CHALLENGE: &str = "ApiKey header=\"x-api-key\"";
-
-fn keys_path(workspace_id: &str) -> String {
-    format!("/app/v1/workspaces/{workspace_id}/api-keys")
-}
-
-fn key_path(workspace_id: &str, key_id: &str) -> String {
-    format!("/app/v1/workspaces/{workspace_id}/api-keys/{key_id}")
-}
 
 fn revoke_path(workspace_id: &str, key_id: &str) -> String {
     format!("/app/v1/workspaces/{workspace_id}/api-keys/{key_id}/revoke")
@@ -30,19 +25,6 @@ fn is_live_key(key: &str) -> bool {
         .is_some_and(|body| body.len() == 36 && body.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// SPEC §5: RFC 3339 UTC with milliseconds, e.g. `2025-01-15T10:30:00.000Z`.
-fn assert_timestamp(value: &Value, what: &str) {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{what} is not a string: {value}"));
-    assert!(
-        text.len() == 24 && text.ends_with('Z') && text.as_bytes()[19] == b'.',
-        "{what} is not RFC 3339 with milliseconds: {text}"
-    );
-    chrono::DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("{what} does not parse ({e}): {text}"));
-}
-
 /// A field that must be present with the JSON value `null` (SPEC: absent values are null).
 fn assert_null_field(body: &Value, field: &str) {
     assert_eq!(
@@ -50,27 +32,6 @@ fn assert_null_field(body: &Value, field: &str) {
         Some(&Value::Null),
         "{field} must be present as null: {body}"
     );
-}
-
-async fn count(app: &TestApp, sql: &str, binds: &[&str]) -> i64 {
-    let mut query = sqlx::query_scalar::<_, i64>(sql);
-    for bind in binds {
-        query = query.bind(*bind);
-    }
-    query.fetch_one(app.store.pool()).await.expect("count")
-}
-
-async fn key_count(app: &TestApp) -> i64 {
-    count(app, "SELECT COUNT(*) FROM api_keys", &[]).await
-}
-
-async fn audit_count(app: &TestApp, action: &str, target_id: &str) -> i64 {
-    count(
-        app,
-        "SELECT COUNT(*) FROM audit_events WHERE action = $1 AND target_id = $2",
-        &[action, target_id],
-    )
-    .await
 }
 
 /// The revocation state of a key row: (revoked_at, revoked_by, revoke_reason).
@@ -143,14 +104,6 @@ async fn create_key_raw(app: &TestApp, account: &Account, body: Value) -> Respon
         &keys_path(&account.workspace_id),
         Some(&account.token),
         Some(body),
-    )
-    .await
-}
-
-async fn get_me(app: &TestApp, key: &str) -> (StatusCode, Value) {
-    parts(
-        app.send_with_key(Method::GET, "/api/v1/me", key, None)
-            .await,
     )
     .await
 }
@@ -229,7 +182,7 @@ async fn create_key_record_and_storage(app: TestApp) {
     assert_null_field(&body, "revokedBy");
 
     // The key works, and acts as its creator in its workspace.
-    let (status, me) = get_me(&app, &key).await;
+    let (status, me) = me_with_key(&app, &key).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(
         me["workspace"],
@@ -286,7 +239,7 @@ async fn create_key_name_validation(app: TestApp) {
         ("line break", json!({ "name": "two\nlines" })),
     ];
     for (case, request) in cases {
-        let (status, body) = parts(create_key_raw(&app, &owner, request).await).await;
+        let (status, body) = create_key_with(&app, &owner, request).await;
         assert_error(
             status,
             &body,
@@ -317,7 +270,7 @@ async fn create_key_name_validation(app: TestApp) {
     // 100 characters (after trimming) is the limit, counted in characters, not bytes.
     let longest = "é".repeat(100);
     let (status, body) =
-        parts(create_key_raw(&app, &owner, json!({ "name": format!("  {longest} ") })).await).await;
+        create_key_with(&app, &owner, json!({ "name": format!("  {longest} ") })).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["name"], longest.as_str());
     assert_eq!(key_count(&app).await, 1);
@@ -568,7 +521,7 @@ async fn revoke_key(app: TestApp) {
         audit_count(&app, "api_key.revoked", &t.owner_key.id).await,
         1
     );
-    let (status, body) = get_me(&app, &t.owner_key.key).await;
+    let (status, body) = me_with_key(&app, &t.owner_key.key).await;
     assert_error(
         status,
         &body,
@@ -595,7 +548,7 @@ async fn revoke_key(app: TestApp) {
         assert_eq!(revocation(&app, &other.id).await, (None, None, None));
         assert_eq!(audit_count(&app, "api_key.revoked", &other.id).await, 0);
     }
-    let (status, _) = get_me(&app, &other.key).await;
+    let (status, _) = me_with_key(&app, &other.key).await;
     assert_eq!(status, StatusCode::OK, "a refused revoke took effect");
 
     // Admins revoke anyone's key.
@@ -719,7 +672,7 @@ async fn middleware_rejects_bad_keys(app: TestApp) {
     .await;
 
     // The real key still works after all of that: failures did not poison anything.
-    let (status, body) = get_me(&app, key).await;
+    let (status, body) = me_with_key(&app, key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
@@ -754,7 +707,7 @@ async fn revoked_reasons(app: TestApp) {
     let disabled = app.add_member(&owner, "disabled@acme.test", "admin").await;
     let disabled_key = app.create_key(&disabled, "disabled key").await;
     for key in [&revoked, &leaver_key, &disabled_key] {
-        let (status, body) = get_me(&app, &key.key).await;
+        let (status, body) = me_with_key(&app, &key.key).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let me = |key: &str| {
@@ -808,7 +761,7 @@ async fn revoked_reasons(app: TestApp) {
 
     // The owner's other credentials are untouched.
     let fresh = app.create_key(&owner, "still fine").await;
-    let (status, _) = get_me(&app, &fresh.key).await;
+    let (status, _) = me_with_key(&app, &fresh.key).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -943,7 +896,7 @@ async fn role_changes_apply_to_keys_at_once(app: TestApp) {
         Some("insufficient_permission"),
     );
     assert_eq!(leads().await, 1, "a viewer's key created a lead");
-    let (_, me) = get_me(&app, &key.key).await;
+    let (_, me) = me_with_key(&app, &key.key).await;
     assert_eq!(me["user"]["role"], "viewer");
 
     set_role("member").await;
@@ -951,7 +904,7 @@ async fn role_changes_apply_to_keys_at_once(app: TestApp) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["ownerId"], member.user_id.as_str());
     assert_eq!(leads().await, 2);
-    let (_, me) = get_me(&app, &key.key).await;
+    let (_, me) = me_with_key(&app, &key.key).await;
     assert_eq!(me["user"]["role"], "member");
 }
 
@@ -1137,7 +1090,7 @@ async fn cross_workspace_walk(app: TestApp) {
         "a refused request wrote an audit row"
     );
     for key in [&b.key, &b.spare] {
-        let (status, _) = get_me(&app, &key.key).await;
+        let (status, _) = me_with_key(&app, &key.key).await;
         assert_eq!(status, StatusCode::OK, "B's key stopped working");
     }
 }

@@ -3,8 +3,11 @@
 //! guard. Every test runs on SQLite and PostgreSQL and checks the database where something is
 //! (or must not be) written.
 
-use crate::common::{assert_error, parts, Account, CreatedKey, TestApp};
-use crate::on_both_databases;
+use crate::common::{
+    assert_error, audit_count, count, create_key_with, key_count, key_path, keys_path, me_with_key,
+    parts, Account, CreatedKey, TestApp,
+};
+use crate::{on_both_databases, on_both_databases_with};
 use heffl_api::api_key::{ApiKey, KeyEnv};
 use heffl_api::store::LeadFields;
 use heffl_api::time::Timestamp;
@@ -15,31 +18,6 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
-
-/// Like `on_both_databases!`, for tests that need a non-default configuration. Generates
-/// `<name>::sqlite` and `<name>::postgres`.
-macro_rules! on_both_databases_with {
-    ($name:ident, $adjust:expr) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = $crate::common::TestApp::start_with($crate::common::Db::Sqlite, $adjust);
-                if let Some(app) = app.await {
-                    super::$name(app).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let app =
-                    $crate::common::TestApp::start_with($crate::common::Db::Postgres, $adjust);
-                if let Some(app) = app.await {
-                    super::$name(app).await;
-                }
-            }
-        }
-    };
-}
 
 on_both_databases!(
     scope_and_role_matrix,
@@ -71,14 +49,6 @@ const ALL_SCOPES: [&str; 3] = ["me:read", "leads:read", "leads:write"];
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn keys_path(workspace_id: &str) -> String {
-    format!("/app/v1/workspaces/{workspace_id}/api-keys")
-}
-
-fn key_path(workspace_id: &str, key_id: &str) -> String {
-    format!("/app/v1/workspaces/{workspace_id}/api-keys/{key_id}")
-}
 
 fn roll_path(workspace_id: &str, key_id: &str) -> String {
     format!("/app/v1/workspaces/{workspace_id}/api-keys/{key_id}/roll")
@@ -118,27 +88,6 @@ fn ids_of(list: &Value) -> HashSet<String> {
     )
 }
 
-async fn count(app: &TestApp, sql: &str, binds: &[&str]) -> i64 {
-    let mut query = sqlx::query_scalar::<_, i64>(sql);
-    for bind in binds {
-        query = query.bind(*bind);
-    }
-    query.fetch_one(app.store.pool()).await.expect("count")
-}
-
-async fn key_count(app: &TestApp) -> i64 {
-    count(app, "SELECT COUNT(*) FROM api_keys", &[]).await
-}
-
-async fn audit_count(app: &TestApp, action: &str, target_id: &str) -> i64 {
-    count(
-        app,
-        "SELECT COUNT(*) FROM audit_events WHERE action = $1 AND target_id = $2",
-        &[action, target_id],
-    )
-    .await
-}
-
 /// Some audit events are written off the request path; wait (boundedly) until one lands.
 async fn wait_for_audit(app: &TestApp, action: &str, target_id: &str) -> i64 {
     for _ in 0..100 {
@@ -157,19 +106,6 @@ async fn sleep_past(at_ms: i64) {
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
-}
-
-async fn create_key_with(app: &TestApp, account: &Account, body: Value) -> (StatusCode, Value) {
-    parts(
-        app.send(
-            Method::POST,
-            &keys_path(&account.workspace_id),
-            Some(&account.token),
-            Some(body),
-        )
-        .await,
-    )
-    .await
 }
 
 async fn created(app: &TestApp, account: &Account, body: Value) -> (CreatedKey, Value) {
@@ -226,14 +162,6 @@ async fn roll(
             body,
         )
         .await,
-    )
-    .await
-}
-
-async fn me(app: &TestApp, key: &str) -> (StatusCode, Value) {
-    parts(
-        app.send_with_key(Method::GET, "/api/v1/me", key, None)
-            .await,
     )
     .await
 }
@@ -424,7 +352,7 @@ async fn scope_and_role_matrix(app: TestApp) {
             assert_eq!(shown, expected, "{what}: scopes of the record");
 
             // GET /me: every role may.
-            let (status, body) = me(&app, &key.key).await;
+            let (status, body) = me_with_key(&app, &key.key).await;
             check(
                 &format!("{what} GET /me"),
                 expect(scopes, "me:read", true),
@@ -644,7 +572,7 @@ async fn expiry_is_validated_and_shown(app: TestApp) {
     );
     assert_eq!(record["status"], "active");
     assert_eq!(key_time(&app, "expires_at", &key.id).await, Some(expires));
-    let (status, _) = me(&app, &key.key).await;
+    let (status, _) = me_with_key(&app, &key.key).await;
     assert_eq!(status, StatusCode::OK);
 
     let at = Timestamp(now_ms() + 3_600_000).to_rfc3339();
@@ -709,7 +637,7 @@ async fn expired_key_is_refused_listed_and_audited(app: TestApp) {
     )
     .await;
     // Used before it expires, so the verification is cached: expiry must still be checked.
-    let (status, body) = me(&app, &key.key).await;
+    let (status, body) = me_with_key(&app, &key.key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(audit_count(&app, "api_key.expired", &key.id).await, 0);
     sleep_past(at.0).await;
@@ -745,7 +673,7 @@ async fn expired_key_is_refused_listed_and_audited(app: TestApp) {
 
     assert_eq!(wait_for_audit(&app, "api_key.expired", &key.id).await, 1);
     for _ in 0..3 {
-        let (status, body) = me(&app, &key.key).await;
+        let (status, body) = me_with_key(&app, &key.key).await;
         assert_unauthorized(status, &body, "expired_api_key");
     }
     // The event is written off the request path; give a duplicate the time to appear.
@@ -867,7 +795,7 @@ async fn roll_with_grace_keeps_both_keys_until_the_old_expires(app: TestApp) {
         json!({ "name": "Zapier", "scopes": ["me:read", "leads:read"], "rateLimitPerMinute": 500 }),
     )
     .await;
-    let (status, _) = me(&app, &old.key).await;
+    let (status, _) = me_with_key(&app, &old.key).await;
     assert_eq!(status, StatusCode::OK);
 
     let rolled_at = now_ms();
@@ -913,7 +841,7 @@ async fn roll_with_grace_keeps_both_keys_until_the_old_expires(app: TestApp) {
     assert_eq!(old_record["status"], "active");
 
     // The new key is an independent secret, with the old key's scopes.
-    let (status, body) = me(&app, &new_key).await;
+    let (status, body) = me_with_key(&app, &new_key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["apiKey"]["id"], new_id.as_str());
     let (status, body) = parts(
@@ -933,7 +861,7 @@ async fn roll_with_grace_keeps_both_keys_until_the_old_expires(app: TestApp) {
         status,
         &body,
     );
-    let (status, body) = me(&app, &old.key).await;
+    let (status, body) = me_with_key(&app, &old.key).await;
     assert_eq!(status, StatusCode::OK, "old key within its grace: {body}");
     assert_eq!(body["apiKey"]["id"], old.id.as_str());
 
@@ -956,9 +884,9 @@ async fn roll_with_grace_keeps_both_keys_until_the_old_expires(app: TestApp) {
     assert!(all.contains(&old.id) && all.contains(&new_id));
 
     sleep_past(old_expires).await;
-    let (status, body) = me(&app, &old.key).await;
+    let (status, body) = me_with_key(&app, &old.key).await;
     assert_unauthorized(status, &body, "expired_api_key");
-    let (status, body) = me(&app, &new_key).await;
+    let (status, body) = me_with_key(&app, &new_key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let active = ids_of(&list_keys(&app, &owner, "status=active").await);
     assert!(active.contains(&new_id) && !active.contains(&old.id));
@@ -995,13 +923,13 @@ async fn roll_without_body_expires_the_old_key_at_once(app: TestApp) {
     let owner = app.bootstrap("Roll now", "owner@rollnow.test").await;
     let old = app.create_key(&owner, "now").await;
     // Cached before the roll: the roll must reach the cache.
-    let (status, _) = me(&app, &old.key).await;
+    let (status, _) = me_with_key(&app, &old.key).await;
     assert_eq!(status, StatusCode::OK);
     let (status, new) = roll(&app, &owner, &old.id, None).await;
     assert_eq!(status, StatusCode::CREATED, "{new}");
-    let (status, body) = me(&app, &old.key).await;
+    let (status, body) = me_with_key(&app, &old.key).await;
     assert_unauthorized(status, &body, "expired_api_key");
-    let (status, body) = me(&app, new["key"].as_str().expect("key")).await;
+    let (status, body) = me_with_key(&app, new["key"].as_str().expect("key")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(key_time(&app, "expires_at", &old.id).await.expect("expiry") <= now_ms());
     assert_eq!(get_record(&app, &owner, &old.id).await["status"], "expired");
@@ -1010,7 +938,7 @@ async fn roll_without_body_expires_the_old_key_at_once(app: TestApp) {
     let other = app.create_key(&owner, "zero").await;
     let (status, _) = roll(&app, &owner, &other.id, Some(json!({ "expiresOldIn": 0 }))).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = me(&app, &other.key).await;
+    let (status, body) = me_with_key(&app, &other.key).await;
     assert_unauthorized(status, &body, "expired_api_key");
 
     // The old key is spent; rolling it again makes nothing.
@@ -1043,7 +971,7 @@ async fn roll_is_refused_for_revoked_and_out_of_range(app: TestApp) {
         "CONFLICT",
         Some("not_active"),
     );
-    let (status, body) = me(&app, &revoked.key).await;
+    let (status, body) = me_with_key(&app, &revoked.key).await;
     assert_unauthorized(status, &body, "revoked_api_key");
 
     for bad in [
@@ -1072,7 +1000,7 @@ async fn roll_is_refused_for_revoked_and_out_of_range(app: TestApp) {
         "refused rolls wrote keys"
     );
     assert_eq!(key_time(&app, "expires_at", &active.id).await, None);
-    let (status, _) = me(&app, &active.key).await;
+    let (status, _) = me_with_key(&app, &active.key).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         count(
@@ -1151,7 +1079,7 @@ async fn roll_follows_key_permissions_and_keeps_the_user(app: TestApp) {
         key_column(&app, "created_by", new_id).await.as_deref(),
         Some(member.user_id.as_str())
     );
-    let (status, body) = me(&app, new["key"].as_str().expect("key")).await;
+    let (status, body) = me_with_key(&app, new["key"].as_str().expect("key")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"]["id"], member.user_id.as_str());
     assert_eq!(body["user"]["role"], "member");
@@ -1344,13 +1272,12 @@ async fn audit_log_records_actions_and_paginates(app: TestApp) {
         .iter()
         .map(|e| e["id"].as_str().expect("id"))
         .collect();
-    let stored_order: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM audit_events WHERE workspace_id = $1 ORDER BY seq DESC",
-    )
-    .bind(&owner.workspace_id)
-    .fetch_all(app.store.pool())
-    .await
-    .expect("audit ids");
+    let stored_order: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM audit_events WHERE workspace_id = $1 ORDER BY seq DESC")
+            .bind(&owner.workspace_id)
+            .fetch_all(app.store.pool())
+            .await
+            .expect("audit ids");
     assert_eq!(returned, stored_order, "not newest first");
     let times: Vec<i64> = events.iter().map(|e| ms(&e["at"])).collect();
     assert!(
@@ -1503,7 +1430,7 @@ async fn leaked_key_report_revokes_only_real_active_keys(app: TestApp) {
         .expose_secret()
         .to_owned();
     // Verified once, so the revocation must also reach the cache.
-    let (status, _) = me(&app, &active.key).await;
+    let (status, _) = me_with_key(&app, &active.key).await;
     assert_eq!(status, StatusCode::OK);
 
     let report = vec![
@@ -1547,9 +1474,9 @@ async fn leaked_key_report_revokes_only_real_active_keys(app: TestApp) {
             1
         );
     }
-    let (status, body) = me(&app, &active.key).await;
+    let (status, body) = me_with_key(&app, &active.key).await;
     assert_unauthorized(status, &body, "revoked_api_key");
-    let (status, _) = me(&app, &bystander.key).await;
+    let (status, _) = me_with_key(&app, &bystander.key).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         count(
@@ -1624,7 +1551,7 @@ async fn leak_report_reveals_nothing_and_bounds_its_input(app: TestApp) {
     .await;
     assert_validation(status, &body, "keys");
     assert_eq!(key_time(&app, "revoked_at", &bystander.id).await, None);
-    let (status, _) = me(&app, &bystander.key).await;
+    let (status, _) = me_with_key(&app, &bystander.key).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         count(
@@ -1655,7 +1582,7 @@ async fn leak_reports_are_throttled(app: TestApp) {
         Some("leak_reports_throttled"),
     );
     assert_eq!(key_time(&app, "revoked_at", &key.id).await, None);
-    let (status, _) = me(&app, &key.key).await;
+    let (status, _) = me_with_key(&app, &key.key).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -1735,7 +1662,7 @@ async fn browser_guard_blocks_browser_metadata(app: TestApp) {
     // What Node's fetch sends from a server is not a browser.
     let (status, body) = me_with_header(&app, &key.key, "Sec-Fetch-Mode", "cors").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = me(&app, &key.key).await;
+    let (status, body) = me_with_key(&app, &key.key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     assert!(!preflight_allows_origin(&app, "/api/v1/me", "x-api-key").await);
@@ -1781,7 +1708,7 @@ async fn audit_log_newest_first_holds_for_late_noticed_expiry(app: TestApp) {
     .await;
     sleep_past(at.0).await;
     app.create_key(&owner, "made after the expiry").await;
-    let (status, body) = me(&app, &short.key).await;
+    let (status, body) = me_with_key(&app, &short.key).await;
     assert_unauthorized(status, &body, "expired_api_key");
     wait_for_audit(&app, "api_key.expired", &short.id).await;
     let (status, page) = audit_page(&app, &owner, "limit=200").await;

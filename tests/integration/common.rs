@@ -424,3 +424,131 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// Like `on_both_databases!`, for tests that need a non-default configuration. Generates
+/// `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! on_both_databases_with {
+    ($name:ident, $adjust:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::common::TestApp::start_with($crate::common::Db::Sqlite, $adjust);
+                if let Some(app) = app.await {
+                    super::$name(app).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let app =
+                    $crate::common::TestApp::start_with($crate::common::Db::Postgres, $adjust);
+                if let Some(app) = app.await {
+                    super::$name(app).await;
+                }
+            }
+        }
+    };
+}
+
+/// Like `on_both_databases!`, for tests that set up their own servers or processes: generates
+/// a sqlite and a postgres `#[tokio::test]` for each `async fn(Db)`.
+#[macro_export]
+macro_rules! on_each_db {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Db::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The `i64` a query such as `SELECT COUNT(*) ...` returns, with `binds` for `$1`, `$2`, ...
+pub async fn query_count(store: &Store, sql: &str, binds: &[&str]) -> i64 {
+    let mut query = sqlx::query_scalar::<_, i64>(sql);
+    for bind in binds {
+        query = query.bind(*bind);
+    }
+    query
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// `query_count` on the app's database.
+pub async fn count(app: &TestApp, sql: &str, binds: &[&str]) -> i64 {
+    query_count(&app.store, sql, binds).await
+}
+
+pub async fn count_rows(store: &Store, table: &str) -> i64 {
+    query_count(store, &format!("SELECT COUNT(*) FROM {table}"), &[]).await
+}
+
+pub async fn key_count(app: &TestApp) -> i64 {
+    count_rows(&app.store, "api_keys").await
+}
+
+pub async fn audit_count(app: &TestApp, action: &str, target_id: &str) -> i64 {
+    count(
+        app,
+        "SELECT COUNT(*) FROM audit_events WHERE action = $1 AND target_id = $2",
+        &[action, target_id],
+    )
+    .await
+}
+
+pub fn keys_path(workspace_id: &str) -> String {
+    format!("/app/v1/workspaces/{workspace_id}/api-keys")
+}
+
+pub fn key_path(workspace_id: &str, key_id: &str) -> String {
+    format!("/app/v1/workspaces/{workspace_id}/api-keys/{key_id}")
+}
+
+/// Creates a key in the account's workspace with `body` as given; the response as (status, body).
+pub async fn create_key_with(app: &TestApp, account: &Account, body: Value) -> (StatusCode, Value) {
+    parts(
+        app.send(
+            Method::POST,
+            &keys_path(&account.workspace_id),
+            Some(&account.token),
+            Some(body),
+        )
+        .await,
+    )
+    .await
+}
+
+/// `GET /api/v1/me` with `key`, as (status, body).
+pub async fn me_with_key(app: &TestApp, key: &str) -> (StatusCode, Value) {
+    parts(
+        app.send_with_key(Method::GET, "/api/v1/me", key, None)
+            .await,
+    )
+    .await
+}
+
+/// SPEC §5: RFC 3339 UTC with milliseconds, e.g. `2025-01-15T10:30:00.000Z`.
+pub fn assert_timestamp(value: &Value, what: &str) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {value}"));
+    assert!(
+        text.len() == 24 && text.ends_with('Z') && text.as_bytes()[19] == b'.',
+        "{what} is not RFC 3339 with milliseconds: {text}"
+    );
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{what} does not parse ({e}): {text}"));
+}

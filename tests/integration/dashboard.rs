@@ -2,38 +2,15 @@
 //! every kind of bad request, and CORS. Each test asserts the response and, where something
 //! is or must not be written, the database.
 
-use crate::common::{assert_error, parts, Account, Db, TestApp};
-use crate::on_both_databases;
+use crate::common::{
+    assert_error, audit_count, count, count_rows, me_with_key, parts, Account, Db, TestApp,
+};
+use crate::{on_both_databases, on_both_databases_with};
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-
-/// Like `on_both_databases!`, for tests that need a non-default configuration. Generates
-/// `<name>::sqlite` and `<name>::postgres`.
-macro_rules! on_both_databases_with {
-    ($name:ident, $adjust:expr) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = $crate::common::TestApp::start_with($crate::common::Db::Sqlite, $adjust);
-                if let Some(app) = app.await {
-                    super::$name(app).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let app =
-                    $crate::common::TestApp::start_with($crate::common::Db::Postgres, $adjust);
-                if let Some(app) = app.await {
-                    super::$name(app).await;
-                }
-            }
-        }
-    };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -87,27 +64,6 @@ fn header(headers: &HeaderMap, name: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn scalar(app: &TestApp, sql: &str, binds: &[&str]) -> i64 {
-    let mut query = sqlx::query_scalar::<_, i64>(sql);
-    for bind in binds {
-        query = query.bind(*bind);
-    }
-    query.fetch_one(app.store.pool()).await.expect(sql)
-}
-
-async fn count_rows(app: &TestApp, table: &str) -> i64 {
-    scalar(app, &format!("SELECT COUNT(*) FROM {table}"), &[]).await
-}
-
-async fn audit_count(app: &TestApp, action: &str, target_id: &str) -> i64 {
-    scalar(
-        app,
-        "SELECT COUNT(*) FROM audit_events WHERE action = $1 AND target_id = $2",
-        &[action, target_id],
-    )
-    .await
-}
-
 /// Every row a member route could change, to prove that a refused request changed nothing.
 async fn membership_snapshot(app: &TestApp) -> (Vec<(String, String, String)>, i64, i64, i64) {
     let memberships = sqlx::query_as::<_, (String, String, String)>(
@@ -116,7 +72,7 @@ async fn membership_snapshot(app: &TestApp) -> (Vec<(String, String, String)>, i
     .fetch_all(app.store.pool())
     .await
     .expect("memberships");
-    let revoked = scalar(
+    let revoked = count(
         app,
         "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NOT NULL",
         &[],
@@ -124,8 +80,8 @@ async fn membership_snapshot(app: &TestApp) -> (Vec<(String, String, String)>, i
     .await;
     (
         memberships,
-        count_rows(app, "users").await,
-        count_rows(app, "audit_events").await,
+        count_rows(&app.store, "users").await,
+        count_rows(&app.store, "audit_events").await,
         revoked,
     )
 }
@@ -263,14 +219,6 @@ async fn create_workspace(app: &TestApp, token: &str, name: &str) -> Value {
     body
 }
 
-async fn me_with_key(app: &TestApp, key: &str) -> (StatusCode, Value) {
-    parts(
-        app.send_with_key(Method::GET, "/api/v1/me", key, None)
-            .await,
-    )
-    .await
-}
-
 // ---------------------------------------------------------------------------------------------
 // Login, logout, session
 // ---------------------------------------------------------------------------------------------
@@ -320,7 +268,7 @@ async fn login_email_is_case_insensitive(app: TestApp) {
 
 async fn wrong_password_and_unknown_email_get_identical_401(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let sessions_before = count_rows(&app, "sessions").await;
+    let sessions_before = count_rows(&app.store, "sessions").await;
 
     let wrong_password = login_response(&app, &owner.email, "not-the-password-at-all").await;
     let unknown_email = login_response(&app, "nobody@acme.test", "not-the-password-at-all").await;
@@ -351,7 +299,7 @@ async fn wrong_password_and_unknown_email_get_identical_401(app: TestApp) {
     assert_eq!(crossed, wrong_password);
 
     assert_eq!(
-        count_rows(&app, "sessions").await,
+        count_rows(&app.store, "sessions").await,
         sessions_before + 1,
         "only the second bootstrap's login made a session"
     );
@@ -359,7 +307,7 @@ async fn wrong_password_and_unknown_email_get_identical_401(app: TestApp) {
 
 async fn login_with_missing_fields_lists_every_issue(app: TestApp) {
     app.bootstrap("Acme", "owner@acme.test").await;
-    let sessions_before = count_rows(&app, "sessions").await;
+    let sessions_before = count_rows(&app.store, "sessions").await;
     let cases = [
         (json!({}), vec!["email", "password"]),
         (
@@ -387,13 +335,13 @@ async fn login_with_missing_fields_lists_every_issue(app: TestApp) {
             "{body}: {error}"
         );
     }
-    assert_eq!(count_rows(&app, "sessions").await, sessions_before);
+    assert_eq!(count_rows(&app.store, "sessions").await, sessions_before);
 }
 
 async fn logout_ends_only_that_session(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let second = app.login(&owner.email, &owner.password).await;
-    let before = scalar(
+    let before = count(
         &app,
         "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
         &[&owner.user_id],
@@ -412,7 +360,7 @@ async fn logout_ends_only_that_session(app: TestApp) {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(response.text().await.expect("body").is_empty());
     assert_eq!(
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
             &[&owner.user_id]
@@ -522,7 +470,7 @@ async fn session_token_is_stored_only_as_sha256(app: TestApp) {
     assert_ne!(stored[0].as_slice(), owner.token.as_bytes());
     let like = format!("%{}%", owner.token);
     // And nothing in the audit log either.
-    let in_audit = scalar(
+    let in_audit = count(
         &app,
         "SELECT COUNT(*) FROM audit_events WHERE details LIKE $1 OR target_id LIKE $1",
         &[&like],
@@ -555,7 +503,7 @@ async fn disabled_user_cannot_log_in_and_loses_sessions_at_once(app: TestApp) {
     )
     .await;
     assert_eq!(
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
             &[&member.user_id]
@@ -572,7 +520,7 @@ async fn disabled_user_cannot_log_in_and_loses_sessions_at_once(app: TestApp) {
         "{body}"
     );
     assert_eq!(
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
             &[&member.user_id]
@@ -692,7 +640,7 @@ async fn login_burst_is_throttled(app: TestApp) {
     )
     .await;
     assert_eq!(
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
             &[&owner.user_id]
@@ -732,7 +680,7 @@ async fn create_workspace_makes_caller_owner(app: TestApp) {
         Some("owner")
     );
     assert_eq!(
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM memberships WHERE workspace_id = $1",
             &[id]
@@ -779,9 +727,9 @@ async fn create_workspace_makes_caller_owner(app: TestApp) {
 
 async fn create_workspace_rejects_bad_names_and_writes_nothing(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let workspaces = count_rows(&app, "workspaces").await;
-    let memberships = count_rows(&app, "memberships").await;
-    let audit = count_rows(&app, "audit_events").await;
+    let workspaces = count_rows(&app.store, "workspaces").await;
+    let memberships = count_rows(&app.store, "memberships").await;
+    let audit = count_rows(&app.store, "audit_events").await;
     let cases = [
         json!({}),
         json!({ "name": null }),
@@ -808,9 +756,9 @@ async fn create_workspace_rejects_bad_names_and_writes_nothing(app: TestApp) {
         let error = expect_issues(response, &["name"]).await;
         assert!(!error.to_string().contains("sqlx"), "{body}: {error}");
     }
-    assert_eq!(count_rows(&app, "workspaces").await, workspaces);
-    assert_eq!(count_rows(&app, "memberships").await, memberships);
-    assert_eq!(count_rows(&app, "audit_events").await, audit);
+    assert_eq!(count_rows(&app.store, "workspaces").await, workspaces);
+    assert_eq!(count_rows(&app.store, "memberships").await, memberships);
+    assert_eq!(count_rows(&app.store, "audit_events").await, audit);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -865,8 +813,8 @@ async fn list_members_shows_everyone_with_roles(app: TestApp) {
 async fn add_new_member_requires_a_long_enough_password(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let path = members_path(&owner.workspace_id);
-    let users = count_rows(&app, "users").await;
-    let memberships = count_rows(&app, "memberships").await;
+    let users = count_rows(&app.store, "users").await;
+    let memberships = count_rows(&app.store, "memberships").await;
 
     for (body, field) in [
         (
@@ -900,13 +848,13 @@ async fn add_new_member_requires_a_long_enough_password(app: TestApp) {
         expect_issues(response, &[field]).await;
     }
     assert_eq!(
-        count_rows(&app, "users").await,
+        count_rows(&app.store, "users").await,
         users,
         "no user row for a refused add"
     );
-    assert_eq!(count_rows(&app, "memberships").await, memberships);
+    assert_eq!(count_rows(&app.store, "memberships").await, memberships);
     assert_eq!(
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM audit_events WHERE action = 'member.added'",
             &[]
@@ -940,7 +888,7 @@ async fn add_new_member_requires_a_long_enough_password(app: TestApp) {
     let user_id = member["userId"].as_str().expect("userId");
     assert!(user_id.starts_with("usr_"), "{user_id}");
 
-    assert_eq!(count_rows(&app, "users").await, users + 1);
+    assert_eq!(count_rows(&app.store, "users").await, users + 1);
     assert_eq!(
         role_in_db(&app, &owner.workspace_id, user_id)
             .await
@@ -967,7 +915,7 @@ async fn add_new_member_requires_a_long_enough_password(app: TestApp) {
 async fn add_existing_user_needs_no_password(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let other = app.bootstrap("Beta", "Other@Beta.test").await;
-    let users = count_rows(&app, "users").await;
+    let users = count_rows(&app.store, "users").await;
 
     let response = app
         .send(
@@ -984,7 +932,7 @@ async fn add_existing_user_needs_no_password(app: TestApp) {
     assert_eq!(member["name"], "Owner");
     assert_eq!(member["role"], "admin");
     assert_eq!(
-        count_rows(&app, "users").await,
+        count_rows(&app.store, "users").await,
         users,
         "no second user for the same email"
     );
@@ -1297,7 +1245,7 @@ async fn last_owner_cannot_be_removed_or_demoted(app: TestApp) {
         Some("owner")
     );
     assert_eq!(
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM audit_events WHERE action LIKE 'member.%'",
             &[]
@@ -1378,7 +1326,7 @@ async fn last_owner_cannot_be_removed_or_demoted(app: TestApp) {
         None
     );
     assert_eq!(
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM memberships WHERE workspace_id = $1 AND role = 'owner'",
             &[&owner.workspace_id]
@@ -1394,7 +1342,7 @@ async fn two_owners_demoting_each_other_at_once_leave_one_owner(app: TestApp) {
     let first_path = member_path(&owner.workspace_id, &owner.user_id);
     let second_path = member_path(&owner.workspace_id, &second.user_id);
     let owners = || async {
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM memberships WHERE workspace_id = $1 AND role = 'owner'",
             &[&owner.workspace_id],
@@ -1773,7 +1721,7 @@ async fn unknown_routes_and_wrong_methods_are_json(app: TestApp) {
 
 async fn oversized_body_is_json_413_and_writes_nothing(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let workspaces = count_rows(&app, "workspaces").await;
+    let workspaces = count_rows(&app.store, "workspaces").await;
     let padding = "x".repeat(1024 * 1024);
     let body = format!("{{\"name\":\"{padding}\"}}");
     // One pooled client, as a real integrator has: the refused connection must not be reused.
@@ -1799,12 +1747,12 @@ async fn oversized_body_is_json_413_and_writes_nothing(app: TestApp) {
         )
         .await;
     }
-    assert_eq!(count_rows(&app, "workspaces").await, workspaces);
+    assert_eq!(count_rows(&app.store, "workspaces").await, workspaces);
 }
 
 async fn json_posts_need_a_json_content_type(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let workspaces = count_rows(&app, "workspaces").await;
+    let workspaces = count_rows(&app.store, "workspaces").await;
     let body = r#"{"name":"Beta"}"#;
     for content_type in [
         None,
@@ -1846,7 +1794,7 @@ async fn json_posts_need_a_json_content_type(app: TestApp) {
         )
         .await;
     }
-    assert_eq!(count_rows(&app, "workspaces").await, workspaces);
+    assert_eq!(count_rows(&app.store, "workspaces").await, workspaces);
     // A charset parameter and any case are fine.
     for content_type in ["application/json; charset=utf-8", "Application/JSON"] {
         let response = send_raw(
@@ -1877,8 +1825,8 @@ async fn post_json_text(app: &TestApp, token: &str, path: &str, body: &str) -> R
 async fn malformed_empty_and_mistyped_json_are_400(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let before = (
-        count_rows(&app, "workspaces").await,
-        count_rows(&app, "users").await,
+        count_rows(&app.store, "workspaces").await,
+        count_rows(&app.store, "users").await,
     );
     let token = owner.token.as_str();
     // Each JSON route, a text field it knows, and a body it would accept plus a field it does
@@ -1979,13 +1927,13 @@ async fn malformed_empty_and_mistyped_json_are_400(app: TestApp) {
     expect_error(response, StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None).await;
     assert_eq!(
         (
-            count_rows(&app, "workspaces").await,
-            count_rows(&app, "users").await
+            count_rows(&app.store, "workspaces").await,
+            count_rows(&app.store, "users").await
         ),
         before
     );
     assert_eq!(
-        scalar(
+        count(
             &app,
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
             &[&owner.user_id]
@@ -2022,8 +1970,11 @@ async fn hostile_input_never_causes_5xx(app: TestApp) {
         assert_eq!(stored, name);
     }
     // The tables the SQL-looking names mention are all still there.
-    assert!(count_rows(&app, "users").await >= 1);
-    assert_eq!(count_rows(&app, "workspaces").await, 1 + names.len() as i64);
+    assert!(count_rows(&app.store, "users").await >= 1);
+    assert_eq!(
+        count_rows(&app.store, "workspaces").await,
+        1 + names.len() as i64
+    );
 
     let member = app
         .send(
@@ -2039,8 +1990,8 @@ async fn hostile_input_never_causes_5xx(app: TestApp) {
     app.login("o'hara+x@acme.test", "pässwörd-🔑-long").await;
 
     // Bad input of every kind: always a 4xx JSON error, never a 5xx, and nothing written.
-    let workspaces = count_rows(&app, "workspaces").await;
-    let users = count_rows(&app, "users").await;
+    let workspaces = count_rows(&app.store, "workspaces").await;
+    let users = count_rows(&app.store, "users").await;
     let long = "x".repeat(10_000);
     let deep_array = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let deep_object = format!("{}1{}", r#"{"name":"#.repeat(10_000), "}".repeat(10_000));
@@ -2107,8 +2058,8 @@ async fn hostile_input_never_causes_5xx(app: TestApp) {
             "{what}: {status}"
         );
     }
-    assert_eq!(count_rows(&app, "workspaces").await, workspaces);
-    assert_eq!(count_rows(&app, "users").await, users);
+    assert_eq!(count_rows(&app.store, "workspaces").await, workspaces);
+    assert_eq!(count_rows(&app.store, "users").await, users);
 }
 
 /// Asserts some 4xx error in the SPEC §4 shape, with the code that belongs to its status.

@@ -1,7 +1,7 @@
 //! The leads API (/api/v1/leads) as integrators call it: shapes, pagination, validation,
 //! partial updates, and the SPEC §6 role rules and data boundaries.
 
-use crate::common::{assert_error, parts, Account, CreatedKey, TestApp};
+use crate::common::{assert_error, assert_timestamp, parts, Account, CreatedKey, TestApp};
 use crate::on_both_databases;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -32,18 +32,6 @@ async fn all_leads(app: &TestApp) -> Vec<LeadRow> {
 
 async fn lead_row(app: &TestApp, id: &str) -> Option<LeadRow> {
     all_leads(app).await.into_iter().find(|row| row.0 == id)
-}
-
-fn assert_timestamp(value: &Value, what: &str) {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{what} is not a string: {value}"));
-    assert!(
-        text.len() == 24 && text.ends_with('Z') && text.as_bytes()[19] == b'.',
-        "{what} is not RFC 3339 with milliseconds: {text}"
-    );
-    chrono::DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("{what} does not parse ({e}): {text}"));
 }
 
 /// SPEC §5: a lead has exactly these fields, absent values as `null`.

@@ -8,5 +8,6 @@ mod dashboard;
 mod leads;
 mod openapi;
 mod process;
+mod process_harness;
 mod smoke;
 mod verification;

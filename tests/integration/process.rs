@@ -3,470 +3,16 @@
 //! show lives here: the CLI's stdout and exit codes, start-up refusals, signals, and what ends
 //! up in the logs.
 
-use crate::common::{assert_error, open_store, parts, test_config, Db, TestDb};
+use crate::common::{assert_error, count_rows, parts, query_count, Db};
+use crate::on_each_db;
+use crate::process_harness::{free_port, run_in, Deployment, Owner};
 use heffl_api::api_key::{ApiKey, KeyEnv};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
-use std::path::Path;
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
 
-const BIN: &str = env!("CARGO_BIN_EXE_heffl-api");
-/// Migrations plus the argon2 warm-up; generous because CI machines are busy.
-const READY_DEADLINE: Duration = Duration::from_secs(30);
-const EXIT_DEADLINE: Duration = Duration::from_secs(10);
-const CLI_DEADLINE: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(20);
-/// SPEC §7: a revoke holds on every process within one second.
-const PROPAGATION_DEADLINE: Duration = Duration::from_secs(1);
-
-// ---------------------------------------------------------------------------------------------
-// The harness
-// ---------------------------------------------------------------------------------------------
-
-/// A port nobody listens on right now. The tiny window before the server binds it is accepted:
-/// the server must be told its address up front, as an operator would.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
-}
-
-/// The binary with nothing inherited: no HEFFL_* or DATABASE_URL from the developer's shell, and
-/// a fresh working directory so that no stray `.env` is read.
-fn command(dir: &Path, env: &[(String, String)], args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A timed-out or panicking test must not leave a process behind.
-        .kill_on_drop(true);
-    command
-}
-
-struct CliOutput {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl CliOutput {
-    fn assert_success(&self) -> &Self {
-        assert!(
-            self.status.success(),
-            "expected exit 0, got {}; stdout: {}; stderr: {}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn assert_failure(&self) -> &Self {
-        assert!(
-            !self.status.success(),
-            "expected a non-zero exit; stdout: {}; stderr: {}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// stdout as JSON lines; anything else on stdout fails the test.
-    fn json_lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"))
-            })
-            .collect()
-    }
-
-    /// stdout must be exactly one JSON line.
-    fn json_line(&self) -> Value {
-        assert!(
-            self.stdout.ends_with('\n'),
-            "stdout must end with a newline: {:?}",
-            self.stdout
-        );
-        let lines = self.json_lines();
-        assert_eq!(
-            lines.len(),
-            1,
-            "exactly one line on stdout: {:?}",
-            self.stdout
-        );
-        lines.into_iter().next().expect("one line")
-    }
-}
-
-/// A database and a working directory for one test, and the environment every process of the
-/// deployment shares.
-struct Deployment {
-    db: TestDb,
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Deployment {
-    async fn create(db: Db) -> Option<Deployment> {
-        let db = TestDb::create(db).await?;
-        let dir = tempfile::tempdir().expect("working dir");
-        let env = vec![
-            ("DATABASE_URL".to_owned(), db.url.clone()),
-            (
-                "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE".to_owned(),
-                "1000".to_owned(),
-            ),
-            ("HEFFL_SHUTDOWN_GRACE".to_owned(), "5s".to_owned()),
-        ];
-        Some(Deployment { db, dir, env })
-    }
-
-    fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = self
-            .env
-            .iter()
-            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
-            .cloned()
-            .collect();
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        env
-    }
-
-    /// Runs a one-shot command to completion, optionally writing `stdin` to it.
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> CliOutput {
-        self.run_with(args, stdin, &[]).await
-    }
-
-    async fn run_with(
-        &self,
-        args: &[&str],
-        stdin: Option<&str>,
-        extra: &[(&str, &str)],
-    ) -> CliOutput {
-        run_in(self.dir.path(), &self.env_with(extra), args, stdin).await
-    }
-
-    async fn spawn(&self, extra: &[(&str, &str)], args: &[&str]) -> Server {
-        Server::spawn(self.dir.path(), self.env_with(extra), args).await
-    }
-
-    /// `bootstrap` with a generated password; returns (workspaceId, userId, password).
-    async fn bootstrap(&self, workspace: &str, email: &str) -> (String, String, String) {
-        let out = self
-            .run(
-                &["bootstrap", "--workspace", workspace, "--email", email],
-                None,
-            )
-            .await;
-        out.assert_success();
-        let line = out.json_line();
-        let field = |name: &str| {
-            line[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name} in {line}"))
-                .to_owned()
-        };
-        (field("workspaceId"), field("userId"), field("password"))
-    }
-
-    /// A direct view of the database (migrations already applied by the binary).
-    async fn store(&self) -> heffl_api::store::Store {
-        open_store(&test_config(&self.db.url)).await
-    }
-}
-
-async fn run_in(
-    dir: &Path,
-    env: &[(String, String)],
-    args: &[&str],
-    stdin: Option<&str>,
-) -> CliOutput {
-    let mut command = command(dir, env, args);
-    if stdin.is_some() {
-        command.stdin(Stdio::piped());
-    }
-    let mut child = command.spawn().expect("spawn heffl-api");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(text.as_bytes()).await.expect("write stdin");
-        // Dropping the pipe sends EOF, which `--password-stdin` reads up to.
-        drop(pipe);
-    }
-    let output = tokio::time::timeout(CLI_DEADLINE, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("heffl-api {args:?} did not finish within {CLI_DEADLINE:?}"))
-        .expect("wait for heffl-api");
-    CliOutput {
-        status: output.status,
-        stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// A running `serve` process. Dropping it kills the process, so a failing test leaves nothing
-/// behind; on a panic it also prints what the server logged.
-struct Server {
-    child: Child,
-    pid: u32,
-    port: u16,
-    base: String,
-    client: Client,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    stderr_reader: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    async fn spawn(dir: &Path, mut env: Vec<(String, String)>, args: &[&str]) -> Server {
-        let port = free_port();
-        env.retain(|(k, _)| k != "HEFFL_BIND");
-        env.push(("HEFFL_BIND".to_owned(), format!("127.0.0.1:{port}")));
-        let mut child = command(dir, &env, args).spawn().expect("spawn heffl-api");
-        let pid = child.id().expect("pid");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut pipe = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&stderr);
-        // Read continuously: a full pipe would block the server's logging, and the test needs
-        // everything it wrote.
-        let stderr_reader = tokio::spawn(async move {
-            let mut buffer = [0u8; 8192];
-            loop {
-                match pipe.read(&mut buffer).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => sink
-                        .lock()
-                        .expect("stderr lock")
-                        .extend_from_slice(&buffer[..n]),
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            pid,
-            port,
-            base: format!("http://127.0.0.1:{port}"),
-            client: Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()
-                .expect("client"),
-            stderr,
-            stderr_reader: Some(stderr_reader),
-        };
-        server.wait_ready().await;
-        server
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_DEADLINE;
-        let url = self.url("/healthz");
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!(
-                    "heffl-api exited with {status} before it was ready; stderr:\n{}",
-                    self.stderr_text()
-                );
-            }
-            let probe = self
-                .client
-                .get(&url)
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await;
-            if probe.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "heffl-api not ready within {READY_DEADLINE:?}; stderr:\n{}",
-                self.stderr_text()
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().expect("stderr lock")).into_owned()
-    }
-
-    /// Waits until stderr satisfies `done`, polling with a deadline.
-    async fn wait_for_stderr(&self, what: &str, done: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !done(&self.stderr_text()) {
-            assert!(
-                Instant::now() < deadline,
-                "stderr never showed {what}; stderr:\n{}",
-                self.stderr_text()
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
-    /// SIGTERM, as a process supervisor sends it.
-    async fn sigterm(&self) {
-        let status = tokio::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .await
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid);
-    }
-
-    /// Waits for the process to exit and for its stderr to be read to the end.
-    async fn wait_exit(&mut self) -> (ExitStatus, String) {
-        let status = match tokio::time::timeout(EXIT_DEADLINE, self.child.wait()).await {
-            Ok(status) => status.expect("wait"),
-            Err(_) => panic!(
-                "heffl-api did not exit within {EXIT_DEADLINE:?} of SIGTERM; stderr:\n{}",
-                self.stderr_text()
-            ),
-        };
-        if let Some(reader) = self.stderr_reader.take() {
-            tokio::time::timeout(EXIT_DEADLINE, reader)
-                .await
-                .expect("stderr closes after exit")
-                .expect("stderr reader");
-        }
-        (status, self.stderr_text())
-    }
-
-    async fn stop(&mut self) -> (ExitStatus, String) {
-        self.sigterm().await;
-        self.wait_exit().await
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        bearer: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, self.url(path));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        parts(request.send().await.expect("request")).await
-    }
-
-    async fn send_with_key(&self, method: Method, path: &str, key: &str) -> (StatusCode, Value) {
-        let request = self
-            .client
-            .request(method, self.url(path))
-            .header("x-api-key", key);
-        parts(request.send().await.expect("request")).await
-    }
-
-    /// A change made by another process (the CLI) reaches a running server within one second
-    /// (SPEC §7): its key cache hears of it through the database. Returns how long it took.
-    async fn until_key_revoked(&self, key: &str) -> Duration {
-        let start = Instant::now();
-        loop {
-            let (status, body) = self.send_with_key(Method::GET, "/api/v1/me", key).await;
-            if status == StatusCode::UNAUTHORIZED {
-                assert_error(
-                    status,
-                    &body,
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHORIZED",
-                    Some("revoked_api_key"),
-                );
-                return start.elapsed();
-            }
-            assert_eq!(status, StatusCode::OK, "{body}");
-            assert!(
-                start.elapsed() < PROPAGATION_DEADLINE,
-                "the key still works {PROPAGATION_DEADLINE:?} after its revoke"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
-        self.send(
-            Method::POST,
-            "/app/v1/auth/login",
-            None,
-            Some(json!({ "email": email, "password": password })),
-        )
-        .await
-    }
-
-    async fn login_token(&self, email: &str, password: &str) -> String {
-        let (status, body) = self.login(email, password).await;
-        assert_eq!(status, StatusCode::OK, "login of {email}: {body}");
-        body["token"].as_str().expect("token").to_owned()
-    }
-
-    /// Creates a key over HTTP; returns (id, key).
-    async fn create_key(&self, token: &str, workspace_id: &str, name: &str) -> (String, String) {
-        let (status, body) = self
-            .send(
-                Method::POST,
-                &format!("/app/v1/workspaces/{workspace_id}/api-keys"),
-                Some(token),
-                Some(json!({ "name": name })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "create key: {body}");
-        (
-            body["id"].as_str().expect("id").to_owned(),
-            body["key"].as_str().expect("key").to_owned(),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- heffl-api stderr ---\n{}", self.stderr_text());
-        }
-        let _ = self.child.start_kill();
-    }
-}
-
-/// Generates a sqlite and a postgres `#[tokio::test]` for each `async fn(Db)`.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Db::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Db::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+on_each_db!(
     bootstrap_prints_one_json_line_and_the_password_logs_in,
     bootstrap_with_password_stdin,
     migrate_creates_the_tables_and_serve_is_the_default,
@@ -476,21 +22,6 @@ on_both!(
     secrets_never_reach_pretty_logs,
     key_environment_tag_comes_from_configuration,
 );
-
-async fn count(store: &heffl_api::store::Store, sql: &str, bind: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .bind(bind)
-        .fetch_one(store.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-async fn count_rows(store: &heffl_api::store::Store, table: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
-        .fetch_one(store.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{table}: {e}"))
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. bootstrap
@@ -665,19 +196,19 @@ async fn bootstrap_with_password_stdin(db: Db) {
     );
     let store = deployment.store().await;
     assert_eq!(
-        count(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM users WHERE email = $1",
-            "three@gamma.test"
+            &["three@gamma.test"]
         )
         .await,
         0
     );
     assert_eq!(
-        count(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM workspaces WHERE name = $1",
-            "Gamma"
+            &["Gamma"]
         )
         .await,
         0
@@ -820,13 +351,20 @@ async fn disabling_a_user_ends_sessions_and_keys_at_once(db: Db) {
     let Some(deployment) = Deployment::create(db).await else {
         return;
     };
-    let (workspace_id, user_id, password) = deployment.bootstrap("Acme", "owner@acme.test").await;
+    let Owner {
+        workspace_id,
+        user_id,
+        password,
+        ..
+    } = deployment.bootstrap("Acme", "owner@acme.test").await;
     let server = deployment.spawn(&[], &["serve"]).await;
     let token = server.login_token("owner@acme.test", &password).await;
     let (key_id, key) = server
         .create_key(&token, &workspace_id, "Website form")
         .await;
-    let (status, me) = server.send_with_key(Method::GET, "/api/v1/me", &key).await;
+    let (status, me) = server
+        .send_with_key(Method::GET, "/api/v1/me", &key, None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{me}");
 
     let out = deployment
@@ -861,28 +399,28 @@ async fn disabling_a_user_ends_sessions_and_keys_at_once(db: Db) {
 
     let store = deployment.store().await;
     assert_eq!(
-        count(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM users WHERE disabled_at IS NOT NULL AND id = $1",
-            &user_id
+            &[user_id.as_str()]
         )
         .await,
         1
     );
     assert_eq!(
-        count(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
-            &user_id
+            &[user_id.as_str()]
         )
         .await,
         0
     );
     assert_eq!(
-        count(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM api_keys WHERE revoke_reason = 'user_disabled' AND id = $1",
-            &key_id
+            &[key_id.as_str()]
         )
         .await,
         1
@@ -909,7 +447,9 @@ async fn disabling_a_user_ends_sessions_and_keys_at_once(db: Db) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // A revoke is for good: enabling the user does not bring their old keys back.
-    let (status, body) = server.send_with_key(Method::GET, "/api/v1/me", &key).await;
+    let (status, body) = server
+        .send_with_key(Method::GET, "/api/v1/me", &key, None)
+        .await;
     assert_error(
         status,
         &body,
@@ -918,10 +458,10 @@ async fn disabling_a_user_ends_sessions_and_keys_at_once(db: Db) {
         Some("revoked_api_key"),
     );
     assert_eq!(
-        count(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM users WHERE disabled_at IS NULL AND id = $1",
-            &user_id
+            &[user_id.as_str()]
         )
         .await,
         1
@@ -940,9 +480,17 @@ async fn keys_list_and_revoke_from_the_command_line(db: Db) {
     let Some(deployment) = Deployment::create(db).await else {
         return;
     };
-    let (workspace_id, user_id, password) = deployment.bootstrap("Acme", "owner@acme.test").await;
-    let (other_workspace, _, other_password) =
-        deployment.bootstrap("Other", "other@other.test").await;
+    let Owner {
+        workspace_id,
+        user_id,
+        password,
+        ..
+    } = deployment.bootstrap("Acme", "owner@acme.test").await;
+    let Owner {
+        workspace_id: other_workspace,
+        password: other_password,
+        ..
+    } = deployment.bootstrap("Other", "other@other.test").await;
     let server = deployment.spawn(&[], &["serve"]).await;
     let token = server.login_token("owner@acme.test", &password).await;
     let (first_id, first_key) = server.create_key(&token, &workspace_id, "First").await;
@@ -1002,28 +550,28 @@ async fn keys_list_and_revoke_from_the_command_line(db: Db) {
 
     server.until_key_revoked(&first_key).await;
     let (status, body) = server
-        .send_with_key(Method::GET, "/api/v1/me", &second_key)
+        .send_with_key(Method::GET, "/api/v1/me", &second_key, None)
         .await;
     assert_eq!(status, StatusCode::OK, "the other key is untouched: {body}");
     let (status, body) = server
-        .send_with_key(Method::GET, "/api/v1/me", &other_key)
+        .send_with_key(Method::GET, "/api/v1/me", &other_key, None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let store = deployment.store().await;
     assert_eq!(
-        count(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NOT NULL AND revoked_by IS NULL \
              AND revoke_reason = 'operator' AND id = $1",
-            &first_id
+            &[first_id.as_str()]
         )
         .await,
         1
     );
     let audits =
         "SELECT COUNT(*) FROM audit_events WHERE action = 'api_key.revoked' AND target_id = $1";
-    assert_eq!(count(&store, audits, &first_id).await, 1);
+    assert_eq!(query_count(&store, audits, &[first_id.as_str()]).await, 1);
 
     // Idempotent: same answer, same revokedAt, no second audit event.
     let out = deployment.run(&["keys", "revoke", &first_id], None).await;
@@ -1032,7 +580,7 @@ async fn keys_list_and_revoke_from_the_command_line(db: Db) {
     assert_eq!(again["alreadyRevoked"], true);
     assert_eq!(again["status"], "revoked");
     assert_eq!(again["revokedAt"], revoked["revokedAt"]);
-    assert_eq!(count(&store, audits, &first_id).await, 1);
+    assert_eq!(query_count(&store, audits, &[first_id.as_str()]).await, 1);
 
     let out = deployment
         .run(&["keys", "revoke", "key_doesNotExist123"], None)
@@ -1053,10 +601,10 @@ async fn keys_list_and_revoke_from_the_command_line(db: Db) {
         .expect("first key listed");
     assert_eq!(first["status"], "revoked");
     assert_eq!(
-        count(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND id = $1",
-            &other_id
+            &[other_id.as_str()]
         )
         .await,
         1
@@ -1348,10 +896,12 @@ async fn secrets_never_reach_logs(db: Db, format: &str) -> Option<String> {
     // The key without its prefix and checksum is still the secret.
     secrets.push(key[8..38].to_owned());
 
-    let (status, body) = server.send_with_key(Method::GET, "/api/v1/me", &key).await;
+    let (status, body) = server
+        .send_with_key(Method::GET, "/api/v1/me", &key, None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = server
-        .send_with_key(Method::GET, "/api/v1/leads", &key)
+        .send_with_key(Method::GET, "/api/v1/leads", &key, None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // A key pasted into the query string by mistake: the request log records the path only.
@@ -1372,7 +922,7 @@ async fn secrets_never_reach_logs(db: Db, format: &str) -> Option<String> {
     let truncated = "hk_live_TruncatedPasteOfSomeSecretText";
     for malformed in [bad_checksum.as_str(), truncated] {
         let (status, body) = server
-            .send_with_key(Method::GET, "/api/v1/leads", malformed)
+            .send_with_key(Method::GET, "/api/v1/leads", malformed, None)
             .await;
         assert_error(
             status,
@@ -1441,7 +991,11 @@ async fn key_environment_tag_comes_from_configuration(db: Db) {
     let Some(deployment) = Deployment::create(db).await else {
         return;
     };
-    let (workspace_id, _, password) = deployment.bootstrap("Acme", "owner@acme.test").await;
+    let Owner {
+        workspace_id,
+        password,
+        ..
+    } = deployment.bootstrap("Acme", "owner@acme.test").await;
     let server = deployment
         .spawn(&[("HEFFL_KEY_ENV", "test")], &["serve"])
         .await;
@@ -1449,7 +1003,9 @@ async fn key_environment_tag_comes_from_configuration(db: Db) {
     let (key_id, key) = server.create_key(&token, &workspace_id, "Staging").await;
     assert!(key.starts_with("hk_test_"), "{key}");
     assert_eq!(key.len(), "hk_test_".len() + 36, "{key}");
-    let (status, me) = server.send_with_key(Method::GET, "/api/v1/me", &key).await;
+    let (status, me) = server
+        .send_with_key(Method::GET, "/api/v1/me", &key, None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["apiKey"]["id"], key_id.as_str());
 
@@ -1481,7 +1037,7 @@ async fn key_environment_tag_comes_from_configuration(db: Db) {
     // A well-formed key of the right tag that was never issued is merely unknown.
     let unknown = ApiKey::generate(&KeyEnv::new("test").expect("tag"));
     let (status, body) = server
-        .send_with_key(Method::GET, "/api/v1/me", unknown.expose_secret())
+        .send_with_key(Method::GET, "/api/v1/me", unknown.expose_secret(), None)
         .await;
     assert_error(
         status,
@@ -1494,7 +1050,7 @@ async fn key_environment_tag_comes_from_configuration(db: Db) {
     // And a default-tag server on the same database refuses the test key.
     let live_server = deployment.spawn(&[], &["serve"]).await;
     let (status, body) = live_server
-        .send_with_key(Method::GET, "/api/v1/me", &key)
+        .send_with_key(Method::GET, "/api/v1/me", &key, None)
         .await;
     assert_error(
         status,
@@ -1508,7 +1064,7 @@ async fn key_environment_tag_comes_from_configuration(db: Db) {
         .await;
     assert!(live_key.starts_with("hk_live_"), "{live_key}");
     let (status, body) = server
-        .send_with_key(Method::GET, "/api/v1/me", &live_key)
+        .send_with_key(Method::GET, "/api/v1/me", &live_key, None)
         .await;
     assert_error(
         status,

@@ -9,281 +9,45 @@
 //! `-- --nocapture`.
 
 use crate::common::{
-    assert_error, open_store, parts, postgres_admin_url, test_config, Account, Db, TestApp, TestDb,
+    assert_error, count, create_key_with, open_store, parts, postgres_admin_url, query_count,
+    Account, Db, TestApp,
 };
+use crate::on_each_db;
+use crate::process_harness::{metric_value, Deployment, Owner, Server, POLL, PROPAGATION_DEADLINE};
 use heffl_api::api_key::{ApiKey, KeyDigest, KeyEnv};
 use heffl_api::key_cache::Lookup;
-use heffl_api::store::Store;
 use heffl_api::time::Timestamp;
-use reqwest::{Client, Method, Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
 use std::collections::HashSet;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_heffl-api");
-/// Migrations plus the argon2 warm-up; generous because CI machines are busy.
-const READY_DEADLINE: Duration = Duration::from_secs(30);
-const CLI_DEADLINE: Duration = Duration::from_secs(30);
 /// How long set-up steps that only wait for background tasks may take.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(20);
-/// SPEC §7: a revoke holds on every process within one second.
-const PROPAGATION_DEADLINE: Duration = Duration::from_secs(1);
 const ME: &str = "/api/v1/me";
 const LEADS: &str = "/api/v1/leads";
 const HIT: &str = "heffl_key_cache_total{result=\"hit\"}";
 const MISS: &str = "heffl_key_cache_total{result=\"miss\"}";
 
 // ---------------------------------------------------------------------------------------------
-// Process harness
+// Processes
 // ---------------------------------------------------------------------------------------------
 
-/// A port nobody listens on right now; the server must be told its address up front.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
+/// A deployment for `serve` processes. Polling loops make many requests with one key from one
+/// address; the tests that exercise these limits turn them on in-process.
+async fn cluster(db: Db, extra: &[(&str, &str)]) -> Option<Deployment> {
+    let mut env = vec![
+        ("HEFFL_RATE_LIMIT_PER_MINUTE", "0"),
+        ("HEFFL_AUTH_FAILURES_PER_MINUTE", "0"),
+    ];
+    env.extend_from_slice(extra);
+    Deployment::create_with(db, &env).await
 }
 
-/// One database and working directory shared by every process of a deployment.
-struct Cluster {
-    db: TestDb,
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-/// What `heffl-api bootstrap` printed.
-struct Owner {
-    workspace_id: String,
-    email: String,
-    password: String,
-}
-
-impl Cluster {
-    async fn create(db: Db, extra: &[(&str, &str)]) -> Option<Cluster> {
-        let db = TestDb::create(db).await?;
-        let dir = tempfile::tempdir().expect("working dir");
-        let mut env: Vec<(String, String)> = vec![
-            ("DATABASE_URL".into(), db.url.clone()),
-            ("HEFFL_LOGIN_ATTEMPTS_PER_MINUTE".into(), "1000".into()),
-            ("HEFFL_SHUTDOWN_GRACE".into(), "5s".into()),
-            // Polling loops make many requests with one key from one address; the tests that
-            // exercise these limits turn them on in-process.
-            ("HEFFL_RATE_LIMIT_PER_MINUTE".into(), "0".into()),
-            ("HEFFL_AUTH_FAILURES_PER_MINUTE".into(), "0".into()),
-        ];
-        for (name, value) in extra {
-            env.retain(|(k, _)| k != name);
-            env.push((name.to_string(), value.to_string()));
-        }
-        Some(Cluster { db, dir, env })
-    }
-
-    /// The binary with nothing inherited from the developer's shell, in a directory with no
-    /// stray `.env`.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
-    }
-
-    /// Runs a one-shot command that must succeed; returns its stdout.
-    async fn cli(&self, args: &[&str]) -> String {
-        let output = tokio::time::timeout(CLI_DEADLINE, self.command(args).output())
-            .await
-            .unwrap_or_else(|_| panic!("heffl-api {args:?} did not finish in {CLI_DEADLINE:?}"))
-            .expect("run heffl-api");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "heffl-api {args:?} exited with {}; stdout: {stdout}; stderr: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
-    }
-
-    async fn bootstrap(&self, workspace: &str, email: &str) -> Owner {
-        let stdout = self
-            .cli(&["bootstrap", "--workspace", workspace, "--email", email])
-            .await;
-        let line: Value = serde_json::from_str(stdout.trim()).expect("bootstrap prints JSON");
-        Owner {
-            workspace_id: line["workspaceId"]
-                .as_str()
-                .expect("workspaceId")
-                .to_owned(),
-            email: email.to_owned(),
-            password: line["password"].as_str().expect("password").to_owned(),
-        }
-    }
-
-    async fn serve(&self, name: &'static str) -> Server {
-        let port = free_port();
-        let mut command = self.command(&["serve"]);
-        command.env("HEFFL_BIND", format!("127.0.0.1:{port}"));
-        let mut child = command.spawn().expect("spawn heffl-api serve");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut pipe = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&stderr);
-        // Read continuously: a full pipe would block the server's logging.
-        tokio::spawn(async move {
-            let mut buffer = [0u8; 8192];
-            loop {
-                match pipe.read(&mut buffer).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => sink.lock().expect("lock").extend_from_slice(&buffer[..n]),
-                }
-            }
-        });
-        let mut server = Server {
-            name,
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
-            stderr,
-        };
-        server.wait_ready().await;
-        server
-    }
-
-    /// A direct view of the database (the binary has applied the migrations).
-    async fn store(&self) -> Store {
-        open_store(&test_config(&self.db.url)).await
-    }
-
-    fn pg_database_name(&self) -> String {
-        self.db
-            .url
-            .rsplit_once('/')
-            .map(|(_, name)| name.to_owned())
-            .expect("database name in the URL")
-    }
-}
-
-/// A running `serve` process; dropping it kills the process (and prints its log on a panic).
-struct Server {
-    name: &'static str,
-    child: Child,
-    base: String,
-    client: Client,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- heffl-api {} stderr ---\n{}",
-                self.name,
-                String::from_utf8_lossy(&self.stderr.lock().expect("lock"))
-            );
-        }
-        let _ = self.child.start_kill();
-    }
-}
-
+/// What only the verification tests ask of a process: its key cache.
 impl Server {
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!(
-                    "heffl-api {} exited with {status} before it was ready",
-                    self.name
-                );
-            }
-            let probe = self
-                .client
-                .get(format!("{}/healthz", self.base))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await;
-            if probe.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "heffl-api {} not ready within {READY_DEADLINE:?}",
-                self.name
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        bearer: Option<&str>,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(key) = key {
-            request = request.header("x-api-key", key);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        parts(request.send().await.expect("request")).await
-    }
-
-    async fn dashboard(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        self.request(method, path, Some(token), None, body).await
-    }
-
-    async fn api(
-        &self,
-        method: Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        self.request(method, path, None, Some(key), body).await
-    }
-
-    async fn metrics(&self) -> String {
-        let response = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .expect("GET /metrics");
-        assert_eq!(response.status(), StatusCode::OK);
-        response.text().await.expect("metrics text")
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        metric_value(&self.metrics().await, series)
-    }
-
     /// The cache answers only while the change feed is connected; until then every lookup is a
     /// query, and a "cached" key would prove nothing.
     async fn wait_cache_live(&self) {
@@ -296,59 +60,6 @@ impl Server {
             );
             tokio::time::sleep(POLL).await;
         }
-    }
-
-    async fn login(&self, email: &str, password: &str) -> String {
-        let (status, body) = self
-            .request(
-                Method::POST,
-                "/app/v1/auth/login",
-                None,
-                None,
-                Some(json!({ "email": email, "password": password })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "login of {email}: {body}");
-        body["token"].as_str().expect("token").to_owned()
-    }
-
-    /// Returns (id, key).
-    async fn create_key(&self, token: &str, workspace_id: &str, name: &str) -> (String, String) {
-        let (status, body) = self
-            .dashboard(
-                Method::POST,
-                &format!("/app/v1/workspaces/{workspace_id}/api-keys"),
-                token,
-                Some(json!({ "name": name })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "create key: {body}");
-        (
-            body["id"].as_str().expect("id").to_owned(),
-            body["key"].as_str().expect("key").to_owned(),
-        )
-    }
-
-    /// Adds a new user with `role`; returns (user id, their session token).
-    async fn add_member(
-        &self,
-        owner_token: &str,
-        workspace_id: &str,
-        email: &str,
-        role: &str,
-    ) -> (String, String) {
-        let password = format!("pw-{}", heffl_api::base62::random_string(16));
-        let (status, body) = self
-            .dashboard(
-                Method::POST,
-                &format!("/app/v1/workspaces/{workspace_id}/members"),
-                owner_token,
-                Some(json!({ "email": email, "role": role, "name": email, "password": password })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "add member: {body}");
-        let user_id = body["userId"].as_str().expect("userId").to_owned();
-        (user_id, self.login(email, &password).await)
     }
 
     /// Uses `key` until this process has answered it from its cache three times in a row, as
@@ -364,7 +75,7 @@ impl Server {
                 self.name
             );
             let before = self.metric(HIT).await;
-            let (status, body) = self.api(Method::GET, ME, key, None).await;
+            let (status, body) = self.send_with_key(Method::GET, ME, key, None).await;
             assert_eq!(status, StatusCode::OK, "{}: {body}", self.name);
             let after = self.metric(HIT).await;
             in_a_row = if after == before + 1.0 {
@@ -374,61 +85,11 @@ impl Server {
             };
         }
     }
-
-    /// Repeats a request (every `POLL`) while it still succeeds with `ok`, until it is refused
-    /// as expected; fails if that takes longer than `deadline` from `since`. Returns how long it
-    /// took and how many requests still succeeded meanwhile.
-    #[allow(clippy::too_many_arguments)]
-    async fn until_refused(
-        &self,
-        since: Instant,
-        deadline: Duration,
-        method: Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-        ok: StatusCode,
-        refused: (StatusCode, &str, &str),
-    ) -> (Duration, usize) {
-        let mut stale = 0;
-        loop {
-            let (status, answer) = self.api(method.clone(), path, key, body.clone()).await;
-            let elapsed = since.elapsed();
-            if status == refused.0 {
-                assert_error(status, &answer, refused.0, refused.1, Some(refused.2));
-                assert!(
-                    elapsed <= deadline,
-                    "{}: refused only after {elapsed:?} (limit {deadline:?})",
-                    self.name
-                );
-                return (elapsed, stale);
-            }
-            assert_eq!(status, ok, "{}: {answer}", self.name);
-            stale += 1;
-            assert!(
-                elapsed < deadline,
-                "{}: still {ok} {elapsed:?} after the change ({stale} stale answers)",
-                self.name
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-}
-
-/// The value of one series in Prometheus text (0 when the series has not appeared yet).
-fn metric_value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse::<f64>().expect("metric value"))
-        })
-        .unwrap_or(0.0)
 }
 
 /// Two `serve` processes on one database, and the workspace owner signed in on A.
 struct Pair {
-    cluster: Cluster,
+    cluster: Deployment,
     a: Server,
     b: Server,
     owner: Owner,
@@ -437,10 +98,10 @@ struct Pair {
 
 impl Pair {
     async fn start(db: Db) -> Option<Pair> {
-        let cluster = Cluster::create(db, &[]).await?;
+        let cluster = cluster(db, &[]).await?;
         let owner = cluster.bootstrap("Acme", "owner@acme.test").await;
         let (a, b) = tokio::join!(cluster.serve("A"), cluster.serve("B"));
-        let owner_token = a.login(&owner.email, &owner.password).await;
+        let owner_token = a.login_token(&owner.email, &owner.password).await;
         tokio::join!(a.wait_cache_live(), b.wait_cache_live());
         Some(Pair {
             cluster,
@@ -456,14 +117,6 @@ impl Pair {
     }
 }
 
-async fn scalar(store: &Store, sql: &str, bind: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .bind(bind)
-        .fetch_one(store.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
 fn lead(name: &str) -> Value {
     json!({ "name": name, "email": "jane@example.com", "mobile": "+1234567890",
             "title": "Product Demo Request" })
@@ -472,28 +125,6 @@ fn lead(name: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Test lists
 // ---------------------------------------------------------------------------------------------
-
-/// Generates a sqlite and a postgres `#[tokio::test]` for each `async fn(Db)`.
-macro_rules! on_each_db {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Db::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Db::Postgres).await;
-                }
-            )*
-        }
-    };
-}
 
 on_each_db!(
     revoke_on_one_instance_holds_on_the_other_within_a_second,
@@ -531,10 +162,10 @@ async fn revoke_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
 
     let (status, body) = pair
         .a
-        .dashboard(
+        .send(
             Method::POST,
             &format!("/app/v1/workspaces/{}/api-keys/{key_id}/revoke", pair.ws()),
-            &pair.owner_token,
+            Some(&pair.owner_token),
             None,
         )
         .await;
@@ -543,7 +174,7 @@ async fn revoke_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
     assert_eq!(body["status"], "revoked");
 
     // The instance that made the change dropped its entry before answering.
-    let (status, body) = pair.a.api(Method::GET, ME, &key, None).await;
+    let (status, body) = pair.a.send_with_key(Method::GET, ME, &key, None).await;
     assert_error(
         status,
         &body,
@@ -569,14 +200,17 @@ async fn revoke_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
     );
 
     // Only that key: the other one is still served.
-    let (status, body) = pair.b.api(Method::GET, ME, &bystander, None).await;
+    let (status, body) = pair
+        .b
+        .send_with_key(Method::GET, ME, &bystander, None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let store = pair.cluster.store().await;
     assert_eq!(
-        scalar(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM api_keys WHERE id = $1 AND revoked_at IS NOT NULL",
-            &key_id
+            &[key_id.as_str()]
         )
         .await,
         1
@@ -597,17 +231,17 @@ async fn demotion_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
     pair.b.warm(&key).await;
     for server in [&pair.a, &pair.b] {
         let (status, body) = server
-            .api(Method::POST, LEADS, &key, Some(lead("Before")))
+            .send_with_key(Method::POST, LEADS, &key, Some(lead("Before")))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{}: {body}", server.name);
     }
 
     let (status, body) = pair
         .a
-        .dashboard(
+        .send(
             Method::PATCH,
             &format!("/app/v1/workspaces/{}/members/{member_id}", pair.ws()),
-            &pair.owner_token,
+            Some(&pair.owner_token),
             Some(json!({ "role": "viewer" })),
         )
         .await;
@@ -617,7 +251,7 @@ async fn demotion_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
 
     let (status, body) = pair
         .a
-        .api(Method::POST, LEADS, &key, Some(lead("On A")))
+        .send_with_key(Method::POST, LEADS, &key, Some(lead("On A")))
         .await;
     assert_error(
         status,
@@ -648,14 +282,14 @@ async fn demotion_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
     );
 
     // B now knows the current role, and reading is still allowed for a viewer.
-    let (status, body) = pair.b.api(Method::GET, ME, &key, None).await;
+    let (status, body) = pair.b.send_with_key(Method::GET, ME, &key, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"]["role"], "viewer", "{body}");
     let store = pair.cluster.store().await;
-    let leads = scalar(
+    let leads = query_count(
         &store,
         "SELECT COUNT(*) FROM leads WHERE owner_id = $1",
-        &member_id,
+        &[member_id.as_str()],
     )
     .await;
     assert_eq!(
@@ -680,17 +314,17 @@ async fn removal_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
 
     let (status, body) = pair
         .a
-        .dashboard(
+        .send(
             Method::DELETE,
             &format!("/app/v1/workspaces/{}/members/{member_id}", pair.ws()),
-            &pair.owner_token,
+            Some(&pair.owner_token),
             None,
         )
         .await;
     let since = Instant::now();
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
-    let (status, body) = pair.a.api(Method::GET, ME, &key, None).await;
+    let (status, body) = pair.a.send_with_key(Method::GET, ME, &key, None).await;
     assert_error(
         status,
         &body,
@@ -716,11 +350,11 @@ async fn removal_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
     );
     let store = pair.cluster.store().await;
     assert_eq!(
-        scalar(
+        query_count(
             &store,
             "SELECT COUNT(*) FROM api_keys WHERE id = $1 AND revoked_at IS NOT NULL \
              AND revoke_reason = 'owner_removed'",
-            &key_id
+            &[key_id.as_str()]
         )
         .await,
         1
@@ -733,18 +367,18 @@ async fn removal_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
 // ---------------------------------------------------------------------------------------------
 
 async fn cli_revoke_reaches_a_running_server_within_a_second(db: Db) {
-    let Some(cluster) = Cluster::create(db, &[]).await else {
+    let Some(cluster) = cluster(db, &[]).await else {
         return;
     };
     let owner = cluster.bootstrap("Acme", "owner@acme.test").await;
     let server = cluster.serve("S").await;
-    let token = server.login(&owner.email, &owner.password).await;
+    let token = server.login_token(&owner.email, &owner.password).await;
     let (key_id, key) = server.create_key(&token, &owner.workspace_id, "Sync").await;
     server.warm(&key).await;
 
-    let stdout = cluster.cli(&["keys", "revoke", &key_id]).await;
+    let out = cluster.run(&["keys", "revoke", &key_id], None).await;
     let since = Instant::now();
-    let line: Value = serde_json::from_str(stdout.trim()).expect("keys revoke prints JSON");
+    let line = out.assert_success().json_line();
     assert_eq!(line["status"], "revoked", "{line}");
 
     let (elapsed, stale) = server
@@ -788,7 +422,10 @@ async fn killed_listener_connection_neither_serves_stale_keys_nor_stays_deaf() {
         .await
         .expect("admin connection");
     // B manages the keys; A is the instance whose listener dies.
-    let b_token = pair.b.login(&pair.owner.email, &pair.owner.password).await;
+    let b_token = pair
+        .b
+        .login_token(&pair.owner.email, &pair.owner.password)
+        .await;
     let (first_id, first) = pair.b.create_key(&b_token, pair.ws(), "First").await;
     let (second_id, second) = pair.b.create_key(&b_token, pair.ws(), "Second").await;
     pair.a.warm(&first).await;
@@ -814,13 +451,13 @@ async fn killed_listener_connection_neither_serves_stale_keys_nor_stays_deaf() {
     // Revoked while A may not be listening: A must not answer from its cache.
     let (status, body) = pair
         .b
-        .dashboard(
+        .send(
             Method::POST,
             &format!(
                 "/app/v1/workspaces/{}/api-keys/{first_id}/revoke",
                 pair.ws()
             ),
-            &b_token,
+            Some(&b_token),
             None,
         )
         .await;
@@ -860,13 +497,13 @@ async fn killed_listener_connection_neither_serves_stale_keys_nor_stays_deaf() {
     // ...and hears the next change.
     let (status, body) = pair
         .b
-        .dashboard(
+        .send(
             Method::POST,
             &format!(
                 "/app/v1/workspaces/{}/api-keys/{second_id}/revoke",
                 pair.ws()
             ),
-            &b_token,
+            Some(&b_token),
             None,
         )
         .await;
@@ -896,12 +533,12 @@ async fn killed_listener_connection_neither_serves_stale_keys_nor_stays_deaf() {
 // ---------------------------------------------------------------------------------------------
 
 async fn malformed_keys_cost_no_query_and_a_repeated_fake_costs_one(db: Db) {
-    let Some(cluster) = Cluster::create(db, &[]).await else {
+    let Some(cluster) = cluster(db, &[]).await else {
         return;
     };
     let owner = cluster.bootstrap("Acme", "owner@acme.test").await;
     let server = cluster.serve("S").await;
-    let token = server.login(&owner.email, &owner.password).await;
+    let token = server.login_token(&owner.email, &owner.password).await;
     let (_, key) = server.create_key(&token, &owner.workspace_id, "Sync").await;
     server.wait_cache_live().await;
 
@@ -924,7 +561,7 @@ async fn malformed_keys_cost_no_query_and_a_repeated_fake_costs_one(db: Db) {
         .await;
     for i in 0..200 {
         let (status, body) = server
-            .api(Method::GET, ME, &malformed[i % malformed.len()], None)
+            .send_with_key(Method::GET, ME, &malformed[i % malformed.len()], None)
             .await;
         assert_error(
             status,
@@ -954,7 +591,7 @@ async fn malformed_keys_cost_no_query_and_a_repeated_fake_costs_one(db: Db) {
     for _ in 0..5 {
         let fake = ApiKey::generate(&env);
         let (status, body) = server
-            .api(Method::GET, ME, fake.expose_secret(), None)
+            .send_with_key(Method::GET, ME, fake.expose_secret(), None)
             .await;
         assert_error(
             status,
@@ -971,7 +608,7 @@ async fn malformed_keys_cost_no_query_and_a_repeated_fake_costs_one(db: Db) {
     let misses = server.metric(MISS).await;
     for _ in 0..200 {
         let (status, body) = server
-            .api(Method::GET, ME, fake.expose_secret(), None)
+            .send_with_key(Method::GET, ME, fake.expose_secret(), None)
             .await;
         assert_error(
             status,
@@ -992,7 +629,7 @@ async fn malformed_keys_cost_no_query_and_a_repeated_fake_costs_one(db: Db) {
     // And a valid key is served from memory.
     let misses = server.metric(MISS).await;
     for _ in 0..200 {
-        let (status, body) = server.api(Method::GET, ME, &key, None).await;
+        let (status, body) = server.send_with_key(Method::GET, ME, &key, None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let valid = server.metric(MISS).await - misses;
@@ -1007,8 +644,7 @@ async fn malformed_keys_cost_no_query_and_a_repeated_fake_costs_one(db: Db) {
 async fn cache_stays_within_its_capacity() {
     const KEYS: usize = 3000;
     const CAPACITY: f64 = 1000.0;
-    let Some(cluster) = Cluster::create(Db::Sqlite, &[("HEFFL_CACHE_CAPACITY", "1000")]).await
-    else {
+    let Some(cluster) = cluster(Db::Sqlite, &[("HEFFL_CACHE_CAPACITY", "1000")]).await else {
         return;
     };
     let started = Instant::now();
@@ -1065,7 +701,7 @@ async fn cache_stays_within_its_capacity() {
         let keys = Arc::clone(&keys);
         tasks.spawn(async move {
             for key in keys.iter().skip(worker).step_by(WORKERS) {
-                let (status, body) = server.api(Method::GET, ME, key, None).await;
+                let (status, body) = server.send_with_key(Method::GET, ME, key, None).await;
                 assert_eq!(status, StatusCode::OK, "{body}");
             }
         });
@@ -1086,7 +722,7 @@ async fn cache_stays_within_its_capacity() {
         if entries <= CAPACITY + 10.0 || Instant::now() >= deadline {
             break entries;
         }
-        let (status, _) = server.api(Method::GET, ME, &keys[0], None).await;
+        let (status, _) = server.send_with_key(Method::GET, ME, &keys[0], None).await;
         assert_eq!(status, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -1156,26 +792,6 @@ async fn key_record(app: &TestApp, owner: &Account, key_id: &str) -> Value {
     let (status, body) = parts(response).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
-}
-
-async fn create_key_with(app: &TestApp, owner: &Account, body: Value) -> (StatusCode, Value) {
-    parts(
-        app.send(
-            Method::POST,
-            &format!("/app/v1/workspaces/{}/api-keys", owner.workspace_id),
-            Some(&owner.token),
-            Some(body),
-        )
-        .await,
-    )
-    .await
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 async fn me(app: &TestApp, key: &str) -> Response {
@@ -1333,7 +949,7 @@ async fn rate_limit_headers_count_down_then_429(db: Db) {
     }
 
     // Refused before the handler runs: nothing is written.
-    let leads = count(&app, "SELECT COUNT(*) FROM leads").await;
+    let leads = count(&app, "SELECT COUNT(*) FROM leads", &[]).await;
     let response = app
         .send_with_key(Method::POST, LEADS, &key.key, Some(lead("Jane Smith")))
         .await;
@@ -1353,7 +969,7 @@ async fn rate_limit_headers_count_down_then_429(db: Db) {
         retry_after, headers.2,
         "Retry-After agrees with RateLimit-Reset"
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM leads").await, leads);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM leads", &[]).await, leads);
     let (status, body) = parts(me(&app, &key.key).await).await;
     assert_error(
         status,
@@ -1474,7 +1090,7 @@ async fn per_key_rate_limit_from_create(db: Db) {
     let response = me(&app, created["key"].as_str().expect("key")).await;
     assert_eq!(rate_headers(&response).map(|h| (h.0, h.1)), Some((5, 4)));
 
-    let keys = count(&app, "SELECT COUNT(*) FROM api_keys").await;
+    let keys = count(&app, "SELECT COUNT(*) FROM api_keys", &[]).await;
     for bad in [json!(-1), json!(1.5), json!("x"), json!(1_000_001)] {
         let (status, body) = create_key_with(
             &app,
@@ -1498,7 +1114,7 @@ async fn per_key_rate_limit_from_create(db: Db) {
         );
     }
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM api_keys").await,
+        count(&app, "SELECT COUNT(*) FROM api_keys", &[]).await,
         keys,
         "no key created by a refused request"
     );
