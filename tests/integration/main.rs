@@ -6,6 +6,7 @@ mod api_keys;
 mod beyond;
 mod dashboard;
 mod leads;
+mod metrics;
 mod openapi;
 mod process;
 mod process_harness;

@@ -1,0 +1,63 @@
+//! /metrics: Prometheus text with request, authentication, cache and pool metrics. The
+//! recorder is process-wide and tests run in parallel, so this checks that the series exist
+//! and move, not exact values.
+
+use crate::common::{Db, TestApp};
+use reqwest::{Method, StatusCode};
+
+fn value_of(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let response = app.send(Method::GET, "/metrics", None, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    response.text().await.expect("body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
+    let Some(app) = TestApp::start(Db::Sqlite).await else {
+        return;
+    };
+    let owner = app.bootstrap("Metrics", "owner@metrics.test").await;
+    let key = app.create_key(&owner, "metrics").await;
+    let me_ok = "heffl_http_requests_total{method=\"GET\",route=\"/api/v1/me\",status=\"200\"}";
+    let missing = "heffl_api_key_auth_total{outcome=\"missing_api_key\"}";
+    let before = scrape(&app).await;
+
+    for _ in 0..3 {
+        let response = app
+            .send_with_key(Method::GET, "/api/v1/me", &key.key, None)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = app.send(Method::GET, "/api/v1/me", None, None).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let after = scrape(&app).await;
+
+    assert!(
+        value_of(&after, me_ok) >= value_of(&before, me_ok) + 3.0,
+        "{after}"
+    );
+    assert!(value_of(&after, missing) >= value_of(&before, missing) + 1.0);
+    // Route templates, never raw ids, label the series.
+    assert!(after.contains("route=\"/app/v1/workspaces/{workspaceId}/api-keys\""));
+    assert!(!after.contains(&owner.workspace_id));
+    assert!(after.contains("heffl_http_request_duration_seconds_bucket{"));
+    assert!(after.contains("heffl_key_cache_total{result=\"hit\"}"));
+    assert!(after.contains("heffl_db_pool_connections{state=\"idle\"}"));
+    assert!(after.contains("heffl_db_pool_max_connections"));
+    assert!(after.contains("heffl_key_cache_live"));
+    // The key itself never becomes a label.
+    assert!(!after.contains(&key.key));
+}
