@@ -1,0 +1,48 @@
+//! The 1 MiB body limit. A body declared too large is read and thrown away (up to a bound)
+//! before the 413 is sent: closing a connection with unread data makes the kernel reset it,
+//! and the client then sees a broken connection instead of our JSON answer.
+
+use super::MAX_BODY_BYTES;
+use crate::error::ApiError;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use std::time::Duration;
+
+/// Beyond this much, the sender is not a confused client but a flood; stop reading.
+const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn limit(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        drain(request.into_body()).await;
+        return ApiError::PayloadTooLarge(format!(
+            "The request body is larger than {MAX_BODY_BYTES} bytes."
+        ))
+        .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let limited = Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES));
+    next.run(Request::from_parts(parts, limited)).await
+}
+
+async fn drain(mut body: Body) {
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |data| data.len());
+            if read > MAX_DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
