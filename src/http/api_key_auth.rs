@@ -17,8 +17,8 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -68,11 +68,9 @@ pub async fn require_api_key(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let address = client_ip(request.headers(), peer, state.config.trust_forwarded_for)
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
+    let address = client_ip(request.headers(), peer, state.config.trust_forwarded_for);
     let now = Instant::now();
-    let row = match authenticate(&state, request.headers(), &address, now).await {
+    let row = match authenticate(&state, request.headers(), address, now).await {
         Ok(row) => row,
         Err(error) => {
             metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error")).increment(1);
@@ -94,7 +92,7 @@ pub async fn require_api_key(
         set_rate_limit_headers(response.headers_mut(), decision);
         return response;
     }
-    metrics::counter!("heffl_api_key_auth_total", "outcome" => "ok").increment(1);
+    hot_counters().auth_ok.increment(1);
     state.usage.record(&row.key_id, Timestamp::now());
     request.extensions_mut().insert(principal(&row));
     let mut response = next.run(request).await;
@@ -153,10 +151,14 @@ fn from_browser(headers: &HeaderMap) -> bool {
 }
 
 /// `Some(seconds until reset)` when the address has used up its failed attempts.
-fn failures_exhausted(state: &AppState, address: &str, now: Instant) -> Option<u64> {
+fn failures_exhausted(state: &AppState, address: Option<IpAddr>, now: Instant) -> Option<u64> {
     let limit = state.config.auth_failures_per_minute;
     (limit > 0)
-        .then(|| state.auth_failures.exhausted(address, limit, now))
+        .then(|| {
+            state
+                .auth_failures
+                .exhausted(&address_key(address), limit, now)
+        })
         .flatten()
 }
 
@@ -180,17 +182,36 @@ fn is_guess(error: &ApiError) -> bool {
     )
 }
 
+/// Counters of the common outcomes, looked up once instead of on every request.
+struct HotCounters {
+    auth_ok: metrics::Counter,
+    cache_hit: metrics::Counter,
+}
+
+fn hot_counters() -> &'static HotCounters {
+    static COUNTERS: OnceLock<HotCounters> = OnceLock::new();
+    COUNTERS.get_or_init(|| HotCounters {
+        auth_ok: metrics::counter!("heffl_api_key_auth_total", "outcome" => "ok"),
+        cache_hit: metrics::counter!("heffl_key_cache_total", "result" => "hit"),
+    })
+}
+
+/// The throttle's key for a client; formatted only on the paths that need it.
+fn address_key(address: Option<IpAddr>) -> String {
+    address.map(|ip| ip.to_string()).unwrap_or_default()
+}
+
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-    address: &str,
+    address: Option<IpAddr>,
     now: Instant,
 ) -> Result<Arc<KeyPrincipalRow>, ApiError> {
     let result = verify(state, headers, address, now).await;
     if let Err(error) = &result {
         let limit = state.config.auth_failures_per_minute;
         if limit > 0 && is_guess(error) {
-            state.auth_failures.check(address, limit, now);
+            state.auth_failures.check(&address_key(address), limit, now);
         }
     }
     result
@@ -199,7 +220,7 @@ async fn authenticate(
 async fn verify(
     state: &AppState,
     headers: &HeaderMap,
-    address: &str,
+    address: Option<IpAddr>,
     now: Instant,
 ) -> Result<Arc<KeyPrincipalRow>, ApiError> {
     let mut values = headers.get_all(&X_API_KEY).iter();
@@ -245,7 +266,7 @@ async fn verify(
     }
     let lookup = match cached {
         Some(Lookup::Found(row)) => {
-            metrics::counter!("heffl_key_cache_total", "result" => "hit").increment(1);
+            hot_counters().cache_hit.increment(1);
             Lookup::Found(row)
         }
         Some(Lookup::Unknown) => {
