@@ -3,25 +3,32 @@
 #
 # 1. Cache-miss latency: 1,000,000 keys seeded into api_keys, the server started with
 #    HEFFL_CACHE_CAPACITY=0 (every request is a lookup by digest), GET /api/v1/me with a real
-#    key for BENCH_SECONDS at each connection count of BENCH_CONNS; the miss counter shows that
-#    each request went to the database. EXPLAIN ANALYZE of the lookup shows the plan.
-# 2. Memory: BENCH_RSS_KEYS (100,000) more keys whose plaintext is known, twice over (two sets),
-#    and a server with the default cache settings (capacity 100,000). VmRSS after start-up,
-#    after each key of set A was used once (all misses, filling the cache), after set A again
-#    (all hits), and after set B (as many new keys again: the cache is full and evicts).
+#    key for BENCH_SECONDS at each connection count of BENCH_CONNS, in BENCH_ROUNDS slices that
+#    alternate with /healthz (the machine's own latency floor, as in bench.sh); the miss counter
+#    shows that each request went to the database. EXPLAIN ANALYZE shows the lookup's plan.
+# 2. Memory: three sets of BENCH_RSS_KEYS (100,000) more keys whose plaintext is known, and a
+#    server with the default settings (cache capacity 100,000). VmRSS after start-up, after
+#    each key of set A was used once (all misses, filling the cache), after set A again (all
+#    hits), after sets B and C (new keys: the cache is full and evicts), BENCH_RSS_SETTLE (65)
+#    seconds later, when the per-key rate-limit windows have been pruned, and after set B again.
 #
 # Settings (environment): BENCH_SEED_KEYS (1000000), BENCH_RSS_KEYS (100000), BENCH_SECONDS
-# (10), BENCH_CONNS ("1 64"), BENCH_RSS_CONNS (64), BENCH_PORT (18081), BENCH_SERVER_CPU (0),
-# BENCH_CLIENT_CPU (1), BENCH_SKIP_BUILD (0), BENCH_PG_HOST/PORT/USER. The database
-# heffl_bench_miss is created fresh and dropped at the end.
+# (10), BENCH_ROUNDS (5), BENCH_CONNS ("1 64"), BENCH_RSS_CONNS (64), BENCH_RSS_SETTLE (65),
+# BENCH_PORT (18081), BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_SKIP_BUILD (0),
+# BENCH_PG_HOST/PORT/USER.
+# The database heffl_bench_miss is created fresh and dropped at the end. A quick run:
+#   BENCH_SEED_KEYS=10000 BENCH_RSS_KEYS=2000 BENCH_SECONDS=2 BENCH_ROUNDS=1 BENCH_RSS_SETTLE=0 \
+#     scripts/bench-miss.sh
 set -euo pipefail
 source "$(dirname "$0")/bench/lib.sh"
 
 BENCH_SEED_KEYS="${BENCH_SEED_KEYS:-1000000}"
 BENCH_RSS_KEYS="${BENCH_RSS_KEYS:-100000}"
 BENCH_SECONDS="${BENCH_SECONDS:-10}"
+BENCH_ROUNDS="${BENCH_ROUNDS:-5}"
 BENCH_CONNS="${BENCH_CONNS:-1 64}"
 BENCH_RSS_CONNS="${BENCH_RSS_CONNS:-64}"
+BENCH_RSS_SETTLE="${BENCH_RSS_SETTLE:-65}"
 BENCH_PORT="${BENCH_PORT:-18081}"
 BASE="http://127.0.0.1:$BENCH_PORT"
 DB=heffl_bench_miss
@@ -46,8 +53,11 @@ use_each_key() {
     wait "$WRK_PID" || true
     WRK_PID=""
     [[ -s "$marker" ]] || { cat "$out" >&2; die "wrk stopped before every key was used"; }
-    read -r answered non200 <"$marker"
-    [[ "$non200" == 0 ]] || die "$non200 of $answered requests did not answer 200"
+    read -r answered non200 detail <"$marker"
+    [[ "$non200" == 0 ]] || {
+        { grep -v '"level":"INFO"' "$WORK/server.log" || true; } | tail -5 >&2
+        die "$non200 of $answered requests did not answer 200 (status:count $detail)"
+    }
     RESULT="$(grep '^BENCH ' "$out" | tail -1 | cut -d' ' -f2-)"
 }
 
@@ -78,19 +88,34 @@ expect_status "$BASE/api/v1/me" 200 "$KEY"
 DIGEST="$(python3 -c 'import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())' "$KEY")"
 run_wrk 64 2 "$BASE/api/v1/me" "$KEY" >/dev/null # warm-up: pool connections, plan caches
 
-echo
-echo "Cache-miss latency, PostgreSQL, $(sql -c 'SELECT count(*) FROM api_keys') keys, HEFFL_CACHE_CAPACITY=0, GET /api/v1/me, ${BENCH_SECONDS}s per row"
-echo
-printf '| %5s | %10s | %8s | %8s | %8s | %14s | %7s |\n' conns requests/s "p50 ms" "p99 ms" requests "cache misses" errors
-echo '|------:|-----------:|---------:|---------:|---------:|---------------:|--------:|'
+SLICES="$WORK/slices.tsv"
+SLICE=$((BENCH_SECONDS / BENCH_ROUNDS))
+((SLICE >= 1)) || die "BENCH_SECONDS must be at least BENCH_ROUNDS"
+: >"$SLICES"
+MISS='heffl_key_cache_total{result="miss"}'
+miss_notes=()
 for conns in $BENCH_CONNS; do
-    miss_before="$(metric "$BASE" 'heffl_key_cache_total{result="miss"}')"
-    result="$(run_wrk "$conns" "$BENCH_SECONDS" "$BASE/api/v1/me" "$KEY")"
-    read -r requests _ rps p50 p99 non2xx errors <<<"$result"
-    miss_after="$(metric "$BASE" 'heffl_key_cache_total{result="miss"}')"
-    printf '| %5d | %10.0f | %8.3f | %8.3f | %8d | %14d | %7d |\n' "$conns" "$rps" "$p50" "$p99" \
-        "$requests" "$((${miss_after%.*} - ${miss_before%.*}))" "$((non2xx + errors))"
+    log "$conns connections: $BENCH_ROUNDS rounds of ${SLICE}s of /healthz and of cache misses"
+    moved=0
+    miss_requests=0
+    for ((round = 0; round < BENCH_ROUNDS; round++)); do
+        # /healthz alternates with the misses as the noise floor: the machine's own tail latency.
+        measure healthz postgres "$conns" "$round" "$BASE/healthz"
+        miss_before="$(metric "$BASE" "$MISS")"
+        measure miss postgres "$conns" "$round" "$BASE/api/v1/me" "$KEY"
+        miss_after="$(metric "$BASE" "$MISS")"
+        moved=$((moved + ${miss_after%.*} - ${miss_before%.*}))
+        miss_requests=$((miss_requests + LAST_REQUESTS))
+    done
+    miss_notes+=("c=$conns: $MISS moved by $moved over $miss_requests requests (requests cut off in flight at the end of a slice are counted by the server but not by wrk)")
 done
+
+echo
+echo "Cache-miss latency, PostgreSQL, $(sql -c 'SELECT count(*) FROM api_keys') keys, HEFFL_CACHE_CAPACITY=0 (every request of 'miss' is a lookup by digest), GET /api/v1/me; ${BENCH_SECONDS}s per row in $BENCH_ROUNDS interleaved slices; pool of HEFFL_DB_MAX_CONNECTIONS=10 (default); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+python3 "$BENCH_DIR/aggregate.py" "$SLICES" "$(getconf CLK_TCK)"
+echo
+printf '%s\n' "${miss_notes[@]}"
 echo
 echo "The lookup in the database (EXPLAIN ANALYZE, best of 5):"
 for _ in 1 2 3 4 5; do
@@ -112,10 +137,9 @@ grep 'Execution Time' "$WORK/explain.txt" | sort -t: -k2 -n | head -1
 stop_server
 
 # --- 2. memory with many distinct keys -------------------------------------------------------
-log "generating 2 x $BENCH_RSS_KEYS keys"
-python3 "$BENCH_DIR/keys.py" seed $((2 * BENCH_RSS_KEYS)) "$WORK/all.keys" "$WORK/all.tsv"
-head -n "$BENCH_RSS_KEYS" "$WORK/all.keys" >"$WORK/a.keys"
-tail -n +"$((BENCH_RSS_KEYS + 1))" "$WORK/all.keys" >"$WORK/b.keys"
+log "generating 3 x $BENCH_RSS_KEYS keys"
+python3 "$BENCH_DIR/keys.py" seed $((3 * BENCH_RSS_KEYS)) "$WORK/all.keys" "$WORK/all.tsv"
+split -d -l "$BENCH_RSS_KEYS" "$WORK/all.keys" "$WORK/set."
 sql -c "CREATE TABLE bench_keys (id TEXT, digest_hex TEXT, hint TEXT)"
 sql -c "\\copy bench_keys FROM '$WORK/all.tsv'"
 sql <<SQL
@@ -130,37 +154,40 @@ SQL
 # Default cache and rate-limit settings, as deployed.
 start_server "$BENCH_PORT" "${ENV[@]}"
 curl -fsS -o /dev/null "$BASE/metrics"
-rss_start="$(rss_kb)"
-log "set A: $BENCH_RSS_KEYS keys, each once"
-use_each_key "$WORK/a.keys"
-read -r a_requests a_seconds a_rps a_p50 a_p99 _ <<<"$RESULT"
-rss_a="$(rss_kb)"
-entries_a="$(metric "$BASE" heffl_key_cache_entries)"
-log "set A again"
-use_each_key "$WORK/a.keys"
-read -r a2_requests a2_seconds a2_rps a2_p50 a2_p99 _ <<<"$RESULT"
-rss_a2="$(rss_kb)"
-log "set B: $BENCH_RSS_KEYS new keys, each once"
-use_each_key "$WORK/b.keys"
-read -r b_requests b_seconds b_rps b_p50 b_p99 _ <<<"$RESULT"
-rss_b="$(rss_kb)"
-entries_b="$(metric "$BASE" heffl_key_cache_entries)"
+ROWS_RSS="$WORK/rss.md"
+printf '| after start-up | | | | | | %s |\n' "$(rss_kb)" >"$ROWS_RSS"
+
+# rss_step LABEL KEYS_FILE: uses each key once and adds a row to the memory table.
+rss_step() {
+    log "$1"
+    use_each_key "$2"
+    local requests seconds rps p50 p99
+    read -r requests seconds rps p50 p99 _ <<<"$RESULT"
+    printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "$1" "$requests" "$rps" "$p50" "$p99" \
+        "$(metric "$BASE" heffl_key_cache_entries)" "$(rss_kb)" >>"$ROWS_RSS"
+}
+rss_step "set A: $BENCH_RSS_KEYS new keys, each once (misses)" "$WORK/set.00"
+rss_step "set A again (hits)" "$WORK/set.00"
+rss_step "set B: $BENCH_RSS_KEYS more new keys, each once" "$WORK/set.01"
+rss_step "set C: $BENCH_RSS_KEYS more new keys, each once" "$WORK/set.02"
 # Usage is flushed every 5 s (HEFFL_USAGE_FLUSH_INTERVAL); wait one interval and a bit.
 sleep 7
 used="$(sql -c "SELECT count(*) FROM api_keys WHERE id LIKE 'key_bench%' AND last_used_at IS NOT NULL")"
-rss_end="$(rss_kb)"
-peak="$(peak_kb)"
+printf '| 7 s later (usage flushed) | | | | | %s | %s |\n' "$(metric "$BASE" heffl_key_cache_entries)" "$(rss_kb)" >>"$ROWS_RSS"
+if ((BENCH_RSS_SETTLE > 0)); then
+    # Per-key rate-limit windows last a minute and are pruned after it.
+    sleep "$BENCH_RSS_SETTLE"
+    printf '| %s s later (rate-limit windows pruned) | | | | | %s | %s |\n' "$BENCH_RSS_SETTLE" \
+        "$(metric "$BASE" heffl_key_cache_entries)" "$(rss_kb)" >>"$ROWS_RSS"
+    # Freed memory stays with the allocator; reusing it, not growing, is what bounded means.
+    rss_step "set B again (mostly evicted by C: misses)" "$WORK/set.01"
+fi
 
 echo
-echo "Memory, PostgreSQL, default cache settings (HEFFL_CACHE_CAPACITY=100000), $BENCH_RSS_CONNS connections"
+echo "Memory, PostgreSQL, default settings (HEFFL_CACHE_CAPACITY=100000, HEFFL_CACHE_TTL=60s, rate limit 60/min per key), $BENCH_RSS_CONNS connections"
 echo
 echo '| step | requests | requests/s | p50 ms | p99 ms | cache entries | VmRSS kB |'
 echo '|---|---:|---:|---:|---:|---:|---:|'
-printf '| after start-up | | | | | | %s |\n' "$rss_start"
-printf '| set A (%d new keys, each once: misses) | %s | %s | %s | %s | %s | %s |\n' "$BENCH_RSS_KEYS" "$a_requests" "$a_rps" "$a_p50" "$a_p99" "$entries_a" "$rss_a"
-printf '| set A again (hits) | %s | %s | %s | %s | | %s |\n' "$a2_requests" "$a2_rps" "$a2_p50" "$a2_p99" "$rss_a2"
-printf '| set B (%d more new keys: cache full, evicting) | %s | %s | %s | %s | %s | %s |\n' "$BENCH_RSS_KEYS" "$b_requests" "$b_rps" "$b_p50" "$b_p99" "$entries_b" "$rss_b"
-printf '| %d s later (after the usage flush) | | | | | | %s |\n' 7 "$rss_end"
+cat "$ROWS_RSS"
 echo
-echo "VmHWM (peak RSS): $peak kB; keys of the two sets with lastUsedAt written: $used of $((2 * BENCH_RSS_KEYS))"
-echo "(requests include up to $BENCH_RSS_CONNS extra requests in flight when a set ended; elapsed times a,a2,b: ${a_seconds}s ${a2_seconds}s ${b_seconds}s)"
+echo "VmHWM (peak RSS): $(peak_kb) kB; keys of the three sets with lastUsedAt written: $used of $((3 * BENCH_RSS_KEYS)); requests include up to $BENCH_RSS_CONNS in flight when a set ended (those reuse keys of the same set)"

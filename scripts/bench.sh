@@ -2,34 +2,48 @@
 # Throughput and latency of API-key verification next to /healthz, on SQLite and PostgreSQL.
 #
 # For each database: a release build of `heffl-api serve` pinned to one CPU, the load generator
-# (wrk, one thread) pinned to another; a fresh workspace and a key without a rate limit; then
-# BENCH_SECONDS at each connection count of BENCH_CONNS for each scenario:
+# (wrk, one thread) pinned to another; a fresh workspace and a key without a rate limit; then,
+# at each connection count of BENCH_CONNS, BENCH_SECONDS of each scenario:
 #   healthz    GET /healthz
 #   valid      GET /api/v1/me with the key
 #   malformed  the same key with its last character changed (bad checksum: refused before any
-#              lookup; the cache-miss counter must not move)
+#              lookup, so the cache-miss counter must not move)
 #   unknown    a well-formed key with a valid checksum that no server issued
-# and a table of requests/s, p50, p99 and requests/s as a ratio to /healthz at the same
-# connection count in the same run.
+# The seconds are cut into BENCH_ROUNDS slices and the scenarios interleaved round by round
+# (the order rotating), so that a burst of other load on the machine hits every scenario alike
+# instead of ruining one; the slices are then pooled (see bench/aggregate.py). BENCH_ROUNDS=1
+# measures each scenario in one go.
 #
-# Settings (environment): BENCH_SECONDS (10), BENCH_CONNS ("64 1"), BENCH_DBS
-# ("sqlite postgres"), BENCH_WARMUP (2, seconds), BENCH_PORT (18080), BENCH_SERVER_CPU (0),
-# BENCH_CLIENT_CPU (1), BENCH_SKIP_BUILD (0), BENCH_PG_HOST/PORT/USER (127.0.0.1/5432/postgres),
-# BENCH_PG_XACT (1: also count PostgreSQL transactions during the malformed runs; costs ~22 s).
-# The PostgreSQL database heffl_bench is created fresh and dropped at the end.
+# The table: requests/s, p50, p99, requests/s as a ratio to /healthz at the same connection
+# count in the same run, and the server's CPU time per request (which other load disturbs far
+# less than throughput) with the ratio it implies. Then the cache-miss counter around the
+# malformed slices and the server's memory at the end of each database.
+#
+# Settings (environment): BENCH_SECONDS (10), BENCH_ROUNDS (5), BENCH_CONNS ("64 1"),
+# BENCH_DBS ("sqlite postgres"), BENCH_WARMUP (2, seconds), BENCH_PORT (18080),
+# BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_SKIP_BUILD (0), BENCH_PG_HOST/PORT/USER
+# (127.0.0.1/5432/postgres), BENCH_PG_XACT (1: also count PostgreSQL transactions over one more
+# malformed run of BENCH_SECONDS; adds ~35 s). The PostgreSQL database heffl_bench is created
+# fresh and dropped at the end. Example of a quick run:
+#   BENCH_SECONDS=2 BENCH_ROUNDS=1 BENCH_PG_XACT=0 scripts/bench.sh
 set -euo pipefail
 source "$(dirname "$0")/bench/lib.sh"
 
 BENCH_SECONDS="${BENCH_SECONDS:-10}"
+BENCH_ROUNDS="${BENCH_ROUNDS:-5}"
 BENCH_CONNS="${BENCH_CONNS:-64 1}"
 BENCH_DBS="${BENCH_DBS:-sqlite postgres}"
 BENCH_WARMUP="${BENCH_WARMUP:-2}"
 BENCH_PORT="${BENCH_PORT:-18080}"
 BENCH_PG_XACT="${BENCH_PG_XACT:-1}"
 BASE="http://127.0.0.1:$BENCH_PORT"
-ROWS="$WORK/rows.tsv"
+SLICE=$((BENCH_SECONDS / BENCH_ROUNDS))
+((SLICE >= 1)) || die "BENCH_SECONDS must be at least BENCH_ROUNDS"
+SCENARIOS=(healthz valid malformed unknown)
+MISS='heffl_key_cache_total{result="miss"}'
+SLICES="$WORK/slices.tsv"
 NOTES="$WORK/notes.txt"
-: >"$ROWS"
+: >"$SLICES"
 : >"$NOTES"
 
 note() {
@@ -39,6 +53,17 @@ note() {
 
 pg_xacts() {
     psql_admin -d postgres -c "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'heffl_bench'"
+}
+
+# scenario_slice DB CONNS ROUND SCENARIO
+scenario_slice() {
+    local db=$1 conns=$2 round=$3 scenario=$4
+    case "$scenario" in
+    healthz) measure "$scenario" "$db" "$conns" "$round" "$BASE/healthz" ;;
+    valid) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$VALID" ;;
+    malformed) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$MALFORMED" ;;
+    unknown) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$UNKNOWN" ;;
+    esac
 }
 
 bench_database() {
@@ -56,79 +81,73 @@ bench_database() {
     log "$db: bootstrap and start"
     bootstrap "${env[@]}"
     start_server "$BENCH_PORT" "${env[@]}"
-    local valid malformed unknown
-    valid="$(create_api_key "$BASE")"
-    malformed="$(python3 "$BENCH_DIR/keys.py" corrupt "$valid")"
-    unknown="$(python3 "$BENCH_DIR/keys.py" one)"
+    VALID="$(create_api_key "$BASE")"
+    MALFORMED="$(python3 "$BENCH_DIR/keys.py" corrupt "$VALID")"
+    UNKNOWN="$(python3 "$BENCH_DIR/keys.py" one)"
     expect_status "$BASE/healthz" 200
-    expect_status "$BASE/api/v1/me" 200 "$valid"
-    expect_status "$BASE/api/v1/me" 401 "$malformed"
+    expect_status "$BASE/api/v1/me" 200 "$VALID"
+    expect_status "$BASE/api/v1/me" 401 "$MALFORMED"
     grep -q malformed_api_key "$WORK/probe" || die "the malformed key was not refused as malformed"
-    expect_status "$BASE/api/v1/me" 401 "$unknown"
+    expect_status "$BASE/api/v1/me" 401 "$UNKNOWN"
     grep -q invalid_api_key "$WORK/probe" || die "the unknown key was not refused as unknown"
 
     local max_conns
     max_conns="$(tr ' ' '\n' <<<"$BENCH_CONNS" | sort -n | tail -1)"
     log "$db: warm-up ${BENCH_WARMUP}s"
-    run_wrk "$max_conns" "$BENCH_WARMUP" "$BASE/api/v1/me" "$valid" >/dev/null
+    run_wrk "$max_conns" "$BENCH_WARMUP" "$BASE/api/v1/me" "$VALID" >/dev/null
 
-    local scenario conns result miss_before miss_after xact_before="" xact_after
+    local conns round i scenario miss_before miss_after moved malformed_requests first_before
     for conns in $BENCH_CONNS; do
-        for scenario in healthz valid malformed unknown; do
-            if [[ "$scenario" == malformed ]]; then
-                miss_before="$(metric "$BASE" 'heffl_key_cache_total{result="miss"}')"
-                if [[ "$db" == postgres && "$BENCH_PG_XACT" == 1 ]]; then
-                    # Backends report their statistics after up to 10 s of idleness.
-                    sleep 11
-                    xact_before="$(pg_xacts)"
+        moved=0
+        malformed_requests=0
+        first_before=""
+        log "$db: $conns connections, $BENCH_ROUNDS rounds of ${SLICE}s per scenario"
+        for ((round = 0; round < BENCH_ROUNDS; round++)); do
+            for ((i = 0; i < ${#SCENARIOS[@]}; i++)); do
+                scenario="${SCENARIOS[(i + round) % ${#SCENARIOS[@]}]}"
+                if [[ "$scenario" == malformed ]]; then
+                    miss_before="$(metric "$BASE" "$MISS")"
+                    first_before="${first_before:-$miss_before}"
+                    scenario_slice "$db" "$conns" "$round" "$scenario"
+                    miss_after="$(metric "$BASE" "$MISS")"
+                    moved=$((moved + ${miss_after%.*} - ${miss_before%.*}))
+                    malformed_requests=$((malformed_requests + LAST_REQUESTS))
+                else
+                    scenario_slice "$db" "$conns" "$round" "$scenario"
                 fi
-            fi
-            log "$db: $scenario, $conns connections, ${BENCH_SECONDS}s"
-            case "$scenario" in
-            healthz) result="$(run_wrk "$conns" "$BENCH_SECONDS" "$BASE/healthz")" ;;
-            valid) result="$(run_wrk "$conns" "$BENCH_SECONDS" "$BASE/api/v1/me" "$valid")" ;;
-            malformed) result="$(run_wrk "$conns" "$BENCH_SECONDS" "$BASE/api/v1/me" "$malformed")" ;;
-            unknown) result="$(run_wrk "$conns" "$BENCH_SECONDS" "$BASE/api/v1/me" "$unknown")" ;;
-            esac
-            printf '%s\t%s\t%s\t%s\n' "$scenario" "$db" "$conns" "${result// /$'\t'}" >>"$ROWS"
-            if [[ "$scenario" == malformed ]]; then
-                miss_after="$(metric "$BASE" 'heffl_key_cache_total{result="miss"}')"
-                note "$db c=$conns malformed: heffl_key_cache_total{result=\"miss\"} before=$miss_before after=$miss_after ($(cut -d' ' -f1 <<<"$result") requests)"
-                if [[ -n "$xact_before" ]]; then
-                    sleep 11
-                    xact_after="$(pg_xacts)"
-                    note "$db c=$conns malformed: PostgreSQL transactions in heffl_bench during the run (incl. background tasks): $((xact_after - xact_before))"
-                    xact_before=""
-                fi
-            fi
+            done
         done
+        note "$db c=$conns: $MISS before the first malformed slice $first_before, after the last $miss_after; summed over the malformed slices alone it moved by $moved, over $malformed_requests malformed requests"
     done
-    note "$db: cache entries $(metric "$BASE" heffl_key_cache_entries), misses in total $(metric "$BASE" 'heffl_key_cache_total{result="miss"}'), hits $(metric "$BASE" 'heffl_key_cache_total{result="hit"}')"
+
+    if [[ "$db" == postgres && "$BENCH_PG_XACT" == 1 ]]; then
+        # Backends publish their statistics after up to 10 s of idleness, hence the pauses.
+        log "$db: counting database transactions over ${BENCH_SECONDS}s of malformed keys"
+        sleep 11
+        local xact_before xact_after result
+        xact_before="$(pg_xacts)"
+        miss_before="$(metric "$BASE" "$MISS")"
+        result="$(run_wrk "$max_conns" "$BENCH_SECONDS" "$BASE/api/v1/me" "$MALFORMED")"
+        miss_after="$(metric "$BASE" "$MISS")"
+        sleep 11
+        xact_after="$(pg_xacts)"
+        note "$db c=$max_conns: ${result%% *} malformed requests in ${BENCH_SECONDS}s: $MISS before=$miss_before after=$miss_after; transactions in heffl_bench over the run and 11 s after (all sources, background tasks included): $((xact_after - xact_before))"
+    fi
+    note "$db: cache entries $(metric "$BASE" heffl_key_cache_entries); cache misses $(metric "$BASE" "$MISS"), hits $(metric "$BASE" 'heffl_key_cache_total{result="hit"}') in total"
     note "$db: server VmRSS $(rss_kb) kB, VmHWM $(peak_kb) kB at the end"
     stop_server
 }
 
 ensure_tools
 build_release
-log "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(free -h | awk '/^Mem:/ { print $2 }') memory"
+note "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(free -h | awk '/^Mem:/ { print $2 }') memory; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for db in $BENCH_DBS; do
     bench_database "$db"
 done
 
 echo
-echo "heffl-api benchmark: ${BENCH_SECONDS}s per row, wrk -t1, server on CPU $BENCH_SERVER_CPU, wrk on CPU $BENCH_CLIENT_CPU"
+echo "heffl-api benchmark: ${BENCH_SECONDS}s per row in $BENCH_ROUNDS interleaved slices, wrk -t1 on CPU $BENCH_CLIENT_CPU, server on CPU $BENCH_SERVER_CPU; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-# Ratio: requests/s over /healthz's at the same database and connection count.
-awk -F'\t' '
-    { rows[NR] = $0; if ($1 == "healthz") base[$2 "/" $3] = $6 }
-    END {
-        printf "| %-9s | %-8s | %5s | %10s | %8s | %8s | %6s | %7s | %6s |\n", "scenario", "db", "conns", "requests/s", "p50 ms", "p99 ms", "ratio", "non-2xx", "errors"
-        printf "|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", "-----------", "----------", "------:", "-----------:", "---------:", "---------:", "-------:", "--------:", "-------:"
-        for (i = 1; i <= NR; i++) {
-            split(rows[i], f, "\t")
-            b = base[f[2] "/" f[3]]
-            printf "| %-9s | %-8s | %5d | %10.0f | %8.3f | %8.3f | %6.2f | %7d | %6d |\n", f[1], f[2], f[3], f[6], f[7], f[8], (b > 0 ? f[6] / b : 0), f[9], f[10]
-        }
-    }' "$ROWS"
+python3 "$BENCH_DIR/aggregate.py" "$SLICES" "$(getconf CLK_TCK)"
 echo
 cat "$NOTES"

@@ -2,7 +2,7 @@
 -- file so the driving script can end wrk early (wrk itself always waits out -d).
 -- Usage: wrk -t1 -s keys.lua URL -- KEYS_FILE DONE_MARKER   (one thread: state is per thread)
 local keys, next_key, answered, total, marker = {}, 1, 0, 0, nil
-local non200 = 0
+local non200, statuses = 0, {}
 
 function init(args)
   for line in io.lines(args[1]) do
@@ -13,8 +13,9 @@ function init(args)
 end
 
 function request()
-  -- Past the end, repeat the first key (a cache hit) for the few requests still in flight.
-  local key = keys[next_key] or keys[1]
+  -- Past the end, start again from the top (cache hits) for the few requests still in flight;
+  -- not one key over and over, which would run into its rate limit.
+  local key = keys[(next_key - 1) % total + 1]
   next_key = next_key + 1
   return wrk.format("GET", nil, { ["x-api-key"] = key })
 end
@@ -22,11 +23,16 @@ end
 function response(status)
   if status ~= 200 then
     non200 = non200 + 1
+    statuses[status] = (statuses[status] or 0) + 1
   end
   answered = answered + 1
   if answered == total then
     local f = io.open(marker, "w")
-    f:write(string.format("%d %d\n", answered, non200))
+    local detail = ""
+    for code, count in pairs(statuses) do
+      detail = detail .. string.format(" %d:%d", code, count)
+    end
+    f:write(string.format("%d %d%s\n", answered, non200, detail))
     f:close()
     wrk.thread:stop()
   end

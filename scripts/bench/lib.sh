@@ -157,13 +157,31 @@ metric() {
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
 peak_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status"; }
 
-# run_wrk CONNS SECONDS URL [KEY]: prints "requests seconds rps p50_ms p99_ms non2xx errors".
+# cpu_ticks: the server's user + system CPU time so far, in clock ticks (getconf CLK_TCK).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+
+# run_wrk CONNS SECONDS URL [KEY [QUANTILE_FILE]]: prints
+# "requests seconds rps p50_ms p99_ms non2xx errors"; see report.lua for QUANTILE_FILE.
 run_wrk() {
-    local conns=$1 seconds=$2 url=$3 key=${4:-} out="$WORK/wrk.out"
+    local conns=$1 seconds=$2 url=$3 key=${4:-} quantiles=${5:-} out="$WORK/wrk.out"
     local args=(-t1 "-c$conns" "-d${seconds}s" --timeout 10s -s "$BENCH_DIR/report.lua")
     [[ -n "$key" ]] && args+=(-H "x-api-key: $key")
-    timeout --signal=INT --kill-after=10 $((seconds + 30)) \
+    timeout --signal=INT --kill-after=10 $((seconds + 30)) env BENCH_QUANTILES="$quantiles" \
         taskset -c "$BENCH_CLIENT_CPU" wrk "${args[@]}" "$url" >"$out" 2>&1 ||
         { cat "$out" >&2; die "wrk failed"; }
     grep '^BENCH ' "$out" | tail -1 | cut -d' ' -f2- || die "no result line from wrk"
+}
+
+# measure SCENARIO DB CONNS ROUND URL [KEY]: one slice of $SLICE seconds, appended to $SLICES as
+# a row for bench/aggregate.py (with the server's CPU ticks and a quantile file); sets
+# LAST_REQUESTS.
+measure() {
+    local scenario=$1 db=$2 conns=$3 round=$4 url=$5 key=${6:-}
+    local quantiles="$WORK/q.$db.$conns.$round.$scenario" ticks_before ticks_after result
+    ticks_before="$(cpu_ticks)"
+    result="$(run_wrk "$conns" "$SLICE" "$url" "$key" "$quantiles")"
+    ticks_after="$(cpu_ticks)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$db" "$conns" "$round" \
+        "${result// /$'\t'}" "$((ticks_after - ticks_before))" "$quantiles" >>"$SLICES"
+    LAST_REQUESTS="${result%% *}"
 }
