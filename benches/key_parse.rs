@@ -39,5 +39,30 @@ fn key_parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, key_parse);
+/// The argon2id verify a login pays (the crate's defaults, as `password.rs` uses), next to the
+/// SHA-256 a key pays: the README's "why two hashes" in numbers.
+fn password_verify(c: &mut Criterion) {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
+    use argon2::{Argon2, PasswordVerifier};
+    let salt = SaltString::generate(&mut OsRng);
+    let stored = Argon2::default()
+        .hash_password(b"correct horse battery staple", &salt)
+        .map(|hash| hash.to_string())
+        .unwrap_or_default();
+    let mut group = c.benchmark_group("password");
+    group.sample_size(10);
+    group.bench_function("argon2id verify", |b| {
+        b.iter(|| {
+            let parsed = PasswordHash::new(&stored).ok();
+            parsed.map(|hash| {
+                Argon2::default()
+                    .verify_password(black_box(b"correct horse battery staple"), &hash)
+                    .is_ok()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, key_parse, password_verify);
 criterion_main!(benches);
