@@ -2,7 +2,7 @@
 //! the binary, so the page works offline and cannot drift from the server that serves it. The
 //! page talks only to `/app/v1` on the same origin, which is what the CSP below allows.
 
-use axum::http::{header, HeaderName, HeaderValue};
+use super::static_page::{self, Headers};
 use axum::response::IntoResponse;
 
 const INDEX_HTML: &str = include_str!("../../../assets/developer/index.html");
@@ -15,28 +15,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-type Headers = [(HeaderName, HeaderValue); 5];
-
 fn headers(content_type: &'static str, cache_control: &'static str) -> Headers {
-    [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(cache_control),
-        ),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
-    ]
+    static_page::headers(content_type, cache_control, CONTENT_SECURITY_POLICY)
 }
 
 // `no-cache` (revalidate, not "never store") everywhere: the assets have no content hash in

@@ -1,7 +1,7 @@
 //! `/docs`: Swagger UI over `/openapi.json`, with every asset compiled into the binary so the
 //! page works with no network (see assets/docs/VENDORED.md).
 
-use axum::http::{header, HeaderName, HeaderValue};
+use super::static_page::{self, Headers};
 use axum::response::IntoResponse;
 
 const INDEX_HTML: &str = include_str!("../../../assets/docs/index.html");
@@ -15,24 +15,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
      connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-type Headers = [(HeaderName, HeaderValue); 4];
-
 fn headers(content_type: &'static str, cache_control: &'static str) -> Headers {
-    [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(cache_control),
-        ),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-    ]
+    static_page::headers(content_type, cache_control, CONTENT_SECURITY_POLICY)
 }
 
 pub async fn index() -> impl IntoResponse {

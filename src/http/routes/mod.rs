@@ -14,6 +14,7 @@ mod leads;
 mod me;
 mod members;
 mod operations;
+mod static_page;
 mod workspaces;
 
 use super::AppState;
