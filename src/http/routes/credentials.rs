@@ -32,7 +32,7 @@ pub struct LeakReceipt {
 /// No authentication. Always 202, whether or not the keys exist; those that do are revoked.
 #[utoipa::path(
     post,
-    path = "/credentials/revoke",
+    path = "/api/v1/credentials/revoke",
     tag = "api",
     operation_id = "reportLeakedKeys",
     summary = "Report leaked API keys",

@@ -143,7 +143,7 @@ async fn find_lead(
 /// Only the leads inside the key's data boundary (a member's key: that member's leads).
 #[utoipa::path(
     get,
-    path = "/leads",
+    path = "/api/v1/leads",
     tag = "api",
     operation_id = "listLeads",
     summary = "List leads, newest first",
@@ -191,7 +191,7 @@ pub async fn list(
 /// The key's user becomes the lead's owner.
 #[utoipa::path(
     post,
-    path = "/leads",
+    path = "/api/v1/leads",
     tag = "api",
     operation_id = "createLead",
     summary = "Create a lead",
@@ -226,7 +226,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
-    path = "/leads/{leadId}",
+    path = "/api/v1/leads/{leadId}",
     tag = "api",
     operation_id = "getLead",
     summary = "One lead",
@@ -257,7 +257,7 @@ pub async fn get(
 
 #[utoipa::path(
     patch,
-    path = "/leads/{leadId}",
+    path = "/api/v1/leads/{leadId}",
     tag = "api",
     operation_id = "updateLead",
     summary = "Change a lead's fields",
@@ -298,7 +298,7 @@ pub async fn update(
 
 #[utoipa::path(
     delete,
-    path = "/leads/{leadId}",
+    path = "/api/v1/leads/{leadId}",
     tag = "api",
     operation_id = "deleteLead",
     summary = "Delete a lead",

@@ -37,7 +37,7 @@ pub struct MeApiKey {
 
 #[utoipa::path(
     get,
-    path = "/me",
+    path = "/api/v1/me",
     tag = "api",
     operation_id = "getMe",
     summary = "The key's workspace, user (with role) and key",

@@ -38,7 +38,8 @@ pub fn dashboard() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list))
 }
 
-/// /api/v1: integrators, authenticated by `x-api-key` in a middleware before any handler.
+/// /api/v1 (full paths in the handlers' annotations): integrators, authenticated by
+/// `x-api-key` in a middleware before any handler.
 pub fn api(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me::me))
