@@ -220,9 +220,20 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults, as if no flag or variable were set; the starting point for tests.
+    /// The defaults, as if no flag or variable were set; the starting point for tests. The
+    /// environment is left out on purpose: a stray `HEFFL_*` in a developer's shell must not
+    /// change what the tests run against.
     pub fn defaults() -> Config {
-        Cli::parse_from(["heffl-api"]).config
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command().mut_args(|arg| arg.env(None));
+        match command
+            .try_get_matches_from(["heffl-api"])
+            .and_then(|matches| Cli::from_arg_matches(&matches))
+        {
+            Ok(cli) => cli.config,
+            // Only a broken default value in the declarations above can get here.
+            Err(err) => err.exit(),
+        }
     }
 }
 
@@ -248,4 +259,21 @@ fn parse_origin(text: &str) -> Result<String, String> {
         ));
     }
     Ok(origin.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        // A value that would abort start-up if it were read.
+        std::env::set_var("HEFFL_KEY_ENV", "NOT A TAG");
+        std::env::set_var("HEFFL_DB_MAX_CONNECTIONS", "77");
+        let config = Config::defaults();
+        std::env::remove_var("HEFFL_KEY_ENV");
+        std::env::remove_var("HEFFL_DB_MAX_CONNECTIONS");
+        assert_eq!(config.key_env.as_str(), "live");
+        assert_eq!(config.db_max_connections, 10);
+    }
 }

@@ -3,6 +3,8 @@
 //! Pure logic (key format, roles, validation) lives apart from I/O (store, http) so it can be
 //! unit-tested and fuzzed on its own.
 
+#![forbid(unsafe_code)]
+
 pub mod api_key;
 pub mod base62;
 pub mod change_feed;
