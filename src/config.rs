@@ -276,4 +276,35 @@ mod tests {
         assert_eq!(config.key_env.as_str(), "live");
         assert_eq!(config.db_max_connections, 10);
     }
+
+    /// Every setting is in `.env.example` exactly once, and nothing else is (besides RUST_LOG).
+    #[test]
+    fn env_example_lists_every_setting_once() {
+        use clap::CommandFactory;
+        let example = include_str!("../.env.example");
+        let listed: Vec<&str> = example
+            .lines()
+            .map(|line| line.trim_start_matches('#').trim())
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .filter(|name| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            })
+            .collect();
+        let command = Cli::command();
+        let settings: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .collect();
+        for setting in &settings {
+            let times = listed.iter().filter(|name| **name == setting).count();
+            assert_eq!(times, 1, "{setting} appears {times} times in .env.example");
+        }
+        for name in &listed {
+            assert!(
+                *name == "RUST_LOG" || settings.iter().any(|s| s == name),
+                "{name} is in .env.example but is no setting"
+            );
+        }
+    }
 }

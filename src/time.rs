@@ -42,7 +42,8 @@ impl Serialize for Timestamp {
     }
 }
 
-/// Parses `90`, `90s`, `15m`, `12h` or `7d` into seconds; the unit defaults to seconds.
+/// Parses `90s`, `15m`, `12h` or `7d` into seconds. The unit is required: a bare `12` could mean
+/// seconds or hours, and guessing wrong makes a 12-hour session last 12 seconds.
 pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
@@ -53,7 +54,12 @@ pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a duration such as 30s, 15m, 12h or 7d"))?;
     let multiplier = match unit {
-        "" | "s" => 1,
+        "" => {
+            return Err(format!(
+                "'{text}' needs a unit: {value}s, {value}m, {value}h or {value}d"
+            ))
+        }
+        "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
@@ -87,7 +93,11 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration_secs("12h"), Ok(43_200));
-        assert_eq!(parse_duration_secs("90"), Ok(90));
+        assert_eq!(parse_duration_secs("90s"), Ok(90));
+        assert_eq!(
+            parse_duration_secs("12"),
+            Err("'12' needs a unit: 12s, 12m, 12h or 12d".to_owned())
+        );
         assert_eq!(parse_duration_secs("15m"), Ok(900));
         assert_eq!(parse_duration_secs("2d"), Ok(172_800));
         assert!(parse_duration_secs("h").is_err());
