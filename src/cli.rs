@@ -9,6 +9,7 @@ use crate::store::{
 use crate::validate::Issues;
 use std::io::Read;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 /// A failure to report to the operator on stderr, with a non-zero exit.
 #[derive(Debug, thiserror::Error)]
@@ -50,29 +51,108 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// Connects and applies pending migrations.
+/// The address people type: a wildcard bind is reached through loopback on this machine.
+fn base_url(address: std::net::SocketAddr) -> String {
+    let host = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", address.port())
+}
+
+/// Connects and applies pending migrations; a database that cannot be reached is reported at
+/// once, naming where it was looked for and why it failed.
 pub async fn open_store(config: &Config) -> Result<Store, CliError> {
+    let store = connect(config)?;
+    store
+        .probe_connection(config.db_acquire_timeout)
+        .await
+        .map_err(|e| cannot_open(&store, &e))?;
+    store.migrate().await.map_err(|e| cannot_open(&store, &e))?;
+    Ok(store)
+}
+
+fn connect(config: &Config) -> Result<Store, CliError> {
     let settings = PoolSettings {
         max_connections: config.db_max_connections,
         acquire_timeout: config.db_acquire_timeout,
         statement_timeout: config.db_statement_timeout,
     };
-    let store =
-        Store::connect_lazy(&config.database_url, &settings).map_err(|e| fail(e.to_string()))?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| fail(format!("cannot migrate the database at DATABASE_URL: {e}")))?;
+    Store::connect_lazy(&config.database_url, &settings).map_err(|e| fail(e.to_string()))
+}
+
+fn cannot_open(store: &Store, err: &dyn std::fmt::Display) -> CliError {
+    fail(format!(
+        "cannot open the database at DATABASE_URL ({}): {err}",
+        store.location()
+    ))
+}
+
+/// Like `open_store`, but waits for a database that is not up yet, for up to
+/// `HEFFL_DB_STARTUP_TIMEOUT`, so that the server and its database may start in any order.
+async fn open_store_waiting(config: &Config) -> Result<Store, CliError> {
+    let store = connect(config)?;
+    let deadline = Instant::now() + config.db_startup_timeout;
+    let mut delay = Duration::from_millis(250);
+    let mut attempt: u32 = 1;
+    loop {
+        let err = match store.probe_connection(config.db_acquire_timeout).await {
+            Ok(()) => break,
+            Err(err) => err,
+        };
+        if !is_unreachable(&err) || Instant::now() + delay >= deadline {
+            return Err(cannot_open(&store, &err));
+        }
+        tracing::warn!(
+            attempt,
+            database = %store.location(),
+            error = %err,
+            retry_in_ms = delay.as_millis() as u64,
+            "cannot reach the database yet; retrying (HEFFL_DB_STARTUP_TIMEOUT)"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        attempt += 1;
+    }
+    store.migrate().await.map_err(|e| cannot_open(&store, &e))?;
     Ok(store)
 }
 
+/// Worth waiting for: the server is not there or not ready yet. A wrong password, a missing
+/// database or a broken migration will not fix themselves.
+fn is_unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        // cannot_connect_now: PostgreSQL is starting up or shutting down.
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}
+
 async fn serve(config: Config) -> Result<(), CliError> {
-    let store = open_store(&config).await?;
+    let store = open_store_waiting(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| fail(format!("cannot listen on HEFFL_BIND={}: {e}", config.bind)))?;
     password::warm_up();
+    let base = base_url(listener.local_addr().unwrap_or(config.bind));
     tracing::info!(address = %config.bind, backend = ?store.backend(), key_env = %config.key_env, "heffl-api listening");
+    tracing::info!(
+        page = %format!("{base}/settings/developer"),
+        docs = %format!("{base}/docs"),
+        api = %format!("{base}/api/v1"),
+        "open the Settings > Developer page to sign in and create keys"
+    );
+    match store.count_users().await {
+        Ok(0) => tracing::info!(
+            "no users yet: create the first workspace and its owner with \
+             `heffl-api bootstrap --workspace NAME --email EMAIL` (prints a password once)"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not count users"),
+    }
     let state = AppState::new(store.clone(), config);
     http::serve(state, listener)
         .await

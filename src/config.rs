@@ -156,6 +156,11 @@ pub struct Config {
     #[arg(long, env = "HEFFL_DB_STATEMENT_TIMEOUT", value_name = "HEFFL_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
     pub db_statement_timeout: Duration,
 
+    /// How long `serve` keeps retrying (with backoff) a database it cannot reach at start-up,
+    /// so that services may start in any order.
+    #[arg(long, env = "HEFFL_DB_STARTUP_TIMEOUT", value_name = "HEFFL_DB_STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub db_startup_timeout: Duration,
+
     /// Longest a request may take before it is answered 503.
     #[arg(long, env = "HEFFL_REQUEST_TIMEOUT", value_name = "HEFFL_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub request_timeout: Duration,

@@ -139,6 +139,23 @@ impl Store {
         migrator.run(&self.pool).await
     }
 
+    /// Where the database is, for messages: `PostgreSQL at host:port` or `SQLite at path`,
+    /// never the credentials the URL may carry.
+    pub fn location(&self) -> String {
+        describe_location(&self.url)
+    }
+
+    /// One connection of its own, outside the pool, closed again: the pool reports a database
+    /// that refuses connections only as "timed out", and an operator needs the real cause.
+    pub async fn probe_connection(&self, timeout: Duration) -> Result<(), sqlx::Error> {
+        use sqlx::Connection;
+        let connecting = sqlx::AnyConnection::connect(&self.url);
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(connection) => connection?.close().await,
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -168,4 +185,39 @@ pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn describe_location(url: &str) -> String {
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+    match Backend::from_url(url) {
+        Some(Backend::Postgres) => match PgConnectOptions::from_str(url) {
+            Ok(options) => format!(
+                "PostgreSQL at {}:{}",
+                options.get_host(),
+                options.get_port()
+            ),
+            Err(_) => "PostgreSQL".to_owned(),
+        },
+        Some(Backend::Sqlite) => match SqliteConnectOptions::from_str(url) {
+            Ok(options) => format!("SQLite at {}", options.get_filename().display()),
+            Err(_) => "SQLite".to_owned(),
+        },
+        None => "the database".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::describe_location;
+
+    #[test]
+    fn names_host_and_port_but_never_the_password() {
+        let text = describe_location("postgres://app:s3cret@db.internal:6543/heffl");
+        assert_eq!(text, "PostgreSQL at db.internal:6543");
+        assert_eq!(
+            describe_location("sqlite://data/heffl.db?mode=rwc"),
+            "SQLite at data/heffl.db"
+        );
+    }
 }

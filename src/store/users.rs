@@ -70,6 +70,13 @@ pub enum BootstrapOutcome {
 }
 
 impl Store {
+    /// How many accounts exist: none means the operator still has to bootstrap.
+    pub async fn count_users(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+    }
+
     pub async fn login_record(&self, email: &str) -> Result<Option<LoginRecord>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, email, name, password_hash, disabled_at FROM users \

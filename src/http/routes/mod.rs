@@ -59,6 +59,11 @@ pub fn operations() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
         .routes(routes!(operations::metrics))
+        // People who type the bare address want the page.
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/settings/developer") }),
+        )
         .route("/docs", get(docs::index))
         .route("/docs/init.js", get(docs::init_script))
         .route("/docs/swagger-ui-bundle.js", get(docs::bundle))
