@@ -283,7 +283,7 @@ async fn verify(
         Lookup::Unknown => {
             return Err(unauthorized(
                 "invalid_api_key",
-                "This API key does not exist; check that you copied the whole key, or create a new one in Settings > Developer.",
+                "This API key is not known here. Its checksum is valid, so it was copied whole: check that it was issued by this deployment (and not, say, by staging), or create a new one in Settings > Developer.",
             ))
         }
     };

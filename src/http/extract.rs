@@ -89,8 +89,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_data() {
-            let field = if path == "." { "body".to_owned() } else { path };
-            ApiError::Validation(vec![FieldIssue::new(&field, strip_position(&inner))])
+            ApiError::Validation(vec![issue_for(&path, &strip_position(&inner))])
         } else {
             invalid_json(&inner)
         }
@@ -114,6 +113,68 @@ fn strip_position(err: &serde_json::Error) -> String {
     match text.rfind(" at line ") {
         Some(index) => text[..index].to_owned(),
         None => text,
+    }
+}
+
+/// The issue names the field itself: serde's path already ends at an unknown field, but stops
+/// at the object that lacks a missing one.
+fn issue_for(path: &str, message: &str) -> FieldIssue {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name);
+    let field = match (path, missing) {
+        (".", Some(name)) => name.to_owned(),
+        (".", None) => "body".to_owned(),
+        (path, Some(name)) => format!("{path}.{name}"),
+        (path, None) => path.to_owned(),
+    };
+    FieldIssue::new(&field, plain_words(message))
+}
+
+/// serde speaks Rust ("invalid type: integer `5`, expected a string"); a client developer wants
+/// "must be a string". Messages this does not recognise pass through unchanged.
+fn plain_words(message: &str) -> String {
+    if let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    {
+        if let Some((_, expected)) = rest.split_once(", expected ") {
+            return format!("must be {}", expected_in_words(expected));
+        }
+    }
+    if message.starts_with("missing field `") {
+        return "is required".to_owned();
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let expected = rest.split_once('`').map_or("", |(_, expected)| expected);
+        let expected = expected
+            .trim_start_matches(", expected ")
+            .trim_start_matches("one of ")
+            .replace('`', "");
+        return if expected.is_empty() || expected.starts_with("there are no fields") {
+            "is not a field of this request".to_owned()
+        } else {
+            format!("is not a field of this request; the fields are {expected}")
+        };
+    }
+    message.to_owned()
+}
+
+fn expected_in_words(expected: &str) -> String {
+    let numbers = [
+        "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize",
+    ];
+    let unsigned = expected.starts_with('u');
+    match expected {
+        e if numbers.contains(&e) && unsigned => "a whole number, 0 or more".to_owned(),
+        e if numbers.contains(&e) => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "a boolean" => "true or false".to_owned(),
+        "a sequence" => "an array".to_owned(),
+        "a map" => "an object".to_owned(),
+        e if e.starts_with("struct ") => "an object".to_owned(),
+        other => other.to_owned(),
     }
 }
 
@@ -168,5 +229,42 @@ where
             .await
             .map(|axum::extract::Path(value)| Path(value))
             .map_err(|_| ApiError::bad_request("invalid_path", "A path parameter is not valid."))
+    }
+}
+
+#[cfg(test)]
+mod plain_words_tests {
+    use super::plain_words;
+
+    #[test]
+    fn type_errors_read_as_plain_requirements() {
+        let cases = [
+            (
+                "invalid type: integer `5`, expected a string",
+                "must be a string",
+            ),
+            (
+                "invalid type: string \"x\", expected u32",
+                "must be a whole number, 0 or more",
+            ),
+            (
+                "invalid value: integer `-1`, expected u32",
+                "must be a whole number, 0 or more",
+            ),
+            (
+                "invalid type: string \"no\", expected a boolean",
+                "must be true or false",
+            ),
+            ("invalid type: map, expected a sequence", "must be an array"),
+            ("missing field `name`", "is required"),
+            (
+                "unknown field `phone`, expected one of `name`, `email`",
+                "is not a field of this request; the fields are name, email",
+            ),
+            ("something else", "something else"),
+        ];
+        for (serde, plain) in cases {
+            assert_eq!(plain_words(serde), plain, "{serde}");
+        }
     }
 }

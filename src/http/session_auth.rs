@@ -46,6 +46,13 @@ impl FromRequestParts<AppState> for SessionUser {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim);
+        // An API key pasted where a session token belongs: say so, rather than "malformed".
+        if token.is_some_and(|t| t.starts_with("hk_")) {
+            return Err(unauthorized(
+                "api_key_not_accepted",
+                "API keys cannot be used on /app/v1; sign in and send Authorization: Bearer <session token>.",
+            ));
+        }
         let Some(digest) = token.and_then(session_token::parse) else {
             return Err(unauthorized(
                 "malformed_session",

@@ -5,6 +5,7 @@ mod common;
 mod api_keys;
 mod beyond;
 mod dashboard;
+mod error_messages;
 mod leads;
 mod metrics;
 mod openapi;

@@ -134,7 +134,11 @@ async fn find_lead(
     if state.store.lead_exists_elsewhere(lead_id).await? {
         return Err(ApiError::forbidden(
             "workspace_mismatch",
-            "This lead belongs to another workspace; check that the key was created in the correct workspace.",
+            format!(
+                "This lead belongs to another workspace; this key belongs to workspace {} \
+                 (GET /api/v1/me shows it). Check that the key was created in the correct workspace.",
+                principal.workspace_id
+            ),
         ));
     }
     Err(ApiError::not_found("No lead with this id."))
