@@ -11,4 +11,7 @@ mod openapi;
 mod process;
 mod process_harness;
 mod smoke;
+mod trust_input;
+mod trust_roll;
+mod trust_throttle;
 mod verification;

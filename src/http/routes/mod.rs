@@ -58,7 +58,6 @@ pub fn operations() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
-        .routes(routes!(operations::metrics))
         .route("/docs", get(docs::index))
         .route("/docs/init.js", get(docs::init_script))
         .route("/docs/swagger-ui-bundle.js", get(docs::bundle))
