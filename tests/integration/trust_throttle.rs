@@ -2,7 +2,8 @@
 //! revoked, expired, mistyped or malformed key changes nothing for other keys from its address;
 //! a scanner of distinct unknown keys is throttled and costs at most
 //! HEFFL_AUTH_FAILURES_PER_MINUTE database lookups, while valid keys from its address still work.
-//! All requests of a test come from 127.0.0.1, one address.
+//! All requests of a test come from 127.0.0.1, one address. The bound is proved with the
+//! server's own count of key lookups (`KeyCache::lookup_count`).
 
 use crate::common::{assert_error, me_with_key, Account, CreatedKey, TestApp};
 use crate::on_both_databases_with;
@@ -199,4 +200,53 @@ async fn scan_beside_valid_keys(app: &TestApp) {
         before,
         "throttled guesses reached the database"
     );
+}
+
+mod instances {
+    crate::on_each_db!(a_key_created_on_another_instance_works_beside_a_scanner);
+
+    async fn a_key_created_on_another_instance_works_beside_a_scanner(db: crate::common::Db) {
+        super::a_key_created_on_another_instance_works_beside_a_scanner(db).await;
+    }
+}
+
+/// The set of known keys follows creations on other instances through the change feed: a key
+/// created on `a` after `b` has throttled a scanner still works on `b` from that address.
+async fn a_key_created_on_another_instance_works_beside_a_scanner(db: crate::common::Db) {
+    use crate::process_harness::Deployment;
+    use reqwest::Method;
+    let limit = LIMIT.to_string();
+    let Some(deployment) =
+        Deployment::create_with(db, &[("HEFFL_AUTH_FAILURES_PER_MINUTE", &limit)]).await
+    else {
+        return;
+    };
+    let owner = deployment.bootstrap("Two", "owner@two.test").await;
+    let a = deployment.serve("a").await;
+    let b = deployment.serve("b").await;
+    let token = a.login_token(&owner.email, &owner.password).await;
+    let mut throttled = 0;
+    for _ in 0..(LIMIT as usize + 10) {
+        let (status, _) = b
+            .send_with_key(Method::GET, "/api/v1/me", &unknown_key(), None)
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            throttled += 1;
+        }
+    }
+    assert_eq!(throttled, 10, "b did not throttle the scanner");
+    let (_, key) = a.create_key(&token, &owner.workspace_id, "made on a").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = b.send_with_key(Method::GET, "/api/v1/me", &key, None).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "b never learned of the key created on a"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
