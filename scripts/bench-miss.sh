@@ -101,9 +101,9 @@ for conns in $BENCH_CONNS; do
     for ((round = 0; round < BENCH_ROUNDS; round++)); do
         # /healthz alternates with the misses as the noise floor: the machine's own tail latency.
         measure healthz postgres "$conns" "$round" "$BASE/healthz"
-        miss_before="$(metric "$BASE" "$MISS")"
+        miss_before="$(metric "$MISS")"
         measure miss postgres "$conns" "$round" "$BASE/api/v1/me" "$KEY"
-        miss_after="$(metric "$BASE" "$MISS")"
+        miss_after="$(metric "$MISS")"
         moved=$((moved + ${miss_after%.*} - ${miss_before%.*}))
         miss_requests=$((miss_requests + LAST_REQUESTS))
     done
@@ -153,7 +153,7 @@ SQL
 
 # Default cache and rate-limit settings, as deployed.
 start_server "$BENCH_PORT" "${ENV[@]}"
-curl -fsS -o /dev/null "$BASE/metrics"
+curl -fsS -o /dev/null "$METRICS_BASE/metrics"
 ROWS_RSS="$WORK/rss.md"
 printf '| after start-up | | | | | | %s |\n' "$(rss_kb)" >"$ROWS_RSS"
 
@@ -164,7 +164,7 @@ rss_step() {
     local requests seconds rps p50 p99
     read -r requests seconds rps p50 p99 _ <<<"$RESULT"
     printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "$1" "$requests" "$rps" "$p50" "$p99" \
-        "$(metric "$BASE" heffl_key_cache_entries)" "$(rss_kb)" >>"$ROWS_RSS"
+        "$(metric heffl_key_cache_entries)" "$(rss_kb)" >>"$ROWS_RSS"
 }
 rss_step "set A: $BENCH_RSS_KEYS new keys, each once (misses)" "$WORK/set.00"
 rss_step "set A again (hits)" "$WORK/set.00"
@@ -173,12 +173,12 @@ rss_step "set C: $BENCH_RSS_KEYS more new keys, each once" "$WORK/set.02"
 # Usage is flushed every 5 s (HEFFL_USAGE_FLUSH_INTERVAL); wait one interval and a bit.
 sleep 7
 used="$(sql -c "SELECT count(*) FROM api_keys WHERE id LIKE 'key_bench%' AND last_used_at IS NOT NULL")"
-printf '| 7 s later (usage flushed) | | | | | %s | %s |\n' "$(metric "$BASE" heffl_key_cache_entries)" "$(rss_kb)" >>"$ROWS_RSS"
+printf '| 7 s later (usage flushed) | | | | | %s | %s |\n' "$(metric heffl_key_cache_entries)" "$(rss_kb)" >>"$ROWS_RSS"
 if ((BENCH_RSS_SETTLE > 0)); then
     # Per-key rate-limit windows last a minute and are pruned after it.
     sleep "$BENCH_RSS_SETTLE"
     printf '| %s s later (rate-limit windows pruned) | | | | | %s | %s |\n' "$BENCH_RSS_SETTLE" \
-        "$(metric "$BASE" heffl_key_cache_entries)" "$(rss_kb)" >>"$ROWS_RSS"
+        "$(metric heffl_key_cache_entries)" "$(rss_kb)" >>"$ROWS_RSS"
     # Freed memory stays with the allocator; reusing it, not growing, is what bounded means.
     rss_step "set B again (mostly evicted by C: misses)" "$WORK/set.01"
 fi

@@ -106,10 +106,10 @@ bench_database() {
             for ((i = 0; i < ${#SCENARIOS[@]}; i++)); do
                 scenario="${SCENARIOS[(i + round) % ${#SCENARIOS[@]}]}"
                 if [[ "$scenario" == malformed ]]; then
-                    miss_before="$(metric "$BASE" "$MISS")"
+                    miss_before="$(metric "$MISS")"
                     first_before="${first_before:-$miss_before}"
                     scenario_slice "$db" "$conns" "$round" "$scenario"
-                    miss_after="$(metric "$BASE" "$MISS")"
+                    miss_after="$(metric "$MISS")"
                     moved=$((moved + ${miss_after%.*} - ${miss_before%.*}))
                     malformed_requests=$((malformed_requests + LAST_REQUESTS))
                 else
@@ -126,14 +126,14 @@ bench_database() {
         sleep 11
         local xact_before xact_after result
         xact_before="$(pg_xacts)"
-        miss_before="$(metric "$BASE" "$MISS")"
+        miss_before="$(metric "$MISS")"
         result="$(run_wrk "$max_conns" "$BENCH_SECONDS" "$BASE/api/v1/me" "$MALFORMED")"
-        miss_after="$(metric "$BASE" "$MISS")"
+        miss_after="$(metric "$MISS")"
         sleep 11
         xact_after="$(pg_xacts)"
         note "$db c=$max_conns: ${result%% *} malformed requests in ${BENCH_SECONDS}s: $MISS before=$miss_before after=$miss_after; transactions in heffl_bench over the run and 11 s after (all sources, background tasks included): $((xact_after - xact_before))"
     fi
-    note "$db: cache entries $(metric "$BASE" heffl_key_cache_entries); cache misses $(metric "$BASE" "$MISS"), hits $(metric "$BASE" 'heffl_key_cache_total{result="hit"}') in total"
+    note "$db: cache entries $(metric heffl_key_cache_entries); cache misses $(metric "$MISS"), hits $(metric 'heffl_key_cache_total{result="hit"}') in total"
     note "$db: server VmRSS $(rss_kb) kB, VmHWM $(peak_kb) kB at the end"
     stop_server
 }

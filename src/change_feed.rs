@@ -23,10 +23,16 @@ pub async fn run(store: Store) {
 
 fn apply(store: &Store, subject: &str) {
     match Invalidation::decode(subject) {
-        Some(change) => store.key_cache().invalidate(&change),
+        Some(change) => store.apply_change(&change),
         // Unknown to this version: the safe answer is to forget everything.
         None => store.key_cache().clear(),
     }
+}
+
+/// The feed is down: neither the cache nor the set of known keys can be trusted.
+fn set_down(store: &Store) {
+    store.key_cache().set_live(false);
+    store.known_keys().set_stale();
 }
 
 async fn listen(store: Store) {
@@ -35,6 +41,8 @@ async fn listen(store: Store) {
         let connected = async {
             let mut listener = PgListener::connect(store.url()).await?;
             listener.listen(NOTIFY_CHANNEL).await?;
+            // After LISTEN: a key created meanwhile is in the load or in a notification.
+            store.load_known_keys().await?;
             Ok::<_, sqlx::Error>(listener)
         }
         .await;
@@ -42,7 +50,7 @@ async fn listen(store: Store) {
             Ok(listener) => listener,
             Err(err) => {
                 tracing::warn!(error = %err, "cache change listener cannot connect; cache bypassed");
-                cache.set_live(false);
+                set_down(&store);
                 tokio::time::sleep(RECONNECT_DELAY).await;
                 continue;
             }
@@ -64,7 +72,7 @@ async fn listen(store: Store) {
                 }
             }
         }
-        cache.set_live(false);
+        set_down(&store);
         tokio::time::sleep(RECONNECT_DELAY).await;
     }
 }
@@ -77,10 +85,14 @@ async fn poll(store: Store) {
     loop {
         interval.tick().await;
         let result = match last_seen {
-            None => store.latest_key_event().await.map(|seq| {
-                cache.clear();
-                last_seen = Some(seq);
-            }),
+            // The position first: a key created meanwhile is in the load or after `seq`.
+            None => match store.latest_key_event().await {
+                Ok(seq) => store.load_known_keys().await.map(|()| {
+                    cache.clear();
+                    last_seen = Some(seq);
+                }),
+                Err(err) => Err(err),
+            },
             Some(seq) => store.key_events_after(seq).await.map(|events| {
                 for (seq, subject) in events {
                     apply(&store, &subject);
@@ -98,7 +110,7 @@ async fn poll(store: Store) {
                 if cache.is_live() {
                     tracing::warn!(error = %err, "cannot read key events; cache bypassed");
                 }
-                cache.set_live(false);
+                set_down(&store);
                 // Re-read the position: events may have been pruned meanwhile.
                 last_seen = None;
             }

@@ -154,12 +154,29 @@ async fn serve(config: Config) -> Result<(), CliError> {
         Err(err) => tracing::warn!(error = %err, "could not count users"),
     }
     let state = AppState::new(store.clone(), config);
-    http::serve(state, listener)
-        .await
-        .map_err(|e| fail(format!("server error: {e}")))?;
+    let metrics = http::spawn_metrics(&state).await;
+    let served = http::serve(state, listener).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    served.map_err(|e| fail(format!("server error: {e}")))?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The same input rules as the HTTP endpoints (`validate`), reported one line per problem.
+fn validated(issues: Issues) -> Result<(), CliError> {
+    match issues.finish(()) {
+        Err(crate::error::ApiError::Validation(found)) => {
+            let problems: Vec<String> = found
+                .iter()
+                .map(|i| format!("{} {}", i.field, i.message))
+                .collect();
+            Err(fail(problems.join("; ")))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn bootstrap(
@@ -188,13 +205,7 @@ async fn bootstrap(
     } else {
         (password::generate(), true)
     };
-    if let Err(crate::error::ApiError::Validation(found)) = issues.finish(()) {
-        let problems: Vec<String> = found
-            .iter()
-            .map(|i| format!("{} {}", i.field, i.message))
-            .collect();
-        return Err(fail(problems.join("; ")));
-    }
+    validated(issues)?;
     let store = open_store(config).await?;
     let hash = password::hash(password.clone())
         .await
@@ -230,6 +241,12 @@ async fn users(config: &Config, command: UsersCommand) -> Result<(), CliError> {
         UsersCommand::Disable { email } => (email, true),
         UsersCommand::Enable { email } => (email, false),
     };
+    let mut issues = Issues::default();
+    let email = issues
+        .email("--email", Some(email), true)
+        .unwrap_or_default();
+    validated(issues)?;
+    let email = &email;
     let store = open_store(config).await?;
     let result = store
         .set_user_disabled(email, disable)
@@ -287,6 +304,9 @@ async fn run_keys(store: &Store, command: KeysCommand) -> Result<(), CliError> {
             Ok(())
         }
         KeysCommand::Revoke { key_id, reason } => {
+            let mut issues = Issues::default();
+            let reason = issues.required_text("--reason", Some(&reason), 100);
+            validated(issues)?;
             let workspace = store
                 .workspace_of_key(&key_id)
                 .await

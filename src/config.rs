@@ -80,6 +80,23 @@ pub enum UsersCommand {
     },
 }
 
+/// The metrics listener's address, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsBind {
+    Off,
+    On(SocketAddr),
+}
+
+fn parse_metrics_bind(text: &str) -> Result<MetricsBind, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(MetricsBind::Off);
+    }
+    text.trim()
+        .parse()
+        .map(MetricsBind::On)
+        .map_err(|_| format!("'{text}' is neither an address such as 127.0.0.1:9464 nor off"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Pretty,
@@ -107,6 +124,17 @@ pub struct Config {
         global = true
     )]
     pub bind: SocketAddr,
+
+    /// Where Prometheus scrapes /metrics: its own listener, never the API's (`off`: nowhere).
+    #[arg(
+        long,
+        env = "HEFFL_METRICS_BIND",
+        value_name = "HEFFL_METRICS_BIND",
+        default_value = "127.0.0.1:9464",
+        value_parser = parse_metrics_bind,
+        global = true
+    )]
+    pub metrics_bind: MetricsBind,
 
     /// Environment tag in every key this deployment issues and accepts (`hk_<tag>_...`).
     #[arg(

@@ -25,6 +25,8 @@ pub enum Invalidation {
         workspace_id: String,
         user_id: String,
     },
+    /// Not an invalidation: a key was created (or rolled) with this digest, for `KnownKeys`.
+    KeyIssued([u8; 32]),
 }
 
 impl Invalidation {
@@ -36,6 +38,10 @@ impl Invalidation {
                 workspace_id,
                 user_id,
             } => format!("member:{workspace_id}:{user_id}"),
+            Invalidation::KeyIssued(digest) => {
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("issued:{hex}")
+            }
         }
     }
 
@@ -44,6 +50,16 @@ impl Invalidation {
         match kind {
             "key" => Some(Invalidation::Key(rest.to_owned())),
             "user" => Some(Invalidation::User(rest.to_owned())),
+            "issued" => {
+                let mut digest = [0u8; 32];
+                if rest.len() != 64 {
+                    return None;
+                }
+                for (i, byte) in digest.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(rest.get(2 * i..2 * i + 2)?, 16).ok()?;
+                }
+                Some(Invalidation::KeyIssued(digest))
+            }
             "member" => {
                 let (workspace_id, user_id) = rest.split_once(':')?;
                 Some(Invalidation::Member {
@@ -63,6 +79,7 @@ impl Invalidation {
                 workspace_id,
                 user_id,
             } => &row.workspace_id == workspace_id && &row.user_id == user_id,
+            Invalidation::KeyIssued(_) => false,
         }
     }
 }
@@ -81,6 +98,9 @@ pub struct KeyCache {
     unknown: Cache<[u8; 32], ()>,
     epoch: AtomicU64,
     live: AtomicBool,
+    /// Database lookups made on behalf of this cache's verifications (hits and misses aside):
+    /// what the failed-key throttle bounds, readable by tests and operators.
+    lookups: AtomicU64,
 }
 
 pub const UNKNOWN_TTL: Duration = Duration::from_secs(5);
@@ -100,6 +120,7 @@ impl KeyCache {
                 .build(),
             epoch: AtomicU64::new(0),
             live: AtomicBool::new(false),
+            lookups: AtomicU64::new(0),
         }
     }
 
@@ -168,6 +189,15 @@ impl KeyCache {
         self.live.load(Ordering::Acquire)
     }
 
+    pub fn count_lookup(&self) {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Database lookups of key digests since start-up.
+    pub fn lookup_count(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
+    }
+
     pub fn entry_count(&self) -> u64 {
         self.found.entry_count()
     }
@@ -210,6 +240,7 @@ mod tests {
                 workspace_id: "ws_1".into(),
                 user_id: "usr_1".into(),
             },
+            Invalidation::KeyIssued([0xa7; 32]),
         ] {
             assert_eq!(Invalidation::decode(&change.encode()), Some(change));
         }

@@ -109,6 +109,29 @@ pub fn can_revoke_key(role: Role, user_id: &str, key_creator_id: &str) -> Result
     }
 }
 
+/// A rolled secret acts as the key's creator, so only the creator may receive one: anyone else
+/// holding it would be impersonating them. Managers revoke other people's keys instead.
+pub fn can_roll_key(user_id: &str, key_creator_id: &str) -> Result<(), Denial> {
+    if user_id == key_creator_id {
+        Ok(())
+    } else {
+        Err(Denial::InsufficientPermission)
+    }
+}
+
+/// A key's own rate limit (`Some(0)`: none) is the operator's to relax: owners and admins may
+/// set any value, the others only a limit at least as strict as the server's default
+/// (`server_default` 0 means the server has none, so any positive limit is stricter).
+pub fn can_set_rate_limit(role: Role, requested: i64, server_default: u32) -> Result<(), Denial> {
+    let within_default =
+        requested >= 1 && (server_default == 0 || requested <= i64::from(server_default));
+    if role.is_manager() || within_default {
+        Ok(())
+    } else {
+        Err(Denial::InsufficientPermission)
+    }
+}
+
 pub fn can_list_members(role: Role) -> Result<(), Denial> {
     if role.is_manager() {
         Ok(())
@@ -188,6 +211,28 @@ mod tests {
             let managers = matches!(role, Role::Owner | Role::Admin);
             assert_eq!(sees_all_keys(role), managers);
             assert_eq!(can_revoke_key(role, "me", "other").is_ok(), managers);
+        }
+    }
+
+    #[test]
+    fn only_the_creator_rolls() {
+        assert_eq!(can_roll_key("me", "me"), Ok(()));
+        assert_eq!(
+            can_roll_key("me", "other"),
+            Err(Denial::InsufficientPermission)
+        );
+    }
+
+    #[test]
+    fn rate_limits_beyond_the_default_are_for_managers() {
+        for role in Role::ALL {
+            let managers = matches!(role, Role::Owner | Role::Admin);
+            assert!(can_set_rate_limit(role, 1, 60).is_ok());
+            assert!(can_set_rate_limit(role, 60, 60).is_ok());
+            assert_eq!(can_set_rate_limit(role, 61, 60).is_ok(), managers, "{role}");
+            assert_eq!(can_set_rate_limit(role, 0, 60).is_ok(), managers, "{role}");
+            assert_eq!(can_set_rate_limit(role, 0, 0).is_ok(), managers, "{role}");
+            assert!(can_set_rate_limit(role, 1_000_000, 0).is_ok());
         }
     }
 

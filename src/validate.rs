@@ -2,6 +2,7 @@
 //! request into `FieldIssue`s, so a client learns all of them from one 400.
 
 use crate::error::{ApiError, FieldIssue};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 #[derive(Default)]
 pub struct Issues(Vec<FieldIssue>);
@@ -57,8 +58,14 @@ impl Issues {
             );
             return None;
         }
-        if trimmed.chars().any(char::is_control) {
-            self.add(field, "must not contain control characters or line breaks");
+        if let Some(c) = trimmed.chars().find(|c| is_invisible(*c)) {
+            self.add(
+                field,
+                format!(
+                    "must not contain invisible, control or line-break characters (found U+{:04X})",
+                    u32::from(c)
+                ),
+            );
             return None;
         }
         Some(trimmed.to_owned())
@@ -70,10 +77,13 @@ impl Issues {
         } else {
             self.optional_text(field, value, 254)
         }?;
-        if is_plausible_email(&email) {
+        if is_plain_email(&email) {
             Some(email)
         } else {
-            self.add(field, "must be an email address such as jane@example.com");
+            self.add(
+                field,
+                "must be a plain address such as jane@example.com (no name, quotes or brackets)",
+            );
             None
         }
     }
@@ -122,18 +132,44 @@ impl Issues {
     }
 }
 
-/// Deliberately loose: one `@`, something on each side, a dot in the domain, no spaces. The
-/// only real test of an address is mail reaching it.
-pub fn is_plausible_email(email: &str) -> bool {
+/// Characters that change how text displays without showing themselves: controls (Cc),
+/// formats (Cf: bidi overrides and isolates, zero-width characters, the byte-order mark, soft
+/// hyphens, tags) and the line and paragraph separators. Refused in every name, title and email,
+/// so a value always looks like what it is.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// A plain `local@domain`: no display name, quotes, comments or address literals. Letters of
+/// any script are allowed (internationalized addresses); the only real test of an address is
+/// mail reaching it. Callers trim first; comparison is case-insensitive (`normalize_email`).
+pub fn is_plain_email(email: &str) -> bool {
+    const LOCAL_SYMBOLS: &str = ".!#$%&'*+/=?^_`{|}~-";
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
-    !local.is_empty()
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email.contains(char::is_whitespace)
+    let local_ok = (1..=64).contains(&local.chars().count())
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || LOCAL_SYMBOLS.contains(c))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..");
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.chars().count())
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    local_ok && domain_ok && email.chars().count() <= 254
 }
 
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
@@ -209,11 +245,98 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert!(is_plausible_email("jane@example.com"));
-        assert!(!is_plausible_email("jane@localhost"));
-        assert!(!is_plausible_email("jane example@x.com"));
-        assert!(!is_plausible_email("@example.com"));
-        assert!(!is_plausible_email("jane@@example.com"));
+        for good in [
+            "jane@example.com",
+            "Jane.Smith+crm@Example.co.uk",
+            "o'brien@example.ie",
+            "josé@exämple.de",
+        ] {
+            assert!(is_plain_email(good), "{good}");
+        }
+        for bad in [
+            "jane@localhost",
+            "jane example@x.com",
+            "@example.com",
+            "jane@@example.com",
+            "Jane <jane@example.com>",
+            "\"jane\"@example.com",
+            "jane(x)@example.com",
+            "jane@[127.0.0.1]",
+            "jane@example..com",
+            ".jane@example.com",
+            "jane@-example.com",
+            "adm\u{200b}@a.test",
+            "jane,bob@example.com",
+        ] {
+            assert!(!is_plain_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_reviewed_invisible_characters_are_refused() {
+        for c in [
+            '\u{202e}', '\u{200b}', '\u{200d}', '\u{feff}', '\u{00ad}', '\u{2066}', '\u{1b}',
+            '\u{2028}',
+        ] {
+            assert!(is_invisible(c), "U+{:04X}", u32::from(c));
+            let mut issues = Issues::default();
+            assert_eq!(
+                issues.optional_text("name", Some(&format!("a{c}b")), 100),
+                None
+            );
+            assert!(issues.finish(()).is_err());
+        }
+        for c in ['a', 'é', '→', '売', 'م', '☕', ' ', '\u{a0}'] {
+            assert!(!is_invisible(c), "{c}");
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// Any character of the categories the rule names, except whitespace (which trimming may
+    /// remove from the ends, as it should).
+    fn invisible_char() -> impl Strategy<Value = char> {
+        any::<char>().prop_filter("Cc, Cf, Zl or Zp", |c| {
+            is_invisible(*c) && !c.is_whitespace()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn text_with_an_invisible_character_is_refused(
+            before in "\\PC{0,20}",
+            c in invisible_char(),
+            after in "\\PC{0,20}",
+        ) {
+            let text = format!("{before}{c}{after}");
+            let mut issues = Issues::default();
+            let required = issues.required_text("name", Some(&text), 100);
+            prop_assert!(!required.chars().any(is_invisible));
+            prop_assert!(issues.finish(()).is_err());
+            let mut issues = Issues::default();
+            let email = format!("{before}{c}@example.com");
+            let accepted = issues.email("email", Some(&email), true);
+            prop_assert!(accepted.is_none());
+            prop_assert!(issues.finish(()).is_err());
+        }
+
+        #[test]
+        fn accepted_text_is_trimmed_visible_and_not_blank(text in any::<String>()) {
+            let mut issues = Issues::default();
+            if let Some(value) = issues.optional_text("name", Some(&text), 1000) {
+                prop_assert!(!value.chars().any(is_invisible));
+                prop_assert!(!value.trim().is_empty());
+                prop_assert_eq!(value.trim(), value.as_str());
+            }
+        }
+
+        #[test]
+        fn whitespace_only_is_blank(text in "[\\s\u{3000}\u{2003}\u{a0}]{0,10}") {
+            let mut issues = Issues::default();
+            let value = issues.required_text("name", Some(&text), 100);
+            prop_assert_eq!(value, "");
+            prop_assert!(issues.finish(()).is_err());
+        }
     }
 
     #[test]

@@ -96,11 +96,13 @@ build_release() {
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"; }
 
 # start_server PORT VAR=VALUE...: runs `heffl-api serve` pinned to BENCH_SERVER_CPU with the
-# given environment, and waits until /healthz answers.
+# given environment (metrics on PORT+1, in METRICS_BASE), and waits until /healthz answers.
 start_server() {
     local port=$1
     shift
-    (cd "$WORK" && exec env "$@" HEFFL_BIND="127.0.0.1:$port" \
+    # /metrics has its own listener (HEFFL_METRICS_BIND), on the next port.
+    METRICS_BASE="http://127.0.0.1:$((port + 1))"
+    (cd "$WORK" && exec env "$@" HEFFL_BIND="127.0.0.1:$port" HEFFL_METRICS_BIND="127.0.0.1:$((port + 1))" \
         taskset -c "$BENCH_SERVER_CPU" "$BIN" serve) >>"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
@@ -148,9 +150,9 @@ expect_status() {
     [[ "$got" == "$want" ]] || die "$url answered $got, expected $want: $(head -c 300 "$WORK/probe")"
 }
 
-# metric BASE_URL 'name{labels}': one sample from /metrics (0 when absent).
+# metric 'name{labels}': one sample from the server's metrics listener (0 when absent).
 metric() {
-    curl -fsS --max-time 10 "$1/metrics" | awk -v name="$2" '$1 == name { v = $2 } END { print v + 0 }'
+    curl -fsS --max-time 10 "$METRICS_BASE/metrics" | awk -v name="$1" '$1 == name { v = $2 } END { print v + 0 }'
 }
 
 # rss_kb: the server's resident set size in kB (VmRSS); peak_kb: its high-water mark (VmHWM).

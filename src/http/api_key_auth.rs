@@ -3,6 +3,7 @@
 //! handler runs. Malformed keys are refused without touching the database, verified keys are
 //! served from the in-process cache (see `key_cache`), and each key's rate limit is applied.
 
+use super::auth_throttle::Gate;
 use super::{client_ip, AppState, X_API_KEY};
 use crate::api_key::{self, KeyRejection};
 use crate::error::{ApiError, Realm};
@@ -70,7 +71,7 @@ pub async fn require_api_key(
         .map(|ConnectInfo(addr)| *addr);
     let address = client_ip(request.headers(), peer, state.config.trust_forwarded_for);
     let now = Instant::now();
-    let row = match authenticate(&state, request.headers(), address, now).await {
+    let row = match verify(&state, request.headers(), address, now).await {
         Ok(row) => row,
         Err(error) => {
             metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error")).increment(1);
@@ -140,8 +141,6 @@ fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
     );
 }
 
-/// A client address that keeps failing gets 429 for anything that would need the database or
-/// fails; keys already verified (cache hits) keep working, so a shared NAT is not locked out.
 /// Only browsers send `Origin` on same-origin-less requests and `Sec-Fetch-Site`; server-side
 /// clients (curl, requests, Node's fetch, which does send `Sec-Fetch-Mode: cors`) send neither.
 fn from_browser(headers: &HeaderMap) -> bool {
@@ -150,36 +149,13 @@ fn from_browser(headers: &HeaderMap) -> bool {
         || headers.contains_key("sec-fetch-dest")
 }
 
-/// `Some(seconds until reset)` when the address has used up its failed attempts.
-fn failures_exhausted(state: &AppState, address: Option<IpAddr>, now: Instant) -> Option<u64> {
-    let limit = state.config.auth_failures_per_minute;
-    (limit > 0)
-        .then(|| {
-            state
-                .auth_failures
-                .exhausted(&address_key(address), limit, now)
-        })
-        .flatten()
-}
-
 fn throttled(retry_after_secs: u64) -> ApiError {
     ApiError::TooManyRequests {
         reason: "auth_throttled",
-        message:
-            "Too many failed API-key attempts from this address; wait a minute and check the key."
-                .into(),
+        message: "Too many unknown API keys from this address; wait a minute and check the key."
+            .into(),
         retry_after_secs,
     }
-}
-
-/// Only guesses count against an address: failures that needed a key lookup. A client that is
-/// merely misconfigured (no header, `Authorization`, a mangled key) costs nothing and should
-/// not lock out its neighbours behind the same NAT.
-fn is_guess(error: &ApiError) -> bool {
-    matches!(
-        error.reason(),
-        Some("invalid_api_key" | "revoked_api_key" | "expired_api_key")
-    )
 }
 
 /// Counters of the common outcomes, looked up once instead of on every request.
@@ -199,22 +175,6 @@ fn hot_counters() -> &'static HotCounters {
 /// The throttle's key for a client; formatted only on the paths that need it.
 fn address_key(address: Option<IpAddr>) -> String {
     address.map(|ip| ip.to_string()).unwrap_or_default()
-}
-
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    address: Option<IpAddr>,
-    now: Instant,
-) -> Result<Arc<KeyPrincipalRow>, ApiError> {
-    let result = verify(state, headers, address, now).await;
-    if let Err(error) = &result {
-        let limit = state.config.auth_failures_per_minute;
-        if limit > 0 && is_guess(error) {
-            state.auth_failures.check(&address_key(address), limit, now);
-        }
-    }
-    result
 }
 
 async fn verify(
@@ -258,24 +218,14 @@ async fn verify(
         unauthorized(reason, rejection.message(expected_env))
     })?;
     let digest = key.digest();
-    let cached = state.store.key_cache().get(digest.as_bytes());
-    if !matches!(cached, Some(Lookup::Found(_))) {
-        if let Some(retry_after_secs) = failures_exhausted(state, address, now) {
-            return Err(throttled(retry_after_secs));
-        }
-    }
-    let lookup = match cached {
-        Some(Lookup::Found(row)) => {
+    let lookup = match state.store.key_cache().get(digest.as_bytes()) {
+        Some(hit) => {
             hot_counters().cache_hit.increment(1);
-            Lookup::Found(row)
-        }
-        Some(Lookup::Unknown) => {
-            metrics::counter!("heffl_key_cache_total", "result" => "hit").increment(1);
-            Lookup::Unknown
+            hit
         }
         None => {
             metrics::counter!("heffl_key_cache_total", "result" => "miss").increment(1);
-            state.store.resolve_key(digest.as_bytes()).await?.0
+            look_up(state, digest.as_bytes(), address, now).await?
         }
     };
     let row = match lookup {
@@ -306,6 +256,40 @@ async fn verify(
         ));
     }
     Ok(row)
+}
+
+/// A digest the cache could not answer, within the address's failed-key budget (see
+/// `auth_throttle`): revoked and expired keys are real keys and cost nothing; each distinct
+/// unknown key costs one lookup, until the budget is spent; then only keys that exist are
+/// looked up, and the rest get 429.
+async fn look_up(
+    state: &AppState,
+    digest: &[u8; 32],
+    address: Option<IpAddr>,
+    now: Instant,
+) -> Result<Lookup, ApiError> {
+    let limit = state.config.auth_failures_per_minute;
+    if limit == 0 {
+        return Ok(state.store.resolve_key(digest).await?.0);
+    }
+    match state
+        .auth_throttle
+        .gate(&address_key(address), digest, limit, now)
+    {
+        Gate::Repeat => Ok(Lookup::Unknown),
+        Gate::Lookup(reservation) => {
+            let lookup = state.store.resolve_key(digest).await?.0;
+            if matches!(lookup, Lookup::Unknown) {
+                reservation.unknown(digest);
+            }
+            Ok(lookup)
+        }
+        // While the change feed is down (`None`) nobody can tell; the database comes first.
+        Gate::OverBudget { retry_after_secs } => match state.store.known_keys().contains(digest) {
+            Some(true) => Ok(state.store.resolve_key(digest).await?.0),
+            Some(false) | None => Err(throttled(retry_after_secs)),
+        },
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {

@@ -38,7 +38,7 @@ pub fn spawn(state: &AppState) -> Background {
             interval.tick().await;
             let now = Instant::now();
             pruner.key_limits.prune(now);
-            pruner.auth_failures.prune(now);
+            pruner.auth_throttle.prune(now);
             pruner.leak_reports.prune(now);
         }
     }));

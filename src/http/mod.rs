@@ -2,6 +2,7 @@
 //! graceful shutdown.
 
 mod api_key_auth;
+mod auth_throttle;
 mod background;
 mod body_limit;
 mod client;
@@ -9,6 +10,7 @@ mod expiry_log;
 mod extract;
 mod json_errors;
 mod metrics;
+mod metrics_listener;
 mod openapi;
 mod routes;
 mod session_auth;
@@ -16,6 +18,7 @@ mod throttle;
 
 pub use api_key_auth::Principal;
 pub use client::client_ip;
+pub use metrics_listener::{serve_metrics, spawn_metrics};
 
 use crate::config::Config;
 use crate::key_cache::KeyCache;
@@ -50,7 +53,7 @@ pub struct StateInner {
     pub usage: UsageRecorder,
     login_throttle: throttle::LoginThrottle,
     key_limits: RateLimiter,
-    auth_failures: RateLimiter,
+    auth_throttle: auth_throttle::AuthThrottle,
     leak_reports: RateLimiter,
     expiry_log: Arc<expiry_log::ExpiryLog>,
 }
@@ -72,7 +75,7 @@ impl AppState {
             usage: UsageRecorder::default(),
             login_throttle,
             key_limits: RateLimiter::default(),
-            auth_failures: RateLimiter::default(),
+            auth_throttle: auth_throttle::AuthThrottle::default(),
             leak_reports: RateLimiter::default(),
             expiry_log: Arc::default(),
         }))

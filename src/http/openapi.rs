@@ -30,7 +30,7 @@ says which rule fired.",
     tags(
         (name = "api", description = "For integrators, with an API key in `x-api-key`."),
         (name = "dashboard", description = "For the dashboard, with a session token."),
-        (name = "operations", description = "Health, readiness and metrics for operators.")
+        (name = "operations", description = "Health and readiness for operators (metrics are on their own listener, HEFFL_METRICS_BIND).")
     )
 )]
 pub struct ApiDoc;

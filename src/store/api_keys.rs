@@ -272,6 +272,8 @@ impl Store {
     ) -> Result<ApiKeyRecord, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         let id = insert_key(&mut tx, new, None).await?;
+        let issued = Invalidation::KeyIssued(*new.digest);
+        self.log_key_event(&mut tx, &issued).await?;
         record_audit(
             &mut tx,
             AuditEntry {
@@ -289,6 +291,7 @@ impl Store {
         .await?;
         let record = fetch_key(&mut *tx, new.workspace_id, &id).await?;
         tx.commit().await?;
+        self.forget(&issued);
         record.ok_or(sqlx::Error::RowNotFound)
     }
 
@@ -358,7 +361,10 @@ impl Store {
         reason: &str,
         client: &ClientInfo,
     ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_serial().await?;
+        // Waits for a roll of this key in flight, so the record read below shows its
+        // replacement: the answer matches the order in which the two took effect.
+        self.lock_key_row(&mut tx, workspace_id, key_id).await?;
         let changed = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
              WHERE workspace_id = $4 AND id = $5 AND revoked_at IS NULL",
@@ -408,15 +414,18 @@ impl Store {
         actor: &str,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_serial().await?;
+        // Decided on the key as it is once every earlier roll or revoke of it has committed.
+        self.lock_key_row(&mut tx, workspace_id, key_id).await?;
         let Some(old) = fetch_key(&mut *tx, workspace_id, key_id).await? else {
             return Ok(RollOutcome::NotFound);
         };
-        if old.status != KeyStatus::Active {
-            return Ok(RollOutcome::NotRollable(old.status));
-        }
+        // Before the status: a key rolled without grace has expired, yet it was rolled.
         if old.replaced_by.is_some() {
             return Ok(RollOutcome::AlreadyRolled);
+        }
+        if old.status != KeyStatus::Active {
+            return Ok(RollOutcome::NotRollable(old.status));
         }
         let new = NewApiKey {
             name: &old.name,
@@ -442,6 +451,8 @@ impl Store {
             .await?;
         let change = Invalidation::Key(key_id.to_owned());
         self.log_key_event(&mut tx, &change).await?;
+        let issued = Invalidation::KeyIssued(*replacement.digest);
+        self.log_key_event(&mut tx, &issued).await?;
         record_audit(
             &mut tx,
             AuditEntry {
@@ -459,6 +470,7 @@ impl Store {
         let old_record = fetch_key(&mut *tx, workspace_id, key_id).await?;
         tx.commit().await?;
         self.forget(&change);
+        self.forget(&issued);
         match (new_record, old_record) {
             (Some(new), Some(old)) => Ok(RollOutcome::Rolled {
                 new: Box::new(new),
@@ -466,6 +478,24 @@ impl Store {
             }),
             _ => Err(sqlx::Error::RowNotFound),
         }
+    }
+
+    /// On PostgreSQL, holds the key's row until the transaction ends; on SQLite the
+    /// transaction already holds the database's write lock (`begin_serial`).
+    async fn lock_key_row(
+        &self,
+        tx: &mut Tx<'_>,
+        workspace_id: &str,
+        key_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query("SELECT id FROM api_keys WHERE workspace_id = $1 AND id = $2 FOR UPDATE")
+                .bind(workspace_id)
+                .bind(key_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Revokes the active keys among `digests` (reported as leaked), each with an audit event.

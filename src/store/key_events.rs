@@ -4,6 +4,7 @@
 
 use super::{Backend, Store, Tx};
 use crate::key_cache::{Invalidation, KeyCache, Lookup};
+use crate::known_keys::KnownKeys;
 use crate::time::Timestamp;
 use crate::usage::Usage;
 use std::sync::Arc;
@@ -37,9 +38,30 @@ impl Store {
         Ok(())
     }
 
-    /// Drops cached verifications the committed change made stale, in this process.
+    /// Applies a committed change to this process: drops the cached verifications it made
+    /// stale, or notes a new key's digest.
+    pub fn apply_change(&self, change: &Invalidation) {
+        match change {
+            Invalidation::KeyIssued(digest) => self.known_keys.insert(digest),
+            _ => self.key_cache().invalidate(change),
+        }
+    }
+
     pub(super) fn forget(&self, change: &Invalidation) {
-        self.key_cache().invalidate(change);
+        self.apply_change(change);
+    }
+
+    pub fn known_keys(&self) -> &Arc<KnownKeys> {
+        &self.known_keys
+    }
+
+    /// Loads every key's digest into `known_keys` (when the change feed connects).
+    pub async fn load_known_keys(&self) -> Result<(), sqlx::Error> {
+        let digests: Vec<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM api_keys")
+            .fetch_all(self.pool())
+            .await?;
+        self.known_keys.load(digests.iter().map(Vec::as_slice));
+        Ok(())
     }
 
     pub fn key_cache(&self) -> &Arc<KeyCache> {
@@ -52,6 +74,7 @@ impl Store {
             return Ok((hit, true));
         }
         let epoch = self.key_cache.epoch();
+        self.key_cache.count_lookup();
         let lookup = match self.key_principal(digest).await? {
             Some(row) => Lookup::Found(Arc::new(row)),
             None => Lookup::Unknown,

@@ -21,6 +21,7 @@ pub use users::*;
 pub use workspaces::*;
 
 use crate::key_cache::KeyCache;
+use crate::known_keys::KnownKeys;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
@@ -78,6 +79,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     key_cache: Arc<KeyCache>,
+    known_keys: Arc<KnownKeys>,
     /// Kept for the PostgreSQL change listener, which needs a connection of its own.
     url: Arc<str>,
 }
@@ -121,6 +123,7 @@ impl Store {
             pool,
             backend,
             key_cache: Arc::new(KeyCache::disabled()),
+            known_keys: Arc::default(),
             url: Arc::from(url.as_str()),
         })
     }
@@ -173,6 +176,18 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A transaction that decides from what it reads, so it must hold the write lock from its
+    /// first statement. On SQLite a deferred transaction that reads and then writes cannot wait
+    /// for a concurrent writer (SQLITE_BUSY at once, whatever the busy timeout); BEGIN IMMEDIATE
+    /// takes the lock up front and waits its turn. PostgreSQL callers lock rows with
+    /// `lock_key_row` instead.
+    pub(crate) async fn begin_serial(&self) -> Result<Tx<'static>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     pub async fn close(&self) {

@@ -698,7 +698,7 @@ async fn expired_key_is_refused_listed_and_audited(app: TestApp) {
         &body,
         StatusCode::CONFLICT,
         "CONFLICT",
-        Some("not_active"),
+        Some("key_inactive"),
     );
     assert_eq!(key_count(&app).await, keys_before);
 }
@@ -969,7 +969,7 @@ async fn roll_is_refused_for_revoked_and_out_of_range(app: TestApp) {
         &body,
         StatusCode::CONFLICT,
         "CONFLICT",
-        Some("not_active"),
+        Some("key_inactive"),
     );
     let (status, body) = me_with_key(&app, &revoked.key).await;
     assert_unauthorized(status, &body, "revoked_api_key");
@@ -1063,9 +1063,20 @@ async fn roll_follows_key_permissions_and_keeps_the_user(app: TestApp) {
     }
     assert_eq!(key_count(&app).await, keys_before);
 
-    let (status, new) = roll(
+    // Only the creator rolls (SPEC §9): an admin gets 403, and the member's own roll keeps
+    // the key's user, scopes and limit.
+    let (status, body) = roll(
         &app,
         &admin,
+        &members_key.id,
+        Some(json!({ "expiresOldIn": 60 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(key_count(&app).await, keys_before);
+    let (status, new) = roll(
+        &app,
+        &member,
         &members_key.id,
         Some(json!({ "expiresOldIn": 60 })),
     )
@@ -1083,7 +1094,6 @@ async fn roll_follows_key_permissions_and_keeps_the_user(app: TestApp) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"]["id"], member.user_id.as_str());
     assert_eq!(body["user"]["role"], "member");
-    // The member sees the replacement as their own key.
     assert!(ids_of(&list_keys(&app, &member, "status=all").await).contains(new_id));
     let (status, page) = audit_page(&app, &owner, "limit=200").await;
     assert_eq!(status, StatusCode::OK);
@@ -1093,7 +1103,7 @@ async fn roll_follows_key_permissions_and_keeps_the_user(app: TestApp) {
         .iter()
         .find(|e| e["action"] == "api_key.rolled")
         .unwrap_or_else(|| panic!("no api_key.rolled: {page}"));
-    assert_eq!(event["actor"]["id"], admin.user_id.as_str());
+    assert_eq!(event["actor"]["id"], member.user_id.as_str());
 
     // Members may roll their own keys.
     let own = app.create_key(&member, "own").await;

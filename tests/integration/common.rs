@@ -3,7 +3,7 @@
 //! database) and a real server on a random port, and talks to it over real HTTP.
 
 use heffl_api::config::Config;
-use heffl_api::http::{serve_until, AppState};
+use heffl_api::http::{serve_metrics, serve_until, AppState};
 use heffl_api::store::{BootstrapOutcome, NewUser, PoolSettings, Store};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -143,11 +143,14 @@ pub async fn open_store(config: &Config) -> Store {
 pub struct TestApp {
     pub db: Db,
     pub base: String,
+    /// The metrics listener (HEFFL_METRICS_BIND), apart from the API's.
+    pub metrics_base: String,
     pub client: Client,
     pub store: Store,
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    metrics_server: tokio::task::JoinHandle<()>,
     // Last field: dropped after the server is stopped.
     _test_db: TestDb,
 }
@@ -186,6 +189,16 @@ impl TestApp {
         let state = AppState::new(open_store(&config).await, config.clone());
         // The server's own store handle: changes made through it drop the server's cache.
         let store = state.store.clone();
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind metrics");
+        let metrics_base = format!("http://{}", metrics_listener.local_addr().expect("addr"));
+        let metrics_server = tokio::spawn({
+            let state = state.clone();
+            async move {
+                let _ = serve_metrics(state, metrics_listener).await;
+            }
+        });
         let server = tokio::spawn(async move {
             let _ = serve_until(state, listener, async {
                 let _ = stop.await;
@@ -195,11 +208,13 @@ impl TestApp {
         Some(TestApp {
             db,
             base,
+            metrics_base,
             client: Client::new(),
             store,
             config,
             shutdown: Some(shutdown),
             server: Some(server),
+            metrics_server,
             _test_db: test_db,
         })
     }
@@ -344,6 +359,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        self.metrics_server.abort();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

@@ -13,4 +13,7 @@ mod process;
 mod process_harness;
 mod smoke;
 mod startup;
+mod trust_input;
+mod trust_roll;
+mod trust_throttle;
 mod verification;

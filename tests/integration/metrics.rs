@@ -1,8 +1,8 @@
-//! /metrics: Prometheus text with request, authentication, cache and pool metrics. The
-//! recorder is process-wide and tests run in parallel, so this checks that the series exist
-//! and move, not exact values.
+//! /metrics: Prometheus text with request, authentication, cache and pool metrics, served on
+//! its own listener (HEFFL_METRICS_BIND) only. The recorder is process-wide and tests run in
+//! parallel, so this checks that the series exist and move, not exact values.
 
-use crate::common::{Db, TestApp};
+use crate::common::{assert_error, parts, Db, TestApp};
 use reqwest::{Method, StatusCode};
 
 fn value_of(text: &str, series: &str) -> f64 {
@@ -14,7 +14,12 @@ fn value_of(text: &str, series: &str) -> f64 {
 }
 
 async fn scrape(app: &TestApp) -> String {
-    let response = app.send(Method::GET, "/metrics", None, None).await;
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.metrics_base))
+        .send()
+        .await
+        .expect("scrape");
     assert_eq!(response.status(), StatusCode::OK);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -60,4 +65,35 @@ async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
     assert!(after.contains("heffl_key_cache_live"));
     // The key itself never becomes a label.
     assert!(!after.contains(&key.key));
+}
+
+/// SPEC §9: anyone who can reach the API must not read its counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_listener_answers_metrics_with_the_json_404() {
+    let Some(app) = TestApp::start(Db::Sqlite).await else {
+        return;
+    };
+    for path in ["/metrics", "/metrics/", "/Metrics"] {
+        let (status, body) = parts(app.send(Method::GET, path, None, None).await).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    }
+}
+
+/// The metrics listener serves only /metrics; the rest is the JSON 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_serves_only_metrics() {
+    let Some(app) = TestApp::start(Db::Sqlite).await else {
+        return;
+    };
+    assert!(!scrape(&app).await.is_empty());
+    for path in ["/healthz", "/api/v1/me", "/app/v1/session", "/"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.metrics_base))
+            .send()
+            .await
+            .expect("request");
+        let (status, body) = parts(response).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    }
 }

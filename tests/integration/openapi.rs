@@ -44,7 +44,6 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/api/v1/credentials/revoke"),
     ("get", "/healthz"),
     ("get", "/readyz"),
-    ("get", "/metrics"),
 ];
 
 const METHODS: &[&str] = &[

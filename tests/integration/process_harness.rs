@@ -262,6 +262,8 @@ impl Deployment {
 pub struct Server {
     pub name: &'static str,
     pub port: u16,
+    /// Where this process serves /metrics (HEFFL_METRICS_BIND), when it does.
+    pub metrics_port: Option<u16>,
     pub client: Client,
     child: Child,
     pid: u32,
@@ -281,6 +283,18 @@ impl Server {
         let port = free_port();
         env.retain(|(k, _)| k != "HEFFL_BIND");
         env.push(("HEFFL_BIND".to_owned(), format!("127.0.0.1:{port}")));
+        // Each process its own metrics port: the default would collide between tests.
+        if !env.iter().any(|(k, _)| k == "HEFFL_METRICS_BIND") {
+            env.push((
+                "HEFFL_METRICS_BIND".to_owned(),
+                format!("127.0.0.1:{}", free_port()),
+            ));
+        }
+        let metrics_port = env
+            .iter()
+            .find(|(k, _)| k == "HEFFL_METRICS_BIND")
+            .and_then(|(_, v)| v.parse::<std::net::SocketAddr>().ok())
+            .map(|address| address.port());
         let mut child = command(dir, &env, args).spawn().expect("spawn heffl-api");
         let pid = child.id().expect("pid");
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -305,6 +319,7 @@ impl Server {
             child,
             pid,
             port,
+            metrics_port,
             base: format!("http://127.0.0.1:{port}"),
             client: Client::builder()
                 .timeout(Duration::from_secs(15))
@@ -510,7 +525,11 @@ impl Server {
     pub async fn metrics(&self) -> String {
         let response = self
             .client
-            .get(self.url("/metrics"))
+            .get(format!(
+                "http://127.0.0.1:{}/metrics",
+                self.metrics_port
+                    .expect("this server has no metrics listener")
+            ))
             .send()
             .await
             .expect("GET /metrics");

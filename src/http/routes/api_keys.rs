@@ -7,7 +7,7 @@ use crate::http::extract::{parse_json, Json, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::permissions::{can_revoke_key, sees_all_keys, Role};
+use crate::permissions::{can_revoke_key, can_roll_key, can_set_rate_limit, sees_all_keys, Role};
 use crate::scopes::ScopeSet;
 use crate::store::{
     ApiKeyRecord, ClientInfo, KeyFilter, KeyStatus, NewApiKey, RollOutcome, StatusFilter,
@@ -135,7 +135,7 @@ fn parse_expiry(issues: &mut Issues, body: &CreateKey, now: Timestamp) -> Option
         (status = 201, description = "The key record and, this once, `key`", body = CreatedKey),
         (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`, or `insufficient_permission` for a `rateLimitPerMinute` beyond the server's default from a member or viewer", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
@@ -149,11 +149,13 @@ pub async fn create(
     Path(workspace_id): Path<String>,
     Json(body): Json<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller_role(&state, &workspace_id, &session).await?;
+    let role = caller_role(&state, &workspace_id, &session).await?;
     let mut issues = Issues::default();
     let name = issues.required_text("name", body.name.as_deref(), MAX_KEY_NAME_CHARS);
+    let mut limit_in_range = true;
     if let Some(limit) = body.rate_limit_per_minute {
         if !(0..=MAX_RATE_LIMIT_PER_MINUTE).contains(&limit) {
+            limit_in_range = false;
             issues.add(
                 "rateLimitPerMinute",
                 format!("must be a whole number from 0 (no limit) to {MAX_RATE_LIMIT_PER_MINUTE}"),
@@ -170,6 +172,20 @@ pub async fn create(
     };
     let expires_at = parse_expiry(&mut issues, &body, Timestamp::now());
     issues.finish(())?;
+    let default_limit = state.config.rate_limit_per_minute;
+    if let Some(limit) = body.rate_limit_per_minute.filter(|_| limit_in_range) {
+        can_set_rate_limit(role, limit, default_limit).map_err(|_| {
+            let range = if default_limit == 0 {
+                "a limit of at least 1".to_owned()
+            } else {
+                format!("a limit from 1 to {default_limit} (the server's default)")
+            };
+            ApiError::forbidden(
+                "insufficient_permission",
+                format!("Only owners and admins can raise or remove a key's rate limit; set {range}, or leave rateLimitPerMinute out."),
+            )
+        })?;
+    }
     let key = ApiKey::generate(&state.config.key_env);
     let record = state
         .store
@@ -271,8 +287,8 @@ async fn visible_key(
     }
 }
 
-/// Revoking and rolling share a rule: managers any key, the others their own.
-async fn changeable_key(
+/// Managers may revoke any key, the others their own.
+async fn revocable_key(
     state: &AppState,
     session: &SessionUser,
     workspace_id: &str,
@@ -282,7 +298,7 @@ async fn changeable_key(
     can_revoke_key(role, &session.user.id, &record.created_by.id).map_err(|_| {
         ApiError::forbidden(
             "insufficient_permission",
-            "Only owners and admins can change other people's keys.",
+            "Only owners and admins can revoke other people's keys.",
         )
     })?;
     Ok(record)
@@ -340,7 +356,7 @@ pub async fn revoke(
     client: ClientInfo,
     Path((workspace_id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKeyRecord>, ApiError> {
-    changeable_key(&state, &session, &workspace_id, &key_id).await?;
+    revocable_key(&state, &session, &workspace_id, &key_id).await?;
     let revoked = state
         .store
         .revoke_api_key(
@@ -356,7 +372,8 @@ pub async fn revoke(
 }
 
 /// A new secret for the same key (name, scopes, limit, and the same user behind it); the old
-/// secret keeps working for `expiresOldIn` seconds so integrations can switch over.
+/// secret keeps working for `expiresOldIn` seconds so integrations can switch over. Only the
+/// key's creator may roll it: the new secret acts as them.
 #[utoipa::path(
     post,
     path = "/workspaces/{workspaceId}/api-keys/{keyId}/roll",
@@ -372,7 +389,7 @@ pub async fn revoke(
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
         (status = 404, description = "No such key visible to the caller", body = ErrorBody),
-        (status = 409, description = "`already_rolled` or `not_active`", body = ErrorBody),
+        (status = 409, description = "`already_rolled`, or `key_inactive` (revoked or expired)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -399,14 +416,20 @@ pub async fn roll(
             format!("must be a whole number of seconds from 0 to {MAX_ROLL_GRACE_SECS} (7 days)"),
         ));
     }
-    let old = changeable_key(&state, &session, &workspace_id, &key_id).await?;
+    let (_, old) = visible_key(&state, &session, &workspace_id, &key_id).await?;
+    can_roll_key(&session.user.id, &old.created_by.id).map_err(|_| {
+        ApiError::forbidden(
+            "insufficient_permission",
+            "only the key's creator can roll it; revoke it instead",
+        )
+    })?;
     let now = Timestamp::now();
     let key = ApiKey::generate(&state.config.key_env);
     let digest = key.digest();
     let replacement = NewApiKey {
         workspace_id: &workspace_id,
-        // The new secret acts as the same user as the old one, whoever rolls it.
-        created_by: &old.created_by.id,
+        // The roller is the creator (checked above): the new secret acts as them.
+        created_by: &session.user.id,
         name: &old.name,
         digest: digest.as_bytes(),
         hint: &key.hint(),
@@ -438,7 +461,7 @@ pub async fn roll(
             "This key was already rolled; roll its replacement instead.",
         )),
         RollOutcome::NotRollable(status) => Err(ApiError::conflict(
-            "not_active",
+            "key_inactive",
             match status {
                 KeyStatus::Expired => "This key has expired; create a new one instead.",
                 _ => "This key is revoked; create a new one instead.",

@@ -58,7 +58,6 @@ pub fn operations() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
-        .routes(routes!(operations::metrics))
         // People who type the bare address want the page.
         .route(
             "/",
