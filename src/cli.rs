@@ -1,5 +1,6 @@
 //! The operator commands. Each reads the same configuration as `serve`.
 
+use crate::api_key::{self, KeyEnv};
 use crate::config::{Cli, Command, Config, KeysCommand, UsersCommand};
 use crate::http::{self, AppState};
 use crate::password;
@@ -267,12 +268,34 @@ async fn users(config: &Config, command: UsersCommand) -> Result<(), CliError> {
 
 async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
     let store = open_store(config).await?;
-    let result = run_keys(&store, command).await;
+    let result = run_keys(&store, command, &config.key_env).await;
     store.close().await;
     result
 }
 
-async fn run_keys(store: &Store, command: KeysCommand) -> Result<(), CliError> {
+/// The id named by `key`: an id as given, or the id of the key whose secret `key` is. Only ids
+/// are ever echoed in messages; a secret, or anything that might be one, is not.
+async fn key_id_of(store: &Store, key: &str, key_env: &KeyEnv) -> Result<String, CliError> {
+    let looks_like_id = key.starts_with("key_")
+        && key.len() <= 64
+        && key[4..].chars().all(|c| c.is_ascii_alphanumeric());
+    if looks_like_id {
+        return Ok(key.to_owned());
+    }
+    let secret = api_key::parse(key.as_bytes(), key_env).map_err(|rejection| {
+        fail(format!(
+            "the argument is neither a key id (key_…) nor an API key: {}",
+            rejection.message(key_env)
+        ))
+    })?;
+    store
+        .key_id_by_digest(secret.digest().as_bytes())
+        .await
+        .map_err(|e| fail(format!("database error: {e}")))?
+        .ok_or_else(|| fail("no API key of this deployment has the given secret"))
+}
+
+async fn run_keys(store: &Store, command: KeysCommand, key_env: &KeyEnv) -> Result<(), CliError> {
     let db_error = |e: sqlx::Error| fail(format!("database error: {e}"));
     match command {
         KeysCommand::List { workspace } => {
@@ -303,10 +326,11 @@ async fn run_keys(store: &Store, command: KeysCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
-        KeysCommand::Revoke { key_id, reason } => {
+        KeysCommand::Revoke { key, reason } => {
             let mut issues = Issues::default();
             let reason = issues.required_text("--reason", Some(&reason), 100);
             validated(issues)?;
+            let key_id = key_id_of(store, &key, key_env).await?;
             let workspace = store
                 .workspace_of_key(&key_id)
                 .await

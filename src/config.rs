@@ -57,9 +57,11 @@ pub enum KeysCommand {
         #[arg(long)]
         workspace: String,
     },
-    /// Revoke a key by its id (key_...); idempotent.
+    /// Revoke a key by its id, or by its secret when that leaked; idempotent.
     Revoke {
-        key_id: String,
+        /// The key's id (key_…), or the whole secret (hk_…) of a leaked key. A secret is
+        /// never printed back; pass it with "$(cat file)" to keep it out of shell history.
+        key: String,
         /// Recorded as the revoke reason.
         #[arg(long, default_value = "operator")]
         reason: String,

@@ -40,6 +40,67 @@ pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let _ = metrics::set_global_recorder(recorder);
+        describe_metrics();
         handle
     })
+}
+
+/// Every series gets a `# HELP` line (a test checks that none is missing), and the build and
+/// the process describe themselves.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "heffl_http_requests_total",
+        "HTTP requests answered, by method, route template and status"
+    );
+    describe_histogram!(
+        "heffl_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by method and route template"
+    );
+    describe_counter!(
+        "heffl_api_key_auth_total",
+        "API-key authentications, by outcome (ok, or the error reason)"
+    );
+    describe_counter!(
+        "heffl_key_cache_total",
+        "Key verifications answered from the cache (hit) or the database (miss)"
+    );
+    describe_gauge!(
+        "heffl_key_cache_entries",
+        "Key verifications held in the cache"
+    );
+    describe_gauge!(
+        "heffl_key_cache_live",
+        "1 while the change feed keeps the cache current, 0 while the cache is bypassed"
+    );
+    describe_gauge!(
+        "heffl_db_pool_connections",
+        "Database pool connections, by state (idle, in_use)"
+    );
+    describe_gauge!(
+        "heffl_db_pool_max_connections",
+        "The pool's limit (HEFFL_DB_MAX_CONNECTIONS)"
+    );
+    describe_gauge!(
+        "heffl_build_info",
+        "Always 1; the labels say which version and git commit this process runs"
+    );
+    metrics::gauge!(
+        "heffl_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "git_commit" => env!("HEFFL_GIT_COMMIT"),
+    )
+    .set(1.0);
+    process_collector().describe();
+}
+
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Samples the process's memory, open files and CPU time; called at scrape time.
+pub fn sample_process_metrics() {
+    process_collector().collect();
 }

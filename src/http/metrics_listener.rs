@@ -60,6 +60,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         0.0
     });
+    crate::telemetry::sample_process_metrics();
     let handle = crate::telemetry::prometheus();
     handle.run_upkeep();
     (

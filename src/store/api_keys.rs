@@ -550,6 +550,14 @@ impl Store {
     }
 
     /// For the operator CLI, which knows a key id but maybe not its workspace.
+    /// The id of the key whose secret has this digest (an operator revoking a leaked secret).
+    pub async fn key_id_by_digest(&self, digest: &[u8; 32]) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM api_keys WHERE digest = $1")
+            .bind(digest.as_slice())
+            .fetch_optional(self.pool())
+            .await
+    }
+
     pub async fn workspace_of_key(&self, key_id: &str) -> Result<Option<String>, sqlx::Error> {
         sqlx::query_scalar("SELECT workspace_id FROM api_keys WHERE id = $1")
             .bind(key_id)

@@ -97,3 +97,58 @@ async fn the_metrics_listener_serves_only_metrics() {
         assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
     }
 }
+
+/// Every series has a `# HELP` line; the build and the process describe themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_series_is_described_with_build_and_process_metrics() {
+    let Some(app) = TestApp::start(Db::Sqlite).await else {
+        return;
+    };
+    let owner = app.bootstrap("Metrics", "owner@metrics.test").await;
+    let key = app.create_key(&owner, "metrics").await;
+    let response = app
+        .send_with_key(Method::GET, "/api/v1/me", &key.key, None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = scrape(&app).await;
+
+    let described: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let series: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(|name| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| described.contains(base))
+                .unwrap_or(name)
+        })
+        .collect();
+    let undescribed: Vec<_> = series.difference(&described).collect();
+    assert!(undescribed.is_empty(), "no # HELP for {undescribed:?}");
+
+    let build = text
+        .lines()
+        .find(|line| line.starts_with("heffl_build_info{"))
+        .unwrap_or_else(|| panic!("no heffl_build_info in {text}"));
+    assert!(
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{build}"
+    );
+    assert!(build.contains("git_commit=\""), "{build}");
+    for process in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(
+            text.lines().any(|line| line.starts_with(process)),
+            "no {process} in {text}"
+        );
+    }
+}

@@ -609,6 +609,38 @@ async fn keys_list_and_revoke_from_the_command_line(db: Db) {
         .await,
         1
     );
+
+    // A leaked secret can be revoked as it is, and is never printed back, whether it is known,
+    // unknown or mistyped.
+    let out = deployment.run(&["keys", "revoke", &second_key], None).await;
+    out.assert_success();
+    assert_eq!(out.json_line()["id"], second_id.as_str());
+    assert_eq!(out.json_line()["status"], "revoked");
+    assert!(!out.stdout.contains(&second_key[8..38]), "{}", out.stdout);
+    assert!(!out.stderr.contains(&second_key[8..38]), "{}", out.stderr);
+    let unknown = heffl_api::api_key::ApiKey::generate(&heffl_api::api_key::KeyEnv::default());
+    let mut mistyped = second_key.clone();
+    mistyped.pop();
+    mistyped.push(if second_key.ends_with('x') { 'y' } else { 'x' });
+    for secret in [unknown.expose_secret(), mistyped.as_str()] {
+        let out = deployment.run(&["keys", "revoke", secret], None).await;
+        out.assert_failure();
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+        assert!(
+            !out.stderr.contains(&secret[8..38]),
+            "a secret in the error: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        query_count(
+            &store,
+            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND id = $1",
+            &[other_id.as_str()]
+        )
+        .await,
+        1
+    );
     store.close().await;
 
     // A mistyped workspace id is an error, not an empty list.
