@@ -5,6 +5,8 @@ mod common;
 mod api_keys;
 mod beyond;
 mod dashboard;
+mod forward_auth;
+mod forward_auth_nginx;
 mod leads;
 mod metrics;
 mod openapi;
