@@ -25,6 +25,7 @@ fn nginx_binary() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|path| path.exists());
     if found.is_none() {
+        // The same switch as PostgreSQL's: CI=true (or HEFFL_REQUIRE_POSTGRES=1) means "fail".
         assert!(
             !postgres_required(),
             "nginx is required in CI (.ci/run installs Debian's package) but is not installed"
