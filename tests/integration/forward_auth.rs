@@ -113,6 +113,7 @@ async fn answers_who_the_key_acts_as_for_any_method(app: TestApp) {
     ];
     for path in [
         "/api/v1/verify",
+        "/api/v1/verify/",
         "/api/v1/verify/orders/42/items?page=2&x=%20",
     ] {
         for method in methods.clone() {

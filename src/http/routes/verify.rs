@@ -40,7 +40,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
     let (schemas, paths, methods) = routes!(get_verify, post_verify);
     let root = OpenApiRouter::new().routes((schemas, paths, methods.fallback(verify)));
     let (_, paths, methods) = routes!(get_verify_path, post_verify_path);
-    let mut tail = OpenApiRouter::new().route("/api/v1/verify/{*path}", methods.fallback(verify));
+    let methods = methods.fallback(verify);
+    // An empty tail too: Envoy's check for a request to `/` is `/api/v1/verify/`.
+    let mut tail = OpenApiRouter::new()
+        .route("/api/v1/verify/{*path}", methods.clone())
+        .route("/api/v1/verify/", methods);
     tail.get_openapi_mut().paths.paths.extend(paths.paths);
     root.merge(tail)
 }
