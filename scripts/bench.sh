@@ -6,6 +6,7 @@
 # at each connection count of BENCH_CONNS, BENCH_SECONDS of each scenario:
 #   healthz    GET /healthz
 #   valid      GET /api/v1/me with the key
+#   verify     GET /api/v1/verify with the key (forward auth, SPEC §13): should cost what valid does
 #   malformed  the same key with its last character changed (bad checksum: refused before any
 #              lookup, so the cache-miss counter must not move)
 #   unknown    a well-formed key with a valid checksum that no server issued
@@ -39,7 +40,7 @@ BENCH_PG_XACT="${BENCH_PG_XACT:-1}"
 BASE="http://127.0.0.1:$BENCH_PORT"
 SLICE=$((BENCH_SECONDS / BENCH_ROUNDS))
 ((SLICE >= 1)) || die "BENCH_SECONDS must be at least BENCH_ROUNDS"
-SCENARIOS=(healthz valid malformed unknown)
+SCENARIOS=(healthz valid verify malformed unknown)
 MISS='heffl_key_cache_total{result="miss"}'
 SLICES="$WORK/slices.tsv"
 NOTES="$WORK/notes.txt"
@@ -61,6 +62,7 @@ scenario_slice() {
     case "$scenario" in
     healthz) measure "$scenario" "$db" "$conns" "$round" "$BASE/healthz" ;;
     valid) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$VALID" ;;
+    verify) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/verify" "$VALID" ;;
     malformed) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$MALFORMED" ;;
     unknown) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$UNKNOWN" ;;
     esac
@@ -86,6 +88,7 @@ bench_database() {
     UNKNOWN="$(python3 "$BENCH_DIR/keys.py" one)"
     expect_status "$BASE/healthz" 200
     expect_status "$BASE/api/v1/me" 200 "$VALID"
+    expect_status "$BASE/api/v1/verify" 200 "$VALID"
     expect_status "$BASE/api/v1/me" 401 "$MALFORMED"
     grep -q malformed_api_key "$WORK/probe" || die "the malformed key was not refused as malformed"
     expect_status "$BASE/api/v1/me" 401 "$UNKNOWN"

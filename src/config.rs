@@ -249,6 +249,11 @@ pub struct Config {
     )]
     pub leak_reports_per_minute: u32,
 
+    /// Comma-separated scopes of other services (`service:action`) that keys may be created
+    /// with, for forward auth (SPEC §13). None by default.
+    #[arg(long, env = "HEFFL_EXTRA_SCOPES", value_name = "HEFFL_EXTRA_SCOPES", default_value = "", value_parser = parse_extra_scopes, global = true)]
+    pub extra_scopes: crate::scopes::ExtraScopes,
+
     /// How long to wait for in-flight requests at shutdown.
     #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,
@@ -294,6 +299,15 @@ fn parse_origin(text: &str) -> Result<String, String> {
         ));
     }
     Ok(origin.to_owned())
+}
+
+fn parse_extra_scopes(text: &str) -> Result<crate::scopes::ExtraScopes, String> {
+    let names = text
+        .split(',')
+        .filter(|entry| !entry.trim().is_empty())
+        .map(crate::scopes::parse_extra_scope)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::scopes::ExtraScopes::new(names))
 }
 
 #[cfg(test)]

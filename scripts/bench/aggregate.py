@@ -16,7 +16,7 @@ errors, cpu_ticks, quantile_file) and CLK_TCK as the second argument.
 import sys
 from collections import OrderedDict
 
-SCENARIOS = ["healthz", "valid", "malformed", "unknown", "miss"]
+SCENARIOS = ["healthz", "valid", "verify", "malformed", "unknown", "miss"]
 
 
 def pooled_percentile(samples, p):

@@ -226,13 +226,19 @@ impl PartialSchema for ScopeSet {
     fn schema() -> RefOr<Schema> {
         ArrayBuilder::new()
             .items(
+                // Not an enum: HEFFL_EXTRA_SCOPES adds other services' scopes at start-up.
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some(Scope::ALL.map(Scope::as_str))),
+                    .pattern(Some("^[a-z][a-z0-9_-]*:[a-z][a-z0-9_-]*$"))
+                    .examples([json!(Scope::LeadsRead.as_str())]),
             )
             .unique_items(true)
             .min_items(Some(1))
-            .description(Some("What the key may do, on top of its user's role."))
+            .description(Some(
+                "What the key may do, on top of its user's role: the built-in me:read, \
+                 leads:read, leads:write, and the deployment's extra scopes \
+                 (GET /app/v1/scopes lists them all).",
+            ))
             .into()
     }
 }

@@ -6,6 +6,8 @@ mod api_keys;
 mod beyond;
 mod dashboard;
 mod error_messages;
+mod forward_auth;
+mod forward_auth_nginx;
 mod leads;
 mod metrics;
 mod openapi;

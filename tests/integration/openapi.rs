@@ -42,6 +42,11 @@ const SERVED: &[(&str, &str)] = &[
     ("patch", "/api/v1/leads/{leadId}"),
     ("delete", "/api/v1/leads/{leadId}"),
     ("post", "/api/v1/credentials/revoke"),
+    ("get", "/api/v1/verify"),
+    ("post", "/api/v1/verify"),
+    ("get", "/api/v1/verify/{path}"),
+    ("post", "/api/v1/verify/{path}"),
+    ("get", "/app/v1/scopes"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
@@ -189,6 +194,7 @@ fn fill(path: &str) -> String {
         .replace("{keyId}", "key_0000000000000000000000")
         .replace("{userId}", "usr_0000000000000000000000")
         .replace("{leadId}", "ld_0000000000000000000000")
+        .replace("{path}", "any/original/path")
 }
 
 #[tokio::test]

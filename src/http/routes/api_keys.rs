@@ -162,7 +162,11 @@ pub async fn create(
             );
         }
     }
-    let scopes = match body.scopes.as_deref().map(ScopeSet::parse_list) {
+    let scopes = match body
+        .scopes
+        .as_deref()
+        .map(|names| ScopeSet::parse_list(names, &state.config.extra_scopes))
+    {
         None => ScopeSet::all(),
         Some(Ok(scopes)) => scopes,
         Some(Err(message)) => {

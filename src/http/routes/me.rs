@@ -53,20 +53,27 @@ pub struct MeApiKey {
 )]
 pub async fn me(principal: Principal) -> Result<Json<Me>, ApiError> {
     principal.require(Scope::MeRead)?;
-    Ok(Json(Me {
-        workspace: MeWorkspace {
-            id: principal.workspace_id,
-            name: principal.workspace_name,
-        },
-        user: MeUser {
-            id: principal.user.id,
-            email: principal.user.email,
-            name: principal.user.name,
-            role: principal.role,
-        },
-        api_key: MeApiKey {
-            id: principal.key_id,
-            name: principal.key_name,
-        },
-    }))
+    Ok(Json(Me::of(principal)))
+}
+
+impl Me {
+    /// Also the body of a forward-auth verify (routes/verify.rs), which adds the scopes.
+    pub fn of(principal: Principal) -> Me {
+        Me {
+            workspace: MeWorkspace {
+                id: principal.workspace_id,
+                name: principal.workspace_name,
+            },
+            user: MeUser {
+                id: principal.user.id,
+                email: principal.user.email,
+                name: principal.user.name,
+                role: principal.role,
+            },
+            api_key: MeApiKey {
+                id: principal.key_id,
+                name: principal.key_name,
+            },
+        }
+    }
 }

@@ -14,7 +14,9 @@ mod leads;
 mod me;
 mod members;
 mod operations;
+mod scopes;
 mod static_page;
+mod verify;
 mod workspaces;
 
 use super::AppState;
@@ -36,6 +38,7 @@ pub fn dashboard() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::revoke))
         .routes(routes!(api_keys::roll))
         .routes(routes!(audit::list))
+        .routes(routes!(scopes::list))
 }
 
 /// /api/v1 (full paths in the handlers' annotations): integrators, authenticated by
@@ -45,6 +48,7 @@ pub fn api(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(me::me))
         .routes(routes!(leads::list, leads::create))
         .routes(routes!(leads::get, leads::update, leads::delete))
+        .merge(verify::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             super::api_key_auth::require_api_key,

@@ -1,0 +1,59 @@
+//! The scopes a key may be created with here: the built-in ones and the deployment's
+//! `HEFFL_EXTRA_SCOPES`, for the page's create dialog.
+
+use crate::error::ApiError;
+use crate::http::extract::Json;
+use crate::http::openapi::ErrorBody;
+use crate::http::session_auth::SessionUser;
+use crate::http::AppState;
+use crate::scopes::Scope;
+use axum::extract::State;
+use serde::Serialize;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScopeList {
+    items: Vec<ScopeInfo>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeInfo {
+    name: String,
+    description: String,
+    /// false for the deployment's extra scopes (other services', for forward auth).
+    built_in: bool,
+}
+
+#[utoipa::path(
+    get,
+    path = "/scopes",
+    tag = "dashboard",
+    operation_id = "listScopes",
+    summary = "The scopes keys may be created with: built-in, then this deployment's extra ones",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every scope", body = ScopeList),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _session: SessionUser,
+) -> Result<Json<ScopeList>, ApiError> {
+    let built_in = Scope::ALL.iter().map(|scope| ScopeInfo {
+        name: scope.as_str().to_owned(),
+        description: scope.description().to_owned(),
+        built_in: true,
+    });
+    let extra = state.config.extra_scopes.iter().map(|name| ScopeInfo {
+        name: name.to_owned(),
+        description: "A scope of another service of this deployment, checked by its gateway."
+            .to_owned(),
+        built_in: false,
+    });
+    Ok(Json(ScopeList {
+        items: built_in.chain(extra).collect(),
+    }))
+}

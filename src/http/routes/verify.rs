@@ -1,0 +1,302 @@
+//! Forward auth (SPEC §13): a gateway (nginx `auth_request`, Traefik `forwardAuth`, Envoy
+//! `ext_authz`) asks whether a request with this key may pass, and learns who it acts as. It sits
+//! behind the same `x-api-key` middleware as every /api/v1 route, so failures, rate limits and
+//! usage are exactly theirs; this handler adds only `?scope=` and the identity headers.
+//!
+//! Any method: gateways send the original request's (Envoy always, nginx by default), and
+//! Envoy appends the original path, hence the `{*path}` twin. The body is never read.
+
+use super::me::Me;
+use crate::error::ApiError;
+use crate::http::openapi::ErrorBody;
+use crate::http::{AppState, Principal};
+use crate::scopes::{Scope, ScopeSet};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+static WORKSPACE_ID: HeaderName = HeaderName::from_static("x-heffl-workspace-id");
+static USER_ID: HeaderName = HeaderName::from_static("x-heffl-user-id");
+static USER_ROLE: HeaderName = HeaderName::from_static("x-heffl-user-role");
+static KEY_ID: HeaderName = HeaderName::from_static("x-heffl-key-id");
+static SCOPES: HeaderName = HeaderName::from_static("x-heffl-scopes");
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Verified<'a> {
+    #[serde(flatten)]
+    identity: Me,
+    /// Every scope the key has, the deployment's extra scopes included.
+    scopes: Vec<&'a str>,
+}
+
+/// Both paths, every method. The document names the tail `{path}`; axum needs a catch-all, so
+/// the second route is registered by hand with the documented operations.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let (schemas, paths, methods) = routes!(get_verify, post_verify);
+    let root = OpenApiRouter::new().routes((schemas, paths, methods.fallback(verify)));
+    let (_, paths, methods) = routes!(get_verify_path, post_verify_path);
+    let methods = methods.fallback(verify);
+    // An empty tail too: Envoy's check for a request to `/` is `/api/v1/verify/`.
+    let mut tail = OpenApiRouter::new()
+        .route("/api/v1/verify/{*path}", methods.clone())
+        .route("/api/v1/verify/", methods);
+    tail.get_openapi_mut().paths.paths.extend(paths.paths);
+    root.merge(tail)
+}
+
+/// What a successful verify answers; failures are those of any /api/v1 request.
+async fn verify(
+    State(state): State<AppState>,
+    mut principal: Principal,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    discard(body).await;
+    let required = required_scopes(&state, query.as_deref())?;
+    let missing: Vec<&str> = required
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !principal.scopes.contains_name(name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::forbidden(
+            "insufficient_scope",
+            format!(
+                "This API key lacks the {} scope; create a key with it in Settings > Developer.",
+                missing.join(" and ")
+            ),
+        ));
+    }
+    let key_scopes = std::mem::replace(&mut principal.scopes, ScopeSet::All);
+    let scopes = effective_scopes(&state, &key_scopes);
+    let headers = identity_headers(&principal, &scopes)?;
+    let body = Verified {
+        identity: Me::of(principal),
+        scopes,
+    };
+    let mut response = axum::Json(body).into_response();
+    let response_headers = response.headers_mut();
+    // Room for these and the RateLimit-* the middleware adds: no rehash on the hot path.
+    response_headers.reserve(headers.len() + 3);
+    for (name, value) in headers {
+        response_headers.insert(name, value);
+    }
+    Ok(response)
+}
+
+/// A caller that sends the original body (Envoy's `with_request_body`, Traefik's
+/// `forwardBody`) must get its connection back usable: unread bytes would make the server close
+/// it. The body is already capped at 1 MiB (body_limit.rs); a gateway sends none.
+async fn discard(mut body: Body) {
+    while let Some(Ok(_)) = body.frame().await {}
+}
+
+/// The `scope` parameters (repeatable); anything else in the query is the gateway's or the
+/// original request's and is ignored.
+fn required_scopes(state: &AppState, query: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let Some(query) = query else {
+        return Ok(Vec::new());
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|_| ApiError::validation("scope", "the query string could not be read"))?;
+    let required: Vec<String> = pairs
+        .into_iter()
+        .filter(|(name, _)| name == "scope")
+        .map(|(_, value)| value)
+        .collect();
+    let extras = &state.config.extra_scopes;
+    let unknown: Vec<&str> = required
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !extras.is_known(name))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::validation(
+            "scope",
+            format!(
+                "unknown scope(s) {}; valid scopes: {}",
+                unknown
+                    .iter()
+                    .map(|name| format!("'{name}'"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                extras.valid_list()
+            ),
+        ));
+    }
+    Ok(required)
+}
+
+/// A key made without scopes has them all: the deployment's extra scopes too.
+fn effective_scopes<'a>(state: &'a AppState, scopes: &'a ScopeSet) -> Vec<&'a str> {
+    match scopes {
+        ScopeSet::All => Scope::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .chain(state.config.extra_scopes.iter())
+            .collect(),
+        listed => listed.names(),
+    }
+}
+
+fn identity_headers(
+    principal: &Principal,
+    scopes: &[&str],
+) -> Result<[(HeaderName, HeaderValue); 5], ApiError> {
+    let value = |text: &str| {
+        HeaderValue::from_str(text)
+            .map_err(|_| ApiError::internal("an identity header value is not a valid header"))
+    };
+    Ok([
+        (WORKSPACE_ID.clone(), value(&principal.workspace_id)?),
+        (USER_ID.clone(), value(&principal.user.id)?),
+        (
+            USER_ROLE.clone(),
+            HeaderValue::from_static(principal.role.as_str()),
+        ),
+        (KEY_ID.clone(), value(&principal.key_id)?),
+        (SCOPES.clone(), value(&scopes.join(" "))?),
+    ])
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/verify",
+    tag = "api",
+    operation_id = "verifyKey",
+    summary = "Forward auth: may a request with this key pass? (any method)",
+    description = "For gateways (nginx auth_request, Traefik forwardAuth, Envoy ext_authz). \
+        Accepts every HTTP method; GET and POST are listed. The body is never read. \
+        A 200 carries the identity in the body and in the X-Heffl-* headers; every failure is \
+        exactly that of any /api/v1 request. See docs/forward-auth.md.",
+    security(("api_key" = [])),
+    params(
+        ("scope" = Option<Vec<String>>, Query, description = "A scope the key must have; repeatable"),
+    ),
+    responses(
+        (status = 200, description = "The key is valid and has every required scope", body = Verified,
+            headers(
+                ("X-Heffl-Workspace-Id" = String, description = "The key's workspace"),
+                ("X-Heffl-User-Id" = String, description = "The user the key acts as"),
+                ("X-Heffl-User-Role" = String, description = "That user's current role"),
+                ("X-Heffl-Key-Id" = String, description = "The key's id"),
+                ("X-Heffl-Scopes" = String, description = "The key's scopes, space-separated"),
+                ("RateLimit-Limit" = u32, description = "Requests per minute for this key"),
+                ("RateLimit-Remaining" = u32, description = "Left in this window"),
+                ("RateLimit-Reset" = u64, description = "Seconds until the window resets"),
+            )),
+        (status = 400, description = "A `scope` that is neither built-in nor in HEFFL_EXTRA_SCOPES", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
+        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+async fn get_verify(
+    state: State<AppState>,
+    principal: Principal,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    verify(state, principal, query, body).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/verify",
+    tag = "api",
+    operation_id = "verifyKeyPost",
+    summary = "Forward auth, as GET (any method is accepted)",
+    security(("api_key" = [])),
+    params(
+        ("scope" = Option<Vec<String>>, Query, description = "A scope the key must have; repeatable"),
+    ),
+    responses(
+        (status = 200, description = "As GET", body = Verified),
+        (status = 400, description = "Unknown `scope`", body = ErrorBody),
+        (status = 401, description = "As any /api/v1 request", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+async fn post_verify(
+    state: State<AppState>,
+    principal: Principal,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    verify(state, principal, query, body).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/verify/{path}",
+    tag = "api",
+    operation_id = "verifyKeyForPath",
+    summary = "Forward auth with the original path appended (Envoy's path_prefix); any method",
+    description = "The same as /api/v1/verify; the path after /verify/ (any number of segments) is ignored.",
+    security(("api_key" = [])),
+    params(
+        ("path" = String, Path, description = "The original request's path; ignored"),
+        ("scope" = Option<Vec<String>>, Query, description = "A scope the key must have; repeatable"),
+    ),
+    responses(
+        (status = 200, description = "As /api/v1/verify", body = Verified),
+        (status = 400, description = "Unknown `scope`", body = ErrorBody),
+        (status = 401, description = "As any /api/v1 request", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+async fn get_verify_path(
+    state: State<AppState>,
+    principal: Principal,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    verify(state, principal, query, body).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/verify/{path}",
+    tag = "api",
+    operation_id = "verifyKeyForPathPost",
+    summary = "Forward auth with the original path appended, as GET",
+    security(("api_key" = [])),
+    params(
+        ("path" = String, Path, description = "The original request's path; ignored"),
+        ("scope" = Option<Vec<String>>, Query, description = "A scope the key must have; repeatable"),
+    ),
+    responses(
+        (status = 200, description = "As /api/v1/verify", body = Verified),
+        (status = 400, description = "Unknown `scope`", body = ErrorBody),
+        (status = 401, description = "As any /api/v1 request", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+async fn post_verify_path(
+    state: State<AppState>,
+    principal: Principal,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    verify(state, principal, query, body).await
+}
