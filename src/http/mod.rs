@@ -5,12 +5,15 @@ mod api_key_auth;
 mod background;
 mod body_limit;
 mod client;
+mod connection;
 mod expiry_log;
 mod extract;
 mod json_errors;
 mod metrics;
 mod openapi;
+mod parse_errors;
 mod routes;
+mod server;
 mod session_auth;
 mod throttle;
 
@@ -25,7 +28,6 @@ use crate::usage::UsageRecorder;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use tower::ServiceBuilder;
@@ -184,15 +186,16 @@ pub async fn serve_until(
     let background = background::spawn(&state);
     let router = app(state.clone());
     let (shutdown_started_tx, shutdown_started_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
+    let server = server::serve_connections(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutdown signal received; finishing in-flight requests");
-        let _ = shutdown_started_tx.send(());
-    });
+        router,
+        server::Limits::from_config(&state.config),
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+            let _ = shutdown_started_tx.send(());
+        },
+    );
     let grace_deadline = async move {
         if shutdown_started_rx.await.is_ok() {
             tokio::time::sleep(grace).await;
@@ -201,7 +204,7 @@ pub async fn serve_until(
         }
     };
     let result = tokio::select! {
-        result = server => result,
+        () = server => Ok(()),
         () = grace_deadline => {
             tracing::warn!("requests still running after the shutdown grace period; exiting");
             Ok(())
