@@ -4,6 +4,7 @@ mod common;
 
 mod api_keys;
 mod beyond;
+mod crash_safety;
 mod dashboard;
 mod leads;
 mod metrics;
