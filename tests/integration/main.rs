@@ -10,6 +10,7 @@ mod leads;
 mod metrics;
 mod openapi;
 mod parse_errors;
+mod pg_restart;
 mod process;
 mod process_harness;
 mod slow_clients;
