@@ -207,3 +207,50 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker() -> Arc<Tracker> {
+        Tracker::new(Timeouts {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        })
+    }
+
+    /// Fresh connections are far from their deadlines: closing now means displaced.
+    fn displaced(tracker: &Tracker) -> bool {
+        tracker
+            .activity()
+            .must_close(&tracker.timeouts, tokio::time::Instant::now())
+    }
+
+    #[test]
+    fn the_longest_waiter_is_displaced_and_a_request_in_progress_never_is() {
+        let open = OpenConnections::default();
+        let busy = tracker();
+        let _in_flight = busy.request_started();
+        std::thread::sleep(Duration::from_millis(2));
+        let oldest_waiter = tracker();
+        std::thread::sleep(Duration::from_millis(2));
+        let newest_waiter = tracker();
+        for (id, tracker) in [&busy, &oldest_waiter, &newest_waiter]
+            .into_iter()
+            .enumerate()
+        {
+            open.insert(id as u64, Arc::clone(tracker));
+        }
+
+        open.displace_longest_waiting();
+        assert!(displaced(&oldest_waiter));
+        assert!(!displaced(&newest_waiter));
+        open.displace_longest_waiting();
+        assert!(displaced(&newest_waiter));
+        // Only the busy one is left, and it is not touched.
+        open.displace_longest_waiting();
+        assert!(!busy
+            .activity()
+            .must_close(&busy.timeouts, tokio::time::Instant::now()));
+    }
+}
