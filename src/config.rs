@@ -253,6 +253,19 @@ pub struct Config {
     /// with, for forward auth (SPEC §13). None by default.
     #[arg(long, env = "HEFFL_EXTRA_SCOPES", value_name = "HEFFL_EXTRA_SCOPES", default_value = "", value_parser = parse_extra_scopes, global = true)]
     pub extra_scopes: crate::scopes::ExtraScopes,
+    /// A connection must send complete request headers within this long of opening (or of its
+    /// first byte after an idle spell), or it is closed.
+    #[arg(long, env = "HEFFL_HEADER_READ_TIMEOUT", value_name = "HEFFL_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub header_read_timeout: Duration,
+
+    /// A keep-alive connection with no request for this long is closed.
+    #[arg(long, env = "HEFFL_IDLE_TIMEOUT", value_name = "HEFFL_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub idle_timeout: Duration,
+
+    /// Most client connections open at once; past it, a newcomer displaces the connection that
+    /// has waited longest without a request in progress.
+    #[arg(long, env = "HEFFL_MAX_CONNECTIONS", value_name = "HEFFL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
 
     /// How long to wait for in-flight requests at shutdown.
     #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]

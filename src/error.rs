@@ -188,7 +188,7 @@ impl ApiError {
         }
     }
 
-    fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let details = match self {
             ApiError::Validation(issues) => json!({ "issues": issues }),
             _ => match self.reason() {

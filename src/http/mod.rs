@@ -6,13 +6,16 @@ mod auth_throttle;
 mod background;
 mod body_limit;
 mod client;
+mod connection;
 mod expiry_log;
 mod extract;
 mod json_errors;
 mod metrics;
 mod metrics_listener;
 mod openapi;
+mod parse_errors;
 mod routes;
+mod server;
 mod session_auth;
 mod throttle;
 
@@ -28,7 +31,6 @@ use crate::usage::UsageRecorder;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use tower::ServiceBuilder;
@@ -187,15 +189,16 @@ pub async fn serve_until(
     let background = background::spawn(&state);
     let router = app(state.clone());
     let (shutdown_started_tx, shutdown_started_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
+    let server = server::serve_connections(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutdown signal received; finishing in-flight requests");
-        let _ = shutdown_started_tx.send(());
-    });
+        router,
+        server::Limits::from_config(&state.config),
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+            let _ = shutdown_started_tx.send(());
+        },
+    );
     let grace_deadline = async move {
         if shutdown_started_rx.await.is_ok() {
             tokio::time::sleep(grace).await;
@@ -204,7 +207,7 @@ pub async fn serve_until(
         }
     };
     let result = tokio::select! {
-        result = server => result,
+        () = server => Ok(()),
         () = grace_deadline => {
             tracing::warn!("requests still running after the shutdown grace period; exiting");
             Ok(())
@@ -214,25 +217,37 @@ pub async fn serve_until(
     result
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// SIGINT or SIGTERM. The handlers are installed here, when this is called, not when the
+/// future is first polled: a signal that arrives between the first answered request and that
+/// poll would otherwise kill the process with its default action, mid-request.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
+                match stream {
+                    Some(mut stream) => {
+                        stream.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {}
+                () = wait(terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

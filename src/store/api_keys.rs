@@ -453,6 +453,25 @@ impl Store {
         self.log_key_event(&mut tx, &change).await?;
         let issued = Invalidation::KeyIssued(*replacement.digest);
         self.log_key_event(&mut tx, &issued).await?;
+        // The replacement is a key like any other: its history starts with its creation.
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor: Actor::User(actor),
+                action: "api_key.created",
+                target_type: "api_key",
+                target_id: &new_id,
+                details: Some(json!({
+                    "name": new.name,
+                    "scopes": new.scopes,
+                    "expiresAt": new.expires_at,
+                    "rolledFrom": key_id,
+                })),
+            },
+            client,
+        )
+        .await?;
         record_audit(
             &mut tx,
             AuditEntry {

@@ -413,6 +413,15 @@ impl Server {
         (status, self.stderr_text())
     }
 
+    /// SIGKILL: the process gets no chance to finish a request, flush usage or close anything.
+    pub async fn sigkill(&mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        tokio::time::timeout(EXIT_DEADLINE, self.child.wait())
+            .await
+            .expect("exit after SIGKILL")
+            .expect("wait");
+    }
+
     /// SIGTERM, then the exit status and the whole of stderr.
     pub async fn stop(&mut self) -> (ExitStatus, String) {
         self.sigterm().await;

@@ -1,0 +1,290 @@
+//! One client connection's clock: when it must have sent complete request headers, when its
+//! keep-alive idleness ends it, and whether it may be displaced to make room for a newcomer.
+//! `Activity` is the pure rule; `Tracker` shares it between the socket wrapper (`TrackedIo`,
+//! which sees bytes arrive), the service (which sees requests start and finish) and the task
+//! that drives the connection (which closes it when the deadline passes).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub header_read: Duration,
+    pub idle: Duration,
+}
+
+/// What a connection is doing, as far as its deadline is concerned.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    in_flight: u32,
+    served_any: bool,
+    /// When the connection last had nothing to do: opened, or its last response was ready.
+    free_since: Instant,
+    /// The first byte of the next request head, read while the connection was free.
+    head_started: Option<Instant>,
+    displaced: bool,
+}
+
+impl Activity {
+    pub fn new(now: Instant) -> Activity {
+        Activity {
+            in_flight: 0,
+            served_any: false,
+            free_since: now,
+            head_started: None,
+            displaced: false,
+        }
+    }
+
+    /// Returns whether the deadline moved.
+    pub fn bytes_read(&mut self, now: Instant) -> bool {
+        if self.in_flight == 0 && self.head_started.is_none() {
+            self.head_started = Some(now);
+            return true;
+        }
+        false
+    }
+
+    pub fn request_started(&mut self) {
+        self.in_flight += 1;
+        self.served_any = true;
+        self.head_started = None;
+    }
+
+    /// Returns whether the connection became free (and its deadline moved).
+    pub fn request_finished(&mut self, now: Instant) -> bool {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight == 0 {
+            self.free_since = now;
+            return true;
+        }
+        false
+    }
+
+    /// When the connection is to be closed; `None` while a request is in progress (the request
+    /// timeout bounds that).
+    pub fn deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
+        if self.in_flight > 0 {
+            None
+        } else if !self.served_any {
+            // A new connection owes its first request's headers from the moment it opened.
+            Some(self.free_since + timeouts.header_read)
+        } else if let Some(started) = self.head_started {
+            Some(started + timeouts.header_read)
+        } else {
+            Some(self.free_since + timeouts.idle)
+        }
+    }
+
+    pub fn must_close(&self, timeouts: &Timeouts, now: Instant) -> bool {
+        self.displaced
+            || self
+                .deadline(timeouts)
+                .is_some_and(|deadline| now >= deadline)
+    }
+
+    /// Since when the connection has been waiting for (the rest of) a request; `None` while it
+    /// is serving one or already displaced. The longest waiter is the one to displace.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        (self.in_flight == 0 && !self.displaced).then_some(self.free_since)
+    }
+
+    pub fn displace(&mut self) {
+        self.displaced = true;
+    }
+}
+
+/// `Activity` shared by the parts of one connection, with a wake-up for its driving task
+/// whenever the deadline may have moved.
+#[derive(Debug)]
+pub struct Tracker {
+    activity: Mutex<Activity>,
+    pub changed: Notify,
+    pub timeouts: Timeouts,
+}
+
+impl Tracker {
+    pub fn new(timeouts: Timeouts) -> Arc<Tracker> {
+        Arc::new(Tracker {
+            activity: Mutex::new(Activity::new(Instant::now())),
+            changed: Notify::new(),
+            timeouts,
+        })
+    }
+
+    pub fn activity(&self) -> MutexGuard<'_, Activity> {
+        // The lock guards plain data, so a poisoned one is still consistent.
+        self.activity
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn bytes_read(&self) {
+        if self.activity().bytes_read(Instant::now()) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Marks a request as in progress until the returned guard is dropped.
+    pub fn request_started(self: &Arc<Self>) -> InFlight {
+        self.activity().request_started();
+        InFlight(Arc::clone(self))
+    }
+
+    pub fn displace(&self) {
+        self.activity().displace();
+        self.changed.notify_one();
+    }
+}
+
+pub struct InFlight(Arc<Tracker>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.activity().request_finished(Instant::now()) {
+            self.0.changed.notify_one();
+        }
+    }
+}
+
+/// The socket as hyper sees it: reads tell the tracker that a request head has begun, and
+/// hyper's own bodiless parse-error answers are rewritten with a JSON body on their way out.
+pub struct TrackedIo<T> {
+    inner: T,
+    tracker: Arc<Tracker>,
+    /// A replacement being written instead of what hyper handed over, and how much is out.
+    replacing: Option<(Vec<u8>, usize)>,
+}
+
+impl<T> TrackedIo<T> {
+    pub fn new(inner: T, tracker: Arc<Tracker>) -> TrackedIo<T> {
+        TrackedIo {
+            inner,
+            tracker,
+            replacing: None,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.tracker.bytes_read();
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.replacing.is_none() {
+            match super::parse_errors::json_replacement(buf) {
+                Some(replacement) => self.replacing = Some((replacement, 0)),
+                None => return Pin::new(&mut self.inner).poll_write(cx, buf),
+            }
+        }
+        // hyper offers the same bytes again after Pending, so `buf` counts as written only once
+        // the whole replacement is out.
+        let this = &mut *self;
+        while let Some((bytes, written)) = this.replacing.as_mut() {
+            if *written == bytes.len() {
+                this.replacing = None;
+                return Poll::Ready(Ok(buf.len()));
+            }
+            match Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                other => return other,
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        header_read: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn a_new_connection_owes_its_headers_from_the_start() {
+        let start = Instant::now();
+        let mut a = Activity::new(start);
+        assert_eq!(a.deadline(&T), Some(start + T.header_read));
+        // Trickling bytes does not move the deadline.
+        a.bytes_read(start + Duration::from_secs(1));
+        a.bytes_read(start + Duration::from_secs(9));
+        assert_eq!(a.deadline(&T), Some(start + T.header_read));
+        assert!(!a.must_close(&T, start + Duration::from_secs(9)));
+        assert!(a.must_close(&T, start + T.header_read));
+    }
+
+    #[test]
+    fn a_request_in_progress_has_no_deadline_and_then_idleness_counts() {
+        let start = Instant::now();
+        let mut a = Activity::new(start);
+        a.bytes_read(start);
+        a.request_started();
+        assert_eq!(a.deadline(&T), None);
+        assert!(!a.must_close(&T, start + Duration::from_secs(3600)));
+        let done = start + Duration::from_secs(5);
+        a.request_finished(done);
+        assert_eq!(a.deadline(&T), Some(done + T.idle));
+        // The next request's first byte starts its header clock.
+        let next = done + Duration::from_secs(30);
+        a.bytes_read(next);
+        assert_eq!(a.deadline(&T), Some(next + T.header_read));
+    }
+
+    #[test]
+    fn pipelined_requests_keep_the_connection_busy_until_the_last() {
+        let start = Instant::now();
+        let mut a = Activity::new(start);
+        a.request_started();
+        a.request_started();
+        assert!(!a.request_finished(start));
+        assert_eq!(a.deadline(&T), None);
+        assert!(a.request_finished(start));
+        assert!(a.deadline(&T).is_some());
+    }
+
+    #[test]
+    fn displaced_connections_close_and_are_not_chosen_twice() {
+        let start = Instant::now();
+        let mut a = Activity::new(start);
+        assert_eq!(a.waiting_since(), Some(start));
+        a.displace();
+        assert!(a.must_close(&T, start));
+        assert_eq!(a.waiting_since(), None);
+        let mut busy = Activity::new(start);
+        busy.request_started();
+        assert_eq!(busy.waiting_since(), None);
+    }
+}

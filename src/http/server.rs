@@ -1,0 +1,256 @@
+//! The accept loop for the API listener: hyper's HTTP/1 connections with the slow-client rules
+//! of SPEC §9 (header-read and idle timeouts, a connection cap) and graceful shutdown.
+//!
+//! At the cap, a newcomer is not turned away while some connection merely waits: the one that
+//! has waited longest without a request in progress (half-open, trickling headers or idle
+//! keep-alive) is closed to make room. A flood of half-open connections from one address
+//! therefore displaces itself, and a new client's request is still served. Only when every
+//! connection is serving a request does the newcomer wait, in the listen backlog, for one to
+//! finish.
+
+use super::connection::{InFlight, Timeouts, TrackedIo, Tracker};
+use crate::config::Config;
+use axum::extract::ConnectInfo;
+use axum::response::Response;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// How often a newcomer waiting at the cap looks again for a connection to displace.
+const DISPLACE_RETRY: Duration = Duration::from_millis(100);
+/// A failed accept (out of file descriptors, say) is retried after this pause, not in a spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeouts: Timeouts,
+    pub max_connections: usize,
+}
+
+impl Limits {
+    pub fn from_config(config: &Config) -> Limits {
+        Limits {
+            timeouts: Timeouts {
+                header_read: config.header_read_timeout,
+                idle: config.idle_timeout,
+            },
+            max_connections: config.max_connections as usize,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and returns
+/// once the open connections have finished their requests.
+pub async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(OpenConnections::default());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // Our own clock (`connection.rs`) enforces the header deadline: hyper's would also run
+    // between keep-alive requests, cutting idle connections at the header timeout.
+    http.timer(TokioTimer::new()).header_read_timeout(None);
+    let mut next_id = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        let permit = loop {
+            if let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
+                break Some(permit);
+            }
+            open.displace_longest_waiting();
+            tokio::select! {
+                () = &mut shutdown => break None,
+                permit = Arc::clone(&permits).acquire_owned() => break permit.ok(),
+                () = tokio::time::sleep(DISPLACE_RETRY) => {}
+            }
+        };
+        let Some(permit) = permit else { break };
+
+        let tracker = Tracker::new(limits.timeouts);
+        let id = next_id;
+        next_id += 1;
+        open.insert(id, Arc::clone(&tracker));
+        let service = ConnectionService {
+            router: router.clone(),
+            peer,
+            tracker: Arc::clone(&tracker),
+        };
+        let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&tracker)));
+        let connection = graceful.watch(http.serve_connection(io, service));
+        let open = Arc::clone(&open);
+        tokio::spawn(async move {
+            drive(connection, &tracker).await;
+            open.remove(id);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Runs the connection until it ends or its clock says to close it; dropping it closes the
+/// socket.
+async fn drive<C, E>(connection: C, tracker: &Tracker)
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    loop {
+        let deadline = {
+            let activity = tracker.activity();
+            if activity.must_close(&tracker.timeouts, tokio::time::Instant::now()) {
+                tracing::debug!("closing a slow, idle or displaced connection");
+                return;
+            }
+            activity.deadline(&tracker.timeouts)
+        };
+        let timer = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = &mut connection => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            () = timer => {}
+            () = tracker.changed.notified() => {}
+        }
+    }
+}
+
+/// The open connections' clocks, so that a newcomer at the cap can displace the longest waiter.
+#[derive(Default)]
+struct OpenConnections(Mutex<HashMap<u64, Arc<Tracker>>>);
+
+impl OpenConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Tracker>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn insert(&self, id: u64, tracker: Arc<Tracker>) {
+        self.lock().insert(id, tracker);
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    fn displace_longest_waiting(&self) {
+        let open = self.lock();
+        let longest = open
+            .values()
+            .filter_map(|tracker| Some((tracker.activity().waiting_since()?, tracker)))
+            .min_by_key(|(since, _)| *since);
+        if let Some((_, tracker)) = longest {
+            tracker.displace();
+        }
+    }
+}
+
+/// The router as one connection's hyper service: it carries the peer address (the
+/// `ConnectInfo` handlers read) and tells the connection's clock when requests run.
+#[derive(Clone)]
+struct ConnectionService {
+    router: Router,
+    peer: SocketAddr,
+    tracker: Arc<Tracker>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let in_flight: InFlight = self.tracker.request_started();
+        let response = self.router.clone().oneshot(request);
+        Box::pin(async move {
+            let response = response.await;
+            drop(in_flight);
+            response
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker() -> Arc<Tracker> {
+        Tracker::new(Timeouts {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        })
+    }
+
+    /// Fresh connections are far from their deadlines: closing now means displaced.
+    fn displaced(tracker: &Tracker) -> bool {
+        tracker
+            .activity()
+            .must_close(&tracker.timeouts, tokio::time::Instant::now())
+    }
+
+    #[test]
+    fn the_longest_waiter_is_displaced_and_a_request_in_progress_never_is() {
+        let open = OpenConnections::default();
+        let busy = tracker();
+        let _in_flight = busy.request_started();
+        std::thread::sleep(Duration::from_millis(2));
+        let oldest_waiter = tracker();
+        std::thread::sleep(Duration::from_millis(2));
+        let newest_waiter = tracker();
+        for (id, tracker) in [&busy, &oldest_waiter, &newest_waiter]
+            .into_iter()
+            .enumerate()
+        {
+            open.insert(id as u64, Arc::clone(tracker));
+        }
+
+        open.displace_longest_waiting();
+        assert!(displaced(&oldest_waiter));
+        assert!(!displaced(&newest_waiter));
+        open.displace_longest_waiting();
+        assert!(displaced(&newest_waiter));
+        // Only the busy one is left, and it is not touched.
+        open.displace_longest_waiting();
+        assert!(!busy
+            .activity()
+            .must_close(&busy.timeouts, tokio::time::Instant::now()));
+    }
+}
