@@ -2,9 +2,11 @@
 
 mod common;
 
+mod accounts;
 mod api_keys;
 mod beyond;
 mod dashboard;
+mod invitations;
 mod leads;
 mod metrics;
 mod openapi;
