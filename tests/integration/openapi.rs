@@ -198,6 +198,7 @@ fn fill(path: &str) -> String {
         .replace("{keyId}", "key_0000000000000000000000")
         .replace("{userId}", "usr_0000000000000000000000")
         .replace("{leadId}", "ld_0000000000000000000000")
+        .replace("{invitationId}", "inv_0000000000000000000000")
 }
 
 #[tokio::test]
