@@ -10,6 +10,7 @@ mod invitations;
 mod leads;
 mod metrics;
 mod openapi;
+mod operators;
 mod process;
 mod process_harness;
 mod smoke;
