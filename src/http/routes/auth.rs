@@ -66,7 +66,7 @@ fn record_failed_login(state: &AppState, user_id: String, client: ClientInfo) {
         (status = 401, description = "`invalid_credentials` or `account_disabled`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "Too many attempts for this email or address", body = ErrorBody),
+        (status = 429, description = "`login_throttled`: too many attempts for this email from this address, or from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
