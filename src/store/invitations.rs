@@ -70,7 +70,8 @@ const INVITATION_COLUMNS: &str =
      u.name AS inviter_name, i.created_at, i.expires_at \
      FROM invitations i JOIN users u ON u.id = i.invited_by";
 
-const PENDING: &str = "i.accepted_at IS NULL AND i.cancelled_at IS NULL AND i.expires_at > $";
+/// Not accepted, not cancelled, not expired; every query binds the current time as `$2`.
+const PENDING_AT_2: &str = "i.accepted_at IS NULL AND i.cancelled_at IS NULL AND i.expires_at > $2";
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkspaceRef {
@@ -288,7 +289,7 @@ impl Store {
         workspace_id: &str,
     ) -> Result<Vec<Invitation>, sqlx::Error> {
         let rows: Vec<InvitationRow> = sqlx::query_as(&format!(
-            "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND {PENDING}2 \
+            "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND {PENDING_AT_2} \
              ORDER BY i.created_at DESC, i.id"
         ))
         .bind(workspace_id)
@@ -307,7 +308,7 @@ impl Store {
     ) -> Result<CancelOutcome, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         let role: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {PENDING}2"
+            "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {PENDING_AT_2}"
         ))
         .bind(workspace_id)
         .bind(Timestamp::now())
@@ -358,7 +359,7 @@ impl Store {
              u.name AS inviter_name, i.expires_at \
              FROM invitations i JOIN workspaces w ON w.id = i.workspace_id \
              JOIN users u ON u.id = i.invited_by \
-             WHERE i.token_digest = $1 AND {PENDING}2"
+             WHERE i.token_digest = $1 AND {PENDING_AT_2}"
         ))
         .bind(token_digest.as_slice())
         .bind(Timestamp::now())
@@ -382,7 +383,7 @@ impl Store {
         token_digest: &[u8; 32],
     ) -> Result<Option<String>, sqlx::Error> {
         sqlx::query_scalar(&format!(
-            "SELECT i.email FROM invitations i WHERE i.token_digest = $1 AND {PENDING}2"
+            "SELECT i.email FROM invitations i WHERE i.token_digest = $1 AND {PENDING_AT_2}"
         ))
         .bind(token_digest.as_slice())
         .bind(Timestamp::now())
