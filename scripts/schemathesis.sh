@@ -81,8 +81,11 @@ bearer="Authorization: Bearer $token"
 workspace_id="$(call GET /app/v1/session "$bearer" | python3 -c 'import json, sys; print(json.load(sys.stdin)["workspaces"][0]["id"])')"
 api_key="$(call POST "/app/v1/workspaces/$workspace_id/api-keys" "$bearer" '{"name": "schemathesis"}' | json_field key)"
 spare_key_id="$(call POST "/app/v1/workspaces/$workspace_id/api-keys" "$bearer" '{"name": "to revoke and roll"}' | json_field id)"
-member_id="$(call POST "/app/v1/workspaces/$workspace_id/members" "$bearer" \
-  '{"email": "member@schemathesis.example", "role": "member", "password": "correct horse battery"}' | json_field userId)"
+invitation_token="$(call POST "/app/v1/workspaces/$workspace_id/invitations" "$bearer" \
+  '{"email": "member@schemathesis.example", "role": "member"}' | json_field token)"
+member_id="$(call POST /app/v1/invitations/accept 'Accept: application/json' \
+  "{\"token\": \"$invitation_token\", \"name\": \"Member\", \"password\": \"correct horse battery\"}" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["user"]["id"])')"
 lead_ids=()
 for n in 1 2 3; do
   lead_ids+=("$(call POST /api/v1/leads "x-api-key: $api_key" "{\"name\": \"Lead $n\", \"email\": \"lead$n@example.com\"}" | json_field id)")

@@ -1,11 +1,15 @@
 //! The operator commands. Each reads the same configuration as `serve`.
 
 use crate::api_key::{self, KeyEnv};
-use crate::config::{Cli, Command, Config, KeysCommand, UsersCommand};
+use crate::config::{
+    Cli, Command, Config, KeysCommand, MembersCommand, UsersCommand, WorkspacesCommand,
+};
 use crate::http::{self, AppState};
 use crate::password;
+use crate::permissions::Role;
 use crate::store::{
-    BootstrapOutcome, ClientInfo, KeyFilter, NewUser, PoolSettings, StatusFilter, Store,
+    Actor, BootstrapOutcome, ClientInfo, KeyFilter, MemberActor, MemberChange, NewUser,
+    PasswordChange, PoolSettings, StatusFilter, Store,
 };
 use crate::validate::Issues;
 use std::io::Read;
@@ -49,6 +53,8 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         } => bootstrap(&config, &workspace, &email, name.as_deref(), password_stdin).await,
         Command::Users { command } => users(&config, command).await,
         Command::Keys { command } => keys(&config, command).await,
+        Command::Workspaces { command } => workspaces(&config, command).await,
+        Command::Members { command } => members(&config, command).await,
     }
 }
 
@@ -193,19 +199,7 @@ async fn bootstrap(
         .email("--email", Some(email), true)
         .unwrap_or_default();
     let name = issues.optional_text("--name", name, 100);
-    let (password, generated) = if password_stdin {
-        let mut input = String::new();
-        std::io::stdin()
-            .read_to_string(&mut input)
-            .map_err(|e| fail(format!("cannot read the password from stdin: {e}")))?;
-        let input = input.trim_end_matches(['\r', '\n']);
-        (
-            issues.password("password", Some(input)).unwrap_or_default(),
-            false,
-        )
-    } else {
-        (password::generate(), true)
-    };
+    let (password, generated) = read_or_generate_password(&mut issues, password_stdin)?;
     validated(issues)?;
     let store = open_store(config).await?;
     let hash = password::hash(password.clone())
@@ -224,7 +218,7 @@ async fn bootstrap(
     store.close().await;
     match outcome {
         BootstrapOutcome::EmailTaken => Err(fail(format!(
-            "a user with the email {email} already exists; sign in as them and create the workspace from the dashboard"
+            "a user with the email {email} already exists; sign in as them and create the workspace from the dashboard (lost password: heffl-api users set-password --email {email})"
         ))),
         BootstrapOutcome::Created { workspace, user } => {
             let mut line = serde_json::json!({ "workspaceId": workspace.id, "userId": user.id });
@@ -237,33 +231,204 @@ async fn bootstrap(
     }
 }
 
+/// The password from stdin (`--password-stdin`), else a generated one; `true` when generated.
+fn read_or_generate_password(
+    issues: &mut Issues,
+    password_stdin: bool,
+) -> Result<(String, bool), CliError> {
+    if !password_stdin {
+        return Ok((password::generate(), true));
+    }
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| fail(format!("cannot read the password from stdin: {e}")))?;
+    let input = input.trim_end_matches(['\r', '\n']);
+    Ok((
+        issues.password("password", Some(input)).unwrap_or_default(),
+        false,
+    ))
+}
+
+fn db_error(e: sqlx::Error) -> CliError {
+    fail(format!("database error: {e}"))
+}
+
+/// Who runs the command, as far as the environment says; recorded as the audit actor.
+fn operator_name() -> Option<String> {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
+        .map(|name| name.chars().filter(|c| !c.is_control()).take(64).collect())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let line = serde_json::to_string(value).map_err(|e| fail(e.to_string()))?;
+    println!("{line}");
+    Ok(())
+}
+
 async fn users(config: &Config, command: UsersCommand) -> Result<(), CliError> {
-    let (email, disable) = match &command {
-        UsersCommand::Disable { email } => (email, true),
-        UsersCommand::Enable { email } => (email, false),
-    };
+    let store = open_store(config).await?;
+    let result = run_users(&store, command).await;
+    store.close().await;
+    result
+}
+
+async fn run_users(store: &Store, command: UsersCommand) -> Result<(), CliError> {
+    let operator = operator_name();
+    let actor = Actor::Operator(operator.as_deref());
+    match command {
+        UsersCommand::Disable { email } => set_disabled(store, &email, true).await,
+        UsersCommand::Enable { email } => set_disabled(store, &email, false).await,
+        UsersCommand::Create {
+            email,
+            name,
+            password_stdin,
+        } => {
+            let mut issues = Issues::default();
+            let email = issues
+                .email("--email", Some(&email), true)
+                .unwrap_or_default();
+            let name = issues.required_text("--name", Some(&name), 100);
+            let (password, generated) = read_or_generate_password(&mut issues, password_stdin)?;
+            validated(issues)?;
+            let hash = password::hash(password.clone())
+                .await
+                .map_err(|_| fail("cannot hash the password"))?;
+            let new_user = NewUser {
+                email: &email,
+                name: &name,
+                password_hash: &hash,
+            };
+            let user = store
+                .create_user(&new_user, actor)
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| fail(format!("a user with the email {email} already exists")))?;
+            let mut line = serde_json::json!({ "userId": user.id, "email": user.email });
+            if generated {
+                line["password"] = serde_json::Value::String(password);
+            }
+            print_json(&line)
+        }
+        UsersCommand::SetPassword {
+            email,
+            password_stdin,
+        } => {
+            let mut issues = Issues::default();
+            let (password, generated) = read_or_generate_password(&mut issues, password_stdin)?;
+            validated(issues)?;
+            let hash = password::hash(password.clone())
+                .await
+                .map_err(|_| fail("cannot hash the password"))?;
+            let user = store
+                .set_password(
+                    PasswordChange::Operator { email: &email },
+                    &hash,
+                    actor,
+                    &ClientInfo::default(),
+                )
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| fail(format!("no user with the email {email}")))?;
+            let mut line = serde_json::json!({ "userId": user.id, "sessionsEnded": true });
+            if generated {
+                line["password"] = serde_json::Value::String(password);
+            }
+            print_json(&line)
+        }
+        UsersCommand::List => {
+            for user in store.list_users().await.map_err(db_error)? {
+                print_json(&user)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn set_disabled(store: &Store, email: &str, disable: bool) -> Result<(), CliError> {
     let mut issues = Issues::default();
     let email = issues
         .email("--email", Some(email), true)
         .unwrap_or_default();
     validated(issues)?;
-    let email = &email;
-    let store = open_store(config).await?;
-    let result = store
+    let email = email.as_str();
+    let (user, revoked_keys) = store
         .set_user_disabled(email, disable)
         .await
-        .map_err(|e| fail(format!("database error: {e}")))?;
-    store.close().await;
-    let Some((user, revoked_keys)) = result else {
-        return Err(fail(format!("no user with the email {email}")));
-    };
-    let line = serde_json::json!({
+        .map_err(db_error)?
+        .ok_or_else(|| fail(format!("no user with the email {email}")))?;
+    print_json(&serde_json::json!({
         "userId": user.id,
         "disabled": disable,
         "revokedKeys": revoked_keys,
-    });
-    println!("{line}");
-    Ok(())
+    }))
+}
+
+async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), CliError> {
+    let store = open_store(config).await?;
+    let result = match command {
+        WorkspacesCommand::List => match store.list_workspaces().await {
+            Ok(list) => list.iter().try_for_each(print_json),
+            Err(e) => Err(db_error(e)),
+        },
+    };
+    store.close().await;
+    result
+}
+
+async fn members(config: &Config, command: MembersCommand) -> Result<(), CliError> {
+    let store = open_store(config).await?;
+    let result = run_members(&store, command).await;
+    store.close().await;
+    result
+}
+
+async fn run_members(store: &Store, command: MembersCommand) -> Result<(), CliError> {
+    let operator = operator_name();
+    let client = ClientInfo::default();
+    let actor = MemberActor::operator(operator.as_deref(), &client);
+    let (workspace, email, role) = match &command {
+        MembersCommand::Add {
+            workspace,
+            email,
+            role,
+        } => {
+            let role = Role::parse(role.trim())
+                .ok_or_else(|| fail("--role must be one of owner, admin, member, viewer"))?;
+            (workspace, email, Some(role))
+        }
+        MembersCommand::Remove { workspace, email } => (workspace, email, None),
+    };
+    let user = store
+        .user_by_email(email)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| fail(format!("no user with the email {email}")))?;
+    if !store.workspace_exists(workspace).await.map_err(db_error)? {
+        return Err(fail(format!("no workspace with the id {workspace}")));
+    }
+    let change = match role {
+        Some(role) => store.add_member(workspace, &user.id, role, &actor).await,
+        None => store.remove_member(workspace, &user.id, &actor).await,
+    }
+    .map_err(db_error)?;
+    match change {
+        MemberChange::Done(member) => print_json(&serde_json::json!({
+            "workspaceId": workspace,
+            "userId": user.id,
+            "role": member.map(|m| m.role),
+        })),
+        MemberChange::AlreadyMember => Err(fail(format!(
+            "{email} is already a member of {workspace}; change their role from the dashboard"
+        ))),
+        MemberChange::NotMember => Err(fail(format!("{email} is not a member of {workspace}"))),
+        MemberChange::LastOwner => Err(fail(
+            "a workspace needs at least one owner; add another owner first",
+        )),
+        MemberChange::Forbidden => Err(fail("not allowed")),
+    }
 }
 
 async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
@@ -296,17 +461,10 @@ async fn key_id_of(store: &Store, key: &str, key_env: &KeyEnv) -> Result<String,
 }
 
 async fn run_keys(store: &Store, command: KeysCommand, key_env: &KeyEnv) -> Result<(), CliError> {
-    let db_error = |e: sqlx::Error| fail(format!("database error: {e}"));
     match command {
         KeysCommand::List { workspace } => {
             // A mistyped id must not look like a workspace without keys.
-            let found: Option<String> =
-                sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
-                    .bind(&workspace)
-                    .fetch_optional(store.pool())
-                    .await
-                    .map_err(db_error)?;
-            if found.is_none() {
+            if !store.workspace_exists(&workspace).await.map_err(db_error)? {
                 return Err(fail(format!("no workspace with the id {workspace}")));
             }
             let keys = store

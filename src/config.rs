@@ -43,6 +43,16 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// List workspaces.
+    Workspaces {
+        #[command(subcommand)]
+        command: WorkspacesCommand,
+    },
+    /// Add people to a workspace, or remove them, from the shell.
+    Members {
+        #[command(subcommand)]
+        command: MembersCommand,
+    },
     /// Inspect and revoke API keys when the dashboard is out of reach.
     Keys {
         #[command(subcommand)]
@@ -77,6 +87,54 @@ pub enum UsersCommand {
     },
     /// Enable a disabled user again.
     Enable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Create a user (in no workspace); prints one JSON line, with a generated password
+    /// unless --password-stdin.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (a lost password); ends all their sessions.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users, one JSON object per line.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspacesCommand {
+    /// List workspaces, one JSON object per line.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Add an existing user to a workspace with a role.
+    Add {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        email: String,
+        /// owner, admin, member or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// Remove a user from a workspace; their keys there are revoked.
+    Remove {
+        #[arg(long)]
+        workspace: String,
         #[arg(long)]
         email: String,
     },
@@ -166,7 +224,8 @@ pub struct Config {
     #[arg(long, env = "HEFFL_DASHBOARD_ORIGINS", value_name = "HEFFL_DASHBOARD_ORIGINS", value_delimiter = ',', value_parser = parse_origin, global = true)]
     pub dashboard_origins: Vec<String>,
 
-    /// Login attempts allowed per minute for one email, and (times three) for one client address.
+    /// Sign-in attempts allowed per minute for one (email, client address) pair, and (times
+    /// three) for one client address. Never per email alone, so nobody can be locked out.
     #[arg(long, env = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", value_name = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub login_attempts_per_minute: u32,
 

@@ -46,6 +46,12 @@ pub enum ApiError {
     },
     #[error("not found")]
     NotFound(String),
+    /// A 404 that names its rule, e.g. `invitation_not_found`.
+    #[error("not found ({reason})")]
+    NotFoundBecause {
+        reason: &'static str,
+        message: String,
+    },
     #[error("validation failed")]
     Validation(Vec<FieldIssue>),
     #[error("bad request ({reason})")]
@@ -124,7 +130,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NotFoundBecause { .. } => StatusCode::NOT_FOUND,
             ApiError::Validation(_) | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -140,7 +146,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized { .. } => "UNAUTHORIZED",
             ApiError::Forbidden { .. } => "FORBIDDEN",
-            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::NotFound(_) | ApiError::NotFoundBecause { .. } => "NOT_FOUND",
             ApiError::Validation(_) => "VALIDATION_ERROR",
             ApiError::BadRequest { .. } => "BAD_REQUEST",
             ApiError::Conflict { .. } => "CONFLICT",
@@ -160,6 +166,7 @@ impl ApiError {
             | ApiError::Forbidden { reason, .. }
             | ApiError::BadRequest { reason, .. }
             | ApiError::Conflict { reason, .. }
+            | ApiError::NotFoundBecause { reason, .. }
             | ApiError::TooManyRequests { reason, .. }
             | ApiError::ServiceUnavailable { reason, .. } => Some(reason),
             _ => None,
@@ -172,6 +179,7 @@ impl ApiError {
             | ApiError::Forbidden { message, .. }
             | ApiError::BadRequest { message, .. }
             | ApiError::Conflict { message, .. }
+            | ApiError::NotFoundBecause { message, .. }
             | ApiError::TooManyRequests { message, .. }
             | ApiError::ServiceUnavailable { message, .. }
             | ApiError::NotFound(message)

@@ -18,6 +18,7 @@ pub const USER: &str = "usr";
 pub const API_KEY: &str = "key";
 pub const LEAD: &str = "ld";
 pub const AUDIT_EVENT: &str = "evt";
+pub const INVITATION: &str = "inv";
 
 #[cfg(test)]
 mod tests {

@@ -177,11 +177,6 @@ string_schema!(
 );
 string_schema!(
     /// Blank means no value, like `null`.
-    OptionalText100,
-    string(0, 100, Some(OPTIONAL_TEXT_PATTERN))
-);
-string_schema!(
-    /// Blank means no value, like `null`.
     OptionalText200,
     string(0, 200, Some(OPTIONAL_TEXT_PATTERN))
 );

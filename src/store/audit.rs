@@ -9,6 +9,9 @@ pub enum Actor<'a> {
     ApiKey(&'a str),
     System,
     Anonymous,
+    /// Someone with shell access running an operator command; the id is their login name
+    /// when the environment says it.
+    Operator(Option<&'a str>),
 }
 
 impl Actor<'_> {
@@ -18,12 +21,14 @@ impl Actor<'_> {
             Actor::ApiKey(_) => "api_key",
             Actor::System => "system",
             Actor::Anonymous => "anonymous",
+            Actor::Operator(_) => "operator",
         }
     }
 
     fn id(&self) -> Option<&str> {
         match self {
             Actor::User(id) | Actor::ApiKey(id) => Some(id),
+            Actor::Operator(name) => *name,
             Actor::System | Actor::Anonymous => None,
         }
     }
@@ -113,30 +118,23 @@ impl super::Store {
         insert_event(self.pool(), &entry, &ClientInfo::default()).await
     }
 
-    /// A failed sign-in against a user is an event of every workspace they belong to.
+    /// A failed sign-in is an event of the account, not of any workspace: one row however many
+    /// workspaces the user is in (a write per workspace let a guesser stall the database), and
+    /// no workspace's owners learn where their members sign in from.
     pub async fn record_failed_login(
         &self,
         user_id: &str,
         client: &ClientInfo,
     ) -> Result<(), sqlx::Error> {
-        let workspaces: Vec<String> =
-            sqlx::query_scalar("SELECT workspace_id FROM memberships WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_all(self.pool())
-                .await?;
-        let mut tx = self.pool().begin().await?;
-        for workspace_id in &workspaces {
-            let entry = AuditEntry {
-                workspace_id: Some(workspace_id),
-                actor: Actor::Anonymous,
-                action: "auth.login_failed",
-                target_type: "user",
-                target_id: user_id,
-                details: None,
-            };
-            insert_event(&mut *tx, &entry, client).await?;
-        }
-        tx.commit().await
+        let entry = AuditEntry {
+            workspace_id: None,
+            actor: Actor::Anonymous,
+            action: "auth.login_failed",
+            target_type: "user",
+            target_id: user_id,
+            details: None,
+        };
+        insert_event(self.pool(), &entry, client).await
     }
 }
 

@@ -1,6 +1,4 @@
-use super::{
-    insert_user, record_audit, Actor, AuditEntry, Backend, ClientInfo, NewUser, Store, Tx,
-};
+use super::{record_audit, Actor, AuditEntry, Backend, ClientInfo, Store, Tx};
 use crate::key_cache::Invalidation;
 use crate::permissions::{can_manage_member, Role};
 use crate::time::Timestamp;
@@ -20,9 +18,35 @@ pub struct Member {
 
 /// Who is asking to change the membership list, with their current role.
 pub struct MemberActor<'a> {
-    pub user_id: &'a str,
+    pub actor: Actor<'a>,
     pub role: Role,
     pub client: &'a ClientInfo,
+}
+
+impl<'a> MemberActor<'a> {
+    pub fn user(user_id: &'a str, role: Role, client: &'a ClientInfo) -> MemberActor<'a> {
+        MemberActor {
+            actor: Actor::User(user_id),
+            role,
+            client,
+        }
+    }
+
+    /// An operator at the shell, with an owner's powers (the last-owner rule still holds).
+    pub fn operator(name: Option<&'a str>, client: &'a ClientInfo) -> MemberActor<'a> {
+        MemberActor {
+            actor: Actor::Operator(name),
+            role: Role::Owner,
+            client,
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&'a str> {
+        match self.actor {
+            Actor::User(id) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -37,6 +61,26 @@ pub enum MemberChange {
 const MEMBER_COLUMNS: &str =
     "SELECT m.user_id, u.email, u.name, m.role, m.created_at AS joined_at \
      FROM memberships m JOIN users u ON u.id = m.user_id";
+
+/// `false` when the user is already a member.
+pub(super) async fn insert_membership(
+    tx: &mut Tx<'_>,
+    workspace_id: &str,
+    user_id: &str,
+    role: Role,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (workspace_id, user_id) DO NOTHING",
+    )
+    .bind(workspace_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(Timestamp::now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() > 0)
+}
 
 async fn member_in_tx(
     tx: &mut Tx<'_>,
@@ -62,12 +106,12 @@ impl Store {
         .await
     }
 
-    /// Adds a member: an existing user by id, or a new user created in the same transaction.
+    /// Adds an existing user directly: the operator's `members add`. People join from the
+    /// dashboard only by accepting an invitation.
     pub async fn add_member(
         &self,
         workspace_id: &str,
-        existing_user_id: Option<&str>,
-        new_user: Option<&NewUser<'_>>,
+        user_id: &str,
         role: Role,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
@@ -75,45 +119,23 @@ impl Store {
             return Ok(MemberChange::Forbidden);
         }
         let mut tx = self.pool().begin().await?;
-        let user_id = match (existing_user_id, new_user) {
-            (Some(id), _) => id.to_owned(),
-            (None, Some(new_user)) => match insert_user(&mut tx, new_user).await {
-                Ok(user) => user.id,
-                // Someone registered the email a moment ago.
-                Err(err) if super::is_unique_violation(&err) => {
-                    return Ok(MemberChange::AlreadyMember)
-                }
-                Err(err) => return Err(err),
-            },
-            (None, None) => return Ok(MemberChange::NotMember),
-        };
-        let inserted = sqlx::query(
-            "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (workspace_id, user_id) DO NOTHING",
-        )
-        .bind(workspace_id)
-        .bind(&user_id)
-        .bind(role.as_str())
-        .bind(Timestamp::now())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
+        if !insert_membership(&mut tx, workspace_id, user_id, role).await? {
             return Ok(MemberChange::AlreadyMember);
         }
         record_audit(
             &mut tx,
             AuditEntry {
                 workspace_id: Some(workspace_id),
-                actor: Actor::User(actor.user_id),
+                actor: actor.actor,
                 action: "member.added",
                 target_type: "user",
-                target_id: &user_id,
+                target_id: user_id,
                 details: Some(json!({ "role": role })),
             },
             actor.client,
         )
         .await?;
-        let member = member_in_tx(&mut tx, workspace_id, &user_id).await?;
+        let member = member_in_tx(&mut tx, workspace_id, user_id).await?;
         tx.commit().await?;
         Ok(MemberChange::Done(member))
     }
@@ -151,7 +173,7 @@ impl Store {
                 &mut tx,
                 AuditEntry {
                     workspace_id: Some(workspace_id),
-                    actor: Actor::User(actor.user_id),
+                    actor: actor.actor,
                     action: "member.role_changed",
                     target_type: "user",
                     target_id: user_id,
@@ -193,14 +215,14 @@ impl Store {
             user_id,
             Some(workspace_id),
             "owner_removed",
-            Some(actor.user_id),
+            actor.user_id(),
         )
         .await?;
         record_audit(
             &mut tx,
             AuditEntry {
                 workspace_id: Some(workspace_id),
-                actor: Actor::User(actor.user_id),
+                actor: actor.actor,
                 action: "member.removed",
                 target_type: "user",
                 target_id: user_id,

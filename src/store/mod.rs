@@ -5,6 +5,7 @@
 
 mod api_keys;
 mod audit;
+mod invitations;
 mod key_events;
 mod leads;
 mod members;
@@ -14,6 +15,7 @@ mod workspaces;
 
 pub use api_keys::*;
 pub use audit::*;
+pub use invitations::*;
 pub use key_events::NOTIFY_CHANNEL;
 pub use leads::*;
 pub use members::*;

@@ -187,3 +187,130 @@ impl Store {
         Ok(Some((user, revoked)))
     }
 }
+
+/// A user as the operator's `users list` shows them.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct UserListing {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// Whose password changes, and which session (if any) survives.
+pub enum PasswordChange<'a> {
+    /// The user themselves, keeping the session they are using.
+    Own {
+        user_id: &'a str,
+        keep_session: &'a [u8; 32],
+    },
+    /// An operator resetting a lost password: every session ends.
+    Operator { email: &'a str },
+}
+
+impl Store {
+    /// The operator's `users create`: an account without any workspace, audited once.
+    pub async fn create_user(
+        &self,
+        new: &NewUser<'_>,
+        actor: Actor<'_>,
+    ) -> Result<Option<User>, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let user = match insert_user(&mut tx, new).await {
+            Ok(user) => user,
+            Err(err) if super::is_unique_violation(&err) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: None,
+                actor,
+                action: "user.created",
+                target_type: "user",
+                target_id: &user.id,
+                details: None,
+            },
+            &ClientInfo::default(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(user))
+    }
+
+    /// Sets a new password hash and ends the user's other sessions, together. `None` when no
+    /// such user.
+    pub async fn set_password(
+        &self,
+        change: PasswordChange<'_>,
+        password_hash: &str,
+        actor: Actor<'_>,
+        client: &ClientInfo,
+    ) -> Result<Option<User>, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let user: Option<User> = match &change {
+            PasswordChange::Own { user_id, .. } => sqlx::query_as(
+                "UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING id, email, name",
+            )
+            .bind(password_hash)
+            .bind(*user_id),
+            PasswordChange::Operator { email } => sqlx::query_as(
+                "UPDATE users SET password_hash = $1 WHERE email_normalized = $2 \
+                 RETURNING id, email, name",
+            )
+            .bind(password_hash)
+            .bind(normalize_email(email)),
+        }
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let ended = match &change {
+            PasswordChange::Own { keep_session, .. } => {
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_digest <> $2")
+                    .bind(&user.id)
+                    .bind(keep_session.as_slice())
+                    .execute(&mut *tx)
+                    .await?
+            }
+            PasswordChange::Operator { .. } => {
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                    .bind(&user.id)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: None,
+                actor,
+                action: "user.password_changed",
+                target_type: "user",
+                target_id: &user.id,
+                details: Some(serde_json::json!({ "endedSessions": ended.rows_affected() })),
+            },
+            client,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(user))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserListing>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, email, name, created_at, disabled_at FROM users ORDER BY created_at, id",
+        )
+        .fetch_all(self.pool())
+        .await
+    }
+
+    pub async fn list_workspaces(&self) -> Result<Vec<Workspace>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, created_at FROM workspaces ORDER BY created_at, id")
+            .fetch_all(self.pool())
+            .await
+    }
+}

@@ -50,6 +50,14 @@ pub(super) async fn insert_workspace(
 }
 
 impl Store {
+    pub async fn workspace_exists(&self, workspace_id: &str) -> Result<bool, sqlx::Error> {
+        let found: Option<String> = sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
+            .bind(workspace_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// The creator becomes the owner, in the same transaction.
     pub async fn create_workspace(
         &self,

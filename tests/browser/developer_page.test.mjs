@@ -199,7 +199,7 @@ async function appApi(method, route, token, body) {
   const response = await fetch(`${server.base}/app/v1${route}`, {
     method,
     headers: {
-      Authorization: `Bearer ${token}`,
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
       ...(body ? { 'Content-Type': 'application/json' } : {}),
     },
     body: body ? JSON.stringify(body) : undefined,
@@ -540,10 +540,15 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
   test('a member sees only their own keys; a second workspace can be picked', async () => {
     const ownerToken = await loginToken(owner);
     const member = { email: 'mia@acme.test', password: 'a long passphrase for mia' };
-    const added = await appApi('POST', `/workspaces/${server.workspaceId}/members`, ownerToken, {
+    // People join only by invitation (SPEC §10).
+    const invited = await appApi('POST', `/workspaces/${server.workspaceId}/invitations`, ownerToken, {
       email: member.email,
-      name: 'Mia Member',
       role: 'member',
+    });
+    assert.equal(invited.status, 201, JSON.stringify(invited.body));
+    const added = await appApi('POST', '/invitations/accept', null, {
+      token: invited.body.token,
+      name: 'Mia Member',
       password: member.password,
     });
     assert.equal(added.status, 201, JSON.stringify(added.body));

@@ -1325,9 +1325,23 @@ async fn audit_log_records_actions_and_paginates(app: TestApp) {
     assert_eq!(role_changes, 2);
     find("member.removed", &leaver.user_id);
     find("api_key.created", &members_key.id);
-    let failed = find("auth.login_failed", &member.user_id);
-    assert_eq!(failed["userAgent"], PROBER);
-    assert_eq!(failed["ip"], "127.0.0.1");
+    // A failed sign-in belongs to the account, not to the workspace (SPEC §10): recorded once,
+    // with where it came from, and shown to no workspace's owners.
+    assert!(
+        !events.iter().any(|e| e["action"] == "auth.login_failed"),
+        "a member's failed sign-in leaked into the workspace log: {full}"
+    );
+    let (workspace, agent, ip): (Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT workspace_id, user_agent, ip FROM audit_events \
+             WHERE action = 'auth.login_failed' AND target_id = $1",
+    )
+    .bind(&member.user_id)
+    .fetch_one(app.store.pool())
+    .await
+    .expect("one failed sign-in event");
+    assert_eq!(workspace, None);
+    assert_eq!(agent.as_deref(), Some(PROBER));
+    assert_eq!(ip.as_deref(), Some("127.0.0.1"));
     for event in &events {
         assert!(
             event["at"].is_string() && event["actor"]["type"].is_string(),

@@ -4,7 +4,10 @@
 
 use heffl_api::config::Config;
 use heffl_api::http::{serve_metrics, serve_until, AppState};
-use heffl_api::store::{BootstrapOutcome, NewUser, PoolSettings, Store};
+use heffl_api::permissions::Role;
+use heffl_api::store::{
+    Actor, BootstrapOutcome, ClientInfo, MemberActor, MemberChange, NewUser, PoolSettings, Store,
+};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -316,27 +319,60 @@ impl TestApp {
         body["token"].as_str().expect("token").to_owned()
     }
 
-    /// Adds a new user to the owner's workspace with `role` and signs them in.
+    /// Creates a user and adds them to the owner's workspace with `role` through the store
+    /// (as the operator's `users create` and `members add` do; people join over HTTP only by
+    /// invitation), then signs them in.
     pub async fn add_member(&self, owner: &Account, email: &str, role: &str) -> Account {
         let password = format!("pw-{}", heffl_api::base62::random_string(16));
-        let response = self
-            .send(
-                Method::POST,
-                &format!("/app/v1/workspaces/{}/members", owner.workspace_id),
-                Some(&owner.token),
-                Some(json!({ "email": email, "role": role, "name": email, "password": password })),
-            )
+        let user_id = self.create_user(email, &password).await;
+        self.add_existing_member(&owner.workspace_id, &user_id, role)
             .await;
-        assert_eq!(response.status(), StatusCode::CREATED, "add member {email}");
-        let body: Value = response.json().await.expect("json");
         let token = self.login(email, &password).await;
         Account {
-            user_id: body["userId"].as_str().expect("userId").to_owned(),
+            user_id,
             email: email.to_owned(),
             password,
             token,
             workspace_id: owner.workspace_id.clone(),
         }
+    }
+
+    /// A user in no workspace, as `heffl-api users create` makes one; returns the user id.
+    pub async fn create_user(&self, email: &str, password: &str) -> String {
+        let hash = heffl_api::password::hash(password.to_owned())
+            .await
+            .expect("hash");
+        let new_user = NewUser {
+            email,
+            name: email,
+            password_hash: &hash,
+        };
+        self.store
+            .create_user(&new_user, Actor::Operator(Some("test")))
+            .await
+            .expect("create user")
+            .unwrap_or_else(|| panic!("email taken: {email}"))
+            .id
+    }
+
+    /// Adds an existing user to a workspace, as `heffl-api members add` does.
+    pub async fn add_existing_member(&self, workspace_id: &str, user_id: &str, role: &str) {
+        let client = ClientInfo::default();
+        let role = Role::parse(role).unwrap_or_else(|| panic!("role {role}"));
+        let change = self
+            .store
+            .add_member(
+                workspace_id,
+                user_id,
+                role,
+                &MemberActor::operator(Some("test"), &client),
+            )
+            .await
+            .expect("add member");
+        assert!(
+            matches!(change, MemberChange::Done(_)),
+            "add member: {change:?}"
+        );
     }
 
     pub async fn create_key(&self, account: &Account, name: &str) -> CreatedKey {

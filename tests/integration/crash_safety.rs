@@ -6,7 +6,7 @@ use crate::common::{query_count, Db};
 use crate::on_each_db;
 use crate::process_harness::{Deployment, Server};
 use heffl_api::permissions::Role;
-use heffl_api::store::{ClientInfo, MemberActor, MemberChange, NewUser, Store};
+use heffl_api::store::{Actor, ClientInfo, MemberActor, MemberChange, NewUser, Store};
 use heffl_api::time::Timestamp;
 use rand::Rng;
 use reqwest::{Method, StatusCode};
@@ -59,18 +59,19 @@ async fn session(store: &Store, user_id: &str) -> Session {
 /// Adds a member through the store, as an operator's tooling would (not over HTTP).
 async fn add_member(store: &Store, workspace_id: &str, owner_id: &str, email: &str) -> Session {
     let client = ClientInfo::default();
-    let actor = MemberActor {
-        user_id: owner_id,
-        role: Role::Owner,
-        client: &client,
-    };
+    let actor = MemberActor::user(owner_id, Role::Owner, &client);
     let user = NewUser {
         email,
         name: email,
         password_hash: "not-a-usable-hash",
     };
+    let created = store
+        .create_user(&user, Actor::Operator(Some("crash-test")))
+        .await
+        .expect("create user")
+        .expect("a new email");
     let change = store
-        .add_member(workspace_id, None, Some(&user), Role::Admin, &actor)
+        .add_member(workspace_id, &created.id, Role::Admin, &actor)
         .await
         .expect("add member");
     let MemberChange::Done(Some(member)) = change else {

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod accounts;
 mod api_keys;
 mod beyond;
 mod crash_safety;
@@ -9,9 +10,11 @@ mod dashboard;
 mod error_messages;
 mod forward_auth;
 mod forward_auth_nginx;
+mod invitations;
 mod leads;
 mod metrics;
 mod openapi;
+mod operators;
 mod parse_errors;
 mod pg_restart;
 mod process;

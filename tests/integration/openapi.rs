@@ -17,7 +17,15 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/app/v1/session"),
     ("post", "/app/v1/workspaces"),
     ("get", "/app/v1/workspaces/{workspaceId}/members"),
-    ("post", "/app/v1/workspaces/{workspaceId}/members"),
+    ("post", "/app/v1/session/password"),
+    ("get", "/app/v1/workspaces/{workspaceId}/invitations"),
+    ("post", "/app/v1/workspaces/{workspaceId}/invitations"),
+    (
+        "delete",
+        "/app/v1/workspaces/{workspaceId}/invitations/{invitationId}",
+    ),
+    ("post", "/app/v1/invitations/lookup"),
+    ("post", "/app/v1/invitations/accept"),
     ("patch", "/app/v1/workspaces/{workspaceId}/members/{userId}"),
     (
         "delete",
@@ -195,6 +203,7 @@ fn fill(path: &str) -> String {
         .replace("{userId}", "usr_0000000000000000000000")
         .replace("{leadId}", "ld_0000000000000000000000")
         .replace("{path}", "any/original/path")
+        .replace("{invitationId}", "inv_0000000000000000000000")
 }
 
 #[tokio::test]
@@ -246,7 +255,11 @@ async fn operations_declare_security_and_error_responses() {
             .filter_map(Value::as_object)
             .flat_map(|requirement| requirement.keys().cloned())
             .collect();
-        let unauthenticated = ["/api/v1/credentials/revoke", "/app/v1/auth/login"];
+        let unauthenticated = [
+            "/api/v1/credentials/revoke",
+            "/app/v1/auth/login",
+            "/app/v1/invitations/lookup",
+        ];
         let expected: BTreeSet<String> = if unauthenticated.contains(&path.as_str()) {
             BTreeSet::new()
         } else if path.starts_with("/api/v1/") {

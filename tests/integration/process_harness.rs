@@ -508,7 +508,8 @@ impl Server {
         )
     }
 
-    /// Adds a new user with `role`; returns (user id, their session token).
+    /// Invites a new person with `role` and accepts as them, creating their account (SPEC
+    /// §10); returns (user id, their session token).
     pub async fn add_member(
         &self,
         owner_token: &str,
@@ -520,13 +521,22 @@ impl Server {
         let (status, body) = self
             .send(
                 Method::POST,
-                &format!("/app/v1/workspaces/{workspace_id}/members"),
+                &format!("/app/v1/workspaces/{workspace_id}/invitations"),
                 Some(owner_token),
-                Some(json!({ "email": email, "role": role, "name": email, "password": password })),
+                Some(json!({ "email": email, "role": role })),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "add member: {body}");
-        let user_id = body["userId"].as_str().expect("userId").to_owned();
+        assert_eq!(status, StatusCode::CREATED, "invite: {body}");
+        let (status, body) = self
+            .send(
+                Method::POST,
+                "/app/v1/invitations/accept",
+                None,
+                Some(json!({ "token": body["token"], "name": email, "password": password })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "accept: {body}");
+        let user_id = body["user"]["id"].as_str().expect("user id").to_owned();
         (user_id, self.login_token(email, &password).await)
     }
 

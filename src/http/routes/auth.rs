@@ -1,9 +1,9 @@
 use crate::error::{ApiError, Realm};
 use crate::http::extract::Json;
-use crate::http::openapi::{Email, ErrorBody};
+use crate::http::openapi::{Email, ErrorBody, Password};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::store::{normalize_email, ClientInfo, User, WorkspaceWithRole};
+use crate::store::{normalize_email, Actor, ClientInfo, PasswordChange, User, WorkspaceWithRole};
 use crate::time::Timestamp;
 use crate::validate::Issues;
 use crate::{password, session_token};
@@ -37,6 +37,21 @@ fn invalid_credentials() -> ApiError {
     }
 }
 
+fn client_address(client: &ClientInfo) -> Option<std::net::IpAddr> {
+    client.ip.as_deref().and_then(|ip| ip.parse().ok())
+}
+
+/// One row on the account, never one per workspace (see `Store::record_failed_login`).
+/// Written off the response path so a wrong password answers as fast as an unknown email.
+fn record_failed_login(state: &AppState, user_id: String, client: ClientInfo) {
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        if let Err(err) = store.record_failed_login(&user_id, &client).await {
+            tracing::warn!(error = %err, "could not record a failed sign-in");
+        }
+    });
+}
+
 /// Wrong password and unknown email give the same 401 (`invalid_credentials`).
 #[utoipa::path(
     post,
@@ -51,7 +66,7 @@ fn invalid_credentials() -> ApiError {
         (status = 401, description = "`invalid_credentials` or `account_disabled`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "Too many attempts for this email or address", body = ErrorBody),
+        (status = 429, description = "`login_throttled`: too many attempts for this email from this address, or from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
@@ -67,10 +82,9 @@ pub async fn login(
         issues.add("password", "is required");
     }
     issues.finish(())?;
-    let address = client.ip.as_deref().and_then(|ip| ip.parse().ok());
     state
         .login_throttle
-        .check(&normalize_email(&email), address)?;
+        .check(&normalize_email(&email), client_address(&client))?;
 
     let record = state.store.login_record(&email).await?;
     let stored_hash = record.as_ref().map(|r| r.password_hash.clone());
@@ -78,14 +92,7 @@ pub async fn login(
     let record = match record {
         Some(record) if password_ok => record,
         Some(record) => {
-            // Owners see attempts against their members in the audit log. Written off the
-            // response path so a wrong password answers as fast as an unknown email.
-            let store = state.store.clone();
-            tokio::spawn(async move {
-                if let Err(err) = store.record_failed_login(&record.id, &client).await {
-                    tracing::warn!(error = %err, "could not record a failed sign-in");
-                }
-            });
+            record_failed_login(&state, record.id, client);
             return Err(invalid_credentials());
         }
         None => return Err(invalid_credentials()),
@@ -163,4 +170,86 @@ pub async fn session(
         user: session.user,
         workspaces,
     }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChangePasswordBody {
+    #[schema(value_type = String, required = true, min_length = 1)]
+    current_password: Option<String>,
+    #[schema(value_type = Password, required = true)]
+    new_password: Option<String>,
+}
+
+/// Ends the user's other sessions; the calling one stays. A wrong `currentPassword` counts
+/// toward the sign-in throttle, like a failed sign-in.
+#[utoipa::path(
+    post,
+    path = "/session/password",
+    tag = "dashboard",
+    operation_id = "changePassword",
+    summary = "Change your own password",
+    security(("bearer" = [])),
+    request_body = ChangePasswordBody,
+    responses(
+        (status = 204, description = "Changed; your other sessions are ended"),
+        (status = 400, description = "Invalid JSON or fields", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`wrong_password`: currentPassword is not your password", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 429, description = "`login_throttled`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Json(body): Json<ChangePasswordBody>,
+) -> Result<StatusCode, ApiError> {
+    let mut issues = Issues::default();
+    if body.current_password.as_deref().is_none_or(str::is_empty) {
+        issues.add("currentPassword", "is required");
+    }
+    let new_password = issues.password("newPassword", body.new_password.as_deref());
+    let new_password = issues
+        .finish(new_password)?
+        .ok_or_else(|| ApiError::internal("validated password missing"))?;
+    state.login_throttle.check(
+        &normalize_email(&session.user.email),
+        client_address(&client),
+    )?;
+    let record = state
+        .store
+        .login_record(&session.user.email)
+        .await?
+        .ok_or_else(|| ApiError::internal("a signed-in user has no login record"))?;
+    let current_ok = password::verify(
+        body.current_password.unwrap_or_default(),
+        Some(record.password_hash),
+    )
+    .await?;
+    if !current_ok {
+        record_failed_login(&state, record.id, client);
+        return Err(ApiError::forbidden(
+            "wrong_password",
+            "currentPassword is not your current password.",
+        ));
+    }
+    let hash = password::hash(new_password).await?;
+    state
+        .store
+        .set_password(
+            PasswordChange::Own {
+                user_id: &session.user.id,
+                keep_session: &session.token_digest,
+            },
+            &hash,
+            Actor::User(&session.user.id),
+            &client,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

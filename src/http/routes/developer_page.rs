@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 
 const INDEX_HTML: &str = include_str!("../../../assets/developer/index.html");
 const APP_JS: &str = include_str!("../../../assets/developer/app.js");
+const ACCOUNT_JS: &str = include_str!("../../../assets/developer/account.js");
 const APP_CSS: &str = include_str!("../../../assets/developer/app.css");
 
 /// Nothing inline and nothing from elsewhere: a script injected into the page (through a key
@@ -30,6 +31,14 @@ pub async fn script() -> impl IntoResponse {
     (
         headers("text/javascript; charset=utf-8", "no-cache"),
         APP_JS,
+    )
+}
+
+/// Invitations and the password: kept apart from app.js, which is about keys.
+pub async fn account_script() -> impl IntoResponse {
+    (
+        headers("text/javascript; charset=utf-8", "no-cache"),
+        ACCOUNT_JS,
     )
 }
 

@@ -1,12 +1,11 @@
 use super::workspaces::caller_role;
 use crate::error::ApiError;
 use crate::http::extract::{Json, Path};
-use crate::http::openapi::{Email, ErrorBody, OptionalText100, Password};
+use crate::http::openapi::ErrorBody;
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::password;
 use crate::permissions::{can_list_members, Role};
-use crate::store::{ClientInfo, Member, MemberActor, MemberChange, NewUser};
+use crate::store::{ClientInfo, Member, MemberActor, MemberChange};
 use crate::validate::Issues;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -86,94 +85,6 @@ pub async fn list(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AddMember {
-    #[schema(value_type = Email, required = true)]
-    email: Option<String>,
-    #[schema(value_type = Role, required = true)]
-    role: Option<String>,
-    /// For a new user; default: the part of the email before `@`.
-    #[schema(value_type = Option<OptionalText100>)]
-    name: Option<String>,
-    /// Required when the email is new: the new user's password.
-    #[schema(value_type = Option<Password>)]
-    password: Option<String>,
-}
-
-/// Adds an existing user by email, or creates the user (then `password` is required).
-#[utoipa::path(
-    post,
-    path = "/workspaces/{workspaceId}/members",
-    tag = "dashboard",
-    operation_id = "addMember",
-    summary = "Add a member (owners and admins)",
-    security(("bearer" = [])),
-    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
-    request_body = AddMember,
-    responses(
-        (status = 201, description = "The new member", body = Member),
-        (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
-        (status = 409, description = "`already_member`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
-    )
-)]
-pub async fn add(
-    State(state): State<AppState>,
-    session: SessionUser,
-    client: ClientInfo,
-    Path(workspace_id): Path<String>,
-    Json(body): Json<AddMember>,
-) -> Result<(StatusCode, Json<Member>), ApiError> {
-    let actor_role = caller_role(&state, &workspace_id, &session).await?;
-    can_list_members(actor_role).map_err(|_| not_a_manager())?;
-    let mut issues = Issues::default();
-    let email = issues.email("email", body.email.as_deref(), true);
-    let role = parse_role(&mut issues, body.role.as_deref());
-    let name = issues.optional_text("name", body.name.as_deref(), 100);
-    issues.finish(())?;
-    let (Some(email), Some(role)) = (email, role) else {
-        return Err(ApiError::internal("validated fields missing"));
-    };
-    let actor = MemberActor {
-        user_id: &session.user.id,
-        role: actor_role,
-        client: &client,
-    };
-    let change = match state.store.user_by_email(&email).await? {
-        Some(existing) => {
-            state
-                .store
-                .add_member(&workspace_id, Some(&existing.id), None, role, &actor)
-                .await?
-        }
-        None => {
-            // A new user needs a password; check it only now so existing users need none.
-            let mut issues = Issues::default();
-            let password = issues.password("password", body.password.as_deref());
-            issues.finish(())?;
-            let hash = password::hash(password.unwrap_or_default()).await?;
-            let default_name = email.split('@').next().unwrap_or("").to_owned();
-            let new_user = NewUser {
-                email: &email,
-                name: name.as_deref().unwrap_or(&default_name),
-                password_hash: &hash,
-            };
-            state
-                .store
-                .add_member(&workspace_id, None, Some(&new_user), role, &actor)
-                .await?
-        }
-    };
-    let member = outcome(change)?.ok_or_else(|| ApiError::internal("added member not found"))?;
-    Ok((StatusCode::CREATED, Json(member)))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ChangeRole {
     #[schema(value_type = Role, required = true)]
     role: Option<String>,
@@ -218,11 +129,7 @@ pub async fn change_role(
     let role = issues
         .finish(role)?
         .ok_or_else(|| ApiError::internal("validated role missing"))?;
-    let actor = MemberActor {
-        user_id: &session.user.id,
-        role: actor_role,
-        client: &client,
-    };
+    let actor = MemberActor::user(&session.user.id, actor_role, &client);
     let change = state
         .store
         .change_member_role(&workspace_id, &user_id, role, &actor)
@@ -262,11 +169,7 @@ pub async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let actor_role = caller_role(&state, &workspace_id, &session).await?;
     can_list_members(actor_role).map_err(|_| not_a_manager())?;
-    let actor = MemberActor {
-        user_id: &session.user.id,
-        role: actor_role,
-        client: &client,
-    };
+    let actor = MemberActor::user(&session.user.id, actor_role, &client);
     outcome(
         state
             .store

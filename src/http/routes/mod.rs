@@ -10,6 +10,7 @@ mod auth;
 mod credentials;
 mod developer_page;
 mod docs;
+mod invitations;
 mod leads;
 mod me;
 mod members;
@@ -31,7 +32,12 @@ pub fn dashboard() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::logout))
         .routes(routes!(auth::session))
         .routes(routes!(workspaces::create))
-        .routes(routes!(members::list, members::add))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(members::list))
+        .routes(routes!(invitations::list, invitations::create))
+        .routes(routes!(invitations::cancel))
+        .routes(routes!(invitations::lookup))
+        .routes(routes!(invitations::accept))
         .routes(routes!(members::change_role, members::remove))
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::get))
@@ -73,6 +79,10 @@ pub fn operations() -> OpenApiRouter<AppState> {
         .route("/docs/swagger-ui.css", get(docs::stylesheet))
         .route("/settings/developer", get(developer_page::index))
         .route("/settings/developer/app.js", get(developer_page::script))
+        .route(
+            "/settings/developer/account.js",
+            get(developer_page::account_script),
+        )
         .route(
             "/settings/developer/app.css",
             get(developer_page::stylesheet),

@@ -1,0 +1,428 @@
+//! Invitations (SPEC §10). The inviter's answer never depends on whether the email has an
+//! account, and every token that opens nothing (unknown, expired, cancelled, used, or not even
+//! token-shaped) gets the one 404 `invitation_not_found`.
+
+use super::workspaces::caller_role;
+use crate::error::{ApiError, Realm};
+use crate::http::extract::{Json, Path};
+use crate::http::openapi::{Email, ErrorBody, Password, Text100};
+use crate::http::session_auth::SessionUser;
+use crate::http::AppState;
+use crate::permissions::{can_list_members, Role};
+use crate::store::MemberActor;
+use crate::store::{
+    AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, Invitation, InvitationPreview,
+    InviteOutcome, NewSession, User, WorkspaceRef,
+};
+use crate::time::Timestamp;
+use crate::validate::Issues;
+use crate::{password, session_token};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+fn not_a_manager() -> ApiError {
+    ApiError::forbidden(
+        "insufficient_permission",
+        "Only owners and admins invite people, and only owners invite owners.",
+    )
+}
+
+fn invitation_not_found() -> ApiError {
+    ApiError::NotFoundBecause {
+        reason: "invitation_not_found",
+        message: "This invitation link is not valid: it may have expired, been cancelled or \
+                  been used already. Ask for a new one."
+            .into(),
+    }
+}
+
+fn parse_role(issues: &mut Issues, role: Option<&str>) -> Option<Role> {
+    match role.map(Role::parse) {
+        Some(Some(role)) => Some(role),
+        Some(None) => {
+            issues.add("role", "must be one of owner, admin, member, viewer");
+            None
+        }
+        None => {
+            issues.add("role", "is required");
+            None
+        }
+    }
+}
+
+/// The digest of a token from a request body; a token of the wrong shape is not found, like
+/// any other token that opens nothing.
+fn token_digest(token: Option<&str>) -> Result<[u8; 32], ApiError> {
+    match token {
+        None => Err(ApiError::validation("token", "is required")),
+        Some(token) => session_token::parse(token.trim()).ok_or_else(invitation_not_found),
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvitation {
+    #[schema(value_type = Email, required = true)]
+    email: Option<String>,
+    #[schema(value_type = Role, required = true)]
+    role: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedInvitation {
+    #[serde(flatten)]
+    invitation: Invitation,
+    /// Shown only here. Pass on the link `<base>/settings/developer#invitation=<token>`.
+    token: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InvitationList {
+    items: Vec<Invitation>,
+}
+
+/// The answer has the same shape and status whether or not the email has an account.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspaceId}/invitations",
+    tag = "dashboard",
+    operation_id = "createInvitation",
+    summary = "Invite someone by email (owners; admins for roles below owner)",
+    security(("bearer" = [])),
+    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
+    request_body = CreateInvitation,
+    responses(
+        (status = 201, description = "The invitation and its token, shown this once", body = CreatedInvitation),
+        (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 409, description = "`already_member`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Path(workspace_id): Path<String>,
+    Json(body): Json<CreateInvitation>,
+) -> Result<Response, ApiError> {
+    let inviter_role = caller_role(&state, &workspace_id, &session).await?;
+    can_list_members(inviter_role).map_err(|_| not_a_manager())?;
+    let mut issues = Issues::default();
+    let email = issues.email("email", body.email.as_deref(), true);
+    let role = parse_role(&mut issues, body.role.as_deref());
+    let (Some(email), Some(role)) = issues.finish((email, role))? else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    let token = session_token::generate();
+    let outcome = state
+        .store
+        .create_invitation(
+            &workspace_id,
+            &email,
+            role,
+            &token.digest,
+            &MemberActor::user(&session.user.id, inviter_role, &client),
+        )
+        .await?;
+    match outcome {
+        InviteOutcome::Created(invitation) => Ok((
+            StatusCode::CREATED,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(CreatedInvitation {
+                invitation,
+                token: token.token,
+            }),
+        )
+            .into_response()),
+        InviteOutcome::AlreadyMember => Err(ApiError::conflict(
+            "already_member",
+            "This email is already a member of the workspace; change their role instead.",
+        )),
+        InviteOutcome::Forbidden => Err(not_a_manager()),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspaceId}/invitations",
+    tag = "dashboard",
+    operation_id = "listInvitations",
+    summary = "List pending invitations (owners and admins), without tokens",
+    security(("bearer" = [])),
+    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
+    responses(
+        (status = 200, description = "Pending invitations, newest first", body = InvitationList),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    session: SessionUser,
+    Path(workspace_id): Path<String>,
+) -> Result<Json<InvitationList>, ApiError> {
+    let role = caller_role(&state, &workspace_id, &session).await?;
+    can_list_members(role).map_err(|_| not_a_manager())?;
+    let items = state.store.list_invitations(&workspace_id).await?;
+    Ok(Json(InvitationList { items }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{workspaceId}/invitations/{invitationId}",
+    tag = "dashboard",
+    operation_id = "cancelInvitation",
+    summary = "Cancel a pending invitation (owners; admins for roles below owner)",
+    security(("bearer" = [])),
+    params(
+        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
+        ("invitationId" = String, Path, pattern = "^inv_[0-9A-Za-z]{22}$", description = "The invitation (`inv_…`)"),
+    ),
+    responses(
+        (status = 204, description = "Cancelled: its link opens nothing any more"),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 404, description = "No pending invitation with this id in this workspace", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Path((workspace_id, invitation_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let role = caller_role(&state, &workspace_id, &session).await?;
+    can_list_members(role).map_err(|_| not_a_manager())?;
+    let outcome = state
+        .store
+        .cancel_invitation(
+            &workspace_id,
+            &invitation_id,
+            &MemberActor::user(&session.user.id, role, &client),
+        )
+        .await?;
+    match outcome {
+        CancelOutcome::Cancelled => Ok(StatusCode::NO_CONTENT),
+        CancelOutcome::NotFound => Err(ApiError::not_found(
+            "No pending invitation with this id in this workspace.",
+        )),
+        CancelOutcome::Forbidden => Err(not_a_manager()),
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    /// The token from the invitation link (after `#invitation=`).
+    #[schema(value_type = String, required = true)]
+    token: Option<String>,
+}
+
+/// What the link opens, for the page to show before anyone accepts. It does not say whether
+/// the email has an account: the inviter holds the token too.
+#[utoipa::path(
+    post,
+    path = "/invitations/lookup",
+    tag = "dashboard",
+    operation_id = "lookupInvitation",
+    summary = "See the workspace and role an invitation token opens",
+    request_body = TokenBody,
+    responses(
+        (status = 200, description = "The pending invitation", body = InvitationPreview),
+        (status = 400, description = "Invalid JSON or fields", body = ErrorBody),
+        (status = 404, description = "`invitation_not_found`: unknown, expired, cancelled or used", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn lookup(
+    State(state): State<AppState>,
+    Json(body): Json<TokenBody>,
+) -> Result<Response, ApiError> {
+    let digest = token_digest(body.token.as_deref())?;
+    let preview = state
+        .store
+        .preview_invitation(&digest)
+        .await?
+        .ok_or_else(invitation_not_found)?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(preview)).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptBody {
+    #[schema(value_type = String, required = true)]
+    token: Option<String>,
+    /// Only to create an account for an email that has none.
+    #[schema(value_type = Option<Text100>)]
+    name: Option<String>,
+    /// Only to create an account for an email that has none.
+    #[schema(value_type = Option<Password>)]
+    password: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Joined {
+    workspace: WorkspaceRef,
+    role: Role,
+}
+
+/// The login shape plus the workspace joined.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinedWithNewAccount {
+    token: String,
+    expires_at: Timestamp,
+    user: User,
+    workspace: WorkspaceRef,
+    role: Role,
+}
+
+/// A session when the request carries one; `None` without an `Authorization` header. A header
+/// that opens no session is refused as it is everywhere on /app/v1.
+pub struct OptionalSession(Option<SessionUser>);
+
+impl FromRequestParts<AppState> for OptionalSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(OptionalSession(None));
+        }
+        SessionUser::from_request_parts(parts, state)
+            .await
+            .map(|session| OptionalSession(Some(session)))
+    }
+}
+
+fn missing_session() -> ApiError {
+    ApiError::Unauthorized {
+        realm: Realm::Bearer,
+        reason: "missing_session",
+        message: "This email has an account: sign in as it, then accept the invitation.".into(),
+    }
+}
+
+fn for_another_user() -> ApiError {
+    ApiError::forbidden(
+        "invitation_for_another_user",
+        "This invitation is for another email; sign out and sign in as the invited person.",
+    )
+}
+
+/// Signed in as the invited email: join (200). No account for the email: `name` and
+/// `password` create it, join and sign in (201).
+#[utoipa::path(
+    post,
+    path = "/invitations/accept",
+    tag = "dashboard",
+    operation_id = "acceptInvitation",
+    summary = "Accept an invitation, signed in or by creating an account",
+    security((), ("bearer" = [])),
+    request_body = AcceptBody,
+    responses(
+        (status = 200, description = "Joined as the signed-in user", body = Joined),
+        (status = 201, description = "Account created, signed in and joined", body = JoinedWithNewAccount),
+        (status = 400, description = "Invalid JSON or fields", body = ErrorBody),
+        (status = 401, description = "`missing_session`: the email has an account; sign in first", body = ErrorBody),
+        (status = 403, description = "`invitation_for_another_user`", body = ErrorBody),
+        (status = 404, description = "`invitation_not_found`: unknown, expired, cancelled or used", body = ErrorBody),
+        (status = 409, description = "`already_member`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn accept(
+    State(state): State<AppState>,
+    OptionalSession(session): OptionalSession,
+    client: ClientInfo,
+    Json(body): Json<AcceptBody>,
+) -> Result<Response, ApiError> {
+    let digest = token_digest(body.token.as_deref())?;
+    let invited = state
+        .store
+        .invited_email(&digest)
+        .await?
+        .ok_or_else(invitation_not_found)?;
+    if let Some(session) = session {
+        return match state
+            .store
+            .accept_invitation(&digest, &session.user, &client)
+            .await?
+        {
+            AcceptOutcome::Joined { workspace, role } => {
+                Ok(Json(Joined { workspace, role }).into_response())
+            }
+            AcceptOutcome::NotFound => Err(invitation_not_found()),
+            AcceptOutcome::OtherUser => Err(for_another_user()),
+            AcceptOutcome::AlreadyMember => Err(ApiError::conflict(
+                "already_member",
+                "You are already a member of this workspace.",
+            )),
+        };
+    }
+    if state.store.user_by_email(&invited).await?.is_some() {
+        return Err(missing_session());
+    }
+    let mut issues = Issues::default();
+    let name = issues.required_text("name", body.name.as_deref(), 100);
+    let password = issues.password("password", body.password.as_deref());
+    let password = issues
+        .finish(password)?
+        .ok_or_else(|| ApiError::internal("validated password missing"))?;
+    let hash = password::hash(password).await?;
+    let new_session = session_token::generate();
+    let ttl_ms = i64::try_from(state.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = Timestamp(Timestamp::now().0.saturating_add(ttl_ms));
+    let outcome = state
+        .store
+        .accept_invitation_with_new_account(
+            &digest,
+            &name,
+            &hash,
+            &NewSession {
+                token_digest: &new_session.digest,
+                expires_at,
+            },
+            &client,
+        )
+        .await?;
+    match outcome {
+        CreateAccountOutcome::Created {
+            user,
+            workspace,
+            role,
+        } => Ok((
+            StatusCode::CREATED,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(JoinedWithNewAccount {
+                token: new_session.token,
+                expires_at,
+                user,
+                workspace,
+                role,
+            }),
+        )
+            .into_response()),
+        CreateAccountOutcome::NotFound => Err(invitation_not_found()),
+        CreateAccountOutcome::AccountExists => Err(missing_session()),
+    }
+}

@@ -1,0 +1,467 @@
+//! Invitations (SPEC §10): the only way into a workspace from the dashboard. A token is shown
+//! once to the inviter and kept here only as its SHA-256. A pending invitation is one that is
+//! neither accepted, cancelled nor expired; every other state answers like an unknown token.
+
+use super::members::insert_membership;
+use super::{
+    insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx, User,
+};
+use crate::ids;
+use crate::permissions::{can_manage_member, Role};
+use crate::time::Timestamp;
+use serde::Serialize;
+use serde_json::json;
+
+/// How long an invitation can be accepted.
+pub const INVITATION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InvitationStatus {
+    Pending,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Invitation {
+    /// `inv_…`
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub status: InvitationStatus,
+    pub invited_by: User,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct InvitationRow {
+    id: String,
+    email: String,
+    #[sqlx(try_from = "String")]
+    role: Role,
+    inviter_id: String,
+    inviter_email: String,
+    inviter_name: String,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+}
+
+impl From<InvitationRow> for Invitation {
+    fn from(row: InvitationRow) -> Self {
+        Invitation {
+            id: row.id,
+            email: row.email,
+            role: row.role,
+            status: InvitationStatus::Pending,
+            invited_by: User {
+                id: row.inviter_id,
+                email: row.inviter_email,
+                name: row.inviter_name,
+            },
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+const INVITATION_COLUMNS: &str =
+    "SELECT i.id, i.email, i.role, u.id AS inviter_id, u.email AS inviter_email, \
+     u.name AS inviter_name, i.created_at, i.expires_at \
+     FROM invitations i JOIN users u ON u.id = i.invited_by";
+
+/// Not accepted, not cancelled, not expired; every query binds the current time as `$2`.
+const PENDING_AT_2: &str = "i.accepted_at IS NULL AND i.cancelled_at IS NULL AND i.expires_at > $2";
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct WorkspaceRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// What the holder of a token may see before accepting: never whether the email has an
+/// account (the inviter holds the token too).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationPreview {
+    pub workspace: WorkspaceRef,
+    pub email: String,
+    pub role: Role,
+    pub invited_by: String,
+    pub expires_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct PreviewRow {
+    workspace_id: String,
+    workspace_name: String,
+    email: String,
+    #[sqlx(try_from = "String")]
+    role: Role,
+    inviter_name: String,
+    expires_at: Timestamp,
+}
+
+#[derive(Debug)]
+pub enum InviteOutcome {
+    Created(Invitation),
+    AlreadyMember,
+    Forbidden,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled,
+    NotFound,
+    Forbidden,
+}
+
+/// The invitation a token claimed, inside the accepting transaction.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    id: String,
+    workspace_id: String,
+    email: String,
+    email_normalized: String,
+    #[sqlx(try_from = "String")]
+    role: Role,
+}
+
+#[derive(Debug)]
+pub enum AcceptOutcome {
+    Joined {
+        workspace: WorkspaceRef,
+        role: Role,
+    },
+    /// Unknown, expired, cancelled or used: one answer for all.
+    NotFound,
+    /// The signed-in user is not the invited email.
+    OtherUser,
+    AlreadyMember,
+}
+
+#[derive(Debug)]
+pub enum CreateAccountOutcome {
+    Created {
+        user: User,
+        workspace: WorkspaceRef,
+        role: Role,
+    },
+    NotFound,
+    /// The invited email has an account: its owner must sign in and accept.
+    AccountExists,
+}
+
+/// A new session, made in the same transaction as the account it opens.
+pub struct NewSession<'a> {
+    pub token_digest: &'a [u8; 32],
+    pub expires_at: Timestamp,
+}
+
+/// Marks the pending invitation used and returns it; `None` when the token opens nothing.
+/// The conditional UPDATE makes two concurrent accepts of one token serial: one wins.
+async fn claim(tx: &mut Tx<'_>, token_digest: &[u8; 32]) -> Result<Option<Claimed>, sqlx::Error> {
+    let now = Timestamp::now();
+    sqlx::query_as(
+        "UPDATE invitations SET accepted_at = $1 \
+         WHERE token_digest = $2 AND accepted_at IS NULL AND cancelled_at IS NULL AND expires_at > $1 \
+         RETURNING id, workspace_id, email, email_normalized, role",
+    )
+    .bind(now)
+    .bind(token_digest.as_slice())
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+async fn join(
+    tx: &mut Tx<'_>,
+    claimed: &Claimed,
+    user_id: &str,
+    new_account: bool,
+    client: &ClientInfo,
+) -> Result<Option<WorkspaceRef>, sqlx::Error> {
+    if !insert_membership(tx, &claimed.workspace_id, user_id, claimed.role).await? {
+        return Ok(None);
+    }
+    sqlx::query("UPDATE invitations SET accepted_by = $1 WHERE id = $2")
+        .bind(user_id)
+        .bind(&claimed.id)
+        .execute(&mut **tx)
+        .await?;
+    record_audit(
+        tx,
+        AuditEntry {
+            workspace_id: Some(&claimed.workspace_id),
+            actor: Actor::User(user_id),
+            action: "member.joined",
+            target_type: "user",
+            target_id: user_id,
+            details: Some(json!({
+                "role": claimed.role,
+                "invitationId": claimed.id,
+                "newAccount": new_account,
+            })),
+        },
+        client,
+    )
+    .await?;
+    let workspace = sqlx::query_as("SELECT id, name FROM workspaces WHERE id = $1")
+        .bind(&claimed.workspace_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(Some(workspace))
+}
+
+impl Store {
+    /// The same outcome whether or not the email has an account: the inviter learns nothing.
+    pub async fn create_invitation(
+        &self,
+        workspace_id: &str,
+        email: &str,
+        role: Role,
+        token_digest: &[u8; 32],
+        inviter: &MemberActor<'_>,
+    ) -> Result<InviteOutcome, sqlx::Error> {
+        // An invitation names the user who sent it; operators add people directly instead.
+        let Some(inviter_id) = inviter.user_id() else {
+            return Ok(InviteOutcome::Forbidden);
+        };
+        if can_manage_member(inviter.role, None, Some(role)).is_err() {
+            return Ok(InviteOutcome::Forbidden);
+        }
+        let normalized = super::normalize_email(email);
+        let mut tx = self.pool().begin().await?;
+        let member: Option<String> = sqlx::query_scalar(
+            "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.workspace_id = $1 AND u.email_normalized = $2",
+        )
+        .bind(workspace_id)
+        .bind(&normalized)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if member.is_some() {
+            return Ok(InviteOutcome::AlreadyMember);
+        }
+        let id = ids::new_id(ids::INVITATION);
+        let now = Timestamp::now();
+        sqlx::query(
+            "INSERT INTO invitations (id, workspace_id, email, email_normalized, role, token_digest, \
+             invited_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(workspace_id)
+        .bind(email)
+        .bind(&normalized)
+        .bind(role.as_str())
+        .bind(token_digest.as_slice())
+        .bind(inviter_id)
+        .bind(now)
+        .bind(Timestamp(now.0.saturating_add(INVITATION_TTL_MS)))
+        .execute(&mut *tx)
+        .await?;
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor: Actor::User(inviter_id),
+                action: "member.invited",
+                target_type: "invitation",
+                target_id: &id,
+                details: Some(json!({ "email": email, "role": role })),
+            },
+            inviter.client,
+        )
+        .await?;
+        let row: InvitationRow = sqlx::query_as(&format!(
+            "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND i.id = $2"
+        ))
+        .bind(workspace_id)
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(InviteOutcome::Created(row.into()))
+    }
+
+    /// Pending invitations, newest first.
+    pub async fn list_invitations(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Vec<Invitation>, sqlx::Error> {
+        let rows: Vec<InvitationRow> = sqlx::query_as(&format!(
+            "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND {PENDING_AT_2} \
+             ORDER BY i.created_at DESC, i.id"
+        ))
+        .bind(workspace_id)
+        .bind(Timestamp::now())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(Invitation::from).collect())
+    }
+
+    /// Admins may cancel what they may send: invitations for roles below owner.
+    pub async fn cancel_invitation(
+        &self,
+        workspace_id: &str,
+        invitation_id: &str,
+        actor: &MemberActor<'_>,
+    ) -> Result<CancelOutcome, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let role: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {PENDING_AT_2}"
+        ))
+        .bind(workspace_id)
+        .bind(Timestamp::now())
+        .bind(invitation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(role) = role.as_deref().and_then(Role::parse) else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        if can_manage_member(actor.role, None, Some(role)).is_err() {
+            return Ok(CancelOutcome::Forbidden);
+        }
+        let cancelled = sqlx::query(
+            "UPDATE invitations SET cancelled_at = $1 \
+             WHERE workspace_id = $2 AND id = $3 AND accepted_at IS NULL AND cancelled_at IS NULL",
+        )
+        .bind(Timestamp::now())
+        .bind(workspace_id)
+        .bind(invitation_id)
+        .execute(&mut *tx)
+        .await?;
+        if cancelled.rows_affected() == 0 {
+            return Ok(CancelOutcome::NotFound);
+        }
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor: actor.actor,
+                action: "invitation.cancelled",
+                target_type: "invitation",
+                target_id: invitation_id,
+                details: None,
+            },
+            actor.client,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CancelOutcome::Cancelled)
+    }
+
+    pub async fn preview_invitation(
+        &self,
+        token_digest: &[u8; 32],
+    ) -> Result<Option<InvitationPreview>, sqlx::Error> {
+        let row: Option<PreviewRow> = sqlx::query_as(&format!(
+            "SELECT w.id AS workspace_id, w.name AS workspace_name, i.email, i.role, \
+             u.name AS inviter_name, i.expires_at \
+             FROM invitations i JOIN workspaces w ON w.id = i.workspace_id \
+             JOIN users u ON u.id = i.invited_by \
+             WHERE i.token_digest = $1 AND {PENDING_AT_2}"
+        ))
+        .bind(token_digest.as_slice())
+        .bind(Timestamp::now())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|row| InvitationPreview {
+            workspace: WorkspaceRef {
+                id: row.workspace_id,
+                name: row.workspace_name,
+            },
+            email: row.email,
+            role: row.role,
+            invited_by: row.inviter_name,
+            expires_at: row.expires_at,
+        }))
+    }
+
+    /// The invitation's email of the pending invitation behind a token.
+    pub async fn invited_email(
+        &self,
+        token_digest: &[u8; 32],
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(&format!(
+            "SELECT i.email FROM invitations i WHERE i.token_digest = $1 AND {PENDING_AT_2}"
+        ))
+        .bind(token_digest.as_slice())
+        .bind(Timestamp::now())
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    /// A signed-in user accepts: the invitation must be for their email.
+    pub async fn accept_invitation(
+        &self,
+        token_digest: &[u8; 32],
+        user: &User,
+        client: &ClientInfo,
+    ) -> Result<AcceptOutcome, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let Some(claimed) = claim(&mut tx, token_digest).await? else {
+            return Ok(AcceptOutcome::NotFound);
+        };
+        // Returning drops the transaction, which rolls the claim back.
+        if claimed.email_normalized != super::normalize_email(&user.email) {
+            return Ok(AcceptOutcome::OtherUser);
+        }
+        let Some(workspace) = join(&mut tx, &claimed, &user.id, false, client).await? else {
+            return Ok(AcceptOutcome::AlreadyMember);
+        };
+        tx.commit().await?;
+        Ok(AcceptOutcome::Joined {
+            workspace,
+            role: claimed.role,
+        })
+    }
+
+    /// Someone without an account accepts: the account (with the invited email), the
+    /// membership and a session are made together, or nothing is.
+    pub async fn accept_invitation_with_new_account(
+        &self,
+        token_digest: &[u8; 32],
+        name: &str,
+        password_hash: &str,
+        session: &NewSession<'_>,
+        client: &ClientInfo,
+    ) -> Result<CreateAccountOutcome, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let Some(claimed) = claim(&mut tx, token_digest).await? else {
+            return Ok(CreateAccountOutcome::NotFound);
+        };
+        let new_user = NewUser {
+            email: &claimed.email,
+            name,
+            password_hash,
+        };
+        let user = match insert_user(&mut tx, &new_user).await {
+            Ok(user) => user,
+            Err(err) if super::is_unique_violation(&err) => {
+                return Ok(CreateAccountOutcome::AccountExists)
+            }
+            Err(err) => return Err(err),
+        };
+        let Some(workspace) = join(&mut tx, &claimed, &user.id, true, client).await? else {
+            return Err(sqlx::Error::Protocol(
+                "a brand-new user was already a member".into(),
+            ));
+        };
+        sqlx::query(
+            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(session.token_digest.as_slice())
+        .bind(&user.id)
+        .bind(Timestamp::now())
+        .bind(session.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CreateAccountOutcome::Created {
+            user,
+            workspace,
+            role: claimed.role,
+        })
+    }
+}

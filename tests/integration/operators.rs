@@ -1,0 +1,351 @@
+//! SPEC §10 operator recovery, run as an operator runs it: the real binary in its own process.
+//! Each command is one transaction with an audit event whose actor is the operator.
+
+use crate::common::{assert_error, count_rows, query_count, Db};
+use crate::on_each_db;
+use crate::process_harness::{Deployment, Owner};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+on_each_db!(
+    lost_password_is_reset_from_the_shell,
+    operators_create_users_and_manage_members,
+);
+
+const OPERATOR: (&str, &str) = ("USER", "ops-alice");
+
+/// The owner lost the bootstrap password: `users set-password` gets them back in, and every
+/// session of the old password ends.
+async fn lost_password_is_reset_from_the_shell(db: Db) {
+    let Some(deployment) = Deployment::create(db).await else {
+        return;
+    };
+    let Owner {
+        user_id, password, ..
+    } = deployment.bootstrap("Acme", "owner@acme.test").await;
+    let server = deployment.spawn(&[], &["serve"]).await;
+    let old_session = server.login_token("owner@acme.test", &password).await;
+
+    // Bootstrap again refuses, and says what to do instead.
+    let again = deployment
+        .run(
+            &[
+                "bootstrap",
+                "--workspace",
+                "Acme",
+                "--email",
+                "owner@acme.test",
+            ],
+            None,
+        )
+        .await;
+    again.assert_failure();
+    assert!(
+        again.stderr.contains("users set-password"),
+        "{}",
+        again.stderr
+    );
+
+    // A generated password, printed once on stdout.
+    let out = deployment
+        .run_with(
+            &["users", "set-password", "--email", "OWNER@acme.test"],
+            None,
+            &[OPERATOR],
+        )
+        .await;
+    out.assert_success();
+    let line = out.json_line();
+    assert_eq!(line["userId"], user_id.as_str(), "{line}");
+    let generated = line["password"].as_str().expect("password").to_owned();
+    assert!(generated.len() >= 12);
+    assert!(!out.stderr.contains(&generated), "password on stderr");
+
+    let (status, body) = server.login("owner@acme.test", &password).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        Some("invalid_credentials"),
+    );
+    let (status, body) = server
+        .send(Method::GET, "/app/v1/session", Some(&old_session), None)
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        None,
+    );
+    let (status, body) = server.login("owner@acme.test", &generated).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Or one the operator chooses, from stdin (never from the command line).
+    let chosen = "chosen-by-the-operator";
+    let out = deployment
+        .run_with(
+            &[
+                "users",
+                "set-password",
+                "--email",
+                "owner@acme.test",
+                "--password-stdin",
+            ],
+            Some(&format!("{chosen}\n")),
+            &[OPERATOR],
+        )
+        .await;
+    out.assert_success();
+    assert!(out.json_line().get("password").is_none());
+    let (status, body) = server.login("owner@acme.test", chosen).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let short = deployment
+        .run(
+            &[
+                "users",
+                "set-password",
+                "--email",
+                "owner@acme.test",
+                "--password-stdin",
+            ],
+            Some("short\n"),
+        )
+        .await;
+    short.assert_failure();
+    assert!(short.stderr.contains("at least 12"), "{}", short.stderr);
+    let nobody = deployment
+        .run(
+            &["users", "set-password", "--email", "nobody@acme.test"],
+            None,
+        )
+        .await;
+    nobody.assert_failure();
+    assert!(nobody.stdout.is_empty(), "no password printed for nobody");
+
+    let store = deployment.store().await;
+    assert_eq!(
+        query_count(
+            &store,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'user.password_changed' \
+             AND target_id = $1 AND actor_type = 'operator' AND actor_id = 'ops-alice'",
+            &[user_id.as_str()],
+        )
+        .await,
+        2
+    );
+    store.close().await;
+}
+
+async fn operators_create_users_and_manage_members(db: Db) {
+    let Some(deployment) = Deployment::create(db).await else {
+        return;
+    };
+    let owner = deployment.bootstrap("Acme", "owner@acme.test").await;
+
+    let out = deployment
+        .run_with(
+            &[
+                "users",
+                "create",
+                "--email",
+                "Jane@Acme.test",
+                "--name",
+                "Jane Doe",
+            ],
+            None,
+            &[OPERATOR],
+        )
+        .await;
+    out.assert_success();
+    let line = out.json_line();
+    let jane = line["userId"].as_str().expect("userId").to_owned();
+    assert!(jane.starts_with("usr_"), "{line}");
+    let jane_password = line["password"].as_str().expect("password").to_owned();
+
+    // Refusals name the problem and write nothing.
+    for (args, says) in [
+        (
+            vec![
+                "users",
+                "create",
+                "--email",
+                "jane@acme.test",
+                "--name",
+                "Again",
+            ],
+            "already exists",
+        ),
+        (
+            vec!["users", "create", "--email", "not-an-email", "--name", "X"],
+            "--email",
+        ),
+        (
+            vec![
+                "users",
+                "create",
+                "--email",
+                "x@acme.test",
+                "--name",
+                "Bad\u{7}Name",
+            ],
+            "--name",
+        ),
+        (
+            vec![
+                "members",
+                "add",
+                "--workspace",
+                &owner.workspace_id,
+                "--email",
+                "jane@acme.test",
+                "--role",
+                "superuser",
+            ],
+            "--role",
+        ),
+        (
+            vec![
+                "members",
+                "add",
+                "--workspace",
+                "ws_nope",
+                "--email",
+                "jane@acme.test",
+                "--role",
+                "member",
+            ],
+            "no workspace",
+        ),
+        (
+            vec![
+                "members",
+                "add",
+                "--workspace",
+                &owner.workspace_id,
+                "--email",
+                "ghost@acme.test",
+                "--role",
+                "member",
+            ],
+            "no user",
+        ),
+        (
+            vec![
+                "members",
+                "remove",
+                "--workspace",
+                &owner.workspace_id,
+                "--email",
+                "owner@acme.test",
+            ],
+            "owner",
+        ),
+    ] {
+        let out = deployment.run(&args, None).await;
+        out.assert_failure();
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+
+    let out = deployment
+        .run_with(
+            &[
+                "members",
+                "add",
+                "--workspace",
+                &owner.workspace_id,
+                "--email",
+                "jane@acme.test",
+                "--role",
+                "admin",
+            ],
+            None,
+            &[OPERATOR],
+        )
+        .await;
+    out.assert_success();
+    assert_eq!(
+        out.json_line(),
+        json!({ "workspaceId": owner.workspace_id, "userId": jane, "role": "admin" })
+    );
+
+    let server = deployment.spawn(&[], &["serve"]).await;
+    let token = server.login_token("jane@acme.test", &jane_password).await;
+    let (status, session) = server
+        .send(Method::GET, "/app/v1/session", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(
+        session["workspaces"],
+        json!([{ "id": owner.workspace_id, "name": "Acme", "role": "admin" }])
+    );
+
+    let users = deployment.run(&["users", "list"], None).await;
+    users.assert_success();
+    let emails: Vec<String> = users
+        .json_lines()
+        .iter()
+        .map(|u| u["email"].as_str().expect("email").to_owned())
+        .collect();
+    assert_eq!(emails, ["owner@acme.test", "Jane@Acme.test"]);
+    assert!(
+        !users.stdout.contains("argon2"),
+        "no password hash in the list"
+    );
+    let workspaces = deployment.run(&["workspaces", "list"], None).await;
+    workspaces.assert_success();
+    let listed = workspaces.json_lines();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], owner.workspace_id.as_str());
+    assert_eq!(listed[0]["name"], "Acme");
+
+    let (key_id, key) = server
+        .create_key(&token, &owner.workspace_id, "Jane's")
+        .await;
+    let out = deployment
+        .run_with(
+            &[
+                "members",
+                "remove",
+                "--workspace",
+                &owner.workspace_id,
+                "--email",
+                "jane@acme.test",
+            ],
+            None,
+            &[OPERATOR],
+        )
+        .await;
+    out.assert_success();
+    server.until_key_revoked(&key).await;
+
+    let store = deployment.store().await;
+    assert_eq!(count_rows(&store, "memberships").await, 1);
+    for (action, target) in [
+        ("user.created", jane.as_str()),
+        ("member.added", jane.as_str()),
+        ("member.removed", jane.as_str()),
+    ] {
+        assert_eq!(
+            query_count(
+                &store,
+                "SELECT COUNT(*) FROM audit_events WHERE action = $1 AND target_id = $2 \
+                 AND actor_type = 'operator' AND actor_id = 'ops-alice'",
+                &[action, target],
+            )
+            .await,
+            1,
+            "{action}"
+        );
+    }
+    let revoked_by_operator = query_count(
+        &store,
+        "SELECT COUNT(*) FROM api_keys WHERE id = $1 AND revoke_reason = 'owner_removed' AND revoked_by IS NULL",
+        &[key_id.as_str()],
+    )
+    .await;
+    assert_eq!(revoked_by_operator, 1);
+    store.close().await;
+}
