@@ -9,6 +9,7 @@ mod key_events;
 mod leads;
 mod members;
 mod sessions;
+mod usage;
 mod users;
 mod workspaces;
 
@@ -17,6 +18,7 @@ pub use audit::*;
 pub use key_events::NOTIFY_CHANNEL;
 pub use leads::*;
 pub use members::*;
+pub use usage::*;
 pub use users::*;
 pub use workspaces::*;
 

@@ -11,4 +11,5 @@ mod openapi;
 mod process;
 mod process_harness;
 mod smoke;
+mod usage;
 mod verification;

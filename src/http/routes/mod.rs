@@ -15,6 +15,7 @@ mod me;
 mod members;
 mod operations;
 mod static_page;
+mod usage;
 mod workspaces;
 
 use super::AppState;
@@ -36,6 +37,8 @@ pub fn dashboard() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::revoke))
         .routes(routes!(api_keys::roll))
         .routes(routes!(audit::list))
+        .routes(routes!(usage::key_usage))
+        .routes(routes!(usage::workspace_usage))
 }
 
 /// /api/v1 (full paths in the handlers' annotations): integrators, authenticated by
