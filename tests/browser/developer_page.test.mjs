@@ -25,7 +25,7 @@ const SCREENSHOTS = path.join(TARGET, 'screenshots');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const KEY_PATTERN = /^hk_live_[0-9A-Za-z]{36}$/;
 const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 375, height: 812 };
+const PHONE = { width: 390, height: 844 };
 
 const byTestId = (id) => `[data-testid="${id}"]`;
 
@@ -242,6 +242,7 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
     const expected = {
       '/settings/developer': 'text/html; charset=utf-8',
       '/settings/developer/app.js': 'text/javascript; charset=utf-8',
+      '/settings/developer/charts.js': 'text/javascript; charset=utf-8',
       '/settings/developer/app.css': 'text/css; charset=utf-8',
     };
     for (const [route, contentType] of Object.entries(expected)) {

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 const INDEX_HTML: &str = include_str!("../../../assets/developer/index.html");
 const APP_JS: &str = include_str!("../../../assets/developer/app.js");
 const APP_CSS: &str = include_str!("../../../assets/developer/app.css");
+const CHARTS_JS: &str = include_str!("../../../assets/developer/charts.js");
 
 /// Nothing inline and nothing from elsewhere: a script injected into the page (through a key
 /// name, say) could neither run nor send a session token or a fresh key anywhere.
@@ -30,6 +31,13 @@ pub async fn script() -> impl IntoResponse {
     (
         headers("text/javascript; charset=utf-8", "no-cache"),
         APP_JS,
+    )
+}
+
+pub async fn charts_script() -> impl IntoResponse {
+    (
+        headers("text/javascript; charset=utf-8", "no-cache"),
+        CHARTS_JS,
     )
 }
 

@@ -69,6 +69,10 @@ pub fn operations() -> OpenApiRouter<AppState> {
         .route("/settings/developer", get(developer_page::index))
         .route("/settings/developer/app.js", get(developer_page::script))
         .route(
+            "/settings/developer/charts.js",
+            get(developer_page::charts_script),
+        )
+        .route(
             "/settings/developer/app.css",
             get(developer_page::stylesheet),
         )
