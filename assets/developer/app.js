@@ -614,7 +614,6 @@
       never.textContent = 'Never';
       lastUsed.append(never);
     }
-    if (isUnused(key)) lastUsed.append(unusedMarker(key));
 
     const [usageCell, usage] = cell('Last 30 days', 'cell-usage');
     usageCell.dataset.testid = 'key-usage';
@@ -629,6 +628,7 @@
 
     const [statusCell, status] = cell('Status', 'cell-status');
     status.append(statusBadge(key));
+    if (isUnused(key)) status.append(unusedMarker(key));
     const revoked = revokedLine(key);
     if (revoked) status.append(revoked);
     if (key.status === 'active' && key.replacedBy && key.expiresAt) {
