@@ -162,9 +162,9 @@ fn browser_blocked_message(headers: &HeaderMap) -> &'static str {
         .get("sec-fetch-site")
         .is_some_and(|site| site == "same-origin");
     if same_origin {
-        "Browsers may not send API keys, so this server refuses keys sent from its own pages such as /docs. Your key is fine: copy the curl command shown and run it from a terminal or your server."
+        "API keys may not be sent from a browser, so this server refuses keys sent from its own pages such as /docs. Your key is fine: copy the curl command shown and run it from a terminal or your server."
     } else {
-        "Browsers may not send API keys: a key in a web page can be read by anyone who loads it. Call the API from your server; if this key was put into a public web page, roll it in Settings > Developer."
+        "API keys may not be sent from a browser: a key in a web page can be read by anyone who loads it. Call the API from your server; if this key was put into a public web page, roll it in Settings > Developer."
     }
 }
 
