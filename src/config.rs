@@ -293,6 +293,10 @@ pub struct Config {
     #[arg(long, env = "HEFFL_USAGE_FLUSH_INTERVAL", value_name = "HEFFL_USAGE_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
     pub usage_flush_interval: Duration,
 
+    /// Days of hourly per-key usage kept for the usage endpoints and charts (SPEC §11).
+    #[arg(long, env = "HEFFL_USAGE_RETENTION_DAYS", value_name = "HEFFL_USAGE_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650), global = true)]
+    pub usage_retention_days: u32,
+
     /// Let browsers use API keys on /api/v1 (requests with Origin or Sec-Fetch-Site). Off: such
     /// requests get 403 browser_use_blocked, since a key in a web page is a key for everyone.
     #[arg(long, env = "HEFFL_ALLOW_BROWSER_KEYS", value_name = "HEFFL_ALLOW_BROWSER_KEYS", default_value_t = false, action = clap::ArgAction::Set, global = true)]

@@ -24,4 +24,5 @@ pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod usage;
+pub mod usage_series;
 pub mod validate;

@@ -1,4 +1,5 @@
-// Settings > Developer: sign in, pick a workspace, list, create and revoke API keys.
+// Settings > Developer: sign in, pick a workspace, see usage, list, create, roll and revoke API
+// keys, and look at one key in detail. Charts are drawn by charts.js (window.HefflCharts).
 //
 // Rules this file keeps (the browser test checks the first three):
 // - A new key's secret exists only in the "new key" dialog's text while it is open: it is never
@@ -14,7 +15,39 @@
   const WORKSPACE_STORAGE = 'heffl.developer.workspaceId';
   const MAX_NAME_CHARS = 100;
 
-  const FIELD_LABELS = { name: 'Name', email: 'Email', password: 'Password' };
+  const FIELD_LABELS = {
+    name: 'Name',
+    email: 'Email',
+    password: 'Password',
+    scopes: 'Scopes',
+    expiresAt: 'Expiry date',
+    expiresInDays: 'Expiry',
+    rateLimitPerMinute: 'Rate limit',
+    expiresOldIn: 'Grace period',
+  };
+  const DAY_MS = 86_400_000;
+  const UNUSED_DAYS = 30;
+  // Until GET /app/v1/scopes answers (older servers), the built-in scopes.
+  const FALLBACK_SCOPES = [
+    { name: 'me:read', description: 'Read the key\'s own workspace, user and key (GET /api/v1/me).', builtIn: true },
+    { name: 'leads:read', description: 'List and read leads.', builtIn: true },
+    { name: 'leads:write', description: 'Create, update and delete leads.', builtIn: true },
+  ];
+  const REVOKE_REASONS = {
+    revoked: 'revoked in Settings > Developer',
+    reported_leaked: 'reported leaked',
+    owner_removed: 'its creator was removed from the workspace',
+    user_disabled: "its creator's account was disabled",
+    operator: 'revoked by an operator',
+  };
+  const EVENT_LABELS = {
+    'api_key.created': 'Created',
+    'api_key.revoked': 'Revoked',
+    'api_key.rolled': 'Rolled',
+    'api_key.expired': 'Expired',
+    'api_key.reported_leaked': 'Reported leaked',
+  };
+  const Charts = window.HefflCharts;
   const ROLE_LABELS = { owner: 'Owner', admin: 'Admin', member: 'Member', viewer: 'Viewer' };
   const EMPTY_TEXT = {
     active: 'No active keys. Create one to connect your website forms, data sync or Zapier.',
@@ -25,6 +58,7 @@
   const el = (id) => document.getElementById(id);
   const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
   const longDateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
+  const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 
   const state = {
     user: null,
@@ -35,6 +69,19 @@
     // cannot overwrite the answer for the current one.
     listGeneration: 0,
     revokeTarget: null,
+    rollTarget: null,
+    // The keys last listed, by id, for the detail view and the dialogs.
+    keys: new Map(),
+    // Scopes keys may have, from GET /scopes (loaded once per session).
+    scopes: null,
+    scopesFromServer: false,
+    // The key shown in the detail view, if any.
+    detailId: null,
+    // Like listGeneration, for the usage chart and the detail view.
+    usageGeneration: 0,
+    detailGeneration: 0,
+    // Workspace members by user id (owners and admins only), to name the actors of events.
+    members: null,
   };
 
   // ---------------------------------------------------------------------------------------------
@@ -167,13 +214,113 @@
     }
   }
 
+  /** "3 days ago", "in 2 hours", "just now". */
+  function relativeTime(date, now = Date.now()) {
+    const seconds = Math.round((date.getTime() - now) / 1000);
+    const abs = Math.abs(seconds);
+    if (abs < 45) return 'just now';
+    const units = [
+      ['minute', 60],
+      ['hour', 3600],
+      ['day', 86_400],
+      ['month', 30 * 86_400],
+      ['year', 365 * 86_400],
+    ];
+    let unit = units[0];
+    for (const candidate of units) if (abs >= candidate[1] * 0.95) unit = candidate;
+    // Under a month, days stay days ("45 days ago" reads better than "1 month ago" for a key).
+    if (unit[0] === 'month' && abs < 60 * 86_400) unit = units[2];
+    return relativeFormat.format(Math.round(seconds / unit[1]), unit[0]);
+  }
+
+  /** A relative time, with the exact one on hover and for assistive technology. */
   function timeElement(iso) {
     const time = document.createElement('time');
     const date = new Date(iso);
     time.dateTime = iso;
-    time.textContent = dateFormat.format(date);
-    time.title = longDateFormat.format(date);
+    time.className = 'nowrap';
+    time.textContent = relativeTime(date);
+    time.title = `${longDateFormat.format(date)} (${dateFormat.format(date)})`;
+    time.setAttribute('aria-label', `${time.textContent}, ${dateFormat.format(date)}`);
     return time;
+  }
+
+  function daysSince(iso) {
+    return (Date.now() - new Date(iso).getTime()) / DAY_MS;
+  }
+
+  /** Active, and not used for 30 days (or never, and created more than 30 days ago). */
+  function isUnused(key) {
+    if (key.status !== 'active') return false;
+    return daysSince(key.lastUsedAt || key.createdAt) >= UNUSED_DAYS;
+  }
+
+  function canManageKeys() {
+    const workspace = currentWorkspace();
+    return Boolean(workspace && (workspace.role === 'owner' || workspace.role === 'admin'));
+  }
+
+  /** Only the key's creator may roll it (SPEC §9), and only an active key not rolled before. */
+  function canRoll(key) {
+    return (
+      key.status === 'active' &&
+      !key.replacedBy &&
+      Boolean(state.user && key.createdBy && key.createdBy.id === state.user.id)
+    );
+  }
+
+  function personName(user) {
+    if (!user) return null;
+    return user.name || user.email || null;
+  }
+
+  function badge(text, tone, testid) {
+    const span = document.createElement('span');
+    span.className = `badge badge-${tone}`;
+    if (testid) span.dataset.testid = testid;
+    span.textContent = text;
+    return span;
+  }
+
+  function statusBadge(key) {
+    const labels = { active: 'Active', revoked: 'Revoked', expired: 'Expired' };
+    const tone = key.status === 'active' ? 'active' : key.revokeReason === 'reported_leaked' ? 'leaked' : 'revoked';
+    return badge(labels[key.status] || key.status, tone, 'key-status');
+  }
+
+  /** "Revoked 3 days ago by Olive Owner — reported leaked", as nodes. */
+  function revokedLine(key) {
+    const line = document.createElement('span');
+    line.className = 'small block revoked-line';
+    line.dataset.testid = 'key-revoked-info';
+    if (key.status === 'expired' && key.expiresAt) {
+      line.append('Expired ', timeElement(key.expiresAt));
+      return line;
+    }
+    if (!key.revokedAt) return null;
+    line.append('Revoked ', timeElement(key.revokedAt));
+    const by = personName(key.revokedBy);
+    if (by) line.append(` by ${by}`);
+    const reason = key.revokeReason ? REVOKE_REASONS[key.revokeReason] || key.revokeReason : null;
+    if (reason && key.revokeReason !== 'revoked') {
+      const why = document.createElement('span');
+      why.className = key.revokeReason === 'reported_leaked' ? 'reason reason-leaked' : 'reason';
+      why.dataset.testid = 'key-revoke-reason';
+      why.textContent = reason;
+      line.append(' — ', why);
+    }
+    return line;
+  }
+
+  /** "still in use — N attempts since it was revoked", when a dead key is still being sent. */
+  function stillInUse(key, rejected) {
+    if (key.status === 'active' || !(rejected > 0)) return null;
+    const since = key.status === 'expired' ? 'it expired' : 'it was revoked';
+    const line = document.createElement('span');
+    line.className = 'small block still-in-use';
+    line.dataset.testid = 'key-still-in-use';
+    line.textContent = `Still in use — ${Charts.plural(rejected, 'attempt', 'attempts')} since ${since}`;
+    return line;
   }
 
   /** A table cell and the box its content goes in (one box, so the phone layout's two-column
@@ -211,7 +358,15 @@
     state.workspaces = [];
     state.workspaceId = null;
     state.listGeneration += 1;
+    state.usageGeneration += 1;
+    state.detailGeneration += 1;
+    state.keys = new Map();
+    state.scopes = null;
+    state.members = null;
+    state.detailId = null;
     el('key-rows').replaceChildren();
+    el('usage-chart').replaceChildren();
+    showKeyList();
     el('workspace-select').replaceChildren();
     el('account-email').textContent = '';
     const box = el('signin-notice');
@@ -312,13 +467,15 @@
     }
     state.user = session.user;
     state.workspaces = Array.isArray(session.workspaces) ? session.workspaces : [];
+    // Whatever the status line said to the previous person ("You have signed out.") is stale.
+    el('status').textContent = '';
     el('account-email').textContent = session.user.name
       ? `${session.user.name} (${session.user.email})`
       : session.user.email;
     renderWorkspaces();
     showView('app');
     el('page-heading').focus();
-    if (state.workspaceId) await loadKeys();
+    if (state.workspaceId) await Promise.all([loadKeys(), loadUsage()]);
   }
 
   function renderWorkspaces() {
@@ -338,6 +495,7 @@
     select.disabled = state.workspaces.length < 2;
     el('no-workspaces').hidden = state.workspaces.length > 0;
     el('keys-card').hidden = state.workspaces.length === 0;
+    el('usage-card').hidden = state.workspaces.length === 0;
     el('workspace-select').closest('.workspace-picker').hidden = state.workspaces.length === 0;
     renderRole();
   }
@@ -353,14 +511,19 @@
     const seesOwnOnly = role === 'member' || role === 'viewer';
     el('scope-note').hidden = !seesOwnOnly;
     el('scope-role').textContent = seesOwnOnly ? (ROLE_LABELS[role] || role).toLowerCase() : '';
+    el('usage-scope').textContent = seesOwnOnly
+      ? 'Your keys, by outcome. Days are UTC.'
+      : 'All keys of the workspace, by outcome. Days are UTC.';
   }
 
   async function onWorkspaceChange() {
     state.workspaceId = el('workspace-select').value;
     sessionStorage.setItem(WORKSPACE_STORAGE, state.workspaceId);
     renderRole();
+    state.members = null;
+    showKeyList();
     const workspace = currentWorkspace();
-    await loadKeys();
+    await Promise.all([loadKeys(), loadUsage()]);
     if (workspace) announce(`Showing the keys of ${workspace.name}.`);
   }
 
@@ -394,6 +557,7 @@
   }
 
   function renderKeys(keys) {
+    state.keys = new Map(keys.map((key) => [key.id, key]));
     const rows = el('key-rows');
     rows.replaceChildren();
     for (const key of keys) rows.append(keyRow(key));
@@ -401,6 +565,7 @@
     empty.textContent = keys.length === 0 ? EMPTY_TEXT[state.filter] : '';
     empty.hidden = keys.length > 0;
     el('key-table').hidden = keys.length === 0;
+    loadSparklines(keys, state.listGeneration);
   }
 
   function keyRow(key) {
@@ -408,14 +573,18 @@
     row.dataset.testid = 'key-row';
     row.dataset.keyId = key.id;
     row.dataset.status = key.status;
-    if (key.status === 'revoked') row.classList.add('is-revoked');
+    if (key.status !== 'active') row.classList.add('is-revoked');
 
     const [nameCell, name] = cell('Name', 'cell-name');
-    const nameText = document.createElement('span');
-    nameText.className = 'key-name';
-    nameText.dataset.testid = 'key-name';
-    nameText.textContent = key.name;
-    name.append(nameText);
+    // The name opens the key's detail view: a button, so it works from the keyboard.
+    const open = document.createElement('button');
+    open.type = 'button';
+    open.className = 'link-button key-name';
+    open.dataset.testid = 'key-name';
+    open.textContent = key.name;
+    open.setAttribute('aria-label', `${key.name}: details and usage`);
+    open.addEventListener('click', () => openKeyDetail(key.id, open));
+    name.append(open);
 
     const [hintCell, hint] = cell('Key', 'cell-hint');
     const hintCode = document.createElement('code');
@@ -425,17 +594,14 @@
 
     const [createdCell, created] = cell('Created', 'cell-created');
     created.append(timeElement(key.createdAt));
-
-    const [createdByCell, createdBy] = cell('Created by', 'cell-creator');
-    const creator = key.createdBy || {};
-    const who = document.createElement('span');
-    who.textContent = creator.name || creator.email || 'Unknown';
-    createdBy.append(who);
-    if (creator.name && creator.email) {
-      const email = document.createElement('span');
-      email.className = 'muted small block';
-      email.textContent = creator.email;
-      createdBy.append(email);
+    const creator = personName(key.createdBy);
+    if (creator) {
+      const by = document.createElement('span');
+      by.className = 'muted small block creator';
+      by.dataset.testid = 'key-creator';
+      by.textContent = `by ${creator}`;
+      if (key.createdBy.email && key.createdBy.name) by.title = key.createdBy.email;
+      created.append(by);
     }
 
     const [lastUsedCell, lastUsed] = cell('Last used', 'cell-last-used');
@@ -449,20 +615,41 @@
       lastUsed.append(never);
     }
 
+    const [usageCell, usage] = cell('Last 30 days', 'cell-usage');
+    usageCell.dataset.testid = 'key-usage';
+    const spark = document.createElement('span');
+    spark.className = 'spark-slot';
+    spark.dataset.testid = 'key-sparkline';
+    const requests = document.createElement('span');
+    requests.className = 'muted small block';
+    requests.dataset.testid = 'key-request-count';
+    requests.textContent = `${Charts.plural(Number(key.requestCount) || 0, 'request', 'requests')} in all`;
+    usage.append(spark, requests);
+
     const [statusCell, status] = cell('Status', 'cell-status');
-    const badge = document.createElement('span');
-    badge.className = `badge badge-${key.status === 'active' ? 'active' : 'revoked'}`;
-    badge.dataset.testid = 'key-status';
-    badge.textContent = key.status === 'active' ? 'Active' : 'Revoked';
-    status.append(badge);
-    if (key.status !== 'active' && key.revokedAt) {
-      const when = document.createElement('span');
-      when.className = 'muted small block';
-      when.append('on ', timeElement(key.revokedAt));
-      status.append(when);
+    status.append(statusBadge(key));
+    if (isUnused(key)) status.append(unusedMarker(key));
+    const revoked = revokedLine(key);
+    if (revoked) status.append(revoked);
+    if (key.status === 'active' && key.replacedBy && key.expiresAt) {
+      const rolled = document.createElement('span');
+      rolled.className = 'small block revoked-line';
+      rolled.dataset.testid = 'key-rolled-info';
+      rolled.append('Rolled; this secret stops ', timeElement(key.expiresAt));
+      status.append(rolled);
     }
 
     const [actionsCell, actions] = cell('Actions', 'cell-actions');
+    if (canRoll(key)) {
+      const roll = document.createElement('button');
+      roll.type = 'button';
+      roll.className = 'button button-small';
+      roll.dataset.testid = 'roll-button';
+      roll.textContent = 'Roll';
+      roll.setAttribute('aria-label', `Roll ${key.name}`);
+      roll.addEventListener('click', () => openRoll(key, roll));
+      actions.append(roll);
+    }
     if (key.status === 'active') {
       const revoke = document.createElement('button');
       revoke.type = 'button';
@@ -474,13 +661,109 @@
       actions.append(revoke);
     }
 
-    row.append(nameCell, hintCell, createdCell, createdByCell, lastUsedCell, statusCell, actionsCell);
+    row.append(nameCell, hintCell, createdCell, lastUsedCell, usageCell, statusCell, actionsCell);
     return row;
+  }
+
+  /** The "unused" marker, with the shortest path to revoking the key. */
+  function unusedMarker(key) {
+    const box = document.createElement('span');
+    box.className = 'unused block';
+    box.dataset.testid = 'key-unused';
+    const text = badge(`Unused for ${UNUSED_DAYS}+ days`, 'unused');
+    box.append(text);
+    const revoke = document.createElement('button');
+    revoke.type = 'button';
+    revoke.className = 'link-button link-danger small';
+    revoke.dataset.testid = 'unused-revoke';
+    revoke.textContent = 'Revoke it?';
+    revoke.setAttribute('aria-label', `${key.name} is unused: revoke it`);
+    revoke.addEventListener('click', () => openRevoke(key, revoke));
+    box.append(' ', revoke);
+    return box;
   }
 
   async function onFilterChange(event) {
     state.filter = event.target.value;
     await loadKeys();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Usage: the workspace chart and each row's sparkline
+
+  async function loadUsage() {
+    if (!state.workspaceId) return;
+    const generation = ++state.usageGeneration;
+    const slot = el('usage-chart');
+    slot.setAttribute('aria-busy', 'true');
+    let usage;
+    try {
+      usage = await api('GET', workspacePath('/usage?days=30&granularity=day'));
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (generation !== state.usageGeneration) return;
+      slot.setAttribute('aria-busy', 'false');
+      if (error.status === 401) {
+        sessionEnded();
+        return;
+      }
+      showChartError(slot, `Could not load the usage: ${error.message}`);
+      return;
+    }
+    if (generation !== state.usageGeneration) return;
+    slot.setAttribute('aria-busy', 'false');
+    slot.replaceChildren(
+      Charts.stackedChart(usage.buckets || [], {
+        granularity: 'day',
+        title: 'Requests per day, last 30 days',
+        testid: 'workspace-chart',
+      }),
+    );
+  }
+
+  function showChartError(slot, text) {
+    const message = document.createElement('p');
+    message.className = 'notice notice-error';
+    message.textContent = text;
+    slot.replaceChildren(message);
+  }
+
+  /** One key's usage; null when it cannot be read (the row then simply has no chart). */
+  async function keyUsage(keyId, query) {
+    try {
+      return await api('GET', workspacePath(`/api-keys/${encodeURIComponent(keyId)}/usage?${query}`));
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 401) sessionEnded();
+      return null;
+    }
+  }
+
+  /** Sparklines for the listed keys, a few requests at a time. 90 days are read so that a dead
+   *  key's attempts since it stopped working are counted beyond the 30 days drawn. */
+  async function loadSparklines(keys, generation) {
+    const queue = [...keys];
+    const worker = async () => {
+      while (queue.length > 0 && generation === state.listGeneration) {
+        const key = queue.shift();
+        const usage = await keyUsage(key.id, 'days=90&granularity=day');
+        if (!usage || generation !== state.listGeneration) continue;
+        renderSparkline(key, usage.buckets || []);
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+  }
+
+  function renderSparkline(key, buckets) {
+    const row = document.querySelector(`tr[data-key-id="${CSS.escape(key.id)}"]`);
+    if (!row) return;
+    const slot = row.querySelector('[data-testid="key-sparkline"]');
+    const { svg, sum } = Charts.sparkline(buckets.slice(-30), key.name);
+    slot.replaceChildren(svg);
+    slot.dataset.total = String(sum);
+    const rejected = Charts.totals(buckets).rejected;
+    const warning = stillInUse(key, rejected);
+    if (warning) row.querySelector('.cell-status .cell-value').append(warning);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -502,6 +785,8 @@
     if (document.querySelector('dialog[open]')) return;
     if (opener && opener.isConnected && !opener.closest('[hidden]') && !opener.disabled) {
       opener.focus();
+    } else if (!el('key-detail').hidden) {
+      el('detail-name').focus();
     } else if (!el('app-view').hidden) {
       el('keys-heading').focus();
     }
@@ -510,12 +795,107 @@
   // ---------------------------------------------------------------------------------------------
   // Create
 
-  function openCreate() {
+  async function loadScopes() {
+    if (state.scopes) return;
+    try {
+      const answer = await api('GET', '/scopes');
+      const items = answer && Array.isArray(answer.items) ? answer.items : [];
+      state.scopes = items.length > 0 ? items : FALLBACK_SCOPES;
+      state.scopesFromServer = items.length > 0;
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      state.scopes = FALLBACK_SCOPES;
+      state.scopesFromServer = false;
+    }
+  }
+
+  /** One checkbox per scope, all checked: a key can do everything unless narrowed here. */
+  function renderScopeChoices() {
+    const list = el('create-scope-list');
+    list.replaceChildren();
+    for (const scope of state.scopes || FALLBACK_SCOPES) {
+      const label = document.createElement('label');
+      label.className = 'check';
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.name = 'scopes';
+      box.value = scope.name;
+      box.checked = true;
+      box.dataset.testid = `scope-${scope.name}`;
+      const text = document.createElement('span');
+      const code = document.createElement('code');
+      code.textContent = scope.name;
+      text.append(code);
+      if (scope.description) {
+        const description = document.createElement('span');
+        description.className = 'muted small block';
+        description.textContent = scope.description;
+        text.append(description);
+      }
+      label.append(box, text);
+      list.append(label);
+    }
+  }
+
+  function onExpiryChange() {
+    const onDate = el('create-expiry').value === 'date';
+    el('create-expiry-date-field').hidden = !onDate;
+    if (onDate) el('create-expiry-date').focus();
+  }
+
+  async function openCreate() {
     const input = el('create-name');
     input.value = '';
     input.removeAttribute('aria-invalid');
     clearBox(el('create-error'));
+    await loadScopes();
+    renderScopeChoices();
+    el('create-expiry').value = 'never';
+    const date = el('create-expiry-date');
+    date.value = '';
+    date.min = new Date(Date.now() + DAY_MS).toISOString().slice(0, 10);
+    el('create-expiry-date-field').hidden = true;
+    el('create-rate').value = '';
+    el('create-rate-field').hidden = !canManageKeys();
     openDialog(el('create-dialog'), el('create-key-button'), input);
+  }
+
+  /** The create request's optional fields, or the problems found in them. */
+  function createOptions() {
+    const body = {};
+    const problems = [];
+    const boxes = [...document.querySelectorAll('#create-scope-list input[name="scopes"]')];
+    const chosen = boxes.filter((box) => box.checked).map((box) => box.value);
+    if (chosen.length === 0) {
+      problems.push({ text: 'Choose at least one scope.', focus: boxes[0] });
+    } else if (chosen.length < boxes.length || state.scopesFromServer) {
+      body.scopes = chosen;
+    }
+    const expiry = el('create-expiry').value;
+    if (expiry === 'date') {
+      const value = el('create-expiry-date').value;
+      // The end of the chosen day in the reader's time zone.
+      const end = value ? new Date(`${value}T23:59:59`) : null;
+      if (!end || Number.isNaN(end.getTime())) {
+        problems.push({ text: 'Choose the expiry date.', focus: el('create-expiry-date') });
+      } else if (end.getTime() <= Date.now()) {
+        problems.push({ text: 'The expiry date must be in the future.', focus: el('create-expiry-date') });
+      } else {
+        body.expiresAt = end.toISOString();
+      }
+    } else if (expiry !== 'never') {
+      body.expiresInDays = Number(expiry);
+    }
+    const rate = el('create-rate').value.trim();
+    if (!el('create-rate-field').hidden && rate !== '') {
+      const limit = Number(rate);
+      if (!Number.isInteger(limit) || limit < 0 || limit > 1_000_000) {
+        problems.push({ text: 'The rate limit must be a whole number from 0 to 1,000,000.', focus: el('create-rate') });
+      } else {
+        body.rateLimitPerMinute = limit;
+      }
+    }
+    return { body, problems };
   }
 
   async function onCreate(event) {
@@ -536,14 +916,20 @@
       return;
     }
     input.removeAttribute('aria-invalid');
+    const options = createOptions();
+    if (options.problems.length > 0) {
+      showText(errorBox, options.problems.map((p) => p.text).join(' '));
+      options.problems[0].focus.focus();
+      return;
+    }
     clearBox(errorBox);
     const submit = el('create-submit');
     setBusy(submit, true, 'Creating…');
     try {
-      const created = await api('POST', workspacePath('/api-keys'), { name });
+      const created = await api('POST', workspacePath('/api-keys'), { name, ...options.body });
       returnFocus.delete(el('create-dialog'));
       el('create-dialog').close();
-      revealKey(created.name, created.key);
+      revealKey(created.name, created.key, el('create-key-button'));
       announce(`Created the key ${created.name}.`);
       // The list is read back from the server, whose records carry no secret.
       loadKeys();
@@ -566,12 +952,12 @@
   // ---------------------------------------------------------------------------------------------
   // The new key, shown once
 
-  function revealKey(name, secret) {
+  function revealKey(name, secret, opener) {
     el('new-key-name').textContent = name;
     el('new-key-value').textContent = secret;
     el('copy-feedback').textContent = '';
     el('copy-key-button').textContent = 'Copy';
-    openDialog(el('new-key-dialog'), el('create-key-button'), el('copy-key-button'));
+    openDialog(el('new-key-dialog'), opener, el('copy-key-button'));
   }
 
   function selectSecret() {
@@ -656,8 +1042,316 @@
     // The row's Revoke button is gone after the reload, so focus lands on the list.
     returnFocus.delete(el('revoke-dialog'));
     el('revoke-dialog').close();
-    await loadKeys();
+    await Promise.all([loadKeys(), state.detailId === target.id ? renderKeyDetail() : null]);
     announce(`Revoked the key ${target.name}. Requests with it are now refused.`);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Roll: a new secret for the same key, shown once like a new key
+
+  function openRoll(key, opener) {
+    state.rollTarget = { id: key.id, name: key.name };
+    el('roll-name').textContent = key.name;
+    el('roll-hint').textContent = key.hint;
+    clearBox(el('roll-error'));
+    const preset = document.querySelector('#roll-grace input[value="86400"]');
+    preset.checked = true;
+    openDialog(el('roll-dialog'), opener, preset);
+  }
+
+  async function onRollConfirm(event) {
+    event.preventDefault();
+    const target = state.rollTarget;
+    if (!target) return;
+    const chosen = document.querySelector('#roll-grace input[name="grace"]:checked');
+    const expiresOldIn = Number(chosen ? chosen.value : 0);
+    const confirm = el('roll-confirm');
+    setBusy(confirm, true, 'Rolling…');
+    let created;
+    try {
+      created = await api('POST', workspacePath(`/api-keys/${encodeURIComponent(target.id)}/roll`), {
+        expiresOldIn,
+      });
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      setBusy(confirm, false);
+      if (error.status === 401) {
+        sessionEnded();
+        return;
+      }
+      showError(el('roll-error'), error);
+      return;
+    }
+    setBusy(confirm, false);
+    state.rollTarget = null;
+    const opener = returnFocus.get(el('roll-dialog'));
+    returnFocus.delete(el('roll-dialog'));
+    el('roll-dialog').close();
+    revealKey(created.name, created.key, opener);
+    const when = expiresOldIn === 0 ? 'now' : `in ${relativeTime(new Date(Date.now() + expiresOldIn * 1000)).replace(/^in /, '')}`;
+    announce(`Rolled the key ${created.name}. The old secret stops working ${when}.`);
+    // The detail view follows the key to its new secret.
+    if (state.detailId === target.id) state.detailId = created.id;
+    await Promise.all([loadKeys(), state.detailId === created.id ? renderKeyDetail() : null]);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // One key in detail: facts, usage by day and by hour, and its audit events
+
+  function showKeyList() {
+    state.detailId = null;
+    state.detailGeneration += 1;
+    el('key-detail').hidden = true;
+    const none = state.workspaces.length === 0;
+    el('keys-card').hidden = none;
+    el('usage-card').hidden = none;
+  }
+
+  async function openKeyDetail(keyId, opener) {
+    returnFocus.set(el('key-detail'), opener);
+    state.detailId = keyId;
+    el('keys-card').hidden = true;
+    el('usage-card').hidden = true;
+    el('key-detail').hidden = false;
+    const known = state.keys.get(keyId);
+    el('detail-name').textContent = known ? known.name : '';
+    el('detail-name').focus();
+    window.scrollTo(0, 0);
+    await renderKeyDetail();
+  }
+
+  function closeKeyDetail() {
+    const keyId = state.detailId;
+    const opener = returnFocus.get(el('key-detail'));
+    returnFocus.delete(el('key-detail'));
+    showKeyList();
+    const row = keyId ? document.querySelector(`tr[data-key-id="${CSS.escape(keyId)}"] [data-testid="key-name"]`) : null;
+    const target = opener && opener.isConnected ? opener : row;
+    (target || el('keys-heading')).focus();
+  }
+
+  function fact(list, term, ...content) {
+    const dt = document.createElement('dt');
+    dt.textContent = term;
+    const dd = document.createElement('dd');
+    dd.append(...content);
+    list.append(dt, dd);
+    return dd;
+  }
+
+  function rateLimitText(key) {
+    if (key.rateLimitPerMinute === null || key.rateLimitPerMinute === undefined) return "The server's default";
+    if (key.rateLimitPerMinute === 0) return 'No limit';
+    return `${Charts.count(key.rateLimitPerMinute)} requests per minute`;
+  }
+
+  async function renderKeyDetail() {
+    const keyId = state.detailId;
+    if (!keyId) return;
+    const generation = ++state.detailGeneration;
+    let key;
+    try {
+      key = await api('GET', workspacePath(`/api-keys/${encodeURIComponent(keyId)}`));
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (generation !== state.detailGeneration) return;
+      if (error.status === 401) {
+        sessionEnded();
+        return;
+      }
+      el('detail-notices').replaceChildren();
+      showChartError(el('detail-notices'), `Could not load the key: ${error.message}`);
+      return;
+    }
+    if (generation !== state.detailGeneration) return;
+    renderDetailHead(key);
+    const [days, hours, long] = await Promise.all([
+      keyUsage(key.id, 'days=30&granularity=day'),
+      keyUsage(key.id, 'days=1&granularity=hour'),
+      keyUsage(key.id, 'days=90&granularity=day'),
+      renderKeyEvents(key, generation),
+    ]);
+    if (generation !== state.detailGeneration) return;
+    const daySlot = el('detail-chart-days');
+    const hourSlot = el('detail-chart-hours');
+    if (days) {
+      daySlot.replaceChildren(
+        Charts.stackedChart(days.buckets || [], { granularity: 'day', title: `${key.name}: requests per day, last 30 days`, testid: 'detail-day-chart' }),
+      );
+    } else {
+      showChartError(daySlot, 'Could not load the usage.');
+    }
+    if (hours) {
+      hourSlot.replaceChildren(
+        Charts.stackedChart(hours.buckets || [], { granularity: 'hour', title: `${key.name}: requests per hour, last 24 hours`, testid: 'detail-hour-chart' }),
+      );
+    } else {
+      showChartError(hourSlot, 'Could not load the usage.');
+    }
+    const warning = long ? stillInUse(key, Charts.totals(long.buckets || []).rejected) : null;
+    if (warning) {
+      const box = document.createElement('p');
+      box.className = 'notice notice-error still-in-use';
+      box.dataset.testid = 'detail-still-in-use';
+      box.append(warning.textContent, '. Whatever sends it is failing: find it by the key hint and give it a new key.');
+      el('detail-notices').append(box);
+    }
+  }
+
+  function renderDetailHead(key) {
+    el('detail-name').textContent = key.name;
+    el('detail-hint').textContent = key.hint;
+    el('detail-status').replaceChildren(statusBadge(key));
+
+    const actions = el('detail-actions');
+    actions.replaceChildren();
+    if (canRoll(key)) {
+      const roll = document.createElement('button');
+      roll.type = 'button';
+      roll.className = 'button';
+      roll.dataset.testid = 'detail-roll';
+      roll.textContent = 'Roll key';
+      roll.addEventListener('click', () => openRoll(key, roll));
+      actions.append(roll);
+    }
+    if (key.status === 'active') {
+      const revoke = document.createElement('button');
+      revoke.type = 'button';
+      revoke.className = 'button button-danger-quiet';
+      revoke.dataset.testid = 'detail-revoke';
+      revoke.textContent = 'Revoke key';
+      revoke.addEventListener('click', () => openRevoke(key, revoke));
+      actions.append(revoke);
+    }
+
+    const notices = el('detail-notices');
+    notices.replaceChildren();
+    const revoked = revokedLine(key);
+    if (revoked) {
+      const box = document.createElement('p');
+      box.className = key.revokeReason === 'reported_leaked' ? 'notice notice-warning' : 'notice';
+      box.dataset.testid = 'detail-revoked';
+      revoked.classList.remove('small', 'block');
+      box.append(revoked);
+      notices.append(box);
+    }
+    if (isUnused(key)) {
+      const box = document.createElement('p');
+      box.className = 'notice notice-warning';
+      box.dataset.testid = 'detail-unused';
+      box.textContent = key.lastUsedAt
+        ? `Not used for ${Math.floor(daysSince(key.lastUsedAt))} days. If nothing needs it any more, revoke it.`
+        : `Never used, and created ${Math.floor(daysSince(key.createdAt))} days ago. If nothing needs it, revoke it.`;
+      notices.append(box);
+    }
+
+    const facts = el('detail-facts');
+    facts.replaceChildren();
+    const created = fact(facts, 'Created', timeElement(key.createdAt));
+    const creator = personName(key.createdBy);
+    if (creator) created.append(` by ${creator}`);
+    fact(facts, 'Last used', key.lastUsedAt ? timeElement(key.lastUsedAt) : 'Never');
+    const requests = fact(facts, 'Requests', Charts.count(Number(key.requestCount) || 0));
+    requests.dataset.testid = 'detail-request-count';
+    const scopes = fact(facts, 'Scopes');
+    scopes.dataset.testid = 'detail-scopes';
+    for (const scope of key.scopes || []) {
+      const code = document.createElement('code');
+      code.className = 'scope';
+      code.textContent = scope;
+      scopes.append(code, ' ');
+    }
+    const expires = fact(facts, 'Expires', key.expiresAt ? timeElement(key.expiresAt) : 'Never');
+    expires.dataset.testid = 'detail-expires';
+    fact(facts, 'Rate limit', rateLimitText(key));
+    if (key.rolledFrom) fact(facts, 'Replaces', relatedKeyLink(key.rolledFrom, 'the key it was rolled from'));
+    if (key.replacedBy) fact(facts, 'Rolled into', relatedKeyLink(key.replacedBy, 'its new secret'));
+  }
+
+  function relatedKeyLink(keyId, text) {
+    const link = document.createElement('button');
+    link.type = 'button';
+    link.className = 'link-button';
+    link.textContent = text;
+    link.addEventListener('click', () => openKeyDetail(keyId, null));
+    return link;
+  }
+
+  async function loadMembers() {
+    if (state.members) return state.members;
+    try {
+      const answer = await api('GET', workspacePath('/members'));
+      state.members = new Map((answer.items || []).map((m) => [m.userId, m]));
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      state.members = new Map();
+    }
+    return state.members;
+  }
+
+  function actorName(actor, key, members) {
+    if (!actor) return 'Someone';
+    if (actor.type === 'system') return 'Heffl';
+    if (actor.type === 'anonymous') return null;
+    if (actor.type === 'api_key') return 'An API key';
+    const member = members.get(actor.id);
+    if (member) return member.name || member.email;
+    for (const user of [key.createdBy, key.revokedBy]) {
+      if (user && user.id === actor.id) return personName(user);
+    }
+    return 'A former member';
+  }
+
+  async function renderKeyEvents(key, generation) {
+    const list = el('detail-events');
+    const note = el('detail-events-note');
+    if (!canManageKeys()) {
+      // The audit log is for owners and admins; the record itself still tells the main events.
+      const events = [{ action: 'api_key.created', at: key.createdAt, who: personName(key.createdBy) }];
+      if (key.revokedAt) events.unshift({ action: 'api_key.revoked', at: key.revokedAt, who: personName(key.revokedBy) });
+      list.replaceChildren(...events.map((e) => eventItem(e.action, e.who, e.at, null)));
+      note.textContent = 'The full activity log is visible to owners and admins.';
+      note.hidden = false;
+      return;
+    }
+    let page;
+    let members;
+    try {
+      [page, members] = await Promise.all([
+        api('GET', workspacePath(`/audit-events?keyId=${encodeURIComponent(key.id)}&limit=50`)),
+        loadMembers(),
+      ]);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (generation !== state.detailGeneration) return;
+      list.replaceChildren();
+      note.textContent = `Could not load the activity: ${error.message}`;
+      note.hidden = false;
+      return;
+    }
+    if (generation !== state.detailGeneration) return;
+    const items = page.items || [];
+    list.replaceChildren(...items.map((e) => eventItem(e.action, actorName(e.actor, key, members), e.at, e.ip)));
+    note.hidden = items.length > 0;
+    note.textContent = items.length > 0 ? '' : 'No recorded activity.';
+  }
+
+  function eventItem(action, who, at, ip) {
+    const item = document.createElement('li');
+    item.dataset.testid = 'detail-event';
+    const what = document.createElement('strong');
+    what.textContent = EVENT_LABELS[action] || action;
+    if (action === 'api_key.reported_leaked') what.className = 'reason-leaked';
+    item.append(what);
+    if (who) item.append(` by ${who}`);
+    item.append(' · ', timeElement(at));
+    if (ip) {
+      const from = document.createElement('span');
+      from.className = 'muted';
+      from.textContent = ` · from ${ip}`;
+      item.append(from);
+    }
+    return item;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -677,6 +1371,20 @@
     el('new-key-done').addEventListener('click', () => el('new-key-dialog').close());
     el('revoke-cancel').addEventListener('click', () => el('revoke-dialog').close());
     el('revoke-confirm').addEventListener('click', onRevokeConfirm);
+    el('create-expiry').addEventListener('change', onExpiryChange);
+    el('roll-form').addEventListener('submit', onRollConfirm);
+    el('roll-cancel').addEventListener('click', () => el('roll-dialog').close());
+    el('roll-dialog').addEventListener('close', () => {
+      state.rollTarget = null;
+      restoreFocus(el('roll-dialog'));
+    });
+    el('detail-back').addEventListener('click', closeKeyDetail);
+    // Escape leaves the detail view, as it closes a dialog (a dialog, if open, handles it first).
+    document.addEventListener('keydown', (event) => {
+      if (event.key !== 'Escape' || el('key-detail').hidden) return;
+      if (document.querySelector('dialog[open]') || event.defaultPrevented) return;
+      closeKeyDetail();
+    });
 
     el('create-dialog').addEventListener('close', () => restoreFocus(el('create-dialog')));
     el('new-key-dialog').addEventListener('close', () => {

@@ -13,6 +13,7 @@ use crate::rate_limit::Decision;
 use crate::scopes::{Scope, ScopeSet};
 use crate::store::{KeyPrincipalRow, User};
 use crate::time::Timestamp;
+use crate::usage::Outcome;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
@@ -81,6 +82,8 @@ pub async fn require_api_key(
     let decision = rate_limit(&state, &row, now);
     if let Some(decision) = decision.filter(|d| !d.allowed) {
         metrics::counter!("heffl_api_key_auth_total", "outcome" => "rate_limited").increment(1);
+        let outcome = Some(Outcome::RateLimited);
+        state.usage.record(&row.key_id, outcome, Timestamp::now());
         let mut response = ApiError::TooManyRequests {
             reason: "rate_limited",
             message: format!(
@@ -94,9 +97,10 @@ pub async fn require_api_key(
         return response;
     }
     hot_counters().auth_ok.increment(1);
-    state.usage.record(&row.key_id, Timestamp::now());
     request.extensions_mut().insert(principal(&row));
     let mut response = next.run(request).await;
+    let outcome = Outcome::of_verified(response.status());
+    state.usage.record(&row.key_id, outcome, Timestamp::now());
     if let Some(decision) = decision {
         set_rate_limit_headers(response.headers_mut(), decision);
     }
@@ -149,6 +153,20 @@ fn from_browser(headers: &HeaderMap) -> bool {
         || headers.contains_key("sec-fetch-dest")
 }
 
+/// A request from one of this server's own pages (the /docs "Try it out") says nothing about
+/// the key, so it must not suggest replacing it; only a key sent from another site may have
+/// been shipped in a web page.
+fn browser_blocked_message(headers: &HeaderMap) -> &'static str {
+    let same_origin = headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site == "same-origin");
+    if same_origin {
+        "API keys may not be sent from a browser, so this server refuses keys sent from its own pages such as /docs. Your key is fine: copy the curl command shown and run it from a terminal or your server."
+    } else {
+        "API keys may not be sent from a browser: a key in a web page can be read by anyone who loads it. Call the API from your server; if this key was put into a public web page, roll it in Settings > Developer."
+    }
+}
+
 fn throttled(retry_after_secs: u64) -> ApiError {
     ApiError::TooManyRequests {
         reason: "auth_throttled",
@@ -188,7 +206,7 @@ async fn verify(
     {
         return Err(ApiError::forbidden(
             "browser_use_blocked",
-            "API keys must never be used from a browser, where anyone can read them; call the API from your server, and revoke this key if it was shipped to a browser.",
+            browser_blocked_message(headers),
         ));
     }
     let Some(raw) = values.next() else {
@@ -240,6 +258,9 @@ async fn verify(
     let active =
         row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.current_role().is_some();
     if !active {
+        state
+            .usage
+            .record(&row.key_id, Some(Outcome::Rejected), Timestamp::now());
         return Err(unauthorized(
             "revoked_api_key",
             "This API key has been revoked; create a new one in Settings > Developer.",
@@ -247,6 +268,9 @@ async fn verify(
     }
     if let Some(expired_at) = row.expires_at.filter(|at| *at <= Timestamp::now()) {
         state.expiry_log.note(&state.store, &row, expired_at);
+        state
+            .usage
+            .record(&row.key_id, Some(Outcome::Rejected), Timestamp::now());
         return Err(unauthorized(
             "expired_api_key",
             format!(

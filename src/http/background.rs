@@ -3,10 +3,14 @@
 
 use super::AppState;
 use crate::change_feed;
+use crate::time::Timestamp;
+use crate::usage_series::DAY_MS;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 const PRUNE_LIMITERS_EVERY: Duration = Duration::from_secs(60);
+/// Buckets are hourly; pruning more often would find nothing new.
+const PRUNE_USAGE_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct Background {
     tasks: Vec<JoinHandle<()>>,
@@ -27,6 +31,22 @@ pub fn spawn(state: &AppState) -> Background {
             interval.tick().await;
             if let Err(err) = flusher.usage.flush(&flusher.store).await {
                 tracing::warn!(error = %err, "usage flush failed; will retry");
+            }
+        }
+    }));
+
+    let usage_pruner = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(PRUNE_USAGE_EVERY);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let retention_ms = i64::from(usage_pruner.config.usage_retention_days) * DAY_MS;
+            let older_than = Timestamp(Timestamp::now().0 - retention_ms);
+            match usage_pruner.store.prune_key_usage(older_than).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "pruned key usage past its retention"),
+                Err(err) => tracing::warn!(error = %err, "usage pruning failed; will retry"),
             }
         }
     }));

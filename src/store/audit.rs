@@ -154,10 +154,11 @@ pub struct AuditEventRow {
 
 impl super::Store {
     /// Newest first; `after` is the id of the last event of the previous page. `None` when
-    /// that id is not an event of this workspace.
+    /// that id is not an event of this workspace. With `key_id`, only events about that key.
     pub async fn list_audit_events(
         &self,
         workspace_id: &str,
+        key_id: Option<&str>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Option<Vec<AuditEventRow>>, sqlx::Error> {
@@ -177,15 +178,22 @@ impl super::Store {
                 }
             }
         };
-        sqlx::query_as(
+        let about_key = if key_id.is_some() {
+            " AND target_type = 'api_key' AND target_id = $4"
+        } else {
+            ""
+        };
+        let sql = format!(
             "SELECT id, actor_type, actor_id, action, target_type, target_id, ip, user_agent, details, at \
-             FROM audit_events WHERE workspace_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-        )
-        .bind(workspace_id)
-        .bind(before_seq)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await
-        .map(Some)
+             FROM audit_events WHERE workspace_id = $1 AND seq < $2{about_key} ORDER BY seq DESC LIMIT $3"
+        );
+        let mut query = sqlx::query_as(&sql)
+            .bind(workspace_id)
+            .bind(before_seq)
+            .bind(limit);
+        if let Some(key_id) = key_id {
+            query = query.bind(key_id);
+        }
+        query.fetch_all(self.pool()).await.map(Some)
     }
 }

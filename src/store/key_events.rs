@@ -6,13 +6,9 @@ use super::{Backend, Store, Tx};
 use crate::key_cache::{Invalidation, KeyCache, Lookup};
 use crate::known_keys::KnownKeys;
 use crate::time::Timestamp;
-use crate::usage::Usage;
 use std::sync::Arc;
 
 pub const NOTIFY_CHANNEL: &str = "heffl_key_events";
-
-/// Rows per batched usage statement; well under both databases' parameter limits.
-const USAGE_CHUNK: usize = 500;
 
 impl Store {
     /// Logs the change inside the caller's transaction. Call `forget` after the commit.
@@ -104,31 +100,5 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(result.rows_affected())
-    }
-
-    /// Adds gathered usage to the keys, a chunk of keys per statement.
-    pub async fn add_key_usage(&self, rows: &[(String, Usage)]) -> Result<(), sqlx::Error> {
-        for chunk in rows.chunks(USAGE_CHUNK) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                .collect();
-            // VALUES columns are column1..3 in both SQLite and PostgreSQL.
-            let sql = format!(
-                "UPDATE api_keys SET request_count = request_count + v.column2, \
-                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < v.column3 \
-                 THEN v.column3 ELSE last_used_at END \
-                 FROM (VALUES {}) AS v WHERE api_keys.id = v.column1",
-                values.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for (key_id, usage) in chunk {
-                query = query
-                    .bind(key_id.as_str())
-                    .bind(usage.requests)
-                    .bind(usage.last_used_at);
-            }
-            query.execute(self.pool()).await?;
-        }
-        Ok(())
     }
 }

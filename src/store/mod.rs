@@ -10,6 +10,7 @@ mod key_events;
 mod leads;
 mod members;
 mod sessions;
+mod usage;
 mod users;
 mod workspaces;
 
@@ -19,6 +20,7 @@ pub use invitations::*;
 pub use key_events::NOTIFY_CHANNEL;
 pub use leads::*;
 pub use members::*;
+pub use usage::*;
 pub use users::*;
 pub use workspaces::*;
 

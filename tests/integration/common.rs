@@ -233,6 +233,26 @@ impl TestApp {
         self.store.close().await;
     }
 
+    /// Stops the server gracefully (flushing what it gathered) and starts a new one on the same
+    /// database and configuration, as an operator's restart would.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let listener = tokio::net::TcpListener::bind(self.config.bind)
+            .await
+            .expect("bind");
+        self.base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let state = AppState::new(open_store(&self.config).await, self.config.clone());
+        self.store = state.store.clone();
+        self.server = Some(tokio::spawn(async move {
+            let _ = serve_until(state, listener, async {
+                let _ = stop.await;
+            })
+            .await;
+        }));
+        self.shutdown = Some(shutdown);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -504,7 +504,8 @@ async fn counts_toward_the_keys_limit_and_usage(app: TestApp) {
         assert_no_identity_headers(&headers, path);
     }
 
-    // Two verifies and one /me were allowed: usage says three.
+    // Two verifies and one /me were allowed, two verifies refused with 429: requestCount counts
+    // rate-limited requests too (SPEC §11), so five.
     let since = Instant::now();
     loop {
         let record = parts(
@@ -518,7 +519,7 @@ async fn counts_toward_the_keys_limit_and_usage(app: TestApp) {
         )
         .await
         .1;
-        if record["requestCount"] == 3 {
+        if record["requestCount"] == 5 {
             assert!(record["lastUsedAt"].is_string(), "{record}");
             break;
         }

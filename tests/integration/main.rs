@@ -25,4 +25,5 @@ mod startup;
 mod trust_input;
 mod trust_roll;
 mod trust_throttle;
+mod usage;
 mod verification;

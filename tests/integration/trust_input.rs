@@ -149,6 +149,16 @@ async fn workspace_and_member_fields_refuse_invisible_characters(app: TestApp) {
         .await;
     let workspaces_before = count_rows(&app.store, "workspaces").await;
     let users_before = count_rows(&app.store, "users").await;
+    // People join by invitation (SPEC §10): the invited email and the name given on accepting.
+    let (status, invitation) = post(
+        &app,
+        &owner,
+        &format!("/app/v1/workspaces/{}/invitations", owner.workspace_id),
+        json!({ "email": "adm@a.test", "role": "admin" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let token = invitation["token"].as_str().expect("token").to_owned();
     for (what, c) in INVISIBLE {
         let (status, body) = post(
             &app,
@@ -161,16 +171,19 @@ async fn workspace_and_member_fields_refuse_invisible_characters(app: TestApp) {
         let (status, body) = post(
             &app,
             &owner,
-            &format!("/app/v1/workspaces/{}/members", owner.workspace_id),
-            json!({ "email": format!("adm{c}@a.test"), "role": "admin", "name": "Adm", "password": "a long enough password" }),
+            &format!("/app/v1/workspaces/{}/invitations", owner.workspace_id),
+            json!({ "email": format!("adm{c}@a.test"), "role": "admin" }),
         )
         .await;
         assert_invalid_field(status, &body, "email", what);
-        let (status, body) = post(
-            &app,
-            &owner,
-            &format!("/app/v1/workspaces/{}/members", owner.workspace_id),
-            json!({ "email": "adm@a.test", "role": "admin", "name": format!("Adm{c}"), "password": "a long enough password" }),
+        let (status, body) = parts(
+            app.send(
+                Method::POST,
+                "/app/v1/invitations/accept",
+                None,
+                Some(json!({ "token": token, "name": format!("Adm{c}"), "password": "a long enough password" })),
+            )
+            .await,
         )
         .await;
         assert_invalid_field(status, &body, "name", what);

@@ -275,7 +275,7 @@ pub async fn list(
 
 /// A key the caller may see: any key of the workspace for managers, their own for the others.
 /// Someone else's key is reported as missing, like a key of another workspace.
-async fn visible_key(
+pub(super) async fn visible_key(
     state: &AppState,
     session: &SessionUser,
     workspace_id: &str,

@@ -88,6 +88,7 @@ pub struct AuditPage {
         ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Events per page, default 50"),
         ("cursor" = Option<String>, Query, pattern = "^(?:evt_[0-9A-Za-z]{1,40})?$", description = "The `nextCursor` of the previous page"),
+        ("keyId" = Option<String>, Query, pattern = "^key_[0-9A-Za-z]{22}$", description = "Only events about this API key (`key_…`)"),
     ),
     responses(
         (status = 200, description = "One page of events", body = AuditPage),
@@ -124,11 +125,19 @@ pub async fn list(
         }
     };
     let after = query.get("cursor").filter(|c| !c.is_empty());
+    let key_id = query.get("keyId");
+    let key_id_shape = |id: &str| {
+        id.strip_prefix("key_")
+            .is_some_and(|rest| rest.len() == 22 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+    };
+    if key_id.is_some_and(|id| !key_id_shape(id)) {
+        issues.add("keyId", "must be an API key id (key_…)");
+    }
     issues.finish(())?;
     let bad_cursor = || ApiError::validation("cursor", "must be the nextCursor of a previous page");
     let rows = state
         .store
-        .list_audit_events(&workspace_id, after, limit)
+        .list_audit_events(&workspace_id, key_id, after, limit)
         .await?
         .ok_or_else(bad_cursor)?;
     let full_page = i64::try_from(rows.len()).unwrap_or(0) == limit;

@@ -9,6 +9,7 @@ const INDEX_HTML: &str = include_str!("../../../assets/developer/index.html");
 const APP_JS: &str = include_str!("../../../assets/developer/app.js");
 const ACCOUNT_JS: &str = include_str!("../../../assets/developer/account.js");
 const APP_CSS: &str = include_str!("../../../assets/developer/app.css");
+const CHARTS_JS: &str = include_str!("../../../assets/developer/charts.js");
 
 /// Nothing inline and nothing from elsewhere: a script injected into the page (through a key
 /// name, say) could neither run nor send a session token or a fresh key anywhere.
@@ -39,6 +40,13 @@ pub async fn account_script() -> impl IntoResponse {
     (
         headers("text/javascript; charset=utf-8", "no-cache"),
         ACCOUNT_JS,
+    )
+}
+
+pub async fn charts_script() -> impl IntoResponse {
+    (
+        headers("text/javascript; charset=utf-8", "no-cache"),
+        CHARTS_JS,
     )
 }
 

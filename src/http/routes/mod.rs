@@ -17,6 +17,7 @@ mod members;
 mod operations;
 mod scopes;
 mod static_page;
+mod usage;
 mod verify;
 mod workspaces;
 
@@ -45,6 +46,8 @@ pub fn dashboard() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::roll))
         .routes(routes!(audit::list))
         .routes(routes!(scopes::list))
+        .routes(routes!(usage::key_usage))
+        .routes(routes!(usage::workspace_usage))
 }
 
 /// /api/v1 (full paths in the handlers' annotations): integrators, authenticated by
@@ -82,6 +85,10 @@ pub fn operations() -> OpenApiRouter<AppState> {
         .route(
             "/settings/developer/account.js",
             get(developer_page::account_script),
+        )
+        .route(
+            "/settings/developer/charts.js",
+            get(developer_page::charts_script),
         )
         .route(
             "/settings/developer/app.css",

@@ -1,0 +1,166 @@
+//! Usage you can see (SPEC §11): one key's series, and the workspace's over the keys the caller
+//! may see. Both read the hourly buckets the usage flush writes.
+
+use super::api_keys::visible_key;
+use super::workspaces::caller_role;
+use crate::error::{ApiError, FieldIssue};
+use crate::http::extract::{Json, Path, RawQuery};
+use crate::http::openapi::ErrorBody;
+use crate::http::session_auth::SessionUser;
+use crate::http::AppState;
+use crate::permissions::sees_all_keys;
+use crate::store::KeyStatus;
+use crate::time::Timestamp;
+use crate::usage_series::{parse_query, Bucket, Granularity, Window};
+use axum::extract::State;
+use serde::Serialize;
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyUsage {
+    key_id: String,
+    granularity: Granularity,
+    /// The start of the first bucket.
+    from: Timestamp,
+    /// The end (exclusive) of the last bucket, the current UTC day or hour.
+    to: Timestamp,
+    /// Oldest first, one per period, empty periods included.
+    buckets: Vec<Bucket>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyTotal {
+    id: String,
+    name: String,
+    status: KeyStatus,
+    /// The four counters summed over the period.
+    total: i64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkspaceUsage {
+    granularity: Granularity,
+    from: Timestamp,
+    to: Timestamp,
+    /// Summed over the keys the caller may see; oldest first, empty periods included.
+    buckets: Vec<Bucket>,
+    /// The keys the caller may see: active ones, and others with use in the period; busiest
+    /// first.
+    keys: Vec<KeyTotal>,
+}
+
+fn window(query: &RawQuery) -> Result<Window, ApiError> {
+    let (days, granularity) =
+        parse_query(query.get("days"), query.get("granularity")).map_err(|issues| {
+            ApiError::Validation(
+                issues
+                    .into_iter()
+                    .map(|(field, message)| FieldIssue::new(field, message))
+                    .collect(),
+            )
+        })?;
+    Ok(Window::ending_at(Timestamp::now(), days, granularity))
+}
+
+/// Same visibility as the key record: managers any key of the workspace, the others their own.
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspaceId}/api-keys/{keyId}/usage",
+    tag = "dashboard",
+    operation_id = "getApiKeyUsage",
+    summary = "One API key's usage by day or hour",
+    security(("bearer" = [])),
+    params(
+        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
+        ("keyId" = String, Path, pattern = "^key_[0-9A-Za-z]{22}$", description = "The key (`key_…`)"),
+        ("days" = Option<i64>, Query, minimum = 1, maximum = 90, description = "Default 30; at most 7 with `granularity=hour`"),
+        ("granularity" = Option<Granularity>, Query, description = "`day` (default) or `hour`"),
+    ),
+    responses(
+        (status = 200, description = "The key's buckets", body = KeyUsage),
+        (status = 400, description = "Invalid query or path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
+        (status = 404, description = "No such key visible to the caller", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn key_usage(
+    State(state): State<AppState>,
+    session: SessionUser,
+    Path((workspace_id, key_id)): Path<(String, String)>,
+    query: RawQuery,
+) -> Result<Json<KeyUsage>, ApiError> {
+    let (_, record) = visible_key(&state, &session, &workspace_id, &key_id).await?;
+    let window = window(&query)?;
+    let hours = state
+        .store
+        .key_usage_hours(&workspace_id, &record.id, window.from, window.to)
+        .await?;
+    Ok(Json(KeyUsage {
+        key_id: record.id,
+        granularity: window.granularity,
+        from: window.from,
+        to: window.to,
+        buckets: window.buckets(&hours),
+    }))
+}
+
+/// Over the keys the caller may see: all of the workspace's for owners and admins, their own
+/// for members and viewers.
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspaceId}/usage",
+    tag = "dashboard",
+    operation_id = "getWorkspaceUsage",
+    summary = "The workspace's API-key usage by day or hour",
+    security(("bearer" = [])),
+    params(
+        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
+        ("days" = Option<i64>, Query, minimum = 1, maximum = 90, description = "Default 30; at most 7 with `granularity=hour`"),
+        ("granularity" = Option<Granularity>, Query, description = "`day` (default) or `hour`"),
+    ),
+    responses(
+        (status = 200, description = "The workspace's buckets and per-key totals", body = WorkspaceUsage),
+        (status = 400, description = "Invalid query or path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn workspace_usage(
+    State(state): State<AppState>,
+    session: SessionUser,
+    Path(workspace_id): Path<String>,
+    query: RawQuery,
+) -> Result<Json<WorkspaceUsage>, ApiError> {
+    let role = caller_role(&state, &workspace_id, &session).await?;
+    let window = window(&query)?;
+    let creator = (!sees_all_keys(role)).then_some(session.user.id.as_str());
+    let hours = state
+        .store
+        .workspace_usage_hours(&workspace_id, creator, window.from, window.to)
+        .await?;
+    let keys = state
+        .store
+        .usage_totals_by_key(&workspace_id, creator, window.from, window.to)
+        .await?
+        .into_iter()
+        .filter(|key| key.total > 0 || key.status == KeyStatus::Active)
+        .map(|key| KeyTotal {
+            id: key.id,
+            name: key.name,
+            status: key.status,
+            total: key.total,
+        })
+        .collect();
+    Ok(Json(WorkspaceUsage {
+        granularity: window.granularity,
+        from: window.from,
+        to: window.to,
+        buckets: window.buckets(&hours),
+        keys,
+    }))
+}

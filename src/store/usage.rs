@@ -1,0 +1,232 @@
+//! Key usage: the batched flush (request counts, `lastUsedAt`, hourly buckets) and the reads
+//! behind the usage endpoints (SPEC §11).
+
+use super::{key_status, KeyStatus, Store};
+use crate::time::Timestamp;
+use crate::usage::{Counts, KeyUsage};
+
+/// Keys per `UPDATE api_keys` statement (3 parameters each).
+const KEY_CHUNK: usize = 500;
+/// Key-hours per bucket upsert (6 parameters each): both well under the databases' parameter
+/// limits, and one statement for any flush of fewer key-hours.
+const BUCKET_CHUNK: usize = 2000;
+
+/// A key and what it did over a period, for the workspace usage summary.
+#[derive(Debug, Clone)]
+pub struct KeyUsageTotal {
+    pub id: String,
+    pub name: String,
+    pub status: KeyStatus,
+    pub total: i64,
+}
+
+const SUMS: &str = "CAST(SUM(success) AS BIGINT), CAST(SUM(client_error) AS BIGINT), \
+     CAST(SUM(rate_limited) AS BIGINT), CAST(SUM(rejected) AS BIGINT)";
+
+type CountsRow = (i64, i64, i64, i64, i64);
+
+fn hourly(rows: Vec<CountsRow>) -> Vec<(i64, Counts)> {
+    rows.into_iter()
+        .map(|(hour, success, client_error, rate_limited, rejected)| {
+            (
+                hour,
+                Counts {
+                    success,
+                    client_error,
+                    rate_limited,
+                    rejected,
+                },
+            )
+        })
+        .collect()
+}
+
+impl Store {
+    /// Adds gathered usage in one transaction: the keys' `request_count` and `last_used_at`,
+    /// then the hourly buckets in one upsert (per `BUCKET_CHUNK` key-hours). A failed flush
+    /// writes nothing, so retrying it cannot count twice.
+    pub async fn add_key_usage(&self, rows: &[(String, KeyUsage)]) -> Result<(), sqlx::Error> {
+        let used: Vec<(&str, i64, Timestamp)> = rows
+            .iter()
+            .filter_map(|(id, usage)| {
+                usage
+                    .last_used_at
+                    .map(|at| (id.as_str(), usage.requests(), at))
+            })
+            .collect();
+        let buckets: Vec<(&str, i64, Counts)> = rows
+            .iter()
+            .flat_map(|(id, usage)| {
+                usage
+                    .hours
+                    .iter()
+                    .map(move |(hour, counts)| (id.as_str(), *hour, *counts))
+            })
+            .collect();
+        let mut tx = self.pool().begin().await?;
+        for chunk in used.chunks(KEY_CHUNK) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect();
+            // VALUES columns are column1..3 in both SQLite and PostgreSQL.
+            let sql = format!(
+                "UPDATE api_keys SET request_count = request_count + v.column2, \
+                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < v.column3 \
+                 THEN v.column3 ELSE last_used_at END \
+                 FROM (VALUES {}) AS v WHERE api_keys.id = v.column1",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (key_id, requests, at) in chunk {
+                query = query.bind(*key_id).bind(*requests).bind(*at);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in buckets.chunks(BUCKET_CHUNK) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = 6 * i;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6
+                    )
+                })
+                .collect();
+            // `WHERE true` lets SQLite tell the upsert's ON CONFLICT from a join constraint.
+            let sql = format!(
+                "INSERT INTO key_usage_hours \
+                 (key_id, workspace_id, hour_start, success, client_error, rate_limited, rejected) \
+                 SELECT v.column1, k.workspace_id, v.column2, v.column3, v.column4, v.column5, v.column6 \
+                 FROM (VALUES {}) AS v JOIN api_keys k ON k.id = v.column1 WHERE true \
+                 ON CONFLICT (key_id, hour_start) DO UPDATE SET \
+                 success = key_usage_hours.success + excluded.success, \
+                 client_error = key_usage_hours.client_error + excluded.client_error, \
+                 rate_limited = key_usage_hours.rate_limited + excluded.rate_limited, \
+                 rejected = key_usage_hours.rejected + excluded.rejected",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (key_id, hour, counts) in chunk {
+                query = query
+                    .bind(*key_id)
+                    .bind(*hour)
+                    .bind(counts.success)
+                    .bind(counts.client_error)
+                    .bind(counts.rate_limited)
+                    .bind(counts.rejected);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// One key's hourly buckets in `[from, to)`.
+    pub async fn key_usage_hours(
+        &self,
+        workspace_id: &str,
+        key_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(i64, Counts)>, sqlx::Error> {
+        let rows: Vec<CountsRow> = sqlx::query_as(
+            "SELECT hour_start, success, client_error, rate_limited, rejected FROM key_usage_hours \
+             WHERE workspace_id = $1 AND key_id = $2 AND hour_start >= $3 AND hour_start < $4 \
+             ORDER BY hour_start",
+        )
+        .bind(workspace_id)
+        .bind(key_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(hourly(rows))
+    }
+
+    /// The workspace's hourly buckets in `[from, to)`, summed over its keys, or over the keys
+    /// of `creator` only.
+    pub async fn workspace_usage_hours(
+        &self,
+        workspace_id: &str,
+        creator: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(i64, Counts)>, sqlx::Error> {
+        let own = if creator.is_some() {
+            " AND key_id IN (SELECT id FROM api_keys WHERE workspace_id = $1 AND created_by = $4)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT hour_start, {SUMS} FROM key_usage_hours \
+             WHERE workspace_id = $1 AND hour_start >= $2 AND hour_start < $3{own} \
+             GROUP BY hour_start ORDER BY hour_start"
+        );
+        let mut query = sqlx::query_as::<_, CountsRow>(&sql)
+            .bind(workspace_id)
+            .bind(from)
+            .bind(to);
+        if let Some(creator) = creator {
+            query = query.bind(creator);
+        }
+        Ok(hourly(query.fetch_all(self.pool()).await?))
+    }
+
+    /// Each key of the workspace (or of `creator`) with its total in `[from, to)`; busiest
+    /// first, then newest.
+    pub async fn usage_totals_by_key(
+        &self,
+        workspace_id: &str,
+        creator: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<KeyUsageTotal>, sqlx::Error> {
+        let own = if creator.is_some() {
+            " AND k.created_by = $4"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT k.id, k.name, k.revoked_at, k.expires_at, \
+             CAST(COALESCE(SUM(u.success + u.client_error + u.rate_limited + u.rejected), 0) AS BIGINT) AS total \
+             FROM api_keys k LEFT JOIN key_usage_hours u \
+             ON u.key_id = k.id AND u.workspace_id = k.workspace_id AND u.hour_start >= $2 AND u.hour_start < $3 \
+             WHERE k.workspace_id = $1{own} \
+             GROUP BY k.id, k.name, k.revoked_at, k.expires_at, k.created_at \
+             ORDER BY total DESC, k.created_at DESC, k.id"
+        );
+        type Row = (String, String, Option<Timestamp>, Option<Timestamp>, i64);
+        let mut query = sqlx::query_as::<_, Row>(&sql)
+            .bind(workspace_id)
+            .bind(from)
+            .bind(to);
+        if let Some(creator) = creator {
+            query = query.bind(creator);
+        }
+        let now = Timestamp::now();
+        Ok(query
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|(id, name, revoked_at, expires_at, total)| KeyUsageTotal {
+                id,
+                name,
+                status: key_status(revoked_at, expires_at, now),
+                total,
+            })
+            .collect())
+    }
+
+    /// Drops buckets that started before `older_than` (the retention period).
+    pub async fn prune_key_usage(&self, older_than: Timestamp) -> Result<u64, sqlx::Error> {
+        let result = sqlx::query("DELETE FROM key_usage_hours WHERE hour_start < $1")
+            .bind(older_than)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected())
+    }
+}

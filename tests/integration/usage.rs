@@ -1,0 +1,691 @@
+//! SPEC §11: usage you can see. Traffic of each kind, counted exactly in hourly buckets across
+//! flushes and restarts, read back by day and by hour, with the key record's visibility.
+
+use crate::common::*;
+use heffl_api::time::Timestamp;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+crate::on_both_databases_with!(counts_each_outcome_exactly_across_restarts, |c| {
+    c.usage_flush_interval = std::time::Duration::from_secs(3600)
+});
+crate::on_both_databases_with!(periodic_flushes_never_count_twice, |c| {
+    c.usage_flush_interval = std::time::Duration::from_millis(300)
+});
+crate::on_both_databases!(
+    buckets_have_one_entry_per_period_ending_now,
+    bad_windows_are_validation_errors,
+    usage_has_the_key_records_visibility,
+    audit_events_filter_by_key,
+    docs_page_requests_are_not_told_to_replace_the_key,
+);
+crate::on_both_databases_with!(old_buckets_are_pruned_at_start, |c| {
+    c.usage_retention_days = 90
+});
+
+fn usage_path(workspace_id: &str, key_id: &str, query: &str) -> String {
+    format!("{}/usage?{query}", key_path(workspace_id, key_id))
+}
+
+async fn key_usage(app: &TestApp, account: &Account, key_id: &str, query: &str) -> Value {
+    let path = usage_path(&account.workspace_id, key_id, query);
+    let (status, body) = parts(
+        app.send(Method::GET, &path, Some(&account.token), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+async fn workspace_usage(app: &TestApp, account: &Account, query: &str) -> Value {
+    let path = format!("/app/v1/workspaces/{}/usage?{query}", account.workspace_id);
+    let (status, body) = parts(
+        app.send(Method::GET, &path, Some(&account.token), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+/// The four counters summed over every bucket.
+#[track_caller]
+fn totals(usage: &Value) -> [i64; 4] {
+    let buckets = usage["buckets"].as_array().expect("buckets");
+    let sum = |field: &str| {
+        buckets
+            .iter()
+            .map(|b| b[field].as_i64().expect(field))
+            .sum()
+    };
+    [
+        sum("success"),
+        sum("clientError"),
+        sum("rateLimited"),
+        sum("rejected"),
+    ]
+}
+
+async fn record(app: &TestApp, account: &Account, key_id: &str) -> Value {
+    let path = key_path(&account.workspace_id, key_id);
+    let (status, body) = parts(
+        app.send(Method::GET, &path, Some(&account.token), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> StatusCode {
+    app.send_with_key(method, path, key, body).await.status()
+}
+
+async fn revoke(app: &TestApp, account: &Account, key_id: &str) {
+    let path = format!("{}/revoke", key_path(&account.workspace_id, key_id));
+    let response = app
+        .send(Method::POST, &path, Some(&account.token), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// One round of traffic; returns the keys (ok, limited, revoked, expired).
+struct Keys {
+    ok: CreatedKey,
+    limited: CreatedKey,
+    revoked: CreatedKey,
+    expired: CreatedKey,
+}
+
+async fn make_keys(app: &TestApp, owner: &Account) -> Keys {
+    let ok = app.create_key(owner, "Busy").await;
+    let (status, body) = create_key_with(
+        app,
+        owner,
+        json!({"name": "Limited", "rateLimitPerMinute": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let limited = CreatedKey {
+        id: body["id"].as_str().unwrap().to_owned(),
+        key: body["key"].as_str().unwrap().to_owned(),
+    };
+    let revoked = app.create_key(owner, "Revoked").await;
+    let expired = app.create_key(owner, "Expired").await;
+    // Expired before its first use, so no cache holds it as valid.
+    sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
+        .bind(Timestamp::now().0 - 1000)
+        .bind(&expired.id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    Keys {
+        ok,
+        limited,
+        revoked,
+        expired,
+    }
+}
+
+/// ok: 4 success, 3 client errors; limited: 2 success, 2 rate limited; revoked: 1 success
+/// before, 3 rejected after revocation; expired: 1 rejected. Unknown and malformed keys count
+/// for no key.
+async fn traffic(app: &TestApp, owner: &Account, keys: &Keys, first_round: bool) {
+    for _ in 0..3 {
+        assert_eq!(
+            call(app, Method::GET, "/api/v1/me", &keys.ok.key, None).await,
+            StatusCode::OK
+        );
+    }
+    let lead = json!({"name": "Jane Smith"});
+    assert_eq!(
+        call(app, Method::POST, "/api/v1/leads", &keys.ok.key, Some(lead)).await,
+        StatusCode::CREATED
+    );
+    let missing = "/api/v1/leads/ld_0000000000000000000000";
+    for _ in 0..2 {
+        assert_eq!(
+            call(app, Method::GET, missing, &keys.ok.key, None).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        call(
+            app,
+            Method::GET,
+            "/api/v1/leads?pageSize=1000",
+            &keys.ok.key,
+            None
+        )
+        .await,
+        StatusCode::BAD_REQUEST
+    );
+    let mut limited = Vec::new();
+    for _ in 0..4 {
+        limited.push(call(app, Method::GET, "/api/v1/me", &keys.limited.key, None).await);
+    }
+    assert_eq!(
+        limited,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    if first_round {
+        assert_eq!(
+            call(app, Method::GET, "/api/v1/me", &keys.revoked.key, None).await,
+            StatusCode::OK
+        );
+        revoke(app, owner, &keys.revoked.id).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            call(app, Method::GET, "/api/v1/me", &keys.revoked.key, None).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        call(app, Method::GET, "/api/v1/me", &keys.expired.key, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // No key to count these against.
+    let unknown = "hk_live_000000000000000000000000000000000000";
+    assert_eq!(
+        call(app, Method::GET, "/api/v1/me", unknown, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[track_caller]
+fn assert_key_totals(usage: &Value, expected: [i64; 4], what: &str) {
+    assert_eq!(totals(usage), expected, "{what}: {usage}");
+}
+
+async fn assert_round_counts(app: &TestApp, owner: &Account, keys: &Keys, rounds: i64) {
+    let n = rounds;
+    for query in [
+        "days=2&granularity=day",
+        "days=1&granularity=hour",
+        "days=7&granularity=hour",
+    ] {
+        let ok = key_usage(app, owner, &keys.ok.id, query).await;
+        assert_key_totals(&ok, [4 * n, 3 * n, 0, 0], "ok key");
+        let limited = key_usage(app, owner, &keys.limited.id, query).await;
+        // Limits are kept in memory: each round follows a restart (or is the only one).
+        assert_key_totals(&limited, [2 * n, 0, 2 * n, 0], "limited key");
+        let revoked = key_usage(app, owner, &keys.revoked.id, query).await;
+        assert_key_totals(&revoked, [1, 0, 0, 3 * n], "revoked key");
+        let expired = key_usage(app, owner, &keys.expired.id, query).await;
+        assert_key_totals(&expired, [0, 0, 0, n], "expired key");
+    }
+    let ok = record(app, owner, &keys.ok.id).await;
+    assert_eq!(ok["requestCount"], 7 * n, "{ok}");
+    assert!(ok["lastUsedAt"].is_string(), "{ok}");
+    assert_eq!(
+        record(app, owner, &keys.limited.id).await["requestCount"],
+        4 * n
+    );
+    assert_eq!(
+        record(app, owner, &keys.revoked.id).await["requestCount"],
+        1
+    );
+    let expired = record(app, owner, &keys.expired.id).await;
+    assert_eq!(
+        expired["requestCount"], 0,
+        "rejected attempts are not requests: {expired}"
+    );
+    assert_eq!(
+        expired["lastUsedAt"],
+        Value::Null,
+        "a dead key is not used: {expired}"
+    );
+
+    let workspace = workspace_usage(app, owner, "days=2").await;
+    assert_eq!(
+        totals(&workspace),
+        [4 * n + 2 * n + 1, 3 * n, 2 * n, 3 * n + n],
+        "{workspace}"
+    );
+    let total_of = |id: &str| {
+        workspace["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .unwrap_or_else(|| panic!("{id} listed: {workspace}"))["total"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(total_of(&keys.ok.id), 7 * n);
+    assert_eq!(total_of(&keys.limited.id), 4 * n);
+    assert_eq!(total_of(&keys.revoked.id), 1 + 3 * n);
+    assert_eq!(total_of(&keys.expired.id), n);
+}
+
+async fn counts_each_outcome_exactly_across_restarts(mut app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let keys = make_keys(&app, &owner).await;
+    traffic(&app, &owner, &keys, true).await;
+    // Gathered in memory only: the next flush is an hour away.
+    let unflushed = key_usage(&app, &owner, &keys.ok.id, "days=1&granularity=hour").await;
+    assert_key_totals(&unflushed, [0, 0, 0, 0], "before any flush");
+
+    app.restart().await;
+    assert_round_counts(&app, &owner, &keys, 1).await;
+    let rows = count(
+        &app,
+        "SELECT COUNT(*) FROM key_usage_hours WHERE key_id = $1",
+        &[&keys.ok.id],
+    )
+    .await;
+    assert!(
+        rows <= 2,
+        "one row per key and hour, not per request: {rows}"
+    );
+
+    // A second round after the restart adds to the same buckets; nothing is counted twice.
+    traffic(&app, &owner, &keys, false).await;
+    app.restart().await;
+    assert_round_counts(&app, &owner, &keys, 2).await;
+    // Restarting with nothing gathered changes nothing.
+    app.restart().await;
+    assert_round_counts(&app, &owner, &keys, 2).await;
+}
+
+async fn periodic_flushes_never_count_twice(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let keys = make_keys(&app, &owner).await;
+    traffic(&app, &owner, &keys, true).await;
+    let since = Instant::now();
+    while totals(&key_usage(&app, &owner, &keys.expired.id, "days=1&granularity=hour").await)[3]
+        != 1
+        || record(&app, &owner, &keys.ok.id).await["requestCount"] != 7
+    {
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "usage not flushed within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Several more flush intervals with nothing new.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_round_counts(&app, &owner, &keys, 1).await;
+}
+
+async fn buckets_have_one_entry_per_period_ending_now(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let key = app.create_key(&owner, "Quiet").await;
+    let cases = [
+        ("days=7&granularity=day", 7, DAY_MS),
+        ("days=7", 7, DAY_MS),
+        ("", 30, DAY_MS),
+        ("days=90", 90, DAY_MS),
+        ("days=1&granularity=hour", 24, HOUR_MS),
+        ("days=7&granularity=hour", 168, HOUR_MS),
+    ];
+    for (query, count, period) in cases {
+        for usage in [
+            key_usage(&app, &owner, &key.id, query).await,
+            workspace_usage(&app, &owner, query).await,
+        ] {
+            let before = Timestamp::now().0;
+            let buckets = usage["buckets"].as_array().expect("buckets");
+            assert_eq!(buckets.len(), count, "{query}: {usage}");
+            let expected_granularity = if period == DAY_MS { "day" } else { "hour" };
+            assert_eq!(usage["granularity"], expected_granularity);
+            let starts: Vec<i64> = buckets
+                .iter()
+                .map(|b| {
+                    assert_timestamp(&b["start"], "start");
+                    let fields: Vec<&String> = b.as_object().unwrap().keys().collect();
+                    assert_eq!(fields.len(), 5, "{b}");
+                    for field in ["success", "clientError", "rateLimited", "rejected"] {
+                        assert_eq!(b[field], 0, "{query}: {b}");
+                    }
+                    Timestamp::parse_rfc3339(b["start"].as_str().unwrap())
+                        .unwrap()
+                        .0
+                })
+                .collect();
+            assert!(starts.windows(2).all(|w| w[1] - w[0] == period), "{query}");
+            let last = *starts.last().unwrap();
+            assert_eq!(last % period, 0, "UTC {expected_granularity} boundaries");
+            // The last bucket is the current one (allowing for a boundary passed meanwhile).
+            assert!(
+                before - last < 2 * period && last <= before,
+                "{query}: last {last}, now {before}"
+            );
+            assert_eq!(usage["from"], buckets[0]["start"]);
+            assert_eq!(
+                Timestamp::parse_rfc3339(usage["to"].as_str().unwrap())
+                    .unwrap()
+                    .0,
+                last + period
+            );
+        }
+    }
+    let one = key_usage(&app, &owner, &key.id, "days=1").await;
+    assert_eq!(one["keyId"], key.id.as_str());
+    let workspace = workspace_usage(&app, &owner, "days=1").await;
+    assert_eq!(
+        workspace["keys"],
+        json!([{"id": key.id, "name": "Quiet", "status": "active", "total": 0}])
+    );
+}
+
+async fn bad_windows_are_validation_errors(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let key = app.create_key(&owner, "Quiet").await;
+    let cases = [
+        ("days=0", "days"),
+        ("days=91", "days"),
+        ("days=-1", "days"),
+        ("days=ten", "days"),
+        ("days=8&granularity=hour", "days"),
+        ("granularity=hour", "days"),
+        ("granularity=week", "granularity"),
+    ];
+    for (query, field) in cases {
+        for path in [
+            usage_path(&owner.workspace_id, &key.id, query),
+            format!("/app/v1/workspaces/{}/usage?{query}", owner.workspace_id),
+        ] {
+            let (status, body) =
+                parts(app.send(Method::GET, &path, Some(&owner.token), None).await).await;
+            assert_error(
+                status,
+                &body,
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                None,
+            );
+            assert_eq!(
+                body["error"]["details"]["issues"][0]["field"], field,
+                "{path}: {body}"
+            );
+        }
+    }
+    let (status, body) = parts(
+        app.send(
+            Method::GET,
+            &usage_path(&owner.workspace_id, &key.id, ""),
+            None,
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        None,
+    );
+}
+
+async fn usage_has_the_key_records_visibility(mut app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let admin = app.add_member(&owner, "admin@acme.test", "admin").await;
+    let member = app.add_member(&owner, "member@acme.test", "member").await;
+    let owners_key = app.create_key(&owner, "Owner's").await;
+    let members_key = app.create_key(&member, "Member's").await;
+    for _ in 0..2 {
+        assert_eq!(
+            call(&app, Method::GET, "/api/v1/me", &owners_key.key, None).await,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        call(&app, Method::GET, "/api/v1/me", &members_key.key, None).await,
+        StatusCode::OK
+    );
+    app.restart().await;
+
+    // A member sees their own key's usage, and not the owner's key (404, as for the record).
+    assert_key_totals(
+        &key_usage(&app, &member, &members_key.id, "days=1").await,
+        [1, 0, 0, 0],
+        "own",
+    );
+    let path = usage_path(&member.workspace_id, &owners_key.id, "days=1");
+    let (status, body) = parts(
+        app.send(Method::GET, &path, Some(&member.token), None)
+            .await,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    let mine = workspace_usage(&app, &member, "days=1").await;
+    assert_key_totals(&mine, [1, 0, 0, 0], "member's workspace view");
+    let listed: Vec<&Value> = mine["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["id"])
+        .collect();
+    assert_eq!(listed, [&json!(members_key.id)], "{mine}");
+
+    // Owners and admins see every key.
+    for manager in [&owner, &admin] {
+        assert_key_totals(
+            &key_usage(&app, manager, &members_key.id, "days=1").await,
+            [1, 0, 0, 0],
+            "manager",
+        );
+        let all = workspace_usage(&app, manager, "days=1").await;
+        assert_key_totals(&all, [3, 0, 0, 0], "manager's workspace view");
+        assert_eq!(
+            all["keys"][0]["id"],
+            owners_key.id.as_str(),
+            "busiest first: {all}"
+        );
+        assert_eq!(all["keys"][0]["total"], 2);
+    }
+
+    // Another workspace: its owner is refused, and a key id of ours is unknown in theirs.
+    let stranger = app.bootstrap("Other", "owner@other.test").await;
+    let path = format!("/app/v1/workspaces/{}/usage", owner.workspace_id);
+    let (status, body) = parts(
+        app.send(Method::GET, &path, Some(&stranger.token), None)
+            .await,
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        Some("workspace_mismatch"),
+    );
+    let path = usage_path(&stranger.workspace_id, &owners_key.id, "days=1");
+    let (status, body) = parts(
+        app.send(Method::GET, &path, Some(&stranger.token), None)
+            .await,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    let theirs = workspace_usage(&app, &stranger, "days=1").await;
+    assert_key_totals(&theirs, [0, 0, 0, 0], "another workspace's usage");
+}
+
+async fn audit_events_filter_by_key(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let first = app.create_key(&owner, "First").await;
+    let second = app.create_key(&owner, "Second").await;
+    revoke(&app, &owner, &first.id).await;
+    let path = |query: &str| {
+        format!(
+            "/app/v1/workspaces/{}/audit-events?{query}",
+            owner.workspace_id
+        )
+    };
+    let (status, body) = parts(
+        app.send(
+            Method::GET,
+            &path(&format!("keyId={}", first.id)),
+            Some(&owner.token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let actions: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["api_key.revoked", "api_key.created"], "{body}");
+    assert!(body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["target"]["id"] == first.id.as_str()));
+    let (_, body) = parts(
+        app.send(
+            Method::GET,
+            &path(&format!("keyId={}", second.id)),
+            Some(&owner.token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 1, "{body}");
+    let (status, body) = parts(
+        app.send(
+            Method::GET,
+            &path("keyId=ld_nope"),
+            Some(&owner.token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        None,
+    );
+    assert_eq!(body["error"]["details"]["issues"][0]["field"], "keyId");
+}
+
+async fn docs_page_requests_are_not_told_to_replace_the_key(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let key = app.create_key(&owner, "Docs").await;
+    let from_docs = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .header("x-api-key", &key.key)
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "cors")
+        .header("referer", app.url("/docs"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = parts(from_docs).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        Some("browser_use_blocked"),
+    );
+    let message = body["error"]["message"].as_str().unwrap().to_lowercase();
+    assert!(
+        !message.contains("revoke") && !message.contains("roll"),
+        "{message}"
+    );
+    assert!(message.contains("curl"), "{message}");
+    let from_elsewhere = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .header("x-api-key", &key.key)
+        .header("origin", "https://shop.example")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = parts(from_elsewhere).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        Some("browser_use_blocked"),
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("roll it"),
+        "{body}"
+    );
+    // The key itself still works from a server.
+    assert_eq!(
+        call(&app, Method::GET, "/api/v1/me", &key.key, None).await,
+        StatusCode::OK
+    );
+}
+
+async fn old_buckets_are_pruned_at_start(mut app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let key = app.create_key(&owner, "Old").await;
+    let now_hour = Timestamp::now().0 / HOUR_MS * HOUR_MS;
+    for (hour, success) in [(now_hour - 91 * DAY_MS, 5_i64), (now_hour - 89 * DAY_MS, 7)] {
+        sqlx::query(
+            "INSERT INTO key_usage_hours (key_id, workspace_id, hour_start, success) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.id)
+        .bind(&owner.workspace_id)
+        .bind(hour)
+        .bind(success)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    }
+    app.restart().await;
+    let since = Instant::now();
+    while count(
+        &app,
+        "SELECT COUNT(*) FROM key_usage_hours WHERE key_id = $1",
+        &[&key.id],
+    )
+    .await
+        != 1
+    {
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "not pruned at start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kept = count(
+        &app,
+        "SELECT success FROM key_usage_hours WHERE key_id = $1",
+        &[&key.id],
+    )
+    .await;
+    assert_eq!(kept, 7, "the bucket inside the retention period stays");
+    assert_key_totals(
+        &key_usage(&app, &owner, &key.id, "days=90").await,
+        [7, 0, 0, 0],
+        "90 days",
+    );
+}
