@@ -46,18 +46,29 @@ impl Store {
         &self.key_cache
     }
 
-    /// Resolves a key digest through the cache, querying the database on a miss.
+    /// Resolves a key digest through the cache, querying the database on a miss. Concurrent
+    /// misses on one digest share one query (see `KeyCache::join_flight`).
     pub async fn resolve_key(&self, digest: &[u8; 32]) -> Result<(Lookup, bool), sqlx::Error> {
         if let Some(hit) = self.key_cache.get(digest) {
             return Ok((hit, true));
         }
-        let epoch = self.key_cache.epoch();
-        let lookup = match self.key_principal(digest).await? {
-            Some(row) => Lookup::Found(Arc::new(row)),
-            None => Lookup::Unknown,
-        };
-        self.key_cache.insert(*digest, &lookup, epoch);
-        Ok((lookup, false))
+        let flight = self.key_cache.join_flight(digest);
+        let outcome = flight
+            .outcome(|| async {
+                let lookup = match self.key_principal(digest).await {
+                    Ok(Some(row)) => Lookup::Found(Arc::new(row)),
+                    Ok(None) => Lookup::Unknown,
+                    Err(err) => return Err(Arc::new(err)),
+                };
+                self.key_cache.insert(*digest, &lookup, flight.epoch);
+                Ok(lookup)
+            })
+            .await;
+        self.key_cache.land(digest, &flight);
+        match outcome {
+            Ok(lookup) => Ok((lookup, false)),
+            Err(shared) => Err(Arc::try_unwrap(shared).unwrap_or_else(|shared| unshare(&shared))),
+        }
     }
 
     pub async fn latest_key_event(&self) -> Result<i64, sqlx::Error> {
@@ -107,5 +118,15 @@ impl Store {
             query.execute(self.pool()).await?;
         }
         Ok(())
+    }
+}
+
+/// The error of a lookup shared with other requests, for one of them: `sqlx::Error` cannot be
+/// cloned, so it is rebuilt as one that keeps its meaning (unavailable or not) for `ApiError`.
+fn unshare(err: &sqlx::Error) -> sqlx::Error {
+    if crate::error::is_unavailable(err) {
+        sqlx::Error::PoolTimedOut
+    } else {
+        sqlx::Error::Protocol(format!("shared key lookup failed: {err}"))
     }
 }

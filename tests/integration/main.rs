@@ -10,5 +10,6 @@ mod metrics;
 mod openapi;
 mod process;
 mod process_harness;
+mod request_ids;
 mod smoke;
 mod verification;

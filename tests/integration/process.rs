@@ -725,10 +725,13 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
         return;
     };
     deployment.bootstrap("Acme", "owner@acme.test").await;
-    // tower_http at debug logs "started processing request" as each request enters the stack,
+    // The request layer at debug logs "started processing request" as each request enters it,
     // which tells the test when the requests are really in flight.
     let mut server = deployment
-        .spawn(&[("RUST_LOG", "info,tower_http=debug")], &["serve"])
+        .spawn(
+            &[("RUST_LOG", "info,heffl_api::http::stack=debug")],
+            &["serve"],
+        )
         .await;
     let started_before = server
         .stderr_text()
@@ -827,7 +830,7 @@ async fn secrets_never_reach_json_logs(db: Db) {
             event["level"].is_string() && event["timestamp"].is_string(),
             "{line}"
         );
-        if event["span"]["path"] == "/api/v1/leads" {
+        if event["path"] == "/api/v1/leads" {
             request_lines += 1;
         }
     }
