@@ -3,7 +3,7 @@
 //! NOTIFY on PostgreSQL, and dropped from this process's cache right after commit.
 
 use super::{Backend, Store, Tx};
-use crate::key_cache::{Invalidation, KeyCache, Lookup};
+use crate::key_cache::{Flight, Invalidation, KeyCache, Lookup};
 use crate::time::Timestamp;
 use crate::usage::Usage;
 use std::sync::Arc;
@@ -53,6 +53,13 @@ impl Store {
             return Ok((hit, true));
         }
         let flight = self.key_cache.join_flight(digest);
+        // Landed however this ends, a request cancelled mid-lookup included: a flight nobody
+        // lands would stay in the map for good.
+        let _landing = Landing {
+            cache: &self.key_cache,
+            digest,
+            flight: &flight,
+        };
         let outcome = flight
             .outcome(|| async {
                 let lookup = match self.key_principal(digest).await {
@@ -64,7 +71,6 @@ impl Store {
                 Ok(lookup)
             })
             .await;
-        self.key_cache.land(digest, &flight);
         match outcome {
             Ok(lookup) => Ok((lookup, false)),
             Err(shared) => Err(Arc::try_unwrap(shared).unwrap_or_else(|shared| unshare(&shared))),
@@ -118,6 +124,18 @@ impl Store {
             query.execute(self.pool()).await?;
         }
         Ok(())
+    }
+}
+
+struct Landing<'a> {
+    cache: &'a KeyCache,
+    digest: &'a [u8; 32],
+    flight: &'a Flight,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.cache.land(self.digest, self.flight);
     }
 }
 
