@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Throughput and latency of API-key verification next to /healthz, on SQLite and PostgreSQL.
+# Throughput and latency of heffl-api next to a plain axum server, on SQLite and PostgreSQL.
 #
 # For each database: a release build of `heffl-api serve` pinned to one CPU, the load generator
 # (wrk, one thread) pinned to another; a fresh workspace and a key without a rate limit; then,
 # at each connection count of BENCH_CONNS, BENCH_SECONDS of each scenario:
+#   hello      GET /hello from examples/hello.rs: plain axum 0.8, one route, a small JSON, no
+#              layers; pinned to the same CPU as heffl-api (the baseline every row is a ratio to)
 #   healthz    GET /healthz
 #   valid      GET /api/v1/me with the key
 #   verify     GET /api/v1/verify with the key (forward auth, SPEC §13): should cost what valid does
@@ -15,13 +17,15 @@
 # instead of ruining one; the slices are then pooled (see bench/aggregate.py). BENCH_ROUNDS=1
 # measures each scenario in one go.
 #
-# The table: requests/s, p50, p99, requests/s as a ratio to /healthz at the same connection
-# count in the same run, and the server's CPU time per request (which other load disturbs far
-# less than throughput) with the ratio it implies. Then the cache-miss counter around the
-# malformed slices and the server's memory at the end of each database.
+# The table: requests/s, p50, p99, requests/s and p99 as ratios to plain axum's at the same
+# connection count in the same run, and the server's CPU time per request (which other load
+# disturbs far less than throughput) with the ratio it implies; then the goals of issue 13
+# checked against those ratios, the cache-miss counter around the malformed slices and the
+# server's memory at the end of each database.
 #
 # Settings (environment): BENCH_SECONDS (10), BENCH_ROUNDS (5), BENCH_CONNS ("64 1"),
 # BENCH_DBS ("sqlite postgres"), BENCH_WARMUP (2, seconds), BENCH_PORT (18080),
+# BENCH_HELLO_PORT (18090), BENCH_METRICS_PORT (19464, heffl-api's HEFFL_METRICS_BIND),
 # BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_SKIP_BUILD (0), BENCH_PG_HOST/PORT/USER
 # (127.0.0.1/5432/postgres), BENCH_PG_XACT (1: also count PostgreSQL transactions over one more
 # malformed run of BENCH_SECONDS; adds ~35 s). The PostgreSQL database heffl_bench is created
@@ -36,11 +40,12 @@ BENCH_CONNS="${BENCH_CONNS:-64 1}"
 BENCH_DBS="${BENCH_DBS:-sqlite postgres}"
 BENCH_WARMUP="${BENCH_WARMUP:-2}"
 BENCH_PORT="${BENCH_PORT:-18080}"
+BENCH_HELLO_PORT="${BENCH_HELLO_PORT:-18090}"
 BENCH_PG_XACT="${BENCH_PG_XACT:-1}"
 BASE="http://127.0.0.1:$BENCH_PORT"
 SLICE=$((BENCH_SECONDS / BENCH_ROUNDS))
 ((SLICE >= 1)) || die "BENCH_SECONDS must be at least BENCH_ROUNDS"
-SCENARIOS=(healthz valid verify malformed unknown)
+SCENARIOS=(hello healthz valid verify malformed unknown)
 MISS='heffl_key_cache_total{result="miss"}'
 SLICES="$WORK/slices.tsv"
 NOTES="$WORK/notes.txt"
@@ -60,6 +65,7 @@ pg_xacts() {
 scenario_slice() {
     local db=$1 conns=$2 round=$3 scenario=$4
     case "$scenario" in
+    hello) measure "$scenario" "$db" "$conns" "$round" "$HELLO_URL" ;;
     healthz) measure "$scenario" "$db" "$conns" "$round" "$BASE/healthz" ;;
     valid) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$VALID" ;;
     verify) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/verify" "$VALID" ;;
@@ -143,13 +149,15 @@ bench_database() {
 
 ensure_tools
 build_release
+start_hello "$BENCH_HELLO_PORT"
+expect_status "$HELLO_URL" 200
 note "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(free -h | awk '/^Mem:/ { print $2 }') memory; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for db in $BENCH_DBS; do
     bench_database "$db"
 done
 
 echo
-echo "heffl-api benchmark: ${BENCH_SECONDS}s per row in $BENCH_ROUNDS interleaved slices, wrk -t1 on CPU $BENCH_CLIENT_CPU, server on CPU $BENCH_SERVER_CPU; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "heffl-api benchmark against plain axum (examples/hello.rs): ${BENCH_SECONDS}s per row in $BENCH_ROUNDS interleaved slices, wrk -t1 on CPU $BENCH_CLIENT_CPU, server on CPU $BENCH_SERVER_CPU; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 python3 "$BENCH_DIR/aggregate.py" "$SLICES" "$(getconf CLK_TCK)"
 echo

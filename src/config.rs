@@ -276,7 +276,7 @@ pub struct Config {
 
     /// Longest a cached key verification may be served without the database (the backstop;
     /// changes normally reach every instance within a second).
-    #[arg(long, env = "HEFFL_CACHE_TTL", value_name = "HEFFL_CACHE_TTL", default_value = "60s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_CACHE_TTL", value_name = "HEFFL_CACHE_TTL", default_value = "10m", value_parser = parse_duration, global = true)]
     pub cache_ttl: Duration,
 
     /// Most key verifications kept in memory (0 turns the cache off).

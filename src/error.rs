@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{json, Value};
+use std::borrow::Cow;
 
 /// Which credential a 401 asks for, so `WWW-Authenticate` points the caller the right way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl ApiError {
         }
     }
 
-    fn message(&self) -> String {
+    fn message(&self) -> Cow<'_, str> {
         match self {
             ApiError::Unauthorized { message, .. }
             | ApiError::Forbidden { message, .. }
@@ -184,42 +184,78 @@ impl ApiError {
             | ApiError::ServiceUnavailable { message, .. }
             | ApiError::NotFound(message)
             | ApiError::PayloadTooLarge(message)
-            | ApiError::UnsupportedMediaType(message) => message.clone(),
+            | ApiError::UnsupportedMediaType(message) => Cow::Borrowed(message),
             ApiError::Validation(issues) => match issues.as_slice() {
-                [one] => format!("{}: {}", one.field, one.message),
-                _ => "The request has invalid fields; see details.issues.".into(),
+                [one] => Cow::Owned(format!("{}: {}", one.field, one.message)),
+                _ => Cow::Borrowed("The request has invalid fields; see details.issues."),
             },
-            ApiError::MethodNotAllowed => "This method is not allowed on this path.".into(),
+            ApiError::MethodNotAllowed => Cow::Borrowed("This method is not allowed on this path."),
             ApiError::Internal(_) => {
-                "Something went wrong on our side; the error was logged.".into()
+                Cow::Borrowed("Something went wrong on our side; the error was logged.")
             }
         }
     }
 
-    pub(crate) fn body(&self) -> Value {
+    /// The SPEC §4 body; `request_id` is the id of the request being answered, which every
+    /// error body carries so that support can find its log line.
+    pub(crate) fn body(&self, request_id: Option<&str>) -> Vec<u8> {
+        let message = self.message();
         let details = match self {
-            ApiError::Validation(issues) => json!({ "issues": issues }),
-            _ => match self.reason() {
-                Some(reason) => json!({ "reason": reason }),
-                None => Value::Null,
+            ApiError::Validation(issues) => Some(Details::Issues { issues }),
+            _ => self.reason().map(|reason| Details::Reason { reason }),
+        };
+        let envelope = Envelope {
+            error: ErrorObject {
+                code: self.code(),
+                details,
+                message: &message,
+                request_id,
             },
         };
-        let mut error = json!({ "code": self.code(), "message": self.message() });
-        if !details.is_null() {
-            error["details"] = details;
-        }
-        json!({ "error": error })
+        // Serializing borrowed strings into a Vec cannot fail.
+        serde_json::to_vec(&envelope).unwrap_or_default()
     }
+}
+
+// Fields in alphabetical order, the order of the bodies before these structs existed.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorObject<'a> {
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Details<'a>>,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Details<'a> {
+    Issues { issues: &'a [FieldIssue] },
+    Reason { reason: &'static str },
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(source) = &self {
-            tracing::error!(error = %source, "internal error");
+            crate::http::request_id::with_current(
+                |request_id| tracing::error!(error = %source, request_id, "internal error"),
+            );
         }
-        let status = self.status_code();
-        let mut response = (status, axum::Json(self.body())).into_response();
+        let body = crate::http::request_id::with_current(|id| self.body(id));
+        let mut response = Response::new(axum::body::Body::from(body));
+        *response.status_mut() = self.status_code();
         let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         match &self {
             ApiError::Unauthorized { realm, .. } => {
                 let challenge = match realm {
@@ -240,7 +276,9 @@ impl IntoResponse for ApiError {
         }
         // Errors may carry reasons tied to one caller's credentials; never cache them.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response.extensions_mut().insert(ErrorReason(self.reason()));
+        let extensions = response.extensions_mut();
+        extensions.insert(ErrorReason(self.reason()));
+        extensions.insert(ErrorCode(self.code()));
         response
     }
 }
@@ -248,6 +286,10 @@ impl IntoResponse for ApiError {
 /// Left on error responses so metrics and logs can count outcomes by SPEC reason.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorReason(pub Option<&'static str>);
+
+/// Left on error responses for the request log: the body's `error.code`.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
@@ -295,7 +337,7 @@ mod tests {
     #[test]
     fn internal_errors_hide_their_cause() {
         let err = ApiError::internal(std::io::Error::other("password=hunter2 at db"));
-        let body = err.body().to_string();
+        let body = String::from_utf8(err.body(None)).unwrap();
         assert!(!body.contains("hunter2"));
         assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
@@ -306,7 +348,7 @@ mod tests {
             FieldIssue::new("name", "is required"),
             FieldIssue::new("email", "is not an email address"),
         ]);
-        let body = err.body();
+        let body: serde_json::Value = serde_json::from_slice(&err.body(None)).unwrap();
         assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
         assert_eq!(body["error"]["details"]["issues"][1]["field"], "email");
     }

@@ -9,12 +9,17 @@
 //! - A lookup that raced with an invalidation is not cached (the epoch check), so a stale
 //!   answer read just before a revoke cannot be inserted just after it.
 //! - A TTL bounds staleness if all else fails.
+//! - Concurrent misses on one digest share one database query (`Flight`), so a hot key's expiry
+//!   costs one lookup, not one per request in flight. A request joins only a flight that began
+//!   after the last invalidation, so it never gets an answer older than a revocation it follows.
 
 use crate::store::KeyPrincipalRow;
 use moka::sync::Cache;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 /// What changed, as written to `key_events` and sent over NOTIFY.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +106,29 @@ pub struct KeyCache {
     /// Database lookups made on behalf of this cache's verifications (hits and misses aside):
     /// what the failed-key throttle bounds, readable by tests and operators.
     lookups: AtomicU64,
+    flights: Mutex<HashMap<[u8; 32], Flight>>,
+}
+
+/// The outcome of one database lookup, shared by every request that waited for it.
+pub type FlightResult = Result<Lookup, Arc<sqlx::Error>>;
+
+/// One database lookup of a digest in progress, and the epoch it began in.
+#[derive(Clone)]
+pub struct Flight {
+    pub epoch: u64,
+    outcome: Arc<OnceCell<FlightResult>>,
+}
+
+impl Flight {
+    /// The lookup's result: the first caller runs `lookup`, the others wait for its answer. If
+    /// the caller running it is cancelled, a waiting one takes over.
+    pub async fn outcome<F, Fut>(&self, lookup: F) -> FlightResult
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = FlightResult>,
+    {
+        self.outcome.get_or_init(lookup).await.clone()
+    }
 }
 
 pub const UNKNOWN_TTL: Duration = Duration::from_secs(5);
@@ -121,6 +149,7 @@ impl KeyCache {
             epoch: AtomicU64::new(0),
             live: AtomicBool::new(false),
             lookups: AtomicU64::new(0),
+            flights: Mutex::default(),
         }
     }
 
@@ -156,6 +185,35 @@ impl KeyCache {
         // An invalidation may have slipped in between the check and the insert.
         if self.epoch() != epoch_before {
             self.found.invalidate(&digest);
+        }
+    }
+
+    /// The lookup of `digest` to wait for: one in progress that began in the current epoch, or
+    /// a new one. Call `land` with it once it has an outcome.
+    pub fn join_flight(&self, digest: &[u8; 32]) -> Flight {
+        let epoch = self.epoch();
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        match flights.get(digest) {
+            Some(flight) if flight.epoch == epoch => flight.clone(),
+            _ => {
+                let flight = Flight {
+                    epoch,
+                    outcome: Arc::default(),
+                };
+                flights.insert(*digest, flight.clone());
+                flight
+            }
+        }
+    }
+
+    /// Forgets a finished flight, so that the next miss asks the database again.
+    pub fn land(&self, digest: &[u8; 32], flight: &Flight) {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights
+            .get(digest)
+            .is_some_and(|current| Arc::ptr_eq(&current.outcome, &flight.outcome))
+        {
+            flights.remove(digest);
         }
     }
 
@@ -280,6 +338,35 @@ mod tests {
             epoch,
         );
         assert!(cache.get(&[1; 32]).is_none());
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_lookup_but_not_across_an_invalidation() {
+        let cache = live_cache();
+        let first = cache.join_flight(&[1; 32]);
+        let second = cache.join_flight(&[1; 32]);
+        assert!(Arc::ptr_eq(&first.outcome, &second.outcome));
+        let lookups = AtomicU64::new(0);
+        let lookup = || async {
+            lookups.fetch_add(1, Ordering::SeqCst);
+            Ok(Lookup::Unknown)
+        };
+        assert!(matches!(first.outcome(lookup).await, Ok(Lookup::Unknown)));
+        assert!(matches!(second.outcome(lookup).await, Ok(Lookup::Unknown)));
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+
+        // A request arriving after a revocation must not take an answer read before it.
+        let before = cache.join_flight(&[2; 32]);
+        cache.invalidate(&Invalidation::Key("key_2".into()));
+        let after = cache.join_flight(&[2; 32]);
+        assert!(!Arc::ptr_eq(&before.outcome, &after.outcome));
+
+        cache.land(&[1; 32], &first);
+        let next = cache.join_flight(&[1; 32]);
+        assert!(
+            !Arc::ptr_eq(&first.outcome, &next.outcome),
+            "landed flights are not reused"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$BENCH_DIR/../.." && pwd)"
 BIN="$ROOT/target/release/heffl-api"
+HELLO_BIN="${HELLO_BIN:-$ROOT/target/release/examples/hello}"
 
 BENCH_PG_HOST="${BENCH_PG_HOST:-127.0.0.1}"
 BENCH_PG_PORT="${BENCH_PG_PORT:-5432}"
@@ -11,9 +12,14 @@ BENCH_PG_USER="${BENCH_PG_USER:-postgres}"
 BENCH_SERVER_CPU="${BENCH_SERVER_CPU:-0}"
 BENCH_CLIENT_CPU="${BENCH_CLIENT_CPU:-1}"
 BENCH_SKIP_BUILD="${BENCH_SKIP_BUILD:-0}"
+# /metrics is served on a listener of its own (HEFFL_METRICS_BIND); the scripts read it there,
+# and fall back to the API port for builds that still serve it there.
+BENCH_METRICS_PORT="${BENCH_METRICS_PORT:-19464}"
+METRICS_BASE="http://127.0.0.1:$BENCH_METRICS_PORT"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/heffl-bench.XXXXXX")"
 SERVER_PID=""
+HELLO_PID=""
 WRK_PID=""
 DATABASES_TO_DROP=()
 
@@ -49,6 +55,14 @@ stop_server() {
     SERVER_PID=""
 }
 
+stop_hello() {
+    if [[ -n "$HELLO_PID" ]]; then
+        kill -TERM "$HELLO_PID" 2>/dev/null || true
+        wait "$HELLO_PID" 2>/dev/null || true
+    fi
+    HELLO_PID=""
+}
+
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
@@ -56,6 +70,7 @@ cleanup() {
         kill -TERM "$WRK_PID" 2>/dev/null || true
     fi
     stop_server
+    stop_hello
     for db in "${DATABASES_TO_DROP[@]}"; do
         psql_admin -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
     done
@@ -85,24 +100,38 @@ ensure_tools() {
 
 build_release() {
     if [[ "$BENCH_SKIP_BUILD" == 1 ]]; then
-        [[ -x "$BIN" ]] || die "BENCH_SKIP_BUILD=1 but $BIN does not exist"
-        log "using the existing $BIN"
+        [[ -x "$BIN" && -x "$HELLO_BIN" ]] || die "BENCH_SKIP_BUILD=1 but $BIN or $HELLO_BIN does not exist"
+        log "using the existing $BIN and $HELLO_BIN"
         return
     fi
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet)
+    log "cargo build --release --bin heffl-api --example hello"
+    (cd "$ROOT" && cargo build --release --quiet --bin heffl-api --example hello)
+}
+
+# start_hello PORT: the plain axum baseline (examples/hello.rs), pinned like the server; sets
+# HELLO_PID and HELLO_URL.
+start_hello() {
+    local port=$1
+    taskset -c "$BENCH_SERVER_CPU" "$HELLO_BIN" "127.0.0.1:$port" >>"$WORK/hello.log" 2>&1 &
+    HELLO_PID=$!
+    HELLO_URL="http://127.0.0.1:$port/hello"
+    for _ in $(seq 1 100); do
+        curl -fsS -o /dev/null --max-time 1 "$HELLO_URL" 2>/dev/null && return
+        kill -0 "$HELLO_PID" 2>/dev/null || die "the plain axum server exited during start-up"
+        sleep 0.1
+    done
+    die "the plain axum server did not answer within 10 s"
 }
 
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"; }
 
 # start_server PORT VAR=VALUE...: runs `heffl-api serve` pinned to BENCH_SERVER_CPU with the
-# given environment (metrics on PORT+1, in METRICS_BASE), and waits until /healthz answers.
+# given environment (metrics on BENCH_METRICS_PORT, in METRICS_BASE), and waits until /healthz answers.
 start_server() {
     local port=$1
     shift
-    # /metrics has its own listener (HEFFL_METRICS_BIND), on the next port.
-    METRICS_BASE="http://127.0.0.1:$((port + 1))"
-    (cd "$WORK" && exec env "$@" HEFFL_BIND="127.0.0.1:$port" HEFFL_METRICS_BIND="127.0.0.1:$((port + 1))" \
+    (cd "$WORK" && exec env "$@" HEFFL_BIND="127.0.0.1:$port" \
+        HEFFL_METRICS_BIND="127.0.0.1:$BENCH_METRICS_PORT" \
         taskset -c "$BENCH_SERVER_CPU" "$BIN" serve) >>"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
@@ -159,15 +188,23 @@ metric() {
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
 peak_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status"; }
 
-# cpu_ticks: the server's user + system CPU time so far, in clock ticks (getconf CLK_TCK).
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+# cpu_ticks [PID]: a server's user + system CPU time so far, in clock ticks (getconf CLK_TCK);
+# heffl-api's unless a PID is given.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${1:-$SERVER_PID}/stat"; }
 
-# run_wrk CONNS SECONDS URL [KEY [QUANTILE_FILE]]: prints
+# run_wrk CONNS SECONDS URL [KEY|@KEYS_FILE [QUANTILE_FILE]]: prints
 # "requests seconds rps p50_ms p99_ms non2xx errors"; see report.lua for QUANTILE_FILE.
 run_wrk() {
     local conns=$1 seconds=$2 url=$3 key=${4:-} quantiles=${5:-} out="$WORK/wrk.out"
-    local args=(-t1 "-c$conns" "-d${seconds}s" --timeout 10s -s "$BENCH_DIR/report.lua")
-    [[ -n "$key" ]] && args+=(-H "x-api-key: $key")
+    local args=(-t1 "-c$conns" "-d${seconds}s" --timeout 10s)
+    # KEY "@FILE" cycles through the keys of FILE (bench/cycle.lua), one key per request.
+    if [[ "$key" == @* ]]; then
+        args+=(-s "$BENCH_DIR/cycle.lua")
+        export BENCH_KEYS_FILE="${key#@}"
+    else
+        args+=(-s "$BENCH_DIR/report.lua")
+        [[ -n "$key" ]] && args+=(-H "x-api-key: $key")
+    fi
     timeout --signal=INT --kill-after=10 $((seconds + 30)) env BENCH_QUANTILES="$quantiles" \
         taskset -c "$BENCH_CLIENT_CPU" wrk "${args[@]}" "$url" >"$out" 2>&1 ||
         { cat "$out" >&2; die "wrk failed"; }
@@ -176,13 +213,14 @@ run_wrk() {
 
 # measure SCENARIO DB CONNS ROUND URL [KEY]: one slice of $SLICE seconds, appended to $SLICES as
 # a row for bench/aggregate.py (with the server's CPU ticks and a quantile file); sets
-# LAST_REQUESTS.
+# LAST_REQUESTS. The scenario "hello" is the plain axum server (HELLO_PID); the rest heffl-api.
 measure() {
     local scenario=$1 db=$2 conns=$3 round=$4 url=$5 key=${6:-}
-    local quantiles="$WORK/q.$db.$conns.$round.$scenario" ticks_before ticks_after result
-    ticks_before="$(cpu_ticks)"
+    local quantiles="$WORK/q.$db.$conns.$round.$scenario" ticks_before ticks_after result pid=""
+    [[ "$scenario" == hello ]] && pid="$HELLO_PID"
+    ticks_before="$(cpu_ticks "$pid")"
     result="$(run_wrk "$conns" "$SLICE" "$url" "$key" "$quantiles")"
-    ticks_after="$(cpu_ticks)"
+    ticks_after="$(cpu_ticks "$pid")"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$db" "$conns" "$round" \
         "${result// /$'\t'}" "$((ticks_after - ticks_before))" "$quantiles" >>"$SLICES"
     LAST_REQUESTS="${result%% *}"

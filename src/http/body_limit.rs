@@ -6,9 +6,9 @@ use super::MAX_BODY_BYTES;
 use crate::error::ApiError;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header;
-use axum::middleware::Next;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use std::time::Duration;
 
@@ -16,22 +16,38 @@ use std::time::Duration;
 const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn limit(request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
+pub fn declared_too_large(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        drain(request.into_body()).await;
-        return ApiError::PayloadTooLarge(format!(
-            "The request body is larger than {MAX_BODY_BYTES} bytes."
-        ))
-        .into_response();
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+}
+
+/// Reads and drops what the client sends (within bounds), then answers 413.
+pub async fn refuse(body: Body) -> Response {
+    drain(body).await;
+    ApiError::PayloadTooLarge(format!(
+        "The request body is larger than {MAX_BODY_BYTES} bytes."
+    ))
+    .into_response()
+}
+
+/// Caps the body at `MAX_BODY_BYTES`. A body whose size is known and within the limit (any
+/// request with an acceptable Content-Length, and every request without a body) is passed as
+/// it is: wrapping it would box it for nothing.
+pub fn limit(request: Request) -> Request {
+    let within = request
+        .body()
+        .size_hint()
+        .upper()
+        .is_some_and(|upper| upper <= MAX_BODY_BYTES as u64);
+    if within {
+        return request;
     }
     let (parts, body) = request.into_parts();
     let limited = Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES));
-    next.run(Request::from_parts(parts, limited)).await
+    Request::from_parts(parts, limited)
 }
 
 async fn drain(mut body: Body) {

@@ -4,23 +4,27 @@
 use crate::error::ApiError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::any::Any;
 
 pub async fn no_route() -> ApiError {
     ApiError::not_found("No route matches this path; see /docs for the API.")
 }
 
-pub fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response {
-    // The payload may quote request data, so it is not logged verbatim.
+/// A caught panic. The payload may quote request data, so it is not logged verbatim.
+pub fn panic_response_now() -> Response {
     ApiError::internal("handler panicked").into_response()
 }
 
-pub fn ensure_json_errors<B>(response: axum::http::Response<B>) -> Response
-where
-    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    let mut response = response.map(axum::body::Body::new);
+/// The request outlived `HEFFL_REQUEST_TIMEOUT`.
+pub fn timeout_response() -> Response {
+    ApiError::ServiceUnavailable {
+        reason: "timeout",
+        message: "The request took too long to process; retry it.".into(),
+    }
+    .into_response()
+}
+
+/// Called for 4xx and 5xx responses only.
+pub fn ensure_json_errors(mut response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

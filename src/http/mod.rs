@@ -14,9 +14,11 @@ mod metrics;
 mod metrics_listener;
 mod openapi;
 mod parse_errors;
+pub(crate) mod request_id;
 mod routes;
 mod server;
 mod session_auth;
+mod stack;
 mod throttle;
 
 pub use api_key_auth::Principal;
@@ -28,23 +30,14 @@ use crate::key_cache::KeyCache;
 use crate::rate_limit::RateLimiter;
 use crate::store::Store;
 use crate::usage::UsageRecorder;
-use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
 use std::ops::Deref;
 use std::sync::Arc;
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tower_http::LatencyUnit;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone)]
 pub struct AppState(Arc<StateInner>);
@@ -95,32 +88,11 @@ impl Deref for AppState {
 pub fn app(state: AppState) -> Router {
     let dashboard = routes::dashboard().layer(dashboard_cors(&state.config));
     let api = routes::api(state.clone());
-    let middleware = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
-        // Before tracing, so no layer below can print a credential.
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-            X_API_KEY.clone(),
-        ]))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            let request_id = request
-                .headers()
-                .get(&X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            // The path only: a query string is the caller's and may hold anything.
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-        })
-        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        .layer(tower::util::MapResponseLayer::new(json_errors::ensure_json_errors))
-        .layer(CatchPanicLayer::custom(json_errors::panic_response))
-        .layer(axum::middleware::from_fn(body_limit::limit))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            state.config.request_timeout,
-        ));
+    // Request id, logs, body limit, timeout, panics and JSON errors, in one layer (stack.rs).
+    let request_layer = stack::RequestLayer::new(
+        state.config.request_timeout,
+        state.config.trust_forwarded_for,
+    );
     let (routes, document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .nest("/app/v1", dashboard)
         // Merged with full paths rather than nested: nesting rewrites every request's URI,
@@ -142,10 +114,10 @@ pub fn app(state: AppState) -> Router {
                 )
             }),
         )
-        .route_layer(axum::middleware::from_fn(metrics::track))
+        .route_layer(metrics::RouteMetricsLayer)
         .fallback(json_errors::no_route)
         .with_state(state)
-        .layer(middleware)
+        .layer(request_layer)
 }
 
 /// Serialized once: the document is fixed for the life of the router.

@@ -64,7 +64,7 @@ pub fn json_replacement(written: &[u8]) -> Option<Vec<u8>> {
     if !empty_body {
         return None;
     }
-    let body = serde_json::to_vec(&reason.body()).ok()?;
+    let body = reason.body(None);
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_bytes());

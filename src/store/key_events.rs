@@ -3,7 +3,7 @@
 //! NOTIFY on PostgreSQL, and dropped from this process's cache right after commit.
 
 use super::{Backend, Store, Tx};
-use crate::key_cache::{Invalidation, KeyCache, Lookup};
+use crate::key_cache::{Flight, Invalidation, KeyCache, Lookup};
 use crate::known_keys::KnownKeys;
 use crate::time::Timestamp;
 use std::sync::Arc;
@@ -64,19 +64,36 @@ impl Store {
         &self.key_cache
     }
 
-    /// Resolves a key digest through the cache, querying the database on a miss.
+    /// Resolves a key digest through the cache, querying the database on a miss. Concurrent
+    /// misses on one digest share one query (see `KeyCache::join_flight`).
     pub async fn resolve_key(&self, digest: &[u8; 32]) -> Result<(Lookup, bool), sqlx::Error> {
         if let Some(hit) = self.key_cache.get(digest) {
             return Ok((hit, true));
         }
-        let epoch = self.key_cache.epoch();
-        self.key_cache.count_lookup();
-        let lookup = match self.key_principal(digest).await? {
-            Some(row) => Lookup::Found(Arc::new(row)),
-            None => Lookup::Unknown,
+        let flight = self.key_cache.join_flight(digest);
+        // Landed however this ends, a request cancelled mid-lookup included: a flight nobody
+        // lands would stay in the map for good.
+        let _landing = Landing {
+            cache: &self.key_cache,
+            digest,
+            flight: &flight,
         };
-        self.key_cache.insert(*digest, &lookup, epoch);
-        Ok((lookup, false))
+        let outcome = flight
+            .outcome(|| async {
+                self.key_cache.count_lookup();
+                let lookup = match self.key_principal(digest).await {
+                    Ok(Some(row)) => Lookup::Found(Arc::new(row)),
+                    Ok(None) => Lookup::Unknown,
+                    Err(err) => return Err(Arc::new(err)),
+                };
+                self.key_cache.insert(*digest, &lookup, flight.epoch);
+                Ok(lookup)
+            })
+            .await;
+        match outcome {
+            Ok(lookup) => Ok((lookup, false)),
+            Err(shared) => Err(Arc::try_unwrap(shared).unwrap_or_else(|shared| unshare(&shared))),
+        }
     }
 
     pub async fn latest_key_event(&self) -> Result<i64, sqlx::Error> {
@@ -100,5 +117,27 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(result.rows_affected())
+    }
+}
+
+struct Landing<'a> {
+    cache: &'a KeyCache,
+    digest: &'a [u8; 32],
+    flight: &'a Flight,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.cache.land(self.digest, self.flight);
+    }
+}
+
+/// The error of a lookup shared with other requests, for one of them: `sqlx::Error` cannot be
+/// cloned, so it is rebuilt as one that keeps its meaning (unavailable or not) for `ApiError`.
+fn unshare(err: &sqlx::Error) -> sqlx::Error {
+    if crate::error::is_unavailable(err) {
+        sqlx::Error::PoolTimedOut
+    } else {
+        sqlx::Error::Protocol(format!("shared key lookup failed: {err}"))
     }
 }

@@ -28,6 +28,7 @@ use crate::key_cache::KeyCache;
 use crate::known_keys::KnownKeys;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -84,6 +85,10 @@ pub struct Store {
     backend: Backend,
     key_cache: Arc<KeyCache>,
     known_keys: Arc<KnownKeys>,
+    /// PostgreSQL only: a pool of the native driver for the key lookup of a cache miss, the one
+    /// query on the hot path. Through the `Any` driver it cost several times as much CPU
+    /// (docs/performance.md). Same database (the primary), same settings, same TLS.
+    key_lookups: Option<PgPool>,
     /// Kept for the PostgreSQL change listener, which needs a connection of its own.
     url: Arc<str>,
 }
@@ -104,6 +109,10 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url).map_err(ConnectError::InvalidUrl)?;
         let statement_timeout_ms = settings.statement_timeout.as_millis();
+        let key_lookups = match backend {
+            Backend::Postgres => Some(key_lookup_pool(&url, settings)?),
+            Backend::Sqlite => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -128,6 +137,7 @@ impl Store {
             backend,
             key_cache: Arc::new(KeyCache::disabled()),
             known_keys: Arc::default(),
+            key_lookups,
             url: Arc::from(url.as_str()),
         })
     }
@@ -195,8 +205,35 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(pool) = &self.key_lookups {
+            pool.close().await;
+        }
         self.pool.close().await;
     }
+
+    pub(crate) fn key_lookups(&self) -> Option<&PgPool> {
+        self.key_lookups.as_ref()
+    }
+}
+
+/// The native PostgreSQL pool for key lookups. No test query before handing out a connection
+/// (a round trip per lookup, as much as the lookup itself): a connection found broken is
+/// replaced and the lookup, a read, retried once (`Store::key_principal`).
+fn key_lookup_pool(url: &str, settings: &PoolSettings) -> Result<PgPool, ConnectError> {
+    let options = PgConnectOptions::from_str(url).map_err(ConnectError::InvalidUrl)?;
+    let statement_timeout_ms = settings.statement_timeout.as_millis();
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
+        .after_connect(move |conn, _meta| {
+            let setup = format!("SET statement_timeout = {statement_timeout_ms};");
+            Box::pin(async move {
+                conn.execute(sqlx::raw_sql(&setup)).await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options))
 }
 
 /// A transaction on whichever database is in use.

@@ -423,7 +423,7 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       await page.locator(byTestId('create-name')).fill('Zapier\u0007bell');
       await page.locator(byTestId('create-submit')).click();
       await createError
-        .filter({ hasText: 'Name must not contain control characters or line breaks.' })
+        .filter({ hasText: 'Name must not contain invisible, control or line-break characters (found U+0007)' })
         .waitFor();
       await page.screenshot({ path: path.join(SCREENSHOTS, 'developer-page-create-error.png') });
       assert.equal(posts, 1);

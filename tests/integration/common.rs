@@ -624,3 +624,16 @@ pub fn assert_timestamp(value: &Value, what: &str) {
     chrono::DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{what} does not parse ({e}): {text}"));
 }
+
+/// An error body without `error.requestId`, which differs on every request by design: for
+/// comparing the answers of two requests.
+#[track_caller]
+pub fn without_request_id(mut body: Value) -> Value {
+    if let Some(error) = body["error"].as_object_mut() {
+        assert!(
+            error.remove("requestId").is_some(),
+            "no requestId: {error:?}"
+        );
+    }
+    body
+}

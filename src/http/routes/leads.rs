@@ -175,7 +175,7 @@ pub async fn list(
     let page = validate::page(query.get("pageNo"), query.get("pageSize"))?;
     let owner = match lead_visibility(principal.role) {
         LeadVisibility::All => None,
-        LeadVisibility::OwnOnly => Some(principal.user.id.as_str()),
+        LeadVisibility::OwnOnly => Some(principal.user_id.as_str()),
     };
     let (items, total) = state
         .store
@@ -223,7 +223,7 @@ pub async fn create(
     let fields = body.validate(true)?;
     let lead = state
         .store
-        .create_lead(&principal.workspace_id, &principal.user.id, fields)
+        .create_lead(&principal.workspace_id, &principal.user_id, fields)
         .await?;
     Ok((StatusCode::CREATED, Json(lead)))
 }
@@ -254,7 +254,7 @@ pub async fn get(
 ) -> Result<Json<Lead>, ApiError> {
     principal.require(Scope::LeadsRead)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
-    can_see_lead(principal.role, &principal.user.id, &lead.owner_id)
+    can_see_lead(principal.role, &principal.user_id, &lead.owner_id)
         .map_err(|d| denial(d, "see"))?;
     Ok(Json(lead))
 }
@@ -289,7 +289,7 @@ pub async fn update(
 ) -> Result<Json<Lead>, ApiError> {
     principal.require(Scope::LeadsWrite)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
-    can_modify_lead(principal.role, &principal.user.id, &lead.owner_id)
+    can_modify_lead(principal.role, &principal.user_id, &lead.owner_id)
         .map_err(|d| denial(d, "update"))?;
     let fields = body.validate(false)?;
     state
@@ -326,7 +326,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::LeadsWrite)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
-    can_modify_lead(principal.role, &principal.user.id, &lead.owner_id)
+    can_modify_lead(principal.role, &principal.user_id, &lead.owner_id)
         .map_err(|d| denial(d, "delete"))?;
     if state
         .store

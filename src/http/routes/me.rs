@@ -4,35 +4,37 @@ use crate::http::openapi::ErrorBody;
 use crate::http::Principal;
 use crate::permissions::Role;
 use crate::scopes::Scope;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Me {
-    workspace: MeWorkspace,
-    user: MeUser,
-    api_key: MeApiKey,
+pub struct Me<'a> {
+    workspace: MeWorkspace<'a>,
+    user: MeUser<'a>,
+    api_key: MeApiKey<'a>,
 }
 
+// Borrowed from the cached principal: serialized straight from it, nothing copied.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct MeWorkspace {
-    id: String,
-    name: String,
+pub struct MeWorkspace<'a> {
+    id: &'a str,
+    name: &'a str,
 }
 
 /// The key's creator, with their current role: the key acts as them.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct MeUser {
-    id: String,
-    email: String,
-    name: String,
+pub struct MeUser<'a> {
+    id: &'a str,
+    email: &'a str,
+    name: &'a str,
     role: Role,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct MeApiKey {
-    id: String,
-    name: String,
+pub struct MeApiKey<'a> {
+    id: &'a str,
+    name: &'a str,
 }
 
 #[utoipa::path(
@@ -51,28 +53,28 @@ pub struct MeApiKey {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
-pub async fn me(principal: Principal) -> Result<Json<Me>, ApiError> {
+pub async fn me(principal: Principal) -> Result<Response, ApiError> {
     principal.require(Scope::MeRead)?;
-    Ok(Json(Me::of(principal)))
+    Ok(Json(Me::of(&principal)).into_response())
 }
 
-impl Me {
+impl<'a> Me<'a> {
     /// Also the body of a forward-auth verify (routes/verify.rs), which adds the scopes.
-    pub fn of(principal: Principal) -> Me {
+    pub fn of(principal: &'a Principal) -> Me<'a> {
         Me {
             workspace: MeWorkspace {
-                id: principal.workspace_id,
-                name: principal.workspace_name,
+                id: &principal.workspace_id,
+                name: &principal.workspace_name,
             },
             user: MeUser {
-                id: principal.user.id,
-                email: principal.user.email,
-                name: principal.user.name,
+                id: &principal.user_id,
+                email: &principal.user_email,
+                name: &principal.user_name,
                 role: principal.role,
             },
             api_key: MeApiKey {
-                id: principal.key_id,
-                name: principal.key_name,
+                id: &principal.key_id,
+                name: &principal.key_name,
             },
         }
     }

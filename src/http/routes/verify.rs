@@ -29,7 +29,7 @@ static SCOPES: HeaderName = HeaderName::from_static("x-heffl-scopes");
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Verified<'a> {
     #[serde(flatten)]
-    identity: Me,
+    identity: Me<'a>,
     /// Every scope the key has, the deployment's extra scopes included.
     scopes: Vec<&'a str>,
 }
@@ -76,7 +76,7 @@ async fn verify(
     let scopes = effective_scopes(&state, &key_scopes);
     let headers = identity_headers(&principal, &scopes)?;
     let body = Verified {
-        identity: Me::of(principal),
+        identity: Me::of(&principal),
         scopes,
     };
     let mut response = axum::Json(body).into_response();
@@ -154,7 +154,7 @@ fn identity_headers(
     };
     Ok([
         (WORKSPACE_ID.clone(), value(&principal.workspace_id)?),
-        (USER_ID.clone(), value(&principal.user.id)?),
+        (USER_ID.clone(), value(&principal.user_id)?),
         (
             USER_ROLE.clone(),
             HeaderValue::from_static(principal.role.as_str()),

@@ -1,0 +1,141 @@
+//! Request ids: the `x-request-id` a client sent (when it is a sane token), or a fresh random
+//! UUID v4. Generated from the thread's CSPRNG, not the OS: a `getrandom` system call per
+//! request was measurable (docs/performance.md). While a request is handled, its id is
+//! reachable from `ApiError::into_response` (every error body carries it) through a task-local.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use rand::RngCore;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest accepted client-sent id; longer ones are replaced by a generated id.
+const MAX_LEN: usize = 64;
+
+/// A request id, stored inline: it is copied into the task-local, the log line and the body.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    bytes: [u8; MAX_LEN],
+    len: u8,
+}
+
+tokio::task_local! {
+    static CURRENT: RequestId;
+}
+
+impl RequestId {
+    /// The client's id when it is 1–64 characters of `[A-Za-z0-9._:-]` (safe in JSON and in
+    /// logs as it is), else a new one.
+    pub fn from_headers(headers: &HeaderMap) -> RequestId {
+        headers
+            .get(&X_REQUEST_ID)
+            .and_then(|value| RequestId::accept(value.as_bytes()))
+            .unwrap_or_else(RequestId::generate)
+    }
+
+    fn accept(text: &[u8]) -> Option<RequestId> {
+        let sane = !text.is_empty()
+            && text.len() <= MAX_LEN
+            && text
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        sane.then(|| {
+            let mut bytes = [0; MAX_LEN];
+            bytes[..text.len()].copy_from_slice(text);
+            RequestId {
+                bytes,
+                len: text.len() as u8,
+            }
+        })
+    }
+
+    /// A random UUID v4, e.g. `0d6c1c2e-5f0a-4b7e-9a43-3f1e2d4c5b6a`.
+    pub fn generate() -> RequestId {
+        let mut random = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut random);
+        random[6] = (random[6] & 0x0f) | 0x40;
+        random[8] = (random[8] & 0x3f) | 0x80;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut bytes = [0; MAX_LEN];
+        let mut at = 0;
+        for (i, byte) in random.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                bytes[at] = b'-';
+                at += 1;
+            }
+            bytes[at] = HEX[usize::from(byte >> 4)];
+            bytes[at + 1] = HEX[usize::from(byte & 0x0f)];
+            at += 2;
+        }
+        RequestId {
+            bytes,
+            len: at as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (checked in `accept`, hex in `generate`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    pub fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.bytes[..usize::from(self.len)])
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// Runs `future` with this id as the current request's.
+    pub fn scope<F: std::future::Future>(
+        self,
+        future: F,
+    ) -> tokio::task::futures::TaskLocalFuture<RequestId, F> {
+        CURRENT.scope(self, future)
+    }
+
+    /// Runs `f` with this id as the current request's (for responses made outside the future).
+    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+}
+
+/// Calls `f` with the id of the request being handled, if any.
+pub fn with_current<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+    match CURRENT.try_with(|id| *id) {
+        Ok(id) => f(Some(id.as_str())),
+        Err(_) => f(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_uuid_v4() {
+        let id = RequestId::generate();
+        let text = id.as_str();
+        assert_eq!(text.len(), 36);
+        assert_eq!(text.as_bytes()[14], b'4');
+        assert!(matches!(text.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+        assert_eq!(text.matches('-').count(), 4);
+        assert_ne!(text, RequestId::generate().as_str());
+    }
+
+    #[test]
+    fn client_ids_are_kept_only_when_sane() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y:z"));
+        assert_eq!(RequestId::from_headers(&headers).as_str(), "abc-123_x.y:z");
+        for bad in ["", "has space", "quote\"", &"x".repeat(65)] {
+            headers.insert(&X_REQUEST_ID, HeaderValue::from_str(bad).unwrap());
+            let id = RequestId::from_headers(&headers);
+            assert_eq!(id.as_str().len(), 36, "{bad:?} should be replaced");
+        }
+    }
+
+    #[test]
+    fn the_current_id_is_visible_inside_the_scope_only() {
+        let id = RequestId::generate();
+        let inside = id.sync_scope(|| with_current(|current| current.map(str::to_owned)));
+        assert_eq!(inside.as_deref(), Some(id.as_str()));
+        assert_eq!(with_current(|current| current.map(str::to_owned)), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! The layer every request passes through, written as one tower service rather than a stack of
+//! general-purpose layers (request id, sensitive headers, trace span, JSON errors, panic
+//! catcher, body limit, timeout), each of which cost an allocation, a boxed future, a timer or a
+//! header copy per request (docs/performance.md). What it does, in order:
+//!
+//! - takes the client's `x-request-id` or makes one, answers with it, and makes it the current
+//!   request's for `ApiError` bodies (`error.requestId`);
+//! - marks `Authorization`, `Cookie` and `x-api-key` sensitive before anything can print them;
+//! - refuses bodies over `MAX_BODY_BYTES` (see `body_limit`);
+//! - answers 503 `timeout` when the request outlives `HEFFL_REQUEST_TIMEOUT`; the timer is armed
+//!   only if the handler has to wait for something, so requests answered at once cost no timer;
+//! - turns a panic into the JSON 500, and any non-JSON 4xx/5xx into the SPEC §4 shape;
+//! - writes one log line per request (INFO; ERROR for 5xx) with every field once: method, path
+//!   (never the query), status, `latency_ms`, `request_id`, the client address and, on errors,
+//!   the error `code`, `reason` and the verified key's `key_id`. The line's fields are built
+//!   only when the level is enabled.
+
+use super::api_key_auth::Principal;
+use super::request_id::{RequestId, X_REQUEST_ID};
+use super::{body_limit, client_ip, json_errors, X_API_KEY};
+use crate::error::{ErrorCode, ErrorReason};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, HeaderMap, Method, Uri};
+use axum::response::Response;
+use pin_project_lite::pin_project;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::task::futures::TaskLocalFuture;
+use tower::{Layer, Service};
+
+#[derive(Clone, Copy)]
+pub struct RequestLayer {
+    timeout: Duration,
+    trust_forwarded_for: bool,
+}
+
+impl RequestLayer {
+    pub fn new(timeout: Duration, trust_forwarded_for: bool) -> RequestLayer {
+        RequestLayer {
+            timeout,
+            trust_forwarded_for,
+        }
+    }
+}
+
+impl<S> Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
+
+    fn layer(&self, inner: S) -> RequestService<S> {
+        RequestService {
+            inner,
+            config: *self,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestService<S> {
+    inner: S,
+    config: RequestLayer,
+}
+
+/// What the log line needs from the request, which the inner service consumes.
+struct RequestLine {
+    id: RequestId,
+    started: Instant,
+    method: Method,
+    uri: Uri,
+    client: Option<IpAddr>,
+}
+
+type BoxedResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+impl<S> Service<Request> for RequestService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RequestFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> RequestFuture<S::Future> {
+        let started = Instant::now();
+        let id = RequestId::from_headers(request.headers());
+        mark_sensitive(request.headers_mut());
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr);
+        let line = RequestLine {
+            id,
+            started,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            client: client_ip(request.headers(), peer, self.config.trust_forwarded_for),
+        };
+        // For following a request as it happens (and for tests that need to know it arrived).
+        tracing::debug!(
+            method = %line.method,
+            path = line.uri.path(),
+            request_id = line.id.as_str(),
+            "started processing request"
+        );
+        let state = if body_limit::declared_too_large(request.headers()) {
+            State::Refusing {
+                future: Box::pin(id.scope(body_limit::refuse(request.into_body()))),
+            }
+        } else {
+            let request = body_limit::limit(request);
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
+                Ok(future) => State::Running {
+                    future: id.scope(future),
+                },
+                Err(_) => State::Done {
+                    response: Some(id.sync_scope(json_errors::panic_response_now)),
+                },
+            }
+        };
+        RequestFuture {
+            state,
+            line,
+            timeout: self.config.timeout,
+            sleep: None,
+        }
+    }
+}
+
+pin_project! {
+    pub struct RequestFuture<F> {
+        #[pin]
+        state: State<F>,
+        line: RequestLine,
+        timeout: Duration,
+        // Armed on the first `Pending`: most requests never need it.
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running { #[pin] future: TaskLocalFuture<RequestId, F> },
+        Refusing { future: BoxedResponse },
+        Done { response: Option<Response> },
+    }
+}
+
+impl<F> Future for RequestFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let id = this.line.id;
+        let response = match this.state.project() {
+            StateProj::Running { future } => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    Ok(Poll::Ready(Ok(response))) => response,
+                    Ok(Poll::Pending) => {
+                        let deadline = this.line.started + *this.timeout;
+                        let sleep = this.sleep.get_or_insert_with(|| {
+                            Box::pin(tokio::time::sleep_until(deadline.into()))
+                        });
+                        if sleep.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        id.sync_scope(json_errors::timeout_response)
+                    }
+                    Err(_panic) => id.sync_scope(json_errors::panic_response_now),
+                }
+            }
+            StateProj::Refusing { future } => match future.as_mut().poll(cx) {
+                Poll::Ready(response) => response,
+                Poll::Pending => return Poll::Pending,
+            },
+            StateProj::Done { response } => response
+                .take()
+                .unwrap_or_else(|| id.sync_scope(json_errors::panic_response_now)),
+        };
+        Poll::Ready(Ok(finish(this.line, response)))
+    }
+}
+
+fn finish(line: &RequestLine, mut response: Response) -> Response {
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        response = line
+            .id
+            .sync_scope(|| json_errors::ensure_json_errors(response));
+    }
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), line.id.header_value());
+    log(line, &response);
+    response
+}
+
+fn log(line: &RequestLine, response: &Response) {
+    let status = response.status();
+    // Field values are computed only when the level is enabled (inside the macros).
+    macro_rules! request_line {
+        ($level:ident) => {
+            tracing::$level!(
+                method = %line.method,
+                path = line.uri.path(),
+                status = status.as_u16(),
+                latency_ms = latency_ms(line.started),
+                request_id = line.id.as_str(),
+                client = line.client.map(tracing::field::display),
+                code = response.extensions().get::<ErrorCode>().map(|c| c.0),
+                reason = response.extensions().get::<ErrorReason>().and_then(|r| r.0),
+                key_id = response.extensions().get::<Principal>().map(|p| p.key_id.as_str()),
+                "finished processing request"
+            )
+        };
+    }
+    if status.is_server_error() {
+        request_line!(error);
+    } else {
+        request_line!(info);
+    }
+}
+
+/// Milliseconds with microsecond precision, as a JSON number.
+fn latency_ms(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+fn mark_sensitive(headers: &mut HeaderMap) {
+    for name in [&header::AUTHORIZATION, &header::COOKIE, &X_API_KEY] {
+        if headers.contains_key(name) {
+            if let header::Entry::Occupied(mut entry) = headers.entry(name) {
+                for value in entry.iter_mut() {
+                    value.set_sensitive(true);
+                }
+            }
+        }
+    }
+}
