@@ -84,6 +84,11 @@ pub struct ErrorObject {
     /// Absent when there is nothing to add to `code`.
     #[schema(value_type = ErrorDetails, required = false)]
     details: Option<ErrorDetails>,
+    /// The request's id, as in the `x-request-id` header: quote it to support, whose logs
+    /// say why the request was refused.
+    #[serde(rename = "requestId")]
+    #[schema(value_type = String, required = false)]
+    request_id: Option<String>,
 }
 
 #[derive(ToSchema, Deserialize, Debug, PartialEq)]

@@ -19,6 +19,7 @@ mod parse_errors;
 mod pg_restart;
 mod process;
 mod process_harness;
+mod readme;
 mod request_ids;
 mod slow_clients;
 mod smoke;
