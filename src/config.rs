@@ -214,6 +214,22 @@ pub struct Config {
     )]
     pub leak_reports_per_minute: u32,
 
+    /// Share every limit with the other instances that use this Redis (redis://host:port/db);
+    /// unset: limits are per instance.
+    #[arg(long, env = "HEFFL_REDIS_URL", value_name = "HEFFL_REDIS_URL", value_parser = parse_redis_url, global = true)]
+    pub redis_url: Option<String>,
+
+    /// Start of every Redis key this server writes, so that deployments (or tests) sharing
+    /// one Redis stay apart.
+    #[arg(
+        long,
+        env = "HEFFL_REDIS_PREFIX",
+        value_name = "HEFFL_REDIS_PREFIX",
+        default_value = "heffl:",
+        global = true
+    )]
+    pub redis_prefix: String,
+
     /// How long to wait for in-flight requests at shutdown.
     #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,
@@ -232,6 +248,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(Duration::from_secs(secs))
+}
+
+fn parse_redis_url(text: &str) -> Result<String, String> {
+    match redis::Client::open(text) {
+        Ok(_) => Ok(text.to_owned()),
+        // The error may quote the URL, which may hold a password.
+        Err(_) => Err("is not a Redis URL such as redis://127.0.0.1:6379".into()),
+    }
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod key_cache;
+pub mod limits;
 pub mod password;
 pub mod permissions;
 pub mod rate_limit;

@@ -11,14 +11,7 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_secs(60);
 const SHARDS: usize = 16;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub limit: u32,
-    pub remaining: u32,
-    /// Whole seconds until the window resets (at least 1).
-    pub reset_secs: u64,
-}
+pub use crate::limits::Decision;
 
 struct Window {
     started: Instant,
