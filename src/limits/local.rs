@@ -8,8 +8,9 @@
 //! the window ends. A request is admitted locally only while this instance's local admits since
 //! its last batched sync, multiplied by the number of instances, fit in what is left of the
 //! limit: if every instance did the same, together they would still stay within it. (An exact
-//! check refreshes the count but does not renew that share, or a burst between two syncs could
-//! take one share after another.) Otherwise the request goes to Redis
+//! check refreshes the count but neither renews that share nor makes the count fresh, or a
+//! burst between two syncs could take one share after another.) Each other instance is assumed
+//! to hold as many unsent admits as this one made in its last share. Otherwise the request goes to Redis
 //! for an exact atomic check; a refusal there leaves a deny entry until the window ends, so a
 //! key over its limit costs no further round trips.
 
@@ -62,7 +63,7 @@ pub struct Entry {
     local_started: Instant,
     local_count: u32,
     known: u64,
-    known_at: Option<Instant>,
+    synced_at: Option<Instant>,
     window_end: Option<Instant>,
     pending: u64,
     in_flight: u64,
@@ -71,6 +72,8 @@ pub struct Entry {
     share_start: u64,
     /// `fast_total` when the batch now in flight was taken.
     taken_at: u64,
+    /// Local admits in the last share: what each other instance is assumed to hold unsent.
+    last_share: u64,
     denied_until: Option<Instant>,
     /// Queued in its shard's list of keys to sync.
     queued: bool,
@@ -82,13 +85,14 @@ impl Entry {
             local_started: now,
             local_count: 0,
             known: 0,
-            known_at: None,
+            synced_at: None,
             window_end: None,
             pending: 0,
             in_flight: 0,
             fast_total: 0,
             share_start: 0,
             taken_at: 0,
+            last_share: 0,
             denied_until: None,
             queued: false,
         }
@@ -103,7 +107,7 @@ impl Entry {
             // Unsent admits belonged to the window that ended; counting them in the next
             // would start it early.
             self.known = 0;
-            self.known_at = None;
+            self.synced_at = None;
             self.window_end = None;
             self.pending = 0;
             self.share_start = self.fast_total;
@@ -158,10 +162,12 @@ impl Entry {
         let unsent = self.pending + self.in_flight;
         let share_used = self.fast_total - self.share_start;
         let fresh = self
-            .known_at
+            .synced_at
             .is_some_and(|at| now.duration_since(at) <= fresh_for);
+        let others = u64::from(instances.max(1) - 1);
         let fits = self
             .known
+            .saturating_add(others.saturating_mul(self.last_share))
             .saturating_add(u64::from(instances.max(1)).saturating_mul(share_used + 1))
             <= u64::from(limit);
         if fits && (fresh || share_used == 0) {
@@ -198,7 +204,13 @@ impl Entry {
         now: Instant,
     ) {
         self.apply_count(flushed, answer, window, now);
-        self.share_start = self.share_start.max(self.taken_at);
+        self.synced_at = Some(now);
+        if self.taken_at > self.share_start {
+            self.last_share = self.taken_at - self.share_start;
+            self.share_start = self.taken_at;
+        } else {
+            self.last_share = 0;
+        }
     }
 
     /// Redis answered a sync or an exact check that carried `flushed` admits.
@@ -219,7 +231,6 @@ impl Entry {
             answer.count
         };
         self.window_end = Some(end);
-        self.known_at = Some(now);
     }
 
     /// The answer of an exact check (`admitted` or not), after `apply_count`.
@@ -664,9 +675,9 @@ mod tests {
     }
 
     proptest! {
-        /// The documented bound: at most `limit + N + ⌈R·2T⌉` (R: the key's request rate,
-        /// T: the sync interval; Redis answers at once here), and never under the limit when
-        /// more requests than that arrive in the window.
+        /// The documented bound: at most `limit + (N − 1)·⌈r·2T⌉` (r: the key's request rate
+        /// at one instance, T: the sync interval; Redis answers at once here, so d = 0), at most
+        /// `limit + N − 1` for a burst, and never under the limit when more requests arrive.
         #[test]
         fn admits_stay_within_the_bound(
             limit in 1u32..500,
@@ -674,15 +685,16 @@ mod tests {
             gap_us in prop_oneof![Just(0u64), 100u64..200_000],
             sync_ms in 5u64..100,
         ) {
-            let instances = phase_ms.len();
+            let instances = phase_ms.len() as u64;
             let requests = (limit as usize) * 3;
             let gap = Duration::from_micros(gap_us);
             prop_assume!(gap * requests as u32 <= WINDOW);
             let sync = Duration::from_millis(sync_ms);
             let phase: Vec<Duration> = phase_ms.iter().map(|ms| Duration::from_millis(ms % sync_ms)).collect();
             let admitted = simulate_phased(limit, &phase, requests, gap, sync);
-            let in_span = if gap_us == 0 { 0 } else { (2 * sync_ms * 1000).div_ceil(gap_us) };
-            let bound = u64::from(limit) + instances as u64 + in_span;
+            // One instance receives one request every `gap × N`.
+            let per_instance_in_2t = if gap_us == 0 { 1 } else { (2 * sync_ms * 1000).div_ceil(gap_us * instances) };
+            let bound = u64::from(limit) + (instances - 1) * per_instance_in_2t;
             prop_assert!(admitted >= u64::from(limit), "admitted {} < limit {}", admitted, limit);
             prop_assert!(admitted <= bound, "admitted {} > bound {}", admitted, bound);
         }

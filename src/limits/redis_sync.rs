@@ -203,6 +203,7 @@ pub(crate) async fn run(hub: Arc<Hub>) {
             match hub.redis.heartbeat().await {
                 Ok(instances) => {
                     hub.instances.store(instances.max(1), Ordering::Relaxed);
+                    metrics::gauge!("heffl_shared_limits_instances").set(f64::from(instances));
                     came_up(&hub);
                 }
                 Err(err) => went_down(&hub, &err),

@@ -10,5 +10,7 @@ mod metrics;
 mod openapi;
 mod process;
 mod process_harness;
+mod redis_harness;
+mod shared_limits;
 mod smoke;
 mod verification;
