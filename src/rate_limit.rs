@@ -1,7 +1,7 @@
 //! Per-key rate limiting: a fixed window of one minute per key, opened by the key's first
 //! request. Fixed windows give exact, honest `RateLimit-*` headers (how many are left, when the
 //! window resets), which is what integrators read; the price is that a burst can straddle two
-//! windows. Limits are per process: see docs/operations.md for several instances.
+//! windows. Per process only: `crate::limits` is the shared version the per-key limit uses.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
