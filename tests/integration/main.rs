@@ -4,6 +4,7 @@ mod common;
 
 mod api_keys;
 mod beyond;
+mod cluster;
 mod dashboard;
 mod leads;
 mod metrics;
