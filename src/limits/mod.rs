@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// How often unsent admits are sent to Redis (the `T` of the bound in the README).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(20);
+const FRESH_FOR: Duration = Duration::from_millis(250);
 
 /// The shared part: the Redis connection, whether it is up, how many instances share it.
 pub(crate) struct Hub {
@@ -41,8 +42,10 @@ impl Hub {
         }
         Mode::Shared {
             instances: self.instances.load(Ordering::Relaxed).max(1),
-            // A count that missed one sync is still fresh; one that missed more is not.
-            fresh_for: SYNC_INTERVAL * 2,
+            // Past this, a key idle here may have been used up elsewhere: one local admit, then
+            // the exact check. Generous, so that a busy instance whose syncs run late does not
+            // send every request to Redis; how late they run is what the bound's T measures.
+            fresh_for: FRESH_FOR,
         }
     }
 
