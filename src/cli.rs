@@ -67,6 +67,12 @@ pub async fn open_store(config: &Config) -> Result<Store, CliError> {
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {
+    if let Some(url) = &config.redis_url {
+        // Not the URL nor the client's error in the message: either may hold the password.
+        redis::Client::open(url.as_str()).map_err(|_| {
+            fail("HEFFL_REDIS_URL is not a Redis URL such as redis://127.0.0.1:6379 (redis:// or unix://)")
+        })?;
+    }
     let store = open_store(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await

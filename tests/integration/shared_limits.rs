@@ -329,6 +329,33 @@ async fn redis_outage_keeps_serving_and_sharing_resumes(db: Db) {
     );
 }
 
+/// A bad HEFFL_REDIS_URL stops start-up with a message naming it, and never prints the
+/// password the URL may carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_redis_url_stops_start_up_without_printing_it() {
+    let Some(deployment) = Deployment::create_with(Db::Sqlite, &[]).await else {
+        return;
+    };
+    let out = deployment
+        .run_with(
+            &["serve"],
+            None,
+            &[("HEFFL_REDIS_URL", "rediss-nope://:hunter2secret@cache:6379")],
+        )
+        .await;
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("HEFFL_REDIS_URL"),
+        "stderr: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("hunter2secret"),
+        "stderr: {}",
+        out.stderr
+    );
+}
+
 on_each_db!(
     two_instances_share_one_keys_limit,
     a_burst_over_two_instances_stays_within_the_bound,
