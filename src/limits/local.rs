@@ -67,13 +67,19 @@ pub struct Entry {
     window_end: Option<Instant>,
     pending: u64,
     in_flight: u64,
-    /// Local admits ever; `share_start` is where the share since the last sync begins.
+    /// Admits here ever (local and exact); `share_start` is where the share since the last
+    /// sync begins.
     fast_total: u64,
     share_start: u64,
     /// `fast_total` when the batch now in flight was taken.
     taken_at: u64,
     /// Local admits in the last share: what each other instance is assumed to hold unsent.
     last_share: u64,
+    /// An exact check was needed in this share, or in the one before: while a key is that busy
+    /// or that near its limit, the others may be admitting through Redis faster than a share
+    /// assumes, so every request goes to Redis until two shares pass without one.
+    exact_now: bool,
+    exact_before: bool,
     denied_until: Option<Instant>,
     /// Queued in its shard's list of keys to sync.
     queued: bool,
@@ -93,6 +99,8 @@ impl Entry {
             share_start: 0,
             taken_at: 0,
             last_share: 0,
+            exact_now: false,
+            exact_before: false,
             denied_until: None,
             queued: false,
         }
@@ -111,6 +119,8 @@ impl Entry {
             self.window_end = None;
             self.pending = 0;
             self.share_start = self.fast_total;
+            self.exact_now = false;
+            self.exact_before = false;
         }
         if self.denied_until.is_some_and(|until| until <= now) {
             self.denied_until = None;
@@ -170,7 +180,8 @@ impl Entry {
             .saturating_add(others.saturating_mul(self.last_share))
             .saturating_add(u64::from(instances.max(1)).saturating_mul(share_used + 1))
             <= u64::from(limit);
-        if fits && (fresh || share_used == 0) {
+        let calm = !self.exact_now && !self.exact_before;
+        if fits && calm && (fresh || share_used == 0) {
             self.pending += 1;
             self.fast_total += 1;
             self.local_count = self.local_count.saturating_add(1);
@@ -181,6 +192,7 @@ impl Entry {
                 self.shared_reset(window, now),
             ));
         }
+        self.exact_now = true;
         let flush = std::mem::take(&mut self.pending);
         self.in_flight += flush;
         Step::Exact { flush }
@@ -205,6 +217,7 @@ impl Entry {
     ) {
         self.apply_count(flushed, answer, window, now);
         self.synced_at = Some(now);
+        self.exact_before = std::mem::take(&mut self.exact_now);
         if self.taken_at > self.share_start {
             self.last_share = self.taken_at - self.share_start;
             self.share_start = self.taken_at;
@@ -241,6 +254,9 @@ impl Entry {
             .saturating_duration_since(now);
         if admitted {
             self.local_count = self.local_count.saturating_add(1);
+            // Counted in the share too: while this instance admits through Redis, so may the
+            // others, and the count this share started from does not show theirs.
+            self.fast_total += 1;
         } else {
             self.denied_until = self.window_end;
         }
@@ -562,7 +578,7 @@ mod tests {
         // A limit of 2 shared by 3 instances: every request needs Redis.
         let mut allowed = Vec::new();
         for _ in 0..3 {
-            let Step::Exact { flush } = table.decide("k", 2, SHARED3, now) else {
+            let Step::Exact { flush, .. } = table.decide("k", 2, SHARED3, now) else {
                 panic!("a limit of 2 on 3 instances needs the exact check");
             };
             let d = table
@@ -633,7 +649,7 @@ mod tests {
             let table = &tables[i % instances];
             match table.decide("k", limit, mode, now) {
                 Step::Decided(d) => admitted += u64::from(d.allowed),
-                Step::Exact { flush } => {
+                Step::Exact { flush, .. } => {
                     redis += flush;
                     let ok = redis < u64::from(limit);
                     redis += u64::from(ok);

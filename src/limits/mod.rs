@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// How often unsent admits are sent to Redis (the `T` of the bound in the README).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(20);
-const FRESH_FOR: Duration = Duration::from_millis(250);
+const FRESH_FOR: Duration = Duration::from_millis(100);
 
 /// The shared part: the Redis connection, whether it is up, how many instances share it.
 pub(crate) struct Hub {
