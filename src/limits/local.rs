@@ -45,8 +45,10 @@ pub enum Mode {
 pub enum Step {
     Decided(Decision),
     /// Ask Redis: add `flush` unsent admits, then admit one more if the count is under the limit.
+    /// `stale`: asked only because the count is old, not because the key is near its limit.
     Exact {
         flush: u64,
+        stale: bool,
     },
 }
 
@@ -192,10 +194,10 @@ impl Entry {
                 self.shared_reset(window, now),
             ));
         }
-        self.exact_now = true;
+        self.exact_now |= !fits;
         let flush = std::mem::take(&mut self.pending);
         self.in_flight += flush;
-        Step::Exact { flush }
+        Step::Exact { flush, stale: fits }
     }
 
     /// Takes the unsent admits for a batched sync.
@@ -246,12 +248,25 @@ impl Entry {
         self.window_end = Some(end);
     }
 
-    /// The answer of an exact check (`admitted` or not), after `apply_count`.
-    pub fn apply_exact(&mut self, admitted: bool, limit: u32, now: Instant) -> Decision {
+    /// The answer of an exact check (`admitted` or not), after `apply_count`. An answer to a
+    /// `stale` check is as good as a sync: the count is fresh and a new share begins (near the
+    /// limit it is not, or a burst could take one share after another).
+    pub fn apply_exact(
+        &mut self,
+        admitted: bool,
+        stale: bool,
+        limit: u32,
+        now: Instant,
+    ) -> Decision {
         let reset = self
             .window_end
             .unwrap_or(now)
             .saturating_duration_since(now);
+        if stale {
+            self.synced_at = Some(now);
+            self.last_share = self.fast_total - self.share_start;
+            self.share_start = self.fast_total + u64::from(admitted);
+        }
         if admitted {
             self.local_count = self.local_count.saturating_add(1);
             // Counted in the share too: while this instance admits through Redis, so may the
@@ -517,7 +532,10 @@ mod tests {
         // 58 + 3 × 1 > 60: this request needs the exact check.
         assert_eq!(
             table.decide("k", 60, SHARED3, now),
-            Step::Exact { flush: 0 }
+            Step::Exact {
+                flush: 0,
+                stale: false
+            }
         );
         let refused = table
             .with_entry("k", |e, w| {
@@ -530,7 +548,7 @@ mod tests {
                     w,
                     now,
                 );
-                e.apply_exact(false, 60, now)
+                e.apply_exact(false, false, 60, now)
             })
             .unwrap();
         assert!(!refused.allowed);
@@ -567,7 +585,10 @@ mod tests {
         assert!(admitted(table.decide("k", 1000, SHARED3, later)));
         assert_eq!(
             table.decide("k", 1000, SHARED3, later),
-            Step::Exact { flush: 1 }
+            Step::Exact {
+                flush: 1,
+                stale: true
+            }
         );
     }
 
@@ -649,7 +670,7 @@ mod tests {
             let table = &tables[i % instances];
             match table.decide("k", limit, mode, now) {
                 Step::Decided(d) => admitted += u64::from(d.allowed),
-                Step::Exact { flush, .. } => {
+                Step::Exact { flush, stale } => {
                     redis += flush;
                     let ok = redis < u64::from(limit);
                     redis += u64::from(ok);
@@ -660,7 +681,7 @@ mod tests {
                     let d = table
                         .with_entry("k", |e, w| {
                             e.apply_count(flush, answer, w, now);
-                            e.apply_exact(ok, limit, now)
+                            e.apply_exact(ok, stale, limit, now)
                         })
                         .unwrap();
                     admitted += u64::from(d.allowed);
@@ -685,9 +706,10 @@ mod tests {
 
     #[test]
     fn a_burst_stays_within_the_limit() {
-        // Every request arrives before any sync: the per-instance share holds them to the limit.
+        // Every request arrives before any sync: the per-instance share holds them to the limit
+        // plus at most N − 1 (one stale check renewing a share on each other instance).
         let admitted = simulate(60, 3, 300, Duration::ZERO, Duration::from_millis(20));
-        assert_eq!(admitted, 60);
+        assert!(admitted <= 62, "admitted {admitted}");
     }
 
     proptest! {
