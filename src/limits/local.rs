@@ -593,6 +593,33 @@ mod tests {
     }
 
     #[test]
+    fn after_a_stale_check_a_key_far_from_its_limit_is_local_again() {
+        let table = Table::new(WINDOW);
+        let now = Instant::now();
+        assert!(admitted(table.decide("k", 1000, SHARED3, now)));
+        let Step::Exact { flush, stale } = table.decide("k", 1000, SHARED3, now) else {
+            panic!("a second admit on a count never read needs Redis");
+        };
+        assert!(stale);
+        table.with_entry("k", |e, w| {
+            e.apply_count(
+                flush,
+                SharedCount {
+                    count: 2,
+                    ttl: WINDOW,
+                },
+                w,
+                now,
+            );
+            e.apply_exact(true, stale, 1000, now)
+        });
+        // No sync in between: the exact answer was as good as one.
+        for _ in 0..10 {
+            assert!(admitted(table.decide("k", 1000, SHARED3, now)));
+        }
+    }
+
+    #[test]
     fn a_failed_exact_check_falls_back_to_the_per_instance_window() {
         let table = Table::new(WINDOW);
         let now = Instant::now();
