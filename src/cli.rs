@@ -139,6 +139,12 @@ fn is_unreachable(err: &sqlx::Error) -> bool {
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {
+    if let Some(url) = &config.redis_url {
+        // Not the URL nor the client's error in the message: either may hold the password.
+        redis::Client::open(url.as_str()).map_err(|_| {
+            fail("HEFFL_REDIS_URL is not a Redis URL such as redis://127.0.0.1:6379 (redis:// or unix://)")
+        })?;
+    }
     let store = open_store_waiting(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await

@@ -330,6 +330,28 @@ pub struct Config {
     #[arg(long, env = "HEFFL_MAX_CONNECTIONS", value_name = "HEFFL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_connections: u32,
 
+    /// Share every limit with the other instances that use this Redis (redis://host:port/db);
+    /// unset: limits are per instance.
+    /// Checked by `serve` rather than here: clap would quote a bad value, password and all.
+    #[arg(
+        long,
+        env = "HEFFL_REDIS_URL",
+        value_name = "HEFFL_REDIS_URL",
+        global = true
+    )]
+    pub redis_url: Option<String>,
+
+    /// Start of every Redis key this server writes, so that deployments (or tests) sharing
+    /// one Redis stay apart.
+    #[arg(
+        long,
+        env = "HEFFL_REDIS_PREFIX",
+        value_name = "HEFFL_REDIS_PREFIX",
+        default_value = "heffl:",
+        global = true
+    )]
+    pub redis_prefix: String,
+
     /// How long to wait for in-flight requests at shutdown.
     #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,

@@ -18,7 +18,7 @@ errors, cpu_ticks, quantile_file) and CLK_TCK as the second argument.
 import sys
 from collections import OrderedDict
 
-SCENARIOS = ["hello", "healthz", "valid", "verify", "malformed", "unknown", "miss"]
+SCENARIOS = ["hello", "healthz", "valid", "verify", "limited", "malformed", "unknown", "miss"]
 # Issue 13's goals, checked when the run has the plain axum baseline.
 GOALS = [("healthz", "requests/s", 0.90), ("valid", "requests/s", 0.85)]
 P99_GOAL = 1.5

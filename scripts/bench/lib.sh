@@ -156,15 +156,15 @@ bootstrap() {
     PASSWORD="$(json_field password <<<"$out")"
 }
 
-# create_api_key BASE_URL: logs in as the bootstrap owner and prints a new key without a rate
-# limit.
+# create_api_key BASE_URL [LIMIT]: logs in as the bootstrap owner and prints a new key with
+# rateLimitPerMinute LIMIT (default 0: no rate limit).
 create_api_key() {
-    local base=$1 token body
+    local base=$1 limit=${2:-0} token body
     body="$(python3 -c 'import json,sys; print(json.dumps({"email": "bench@example.com", "password": sys.argv[1]}))' "$PASSWORD")"
     token="$(curl -fsS --max-time 10 -H 'content-type: application/json' -d "$body" \
         "$base/app/v1/auth/login" | json_field token)"
     curl -fsS --max-time 10 -H 'content-type: application/json' -H "authorization: Bearer $token" \
-        -d '{"name":"bench","rateLimitPerMinute":0}' \
+        -d "{\"name\":\"bench\",\"rateLimitPerMinute\":$limit}" \
         "$base/app/v1/workspaces/$WS_ID/api-keys" | json_field key
 }
 

@@ -8,8 +8,8 @@ use super::{client_ip, AppState, X_API_KEY};
 use crate::api_key::{self, KeyRejection};
 use crate::error::{ApiError, Realm};
 use crate::key_cache::Lookup;
+use crate::limits::Decision;
 use crate::permissions::Role;
-use crate::rate_limit::Decision;
 use crate::scopes::{Scope, ScopeSet};
 use crate::store::KeyPrincipalRow;
 use crate::time::Timestamp;
@@ -85,7 +85,7 @@ pub async fn require_api_key(
             return error.into_response();
         }
     };
-    let decision = rate_limit(&state, &row, now);
+    let decision = rate_limit(&state, &row, now).await;
     if let Some(decision) = decision.filter(|d| !d.allowed) {
         metrics::counter!("heffl_api_key_auth_total", "outcome" => "rate_limited").increment(1);
         let outcome = Some(Outcome::RateLimited);
@@ -132,12 +132,15 @@ fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {
 }
 
 /// `None` when no limit applies to this key.
-fn rate_limit(state: &AppState, row: &KeyPrincipalRow, now: Instant) -> Option<Decision> {
+async fn rate_limit(state: &AppState, row: &KeyPrincipalRow, now: Instant) -> Option<Decision> {
     let limit = match row.rate_limit_per_minute {
         Some(own) => u32::try_from(own).unwrap_or(u32::MAX),
         None => state.config.rate_limit_per_minute,
     };
-    (limit > 0).then(|| state.key_limits.check(&row.key_id, limit, now))
+    if limit == 0 {
+        return None;
+    }
+    Some(state.key_limits.check(&row.key_id, limit, now).await)
 }
 
 fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {

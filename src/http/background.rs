@@ -21,6 +21,7 @@ pub fn spawn(state: &AppState) -> Background {
     let mut tasks = vec![
         tokio::spawn(change_feed::run(store.clone())),
         tokio::spawn(change_feed::prune(store)),
+        tokio::spawn(state.shared_limits.clone().run()),
     ];
 
     let flusher = state.clone();

@@ -27,7 +27,7 @@ pub use metrics_listener::{serve_metrics, spawn_metrics};
 
 use crate::config::Config;
 use crate::key_cache::KeyCache;
-use crate::rate_limit::RateLimiter;
+use crate::limits::{Limiter, SharedLimits};
 use crate::store::Store;
 use crate::usage::UsageRecorder;
 use axum::http::{header, HeaderName, HeaderValue, Method};
@@ -47,9 +47,10 @@ pub struct StateInner {
     pub config: Config,
     pub usage: UsageRecorder,
     login_throttle: throttle::LoginThrottle,
-    key_limits: RateLimiter,
+    shared_limits: SharedLimits,
+    key_limits: Limiter,
     auth_throttle: auth_throttle::AuthThrottle,
-    leak_reports: RateLimiter,
+    leak_reports: Limiter,
     expiry_log: Arc<expiry_log::ExpiryLog>,
 }
 
@@ -64,17 +65,30 @@ impl AppState {
         };
         let store = store.with_key_cache(Arc::new(cache));
         let login_throttle = throttle::LoginThrottle::new(config.login_attempts_per_minute);
+        let shared_limits = shared_limits(&config);
         AppState(Arc::new(StateInner {
             store,
             config,
             usage: UsageRecorder::default(),
             login_throttle,
-            key_limits: RateLimiter::default(),
+            key_limits: shared_limits.limiter("key"),
             auth_throttle: auth_throttle::AuthThrottle::default(),
-            leak_reports: RateLimiter::default(),
+            leak_reports: shared_limits.limiter("leak"),
+            shared_limits,
             expiry_log: Arc::default(),
         }))
     }
+}
+
+/// Without a usable `HEFFL_REDIS_URL` (the configuration checked it), limits are per instance.
+fn shared_limits(config: &Config) -> SharedLimits {
+    let Some(url) = &config.redis_url else {
+        return SharedLimits::per_instance();
+    };
+    SharedLimits::redis(url, &config.redis_prefix).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "HEFFL_REDIS_URL cannot be used; limits are per instance");
+        SharedLimits::per_instance()
+    })
 }
 
 impl Deref for AppState {

@@ -295,6 +295,8 @@ mod tests {
             let parsed: ErrorBody = serde_json::from_slice(&body)
                 .unwrap_or_else(|e| panic!("{code}: {e}: {}", String::from_utf8_lossy(&body)));
             assert!(!parsed.error.message.is_empty(), "{code}");
+            // Written by the request layer, which knows the id; a bare ApiError has none.
+            assert_eq!(parsed.error.request_id, None, "{code}");
             let details = parsed.error.details;
             assert_eq!(
                 details.as_ref().and_then(|d| d.reason.as_deref()),

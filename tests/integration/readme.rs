@@ -68,9 +68,8 @@ async fn the_readme_walkthrough_runs_as_written() {
     };
     let snippet = dir.path().join("snippet.js");
     std::fs::write(&snippet, localize(&scripts[0])).expect("write the snippet");
-    let mut script = String::from(
-        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n",
-    );
+    let mut script =
+        String::from("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n");
     for block in &shell {
         script.push_str(&localize(block));
         script.push('\n');

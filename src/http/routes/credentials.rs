@@ -58,6 +58,7 @@ pub async fn revoke(
         && !state
             .leak_reports
             .check(&address, limit, Instant::now())
+            .await
             .allowed
     {
         return Err(ApiError::TooManyRequests {

@@ -1,0 +1,767 @@
+//! The in-process half of a limit: one window per key and the rule that decides, without I/O,
+//! whether a request is admitted here, refused here, or needs the exact check in Redis.
+//!
+//! Every instance keeps two views of a key's window. The *per-instance* window (opened by the
+//! key's first request here) is what is enforced when limits are not shared or Redis is down.
+//! The *shared* view is the count Redis last reported (`known`), what this instance admitted
+//! since (`pending`, not yet sent; `in_flight`, sent and not yet answered) and when Redis says
+//! the window ends. A request is admitted locally only while this instance's local admits since
+//! its last batched sync, multiplied by the number of instances, fit in what is left of the
+//! limit: if every instance did the same, together they would still stay within it. (An exact
+//! check refreshes the count but neither renews that share nor makes the count fresh, or a
+//! burst between two syncs could take one share after another.) Each other instance is assumed
+//! to hold as many unsent admits as this one made in its last share. Otherwise the request goes to Redis
+//! for an exact atomic check; a refusal there leaves a deny entry until the window ends, so a
+//! key over its limit costs no further round trips.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const SHARDS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Whole seconds until the window resets (at least 1).
+    pub reset_secs: u64,
+}
+
+/// How a decision may be made right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Each instance enforces the limit on its own (no Redis, or Redis unreachable).
+    PerInstance,
+    /// Limits are shared by `instances` instances; a shared count older than `fresh_for` is
+    /// not trusted for more than one local admit.
+    Shared { instances: u32, fresh_for: Duration },
+}
+
+/// What the caller must do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Decided(Decision),
+    /// Ask Redis: add `flush` unsent admits, then admit one more if the count is under the limit.
+    /// `stale`: asked only because the count is old, not because the key is near its limit.
+    Exact {
+        flush: u64,
+        stale: bool,
+    },
+}
+
+/// What Redis answered about a key's shared window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedCount {
+    pub count: u64,
+    /// Time left in the shared window.
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    local_started: Instant,
+    local_count: u32,
+    known: u64,
+    synced_at: Option<Instant>,
+    window_end: Option<Instant>,
+    pending: u64,
+    in_flight: u64,
+    /// Admits here ever (local and exact); `share_start` is where the share since the last
+    /// sync begins.
+    fast_total: u64,
+    share_start: u64,
+    /// `fast_total` when the batch now in flight was taken.
+    taken_at: u64,
+    /// Local admits in the last share: what each other instance is assumed to hold unsent.
+    last_share: u64,
+    /// An exact check was needed in this share, or in the one before: while a key is that busy
+    /// or that near its limit, the others may be admitting through Redis faster than a share
+    /// assumes, so every request goes to Redis until two shares pass without one.
+    exact_now: bool,
+    exact_before: bool,
+    denied_until: Option<Instant>,
+    /// Queued in its shard's list of keys to sync.
+    queued: bool,
+}
+
+impl Entry {
+    fn new(now: Instant) -> Entry {
+        Entry {
+            local_started: now,
+            local_count: 0,
+            known: 0,
+            synced_at: None,
+            window_end: None,
+            pending: 0,
+            in_flight: 0,
+            fast_total: 0,
+            share_start: 0,
+            taken_at: 0,
+            last_share: 0,
+            exact_now: false,
+            exact_before: false,
+            denied_until: None,
+            queued: false,
+        }
+    }
+
+    fn roll(&mut self, window: Duration, now: Instant) {
+        if now.duration_since(self.local_started) >= window {
+            self.local_started = now;
+            self.local_count = 0;
+        }
+        if self.window_end.is_some_and(|end| end <= now) {
+            // Unsent admits belonged to the window that ended; counting them in the next
+            // would start it early.
+            self.known = 0;
+            self.synced_at = None;
+            self.window_end = None;
+            self.pending = 0;
+            self.share_start = self.fast_total;
+            self.exact_now = false;
+            self.exact_before = false;
+        }
+        if self.denied_until.is_some_and(|until| until <= now) {
+            self.denied_until = None;
+        }
+    }
+
+    fn local_reset(&self, window: Duration, now: Instant) -> Duration {
+        window.saturating_sub(now.duration_since(self.local_started))
+    }
+
+    fn shared_reset(&self, window: Duration, now: Instant) -> Duration {
+        match self.window_end {
+            Some(end) => end.saturating_duration_since(now),
+            None => self.local_reset(window, now),
+        }
+    }
+
+    fn per_instance(&mut self, limit: u32, window: Duration, now: Instant) -> Decision {
+        let allowed = self.local_count < limit;
+        if allowed {
+            self.local_count += 1;
+        }
+        decision(
+            allowed,
+            limit,
+            u64::from(self.local_count),
+            self.local_reset(window, now),
+        )
+    }
+
+    /// The whole rule; see the module comment.
+    pub fn decide(&mut self, limit: u32, mode: Mode, window: Duration, now: Instant) -> Step {
+        self.roll(window, now);
+        let Mode::Shared {
+            instances,
+            fresh_for,
+        } = mode
+        else {
+            return Step::Decided(self.per_instance(limit, window, now));
+        };
+        if let Some(until) = self.denied_until {
+            return Step::Decided(decision(
+                false,
+                limit,
+                u64::from(limit),
+                until.saturating_duration_since(now),
+            ));
+        }
+        let unsent = self.pending + self.in_flight;
+        let share_used = self.fast_total - self.share_start;
+        let fresh = self
+            .synced_at
+            .is_some_and(|at| now.duration_since(at) <= fresh_for);
+        let others = u64::from(instances.max(1) - 1);
+        let fits = self
+            .known
+            .saturating_add(others.saturating_mul(self.last_share))
+            .saturating_add(u64::from(instances.max(1)).saturating_mul(share_used + 1))
+            <= u64::from(limit);
+        let calm = !self.exact_now && !self.exact_before;
+        if fits && calm && (fresh || share_used == 0) {
+            self.pending += 1;
+            self.fast_total += 1;
+            self.local_count = self.local_count.saturating_add(1);
+            return Step::Decided(decision(
+                true,
+                limit,
+                self.known + unsent + 1,
+                self.shared_reset(window, now),
+            ));
+        }
+        self.exact_now |= !fits;
+        let flush = std::mem::take(&mut self.pending);
+        self.in_flight += flush;
+        Step::Exact { flush, stale: fits }
+    }
+
+    /// Takes the unsent admits for a batched sync.
+    pub fn take_pending(&mut self) -> u64 {
+        self.queued = false;
+        self.taken_at = self.fast_total;
+        let flush = std::mem::take(&mut self.pending);
+        self.in_flight += flush;
+        flush
+    }
+
+    /// Redis answered the batched sync that carried `flushed` admits: a new share begins.
+    pub fn apply_sync(
+        &mut self,
+        flushed: u64,
+        answer: SharedCount,
+        window: Duration,
+        now: Instant,
+    ) {
+        self.apply_count(flushed, answer, window, now);
+        self.synced_at = Some(now);
+        self.exact_before = std::mem::take(&mut self.exact_now);
+        if self.taken_at > self.share_start {
+            self.last_share = self.taken_at - self.share_start;
+            self.share_start = self.taken_at;
+        } else {
+            self.last_share = 0;
+        }
+    }
+
+    /// Redis answered a sync or an exact check that carried `flushed` admits.
+    pub fn apply_count(
+        &mut self,
+        flushed: u64,
+        answer: SharedCount,
+        window: Duration,
+        now: Instant,
+    ) {
+        self.in_flight = self.in_flight.saturating_sub(flushed);
+        let end = now + answer.ttl;
+        // Counts only grow within a window; a later window ends at least `window` later.
+        let same_window = self.window_end.is_some_and(|old| end < old + window / 2);
+        self.known = if same_window {
+            self.known.max(answer.count)
+        } else {
+            answer.count
+        };
+        self.window_end = Some(end);
+    }
+
+    /// The answer of an exact check (`admitted` or not), after `apply_count`. An answer to a
+    /// `stale` check is as good as a sync: the count is fresh and a new share begins (near the
+    /// limit it is not, or a burst could take one share after another).
+    pub fn apply_exact(
+        &mut self,
+        admitted: bool,
+        stale: bool,
+        limit: u32,
+        now: Instant,
+    ) -> Decision {
+        let reset = self
+            .window_end
+            .unwrap_or(now)
+            .saturating_duration_since(now);
+        if stale {
+            self.synced_at = Some(now);
+            self.last_share = self.fast_total - self.share_start;
+            self.share_start = self.fast_total + u64::from(admitted);
+        }
+        if admitted {
+            self.local_count = self.local_count.saturating_add(1);
+            // Counted in the share too: while this instance admits through Redis, so may the
+            // others, and the count this share started from does not show theirs.
+            self.fast_total += 1;
+        } else {
+            self.denied_until = self.window_end;
+        }
+        decision(
+            admitted,
+            limit,
+            self.known + self.pending + self.in_flight,
+            reset,
+        )
+    }
+
+    /// Redis could not be asked: the admits go back to unsent and the instance decides alone.
+    pub fn fail_exact(
+        &mut self,
+        flushed: u64,
+        limit: u32,
+        window: Duration,
+        now: Instant,
+    ) -> Decision {
+        self.return_unsent(flushed);
+        self.per_instance(limit, window, now)
+    }
+
+    /// A sync that carried `flushed` admits failed.
+    pub fn return_unsent(&mut self, flushed: u64) {
+        self.in_flight = self.in_flight.saturating_sub(flushed);
+        self.pending += flushed;
+    }
+
+    /// When the key has used up `limit` in its current window, the time until it resets.
+    pub fn exhausted(&self, limit: u32, window: Duration, now: Instant) -> Option<Duration> {
+        if let Some(until) = self.denied_until.filter(|until| *until > now) {
+            return Some(until - now);
+        }
+        let local_over =
+            now.duration_since(self.local_started) < window && self.local_count >= limit;
+        local_over.then(|| self.local_reset(window, now))
+    }
+
+    fn finished(&self, window: Duration, now: Instant) -> bool {
+        now.duration_since(self.local_started) >= window
+            && self.window_end.is_none_or(|end| end <= now)
+            && self.pending == 0
+            && self.in_flight == 0
+    }
+}
+
+fn decision(allowed: bool, limit: u32, used: u64, reset: Duration) -> Decision {
+    let remaining = u64::from(limit).saturating_sub(used);
+    Decision {
+        allowed,
+        limit,
+        remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+        reset_secs: reset.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<String, Entry>,
+    /// Keys with unsent admits, so a sync visits only those.
+    queued: Vec<String>,
+}
+
+/// The windows of one limit, sharded so that concurrent requests for different keys rarely
+/// share a lock.
+pub struct Table {
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+    pub window: Duration,
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    match shard.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Table {
+    pub fn new(window: Duration) -> Table {
+        Table {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            window,
+        }
+    }
+
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+        lock(&self.shards[index])
+    }
+
+    pub fn decide(&self, key: &str, limit: u32, mode: Mode, now: Instant) -> Step {
+        let mut shard = self.shard(key);
+        let shard = &mut *shard;
+        let entry = match shard.entries.get_mut(key) {
+            Some(entry) => entry,
+            None => shard
+                .entries
+                .entry(key.to_owned())
+                .or_insert(Entry::new(now)),
+        };
+        let step = entry.decide(limit, mode, self.window, now);
+        if entry.pending > 0 && !entry.queued {
+            entry.queued = true;
+            shard.queued.push(key.to_owned());
+        }
+        step
+    }
+
+    /// Runs `f` on `key`'s entry, if it still exists.
+    pub fn with_entry<T>(&self, key: &str, f: impl FnOnce(&mut Entry, Duration) -> T) -> Option<T> {
+        let mut shard = self.shard(key);
+        shard
+            .entries
+            .get_mut(key)
+            .map(|entry| f(entry, self.window))
+    }
+
+    /// Takes every key's unsent admits: `(key, admits)`.
+    pub fn take_pending(&self) -> Vec<(String, u64)> {
+        let mut batch = Vec::new();
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            let shard = &mut *shard;
+            for key in std::mem::take(&mut shard.queued) {
+                if let Some(entry) = shard.entries.get_mut(&key) {
+                    let flush = entry.take_pending();
+                    if flush > 0 {
+                        batch.push((key, flush));
+                    }
+                }
+            }
+        }
+        batch
+    }
+
+    /// Forgets unsent admits (Redis is down: this instance enforced them on its own).
+    pub fn drop_pending(&self) {
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            let shard = &mut *shard;
+            for key in std::mem::take(&mut shard.queued) {
+                if let Some(entry) = shard.entries.get_mut(&key) {
+                    entry.queued = false;
+                    entry.pending = 0;
+                }
+            }
+        }
+    }
+
+    pub fn exhausted(&self, key: &str, limit: u32, now: Instant) -> Option<u64> {
+        let shard = self.shard(key);
+        let reset = shard.entries.get(key)?.exhausted(limit, self.window, now)?;
+        Some(reset.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    /// Drops windows that have ended, so memory follows the keys in use.
+    pub fn prune(&self, now: Instant) {
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            let window = self.window;
+            shard
+                .entries
+                .retain(|_, entry| !entry.finished(window, now));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| lock(shard).entries.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const WINDOW: Duration = Duration::from_secs(60);
+    const SHARED3: Mode = Mode::Shared {
+        instances: 3,
+        fresh_for: Duration::from_millis(50),
+    };
+
+    fn admitted(step: Step) -> bool {
+        matches!(step, Step::Decided(d) if d.allowed)
+    }
+
+    #[test]
+    fn per_instance_counts_down_then_refuses_then_resets() {
+        let table = Table::new(WINDOW);
+        let start = Instant::now();
+        for expected_remaining in (0..3).rev() {
+            let Step::Decided(d) = table.decide("a", 3, Mode::PerInstance, start) else {
+                panic!("per-instance never asks Redis");
+            };
+            assert!(d.allowed);
+            assert_eq!((d.remaining, d.reset_secs), (expected_remaining, 60));
+        }
+        let later = start + Duration::from_secs(20);
+        assert_eq!(
+            table.decide("a", 3, Mode::PerInstance, later),
+            Step::Decided(Decision {
+                allowed: false,
+                limit: 3,
+                remaining: 0,
+                reset_secs: 40
+            })
+        );
+        assert_eq!(table.exhausted("a", 3, later), Some(40));
+        assert!(admitted(table.decide("b", 3, Mode::PerInstance, later)));
+        assert!(admitted(table.decide(
+            "a",
+            3,
+            Mode::PerInstance,
+            start + WINDOW
+        )));
+    }
+
+    #[test]
+    fn far_from_the_limit_admits_locally_and_queues_one_sync() {
+        let table = Table::new(WINDOW);
+        let now = Instant::now();
+        let answer = SharedCount {
+            count: 10,
+            ttl: Duration::from_secs(50),
+        };
+        table.decide("k", 1000, SHARED3, now);
+        let batch = table.take_pending();
+        assert_eq!(batch, vec![("k".to_owned(), 1)]);
+        table.with_entry("k", |e, w| e.apply_sync(1, answer, w, now));
+        for _ in 0..5 {
+            assert!(admitted(table.decide("k", 1000, SHARED3, now)));
+        }
+        assert_eq!(table.take_pending(), vec![("k".to_owned(), 5)]);
+        assert!(table.take_pending().is_empty());
+    }
+
+    #[test]
+    fn near_the_limit_asks_redis_and_a_refusal_is_remembered() {
+        let table = Table::new(WINDOW);
+        let now = Instant::now();
+        table.decide("k", 60, SHARED3, now);
+        let flushed = table.take_pending()[0].1;
+        let answer = SharedCount {
+            count: 58,
+            ttl: Duration::from_secs(30),
+        };
+        table.with_entry("k", |e, w| e.apply_sync(flushed, answer, w, now));
+        // 58 + 3 × 1 > 60: this request needs the exact check.
+        assert_eq!(
+            table.decide("k", 60, SHARED3, now),
+            Step::Exact {
+                flush: 0,
+                stale: false
+            }
+        );
+        let refused = table
+            .with_entry("k", |e, w| {
+                e.apply_count(
+                    0,
+                    SharedCount {
+                        count: 60,
+                        ttl: Duration::from_secs(30),
+                    },
+                    w,
+                    now,
+                );
+                e.apply_exact(false, false, 60, now)
+            })
+            .unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(refused.reset_secs, 30);
+        // The deny entry answers without Redis until the window ends.
+        let later = now + Duration::from_secs(29);
+        assert!(matches!(
+            table.decide("k", 60, SHARED3, later),
+            Step::Decided(d) if !d.allowed
+        ));
+        assert_eq!(table.exhausted("k", 60, later), Some(1));
+        let next_window = now + Duration::from_secs(31);
+        assert!(admitted(table.decide("k", 60, SHARED3, next_window)));
+    }
+
+    #[test]
+    fn a_stale_count_allows_one_local_admit_then_asks() {
+        let table = Table::new(WINDOW);
+        let now = Instant::now();
+        table.decide("k", 1000, SHARED3, now);
+        let flushed = table.take_pending()[0].1;
+        table.with_entry("k", |e, w| {
+            e.apply_sync(
+                flushed,
+                SharedCount {
+                    count: 1,
+                    ttl: WINDOW,
+                },
+                w,
+                now,
+            )
+        });
+        let later = now + Duration::from_secs(1);
+        assert!(admitted(table.decide("k", 1000, SHARED3, later)));
+        assert_eq!(
+            table.decide("k", 1000, SHARED3, later),
+            Step::Exact {
+                flush: 1,
+                stale: true
+            }
+        );
+    }
+
+    #[test]
+    fn after_a_stale_check_a_key_far_from_its_limit_is_local_again() {
+        let table = Table::new(WINDOW);
+        let now = Instant::now();
+        assert!(admitted(table.decide("k", 1000, SHARED3, now)));
+        let Step::Exact { flush, stale } = table.decide("k", 1000, SHARED3, now) else {
+            panic!("a second admit on a count never read needs Redis");
+        };
+        assert!(stale);
+        table.with_entry("k", |e, w| {
+            e.apply_count(
+                flush,
+                SharedCount {
+                    count: 2,
+                    ttl: WINDOW,
+                },
+                w,
+                now,
+            );
+            e.apply_exact(true, stale, 1000, now)
+        });
+        // No sync in between: the exact answer was as good as one.
+        for _ in 0..10 {
+            assert!(admitted(table.decide("k", 1000, SHARED3, now)));
+        }
+    }
+
+    #[test]
+    fn a_failed_exact_check_falls_back_to_the_per_instance_window() {
+        let table = Table::new(WINDOW);
+        let now = Instant::now();
+        // A limit of 2 shared by 3 instances: every request needs Redis.
+        let mut allowed = Vec::new();
+        for _ in 0..3 {
+            let Step::Exact { flush, .. } = table.decide("k", 2, SHARED3, now) else {
+                panic!("a limit of 2 on 3 instances needs the exact check");
+            };
+            let d = table
+                .with_entry("k", |e, w| e.fail_exact(flush, 2, w, now))
+                .unwrap();
+            allowed.push(d.allowed);
+        }
+        assert_eq!(allowed, [true, true, false]);
+    }
+
+    #[test]
+    fn prune_keeps_keys_with_unsent_admits() {
+        let table = Table::new(WINDOW);
+        let start = Instant::now();
+        table.decide("a", 10, Mode::PerInstance, start);
+        table.decide("b", 10, Mode::PerInstance, start + Duration::from_secs(30));
+        table.decide("c", 10, SHARED3, start);
+        table.prune(start + Duration::from_secs(61));
+        assert_eq!(table.len(), 2);
+    }
+
+    /// A simulation of `instances` instances sharing one Redis: requests arrive round-robin,
+    /// one every `gap`; instance `n` syncs every `sync`, starting `phase[n]` after the start.
+    fn simulate(
+        limit: u32,
+        instances: usize,
+        requests: usize,
+        gap: Duration,
+        sync: Duration,
+    ) -> u64 {
+        simulate_phased(limit, &vec![Duration::ZERO; instances], requests, gap, sync)
+    }
+
+    fn simulate_phased(
+        limit: u32,
+        phase: &[Duration],
+        requests: usize,
+        gap: Duration,
+        sync: Duration,
+    ) -> u64 {
+        let instances = phase.len();
+        let start = Instant::now();
+        let tables: Vec<Table> = (0..instances).map(|_| Table::new(WINDOW)).collect();
+        let mode = Mode::Shared {
+            instances: instances as u32,
+            fresh_for: sync * 2,
+        };
+        let mut redis: u64 = 0;
+        let mut admitted = 0u64;
+        let mut next_sync: Vec<Instant> = phase.iter().map(|p| start + *p).collect();
+        for i in 0..requests {
+            let now = start + gap * i as u32;
+            for (n, table) in tables.iter().enumerate() {
+                while next_sync[n] <= now {
+                    for (key, flushed) in table.take_pending() {
+                        redis += flushed;
+                        let answer = SharedCount {
+                            count: redis,
+                            ttl: WINDOW,
+                        };
+                        table.with_entry(&key, |e, w| {
+                            e.apply_sync(flushed, answer, w, next_sync[n])
+                        });
+                    }
+                    next_sync[n] += sync;
+                }
+            }
+            let table = &tables[i % instances];
+            match table.decide("k", limit, mode, now) {
+                Step::Decided(d) => admitted += u64::from(d.allowed),
+                Step::Exact { flush, stale } => {
+                    redis += flush;
+                    let ok = redis < u64::from(limit);
+                    redis += u64::from(ok);
+                    let answer = SharedCount {
+                        count: redis,
+                        ttl: WINDOW,
+                    };
+                    let d = table
+                        .with_entry("k", |e, w| {
+                            e.apply_count(flush, answer, w, now);
+                            e.apply_exact(ok, stale, limit, now)
+                        })
+                        .unwrap();
+                    admitted += u64::from(d.allowed);
+                }
+            }
+        }
+        admitted
+    }
+
+    #[test]
+    fn three_instances_at_the_spec_load_stay_within_the_bound() {
+        // 300 requests in 10 s, round-robin, limit 60, sync every 20 ms.
+        let admitted = simulate(
+            60,
+            3,
+            300,
+            Duration::from_millis(33),
+            Duration::from_millis(20),
+        );
+        assert!((60..=66).contains(&admitted), "admitted {admitted}");
+    }
+
+    #[test]
+    fn a_burst_stays_within_the_limit() {
+        // Every request arrives before any sync: the per-instance share holds them to the limit
+        // plus at most N − 1 (one stale check renewing a share on each other instance).
+        let admitted = simulate(60, 3, 300, Duration::ZERO, Duration::from_millis(20));
+        assert!(admitted <= 62, "admitted {admitted}");
+    }
+
+    proptest! {
+        /// The documented bound: at most `limit + (N − 1)·⌈r·2T⌉` (r: the key's request rate
+        /// at one instance, T: the sync interval; Redis answers at once here, so d = 0), at most
+        /// `limit + N − 1` for a burst, and never under the limit when more requests arrive.
+        #[test]
+        fn admits_stay_within_the_bound(
+            limit in 1u32..500,
+            phase_ms in proptest::collection::vec(0u64..100, 1..6),
+            gap_us in prop_oneof![Just(0u64), 100u64..200_000],
+            sync_ms in 5u64..100,
+        ) {
+            let instances = phase_ms.len() as u64;
+            let requests = (limit as usize) * 3;
+            let gap = Duration::from_micros(gap_us);
+            prop_assume!(gap * requests as u32 <= WINDOW);
+            let sync = Duration::from_millis(sync_ms);
+            let phase: Vec<Duration> = phase_ms.iter().map(|ms| Duration::from_millis(ms % sync_ms)).collect();
+            let admitted = simulate_phased(limit, &phase, requests, gap, sync);
+            // One instance receives one request every `gap × N`.
+            let per_instance_in_2t = if gap_us == 0 { 1 } else { (2 * sync_ms * 1000).div_ceil(gap_us * instances) };
+            let bound = u64::from(limit) + (instances - 1) * per_instance_in_2t;
+            prop_assert!(admitted >= u64::from(limit), "admitted {} < limit {}", admitted, limit);
+            prop_assert!(admitted <= bound, "admitted {} > bound {}", admitted, bound);
+        }
+    }
+}
