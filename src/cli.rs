@@ -37,24 +37,25 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let config = cli.config;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
-        Command::Migrate => {
+    match cli.command {
+        None => serve(config).await,
+        Some(Command::Serve(config)) => serve(*config).await,
+        Some(Command::Migrate) => {
             let store = open_store(&config).await?;
             eprintln!("migrations applied");
             store.close().await;
             Ok(())
         }
-        Command::Bootstrap {
+        Some(Command::Bootstrap {
             workspace,
             email,
             name,
             password_stdin,
-        } => bootstrap(&config, &workspace, &email, name.as_deref(), password_stdin).await,
-        Command::Users { command } => users(&config, command).await,
-        Command::Keys { command } => keys(&config, command).await,
-        Command::Workspaces { command } => workspaces(&config, command).await,
-        Command::Members { command } => members(&config, command).await,
+        }) => bootstrap(&config, &workspace, &email, name.as_deref(), password_stdin).await,
+        Some(Command::Users { command }) => users(&config, command).await,
+        Some(Command::Keys { command }) => keys(&config, command).await,
+        Some(Command::Workspaces { command }) => workspaces(&config, command).await,
+        Some(Command::Members { command }) => members(&config, command).await,
     }
 }
 

@@ -20,18 +20,26 @@ pub struct Cli {
     pub config: Config,
 }
 
+/// Where a one-shot command's settings come from, at the end of its `--help`.
+const SETTINGS_HELP: &str = "Settings (DATABASE_URL, HEFFL_KEY_ENV, ...) come from the environment or .env, as for `serve` (`heffl-api serve --help` lists them all).";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP server (the default).
-    Serve,
+    /// Run the HTTP server (the default). Every setting is also an environment variable.
+    Serve(Box<Config>),
     /// Apply pending database migrations and exit.
+    #[command(after_help = SETTINGS_HELP)]
     Migrate,
     /// Create a workspace and its owner; prints one JSON line.
+    #[command(after_help = SETTINGS_HELP)]
     Bootstrap {
+        /// The workspace's name.
         #[arg(long)]
         workspace: String,
+        /// The owner's email: they sign in with it.
         #[arg(long)]
         email: String,
+        /// The owner's name (default: the part of the email before the @).
         #[arg(long)]
         name: Option<String>,
         /// Read the owner's password from standard input instead of generating one.
@@ -39,21 +47,25 @@ pub enum Command {
         password_stdin: bool,
     },
     /// Manage dashboard users.
+    #[command(after_help = SETTINGS_HELP)]
     Users {
         #[command(subcommand)]
         command: UsersCommand,
     },
     /// List workspaces.
+    #[command(after_help = SETTINGS_HELP)]
     Workspaces {
         #[command(subcommand)]
         command: WorkspacesCommand,
     },
     /// Add people to a workspace, or remove them, from the shell.
+    #[command(after_help = SETTINGS_HELP)]
     Members {
         #[command(subcommand)]
         command: MembersCommand,
     },
     /// Inspect and revoke API keys when the dashboard is out of reach.
+    #[command(after_help = SETTINGS_HELP)]
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -63,11 +75,14 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// List a workspace's keys (all statuses), one JSON object per line.
+    #[command(after_help = SETTINGS_HELP)]
     List {
+        /// The workspace's id (ws_…; `heffl-api workspaces list` shows them).
         #[arg(long)]
         workspace: String,
     },
     /// Revoke a key by its id, or by its secret when that leaked; idempotent.
+    #[command(after_help = SETTINGS_HELP)]
     Revoke {
         /// The key's id (key_…), or the whole secret (hk_…) of a leaked key. A secret is
         /// never printed back; pass it with "$(cat file)" to keep it out of shell history.
@@ -81,20 +96,27 @@ pub enum KeysCommand {
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
     /// Disable a user: they cannot sign in and their sessions end at once.
+    #[command(after_help = SETTINGS_HELP)]
     Disable {
+        /// The user's email.
         #[arg(long)]
         email: String,
     },
     /// Enable a disabled user again.
+    #[command(after_help = SETTINGS_HELP)]
     Enable {
+        /// The user's email.
         #[arg(long)]
         email: String,
     },
     /// Create a user (in no workspace); prints one JSON line, with a generated password
     /// unless --password-stdin.
+    #[command(after_help = SETTINGS_HELP)]
     Create {
+        /// The new user's email: they sign in with it.
         #[arg(long)]
         email: String,
+        /// The new user's name, as shown to their workspaces.
         #[arg(long)]
         name: String,
         /// Read the password from standard input instead of generating one.
@@ -102,7 +124,9 @@ pub enum UsersCommand {
         password_stdin: bool,
     },
     /// Set a user's password (a lost password); ends all their sessions.
+    #[command(after_help = SETTINGS_HELP)]
     SetPassword {
+        /// The user's email.
         #[arg(long)]
         email: String,
         /// Read the password from standard input instead of generating one.
@@ -110,21 +134,26 @@ pub enum UsersCommand {
         password_stdin: bool,
     },
     /// List users, one JSON object per line.
+    #[command(after_help = SETTINGS_HELP)]
     List,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum WorkspacesCommand {
     /// List workspaces, one JSON object per line.
+    #[command(after_help = SETTINGS_HELP)]
     List,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MembersCommand {
     /// Add an existing user to a workspace with a role.
+    #[command(after_help = SETTINGS_HELP)]
     Add {
+        /// The workspace's id (ws_…).
         #[arg(long)]
         workspace: String,
+        /// The email of an existing user (`heffl-api users create` makes one).
         #[arg(long)]
         email: String,
         /// owner, admin, member or viewer.
@@ -132,9 +161,12 @@ pub enum MembersCommand {
         role: String,
     },
     /// Remove a user from a workspace; their keys there are revoked.
+    #[command(after_help = SETTINGS_HELP)]
     Remove {
+        /// The workspace's id (ws_…).
         #[arg(long)]
         workspace: String,
+        /// The member's email.
         #[arg(long)]
         email: String,
     },
@@ -170,8 +202,7 @@ pub struct Config {
         long,
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
-        default_value = "sqlite://heffl.db",
-        global = true
+        default_value = "sqlite://heffl.db"
     )]
     pub database_url: String,
 
@@ -180,8 +211,7 @@ pub struct Config {
         long,
         env = "HEFFL_BIND",
         value_name = "HEFFL_BIND",
-        default_value = "127.0.0.1:8080",
-        global = true
+        default_value = "127.0.0.1:8080"
     )]
     pub bind: SocketAddr,
 
@@ -191,9 +221,7 @@ pub struct Config {
         env = "HEFFL_METRICS_BIND",
         value_name = "HEFFL_METRICS_BIND",
         default_value = "127.0.0.1:9464",
-        value_parser = parse_metrics_bind,
-        global = true
-    )]
+        value_parser = parse_metrics_bind)]
     pub metrics_bind: MetricsBind,
 
     /// Environment tag in every key this deployment issues and accepts (`hk_<tag>_...`).
@@ -201,57 +229,58 @@ pub struct Config {
         long,
         env = "HEFFL_KEY_ENV",
         value_name = "HEFFL_KEY_ENV",
-        default_value = "live",
-        global = true
+        default_value = "live"
     )]
     pub key_env: KeyEnv,
 
+    /// How logs are written to stderr: `pretty` for a person at a terminal, `json` for a log
+    /// shipper (one object per line). Which logs: the RUST_LOG filter (default `info`; for
+    /// example RUST_LOG=info,heffl_api=debug).
     #[arg(
         long,
         env = "HEFFL_LOG_FORMAT",
         value_name = "HEFFL_LOG_FORMAT",
         value_enum,
-        default_value = "pretty",
-        global = true
+        default_value = "pretty"
     )]
     pub log_format: LogFormat,
 
     /// How long a dashboard session lasts (e.g. 12h, 30m, 7d).
-    #[arg(long, env = "HEFFL_SESSION_TTL", value_name = "HEFFL_SESSION_TTL", default_value = "12h", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_SESSION_TTL", value_name = "HEFFL_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
     pub session_ttl: Duration,
 
     /// Comma-separated origins allowed to call /app/v1 from a browser (CORS). None by default.
-    #[arg(long, env = "HEFFL_DASHBOARD_ORIGINS", value_name = "HEFFL_DASHBOARD_ORIGINS", value_delimiter = ',', value_parser = parse_origin, global = true)]
+    #[arg(long, env = "HEFFL_DASHBOARD_ORIGINS", value_name = "HEFFL_DASHBOARD_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub dashboard_origins: Vec<String>,
 
     /// Sign-in attempts allowed per minute for one (email, client address) pair, and (times
     /// three) for one client address. Never per email alone, so nobody can be locked out.
-    #[arg(long, env = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", value_name = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    #[arg(long, env = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", value_name = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub login_attempts_per_minute: u32,
 
     /// Take the client address from the last X-Forwarded-For entry (only behind a proxy you run).
-    #[arg(long, env = "HEFFL_TRUST_FORWARDED_FOR", value_name = "HEFFL_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "HEFFL_TRUST_FORWARDED_FOR", value_name = "HEFFL_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_forwarded_for: bool,
 
     /// Most database connections in the pool.
-    #[arg(long, env = "HEFFL_DB_MAX_CONNECTIONS", value_name = "HEFFL_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    #[arg(long, env = "HEFFL_DB_MAX_CONNECTIONS", value_name = "HEFFL_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub db_max_connections: u32,
 
     /// How long a request waits for a database connection before answering 503.
-    #[arg(long, env = "HEFFL_DB_ACQUIRE_TIMEOUT", value_name = "HEFFL_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_DB_ACQUIRE_TIMEOUT", value_name = "HEFFL_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
     pub db_acquire_timeout: Duration,
 
     /// Longest a single SQL statement may run (PostgreSQL statement_timeout; SQLite busy timeout).
-    #[arg(long, env = "HEFFL_DB_STATEMENT_TIMEOUT", value_name = "HEFFL_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_DB_STATEMENT_TIMEOUT", value_name = "HEFFL_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub db_statement_timeout: Duration,
 
     /// How long `serve` keeps retrying (with backoff) a database it cannot reach at start-up,
     /// so that services may start in any order.
-    #[arg(long, env = "HEFFL_DB_STARTUP_TIMEOUT", value_name = "HEFFL_DB_STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_DB_STARTUP_TIMEOUT", value_name = "HEFFL_DB_STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub db_startup_timeout: Duration,
 
     /// Longest a request may take before it is answered 503.
-    #[arg(long, env = "HEFFL_REQUEST_TIMEOUT", value_name = "HEFFL_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_REQUEST_TIMEOUT", value_name = "HEFFL_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
     /// Requests per minute per API key (0: no limit); a key's `rateLimitPerMinute` overrides it.
@@ -259,8 +288,7 @@ pub struct Config {
         long,
         env = "HEFFL_RATE_LIMIT_PER_MINUTE",
         value_name = "HEFFL_RATE_LIMIT_PER_MINUTE",
-        default_value_t = 60,
-        global = true
+        default_value_t = 60
     )]
     pub rate_limit_per_minute: u32,
 
@@ -269,14 +297,13 @@ pub struct Config {
         long,
         env = "HEFFL_AUTH_FAILURES_PER_MINUTE",
         value_name = "HEFFL_AUTH_FAILURES_PER_MINUTE",
-        default_value_t = 60,
-        global = true
+        default_value_t = 60
     )]
     pub auth_failures_per_minute: u32,
 
     /// Longest a cached key verification may be served without the database (the backstop;
     /// changes normally reach every instance within a second).
-    #[arg(long, env = "HEFFL_CACHE_TTL", value_name = "HEFFL_CACHE_TTL", default_value = "10m", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_CACHE_TTL", value_name = "HEFFL_CACHE_TTL", default_value = "10m", value_parser = parse_duration)]
     pub cache_ttl: Duration,
 
     /// Most key verifications kept in memory (0 turns the cache off).
@@ -284,22 +311,21 @@ pub struct Config {
         long,
         env = "HEFFL_CACHE_CAPACITY",
         value_name = "HEFFL_CACHE_CAPACITY",
-        default_value_t = 100_000,
-        global = true
+        default_value_t = 100_000
     )]
     pub cache_capacity: u64,
 
     /// How often gathered key usage (lastUsedAt, request counts) is written to the database.
-    #[arg(long, env = "HEFFL_USAGE_FLUSH_INTERVAL", value_name = "HEFFL_USAGE_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_USAGE_FLUSH_INTERVAL", value_name = "HEFFL_USAGE_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub usage_flush_interval: Duration,
 
     /// Days of hourly per-key usage kept for the usage endpoints and charts (SPEC §11).
-    #[arg(long, env = "HEFFL_USAGE_RETENTION_DAYS", value_name = "HEFFL_USAGE_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650), global = true)]
+    #[arg(long, env = "HEFFL_USAGE_RETENTION_DAYS", value_name = "HEFFL_USAGE_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub usage_retention_days: u32,
 
     /// Let browsers use API keys on /api/v1 (requests with Origin or Sec-Fetch-Site). Off: such
     /// requests get 403 browser_use_blocked, since a key in a web page is a key for everyone.
-    #[arg(long, env = "HEFFL_ALLOW_BROWSER_KEYS", value_name = "HEFFL_ALLOW_BROWSER_KEYS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "HEFFL_ALLOW_BROWSER_KEYS", value_name = "HEFFL_ALLOW_BROWSER_KEYS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_browser_keys: bool,
 
     /// Calls per minute per client address to the unauthenticated leaked-key endpoint.
@@ -307,38 +333,32 @@ pub struct Config {
         long,
         env = "HEFFL_LEAK_REPORTS_PER_MINUTE",
         value_name = "HEFFL_LEAK_REPORTS_PER_MINUTE",
-        default_value_t = 10,
-        global = true
+        default_value_t = 10
     )]
     pub leak_reports_per_minute: u32,
 
     /// Comma-separated scopes of other services (`service:action`) that keys may be created
     /// with, for forward auth (SPEC §13). None by default.
-    #[arg(long, env = "HEFFL_EXTRA_SCOPES", value_name = "HEFFL_EXTRA_SCOPES", default_value = "", value_parser = parse_extra_scopes, global = true)]
+    #[arg(long, env = "HEFFL_EXTRA_SCOPES", value_name = "HEFFL_EXTRA_SCOPES", default_value = "", value_parser = parse_extra_scopes)]
     pub extra_scopes: crate::scopes::ExtraScopes,
     /// A connection must send complete request headers within this long of opening (or of its
     /// first byte after an idle spell), or it is closed.
-    #[arg(long, env = "HEFFL_HEADER_READ_TIMEOUT", value_name = "HEFFL_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_HEADER_READ_TIMEOUT", value_name = "HEFFL_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
     /// A keep-alive connection with no request for this long is closed.
-    #[arg(long, env = "HEFFL_IDLE_TIMEOUT", value_name = "HEFFL_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_IDLE_TIMEOUT", value_name = "HEFFL_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
     /// Most client connections open at once; past it, a newcomer displaces the connection that
     /// has waited longest without a request in progress.
-    #[arg(long, env = "HEFFL_MAX_CONNECTIONS", value_name = "HEFFL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    #[arg(long, env = "HEFFL_MAX_CONNECTIONS", value_name = "HEFFL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
     /// Share every limit with the other instances that use this Redis (redis://host:port/db);
     /// unset: limits are per instance.
     /// Checked by `serve` rather than here: clap would quote a bad value, password and all.
-    #[arg(
-        long,
-        env = "HEFFL_REDIS_URL",
-        value_name = "HEFFL_REDIS_URL",
-        global = true
-    )]
+    #[arg(long, env = "HEFFL_REDIS_URL", value_name = "HEFFL_REDIS_URL")]
     pub redis_url: Option<String>,
 
     /// Start of every Redis key this server writes, so that deployments (or tests) sharing
@@ -347,13 +367,12 @@ pub struct Config {
         long,
         env = "HEFFL_REDIS_PREFIX",
         value_name = "HEFFL_REDIS_PREFIX",
-        default_value = "heffl:",
-        global = true
+        default_value = "heffl:"
     )]
     pub redis_prefix: String,
 
     /// How long to wait for in-flight requests at shutdown.
-    #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 }
 

@@ -1,5 +1,5 @@
 use clap::Parser;
-use heffl_api::config::Cli;
+use heffl_api::config::{Cli, Command};
 use std::process::ExitCode;
 
 // Requests allocate many small, short-lived objects; mimalloc serves them with less lock
@@ -12,6 +12,11 @@ async fn main() -> ExitCode {
     // A missing .env is normal; settings then come from the environment and flags.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    heffl_api::telemetry::init(cli.config.log_format);
+    // `serve --log-format json` sets it on serve's own copy of the settings.
+    let log_format = match &cli.command {
+        Some(Command::Serve(config)) => config.log_format,
+        _ => cli.config.log_format,
+    };
+    heffl_api::telemetry::init(log_format);
     heffl_api::cli::run(cli).await
 }

@@ -5,6 +5,7 @@ mod common;
 mod accounts;
 mod api_keys;
 mod beyond;
+mod cli_help;
 mod cluster;
 mod crash_safety;
 mod dashboard;
