@@ -87,7 +87,8 @@ bench_database() {
         shared=(HEFFL_REDIS_URL="$BENCH_REDIS_URL" HEFFL_REDIS_PREFIX="heffl-bench-$$-$RANDOM:")
     fi
     case "${db%+redis}" in
-    sqlite) url="sqlite://$WORK/bench.db" ;;
+    # A database file of its own per entry: sqlite and sqlite+redis each bootstrap afresh.
+    sqlite) url="sqlite://$WORK/bench-${db//+/-}.db" ;;
     postgres)
         fresh_database heffl_bench
         url="$(pg_url heffl_bench)"
