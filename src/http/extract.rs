@@ -89,11 +89,60 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_data() {
-            ApiError::Validation(vec![issue_for(&path, &strip_position(&inner))])
+            let message = strip_position(&inner);
+            // serde's path ends at the unknown field itself; no dot means it is top-level.
+            match known_fields(&message) {
+                Some(known) if !path.contains('.') => every_body_issue::<T>(bytes, &known),
+                _ => ApiError::Validation(vec![issue_for(&path, &message)]),
+            }
         } else {
             invalid_json(&inner)
         }
     })
+}
+
+/// The fields serde's "unknown field `x`, expected one of `a`, `b`" names as the known ones.
+fn known_fields(message: &str) -> Option<Vec<String>> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (_, expected) = rest.split_once("`, expected ")?;
+    let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+    Some(
+        expected
+            .split(", ")
+            .map(|field| field.trim_matches('`').to_owned())
+            .filter(|field| !field.is_empty())
+            .collect(),
+    )
+}
+
+/// serde stops at the first unknown field; a client fixing a request wants every problem at
+/// once: each unknown top-level field, then what the rest of the body gets wrong (a field of
+/// the wrong type, a missing one).
+fn every_body_issue<T: DeserializeOwned>(bytes: &[u8], known: &[String]) -> ApiError {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(bytes) else {
+        return ApiError::validation("body", "must be a JSON object");
+    };
+    let unknown: Vec<String> = fields
+        .keys()
+        .filter(|name| !known.contains(name))
+        .cloned()
+        .collect();
+    let listed = known.join(", ");
+    let mut issues: Vec<FieldIssue> = unknown
+        .iter()
+        .map(|name| {
+            fields.remove(name);
+            FieldIssue::new(
+                name,
+                format!("is not a field of this request; the fields are {listed}"),
+            )
+        })
+        .collect();
+    if let Err(err) = serde_path_to_error::deserialize::<_, T>(serde_json::Value::Object(fields)) {
+        let path = err.path().to_string();
+        issues.push(issue_for(&path, &strip_position(err.inner())));
+    }
+    ApiError::Validation(issues)
 }
 
 fn invalid_json(err: &serde_json::Error) -> ApiError {

@@ -96,6 +96,46 @@ async fn type_errors_read_as_requirements(app: TestApp) {
     );
 }
 
+/// serde stops at the first unknown field; the answer lists every unknown field and what the
+/// rest of the body gets wrong, so one round trip shows every problem.
+async fn unknown_fields_come_with_the_other_problems(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let (status, body) = parts(
+        app.send(
+            Method::POST,
+            "/app/v1/workspaces",
+            Some(&owner.token),
+            Some(json!({"title": "Beta", "color": "red", "name": 5})),
+        )
+        .await,
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        None,
+    );
+    let issues: Vec<(String, String)> = body["error"]["details"]["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .map(|issue| {
+            (
+                issue["field"].as_str().unwrap_or_default().to_owned(),
+                issue["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let mut fields: Vec<&str> = issues.iter().map(|(field, _)| field.as_str()).collect();
+    // The unknown fields first (in the order of the body's keys, sorted), then the rest.
+    fields[..2].sort_unstable();
+    assert_eq!(fields, ["color", "title", "name"], "{body}");
+    assert!(issues[0].1.contains("not a field"), "{body}");
+    assert_eq!(issues[2].1, "must be a string", "{body}");
+}
+
 /// A lead of another workspace: the message names the workspace the key belongs to and where
 /// to see it.
 async fn workspace_mismatch_names_the_keys_workspace(app: TestApp) {
@@ -141,5 +181,6 @@ on_both_databases!(
     an_unknown_key_is_called_unknown,
     an_api_key_sent_as_a_bearer_token_is_named,
     type_errors_read_as_requirements,
+    unknown_fields_come_with_the_other_problems,
     workspace_mismatch_names_the_keys_workspace,
 );
