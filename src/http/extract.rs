@@ -11,16 +11,17 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// A JSON body in, a JSON body out.
-pub struct Json<T>(pub T);
+/// A JSON body in, a JSON body out, with every rejection in the JSON error shape. Named apart
+/// from `axum::Json` so that a handler cannot take the one with plain-text rejections by mistake.
+pub struct ApiJson<T>(pub T);
 
-impl<T: Serialize> IntoResponse for Json<T> {
+impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
 }
 
-impl<T, S> FromRequest<S> for Json<T>
+impl<T, S> FromRequest<S> for ApiJson<T>
 where
     T: DeserializeOwned,
     S: Send + Sync,
@@ -36,7 +37,7 @@ where
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
-        parse_json(&bytes).map(Json)
+        parse_json(&bytes).map(ApiJson)
     }
 }
 

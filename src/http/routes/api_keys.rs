@@ -3,7 +3,7 @@
 use super::workspaces::caller_role;
 use crate::api_key::ApiKey;
 use crate::error::ApiError;
-use crate::http::extract::{parse_json, Json, Path, RawQuery};
+use crate::http::extract::{parse_json, ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
@@ -80,7 +80,7 @@ fn shown_once(record: ApiKeyRecord, key: &ApiKey) -> impl IntoResponse {
     (
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
-        Json(created),
+        ApiJson(created),
     )
 }
 
@@ -147,7 +147,7 @@ pub async fn create(
     session: SessionUser,
     client: ClientInfo,
     Path(workspace_id): Path<String>,
-    Json(body): Json<CreateKey>,
+    ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
     let mut issues = Issues::default();
@@ -237,7 +237,7 @@ pub async fn list(
     session: SessionUser,
     Path(workspace_id): Path<String>,
     query: RawQuery,
-) -> Result<Json<KeyList>, ApiError> {
+) -> Result<ApiJson<KeyList>, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
     let mut issues = Issues::default();
     let status = match query.get("status") {
@@ -270,7 +270,7 @@ pub async fn list(
         unused_since,
     };
     let items = state.store.list_api_keys(&workspace_id, &filter).await?;
-    Ok(Json(KeyList { items }))
+    Ok(ApiJson(KeyList { items }))
 }
 
 /// A key the caller may see: any key of the workspace for managers, their own for the others.
@@ -330,9 +330,9 @@ pub async fn get(
     State(state): State<AppState>,
     session: SessionUser,
     Path((workspace_id, key_id)): Path<(String, String)>,
-) -> Result<Json<ApiKeyRecord>, ApiError> {
+) -> Result<ApiJson<ApiKeyRecord>, ApiError> {
     let (_, record) = visible_key(&state, &session, &workspace_id, &key_id).await?;
-    Ok(Json(record))
+    Ok(ApiJson(record))
 }
 
 /// For good, and idempotent. Owners and admins any key, the others their own.
@@ -359,7 +359,7 @@ pub async fn revoke(
     session: SessionUser,
     client: ClientInfo,
     Path((workspace_id, key_id)): Path<(String, String)>,
-) -> Result<Json<ApiKeyRecord>, ApiError> {
+) -> Result<ApiJson<ApiKeyRecord>, ApiError> {
     revocable_key(&state, &session, &workspace_id, &key_id).await?;
     let revoked = state
         .store
@@ -372,7 +372,7 @@ pub async fn revoke(
         )
         .await?;
     let (record, _newly_revoked) = revoked.ok_or_else(key_not_found)?;
-    Ok(Json(record))
+    Ok(ApiJson(record))
 }
 
 /// A new secret for the same key (name, scopes, limit, and the same user behind it); the old

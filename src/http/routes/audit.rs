@@ -2,7 +2,7 @@
 
 use super::workspaces::caller_role;
 use crate::error::ApiError;
-use crate::http::extract::{Json, Path, RawQuery};
+use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::ErrorBody;
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
@@ -104,7 +104,7 @@ pub async fn list(
     session: SessionUser,
     Path(workspace_id): Path<String>,
     query: RawQuery,
-) -> Result<Json<AuditPage>, ApiError> {
+) -> Result<ApiJson<AuditPage>, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
     can_list_members(role).map_err(|_| {
         ApiError::forbidden(
@@ -142,7 +142,7 @@ pub async fn list(
         .ok_or_else(bad_cursor)?;
     let full_page = i64::try_from(rows.len()).unwrap_or(0) == limit;
     let next_cursor = rows.last().filter(|_| full_page).map(|row| row.id.clone());
-    Ok(Json(AuditPage {
+    Ok(ApiJson(AuditPage {
         items: rows.into_iter().map(AuditEvent::from).collect(),
         next_cursor,
     }))

@@ -1,5 +1,5 @@
 use crate::error::{ApiError, Realm};
-use crate::http::extract::Json;
+use crate::http::extract::ApiJson;
 use crate::http::openapi::{Email, ErrorBody, Password};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
@@ -74,7 +74,7 @@ fn record_failed_login(state: &AppState, user_id: String, client: ClientInfo) {
 pub async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
-    Json(body): Json<LoginBody>,
+    ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut issues = Issues::default();
     let email = issues.required_text("email", body.email.as_deref(), 254);
@@ -116,7 +116,7 @@ pub async fn login(
         expires_at,
         user: record.user(),
     };
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(response)))
+    Ok(([(header::CACHE_CONTROL, "no-store")], ApiJson(response)))
 }
 
 #[utoipa::path(
@@ -164,9 +164,9 @@ pub struct SessionResponse {
 pub async fn session(
     State(state): State<AppState>,
     session: SessionUser,
-) -> Result<Json<SessionResponse>, ApiError> {
+) -> Result<ApiJson<SessionResponse>, ApiError> {
     let workspaces = state.store.workspaces_of(&session.user.id).await?;
-    Ok(Json(SessionResponse {
+    Ok(ApiJson(SessionResponse {
         user: session.user,
         workspaces,
     }))
@@ -207,7 +207,7 @@ pub async fn change_password(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Json(body): Json<ChangePasswordBody>,
+    ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     let mut issues = Issues::default();
     if body.current_password.as_deref().is_none_or(str::is_empty) {

@@ -4,7 +4,7 @@
 
 use crate::api_key;
 use crate::error::ApiError;
-use crate::http::extract::Json;
+use crate::http::extract::ApiJson;
 use crate::http::openapi::ErrorBody;
 use crate::http::AppState;
 use crate::store::ClientInfo;
@@ -50,8 +50,8 @@ pub struct LeakReceipt {
 pub async fn revoke(
     State(state): State<AppState>,
     client: ClientInfo,
-    Json(report): Json<LeakReport>,
-) -> Result<(StatusCode, Json<LeakReceipt>), ApiError> {
+    ApiJson(report): ApiJson<LeakReport>,
+) -> Result<(StatusCode, ApiJson<LeakReceipt>), ApiError> {
     let limit = state.config.leak_reports_per_minute;
     let address = client.ip.clone().unwrap_or_default();
     if limit > 0
@@ -87,7 +87,7 @@ pub async fn revoke(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(LeakReceipt {
+        ApiJson(LeakReceipt {
             received: keys.len(),
         }),
     ))

@@ -4,7 +4,7 @@
 
 use super::workspaces::caller_role;
 use crate::error::{ApiError, Realm};
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::{Email, ErrorBody, Password, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
@@ -111,7 +111,7 @@ pub async fn create(
     session: SessionUser,
     client: ClientInfo,
     Path(workspace_id): Path<String>,
-    Json(body): Json<CreateInvitation>,
+    ApiJson(body): ApiJson<CreateInvitation>,
 ) -> Result<Response, ApiError> {
     let inviter_role = caller_role(&state, &workspace_id, &session).await?;
     can_list_members(inviter_role).map_err(|_| not_a_manager())?;
@@ -136,7 +136,7 @@ pub async fn create(
         InviteOutcome::Created(invitation) => Ok((
             StatusCode::CREATED,
             [(header::CACHE_CONTROL, "no-store")],
-            Json(CreatedInvitation {
+            ApiJson(CreatedInvitation {
                 invitation,
                 token: token.token,
             }),
@@ -171,11 +171,11 @@ pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
     Path(workspace_id): Path<String>,
-) -> Result<Json<InvitationList>, ApiError> {
+) -> Result<ApiJson<InvitationList>, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
     can_list_members(role).map_err(|_| not_a_manager())?;
     let items = state.store.list_invitations(&workspace_id).await?;
-    Ok(Json(InvitationList { items }))
+    Ok(ApiJson(InvitationList { items }))
 }
 
 #[utoipa::path(
@@ -253,7 +253,7 @@ pub struct TokenBody {
 )]
 pub async fn lookup(
     State(state): State<AppState>,
-    Json(body): Json<TokenBody>,
+    ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Response, ApiError> {
     let digest = token_digest(body.token.as_deref())?;
     let preview = state
@@ -261,7 +261,7 @@ pub async fn lookup(
         .preview_invitation(&digest)
         .await?
         .ok_or_else(invitation_not_found)?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(preview)).into_response())
+    Ok(([(header::CACHE_CONTROL, "no-store")], ApiJson(preview)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -354,7 +354,7 @@ pub async fn accept(
     State(state): State<AppState>,
     OptionalSession(session): OptionalSession,
     client: ClientInfo,
-    Json(body): Json<AcceptBody>,
+    ApiJson(body): ApiJson<AcceptBody>,
 ) -> Result<Response, ApiError> {
     let digest = token_digest(body.token.as_deref())?;
     let invited = state
@@ -369,7 +369,7 @@ pub async fn accept(
             .await?
         {
             AcceptOutcome::Joined { workspace, role } => {
-                Ok(Json(Joined { workspace, role }).into_response())
+                Ok(ApiJson(Joined { workspace, role }).into_response())
             }
             AcceptOutcome::NotFound => Err(invitation_not_found()),
             AcceptOutcome::OtherUser => Err(for_another_user()),
@@ -413,7 +413,7 @@ pub async fn accept(
         } => Ok((
             StatusCode::CREATED,
             [(header::CACHE_CONTROL, "no-store")],
-            Json(JoinedWithNewAccount {
+            ApiJson(JoinedWithNewAccount {
                 token: new_session.token,
                 expires_at,
                 user,

@@ -2,7 +2,7 @@
 //! key, and each query names it; the role rules come from `permissions`.
 
 use crate::error::ApiError;
-use crate::http::extract::{Json, Path, RawQuery};
+use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, OptionalEmail, OptionalPhone, OptionalText200, Text200};
 use crate::http::AppState;
 use crate::http::Principal;
@@ -170,7 +170,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     query: RawQuery,
-) -> Result<Json<LeadPage>, ApiError> {
+) -> Result<ApiJson<LeadPage>, ApiError> {
     principal.require(Scope::LeadsRead)?;
     let page = validate::page(query.get("pageNo"), query.get("pageSize"))?;
     let owner = match lead_visibility(principal.role) {
@@ -181,7 +181,7 @@ pub async fn list(
         .store
         .list_leads(&principal.workspace_id, owner, page.size, page.offset())
         .await?;
-    Ok(Json(LeadPage {
+    Ok(ApiJson(LeadPage {
         meta: PageMeta {
             count: items.len(),
             total,
@@ -216,8 +216,8 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<LeadBody>,
-) -> Result<(StatusCode, Json<Lead>), ApiError> {
+    ApiJson(body): ApiJson<LeadBody>,
+) -> Result<(StatusCode, ApiJson<Lead>), ApiError> {
     principal.require(Scope::LeadsWrite)?;
     can_create_lead(principal.role).map_err(|d| denial(d, "create"))?;
     let fields = body.validate(true)?;
@@ -225,7 +225,7 @@ pub async fn create(
         .store
         .create_lead(&principal.workspace_id, &principal.user_id, fields)
         .await?;
-    Ok((StatusCode::CREATED, Json(lead)))
+    Ok((StatusCode::CREATED, ApiJson(lead)))
 }
 
 #[utoipa::path(
@@ -251,12 +251,12 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(lead_id): Path<String>,
-) -> Result<Json<Lead>, ApiError> {
+) -> Result<ApiJson<Lead>, ApiError> {
     principal.require(Scope::LeadsRead)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
     can_see_lead(principal.role, &principal.user_id, &lead.owner_id)
         .map_err(|d| denial(d, "see"))?;
-    Ok(Json(lead))
+    Ok(ApiJson(lead))
 }
 
 #[utoipa::path(
@@ -285,8 +285,8 @@ pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
     Path(lead_id): Path<String>,
-    Json(body): Json<LeadBody>,
-) -> Result<Json<Lead>, ApiError> {
+    ApiJson(body): ApiJson<LeadBody>,
+) -> Result<ApiJson<Lead>, ApiError> {
     principal.require(Scope::LeadsWrite)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
     can_modify_lead(principal.role, &principal.user_id, &lead.owner_id)
@@ -296,7 +296,7 @@ pub async fn update(
         .store
         .update_lead(&principal.workspace_id, &lead_id, fields)
         .await?
-        .map(Json)
+        .map(ApiJson)
         .ok_or_else(|| ApiError::not_found("No lead with this id."))
 }
 

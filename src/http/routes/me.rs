@@ -1,5 +1,5 @@
 use crate::error::ApiError;
-use crate::http::extract::Json;
+use crate::http::extract::ApiJson;
 use crate::http::openapi::ErrorBody;
 use crate::http::Principal;
 use crate::permissions::Role;
@@ -55,7 +55,7 @@ pub struct MeApiKey<'a> {
 )]
 pub async fn me(principal: Principal) -> Result<Response, ApiError> {
     principal.require(Scope::MeRead)?;
-    Ok(Json(Me::of(&principal)).into_response())
+    Ok(ApiJson(Me::of(&principal)).into_response())
 }
 
 impl<'a> Me<'a> {

@@ -1,6 +1,6 @@
 use super::workspaces::caller_role;
 use crate::error::ApiError;
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::ErrorBody;
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
@@ -76,11 +76,11 @@ pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
     Path(workspace_id): Path<String>,
-) -> Result<Json<MemberList>, ApiError> {
+) -> Result<ApiJson<MemberList>, ApiError> {
     let actor_role = caller_role(&state, &workspace_id, &session).await?;
     can_list_members(actor_role).map_err(|_| not_a_manager())?;
     let items = state.store.list_members(&workspace_id).await?;
-    Ok(Json(MemberList { items }))
+    Ok(ApiJson(MemberList { items }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -120,8 +120,8 @@ pub async fn change_role(
     session: SessionUser,
     client: ClientInfo,
     Path((workspace_id, user_id)): Path<(String, String)>,
-    Json(body): Json<ChangeRole>,
-) -> Result<Json<Member>, ApiError> {
+    ApiJson(body): ApiJson<ChangeRole>,
+) -> Result<ApiJson<Member>, ApiError> {
     let actor_role = caller_role(&state, &workspace_id, &session).await?;
     can_list_members(actor_role).map_err(|_| not_a_manager())?;
     let mut issues = Issues::default();
@@ -135,7 +135,7 @@ pub async fn change_role(
         .change_member_role(&workspace_id, &user_id, role, &actor)
         .await?;
     let member = outcome(change)?.ok_or_else(|| ApiError::internal("changed member not found"))?;
-    Ok(Json(member))
+    Ok(ApiJson(member))
 }
 
 /// The member's keys in this workspace are revoked with reason `owner_removed`.

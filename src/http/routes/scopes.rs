@@ -2,7 +2,7 @@
 //! `HEFFL_EXTRA_SCOPES`, for the page's create dialog.
 
 use crate::error::ApiError;
-use crate::http::extract::Json;
+use crate::http::extract::ApiJson;
 use crate::http::openapi::ErrorBody;
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
@@ -41,7 +41,7 @@ pub struct ScopeInfo {
 pub async fn list(
     State(state): State<AppState>,
     _session: SessionUser,
-) -> Result<Json<ScopeList>, ApiError> {
+) -> Result<ApiJson<ScopeList>, ApiError> {
     let built_in = Scope::ALL.iter().map(|scope| ScopeInfo {
         name: scope.as_str().to_owned(),
         description: scope.description().to_owned(),
@@ -53,7 +53,7 @@ pub async fn list(
             .to_owned(),
         built_in: false,
     });
-    Ok(Json(ScopeList {
+    Ok(ApiJson(ScopeList {
         items: built_in.chain(extra).collect(),
     }))
 }

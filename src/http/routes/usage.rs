@@ -4,7 +4,7 @@
 use super::api_keys::visible_key;
 use super::workspaces::caller_role;
 use crate::error::{ApiError, FieldIssue};
-use crate::http::extract::{Json, Path, RawQuery};
+use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::ErrorBody;
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
@@ -91,14 +91,14 @@ pub async fn key_usage(
     session: SessionUser,
     Path((workspace_id, key_id)): Path<(String, String)>,
     query: RawQuery,
-) -> Result<Json<KeyUsage>, ApiError> {
+) -> Result<ApiJson<KeyUsage>, ApiError> {
     let (_, record) = visible_key(&state, &session, &workspace_id, &key_id).await?;
     let window = window(&query)?;
     let hours = state
         .store
         .key_usage_hours(&workspace_id, &record.id, window.from, window.to)
         .await?;
-    Ok(Json(KeyUsage {
+    Ok(ApiJson(KeyUsage {
         key_id: record.id,
         granularity: window.granularity,
         from: window.from,
@@ -135,7 +135,7 @@ pub async fn workspace_usage(
     session: SessionUser,
     Path(workspace_id): Path<String>,
     query: RawQuery,
-) -> Result<Json<WorkspaceUsage>, ApiError> {
+) -> Result<ApiJson<WorkspaceUsage>, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
     let window = window(&query)?;
     let creator = (!sees_all_keys(role)).then_some(session.user.id.as_str());
@@ -156,7 +156,7 @@ pub async fn workspace_usage(
             total: key.total,
         })
         .collect();
-    Ok(Json(WorkspaceUsage {
+    Ok(ApiJson(WorkspaceUsage {
         granularity: window.granularity,
         from: window.from,
         to: window.to,

@@ -1,5 +1,5 @@
 use crate::error::ApiError;
-use crate::http::extract::Json;
+use crate::http::extract::ApiJson;
 use crate::http::openapi::{ErrorBody, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
@@ -59,8 +59,8 @@ pub async fn create(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Json(body): Json<CreateWorkspace>,
-) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    ApiJson(body): ApiJson<CreateWorkspace>,
+) -> Result<(StatusCode, ApiJson<Workspace>), ApiError> {
     let mut issues = Issues::default();
     let name = issues.required_text("name", body.name.as_deref(), 100);
     issues.finish(())?;
@@ -68,5 +68,5 @@ pub async fn create(
         .store
         .create_workspace(&name, &session.user.id, &client)
         .await?;
-    Ok((StatusCode::CREATED, Json(workspace)))
+    Ok((StatusCode::CREATED, ApiJson(workspace)))
 }
