@@ -2,6 +2,7 @@
 //! request into `FieldIssue`s, so a client learns all of them from one 400.
 
 use crate::error::{ApiError, FieldIssue};
+use crate::permissions::Role;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 #[derive(Default)]
@@ -69,6 +70,21 @@ impl Issues {
             return None;
         }
         Some(trimmed.to_owned())
+    }
+
+    /// A required role: `owner`, `admin`, `member` or `viewer`.
+    pub fn role(&mut self, field: &str, value: Option<&str>) -> Option<Role> {
+        match value.map(Role::parse) {
+            Some(Some(role)) => Some(role),
+            Some(None) => {
+                self.add(field, "must be one of owner, admin, member, viewer");
+                None
+            }
+            None => {
+                self.add(field, "is required");
+                None
+            }
+        }
     }
 
     pub fn email(&mut self, field: &str, value: Option<&str>, required: bool) -> Option<String> {

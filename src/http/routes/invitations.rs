@@ -2,13 +2,13 @@
 //! account, and every token that opens nothing (unknown, expired, cancelled, used, or not even
 //! token-shaped) gets the one 404 `invitation_not_found`.
 
-use super::workspaces::caller_role;
+use super::workspaces::manager_role;
 use crate::error::{ApiError, Realm};
 use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::{Email, ErrorBody, Password, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::permissions::{can_list_members, Role};
+use crate::permissions::Role;
 use crate::store::MemberActor;
 use crate::store::{
     AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, Invitation, InvitationPreview,
@@ -36,20 +36,6 @@ fn invitation_not_found() -> ApiError {
         message: "This invitation link is not valid: it may have expired, been cancelled or \
                   been used already. Ask for a new one."
             .into(),
-    }
-}
-
-fn parse_role(issues: &mut Issues, role: Option<&str>) -> Option<Role> {
-    match role.map(Role::parse) {
-        Some(Some(role)) => Some(role),
-        Some(None) => {
-            issues.add("role", "must be one of owner, admin, member, viewer");
-            None
-        }
-        None => {
-            issues.add("role", "is required");
-            None
-        }
     }
 }
 
@@ -113,11 +99,10 @@ pub async fn create(
     Path(workspace_id): Path<String>,
     ApiJson(body): ApiJson<CreateInvitation>,
 ) -> Result<Response, ApiError> {
-    let inviter_role = caller_role(&state, &workspace_id, &session).await?;
-    can_list_members(inviter_role).map_err(|_| not_a_manager())?;
+    let inviter_role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let mut issues = Issues::default();
     let email = issues.email("email", body.email.as_deref(), true);
-    let role = parse_role(&mut issues, body.role.as_deref());
+    let role = issues.role("role", body.role.as_deref());
     let (Some(email), Some(role)) = issues.finish((email, role))? else {
         return Err(ApiError::internal("validated fields missing"));
     };
@@ -172,8 +157,7 @@ pub async fn list(
     session: SessionUser,
     Path(workspace_id): Path<String>,
 ) -> Result<ApiJson<InvitationList>, ApiError> {
-    let role = caller_role(&state, &workspace_id, &session).await?;
-    can_list_members(role).map_err(|_| not_a_manager())?;
+    manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let items = state.store.list_invitations(&workspace_id).await?;
     Ok(ApiJson(InvitationList { items }))
 }
@@ -205,8 +189,7 @@ pub async fn cancel(
     client: ClientInfo,
     Path((workspace_id, invitation_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let role = caller_role(&state, &workspace_id, &session).await?;
-    can_list_members(role).map_err(|_| not_a_manager())?;
+    let role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let outcome = state
         .store
         .cancel_invitation(

@@ -1,10 +1,10 @@
-use super::workspaces::caller_role;
+use super::workspaces::manager_role;
 use crate::error::ApiError;
 use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::ErrorBody;
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::permissions::{can_list_members, Role};
+use crate::permissions::Role;
 use crate::store::{ClientInfo, Member, MemberActor, MemberChange};
 use crate::validate::Issues;
 use axum::extract::State;
@@ -21,20 +21,6 @@ fn not_a_manager() -> ApiError {
         "insufficient_permission",
         "Only owners and admins manage members, and only owners manage owners.",
     )
-}
-
-fn parse_role(issues: &mut Issues, role: Option<&str>) -> Option<Role> {
-    match role.map(Role::parse) {
-        Some(Some(role)) => Some(role),
-        Some(None) => {
-            issues.add("role", "must be one of owner, admin, member, viewer");
-            None
-        }
-        None => {
-            issues.add("role", "is required");
-            None
-        }
-    }
 }
 
 fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
@@ -77,8 +63,7 @@ pub async fn list(
     session: SessionUser,
     Path(workspace_id): Path<String>,
 ) -> Result<ApiJson<MemberList>, ApiError> {
-    let actor_role = caller_role(&state, &workspace_id, &session).await?;
-    can_list_members(actor_role).map_err(|_| not_a_manager())?;
+    manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let items = state.store.list_members(&workspace_id).await?;
     Ok(ApiJson(MemberList { items }))
 }
@@ -122,10 +107,9 @@ pub async fn change_role(
     Path((workspace_id, user_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ChangeRole>,
 ) -> Result<ApiJson<Member>, ApiError> {
-    let actor_role = caller_role(&state, &workspace_id, &session).await?;
-    can_list_members(actor_role).map_err(|_| not_a_manager())?;
+    let actor_role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let mut issues = Issues::default();
-    let role = parse_role(&mut issues, body.role.as_deref());
+    let role = issues.role("role", body.role.as_deref());
     let role = issues
         .finish(role)?
         .ok_or_else(|| ApiError::internal("validated role missing"))?;
@@ -167,8 +151,7 @@ pub async fn remove(
     client: ClientInfo,
     Path((workspace_id, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let actor_role = caller_role(&state, &workspace_id, &session).await?;
-    can_list_members(actor_role).map_err(|_| not_a_manager())?;
+    let actor_role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let actor = MemberActor::user(&session.user.id, actor_role, &client);
     outcome(
         state

@@ -29,6 +29,19 @@ pub(super) async fn caller_role(
         })
 }
 
+/// The caller's role, when it lets them manage the workspace's people (owners and admins);
+/// `refused` words the 403 for the resource at hand.
+pub(super) async fn manager_role(
+    state: &AppState,
+    workspace_id: &str,
+    session: &SessionUser,
+    refused: fn() -> ApiError,
+) -> Result<Role, ApiError> {
+    let role = caller_role(state, workspace_id, session).await?;
+    crate::permissions::can_list_members(role).map_err(|_| refused())?;
+    Ok(role)
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
