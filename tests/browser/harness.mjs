@@ -78,6 +78,17 @@ export async function startServer(extraEnv = {}) {
   child.stdout.on('data', (chunk) => (server.output += chunk));
   child.stderr.on('data', (chunk) => (server.output += chunk));
   const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  /** A one-shot command of the binary on this server's database; its last JSON line. */
+  server.cli = async (args, input) => {
+    const { stdout } = await new Promise((resolve, reject) => {
+      const child = execFile(BINARY, args, { env, cwd: dir }, (error, out, err) => {
+        if (error) reject(new Error(`${args.join(' ')}: ${err}`));
+        else resolve({ stdout: out });
+      });
+      child.stdin.end(input ?? '');
+    });
+    return JSON.parse(stdout.trim().split('\n').filter(Boolean).pop());
+  };
   server.stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');

@@ -4,142 +4,25 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  DESKTOP,
+  PHONE,
+  SCREENSHOTS,
+  byTestId,
+  startServer,
+  appApi as serverApi,
+  loginToken as serverLogin,
+  openPage as openServerPage,
+} from './harness.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const TARGET = process.env.CARGO_TARGET_DIR
-  ? path.resolve(REPO, process.env.CARGO_TARGET_DIR)
-  : path.join(REPO, 'target');
-const BINARY = path.join(TARGET, 'debug', 'heffl-api');
-const SCREENSHOTS = path.join(TARGET, 'screenshots');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-
-const byTestId = (id) => `[data-testid="${id}"]`;
-
-const server = { process: null, base: null, output: '', dir: null, env: null };
+let server = null;
 let owner = null;
 
-async function freePort() {
-  const probe = net.createServer();
-  await new Promise((resolve, reject) => {
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-/** Runs a one-shot command of the binary; its stdout as the last JSON line. */
-function cli(args, input) {
-  return new Promise((resolve, reject) => {
-    const child = execFile(BINARY, args, { env: server.env, cwd: server.dir }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${args.join(' ')}: ${stderr}`));
-      else resolve(JSON.parse(stdout.trim().split('\n').filter(Boolean).pop()));
-    });
-    child.stdin.end(input ?? '');
-  });
-}
-
-async function startServer() {
-  assert.ok(existsSync(BINARY), `${BINARY} is missing: build it first (cargo build)`);
-  server.dir = await mkdtemp(path.join(tmpdir(), 'heffl-browser-inv-'));
-  const port = await freePort();
-  const env = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('HEFFL_') && name !== 'DATABASE_URL') env[name] = value;
-  }
-  server.env = {
-    ...env,
-    DATABASE_URL: `sqlite://${path.join(server.dir, 'heffl.db')}`,
-    HEFFL_BIND: `127.0.0.1:${port}`,
-    HEFFL_LOG_FORMAT: 'json',
-    HEFFL_LOGIN_ATTEMPTS_PER_MINUTE: '60',
-  };
-  const created = await cli(['bootstrap', '--workspace', 'Acme', '--email', 'owner@acme.test', '--name', 'Olive Owner']);
-  owner = { email: 'owner@acme.test', password: created.password, workspaceId: created.workspaceId };
-
-  server.base = `http://127.0.0.1:${port}`;
-  server.process = spawn(BINARY, ['serve'], { env: server.env, cwd: server.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  server.process.stdout.on('data', (chunk) => (server.output += chunk));
-  server.process.stderr.on('data', (chunk) => (server.output += chunk));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      if ((await fetch(`${server.base}/readyz`)).status === 200) return;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) throw new Error(`heffl-api serve not ready in 30 s:\n${server.output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function stopServer() {
-  const child = server.process;
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
-  }
-  if (server.dir) await rm(server.dir, { recursive: true, force: true });
-}
-
-async function openPage(viewport = DESKTOP) {
-  const profile = await mkdtemp(path.join(tmpdir(), 'heffl-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport,
-    locale: 'en-GB',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-  });
-  const page = context.pages()[0] || (await context.newPage());
-  page.setDefaultTimeout(15_000);
-  const problems = [];
-  const requests = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    // Chromium logs each expected 4xx answer as "Failed to load resource"; anything else is a fault.
-    if (message.type() === 'error' && !message.text().includes('Failed to load resource')) {
-      problems.push(`console error: ${message.text()}`);
-    }
-  });
-  page.on('request', (request) => requests.push(request.url()));
-  const close = async () => {
-    await context.close();
-    await rm(profile, { recursive: true, force: true });
-  };
-  return { page, problems, requests, close };
-}
-
-async function appApi(method, route, token, body) {
-  const response = await fetch(`${server.base}/app/v1${route}`, {
-    method,
-    headers: {
-      ...(token ? { Authorization: `Bearer ${token}` } : {}),
-      ...(body ? { 'Content-Type': 'application/json' } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
-
-async function loginToken(email, password) {
-  const { status, body } = await appApi('POST', '/auth/login', null, { email, password });
-  assert.equal(status, 200, JSON.stringify(body));
-  return body.token;
-}
+const openPage = (viewport) => openServerPage(server, viewport);
+const appApi = (method, route, token, body) => serverApi(server, method, route, token, body);
+const loginToken = (email, password) => serverLogin(server, { email, password });
+const cli = (args, input) => server.cli(args, input);
 
 async function invite(email, role) {
   const token = await loginToken(owner.email, owner.password);
@@ -151,12 +34,11 @@ async function invite(email, role) {
 const link = (token) => `${server.base}/settings/developer#invitation=${token}`;
 
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
-  await mkdir(SCREENSHOTS, { recursive: true });
-  await startServer();
+  server = await startServer({ HEFFL_LOGIN_ATTEMPTS_PER_MINUTE: '60' });
+  owner = { ...server.owner, workspaceId: server.workspaceId };
 });
 
-after(stopServer);
+after(() => server?.stop());
 
 describe('an invitation link', () => {
   test('a new person sees the workspace and role, creates an account and lands in it', async () => {
