@@ -125,7 +125,7 @@ pub async fn require_api_key(
 fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {
     Principal {
         row: Arc::clone(row),
-        // Checked in `authenticate`; a row without a role never gets here.
+        // `verify` refuses a row without a role, so this default is never used.
         role: row.current_role().unwrap_or(Role::Viewer),
         scopes: ScopeSet::from_column(row.scopes.as_deref()),
     }
