@@ -13,7 +13,7 @@ use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFo
 use utoipa::openapi::security::SecurityScheme;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder};
 use utoipa::openapi::{RefOr, Schema};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -128,6 +128,65 @@ pub struct FieldIssue {
     field: String,
     message: String,
 }
+
+/// The two answers of any handler that reaches the database, listed once instead of in each
+/// `#[utoipa::path]`.
+#[derive(IntoResponses)]
+#[allow(dead_code, reason = "never built: it only describes responses")]
+pub enum ServerErrors {
+    #[response(status = 500, description = "Internal error")]
+    Internal(ErrorBody),
+    #[response(status = 503, description = "Database unavailable")]
+    Unavailable(ErrorBody),
+}
+
+// Path parameters, one type each so that their pattern and wording are written once. The
+// handlers extract the same names with `axum::extract::Path`.
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, names("workspaceId"))]
+#[allow(dead_code, reason = "never built: it only describes a path parameter")]
+pub struct WorkspacePath(
+    /// The workspace (`ws_…`)
+    #[param(pattern = "^ws_[0-9A-Za-z]{22}$")]
+    String,
+);
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, names("keyId"))]
+#[allow(dead_code, reason = "never built: it only describes a path parameter")]
+pub struct KeyPath(
+    /// The key (`key_…`)
+    #[param(pattern = "^key_[0-9A-Za-z]{22}$")]
+    String,
+);
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, names("userId"))]
+#[allow(dead_code, reason = "never built: it only describes a path parameter")]
+pub struct MemberPath(
+    /// The member (`usr_…`)
+    #[param(pattern = "^usr_[0-9A-Za-z]{22}$")]
+    String,
+);
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, names("invitationId"))]
+#[allow(dead_code, reason = "never built: it only describes a path parameter")]
+pub struct InvitationPath(
+    /// The invitation (`inv_…`)
+    #[param(pattern = "^inv_[0-9A-Za-z]{22}$")]
+    String,
+);
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, names("leadId"))]
+#[allow(dead_code, reason = "never built: it only describes a path parameter")]
+pub struct LeadPath(
+    /// The lead (`ld_…`)
+    #[param(pattern = "^ld_[0-9A-Za-z]{22}$")]
+    String,
+);
 
 // Request fields, as `crate::validate` checks them, so generated clients and fuzzers send what
 // the server accepts. The patterns use only what ECMA-262 and Python's `re` read alike.

@@ -4,7 +4,7 @@ use super::workspaces::caller_role;
 use crate::api_key::ApiKey;
 use crate::error::ApiError;
 use crate::http::extract::{parse_json, ApiJson, Path, RawQuery};
-use crate::http::openapi::{ErrorBody, Text100};
+use crate::http::openapi::{ErrorBody, KeyPath, ServerErrors, Text100, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::permissions::{can_revoke_key, can_roll_key, can_set_rate_limit, sees_all_keys, Role};
@@ -129,7 +129,7 @@ fn parse_expiry(issues: &mut Issues, body: &CreateKey, now: Timestamp) -> Option
     operation_id = "createApiKey",
     summary = "Create an API key",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
+    params(WorkspacePath),
     request_body = CreateKey,
     responses(
         (status = 201, description = "The key record and, this once, `key`", body = CreatedKey),
@@ -138,8 +138,7 @@ fn parse_expiry(issues: &mut Issues, body: &CreateKey, now: Timestamp) -> Option
         (status = 403, description = "`workspace_mismatch`, or `insufficient_permission` for a `rateLimitPerMinute` beyond the server's default from a member or viewer", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn create(
@@ -219,7 +218,7 @@ pub async fn create(
     summary = "List API keys",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
+        WorkspacePath,
         ("status" = inline(Option<StatusFilter>), Query, description = "Default `active`"),
         ("unusedForDays" = Option<i64>, Query, minimum = 0, maximum = 3650, description = "Only keys not used for this many days"),
     ),
@@ -228,8 +227,7 @@ pub async fn create(
         (status = 400, description = "Invalid query or path parameter", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn list(
@@ -315,15 +313,14 @@ async fn revocable_key(
     operation_id = "getApiKey",
     summary = "One API key",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"), ("keyId" = String, Path, pattern = "^key_[0-9A-Za-z]{22}$", description = "The key (`key_…`)")),
+    params(WorkspacePath, KeyPath),
     responses(
         (status = 200, description = "The key", body = ApiKeyRecord),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
         (status = 404, description = "No such key visible to the caller", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn get(
@@ -343,15 +340,14 @@ pub async fn get(
     operation_id = "revokeApiKey",
     summary = "Revoke an API key",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"), ("keyId" = String, Path, pattern = "^key_[0-9A-Za-z]{22}$", description = "The key (`key_…`)")),
+    params(WorkspacePath, KeyPath),
     responses(
         (status = 200, description = "The revoked key", body = ApiKeyRecord),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
         (status = 404, description = "No such key visible to the caller", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn revoke(
@@ -385,7 +381,7 @@ pub async fn revoke(
     operation_id = "rollApiKey",
     summary = "Roll an API key: a new secret, the old one valid for a grace period",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"), ("keyId" = String, Path, pattern = "^key_[0-9A-Za-z]{22}$", description = "The key (`key_…`)")),
+    params(WorkspacePath, KeyPath),
     request_body(content = Option<RollKey>, description = "Optional; no body (or `null`) means the old secret stops now", content_type = "application/json"),
     responses(
         (status = 201, description = "The replacement key record and, this once, `key`", body = CreatedKey),
@@ -395,8 +391,7 @@ pub async fn revoke(
         (status = 404, description = "No such key visible to the caller", body = ErrorBody),
         (status = 409, description = "`already_rolled`, or `key_inactive` (revoked or expired)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn roll(

@@ -3,7 +3,7 @@
 use super::workspaces::caller_role;
 use crate::error::ApiError;
 use crate::http::extract::{ApiJson, Path, RawQuery};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{ErrorBody, ServerErrors, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::permissions::can_list_members;
@@ -85,7 +85,7 @@ pub struct AuditPage {
     summary = "The workspace's audit log, newest first (owners and admins)",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
+        WorkspacePath,
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Events per page, default 50"),
         ("cursor" = Option<String>, Query, pattern = "^(?:evt_[0-9A-Za-z]{1,40})?$", description = "The `nextCursor` of the previous page"),
         ("keyId" = Option<String>, Query, pattern = "^key_[0-9A-Za-z]{22}$", description = "Only events about this API key (`key_…`)"),
@@ -95,8 +95,7 @@ pub struct AuditPage {
         (status = 400, description = "Invalid query or path parameter", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn list(

@@ -1,6 +1,6 @@
 use crate::error::{ApiError, Realm};
 use crate::http::extract::ApiJson;
-use crate::http::openapi::{Email, ErrorBody, Password};
+use crate::http::openapi::{Email, ErrorBody, Password, ServerErrors};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::{normalize_email, Actor, ClientInfo, PasswordChange, User, WorkspaceWithRole};
@@ -67,8 +67,7 @@ fn record_failed_login(state: &AppState, user_id: String, client: ClientInfo) {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "`login_throttled`: too many attempts for this email from this address, or from this address", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn login(
@@ -129,8 +128,7 @@ pub async fn login(
     responses(
         (status = 204, description = "The session is ended"),
         (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn logout(
@@ -157,8 +155,7 @@ pub struct SessionResponse {
     responses(
         (status = 200, description = "The user and their workspaces", body = SessionResponse),
         (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn session(
@@ -199,8 +196,7 @@ pub struct ChangePasswordBody {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "`login_throttled`", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn change_password(

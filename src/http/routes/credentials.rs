@@ -5,7 +5,7 @@
 use crate::api_key;
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::AppState;
 use crate::store::ClientInfo;
 use axum::extract::State;
@@ -43,8 +43,7 @@ pub struct LeakReceipt {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "`leak_reports_throttled`", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn revoke(

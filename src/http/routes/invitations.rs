@@ -5,7 +5,9 @@
 use super::workspaces::manager_role;
 use crate::error::{ApiError, Realm};
 use crate::http::extract::{ApiJson, Path};
-use crate::http::openapi::{Email, ErrorBody, Password, Text100};
+use crate::http::openapi::{
+    Email, ErrorBody, InvitationPath, Password, ServerErrors, Text100, WorkspacePath,
+};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::permissions::Role;
@@ -78,7 +80,7 @@ pub struct InvitationList {
     operation_id = "createInvitation",
     summary = "Invite someone by email (owners; admins for roles below owner)",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
+    params(WorkspacePath),
     request_body = CreateInvitation,
     responses(
         (status = 201, description = "The invitation and its token, shown this once", body = CreatedInvitation),
@@ -88,8 +90,7 @@ pub struct InvitationList {
         (status = 409, description = "`already_member`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn create(
@@ -142,14 +143,13 @@ pub async fn create(
     operation_id = "listInvitations",
     summary = "List pending invitations (owners and admins), without tokens",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
+    params(WorkspacePath),
     responses(
         (status = 200, description = "Pending invitations, newest first", body = InvitationList),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn list(
@@ -170,8 +170,8 @@ pub async fn list(
     summary = "Cancel a pending invitation (owners; admins for roles below owner)",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
-        ("invitationId" = String, Path, pattern = "^inv_[0-9A-Za-z]{22}$", description = "The invitation (`inv_…`)"),
+        WorkspacePath,
+        InvitationPath,
     ),
     responses(
         (status = 204, description = "Cancelled: its link opens nothing any more"),
@@ -179,8 +179,7 @@ pub async fn list(
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
         (status = 404, description = "No pending invitation with this id in this workspace", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn cancel(
@@ -230,8 +229,7 @@ pub struct TokenBody {
         (status = 404, description = "`invitation_not_found`: unknown, expired, cancelled or used", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn lookup(
@@ -329,8 +327,7 @@ fn for_another_user() -> ApiError {
         (status = 409, description = "`already_member`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn accept(

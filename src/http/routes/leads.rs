@@ -3,7 +3,9 @@
 
 use crate::error::ApiError;
 use crate::http::extract::{ApiJson, Path, RawQuery};
-use crate::http::openapi::{ErrorBody, OptionalEmail, OptionalPhone, OptionalText200, Text200};
+use crate::http::openapi::{
+    ErrorBody, LeadPath, OptionalEmail, OptionalPhone, OptionalText200, ServerErrors, Text200,
+};
 use crate::http::AppState;
 use crate::http::Principal;
 use crate::permissions::{
@@ -162,8 +164,7 @@ async fn find_lead(
         (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
         (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn list(
@@ -209,8 +210,7 @@ pub async fn list(
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn create(
@@ -235,7 +235,7 @@ pub async fn create(
     operation_id = "getLead",
     summary = "One lead",
     security(("api_key" = [])),
-    params(("leadId" = String, Path, pattern = "^ld_[0-9A-Za-z]{22}$", description = "The lead (`ld_…`)")),
+    params(LeadPath),
     responses(
         (status = 200, description = "The lead", body = Lead),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
@@ -243,8 +243,7 @@ pub async fn create(
         (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
         (status = 404, description = "No lead with this id", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn get(
@@ -266,7 +265,7 @@ pub async fn get(
     operation_id = "updateLead",
     summary = "Change a lead's fields",
     security(("api_key" = [])),
-    params(("leadId" = String, Path, pattern = "^ld_[0-9A-Za-z]{22}$", description = "The lead (`ld_…`)")),
+    params(LeadPath),
     request_body = LeadBody,
     responses(
         (status = 200, description = "The updated lead", body = Lead),
@@ -277,8 +276,7 @@ pub async fn get(
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn update(
@@ -307,7 +305,7 @@ pub async fn update(
     operation_id = "deleteLead",
     summary = "Delete a lead",
     security(("api_key" = [])),
-    params(("leadId" = String, Path, pattern = "^ld_[0-9A-Za-z]{22}$", description = "The lead (`ld_…`)")),
+    params(LeadPath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
@@ -315,8 +313,7 @@ pub async fn update(
         (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
         (status = 404, description = "No lead with this id", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn delete(

@@ -1,6 +1,6 @@
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::Principal;
 use crate::permissions::Role;
 use crate::scopes::Scope;
@@ -49,8 +49,7 @@ pub struct MeApiKey<'a> {
         (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
         (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn me(principal: Principal) -> Result<Response, ApiError> {

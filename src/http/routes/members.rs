@@ -1,7 +1,7 @@
 use super::workspaces::manager_role;
 use crate::error::ApiError;
 use crate::http::extract::{ApiJson, Path};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{ErrorBody, MemberPath, ServerErrors, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::permissions::Role;
@@ -48,14 +48,13 @@ fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
     operation_id = "listMembers",
     summary = "List the workspace's members (owners and admins)",
     security(("bearer" = [])),
-    params(("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)")),
+    params(WorkspacePath),
     responses(
         (status = 200, description = "The members", body = MemberList),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn list(
@@ -83,8 +82,8 @@ pub struct ChangeRole {
     summary = "Change a member's role (owners and admins; only owners touch owners)",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
-        ("userId" = String, Path, pattern = "^usr_[0-9A-Za-z]{22}$", description = "The member (`usr_…`)"),
+        WorkspacePath,
+        MemberPath,
     ),
     request_body = ChangeRole,
     responses(
@@ -96,8 +95,7 @@ pub struct ChangeRole {
         (status = 409, description = "`last_owner`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn change_role(
@@ -131,8 +129,8 @@ pub async fn change_role(
     summary = "Remove a member (owners and admins; only owners touch owners)",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
-        ("userId" = String, Path, pattern = "^usr_[0-9A-Za-z]{22}$", description = "The member (`usr_…`)"),
+        WorkspacePath,
+        MemberPath,
     ),
     responses(
         (status = 204, description = "Removed, and their keys revoked"),
@@ -141,8 +139,7 @@ pub async fn change_role(
         (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
         (status = 404, description = "Not a member of this workspace", body = ErrorBody),
         (status = 409, description = "`last_owner`", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn remove(

@@ -1,5 +1,5 @@
 use crate::error::ApiError;
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -37,8 +37,7 @@ pub async fn healthz() -> Json<Status> {
     summary = "Readiness: the database answers",
     responses(
         (status = 200, description = "Ready", body = Status),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {

@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::scopes::Scope;
@@ -34,8 +34,7 @@ pub struct ScopeInfo {
     responses(
         (status = 200, description = "Every scope", body = ScopeList),
         (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn list(

@@ -5,7 +5,7 @@ use super::api_keys::visible_key;
 use super::workspaces::caller_role;
 use crate::error::{ApiError, FieldIssue};
 use crate::http::extract::{ApiJson, Path, RawQuery};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{ErrorBody, KeyPath, ServerErrors, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::permissions::sees_all_keys;
@@ -71,8 +71,8 @@ fn window(query: &RawQuery) -> Result<Window, ApiError> {
     summary = "One API key's usage by day or hour",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
-        ("keyId" = String, Path, pattern = "^key_[0-9A-Za-z]{22}$", description = "The key (`key_…`)"),
+        WorkspacePath,
+        KeyPath,
         ("days" = Option<i64>, Query, minimum = 1, maximum = 90, description = "Default 30; at most 7 with `granularity=hour`"),
         ("granularity" = Option<Granularity>, Query, description = "`day` (default) or `hour`"),
     ),
@@ -82,8 +82,7 @@ fn window(query: &RawQuery) -> Result<Window, ApiError> {
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
         (status = 404, description = "No such key visible to the caller", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn key_usage(
@@ -117,7 +116,7 @@ pub async fn key_usage(
     summary = "The workspace's API-key usage by day or hour",
     security(("bearer" = [])),
     params(
-        ("workspaceId" = String, Path, pattern = "^ws_[0-9A-Za-z]{22}$", description = "The workspace (`ws_…`)"),
+        WorkspacePath,
         ("days" = Option<i64>, Query, minimum = 1, maximum = 90, description = "Default 30; at most 7 with `granularity=hour`"),
         ("granularity" = Option<Granularity>, Query, description = "`day` (default) or `hour`"),
     ),
@@ -126,8 +125,7 @@ pub async fn key_usage(
         (status = 400, description = "Invalid query or path parameter", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch`", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn workspace_usage(

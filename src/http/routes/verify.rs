@@ -8,7 +8,7 @@
 
 use super::me::Me;
 use crate::error::ApiError;
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
 use crate::scopes::{Scope, ScopeSet};
 use axum::body::Body;
@@ -195,8 +195,7 @@ fn identity_headers(
         (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
         (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 async fn get_verify(
@@ -225,8 +224,7 @@ async fn get_verify(
         (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
         (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 async fn post_verify(
@@ -257,8 +255,7 @@ async fn post_verify(
         (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
         (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 async fn get_verify_path(
@@ -288,8 +285,7 @@ async fn get_verify_path(
         (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
         (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 async fn post_verify_path(

@@ -1,6 +1,6 @@
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::http::openapi::{ErrorBody, Text100};
+use crate::http::openapi::{ErrorBody, ServerErrors, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::permissions::Role;
@@ -64,8 +64,7 @@ pub struct CreateWorkspace {
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn create(
