@@ -318,7 +318,7 @@ async fn look_up(
         Gate::Lookup(reservation) => {
             let lookup = state.store.resolve_key(digest).await?.0;
             if matches!(lookup, Lookup::Unknown) {
-                reservation.unknown(digest);
+                reservation.unknown(digest).await;
             }
             Ok(lookup)
         }

@@ -5,7 +5,14 @@
 //! address has spent its budget, an uncached key is looked up only if `KnownKeys` says it
 //! exists, so a scanner costs at most the budget in database lookups a minute, and a valid key
 //! from the same address still works.
+//!
+//! Each unknown key is also counted in a shared `Limiter` (SPEC §12): with instances sharing
+//! Redis, a scanner that spreads its guesses over them gets the budget once, not once per
+//! instance. The local set still answers repeats and counts lookups in flight; an address is
+//! over budget when either says so. Without Redis, or while it is down, the limiter counts per
+//! instance, which is what the local set alone did.
 
+use crate::limits::Limiter;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
@@ -44,15 +51,26 @@ pub enum Gate<'a> {
 pub struct Reservation<'a> {
     throttle: &'a AuthThrottle,
     address: String,
+    limit: u32,
+    /// When the lookup was asked for: the window it counts in.
+    asked: Instant,
 }
 
 impl Reservation<'_> {
-    /// The lookup found no such key: it stays counted for the rest of the window.
-    pub fn unknown(self, digest: &[u8; 32]) {
-        let mut shard = self.throttle.shard(&self.address);
-        if let Some(budget) = shard.get_mut(&self.address) {
-            budget.unknown.insert(prefix(digest));
+    /// The lookup found no such key: it stays counted for the rest of the window, here and in
+    /// the shared count.
+    pub async fn unknown(self, digest: &[u8; 32]) {
+        {
+            let mut shard = self.throttle.shard(&self.address);
+            if let Some(budget) = shard.get_mut(&self.address) {
+                budget.unknown.insert(prefix(digest));
+            }
         }
+        // The answer is 401 either way; a refusal leaves the deny entry `gate` reads.
+        self.throttle
+            .shared
+            .check(&self.address, self.limit, self.asked)
+            .await;
     }
 }
 
@@ -74,18 +92,18 @@ fn prefix(digest: &[u8; 32]) -> u64 {
 pub struct AuthThrottle {
     shards: Vec<Mutex<HashMap<String, Budget>>>,
     hasher: RandomState,
-}
-
-impl Default for AuthThrottle {
-    fn default() -> Self {
-        AuthThrottle {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
-        }
-    }
+    shared: Limiter,
 }
 
 impl AuthThrottle {
+    pub fn new(shared: Limiter) -> AuthThrottle {
+        AuthThrottle {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            shared,
+        }
+    }
+
     fn shard(&self, address: &str) -> MutexGuard<'_, HashMap<String, Budget>> {
         let index = (self.hasher.hash_one(address) as usize) % SHARDS;
         match self.shards[index].lock() {
@@ -114,11 +132,17 @@ impl AuthThrottle {
         if budget.unknown.contains(&prefix(digest)) {
             return Gate::Repeat;
         }
+        // Spent elsewhere (the shared count refused this address) or here.
+        if let Some(retry_after_secs) = self.shared.exhausted(address, limit, now) {
+            return Gate::OverBudget { retry_after_secs };
+        }
         if budget.spent() < limit {
             budget.pending += 1;
             return Gate::Lookup(Reservation {
                 throttle: self,
                 address: address.to_owned(),
+                limit,
+                asked: now,
             });
         }
         let left = WINDOW.saturating_sub(now.duration_since(budget.started));
@@ -129,6 +153,7 @@ impl AuthThrottle {
 
     /// Forgets windows that have ended (those with lookups in flight stay).
     pub fn prune(&self, now: Instant) {
+        self.shared.prune(now);
         for index in 0..SHARDS {
             let mut shard = match self.shards[index].lock() {
                 Ok(guard) => guard,
@@ -144,18 +169,23 @@ impl AuthThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::SharedLimits;
 
     fn digest(n: u8) -> [u8; 32] {
         [n; 32]
     }
 
-    #[test]
-    fn distinct_unknown_keys_spend_the_budget_and_repeats_do_not() {
-        let throttle = AuthThrottle::default();
+    fn throttle() -> AuthThrottle {
+        AuthThrottle::new(SharedLimits::per_instance().limiter("auth"))
+    }
+
+    #[tokio::test]
+    async fn distinct_unknown_keys_spend_the_budget_and_repeats_do_not() {
+        let throttle = throttle();
         let now = Instant::now();
         for n in 0..3 {
             match throttle.gate("a", &digest(n), 3, now) {
-                Gate::Lookup(reservation) => reservation.unknown(&digest(n)),
+                Gate::Lookup(reservation) => reservation.unknown(&digest(n)).await,
                 _ => panic!("within budget"),
             }
         }
@@ -182,7 +212,7 @@ mod tests {
 
     #[test]
     fn found_keys_and_abandoned_lookups_cost_nothing() {
-        let throttle = AuthThrottle::default();
+        let throttle = throttle();
         let now = Instant::now();
         for n in 0..10 {
             // Found (or the request went away): the reservation is simply dropped.

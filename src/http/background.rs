@@ -61,6 +61,7 @@ pub fn spawn(state: &AppState) -> Background {
             pruner.key_limits.prune(now);
             pruner.auth_throttle.prune(now);
             pruner.leak_reports.prune(now);
+            pruner.login_throttle.prune(now);
         }
     }));
     Background { tasks }

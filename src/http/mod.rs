@@ -64,15 +64,16 @@ impl AppState {
             KeyCache::new(config.cache_capacity, config.cache_ttl)
         };
         let store = store.with_key_cache(Arc::new(cache));
-        let login_throttle = throttle::LoginThrottle::new(config.login_attempts_per_minute);
         let shared_limits = shared_limits(&config);
+        let login_throttle =
+            throttle::LoginThrottle::new(config.login_attempts_per_minute, &shared_limits);
         AppState(Arc::new(StateInner {
             store,
             config,
             usage: UsageRecorder::default(),
             login_throttle,
             key_limits: shared_limits.limiter("key"),
-            auth_throttle: auth_throttle::AuthThrottle::default(),
+            auth_throttle: auth_throttle::AuthThrottle::new(shared_limits.limiter("auth")),
             leak_reports: shared_limits.limiter("leak"),
             shared_limits,
             expiry_log: Arc::default(),

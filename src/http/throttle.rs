@@ -3,61 +3,85 @@
 //! and per address, never per email alone: whoever guesses at an email from one address slows
 //! only themselves, and the owner of the email still signs in from anywhere else. Guessing from
 //! many addresses is bounded by the per-address limit times the addresses, and by argon2.
+//!
+//! Both counters are `Limiter`s, so instances sharing Redis share them (SPEC §12): an attacker
+//! who spreads guesses over the instances gets the limit once, not once per instance.
 
 use crate::error::ApiError;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use crate::limits::{Limiter, SharedLimits};
+use sha2::{Digest, Sha256};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
+use std::time::Instant;
 
 /// How much more a single address may try than a single (email, address) pair: an office
 /// behind one NAT shares an address.
 const PER_ADDRESS_FACTOR: u32 = 3;
 
-/// Beyond this many tracked keys, idle ones are dropped so a spray of emails cannot grow the
-/// maps without bound.
-const MAX_TRACKED: usize = 100_000;
-
 pub struct LoginThrottle {
-    per_pair: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
-    per_address: DefaultKeyedRateLimiter<IpAddr>,
+    per_minute: u32,
+    per_pair: Limiter,
+    per_address: Limiter,
+}
+
+/// The address as a limiter key; attempts without one (no socket address) share one window.
+fn address_key(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "none".to_owned(), |ip| ip.to_string())
+}
+
+/// The pair as a limiter key: hashed, so that emails are not written into Redis key names, and
+/// of fixed length however long the email.
+fn pair_key(normalized_email: &str, address: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(normalized_email.as_bytes());
+    hasher.update([0]);
+    hasher.update(address.as_bytes());
+    hex_prefix(&hasher.finalize())
+}
+
+fn hex_prefix(digest: &[u8]) -> String {
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl LoginThrottle {
-    pub fn new(per_minute: u32) -> LoginThrottle {
-        let per_pair = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-        let per_address =
-            per_pair.saturating_mul(NonZeroU32::MIN.saturating_add(PER_ADDRESS_FACTOR - 1));
+    pub fn new(per_minute: u32, limits: &SharedLimits) -> LoginThrottle {
         LoginThrottle {
-            per_pair: RateLimiter::keyed(Quota::per_minute(per_pair)),
-            per_address: RateLimiter::keyed(Quota::per_minute(per_address)),
+            per_minute: per_minute.max(1),
+            per_pair: limits.limiter("login"),
+            per_address: limits.limiter("login-address"),
         }
     }
 
     /// Counts one attempt with a password (a sign-in, or a password change) for the email from
-    /// the address; refuses it with 429 `login_throttled` past either limit.
-    pub fn check(&self, normalized_email: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
-        let clock = DefaultClock::default();
-        let pair = (normalized_email.to_owned(), address);
-        let refused = address
-            .and_then(|ip| self.per_address.check_key(&ip).err())
-            .or_else(|| self.per_pair.check_key(&pair).err());
-        if self.per_pair.len() > MAX_TRACKED {
-            self.per_pair.retain_recent();
+    /// the address; refuses it with 429 `login_throttled` past either limit. An attempt the
+    /// address limit refuses does not count against the pair.
+    pub async fn check(
+        &self,
+        normalized_email: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let address = address_key(address);
+        let per_address = self.per_minute.saturating_mul(PER_ADDRESS_FACTOR);
+        let mut decision = self.per_address.check(&address, per_address, now).await;
+        if decision.allowed {
+            let pair = pair_key(normalized_email, &address);
+            decision = self.per_pair.check(&pair, self.per_minute, now).await;
         }
-        if self.per_address.len() > MAX_TRACKED {
-            self.per_address.retain_recent();
+        if decision.allowed {
+            return Ok(());
         }
-        match refused {
-            None => Ok(()),
-            Some(not_until) => Err(ApiError::TooManyRequests {
-                reason: "login_throttled",
-                message:
-                    "Too many sign-in attempts from this address; wait a minute and try again."
-                        .into(),
-                retry_after_secs: not_until.wait_time_from(clock.now()).as_secs().max(1),
-            }),
-        }
+        Err(ApiError::TooManyRequests {
+            reason: "login_throttled",
+            message: "Too many sign-in attempts from this address; wait a minute and try again."
+                .into(),
+            retry_after_secs: decision.reset_secs,
+        })
+    }
+
+    /// Drops windows that have ended.
+    pub fn prune(&self, now: Instant) {
+        self.per_pair.prune(now);
+        self.per_address.prune(now);
     }
 }
 
@@ -69,25 +93,50 @@ mod tests {
         text.parse().ok()
     }
 
-    #[test]
-    fn a_guesser_at_one_address_never_locks_out_another() {
-        let throttle = LoginThrottle::new(10);
+    #[tokio::test]
+    async fn a_guesser_at_one_address_never_locks_out_another() {
+        let throttle = LoginThrottle::new(10, &SharedLimits::per_instance());
         for _ in 0..10 {
-            assert!(throttle.check("jane@example.com", ip("10.0.0.1")).is_ok());
+            assert!(throttle
+                .check("jane@example.com", ip("10.0.0.1"))
+                .await
+                .is_ok());
         }
-        assert!(throttle.check("jane@example.com", ip("10.0.0.1")).is_err());
-        assert!(throttle.check("jane@example.com", ip("10.0.0.2")).is_ok());
+        assert!(throttle
+            .check("jane@example.com", ip("10.0.0.1"))
+            .await
+            .is_err());
+        assert!(throttle
+            .check("jane@example.com", ip("10.0.0.2"))
+            .await
+            .is_ok());
     }
 
-    #[test]
-    fn one_address_is_limited_across_emails() {
-        let throttle = LoginThrottle::new(2);
+    #[tokio::test]
+    async fn one_address_is_limited_across_emails() {
+        let throttle = LoginThrottle::new(2, &SharedLimits::per_instance());
         for n in 0..6 {
             assert!(throttle
                 .check(&format!("u{n}@example.com"), ip("10.0.0.1"))
+                .await
                 .is_ok());
         }
-        assert!(throttle.check("new@example.com", ip("10.0.0.1")).is_err());
-        assert!(throttle.check("new@example.com", ip("10.0.0.9")).is_ok());
+        assert!(throttle
+            .check("new@example.com", ip("10.0.0.1"))
+            .await
+            .is_err());
+        assert!(throttle
+            .check("new@example.com", ip("10.0.0.9"))
+            .await
+            .is_ok());
+    }
+
+    #[test]
+    fn pair_keys_hide_the_email_and_tell_pairs_apart() {
+        let key = pair_key("jane@example.com", "10.0.0.1");
+        assert_eq!(key.len(), 32);
+        assert!(!key.contains("jane"));
+        assert_ne!(key, pair_key("jane@example.com", "10.0.0.2"));
+        assert_ne!(key, pair_key("jane@example.com1", "0.0.0.1"));
     }
 }

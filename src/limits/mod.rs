@@ -142,9 +142,9 @@ impl Limiter {
             .hub
             .as_ref()
             .map_or(Mode::PerInstance, |hub| hub.mode());
-        let (flush, stale) = match self.table.decide(key, limit, mode, now) {
+        let (flush, renew) = match self.table.decide(key, limit, mode, now) {
             Step::Decided(decision) => return decision,
-            Step::Exact { flush, stale } => (flush, stale),
+            Step::Exact { flush, renew } => (flush, renew),
         };
         let Some(hub) = &self.hub else {
             // Per-instance mode never asks for an exact check; keep the type honest anyway.
@@ -156,7 +156,7 @@ impl Limiter {
                 self.table
                     .with_entry(key, |entry, window| {
                         entry.apply_count(flush, answer, window, now);
-                        entry.apply_exact(admitted, stale, limit, now)
+                        entry.apply_exact(admitted, renew, limit, now)
                     })
                     .unwrap_or(Decision {
                         allowed: admitted,

@@ -83,7 +83,8 @@ pub async fn login(
     issues.finish(())?;
     state
         .login_throttle
-        .check(&normalize_email(&email), client_address(&client))?;
+        .check(&normalize_email(&email), client_address(&client))
+        .await?;
 
     let record = state.store.login_record(&email).await?;
     let stored_hash = record.as_ref().map(|r| r.password_hash.clone());
@@ -213,10 +214,13 @@ pub async fn change_password(
     let new_password = issues
         .finish(new_password)?
         .ok_or_else(|| ApiError::internal("validated password missing"))?;
-    state.login_throttle.check(
-        &normalize_email(&session.user.email),
-        client_address(&client),
-    )?;
+    state
+        .login_throttle
+        .check(
+            &normalize_email(&session.user.email),
+            client_address(&client),
+        )
+        .await?;
     let record = state
         .store
         .login_record(&session.user.email)
