@@ -23,7 +23,7 @@ fn audit_path(workspace_id: &str) -> String {
 }
 
 async fn audit_log_records_actions_and_paginates(app: TestApp) {
-    const AGENT: &str = "beyond-test-agent/1.0";
+    const AGENT: &str = "audit-test-agent/1.0";
     const PROBER: &str = "login-prober/2.0";
     let owner = app.bootstrap("Audit", "owner@audit.test").await;
     let admin = app.add_member(&owner, "admin@audit.test", "admin").await;

@@ -5,8 +5,8 @@
 //! key lives on for the grace period asked for (none by default), then expires.
 
 use crate::common::{
-    assert_error, count, create_key_with, key_count, key_path, keys_path, me_with_key, parts,
-    Account, TestApp,
+    assert_error, count, create_key_with, key_count, key_path, keys_path, me_with_key, Account,
+    TestApp,
 };
 use crate::common::{audit_count, key_column, key_time, ms, sleep_past};
 use crate::{on_both_databases, on_both_databases_with};
@@ -41,29 +41,11 @@ fn now_ms() -> i64 {
 }
 
 async fn roll(app: &TestApp, account: &Account, key_id: &str, body: Value) -> (StatusCode, Value) {
-    parts(
-        app.send(
-            Method::POST,
-            &format!("{}/roll", key_path(&account.workspace_id, key_id)),
-            Some(&account.token),
-            Some(body),
-        )
-        .await,
-    )
-    .await
+    app.roll(account, key_id, Some(body)).await.parts()
 }
 
 async fn revoke(app: &TestApp, account: &Account, key_id: &str) -> (StatusCode, Value) {
-    parts(
-        app.send(
-            Method::POST,
-            &format!("{}/revoke", key_path(&account.workspace_id, key_id)),
-            Some(&account.token),
-            None,
-        )
-        .await,
-    )
-    .await
+    app.revoke(account, key_id).await.parts()
 }
 
 async fn rolled_from(app: &TestApp, key_id: &str) -> i64 {
