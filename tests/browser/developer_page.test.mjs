@@ -1,173 +1,47 @@
 // The Settings > Developer page in a real browser (Debian's Chromium, driven by playwright-core)
-// against a real `heffl-api serve` on a fresh SQLite file. Builds nothing: target/debug/heffl-api
-// comes from the `cargo test` run that precedes this one in scripts/test.sh.
+// against a real `heffl-api serve` on a fresh SQLite file, both set up by harness.mjs. Builds
+// nothing: target/debug/heffl-api comes from the `cargo test` run that precedes this one in
+// scripts/test.sh.
 //
 // Screenshots for a person to look at are written to target/screenshots/.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
+import {
+  DESKTOP,
+  KEY_PATTERN,
+  PHONE,
+  activeTestId,
+  byTestId,
+  rowNamed,
+  screenshot,
+  startServer,
+  appApi as serverApi,
+  loginToken as serverLogin,
+  openPage as openServerPage,
+  signIn as serverSignIn,
+} from './harness.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const TARGET = process.env.CARGO_TARGET_DIR
-  ? path.resolve(REPO, process.env.CARGO_TARGET_DIR)
-  : path.join(REPO, 'target');
-const BINARY = path.join(TARGET, 'debug', 'heffl-api');
-const SCREENSHOTS = path.join(TARGET, 'screenshots');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const KEY_PATTERN = /^hk_live_[0-9A-Za-z]{36}$/;
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-
-const byTestId = (id) => `[data-testid="${id}"]`;
-
-// ------------------------------------------------------------------------------------------------
-// The server and the browser, shared by the tests of this file
-
-const server = { process: null, base: null, output: '', dir: null, workspaceId: null };
+let server = null;
 let owner = null;
-let browser = null;
 
-async function freePort() {
-  const probe = net.createServer();
-  await new Promise((resolve, reject) => {
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
+const appApi = (method, route, token, body) => serverApi(server, method, route, token, body);
+const loginToken = (credentials) => serverLogin(server, credentials);
+const signIn = (page, credentials) => serverSignIn(server, page, credentials);
+
+/** A page that may also use the clipboard, which the copy button needs. */
+async function openPage(viewport) {
+  const opened = await openServerPage(server, viewport);
+  await opened.page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.base });
+  return opened;
 }
 
-/** The parent's environment without any setting that would point the server elsewhere. */
-function serverEnv(databaseUrl, bind) {
-  const env = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('HEFFL_') && name !== 'DATABASE_URL') env[name] = value;
-  }
-  return {
-    ...env,
-    DATABASE_URL: databaseUrl,
-    HEFFL_BIND: bind,
-    HEFFL_LOG_FORMAT: 'json',
-    // Every test signs in afresh as the same owner; the default (10 a minute) is too tight.
-    HEFFL_LOGIN_ATTEMPTS_PER_MINUTE: '60',
-  };
-}
-
-async function startServer() {
-  assert.ok(
-    existsSync(BINARY),
-    `${BINARY} is missing: build it first (cargo build, or scripts/test.sh which runs cargo test)`,
-  );
-  server.dir = await mkdtemp(path.join(tmpdir(), 'heffl-browser-'));
-  const databaseUrl = `sqlite://${path.join(server.dir, 'heffl.db')}`;
-  const port = await freePort();
-  const env = serverEnv(databaseUrl, `127.0.0.1:${port}`);
-
-  // The server's directory holds no .env, so nothing from a developer's checkout leaks in.
-  const { stdout } = await promisify(execFile)(
-    BINARY,
-    ['bootstrap', '--workspace', 'Acme', '--email', 'owner@acme.test', '--name', 'Olive Owner'],
-    { env, cwd: server.dir },
-  );
-  const line = stdout.trim().split('\n').filter(Boolean).pop();
-  const created = JSON.parse(line);
-  assert.ok(created.password, `bootstrap printed no password: ${line}`);
-  owner = { email: 'owner@acme.test', password: created.password };
-  server.workspaceId = created.workspaceId;
-
-  server.base = `http://127.0.0.1:${port}`;
-  server.process = spawn(BINARY, ['serve'], { env, cwd: server.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  server.process.stdout.on('data', (chunk) => (server.output += chunk));
-  server.process.stderr.on('data', (chunk) => (server.output += chunk));
-  const exited = new Promise((resolve) => server.process.once('exit', (code) => resolve(code)));
-
-  // Polled, because the server announces readiness only in its log; bounded to 30 s.
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const code = await Promise.race([exited, new Promise((r) => setTimeout(r, 100, undefined))]);
-    if (code !== undefined) {
-      throw new Error(`heffl-api serve exited with ${code} before it was ready:\n${server.output}`);
-    }
-    try {
-      const response = await fetch(`${server.base}/readyz`);
-      if (response.status === 200) return;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) throw new Error(`heffl-api serve not ready in 30 s:\n${server.output}`);
-  }
-}
-
-async function stopServer() {
-  const child = server.process;
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  if (server.dir) await rm(server.dir, { recursive: true, force: true });
-}
-
-/** A fresh Chromium profile per page: nothing (storage, permissions) carries between tests. */
-async function openPage(viewport = DESKTOP) {
-  const profile = await mkdtemp(path.join(tmpdir(), 'heffl-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport,
-    locale: 'en-GB',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.base });
-  const page = context.pages()[0] || (await context.newPage());
-  page.setDefaultTimeout(15_000);
-
-  // Everything the page does, to assert on: script errors, CSP refusals, and every request.
-  const problems = [];
-  const requests = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
-  });
-  page.on('request', (request) => requests.push(request.url()));
-
-  const close = async () => {
-    await context.close();
-    await rm(profile, { recursive: true, force: true });
-  };
-  return { page, problems, requests, close };
-}
-
-async function signIn(page, credentials = owner) {
+/** Fills in and sends the sign-in form without waiting for the app (`signIn` does). */
+async function submitSignIn(page, credentials) {
   await page.goto(`${server.base}/settings/developer`);
   await page.locator(byTestId('signin-email')).fill(credentials.email);
   await page.locator(byTestId('signin-password')).fill(credentials.password);
   await page.locator(byTestId('signin-submit')).click();
-}
-
-async function activeTestId(page) {
-  return page.evaluate(() => document.activeElement && document.activeElement.dataset.testid);
 }
 
 /** Every place in the page where a secret could linger, as one string to search. */
@@ -189,35 +63,6 @@ async function pageTraces(page) {
   });
 }
 
-function rowNamed(page, name) {
-  return page.locator(byTestId('key-row'), {
-    has: page.locator(byTestId('key-name'), { hasText: new RegExp(`^${name}$`) }),
-  });
-}
-
-async function appApi(method, route, token, body) {
-  const response = await fetch(`${server.base}/app/v1${route}`, {
-    method,
-    headers: {
-      ...(token ? { Authorization: `Bearer ${token}` } : {}),
-      ...(body ? { 'Content-Type': 'application/json' } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
-
-async function loginToken(credentials) {
-  const response = await fetch(`${server.base}/app/v1/auth/login`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(credentials),
-  });
-  assert.equal(response.status, 200);
-  return (await response.json()).token;
-}
-
 async function callMe(key) {
   const response = await fetch(`${server.base}/api/v1/me`, {
     headers: { 'x-api-key': key, 'Content-Type': 'application/json' },
@@ -226,14 +71,12 @@ async function callMe(key) {
 }
 
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
-  await mkdir(SCREENSHOTS, { recursive: true });
-  await startServer();
+  // Every test signs in afresh as the same owner.
+  server = await startServer({ HEFFL_LOGIN_ATTEMPTS_PER_MINUTE: '60' });
+  owner = server.owner;
 });
 
-after(async () => {
-  await stopServer();
-});
+after(() => server?.stop());
 
 // ------------------------------------------------------------------------------------------------
 
@@ -268,7 +111,6 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
     const { page, problems, requests, close } = await openPage();
     try {
       await signIn(page);
-      await page.locator(byTestId('app-view')).waitFor();
       assert.equal(await page.locator(byTestId('workspace-select')).inputValue(), server.workspaceId);
       assert.equal(
         (await page.locator(`${byTestId('workspace-select')} option:checked`).textContent()).trim(),
@@ -303,9 +145,9 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       assert.ok(hint.endsWith(key.slice(-4)), `hint ${hint} ends with the key's last 4 characters`);
       assert.ok(!(await row.textContent()).includes(key), 'the list never shows the whole key');
 
-      await page.screenshot({ path: path.join(SCREENSHOTS, 'developer-page-new-key.png') });
+      await screenshot(page, 'developer-page-new-key');
       await page.setViewportSize(PHONE);
-      await page.screenshot({ path: path.join(SCREENSHOTS, 'developer-page-mobile-new-key.png') });
+      await screenshot(page, 'developer-page-mobile-new-key');
       await page.setViewportSize(DESKTOP);
 
       // Copy puts exactly the key on the clipboard.
@@ -337,7 +179,7 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       assert.ok(!(await pageTraces(page)).includes(key), 'the key is gone from the page after Done');
 
       await page.setViewportSize(PHONE);
-      await page.screenshot({ path: path.join(SCREENSHOTS, 'developer-page-mobile.png'), fullPage: true });
+      await screenshot(page, 'developer-page-mobile', { fullPage: true });
       await page.setViewportSize(DESKTOP);
 
       // Revoke, confirmed in the page's own dialog.
@@ -346,7 +188,7 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       await confirm.waitFor();
       assert.equal(await activeTestId(page), 'revoke-cancel', 'Cancel, not Revoke, has focus');
       assert.equal(await page.locator(byTestId('revoke-name')).textContent(), 'Website Forms');
-      await page.screenshot({ path: path.join(SCREENSHOTS, 'developer-page-revoke-dialog.png') });
+      await screenshot(page, 'developer-page-revoke-dialog');
       await page.locator(byTestId('revoke-confirm')).click();
       await confirm.waitFor({ state: 'hidden' });
 
@@ -360,7 +202,7 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       assert.equal(await revokedRow.locator(byTestId('revoke-button')).count(), 0);
       await page.locator('label[for="filter-all"]').click();
       await page.locator(`${byTestId('key-row')}[data-status="revoked"]`).waitFor();
-      await page.screenshot({ path: path.join(SCREENSHOTS, 'developer-page-revoked.png') });
+      await screenshot(page, 'developer-page-revoked');
 
       // The API now refuses the key, and says why.
       const refused = await callMe(key);
@@ -392,10 +234,10 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
   test('shows API and validation errors in words', async () => {
     const { page, problems, close } = await openPage();
     try {
-      await signIn(page, { email: 'owner@acme.test', password: 'not the password' });
+      await submitSignIn(page, { email: 'owner@acme.test', password: 'not the password' });
       const signInError = page.locator(byTestId('signin-error'));
       await signInError.filter({ hasText: 'The email or password is incorrect.' }).waitFor();
-      await page.screenshot({ path: path.join(SCREENSHOTS, 'developer-page-signin-error.png') });
+      await screenshot(page, 'developer-page-signin-error');
       assert.equal(await page.locator(byTestId('app-view')).isVisible(), false);
       assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'no token after a failed sign-in');
 
@@ -425,7 +267,7 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       await createError
         .filter({ hasText: 'Name must not contain invisible, control or line-break characters (found U+0007)' })
         .waitFor();
-      await page.screenshot({ path: path.join(SCREENSHOTS, 'developer-page-create-error.png') });
+      await screenshot(page, 'developer-page-create-error');
       assert.equal(posts, 1);
       assert.equal(await page.locator(byTestId('create-dialog')).isVisible(), true, 'the dialog stays open');
       assert.equal(await page.locator(byTestId('new-key-dialog')).isVisible(), false);
@@ -510,7 +352,6 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
     const { page, close } = await openPage();
     try {
       await signIn(page);
-      await page.locator(byTestId('app-view')).waitFor();
       const token = await page.evaluate(() => sessionStorage.getItem('heffl.developer.sessionToken'));
       assert.ok(token);
 
@@ -527,7 +368,6 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
 
       // A reload keeps a live session (sessionStorage), and Sign out ends it on the server too.
       await signIn(page);
-      await page.locator(byTestId('app-view')).waitFor();
       await page.reload();
       await page.locator(byTestId('app-view')).waitFor();
       const second = await page.evaluate(() => sessionStorage.getItem('heffl.developer.sessionToken'));
@@ -573,7 +413,6 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
     const { page, close } = await openPage();
     try {
       await signIn(page, member);
-      await page.locator(byTestId('app-view')).waitFor();
       assert.match(await page.locator(byTestId('workspace-role')).textContent(), /Member/);
       assert.equal(await page.locator(byTestId('scope-note')).isVisible(), true);
       await page.locator(byTestId('keys-empty')).waitFor();
@@ -586,7 +425,6 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
     const owners = await openPage();
     try {
       await signIn(owners.page);
-      await owners.page.locator(byTestId('app-view')).waitFor();
       await rowNamed(owners.page, 'Owner Only').waitFor();
       assert.equal(await owners.page.locator(byTestId('scope-note')).isVisible(), false);
       const select = owners.page.locator(byTestId('workspace-select'));

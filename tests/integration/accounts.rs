@@ -1,12 +1,18 @@
 //! SPEC §10 accounts: sign-in throttling that cannot lock anyone out, a failed sign-in that
 //! costs one write however many workspaces the user is in, and changing one's own password.
 //! Client addresses come from X-Forwarded-For (HEFFL_TRUST_FORWARDED_FOR), as behind a proxy.
+//! Signing in and out: what a login returns, identical refusals whatever was wrong, sessions
+//! stored as digests only, ended by logout, expiry or disabling the user, and login bursts.
 
 use crate::common::{assert_error, count, parts, Account, TestApp};
-use crate::on_both_databases_with;
+use crate::common::{
+    assert_spec_time, count_rows, keys_of, now_ms, session_roles, without_request_id,
+};
+use crate::{on_both_databases, on_both_databases_with};
 use heffl_api::store::ClientInfo;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 const ATTACKER: &str = "203.0.113.66";
@@ -332,3 +338,341 @@ on_both_databases_with!(
     wrong_current_passwords_count_toward_the_throttle,
     super::behind_proxy
 );
+
+on_both_databases!(
+    login_returns_token_expiry_and_user,
+    login_email_is_case_insensitive,
+    wrong_password_and_unknown_email_get_identical_401,
+    login_with_missing_fields_lists_every_issue,
+    logout_ends_only_that_session,
+    session_lists_user_and_workspaces_with_roles,
+    session_token_is_stored_only_as_sha256,
+    disabled_user_cannot_log_in_and_loses_sessions_at_once,
+);
+on_both_databases_with!(expired_session_is_rejected, |config| {
+    config.session_ttl = std::time::Duration::from_secs(1);
+});
+on_both_databases_with!(login_burst_is_throttled, |config| {
+    config.login_attempts_per_minute = 3;
+});
+
+async fn sessions_of(app: &TestApp, user_id: &str) -> i64 {
+    count(
+        app,
+        "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
+        &[user_id],
+    )
+    .await
+}
+
+async fn login_returns_token_expiry_and_user(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let before = now_ms();
+    let reply = app.try_login(&owner.email, &owner.password).await;
+    assert_eq!(reply.header("cache-control"), "no-store");
+    let after = now_ms();
+    let body = reply.ok();
+    // Nothing else (no password hash, no internal ids) may ride along.
+    assert_eq!(keys_of(&body), ["expiresAt", "token", "user"]);
+    assert_eq!(
+        body["user"],
+        json!({ "id": owner.user_id, "email": "owner@acme.test", "name": "Owner" })
+    );
+    let token = body["token"].as_str().expect("token");
+    assert_eq!(token.len(), 64, "token: {token}");
+    assert!(token
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_ne!(token, owner.token, "each login is a new session");
+
+    let expires_at = assert_spec_time(&body["expiresAt"]);
+    let ttl = i64::try_from(app.config.session_ttl.as_millis()).expect("ttl");
+    assert!(
+        (before + ttl..=after + ttl).contains(&expires_at),
+        "expiresAt {expires_at} should be now + {ttl} ms"
+    );
+
+    let session = app.session(token).await.ok();
+    assert_eq!(session["user"]["id"], owner.user_id.as_str());
+}
+
+async fn login_email_is_case_insensitive(app: TestApp) {
+    let owner = app.bootstrap("Acme", "Owner@Acme.test").await;
+    for typed in ["owner@acme.test", "OWNER@ACME.TEST", "  owner@acme.TEST  "] {
+        let reply = app.try_login(typed, &owner.password).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "login as {typed:?}: {}",
+            reply.body
+        );
+        // Shown as it was registered, whatever the case typed at login.
+        assert_eq!(reply.body["user"]["email"], "Owner@Acme.test");
+        assert_eq!(reply.body["user"]["id"], owner.user_id.as_str());
+    }
+}
+
+async fn wrong_password_and_unknown_email_get_identical_401(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let sessions_before = count_rows(&app.store, "sessions").await;
+
+    let wrong_password = app.try_login(&owner.email, "not-the-password-at-all").await;
+    let unknown_email = app
+        .try_login("nobody@acme.test", "not-the-password-at-all")
+        .await;
+    for reply in [&wrong_password, &unknown_email] {
+        assert_eq!(reply.header("www-authenticate"), "Bearer");
+    }
+    let wrong_password = wrong_password.expect_unauthorized("invalid_credentials");
+    let unknown_email = unknown_email.expect_unauthorized("invalid_credentials");
+    // Identical bodies but for the request's own id: the response must not reveal which emails
+    // have accounts.
+    let wrong_password = without_request_id(wrong_password);
+    assert_eq!(wrong_password, without_request_id(unknown_email));
+
+    // A correct password of another account is still a wrong password.
+    let other = app.bootstrap("Beta", "other@beta.test").await;
+    let crossed = app
+        .try_login(&owner.email, &other.password)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None);
+    assert_eq!(without_request_id(crossed), wrong_password);
+
+    assert_eq!(
+        count_rows(&app.store, "sessions").await,
+        sessions_before + 1,
+        "only the second bootstrap's login made a session"
+    );
+}
+
+async fn login_with_missing_fields_lists_every_issue(app: TestApp) {
+    app.bootstrap("Acme", "owner@acme.test").await;
+    let sessions_before = count_rows(&app.store, "sessions").await;
+    let cases = [
+        (json!({}), vec!["email", "password"]),
+        (
+            json!({ "email": "", "password": "" }),
+            vec!["email", "password"],
+        ),
+        (
+            json!({ "email": null, "password": null }),
+            vec!["email", "password"],
+        ),
+        (json!({ "email": "owner@acme.test" }), vec!["password"]),
+        (json!({ "password": "whatever-it-is" }), vec!["email"]),
+        (
+            json!({ "email": "   ", "password": "whatever-it-is" }),
+            vec!["email"],
+        ),
+    ];
+    for (body, fields) in cases {
+        let error = app
+            .call(Method::POST, "/app/v1/auth/login", None, Some(body.clone()))
+            .await
+            .expect_issues(&fields);
+        assert!(
+            error["error"]["message"].as_str().is_some(),
+            "{body}: {error}"
+        );
+    }
+    assert_eq!(count_rows(&app.store, "sessions").await, sessions_before);
+}
+
+async fn logout_ends_only_that_session(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let second = app.login(&owner.email, &owner.password).await;
+    assert_eq!(sessions_of(&app, &owner.user_id).await, 2);
+
+    let reply = app.logout(Some(&owner.token)).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(reply.text.is_empty());
+    assert_eq!(sessions_of(&app, &owner.user_id).await, 1);
+
+    let reply = app.session(&owner.token).await;
+    assert_eq!(reply.header("www-authenticate"), "Bearer");
+    reply.expect_unauthorized("invalid_session");
+    // The ended session cannot log out again either.
+    app.logout(Some(&owner.token))
+        .await
+        .expect_unauthorized("invalid_session");
+    // Other sessions of the same user live on.
+    app.session(&second).await.ok();
+
+    app.logout(None)
+        .await
+        .expect_unauthorized("missing_session");
+}
+
+async fn session_lists_user_and_workspaces_with_roles(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let beta = app
+        .create_workspace(&owner.token, json!({ "name": "Beta" }))
+        .await
+        .expect_status(StatusCode::CREATED);
+    let other = app.bootstrap("Gamma", "other@gamma.test").await;
+    app.add_existing_member(&other.workspace_id, &owner.user_id, "viewer")
+        .await;
+
+    let body = app.session(&owner.token).await.ok();
+    assert_eq!(keys_of(&body), ["user", "workspaces"]);
+    assert_eq!(
+        body["user"],
+        json!({ "id": owner.user_id, "email": owner.email, "name": "Owner" })
+    );
+    let mut workspaces = body["workspaces"].as_array().expect("workspaces").clone();
+    for workspace in &workspaces {
+        assert_eq!(keys_of(workspace), ["id", "name", "role"]);
+    }
+    workspaces.sort_by_key(|w| w["id"].as_str().unwrap_or_default().to_owned());
+    let mut expected = vec![
+        json!({ "id": owner.workspace_id, "name": "Acme", "role": "owner" }),
+        json!({ "id": beta["id"], "name": "Beta", "role": "owner" }),
+        json!({ "id": other.workspace_id, "name": "Gamma", "role": "viewer" }),
+    ];
+    expected.sort_by_key(|w| w["id"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(workspaces, expected);
+
+    // The other user sees only their own workspace.
+    let roles = session_roles(&app.session(&other.token).await.ok());
+    assert_eq!(roles, [(other.workspace_id.clone(), "owner".to_owned())]);
+}
+
+async fn session_token_is_stored_only_as_sha256(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let stored: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT token_digest FROM sessions WHERE user_id = $1")
+            .bind(&owner.user_id)
+            .fetch_all(app.store.pool())
+            .await
+            .expect("digests");
+    let expected: Vec<u8> = Sha256::digest(owner.token.as_bytes()).to_vec();
+    assert_eq!(
+        stored,
+        vec![expected],
+        "exactly one session row, holding SHA-256(token)"
+    );
+
+    assert_eq!(stored[0].len(), 32);
+    assert_ne!(stored[0].as_slice(), owner.token.as_bytes());
+    let like = format!("%{}%", owner.token);
+    // And nothing in the audit log either.
+    let in_audit = count(
+        &app,
+        "SELECT COUNT(*) FROM audit_events WHERE details LIKE $1 OR target_id LIKE $1",
+        &[&like],
+    )
+    .await;
+    assert_eq!(in_audit, 0);
+}
+
+async fn disabled_user_cannot_log_in_and_loses_sessions_at_once(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let member = app.add_member(&owner, "member@acme.test", "member").await;
+    let key = app.create_key(&member, "Sync").await;
+    app.session(&member.token).await.ok();
+
+    let disabled = app
+        .store
+        .set_user_disabled(&member.email, true)
+        .await
+        .expect("disable");
+    assert!(disabled.is_some());
+
+    app.session(&member.token)
+        .await
+        .expect_unauthorized("invalid_session");
+    assert_eq!(sessions_of(&app, &member.user_id).await, 0);
+
+    // The right password does not open a disabled account, and makes no session.
+    let body = app
+        .try_login(&member.email, &member.password)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None);
+    assert_ne!(
+        body["error"]["details"]["reason"], "invalid_credentials",
+        "{body}"
+    );
+    assert_eq!(sessions_of(&app, &member.user_id).await, 0);
+    // A wrong password still says only "invalid credentials".
+    app.try_login(&member.email, "not-the-password-at-all")
+        .await
+        .expect_unauthorized("invalid_credentials");
+
+    app.me(&key.key)
+        .await
+        .expect_unauthorized("revoked_api_key");
+
+    // The owner is untouched.
+    app.session(&owner.token).await.ok();
+
+    // Enabling lets the user sign in again.
+    app.store
+        .set_user_disabled(&member.email, false)
+        .await
+        .expect("enable");
+    let token = app.login(&member.email, &member.password).await;
+    app.session(&token).await.ok();
+}
+
+async fn expired_session_is_rejected(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    app.session(&owner.token).await.ok();
+    // Unavoidable: the session TTL is one second and only time can make it pass.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let reply = app.session(&owner.token).await;
+    assert_eq!(reply.header("www-authenticate"), "Bearer");
+    reply.expect_unauthorized("invalid_session");
+    app.members(&owner, &owner.workspace_id)
+        .await
+        .expect_unauthorized("invalid_session");
+}
+
+async fn login_burst_is_throttled(app: TestApp) {
+    let owner = app.bootstrap("Acme", "owner@acme.test").await;
+    let target = "victim@acme.test";
+    // The limit is 3 a minute per (email, address): the first three guesses are answered
+    // normally.
+    for attempt in 1..=3 {
+        let reply = app.try_login(target, "guess-guess-guess").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    let reply = app.try_login(target, "guess-guess-guess").await;
+    let retry_after: u64 = reply
+        .header("retry-after")
+        .parse()
+        .expect("Retry-After in whole seconds");
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    reply.expect_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOO_MANY_REQUESTS",
+        Some("login_throttled"),
+    );
+
+    // The owner's email has its own budget (one attempt used by bootstrap): a right password
+    // still signs in. Then a burst at the owner's email from this address locks this address
+    // out of it too, even for the right password, or the throttle would only slow down
+    // guessers who guess wrong. (Other addresses are untouched: see the tests above.)
+    app.login(&owner.email, &owner.password).await;
+    let mut throttled = false;
+    for _ in 0..3 {
+        let reply = app.try_login(&owner.email, "guess-guess-guess").await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            throttled = true;
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    assert!(throttled, "the owner's email was never throttled");
+    app.try_login(&owner.email, &owner.password)
+        .await
+        .expect_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            Some("login_throttled"),
+        );
+    assert_eq!(
+        sessions_of(&app, &owner.user_id).await,
+        2,
+        "bootstrap's and the one good login's sessions only"
+    );
+}

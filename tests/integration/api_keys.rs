@@ -26,6 +26,7 @@ fn is_live_key(key: &str) -> bool {
 }
 
 /// A field that must be present with the JSON value `null` (SPEC: absent values are null).
+#[track_caller]
 fn assert_null_field(body: &Value, field: &str) {
     assert_eq!(
         body.get(field),
@@ -85,6 +86,7 @@ fn hex(bytes: Vec<u8>) -> String {
 
 /// No part of a secret of 36 body characters may show: not the key, not any 8-character
 /// window of its random body.
+#[track_caller]
 fn assert_no_secret(text: &str, secret: &str, what: &str) {
     assert!(!text.contains(secret), "{what} contains the key: {text}");
     let chars: Vec<char> = secret.chars().collect();

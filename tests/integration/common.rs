@@ -11,6 +11,7 @@ use heffl_api::store::{
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -40,17 +41,11 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// `None` only for PostgreSQL when its server is unreachable outside CI (see
+    /// `postgres_required`); SQLite needs no server, so `TestDb::sqlite` cannot fail.
     pub async fn create(db: Db) -> Option<TestDb> {
         match db {
-            Db::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}", dir.path().join("heffl.db").display());
-                Some(TestDb {
-                    url,
-                    pg_name: None,
-                    _dir: Some(dir),
-                })
-            }
+            Db::Sqlite => Some(TestDb::sqlite()),
             Db::Postgres => {
                 let admin = postgres_admin_url();
                 let connected = tokio::time::timeout(
@@ -88,6 +83,19 @@ impl TestDb {
                     _dir: None,
                 })
             }
+        }
+    }
+}
+
+impl TestDb {
+    /// A SQLite file in a temp dir of its own.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("heffl.db").display());
+        TestDb {
+            url,
+            pg_name: None,
+            _dir: Some(dir),
         }
     }
 }
@@ -180,8 +188,22 @@ impl TestApp {
         TestApp::start_with(db, |_| {}).await
     }
 
+    /// `None` only when PostgreSQL is unreachable outside CI (see `TestDb::create`).
     pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let test_db = TestDb::create(db).await?;
+        Some(TestApp::launch(db, test_db, adjust).await)
+    }
+
+    /// A server on SQLite, which needs no server of its own and so is always there.
+    pub async fn sqlite() -> TestApp {
+        TestApp::sqlite_with(|_| {}).await
+    }
+
+    pub async fn sqlite_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::launch(Db::Sqlite, TestDb::sqlite(), adjust).await
+    }
+
+    async fn launch(db: Db, test_db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config(&test_db.url);
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind(config.bind)
@@ -208,7 +230,7 @@ impl TestApp {
             })
             .await;
         });
-        Some(TestApp {
+        TestApp {
             db,
             base,
             metrics_base,
@@ -219,7 +241,7 @@ impl TestApp {
             server: Some(server),
             metrics_server,
             _test_db: test_db,
-        })
+        }
     }
 
     /// Stops the server gracefully and waits for it.
@@ -447,6 +469,7 @@ pub async fn parts(response: Response) -> (StatusCode, Value) {
 }
 
 /// Asserts the SPEC §4 error shape with the given status, code and (if any) reason.
+#[track_caller]
 pub fn assert_error(
     status: StatusCode,
     body: &Value,
@@ -478,9 +501,7 @@ macro_rules! on_both_databases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(app) = $crate::common::TestApp::start($crate::common::Db::Sqlite).await {
-                        super::$name(app).await;
-                    }
+                    super::$name($crate::common::TestApp::sqlite().await).await;
                 }
             )*
         }
@@ -505,10 +526,7 @@ macro_rules! on_both_databases_with {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::common::TestApp::start_with($crate::common::Db::Sqlite, $adjust);
-                if let Some(app) = app.await {
-                    super::$name(app).await;
-                }
+                super::$name($crate::common::TestApp::sqlite_with($adjust).await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -613,6 +631,7 @@ pub async fn me_with_key(app: &TestApp, key: &str) -> (StatusCode, Value) {
 }
 
 /// SPEC §5: RFC 3339 UTC with milliseconds, e.g. `2025-01-15T10:30:00.000Z`.
+#[track_caller]
 pub fn assert_timestamp(value: &Value, what: &str) {
     let text = value
         .as_str()
@@ -636,4 +655,160 @@ pub fn without_request_id(mut body: Value) -> Value {
         );
     }
     body
+}
+
+/// RFC 3339 UTC with exactly three fractional digits and `Z`, e.g. `2025-01-15T10:30:00.000Z`;
+/// returns the time in milliseconds since the epoch.
+#[track_caller]
+pub fn assert_spec_time(value: &Value) -> i64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("time must be a string: {value}"));
+    let bytes = text.as_bytes();
+    assert!(
+        text.len() == 24 && bytes[10] == b'T' && bytes[19] == b'.' && text.ends_with('Z'),
+        "not RFC 3339 UTC with milliseconds: {text}"
+    );
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("unparseable time {text}: {e}"))
+        .timestamp_millis()
+}
+
+pub fn now_ms() -> i64 {
+    heffl_api::time::Timestamp::now().0
+}
+
+/// A time the API showed, in milliseconds since the epoch.
+#[track_caller]
+pub fn ms(value: &Value) -> i64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    heffl_api::time::Timestamp::parse_rfc3339(text)
+        .unwrap_or_else(|| panic!("not RFC 3339: {text}"))
+        .0
+}
+
+/// Sleeps until the wall clock is past `at_ms` (plus a margin for clock granularity).
+pub async fn sleep_past(at_ms: i64) {
+    let wait = at_ms - now_ms() + 250;
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+}
+
+/// The names of an object's fields, sorted.
+#[track_caller]
+pub fn keys_of(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("expected an object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+#[track_caller]
+pub fn string_set<'a>(items: impl IntoIterator<Item = &'a Value>) -> HashSet<String> {
+    items
+        .into_iter()
+        .map(|v| v.as_str().expect("string").to_owned())
+        .collect()
+}
+
+/// The ids of a list response's `items`.
+#[track_caller]
+pub fn ids_of(list: &Value) -> HashSet<String> {
+    string_set(
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| &item["id"]),
+    )
+}
+
+/// The (workspace id, role) pairs a `GET /app/v1/session` body lists, sorted by id.
+#[track_caller]
+pub fn session_roles(session: &Value) -> Vec<(String, String)> {
+    let mut roles: Vec<(String, String)> = session["workspaces"]
+        .as_array()
+        .expect("workspaces")
+        .iter()
+        .map(|w| {
+            (
+                w["id"].as_str().expect("id").to_owned(),
+                w["role"].as_str().expect("role").to_owned(),
+            )
+        })
+        .collect();
+    roles.sort();
+    roles
+}
+
+/// Some audit events are written off the request path; waits (boundedly) until one lands and
+/// returns how many there are.
+pub async fn wait_for_audit(app: &TestApp, action: &str, target_id: &str) -> i64 {
+    for _ in 0..100 {
+        let n = audit_count(app, action, target_id).await;
+        if n > 0 {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {action} audit event for {target_id} within 5 s");
+}
+
+/// A text column of a key's row.
+pub async fn key_column(app: &TestApp, column: &str, key_id: &str) -> Option<String> {
+    sqlx::query_scalar::<_, Option<String>>(&format!("SELECT {column} FROM api_keys WHERE id = $1"))
+        .bind(key_id)
+        .fetch_one(app.store.pool())
+        .await
+        .expect("key column")
+}
+
+/// A time column (milliseconds) of a key's row.
+pub async fn key_time(app: &TestApp, column: &str, key_id: &str) -> Option<i64> {
+    sqlx::query_scalar::<_, Option<i64>>(&format!("SELECT {column} FROM api_keys WHERE id = $1"))
+        .bind(key_id)
+        .fetch_one(app.store.pool())
+        .await
+        .expect("key time")
+}
+
+/// A user's role in a workspace, as stored.
+pub async fn role_in_db(app: &TestApp, workspace_id: &str, user_id: &str) -> Option<String> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+    )
+    .bind(workspace_id)
+    .bind(user_id)
+    .fetch_optional(app.store.pool())
+    .await
+    .expect("role")
+}
+
+/// Every row a member route could change, to prove that a refused request changed nothing.
+pub async fn membership_snapshot(app: &TestApp) -> (Vec<(String, String, String)>, i64, i64, i64) {
+    let memberships = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT workspace_id, user_id, role FROM memberships ORDER BY workspace_id, user_id",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .expect("memberships");
+    let revoked = count(
+        app,
+        "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NOT NULL",
+        &[],
+    )
+    .await;
+    (
+        memberships,
+        count_rows(&app.store, "users").await,
+        count_rows(&app.store, "audit_events").await,
+        revoked,
+    )
 }

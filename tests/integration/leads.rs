@@ -35,6 +35,7 @@ async fn lead_row(app: &TestApp, id: &str) -> Option<LeadRow> {
 }
 
 /// SPEC §5: a lead has exactly these fields, absent values as `null`.
+#[track_caller]
 fn assert_lead_shape(lead: &Value) {
     let mut fields: Vec<&str> = lead
         .as_object()
@@ -516,6 +517,7 @@ async fn actor(app: &TestApp, owner: &Account, email: &str, role: &str) -> Actor
     Actor { account, key }
 }
 
+#[track_caller]
 fn assert_forbidden(status: StatusCode, body: &Value, reason: &str) {
     assert_error(
         status,

@@ -1,19 +1,24 @@
 //! Black-box tests: real servers on real SQLite and PostgreSQL, real HTTP.
 
 mod common;
+mod test_app;
 
 mod accounts;
 mod api_keys;
-mod beyond;
+mod audit_log;
+mod browser_guard;
 mod cli_help;
 mod cluster;
+mod cors;
 mod crash_safety;
-mod dashboard;
 mod error_messages;
+mod expiry;
 mod forward_auth;
 mod forward_auth_nginx;
 mod invitations;
 mod leads;
+mod leak_reports;
+mod members;
 mod metrics;
 mod openapi;
 mod operators;
@@ -24,6 +29,7 @@ mod process_harness;
 mod readme;
 mod redis_harness;
 mod request_ids;
+mod scopes;
 mod shared_limits;
 mod slow_clients;
 mod smoke;
@@ -33,3 +39,4 @@ mod trust_roll;
 mod trust_throttle;
 mod usage;
 mod verification;
+mod workspaces;

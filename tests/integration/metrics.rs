@@ -2,7 +2,7 @@
 //! its own listener (HEFFL_METRICS_BIND) only. The recorder is process-wide and tests run in
 //! parallel, so this checks that the series exist and move, not exact values.
 
-use crate::common::{assert_error, parts, Db, TestApp};
+use crate::common::{assert_error, parts, TestApp};
 use reqwest::{Method, StatusCode};
 
 fn value_of(text: &str, series: &str) -> f64 {
@@ -31,9 +31,7 @@ async fn scrape(app: &TestApp) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
-    let Some(app) = TestApp::start(Db::Sqlite).await else {
-        return;
-    };
+    let app = TestApp::sqlite().await;
     let owner = app.bootstrap("Metrics", "owner@metrics.test").await;
     let key = app.create_key(&owner, "metrics").await;
     let me_ok = "heffl_http_requests_total{method=\"GET\",route=\"/api/v1/me\",status=\"200\"}";
@@ -70,9 +68,7 @@ async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
 /// SPEC §9: anyone who can reach the API must not read its counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_listener_answers_metrics_with_the_json_404() {
-    let Some(app) = TestApp::start(Db::Sqlite).await else {
-        return;
-    };
+    let app = TestApp::sqlite().await;
     for path in ["/metrics", "/metrics/", "/Metrics"] {
         let (status, body) = parts(app.send(Method::GET, path, None, None).await).await;
         assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
@@ -82,9 +78,7 @@ async fn the_api_listener_answers_metrics_with_the_json_404() {
 /// The metrics listener serves only /metrics; the rest is the JSON 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_listener_serves_only_metrics() {
-    let Some(app) = TestApp::start(Db::Sqlite).await else {
-        return;
-    };
+    let app = TestApp::sqlite().await;
     assert!(!scrape(&app).await.is_empty());
     for path in ["/healthz", "/api/v1/me", "/app/v1/session", "/"] {
         let response = app
@@ -101,9 +95,7 @@ async fn the_metrics_listener_serves_only_metrics() {
 /// Every series has a `# HELP` line; the build and the process describe themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_series_is_described_with_build_and_process_metrics() {
-    let Some(app) = TestApp::start(Db::Sqlite).await else {
-        return;
-    };
+    let app = TestApp::sqlite().await;
     let owner = app.bootstrap("Metrics", "owner@metrics.test").await;
     let key = app.create_key(&owner, "metrics").await;
     let response = app

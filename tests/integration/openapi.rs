@@ -3,7 +3,7 @@
 //! and the /docs page works with no network. Routing does not depend on the database, so these
 //! run on SQLite only.
 
-use crate::common::{parts, Db, TestApp};
+use crate::common::{parts, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -66,7 +66,7 @@ const METHODS: &[&str] = &[
 const FALLBACK_MESSAGE: &str = "No route matches";
 
 async fn start() -> TestApp {
-    TestApp::start(Db::Sqlite).await.expect("SQLite test app")
+    TestApp::sqlite().await
 }
 
 async fn document(app: &TestApp) -> Value {

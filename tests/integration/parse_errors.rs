@@ -1,6 +1,6 @@
 //! Requests hyper refuses before any handler runs (SPEC §4: no error without the JSON shape).
 
-use crate::common::{assert_error, Db, TestApp};
+use crate::common::{assert_error, TestApp};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::Duration;
@@ -60,7 +60,7 @@ fn assert_json_error(answer: (StatusCode, String, Value), status: StatusCode, re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hypers_own_refusals_have_json_bodies() {
-    let app = TestApp::start(Db::Sqlite).await.expect("sqlite app");
+    let app = TestApp::sqlite().await;
     let bad_byte = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n".to_vec();
     assert_json_error(
         raw(&app, bad_byte).await,

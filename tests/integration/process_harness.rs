@@ -59,6 +59,7 @@ pub struct CliOutput {
 }
 
 impl CliOutput {
+    #[track_caller]
     pub fn assert_success(&self) -> &Self {
         assert!(
             self.status.success(),
@@ -71,6 +72,7 @@ impl CliOutput {
         self
     }
 
+    #[track_caller]
     pub fn assert_failure(&self) -> &Self {
         assert!(
             !self.status.success(),
@@ -165,7 +167,15 @@ impl Deployment {
 
     /// As `create`, with `extra` added to (or replacing part of) the shared environment.
     pub async fn create_with(db: Db, extra: &[(&str, &str)]) -> Option<Deployment> {
-        let db = TestDb::create(db).await?;
+        Some(Deployment::on(TestDb::create(db).await?, extra))
+    }
+
+    /// A deployment on SQLite, which needs no server and so is always there.
+    pub fn sqlite() -> Deployment {
+        Deployment::on(TestDb::sqlite(), &[])
+    }
+
+    fn on(db: TestDb, extra: &[(&str, &str)]) -> Deployment {
         let dir = tempfile::tempdir().expect("working dir");
         let mut deployment = Deployment {
             env: vec![
@@ -180,7 +190,7 @@ impl Deployment {
             dir,
         };
         deployment.env = deployment.env_with(extra);
-        Some(deployment)
+        deployment
     }
 
     /// The shared environment with `extra` added, an `extra` variable replacing a shared one.

@@ -2,7 +2,7 @@
 //! stop: a connection that stalls inside its headers, one that trickles them, one that idles on
 //! keep-alive, and a flood of half-open connections from one address.
 
-use crate::common::{Db, TestApp};
+use crate::common::TestApp;
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,13 +16,12 @@ const PARTIAL_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n";
 const FULL_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 async fn start(max_connections: u32, header_read: Duration) -> TestApp {
-    TestApp::start_with(Db::Sqlite, |config| {
+    TestApp::sqlite_with(|config| {
         config.header_read_timeout = header_read;
         config.idle_timeout = IDLE_TIMEOUT;
         config.max_connections = max_connections;
     })
     .await
-    .expect("sqlite app")
 }
 
 async fn connect(app: &TestApp) -> TcpStream {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn the_bare_address_leads_to_the_page() {
-    let app = TestApp::start(Db::Sqlite).await.expect("sqlite");
+    let app = TestApp::sqlite().await;
     let client = Client::builder()
         .redirect(redirect::Policy::none())
         .build()

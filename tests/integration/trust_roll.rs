@@ -1,11 +1,14 @@
 //! SPEC §9, keys that could be turned against their owner: only a key's creator may roll it,
 //! rolling an inactive key is 409, concurrent roll and revoke calls are serial and truthful,
 //! a key's rate limit is the operator's, and no other path hands a secret to someone else.
+//! Rolling itself: the new key keeps the old one's name, scopes, limit and user, and the old
+//! key lives on for the grace period asked for (none by default), then expires.
 
 use crate::common::{
-    assert_error, count, create_key_with, key_count, key_path, keys_path, me_with_key, parts,
-    Account, TestApp,
+    assert_error, count, create_key_with, key_count, key_path, keys_path, me_with_key, Account,
+    TestApp,
 };
+use crate::common::{audit_count, key_column, key_time, ms, sleep_past};
 use crate::{on_both_databases, on_both_databases_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -17,6 +20,10 @@ on_both_databases!(
     no_other_path_hands_a_secret_to_someone_else,
     roll_and_revoke_races_end_as_some_serial_order,
     roll_and_roll_races_let_exactly_one_through,
+    roll_with_grace_keeps_both_keys_until_the_old_expires,
+    roll_without_body_expires_the_old_key_at_once,
+    roll_is_refused_for_revoked_and_out_of_range,
+    roll_follows_key_permissions_and_keeps_the_user,
 );
 
 on_both_databases_with!(
@@ -34,29 +41,11 @@ fn now_ms() -> i64 {
 }
 
 async fn roll(app: &TestApp, account: &Account, key_id: &str, body: Value) -> (StatusCode, Value) {
-    parts(
-        app.send(
-            Method::POST,
-            &format!("{}/roll", key_path(&account.workspace_id, key_id)),
-            Some(&account.token),
-            Some(body),
-        )
-        .await,
-    )
-    .await
+    app.roll(account, key_id, Some(body)).await.parts()
 }
 
 async fn revoke(app: &TestApp, account: &Account, key_id: &str) -> (StatusCode, Value) {
-    parts(
-        app.send(
-            Method::POST,
-            &format!("{}/revoke", key_path(&account.workspace_id, key_id)),
-            Some(&account.token),
-            None,
-        )
-        .await,
-    )
-    .await
+    app.revoke(account, key_id).await.parts()
 }
 
 async fn rolled_from(app: &TestApp, key_id: &str) -> i64 {
@@ -346,4 +335,283 @@ async fn only_managers_may_lift_a_keys_rate_limit(app: TestApp) {
             None,
         );
     }
+}
+
+async fn roll_with_grace_keeps_both_keys_until_the_old_expires(app: TestApp) {
+    let owner = app.bootstrap("Roll", "owner@roll.test").await;
+    let (old, _) = app
+        .new_key(
+            &owner,
+            json!({ "name": "Zapier", "scopes": ["me:read", "leads:read"], "rateLimitPerMinute": 500 }),
+        )
+        .await
+        .created_key();
+    assert_eq!(app.me(&old.key).await.status, StatusCode::OK);
+
+    let rolled_at = now_ms();
+    let reply = app
+        .roll(&owner, &old.id, Some(json!({ "expiresOldIn": 3 })))
+        .await;
+    assert_eq!(reply.header("cache-control"), "no-store");
+    let new = reply.expect_status(StatusCode::CREATED);
+    let new_key = new["key"].as_str().expect("key").to_owned();
+    let new_id = new["id"].as_str().expect("id").to_owned();
+    assert!(
+        new_key.starts_with("hk_live_") && new_key.len() == 44,
+        "{new_key}"
+    );
+    assert_ne!(new_key, old.key);
+    assert_ne!(new_id, old.id);
+    assert_eq!(new["rolledFrom"], old.id.as_str());
+    assert_eq!(new["replacedBy"], Value::Null);
+    assert_eq!(new["name"], "Zapier");
+    assert_eq!(new["scopes"], json!(["me:read", "leads:read"]));
+    assert_eq!(new["rateLimitPerMinute"], 500);
+    assert_eq!(new["createdBy"]["id"], owner.user_id.as_str());
+    assert_eq!(new["status"], "active");
+
+    let old_record = app.key(&owner, &old.id).await.ok();
+    assert_eq!(old_record["replacedBy"], new_id.as_str());
+    assert_eq!(old_record["rolledFrom"], Value::Null);
+    let old_expires = ms(&old_record["expiresAt"]);
+    assert!(
+        (rolled_at + 3_000..=now_ms() + 3_000).contains(&old_expires),
+        "old expiresAt {old_expires} is not roll time + 3 s: {old_record}"
+    );
+    assert_eq!(old_record["status"], "active");
+
+    // The new key is an independent secret, with the old key's scopes.
+    let body = app.me(&new_key).await.ok();
+    assert_eq!(body["apiKey"]["id"], new_id.as_str());
+    app.with_key(
+        Method::POST,
+        "/api/v1/leads",
+        &new_key,
+        Some(json!({ "name": "x" })),
+    )
+    .await
+    .expect_missing_scope("leads:write");
+    let body = app.me(&old.key).await.ok();
+    assert_eq!(
+        body["apiKey"]["id"],
+        old.id.as_str(),
+        "old key within its grace"
+    );
+
+    let keys_before = key_count(&app).await;
+    app.roll(&owner, &old.id, Some(json!({ "expiresOldIn": 60 })))
+        .await
+        .expect_error(StatusCode::CONFLICT, "CONFLICT", Some("already_rolled"));
+    assert_eq!(key_count(&app).await, keys_before);
+    assert_eq!(
+        key_time(&app, "expires_at", &old.id).await,
+        Some(old_expires)
+    );
+
+    let all = app.key_ids(&owner, "status=all").await;
+    assert!(all.contains(&old.id) && all.contains(&new_id));
+
+    sleep_past(old_expires).await;
+    app.me(&old.key)
+        .await
+        .expect_unauthorized("expired_api_key");
+    app.me(&new_key).await.ok();
+    let active = app.key_ids(&owner, "status=active").await;
+    assert!(active.contains(&new_id) && !active.contains(&old.id));
+    let list = app.keys(&owner, "status=all").await.ok();
+    let items = list["items"].as_array().expect("items");
+    let find = |id: &str| {
+        items
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {list}"))
+    };
+    assert_eq!(find(&old.id)["replacedBy"], new_id.as_str());
+    assert_eq!(find(&old.id)["status"], "expired");
+    assert_eq!(find(&new_id)["rolledFrom"], old.id.as_str());
+
+    assert_eq!(audit_count(&app, "api_key.rolled", &old.id).await, 1);
+    let page = app.audit_events(&owner, "limit=200").await.ok();
+    let event = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["action"] == "api_key.rolled")
+        .unwrap_or_else(|| panic!("no api_key.rolled: {page}"));
+    assert_eq!(
+        event["actor"],
+        json!({ "type": "user", "id": owner.user_id })
+    );
+    assert_eq!(event["target"], json!({ "type": "api_key", "id": old.id }));
+    assert_eq!(event["details"]["newKeyId"], new_id.as_str());
+}
+
+async fn roll_without_body_expires_the_old_key_at_once(app: TestApp) {
+    let owner = app.bootstrap("Roll now", "owner@rollnow.test").await;
+    let old = app.create_key(&owner, "now").await;
+    // Cached before the roll: the roll must reach the cache.
+    assert_eq!(app.me(&old.key).await.status, StatusCode::OK);
+    let new = app
+        .roll(&owner, &old.id, None)
+        .await
+        .expect_status(StatusCode::CREATED);
+    app.me(&old.key)
+        .await
+        .expect_unauthorized("expired_api_key");
+    app.me(new["key"].as_str().expect("key")).await.ok();
+    assert!(key_time(&app, "expires_at", &old.id).await.expect("expiry") <= now_ms());
+    assert_eq!(app.key(&owner, &old.id).await.ok()["status"], "expired");
+
+    // An explicit 0 does the same.
+    let other = app.create_key(&owner, "zero").await;
+    let reply = app
+        .roll(&owner, &other.id, Some(json!({ "expiresOldIn": 0 })))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    app.me(&other.key)
+        .await
+        .expect_unauthorized("expired_api_key");
+
+    // The old key is spent; rolling it again makes nothing.
+    let keys_before = key_count(&app).await;
+    app.roll(&owner, &old.id, None)
+        .await
+        .expect_status(StatusCode::CONFLICT);
+    assert_eq!(key_count(&app).await, keys_before);
+}
+
+async fn roll_is_refused_for_revoked_and_out_of_range(app: TestApp) {
+    let owner = app
+        .bootstrap("Roll refused", "owner@rollrefused.test")
+        .await;
+    let revoked = app.create_key(&owner, "revoked").await;
+    app.revoke(&owner, &revoked.id).await.ok();
+    let active = app.create_key(&owner, "active").await;
+    let keys_before = key_count(&app).await;
+
+    app.roll(&owner, &revoked.id, Some(json!({ "expiresOldIn": 60 })))
+        .await
+        .expect_error(StatusCode::CONFLICT, "CONFLICT", Some("key_inactive"));
+    app.me(&revoked.key)
+        .await
+        .expect_unauthorized("revoked_api_key");
+
+    for bad in [
+        json!({ "expiresOldIn": -1 }),
+        json!({ "expiresOldIn": 604_801 }),
+    ] {
+        app.roll(&owner, &active.id, Some(bad))
+            .await
+            .expect_validation("expiresOldIn");
+    }
+    for bad in [json!({ "expiresOldIn": "60" }), json!({ "grace": 60 })] {
+        app.roll(&owner, &active.id, Some(bad))
+            .await
+            .expect_status(StatusCode::BAD_REQUEST);
+    }
+    app.roll(&owner, "key_doesnotexist", None)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
+
+    assert_eq!(
+        key_count(&app).await,
+        keys_before,
+        "refused rolls wrote keys"
+    );
+    assert_eq!(key_time(&app, "expires_at", &active.id).await, None);
+    assert_eq!(app.me(&active.key).await.status, StatusCode::OK);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'api_key.rolled'",
+            &[]
+        )
+        .await,
+        0
+    );
+
+    // The upper bound itself is allowed.
+    app.roll(&owner, &active.id, Some(json!({ "expiresOldIn": 604_800 })))
+        .await
+        .expect_status(StatusCode::CREATED);
+    let expires = key_time(&app, "expires_at", &active.id)
+        .await
+        .expect("expiry");
+    assert!(
+        (expires - now_ms() - 604_800_000).abs() < 60_000,
+        "{expires}"
+    );
+}
+
+async fn roll_follows_key_permissions_and_keeps_the_user(app: TestApp) {
+    let owner = app.bootstrap("Roll perms", "owner@rollperms.test").await;
+    let admin = app
+        .add_member(&owner, "admin@rollperms.test", "admin")
+        .await;
+    let member = app
+        .add_member(&owner, "member@rollperms.test", "member")
+        .await;
+    let other = app
+        .add_member(&owner, "other@rollperms.test", "member")
+        .await;
+    let (members_key, _) = app
+        .new_key(
+            &member,
+            json!({ "name": "member's", "scopes": ["me:read"], "rateLimitPerMinute": 42 }),
+        )
+        .await
+        .created_key();
+    let owners_key = app.create_key(&owner, "owner's").await;
+    let keys_before = key_count(&app).await;
+    let a_minute = || Some(json!({ "expiresOldIn": 60 }));
+
+    for (key_id, what) in [
+        (&members_key.id, "a member's"),
+        (&owners_key.id, "the owner's"),
+    ] {
+        let (status, body) = app.roll(&other, key_id, a_minute()).await.parts();
+        assert!(
+            status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
+            "another member rolled {what} key: {status} {body}"
+        );
+        assert_eq!(key_time(&app, "expires_at", key_id).await, None);
+    }
+    assert_eq!(key_count(&app).await, keys_before);
+
+    // Only the creator rolls (SPEC §9): an admin gets 403, and the member's own roll keeps
+    // the key's user, scopes and limit.
+    app.roll(&admin, &members_key.id, a_minute())
+        .await
+        .expect_status(StatusCode::FORBIDDEN);
+    assert_eq!(key_count(&app).await, keys_before);
+    let new = app
+        .roll(&member, &members_key.id, a_minute())
+        .await
+        .expect_status(StatusCode::CREATED);
+    assert_eq!(new["createdBy"]["id"], member.user_id.as_str());
+    assert_eq!(new["scopes"], json!(["me:read"]));
+    assert_eq!(new["rateLimitPerMinute"], 42);
+    let new_id = new["id"].as_str().expect("id");
+    assert_eq!(
+        key_column(&app, "created_by", new_id).await.as_deref(),
+        Some(member.user_id.as_str())
+    );
+    let body = app.me(new["key"].as_str().expect("key")).await.ok();
+    assert_eq!(body["user"]["id"], member.user_id.as_str());
+    assert_eq!(body["user"]["role"], "member");
+    assert!(app.key_ids(&member, "status=all").await.contains(new_id));
+    let page = app.audit_events(&owner, "limit=200").await.ok();
+    let event = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["action"] == "api_key.rolled")
+        .unwrap_or_else(|| panic!("no api_key.rolled: {page}"));
+    assert_eq!(event["actor"]["id"], member.user_id.as_str());
+
+    // Members may roll their own keys.
+    let own = app.create_key(&member, "own").await;
+    app.roll(&member, &own.id, None)
+        .await
+        .expect_status(StatusCode::CREATED);
 }
