@@ -15,6 +15,7 @@ mod forward_auth_nginx;
 mod invitations;
 mod leads;
 mod metrics;
+mod miss_batching;
 mod openapi;
 mod operators;
 mod parse_errors;
