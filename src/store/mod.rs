@@ -27,9 +27,9 @@ pub use workspaces::*;
 
 use crate::key_cache::KeyCache;
 use crate::known_keys::KnownKeys;
+use key_lookup_batch::KeyLookupBatcher;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use key_lookup_batch::KeyLookupBatcher;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
