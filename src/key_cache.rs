@@ -280,6 +280,7 @@ mod tests {
             expires_at: None,
             scopes: None,
             rate_limit_per_minute: None,
+            memo: Default::default(),
         })
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod key_cache;
+pub mod key_memo;
 pub mod known_keys;
 pub mod limits;
 pub mod password;

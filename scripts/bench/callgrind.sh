@@ -9,17 +9,18 @@
 #   hello    plain axum (examples/hello.rs)
 #   healthz  GET /healthz                      (SQLite)
 #   valid    GET /api/v1/me with a valid key   (SQLite, cache hit)
+#   verify   GET /api/v1/verify with that key  (forward auth, SQLite, cache hit)
 #   miss     GET /api/v1/me, cache off          (PostgreSQL over TLS, HEFFL_CACHE_CAPACITY=0)
 #
 # Settings: CALLGRIND_SECONDS (5), CALLGRIND_BIN (target/release/heffl-api), CALLGRIND_SCENARIOS
-# ("hello healthz valid miss"), CALLGRIND_PG_SSLMODE (prefer), BENCH_SKIP_BUILD, BENCH_PG_*.
+# ("hello healthz valid verify miss"), CALLGRIND_PG_SSLMODE (prefer), BENCH_SKIP_BUILD, BENCH_PG_*.
 # Results go to stdout as a table; the callgrind.out files stay in $WORK with BENCH_KEEP_WORK=1
 # (open them with callgrind_annotate for the per-function costs).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 CALLGRIND_SECONDS="${CALLGRIND_SECONDS:-5}"
-CALLGRIND_SCENARIOS="${CALLGRIND_SCENARIOS:-hello healthz valid miss}"
+CALLGRIND_SCENARIOS="${CALLGRIND_SCENARIOS:-hello healthz valid verify miss}"
 CALLGRIND_PG_SSLMODE="${CALLGRIND_PG_SSLMODE:-prefer}"
 BIN="${CALLGRIND_BIN:-$BIN}"
 PORT=18085
@@ -84,7 +85,7 @@ for scenario in $CALLGRIND_SCENARIOS; do
         count hello "$BASE/hello"
         stop_grind
         ;;
-    healthz | valid)
+    healthz | valid | verify)
         if [[ -z "${SQLITE_READY:-}" ]]; then
             env=(DATABASE_URL="sqlite://$WORK/grind.db" HEFFL_LOG_FORMAT=json RUST_LOG=warn
                 HEFFL_RATE_LIMIT_PER_MINUTE=0 HEFFL_AUTH_FAILURES_PER_MINUTE=0
@@ -98,12 +99,17 @@ for scenario in $CALLGRIND_SCENARIOS; do
             run_wrk 1 1 "$BASE/healthz" >/dev/null
             SQLITE_READY=1
         fi
-        if [[ "$scenario" == healthz ]]; then
-            count healthz "$BASE/healthz"
-        else
+        case "$scenario" in
+        healthz) count healthz "$BASE/healthz" ;;
+        valid)
             expect_status "$BASE/api/v1/me" 200 "$VALID"
             count valid "$BASE/api/v1/me" "$VALID"
-        fi
+            ;;
+        verify)
+            expect_status "$BASE/api/v1/verify" 200 "$VALID"
+            count verify "$BASE/api/v1/verify" "$VALID"
+            ;;
+        esac
         ;;
     miss)
         [[ -n "$SERVER_PID" ]] && stop_grind

@@ -14,14 +14,18 @@ use crate::scopes::{Scope, ScopeSet};
 use crate::store::KeyPrincipalRow;
 use crate::time::Timestamp;
 use crate::usage::Outcome;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
+use tower::{Layer, Service};
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -67,11 +71,62 @@ fn unauthorized(reason: &'static str, message: impl Into<String>) -> ApiError {
     }
 }
 
-pub async fn require_api_key(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The middleware as a tower layer, written by hand: `axum::middleware::from_fn` wrapped the
+/// inner route in a boxed service and ran the extractors on every request.
+#[derive(Clone)]
+pub struct RequireApiKey {
+    state: AppState,
+}
+
+impl RequireApiKey {
+    pub fn new(state: AppState) -> RequireApiKey {
+        RequireApiKey { state }
+    }
+}
+
+impl<S> Layer<S> for RequireApiKey {
+    type Service = RequireApiKeyService<S>;
+
+    fn layer(&self, inner: S) -> RequireApiKeyService<S> {
+        RequireApiKeyService {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequireApiKeyService<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for RequireApiKeyService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The clone that was polled ready serves this request; a fresh one waits for the next.
+        let fresh = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, fresh);
+        let state = self.state.clone();
+        Box::pin(async move { Ok(require_api_key(state, request, inner).await) })
+    }
+}
+
+async fn require_api_key<S>(state: AppState, mut request: Request, mut inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -107,7 +162,10 @@ pub async fn require_api_key(
     hot_counters().auth_ok.increment(1);
     let principal = principal(&row);
     request.extensions_mut().insert(principal.clone());
-    let mut response = next.run(request).await;
+    let mut response = match inner.call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
     let status = response.status();
     state
         .usage
@@ -127,7 +185,11 @@ fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {
         row: Arc::clone(row),
         // `verify` refuses a row without a role, so this default is never used.
         role: row.current_role().unwrap_or(Role::Viewer),
-        scopes: ScopeSet::from_column(row.scopes.as_deref()),
+        scopes: row
+            .memo
+            .scopes
+            .get_or_init(|| ScopeSet::from_column(row.scopes.as_deref()))
+            .clone(),
     }
 }
 

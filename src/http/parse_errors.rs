@@ -9,6 +9,11 @@ use crate::error::ApiError;
 /// one of the statuses its parser produces. Responses of ours never match: every error we send
 /// has a JSON body.
 pub fn json_replacement(written: &[u8]) -> Option<Vec<u8>> {
+    // Every response passes through here: the status digits after `HTTP/1.x ` rule out all
+    // but hyper's own answers at once.
+    if !matches!(written.get(9..12), Some(b"400" | b"414" | b"431")) {
+        return None;
+    }
     let status_line_end = find(written, b"\r\n")?;
     let status_line = std::str::from_utf8(&written[..status_line_end]).ok()?;
     let rest = status_line

@@ -1,6 +1,7 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::ids;
 use crate::key_cache::Invalidation;
+use crate::key_memo::KeyMemo;
 use crate::permissions::Role;
 use crate::scopes::ScopeSet;
 use crate::time::Timestamp;
@@ -184,6 +185,9 @@ pub struct KeyPrincipalRow {
     pub scopes: Option<String>,
     /// The key's own limit; `None` means the deployment's default.
     pub rate_limit_per_minute: Option<i64>,
+    /// Derived from the row on first use, while it is cached.
+    #[sqlx(skip)]
+    pub memo: KeyMemo,
 }
 
 impl KeyPrincipalRow {
@@ -585,25 +589,13 @@ impl Store {
     }
 
     /// What a key digest resolves to, read from the primary. On PostgreSQL through the native
-    /// driver (`key_lookups`), where the statement stays prepared on each connection.
+    /// driver, batched with the concurrent misses (`key_lookup_batch`).
     pub async fn key_principal(
         &self,
         digest: &[u8; 32],
     ) -> Result<Option<KeyPrincipalRow>, sqlx::Error> {
-        if let Some(pool) = self.key_lookups() {
-            // Decoded by position: by name, each column was a search and a type check.
-            let lookup = || {
-                sqlx::query_as::<sqlx::Postgres, KeyPrincipalTuple>(KEY_PRINCIPAL)
-                    .bind(digest.as_slice())
-                    .fetch_optional(pool)
-            };
-            let row = match lookup().await {
-                // A pooled connection the server closed (restart, idle timeout): the pool
-                // drops it; one retry on a fresh one.
-                Err(sqlx::Error::Io(_)) => lookup().await,
-                result => result,
-            }?;
-            return Ok(row.map(KeyPrincipalRow::from_tuple));
+        if let Some(batcher) = self.key_lookups() {
+            return batcher.lookup(digest).await;
         }
         sqlx::query_as(KEY_PRINCIPAL)
             .bind(digest.as_slice())
@@ -612,69 +604,23 @@ impl Store {
     }
 }
 
-/// `KEY_PRINCIPAL`'s columns, in order.
-type KeyPrincipalTuple = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<Timestamp>,
-    Option<String>,
-    Option<Timestamp>,
-    Option<Timestamp>,
-    Option<String>,
-    Option<i64>,
-);
-
-impl KeyPrincipalRow {
-    fn from_tuple(
-        (
-            key_id,
-            key_name,
-            workspace_id,
-            workspace_name,
-            user_id,
-            user_email,
-            user_name,
-            user_disabled_at,
-            role,
-            revoked_at,
-            expires_at,
-            scopes,
-            rate_limit_per_minute,
-        ): KeyPrincipalTuple,
-    ) -> KeyPrincipalRow {
-        KeyPrincipalRow {
-            key_id,
-            key_name,
-            workspace_id,
-            workspace_name,
-            user_id,
-            user_email,
-            user_name,
-            user_disabled_at,
-            role,
-            revoked_at,
-            expires_at,
-            scopes,
-            rate_limit_per_minute,
-        }
-    }
+/// The columns and joins of a key lookup, without its WHERE clause: the single lookup
+/// (`KEY_PRINCIPAL`) and the batched one (`key_lookup_batch`) share them.
+macro_rules! key_principal_select {
+    () => {
+        "k.id AS key_id, k.name AS key_name, k.workspace_id, w.name AS workspace_name, \
+         u.id AS user_id, u.email AS user_email, u.name AS user_name, \
+         u.disabled_at AS user_disabled_at, m.role, k.revoked_at, k.expires_at, k.scopes, \
+         k.rate_limit_per_minute \
+         FROM api_keys k \
+         JOIN workspaces w ON w.id = k.workspace_id \
+         JOIN users u ON u.id = k.created_by \
+         LEFT JOIN memberships m ON m.workspace_id = k.workspace_id AND m.user_id = k.created_by"
+    };
 }
+pub(super) use key_principal_select;
 
-const KEY_PRINCIPAL: &str =
-    "SELECT k.id AS key_id, k.name AS key_name, k.workspace_id, w.name AS workspace_name, \
-     u.id AS user_id, u.email AS user_email, u.name AS user_name, \
-     u.disabled_at AS user_disabled_at, m.role, k.revoked_at, k.expires_at, k.scopes, \
-     k.rate_limit_per_minute \
-     FROM api_keys k \
-     JOIN workspaces w ON w.id = k.workspace_id \
-     JOIN users u ON u.id = k.created_by \
-     LEFT JOIN memberships m ON m.workspace_id = k.workspace_id AND m.user_id = k.created_by \
-     WHERE k.digest = $1";
+const KEY_PRINCIPAL: &str = concat!("SELECT ", key_principal_select!(), " WHERE k.digest = $1");
 
 async fn fetch_key<'e, E>(
     executor: E,

@@ -7,6 +7,7 @@ mod api_keys;
 mod audit;
 mod invitations;
 mod key_events;
+mod key_lookup_batch;
 mod leads;
 mod members;
 mod sessions;
@@ -26,6 +27,7 @@ pub use workspaces::*;
 
 use crate::key_cache::KeyCache;
 use crate::known_keys::KnownKeys;
+use key_lookup_batch::KeyLookupBatcher;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -87,8 +89,9 @@ pub struct Store {
     known_keys: Arc<KnownKeys>,
     /// PostgreSQL only: a pool of the native driver for the key lookup of a cache miss, the one
     /// query on the hot path. Through the `Any` driver it cost several times as much CPU
-    /// (docs/performance.md). Same database (the primary), same settings, same TLS.
-    key_lookups: Option<PgPool>,
+    /// (docs/performance.md). Same database (the primary), same settings, same TLS; concurrent
+    /// misses share one query (`key_lookup_batch`).
+    key_lookups: Option<Arc<KeyLookupBatcher>>,
     /// Kept for the PostgreSQL change listener, which needs a connection of its own.
     url: Arc<str>,
 }
@@ -110,7 +113,10 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url).map_err(ConnectError::InvalidUrl)?;
         let statement_timeout_ms = settings.statement_timeout.as_millis();
         let key_lookups = match backend {
-            Backend::Postgres => Some(key_lookup_pool(&url, settings)?),
+            Backend::Postgres => Some(Arc::new(KeyLookupBatcher::new(
+                key_lookup_pool(&url, settings)?,
+                settings.max_connections,
+            ))),
             Backend::Sqlite => None,
         };
         let pool = AnyPoolOptions::new()
@@ -205,20 +211,26 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        if let Some(pool) = &self.key_lookups {
-            pool.close().await;
+        if let Some(batcher) = &self.key_lookups {
+            batcher.close().await;
         }
         self.pool.close().await;
     }
 
-    pub(crate) fn key_lookups(&self) -> Option<&PgPool> {
-        self.key_lookups.as_ref()
+    pub(crate) fn key_lookups(&self) -> Option<&KeyLookupBatcher> {
+        self.key_lookups.as_deref()
+    }
+
+    /// PostgreSQL: the database queries made for cache misses so far, each of which may have
+    /// answered several (`None` on SQLite, where each miss is a query of its own).
+    pub fn key_lookup_queries(&self) -> Option<u64> {
+        self.key_lookups.as_deref().map(KeyLookupBatcher::queries)
     }
 }
 
 /// The native PostgreSQL pool for key lookups. No test query before handing out a connection
 /// (a round trip per lookup, as much as the lookup itself): a connection found broken is
-/// replaced and the lookup, a read, retried once (`Store::key_principal`).
+/// replaced and the lookup, a read, retried once (`key_lookup_batch`).
 fn key_lookup_pool(url: &str, settings: &PoolSettings) -> Result<PgPool, ConnectError> {
     let options = PgConnectOptions::from_str(url).map_err(ConnectError::InvalidUrl)?;
     let statement_timeout_ms = settings.statement_timeout.as_millis();

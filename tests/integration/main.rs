@@ -20,6 +20,7 @@ mod leads;
 mod leak_reports;
 mod members;
 mod metrics;
+mod miss_batching;
 mod openapi;
 mod operators;
 mod parse_errors;

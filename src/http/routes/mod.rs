@@ -58,10 +58,7 @@ pub fn api(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(leads::list, leads::create))
         .routes(routes!(leads::get, leads::update, leads::delete))
         .merge(verify::routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            super::api_key_auth::require_api_key,
-        ))
+        .route_layer(super::api_key_auth::RequireApiKey::new(state))
         // Added after the layer, so it is not behind it: reporting a leak needs no key.
         .routes(routes!(credentials::revoke))
 }

@@ -6,15 +6,17 @@
 //! Any method: gateways send the original request's (Envoy always, nginx by default), and
 //! Envoy appends the original path, hence the `{*path}` twin. The body is never read.
 
-use super::me::Me;
+use super::me::{encode, json_headers, Me};
 use crate::error::ApiError;
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
+use crate::key_memo::VerifyAnswer;
 use crate::scopes::{Scope, ScopeSet};
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -52,41 +54,55 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// What a successful verify answers; failures are those of any /api/v1 request.
 async fn verify(
     State(state): State<AppState>,
-    mut principal: Principal,
+    principal: Principal,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    discard(body).await;
-    let required = required_scopes(&state, query.as_deref())?;
-    let missing: Vec<&str> = required
-        .iter()
-        .map(String::as_str)
-        .filter(|name| !principal.scopes.contains_name(name))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::forbidden(
-            "insufficient_scope",
-            format!(
-                "This API key lacks the {} scope; create a key with it in Settings > Developer.",
-                missing.join(" and ")
-            ),
-        ));
+    // A gateway sends no body; only a body that may hold bytes is read.
+    if !body.is_end_stream() {
+        discard(body).await;
     }
-    let key_scopes = std::mem::replace(&mut principal.scopes, ScopeSet::All);
-    let scopes = effective_scopes(&state, &key_scopes);
-    let headers = identity_headers(&principal, &scopes)?;
-    let body = Verified {
-        identity: Me::of(&principal),
-        scopes,
+    if query.is_some() {
+        let required = required_scopes(&state, query.as_deref())?;
+        let missing: Vec<&str> = required
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !principal.scopes.contains_name(name))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::forbidden(
+                "insufficient_scope",
+                format!(
+                    "This API key lacks the {} scope; create a key with it in Settings > Developer.",
+                    missing.join(" and ")
+                ),
+            ));
+        }
+    }
+    // The same for every request the cached key verifies (key_memo.rs).
+    let answer = match principal.memo.verify.get() {
+        Some(answer) => answer,
+        None => {
+            let answer = verify_answer(&state, &principal)?;
+            principal.memo.verify.get_or_init(|| answer)
+        }
     };
-    let mut response = axum::Json(body).into_response();
-    let response_headers = response.headers_mut();
-    // Room for these and the RateLimit-* the middleware adds: no rehash on the hot path.
-    response_headers.reserve(headers.len() + 3);
-    for (name, value) in headers {
-        response_headers.insert(name, value);
-    }
+    let mut response = Response::new(Body::from(answer.body.clone()));
+    *response.headers_mut() = answer.headers.clone();
     Ok(response)
+}
+
+fn verify_answer(state: &AppState, principal: &Principal) -> Result<VerifyAnswer, ApiError> {
+    let scopes = effective_scopes(state, &principal.scopes);
+    let identity = identity_headers(principal, &scopes)?;
+    let body = encode(&Verified {
+        identity: Me::of(principal),
+        scopes,
+    })?;
+    // A clone keeps the table's size, made here with room for what the way out adds.
+    let mut headers = json_headers(identity.len());
+    headers.extend(identity);
+    Ok(VerifyAnswer { body, headers })
 }
 
 /// A caller that sends the original body (Envoy's `with_request_body`, Traefik's

@@ -1,0 +1,30 @@
+//! What is worked out from a cached key row once and reused by every request the row verifies
+//! until it leaves the cache: the parsed scopes and the encoded answers of the routes that
+//! depend on nothing but the row and the process's configuration (`GET /api/v1/me`, a forward
+//! auth verify that asks for no scope). Serializing those on each request was the largest
+//! cost of a verified request after the HTTP stack itself (docs/performance.md).
+//!
+//! A row is replaced, never changed, when anything it says changes (revocation, role, …: see
+//! `key_cache`), so what is derived from it cannot go stale while it is cached.
+
+use crate::scopes::ScopeSet;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyMemo {
+    pub scopes: OnceLock<ScopeSet>,
+    /// The JSON body of `GET /api/v1/me`.
+    pub me: OnceLock<Bytes>,
+    pub verify: OnceLock<VerifyAnswer>,
+}
+
+/// A successful forward-auth verify's body and headers (`Content-Type` and the identity
+/// headers): the map is cloned, not built, per request, since inserting a header name that is
+/// not a standard one hashes it.
+#[derive(Debug, Clone)]
+pub struct VerifyAnswer {
+    pub body: Bytes,
+    pub headers: HeaderMap,
+}

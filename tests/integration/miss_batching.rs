@@ -1,0 +1,232 @@
+//! Cache misses looked up together (issue 18): on PostgreSQL a miss while no lookup is in flight
+//! is asked for at once, and the misses that arrive while it is share one `digest = ANY($1)`
+//! query; each request still gets its own key's answer, whatever the others in the batch are
+//! (valid, revoked, unknown, the same key twice). On SQLite each miss stays a query of its own,
+//! with the same answers.
+//!
+//! The tests run on a current-thread runtime: the lookups spawned together all start (the first
+//! sends its query, the rest queue) before the batcher's task can run, so the query count is
+//! deterministic, not a race won.
+
+use crate::common::{assert_error, me_with_key, parts, Account, CreatedKey, Db, TestApp};
+use heffl_api::api_key::{self, ApiKey, KeyEnv};
+use heffl_api::key_cache::Lookup;
+use reqwest::{Method, StatusCode};
+use std::future::Future;
+use tokio::task::JoinSet;
+
+/// Runs the futures as tasks and returns their outputs in the order given. On the test's
+/// current-thread runtime none of them runs before all are spawned.
+async fn all<T: Send + 'static>(futures: Vec<impl Future<Output = T> + Send + 'static>) -> Vec<T> {
+    let mut set = JoinSet::new();
+    for (index, future) in futures.into_iter().enumerate() {
+        set.spawn(async move { (index, future.await) });
+    }
+    let mut outputs: Vec<(usize, T)> = set.join_all().await;
+    outputs.sort_by_key(|(index, _)| *index);
+    outputs.into_iter().map(|(_, output)| output).collect()
+}
+
+fn without_cache(config: &mut heffl_api::config::Config) {
+    config.cache_capacity = 0;
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    *api_key::parse(key.as_bytes(), &KeyEnv::default())
+        .expect("a well-formed key")
+        .digest()
+        .as_bytes()
+}
+
+fn unknown_key() -> String {
+    ApiKey::generate(&KeyEnv::default())
+        .expose_secret()
+        .to_owned()
+}
+
+struct Keys {
+    account: Account,
+    valid: Vec<CreatedKey>,
+    revoked: CreatedKey,
+    unknown: Vec<String>,
+}
+
+async fn keys(app: &TestApp) -> Keys {
+    let account = app.bootstrap("Batch", "owner@batch.test").await;
+    let mut valid = Vec::new();
+    for i in 0..4 {
+        valid.push(app.create_key(&account, &format!("valid {i}")).await);
+    }
+    let revoked = app.create_key(&account, "revoked").await;
+    let response = app
+        .send(
+            Method::POST,
+            &format!(
+                "/app/v1/workspaces/{}/api-keys/{}/revoke",
+                account.workspace_id, revoked.id
+            ),
+            Some(&account.token),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK, "revoke");
+    Keys {
+        account,
+        valid,
+        revoked,
+        unknown: vec![unknown_key(), unknown_key()],
+    }
+}
+
+#[track_caller]
+fn assert_found(lookup: &Lookup, key: &CreatedKey, account: &Account, revoked: bool) {
+    let Lookup::Found(row) = lookup else {
+        panic!("{}: expected the key, got {lookup:?}", key.id);
+    };
+    assert_eq!(row.key_id, key.id);
+    assert_eq!(row.workspace_id, account.workspace_id);
+    assert_eq!(row.user_id, account.user_id);
+    assert_eq!(row.revoked_at.is_some(), revoked, "{}: revoked_at", key.id);
+}
+
+async fn mixed_misses_get_their_own_answers(db: Db) {
+    let Some(app) = TestApp::start_with(db, without_cache).await else {
+        return;
+    };
+    let keys = keys(&app).await;
+    // Three valid keys, the revoked one, two unknown ones, and the first valid key again.
+    let batched = &keys.valid[..3];
+    let mut asked: Vec<[u8; 32]> = batched.iter().map(|k| digest(&k.key)).collect();
+    asked.push(digest(&keys.revoked.key));
+    asked.extend(keys.unknown.iter().map(|k| digest(k)));
+    asked.push(digest(&keys.valid[0].key));
+
+    let queries_before = app.store.key_lookup_queries();
+    let lookups_before = app.store.key_cache().lookup_count();
+    let lookups = asked.iter().map(|digest| {
+        let (store, digest) = (app.store.clone(), *digest);
+        async move { store.resolve_key(&digest).await.expect("lookup").0 }
+    });
+    let answers: Vec<Lookup> = all(lookups.collect()).await;
+
+    for (answer, key) in answers.iter().zip(batched) {
+        assert_found(answer, key, &keys.account, false);
+    }
+    assert_found(&answers[3], &keys.revoked, &keys.account, true);
+    assert!(matches!(answers[4], Lookup::Unknown), "{:?}", answers[4]);
+    assert!(matches!(answers[5], Lookup::Unknown), "{:?}", answers[5]);
+    assert_found(&answers[6], &keys.valid[0], &keys.account, false);
+
+    // Six distinct digests; the repeated one joins the first one's lookup unless that one has
+    // already landed (SQLite answers from a worker thread, so it may have).
+    let lookups = app.store.key_cache().lookup_count() - lookups_before;
+    assert!(
+        lookups == 6 || lookups == 7,
+        "{lookups} lookups for 7 misses"
+    );
+    let batched_queries = app.store.key_lookup_queries();
+    match (db, queries_before, batched_queries) {
+        (Db::Postgres, Some(before), Some(after)) => {
+            // The first alone, the rest behind it in one query (and the repeated key in another
+            // if it came after the first had landed).
+            let queries = after - before;
+            assert!(
+                queries <= lookups - 4,
+                "{queries} queries for {lookups} lookups"
+            );
+        }
+        (Db::Sqlite, None, None) => {}
+        other => panic!("unexpected query counts {other:?}"),
+    }
+
+    // A lone miss afterwards is answered on its own, without waiting for company.
+    let (lonely, _) = app
+        .store
+        .resolve_key(&digest(&keys.valid[3].key))
+        .await
+        .expect("lookup");
+    assert_found(&lonely, &keys.valid[3], &keys.account, false);
+    if let (Some(before), Some(after)) = (batched_queries, app.store.key_lookup_queries()) {
+        assert_eq!(after - before, 1, "the lone miss is one query of its own");
+    }
+}
+
+/// Through HTTP: concurrent requests with the keys above answer exactly as one at a time would.
+async fn concurrent_requests_answer_per_key(db: Db) {
+    let Some(app) = TestApp::start_with(db, without_cache).await else {
+        return;
+    };
+    let keys = keys(&app).await;
+    let mut requests: Vec<(String, Option<&str>)> = Vec::new();
+    for key in &keys.valid {
+        requests.push((key.key.clone(), None));
+    }
+    requests.push((keys.revoked.key.clone(), Some("revoked_api_key")));
+    for key in &keys.unknown {
+        requests.push((key.clone(), Some("invalid_api_key")));
+    }
+    let queries_before = app.store.key_lookup_queries();
+    let sends = requests.iter().map(|(key, _)| {
+        let request = app
+            .client
+            .get(app.url("/api/v1/me"))
+            .header("x-api-key", key);
+        async move { parts(request.send().await.expect("request")).await }
+    });
+    let answers = all(sends.collect()).await;
+    for ((status, body), (_, refused)) in answers.into_iter().zip(&requests) {
+        match refused {
+            None => {
+                assert_eq!(status, StatusCode::OK, "{body}");
+                assert_eq!(body["workspace"]["id"], keys.account.workspace_id.as_str());
+                assert_eq!(body["user"]["id"], keys.account.user_id.as_str());
+            }
+            Some(reason) => assert_error(
+                status,
+                &body,
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                Some(reason),
+            ),
+        }
+    }
+    let ids: Vec<&str> = keys.valid.iter().map(|k| k.id.as_str()).collect();
+    let (status, body) = me_with_key(&app, &keys.valid[2].key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["apiKey"]["id"], ids[2]);
+    if let (Some(before), Some(after)) = (queries_before, app.store.key_lookup_queries()) {
+        // However the requests happened to arrive, never more queries than misses.
+        assert!(
+            after - before >= 1 && after - before <= 7,
+            "{before} -> {after}"
+        );
+    }
+}
+
+mod sqlite {
+    use crate::common::Db;
+
+    #[tokio::test]
+    async fn mixed_misses_get_their_own_answers() {
+        super::mixed_misses_get_their_own_answers(Db::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_answer_per_key() {
+        super::concurrent_requests_answer_per_key(Db::Sqlite).await;
+    }
+}
+
+mod postgres {
+    use crate::common::Db;
+
+    #[tokio::test]
+    async fn mixed_misses_get_their_own_answers() {
+        super::mixed_misses_get_their_own_answers(Db::Postgres).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_answer_per_key() {
+        super::concurrent_requests_answer_per_key(Db::Postgres).await;
+    }
+}
