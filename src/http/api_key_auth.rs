@@ -7,7 +7,7 @@ use super::auth_throttle::Gate;
 use super::{client_ip, AppState, X_API_KEY};
 use crate::api_key::{self, KeyRejection};
 use crate::error::{ApiError, Realm};
-use crate::key_cache::Lookup;
+use crate::verify::Lookup;
 use crate::limits::Decision;
 use crate::permissions::Role;
 use crate::scopes::{Scope, ScopeSet};

@@ -2,7 +2,7 @@
 //! while the server runs; at shutdown they stop and the last usage is flushed.
 
 use super::AppState;
-use crate::change_feed;
+use crate::verify::change_feed;
 use crate::time::Timestamp;
 use crate::usage_series::DAY_MS;
 use std::time::{Duration, Instant};

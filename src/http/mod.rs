@@ -26,7 +26,7 @@ pub use client::client_ip;
 pub use metrics_listener::{serve_metrics, spawn_metrics};
 
 use crate::config::Config;
-use crate::key_cache::KeyCache;
+use crate::verify::KeyCache;
 use crate::limits::{Limiter, SharedLimits};
 use crate::store::Store;
 use crate::usage::UsageRecorder;

@@ -1,6 +1,6 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::ids;
-use crate::key_cache::Invalidation;
+use crate::verify::Invalidation;
 use crate::permissions::Role;
 use crate::scopes::ScopeSet;
 use crate::time::Timestamp;

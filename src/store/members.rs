@@ -1,5 +1,5 @@
 use super::{record_audit, Actor, AuditEntry, Backend, ClientInfo, Store, Tx};
-use crate::key_cache::Invalidation;
+use crate::verify::Invalidation;
 use crate::permissions::{can_manage_member, Role};
 use crate::time::Timestamp;
 use serde::Serialize;

@@ -6,7 +6,6 @@
 mod api_keys;
 mod audit;
 mod invitations;
-mod key_events;
 mod leads;
 mod members;
 mod sessions;
@@ -17,14 +16,13 @@ mod workspaces;
 pub use api_keys::*;
 pub use audit::*;
 pub use invitations::*;
-pub use key_events::NOTIFY_CHANNEL;
 pub use leads::*;
 pub use members::*;
 pub use usage::*;
 pub use users::*;
 pub use workspaces::*;
 
-use crate::key_cache::KeyCache;
+use crate::verify::KeyCache;
 use crate::known_keys::KnownKeys;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -83,8 +81,8 @@ pub enum ConnectError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    key_cache: Arc<KeyCache>,
-    known_keys: Arc<KnownKeys>,
+    pub(crate) key_cache: Arc<KeyCache>,
+    pub(crate) known_keys: Arc<KnownKeys>,
     /// PostgreSQL only: a pool of the native driver for the key lookup of a cache miss, the one
     /// query on the hot path. Through the `Any` driver it cost several times as much CPU
     /// (docs/performance.md). Same database (the primary), same settings, same TLS.

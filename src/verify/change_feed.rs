@@ -2,8 +2,9 @@
 //! same database (other `serve` instances, the operator CLI): LISTEN/NOTIFY on PostgreSQL,
 //! a poll of the `key_events` log on SQLite. While the feed is down the cache is bypassed.
 
-use crate::key_cache::Invalidation;
-use crate::store::{Backend, Store, NOTIFY_CHANNEL};
+use crate::verify::Invalidation;
+use crate::store::{Backend, Store};
+use crate::verify::NOTIFY_CHANNEL;
 use crate::time::Timestamp;
 use sqlx::postgres::PgListener;
 use std::time::Duration;

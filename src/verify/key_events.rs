@@ -2,8 +2,8 @@
 //! a cached verification stale is logged in the transaction that makes it, announced with
 //! NOTIFY on PostgreSQL, and dropped from this process's cache right after commit.
 
-use super::{Backend, Store, Tx};
-use crate::key_cache::{Flight, Invalidation, KeyCache, Lookup};
+use crate::store::{Backend, Store, Tx};
+use crate::verify::{Flight, Invalidation, KeyCache, Lookup};
 use crate::known_keys::KnownKeys;
 use crate::time::Timestamp;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ pub const NOTIFY_CHANNEL: &str = "heffl_key_events";
 
 impl Store {
     /// Logs the change inside the caller's transaction. Call `forget` after the commit.
-    pub(super) async fn log_key_event(
+    pub(crate) async fn log_key_event(
         &self,
         tx: &mut Tx<'_>,
         change: &Invalidation,
@@ -43,7 +43,7 @@ impl Store {
         }
     }
 
-    pub(super) fn forget(&self, change: &Invalidation) {
+    pub(crate) fn forget(&self, change: &Invalidation) {
         self.apply_change(change);
     }
 

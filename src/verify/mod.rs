@@ -1,0 +1,9 @@
+//! Key verification: the in-process cache, the lookup behind it, the change feed that keeps it
+//! in step with other processes, and the invalidation of its entries.
+
+mod cache;
+pub mod change_feed;
+mod key_events;
+
+pub use cache::*;
+pub use key_events::NOTIFY_CHANNEL;
