@@ -11,7 +11,7 @@ use crate::verify::Lookup;
 use crate::limits::Decision;
 use crate::permissions::Role;
 use crate::scopes::{Scope, ScopeSet};
-use crate::store::KeyPrincipalRow;
+use crate::verify::KeyPrincipalRow;
 use crate::time::Timestamp;
 use crate::usage::Outcome;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};

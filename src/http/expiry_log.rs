@@ -1,7 +1,8 @@
 //! Writes the `api_key.expired` audit event the first time an expired key is presented,
 //! off the request path and once per key per process (the insert itself is idempotent too).
 
-use crate::store::{KeyPrincipalRow, Store};
+use crate::store::Store;
+use crate::verify::KeyPrincipalRow;
 use crate::time::Timestamp;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -13,7 +13,7 @@
 //!   costs one lookup, not one per request in flight. A request joins only a flight that began
 //!   after the last invalidation, so it never gets an answer older than a revocation it follows.
 
-use crate::store::KeyPrincipalRow;
+use crate::verify::KeyPrincipalRow;
 use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,6 +4,8 @@
 mod cache;
 pub mod change_feed;
 mod key_events;
+mod lookup;
 
 pub use cache::*;
 pub use key_events::NOTIFY_CHANNEL;
+pub use lookup::KeyPrincipalRow;

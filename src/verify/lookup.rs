@@ -1,0 +1,124 @@
+//! The lookup behind the verification cache: what a key digest resolves to, in one query.
+
+use crate::permissions::Role;
+use crate::store::Store;
+use crate::time::Timestamp;
+
+/// What the API-key middleware needs to authorize a request, resolved in one query.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyPrincipalRow {
+    pub key_id: String,
+    pub key_name: String,
+    pub workspace_id: String,
+    pub workspace_name: String,
+    pub user_id: String,
+    pub user_email: String,
+    pub user_name: String,
+    pub user_disabled_at: Option<Timestamp>,
+    /// `None` when the creator is no longer a member of the key's workspace.
+    pub role: Option<String>,
+    pub revoked_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub scopes: Option<String>,
+    /// The key's own limit; `None` means the deployment's default.
+    pub rate_limit_per_minute: Option<i64>,
+}
+
+impl KeyPrincipalRow {
+    pub fn current_role(&self) -> Option<Role> {
+        self.role.as_deref().and_then(Role::parse)
+    }
+}
+
+impl Store {
+    /// What a key digest resolves to, read from the primary. On PostgreSQL through the native
+    /// driver (`key_lookups`), where the statement stays prepared on each connection.
+    pub async fn key_principal(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<KeyPrincipalRow>, sqlx::Error> {
+        if let Some(pool) = self.key_lookups() {
+            // Decoded by position: by name, each column was a search and a type check.
+            let lookup = || {
+                sqlx::query_as::<sqlx::Postgres, KeyPrincipalTuple>(KEY_PRINCIPAL)
+                    .bind(digest.as_slice())
+                    .fetch_optional(pool)
+            };
+            let row = match lookup().await {
+                // A pooled connection the server closed (restart, idle timeout): the pool
+                // drops it; one retry on a fresh one.
+                Err(sqlx::Error::Io(_)) => lookup().await,
+                result => result,
+            }?;
+            return Ok(row.map(KeyPrincipalRow::from_tuple));
+        }
+        sqlx::query_as(KEY_PRINCIPAL)
+            .bind(digest.as_slice())
+            .fetch_optional(self.pool())
+            .await
+    }
+}
+
+/// `KEY_PRINCIPAL`'s columns, in order.
+type KeyPrincipalTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<Timestamp>,
+    Option<String>,
+    Option<Timestamp>,
+    Option<Timestamp>,
+    Option<String>,
+    Option<i64>,
+);
+
+impl KeyPrincipalRow {
+    fn from_tuple(
+        (
+            key_id,
+            key_name,
+            workspace_id,
+            workspace_name,
+            user_id,
+            user_email,
+            user_name,
+            user_disabled_at,
+            role,
+            revoked_at,
+            expires_at,
+            scopes,
+            rate_limit_per_minute,
+        ): KeyPrincipalTuple,
+    ) -> KeyPrincipalRow {
+        KeyPrincipalRow {
+            key_id,
+            key_name,
+            workspace_id,
+            workspace_name,
+            user_id,
+            user_email,
+            user_name,
+            user_disabled_at,
+            role,
+            revoked_at,
+            expires_at,
+            scopes,
+            rate_limit_per_minute,
+        }
+    }
+}
+
+const KEY_PRINCIPAL: &str =
+    "SELECT k.id AS key_id, k.name AS key_name, k.workspace_id, w.name AS workspace_name, \
+     u.id AS user_id, u.email AS user_email, u.name AS user_name, \
+     u.disabled_at AS user_disabled_at, m.role, k.revoked_at, k.expires_at, k.scopes, \
+     k.rate_limit_per_minute \
+     FROM api_keys k \
+     JOIN workspaces w ON w.id = k.workspace_id \
+     JOIN users u ON u.id = k.created_by \
+     LEFT JOIN memberships m ON m.workspace_id = k.workspace_id AND m.user_id = k.created_by \
+     WHERE k.digest = $1";
