@@ -12,6 +12,7 @@ use crate::store::{
     PasswordChange, PoolSettings, StatusFilter, Store,
 };
 use crate::validate::Issues;
+use crate::verify::Verifier;
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -276,13 +277,13 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
 }
 
 async fn users(config: &Config, command: UsersCommand) -> Result<(), CliError> {
-    let store = open_store(config).await?;
+    let store = Verifier::without_cache(open_store(config).await?);
     let result = run_users(&store, command).await;
     store.close().await;
     result
 }
 
-async fn run_users(store: &Store, command: UsersCommand) -> Result<(), CliError> {
+async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliError> {
     let operator = operator_name();
     let actor = Actor::Operator(operator.as_deref());
     match command {
@@ -354,7 +355,7 @@ async fn run_users(store: &Store, command: UsersCommand) -> Result<(), CliError>
     }
 }
 
-async fn set_disabled(store: &Store, email: &str, disable: bool) -> Result<(), CliError> {
+async fn set_disabled(store: &Verifier, email: &str, disable: bool) -> Result<(), CliError> {
     let mut issues = Issues::default();
     let email = issues
         .email("--email", Some(email), true)
@@ -386,13 +387,13 @@ async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), C
 }
 
 async fn members(config: &Config, command: MembersCommand) -> Result<(), CliError> {
-    let store = open_store(config).await?;
+    let store = Verifier::without_cache(open_store(config).await?);
     let result = run_members(&store, command).await;
     store.close().await;
     result
 }
 
-async fn run_members(store: &Store, command: MembersCommand) -> Result<(), CliError> {
+async fn run_members(store: &Verifier, command: MembersCommand) -> Result<(), CliError> {
     let operator = operator_name();
     let client = ClientInfo::default();
     let actor = MemberActor::operator(operator.as_deref(), &client);
@@ -439,7 +440,7 @@ async fn run_members(store: &Store, command: MembersCommand) -> Result<(), CliEr
 }
 
 async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
-    let store = open_store(config).await?;
+    let store = Verifier::without_cache(open_store(config).await?);
     let result = run_keys(&store, command, &config.key_env).await;
     store.close().await;
     result
@@ -467,7 +468,11 @@ async fn key_id_of(store: &Store, key: &str, key_env: &KeyEnv) -> Result<String,
         .ok_or_else(|| fail("no API key of this deployment has the given secret"))
 }
 
-async fn run_keys(store: &Store, command: KeysCommand, key_env: &KeyEnv) -> Result<(), CliError> {
+async fn run_keys(
+    store: &Verifier,
+    command: KeysCommand,
+    key_env: &KeyEnv,
+) -> Result<(), CliError> {
     match command {
         KeysCommand::List { workspace } => {
             // A mistyped id must not look like a workspace without keys.

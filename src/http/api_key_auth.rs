@@ -1,19 +1,19 @@
 //! The `x-api-key` middleware for /api/v1. It turns the header into a `Principal` (the key's
 //! workspace, its creator and the creator's *current* role) or a SPEC §4 401, before any
 //! handler runs. Malformed keys are refused without touching the database, verified keys are
-//! served from the in-process cache (see `key_cache`), and each key's rate limit is applied.
+//! served from the in-process cache (see `verify`), and each key's rate limit is applied.
 
 use super::auth_throttle::Gate;
 use super::{client_ip, AppState, X_API_KEY};
 use crate::api_key::{self, KeyRejection};
 use crate::error::{ApiError, Realm};
-use crate::verify::Lookup;
 use crate::limits::Decision;
 use crate::permissions::Role;
 use crate::scopes::{Scope, ScopeSet};
-use crate::verify::KeyPrincipalRow;
 use crate::time::Timestamp;
 use crate::usage::Outcome;
+use crate::verify::KeyPrincipalRow;
+use crate::verify::Lookup;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
@@ -308,7 +308,7 @@ async fn look_up(
 ) -> Result<Lookup, ApiError> {
     let limit = state.config.auth_failures_per_minute;
     if limit == 0 {
-        return Ok(state.store.resolve_key(digest).await?.0);
+        return Ok(state.store.resolve_miss(digest).await?);
     }
     match state
         .auth_throttle
@@ -316,7 +316,7 @@ async fn look_up(
     {
         Gate::Repeat => Ok(Lookup::Unknown),
         Gate::Lookup(reservation) => {
-            let lookup = state.store.resolve_key(digest).await?.0;
+            let lookup = state.store.resolve_miss(digest).await?;
             if matches!(lookup, Lookup::Unknown) {
                 reservation.unknown(digest);
             }
@@ -324,7 +324,7 @@ async fn look_up(
         }
         // While the change feed is down (`None`) nobody can tell; the database comes first.
         Gate::OverBudget { retry_after_secs } => match state.store.known_keys().contains(digest) {
-            Some(true) => Ok(state.store.resolve_key(digest).await?.0),
+            Some(true) => Ok(state.store.resolve_miss(digest).await?),
             Some(false) | None => Err(throttled(retry_after_secs)),
         },
     }

@@ -2,8 +2,8 @@
 //! off the request path and once per key per process (the insert itself is idempotent too).
 
 use crate::store::Store;
-use crate::verify::KeyPrincipalRow;
 use crate::time::Timestamp;
+use crate::verify::KeyPrincipalRow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 

@@ -1,6 +1,5 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::ids;
-use crate::verify::Invalidation;
 use crate::scopes::ScopeSet;
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -238,17 +237,17 @@ async fn insert_key(
 }
 
 impl Store {
-    pub async fn create_api_key(
+    /// Inserts the key with its audit event, in the caller's transaction (`verify` logs that
+    /// its digest was issued). `None` only if the key cannot be read back.
+    pub(crate) async fn create_api_key_in(
         &self,
+        tx: &mut Tx<'_>,
         new: &NewApiKey<'_>,
         client: &ClientInfo,
-    ) -> Result<ApiKeyRecord, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
-        let id = insert_key(&mut tx, new, None).await?;
-        let issued = Invalidation::KeyIssued(*new.digest);
-        self.log_key_event(&mut tx, &issued).await?;
+    ) -> Result<Option<ApiKeyRecord>, sqlx::Error> {
+        let id = insert_key(tx, new, None).await?;
         record_audit(
-            &mut tx,
+            tx,
             AuditEntry {
                 workspace_id: Some(new.workspace_id),
                 actor: Actor::User(new.created_by),
@@ -262,10 +261,7 @@ impl Store {
             client,
         )
         .await?;
-        let record = fetch_key(&mut *tx, new.workspace_id, &id).await?;
-        tx.commit().await?;
-        self.forget(&issued);
-        record.ok_or(sqlx::Error::RowNotFound)
+        fetch_key(&mut **tx, new.workspace_id, &id).await
     }
 
     /// Newest first.
@@ -325,19 +321,20 @@ impl Store {
     }
 
     /// Idempotent: revoking a revoked key changes nothing and reports `false`.
-    /// `actor` is `None` for the operator CLI.
-    pub async fn revoke_api_key(
+    /// `actor` is `None` for the operator CLI. The caller's transaction must be serial
+    /// (`begin_serial`).
+    pub(crate) async fn revoke_api_key_in(
         &self,
+        tx: &mut Tx<'_>,
         workspace_id: &str,
         key_id: &str,
         actor: Option<&str>,
         reason: &str,
         client: &ClientInfo,
     ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
         // Waits for a roll of this key in flight, so the record read below shows its
         // replacement: the answer matches the order in which the two took effect.
-        self.lock_key_row(&mut tx, workspace_id, key_id).await?;
+        self.lock_key_row(tx, workspace_id, key_id).await?;
         let changed = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
              WHERE workspace_id = $4 AND id = $5 AND revoked_at IS NULL",
@@ -347,15 +344,13 @@ impl Store {
         .bind(reason)
         .bind(workspace_id)
         .bind(key_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
             > 0;
-        let change = Invalidation::Key(key_id.to_owned());
         if changed {
-            self.log_key_event(&mut tx, &change).await?;
             record_audit(
-                &mut tx,
+                tx,
                 AuditEntry {
                     workspace_id: Some(workspace_id),
                     actor: actor.map_or(Actor::System, Actor::User),
@@ -368,18 +363,17 @@ impl Store {
             )
             .await?;
         }
-        let record = fetch_key(&mut *tx, workspace_id, key_id).await?;
-        tx.commit().await?;
-        if changed {
-            self.forget(&change);
-        }
+        let record = fetch_key(&mut **tx, workspace_id, key_id).await?;
         Ok(record.map(|record| (record, changed)))
     }
 
     /// Replaces a key with a new one of the same name, scopes and limit; the old key keeps
-    /// working until `old_expires_at` (sooner if it was due to expire before).
-    pub async fn roll_api_key(
+    /// working until `old_expires_at` (sooner if it was due to expire before). The caller's
+    /// transaction must be serial (`begin_serial`), and is to be committed only if `Rolled`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn roll_api_key_in(
         &self,
+        tx: &mut Tx<'_>,
         workspace_id: &str,
         key_id: &str,
         replacement: &NewApiKey<'_>,
@@ -387,10 +381,9 @@ impl Store {
         actor: &str,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
         // Decided on the key as it is once every earlier roll or revoke of it has committed.
-        self.lock_key_row(&mut tx, workspace_id, key_id).await?;
-        let Some(old) = fetch_key(&mut *tx, workspace_id, key_id).await? else {
+        self.lock_key_row(tx, workspace_id, key_id).await?;
+        let Some(old) = fetch_key(&mut **tx, workspace_id, key_id).await? else {
             return Ok(RollOutcome::NotFound);
         };
         // Before the status: a key rolled without grace has expired, yet it was rolled.
@@ -406,7 +399,7 @@ impl Store {
             rate_limit_per_minute: old.rate_limit_per_minute,
             ..*replacement
         };
-        let new_id = match insert_key(&mut tx, &new, Some(key_id)).await {
+        let new_id = match insert_key(tx, &new, Some(key_id)).await {
             Ok(id) => id,
             // Two rolls raced; the unique index on rolled_from let one through.
             Err(err) if super::is_unique_violation(&err) => return Ok(RollOutcome::AlreadyRolled),
@@ -420,15 +413,11 @@ impl Store {
             .bind(expires_at)
             .bind(workspace_id)
             .bind(key_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        let change = Invalidation::Key(key_id.to_owned());
-        self.log_key_event(&mut tx, &change).await?;
-        let issued = Invalidation::KeyIssued(*replacement.digest);
-        self.log_key_event(&mut tx, &issued).await?;
         // The replacement is a key like any other: its history starts with its creation.
         record_audit(
-            &mut tx,
+            tx,
             AuditEntry {
                 workspace_id: Some(workspace_id),
                 actor: Actor::User(actor),
@@ -446,7 +435,7 @@ impl Store {
         )
         .await?;
         record_audit(
-            &mut tx,
+            tx,
             AuditEntry {
                 workspace_id: Some(workspace_id),
                 actor: Actor::User(actor),
@@ -458,11 +447,8 @@ impl Store {
             client,
         )
         .await?;
-        let new_record = fetch_key(&mut *tx, workspace_id, &new_id).await?;
-        let old_record = fetch_key(&mut *tx, workspace_id, key_id).await?;
-        tx.commit().await?;
-        self.forget(&change);
-        self.forget(&issued);
+        let new_record = fetch_key(&mut **tx, workspace_id, &new_id).await?;
+        let old_record = fetch_key(&mut **tx, workspace_id, key_id).await?;
         match (new_record, old_record) {
             (Some(new), Some(old)) => Ok(RollOutcome::Rolled {
                 new: Box::new(new),
@@ -490,37 +476,31 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes the active keys among `digests` (reported as leaked), each with an audit event.
-    /// One statement finds them whatever the mix, so the time taken says little about which
-    /// keys exist.
-    pub async fn revoke_leaked_keys(
+    /// Revokes the active keys among `digests` (reported as leaked), each with an audit event,
+    /// in the caller's transaction; returns their ids. One statement finds them whatever the
+    /// mix, so the time taken says little about which keys exist.
+    pub(crate) async fn revoke_leaked_keys_in(
         &self,
+        tx: &mut Tx<'_>,
         digests: &[[u8; 32]],
         client: &ClientInfo,
-    ) -> Result<u64, sqlx::Error> {
-        if digests.is_empty() {
-            return Ok(0);
-        }
+    ) -> Result<Vec<String>, sqlx::Error> {
         let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
             "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2 \
              WHERE revoked_at IS NULL AND digest IN ({}) RETURNING id, workspace_id",
             placeholders.join(", ")
         );
-        let mut tx = self.pool().begin().await?;
         let mut query = sqlx::query_as::<_, (String, String)>(&sql)
             .bind(Timestamp::now())
             .bind("reported_leaked");
         for digest in digests {
             query = query.bind(digest.as_slice());
         }
-        let revoked = query.fetch_all(&mut *tx).await?;
-        let mut changes = Vec::with_capacity(revoked.len());
+        let revoked = query.fetch_all(&mut **tx).await?;
         for (key_id, workspace_id) in &revoked {
-            let change = Invalidation::Key(key_id.clone());
-            self.log_key_event(&mut tx, &change).await?;
             record_audit(
-                &mut tx,
+                tx,
                 AuditEntry {
                     workspace_id: Some(workspace_id),
                     actor: Actor::Anonymous,
@@ -532,13 +512,8 @@ impl Store {
                 client,
             )
             .await?;
-            changes.push(change);
         }
-        tx.commit().await?;
-        for change in &changes {
-            self.forget(change);
-        }
-        Ok(revoked.len() as u64)
+        Ok(revoked.into_iter().map(|(key_id, _)| key_id).collect())
     }
 
     /// For the operator CLI, which knows a key id but maybe not its workspace.
@@ -556,7 +531,6 @@ impl Store {
             .fetch_optional(self.pool())
             .await
     }
-
 }
 
 async fn fetch_key<'e, E>(

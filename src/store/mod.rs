@@ -22,8 +22,6 @@ pub use usage::*;
 pub use users::*;
 pub use workspaces::*;
 
-use crate::verify::KeyCache;
-use crate::known_keys::KnownKeys;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -81,8 +79,6 @@ pub enum ConnectError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    pub(crate) key_cache: Arc<KeyCache>,
-    pub(crate) known_keys: Arc<KnownKeys>,
     /// PostgreSQL only: a pool of the native driver for the key lookup of a cache miss, the one
     /// query on the hot path. Through the `Any` driver it cost several times as much CPU
     /// (docs/performance.md). Same database (the primary), same settings, same TLS.
@@ -133,17 +129,9 @@ impl Store {
         Ok(Store {
             pool,
             backend,
-            key_cache: Arc::new(KeyCache::disabled()),
-            known_keys: Arc::default(),
             key_lookups,
             url: Arc::from(url.as_str()),
         })
-    }
-
-    /// Serves key verifications from `cache` (the server's; the CLI runs without one).
-    pub fn with_key_cache(mut self, cache: Arc<KeyCache>) -> Store {
-        self.key_cache = cache;
-        self
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
@@ -190,6 +178,10 @@ impl Store {
         &self.pool
     }
 
+    pub(crate) async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
     /// A transaction that decides from what it reads, so it must hold the write lock from its
     /// first statement. On SQLite a deferred transaction that reads and then writes cannot wait
     /// for a concurrent writer (SQLITE_BUSY at once, whatever the busy timeout); BEGIN IMMEDIATE
@@ -216,7 +208,7 @@ impl Store {
 
 /// The native PostgreSQL pool for key lookups. No test query before handing out a connection
 /// (a round trip per lookup, as much as the lookup itself): a connection found broken is
-/// replaced and the lookup, a read, retried once (`Store::key_principal`).
+/// replaced and the lookup, a read, retried once (`Verifier::key_principal`).
 fn key_lookup_pool(url: &str, settings: &PoolSettings) -> Result<PgPool, ConnectError> {
     let options = PgConnectOptions::from_str(url).map_err(ConnectError::InvalidUrl)?;
     let statement_timeout_ms = settings.statement_timeout.as_millis();

@@ -1,7 +1,7 @@
 //! The lookup behind the verification cache: what a key digest resolves to, in one query.
 
+use super::Verifier;
 use crate::permissions::Role;
-use crate::store::Store;
 use crate::time::Timestamp;
 
 /// What the API-key middleware needs to authorize a request, resolved in one query.
@@ -30,7 +30,7 @@ impl KeyPrincipalRow {
     }
 }
 
-impl Store {
+impl Verifier {
     /// What a key digest resolves to, read from the primary. On PostgreSQL through the native
     /// driver (`key_lookups`), where the statement stays prepared on each connection.
     pub async fn key_principal(
