@@ -5,6 +5,7 @@ use crate::config::{
     Cli, Command, Config, KeysCommand, MembersCommand, UsersCommand, WorkspacesCommand,
 };
 use crate::http::{self, AppState};
+use crate::ids::{KeyId, UserId, WorkspaceId};
 use crate::password;
 use crate::permissions::Role;
 use crate::store::{
@@ -419,7 +420,13 @@ async fn run_members(store: &Verifier, command: MembersCommand) -> Result<(), Cl
     }
     let change = match role {
         Some(role) => store.add_member(workspace, &user.id, role, &actor).await,
-        None => store.remove_member(workspace, &user.id, &actor).await,
+        None => {
+            let (workspace_id, user_id) = (
+                WorkspaceId::from(workspace.as_str()),
+                UserId::from(user.id.as_str()),
+            );
+            store.remove_member(&workspace_id, &user_id, &actor).await
+        }
     }
     .map_err(db_error)?;
     match change {
@@ -448,12 +455,12 @@ async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
 
 /// The id named by `key`: an id as given, or the id of the key whose secret `key` is. Only ids
 /// are ever echoed in messages; a secret, or anything that might be one, is not.
-async fn key_id_of(store: &Store, key: &str, key_env: &KeyEnv) -> Result<String, CliError> {
+async fn key_id_of(store: &Store, key: &str, key_env: &KeyEnv) -> Result<KeyId, CliError> {
     let looks_like_id = key.starts_with("key_")
         && key.len() <= 64
         && key[4..].chars().all(|c| c.is_ascii_alphanumeric());
     if looks_like_id {
-        return Ok(key.to_owned());
+        return Ok(KeyId::from(key));
     }
     let secret = api_key::parse(key.as_bytes(), key_env).map_err(|rejection| {
         fail(format!(

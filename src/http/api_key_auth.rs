@@ -126,7 +126,7 @@ fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {
     Principal {
         row: Arc::clone(row),
         // `verify` refuses a row without a role, so this default is never used.
-        role: row.current_role().unwrap_or(Role::Viewer),
+        role: row.role.unwrap_or(Role::Viewer),
         scopes: ScopeSet::from_column(row.scopes.as_deref()),
     }
 }
@@ -269,8 +269,7 @@ async fn verify(
             ))
         }
     };
-    let active =
-        row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.current_role().is_some();
+    let active = row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.role.is_some();
     if !active {
         state
             .usage

@@ -32,7 +32,7 @@ impl ExpiryLog {
             if noted.len() >= MAX_REMEMBERED {
                 noted.clear();
             }
-            if !noted.insert(row.key_id.clone()) {
+            if !noted.insert(row.key_id.to_string()) {
                 return;
             }
         }

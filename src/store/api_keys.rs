@@ -1,5 +1,5 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
-use crate::ids;
+use crate::ids::{KeyId, UserId, WorkspaceId};
 use crate::scopes::ScopeSet;
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -179,8 +179,8 @@ pub enum RollOutcome {
 /// the caller's transaction so the revocation lands with the change that caused it.
 pub(super) async fn revoke_keys_of_user(
     tx: &mut Tx<'_>,
-    user_id: &str,
-    workspace_id: Option<&str>,
+    user_id: &UserId,
+    workspace_id: Option<&WorkspaceId>,
     reason: &str,
     revoked_by: Option<&str>,
 ) -> Result<u64, sqlx::Error> {
@@ -212,9 +212,9 @@ pub(super) async fn revoke_keys_of_user(
 async fn insert_key(
     tx: &mut Tx<'_>,
     new: &NewApiKey<'_>,
-    rolled_from: Option<&str>,
-) -> Result<String, sqlx::Error> {
-    let id = ids::new_id(ids::API_KEY);
+    rolled_from: Option<&KeyId>,
+) -> Result<KeyId, sqlx::Error> {
+    let id = KeyId::generate();
     sqlx::query(
         "INSERT INTO api_keys (id, workspace_id, created_by, name, digest, hint, created_at, \
          rate_limit_per_minute, scopes, expires_at, rolled_from) \
@@ -326,8 +326,8 @@ impl Store {
     pub(crate) async fn revoke_api_key_in(
         &self,
         tx: &mut Tx<'_>,
-        workspace_id: &str,
-        key_id: &str,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
         actor: Option<&str>,
         reason: &str,
         client: &ClientInfo,
@@ -352,7 +352,7 @@ impl Store {
             record_audit(
                 tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id),
+                    workspace_id: Some(workspace_id.as_str()),
                     actor: actor.map_or(Actor::System, Actor::User),
                     action: "api_key.revoked",
                     target_type: "api_key",
@@ -374,8 +374,8 @@ impl Store {
     pub(crate) async fn roll_api_key_in(
         &self,
         tx: &mut Tx<'_>,
-        workspace_id: &str,
-        key_id: &str,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
         actor: &str,
@@ -419,7 +419,7 @@ impl Store {
         record_audit(
             tx,
             AuditEntry {
-                workspace_id: Some(workspace_id),
+                workspace_id: Some(workspace_id.as_str()),
                 actor: Actor::User(actor),
                 action: "api_key.created",
                 target_type: "api_key",
@@ -437,7 +437,7 @@ impl Store {
         record_audit(
             tx,
             AuditEntry {
-                workspace_id: Some(workspace_id),
+                workspace_id: Some(workspace_id.as_str()),
                 actor: Actor::User(actor),
                 action: "api_key.rolled",
                 target_type: "api_key",
@@ -463,8 +463,8 @@ impl Store {
     async fn lock_key_row(
         &self,
         tx: &mut Tx<'_>,
-        workspace_id: &str,
-        key_id: &str,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
     ) -> Result<(), sqlx::Error> {
         if self.backend() == super::Backend::Postgres {
             sqlx::query("SELECT id FROM api_keys WHERE workspace_id = $1 AND id = $2 FOR UPDATE")
@@ -484,14 +484,14 @@ impl Store {
         tx: &mut Tx<'_>,
         digests: &[[u8; 32]],
         client: &ClientInfo,
-    ) -> Result<Vec<String>, sqlx::Error> {
+    ) -> Result<Vec<KeyId>, sqlx::Error> {
         let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
             "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2 \
              WHERE revoked_at IS NULL AND digest IN ({}) RETURNING id, workspace_id",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query_as::<_, (String, String)>(&sql)
+        let mut query = sqlx::query_as::<_, (KeyId, WorkspaceId)>(&sql)
             .bind(Timestamp::now())
             .bind("reported_leaked");
         for digest in digests {
@@ -502,7 +502,7 @@ impl Store {
             record_audit(
                 tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id),
+                    workspace_id: Some(workspace_id.as_str()),
                     actor: Actor::Anonymous,
                     action: "api_key.reported_leaked",
                     target_type: "api_key",
@@ -518,14 +518,17 @@ impl Store {
 
     /// For the operator CLI, which knows a key id but maybe not its workspace.
     /// The id of the key whose secret has this digest (an operator revoking a leaked secret).
-    pub async fn key_id_by_digest(&self, digest: &[u8; 32]) -> Result<Option<String>, sqlx::Error> {
+    pub async fn key_id_by_digest(&self, digest: &[u8; 32]) -> Result<Option<KeyId>, sqlx::Error> {
         sqlx::query_scalar("SELECT id FROM api_keys WHERE digest = $1")
             .bind(digest.as_slice())
             .fetch_optional(self.pool())
             .await
     }
 
-    pub async fn workspace_of_key(&self, key_id: &str) -> Result<Option<String>, sqlx::Error> {
+    pub async fn workspace_of_key(
+        &self,
+        key_id: &KeyId,
+    ) -> Result<Option<WorkspaceId>, sqlx::Error> {
         sqlx::query_scalar("SELECT workspace_id FROM api_keys WHERE id = $1")
             .bind(key_id)
             .fetch_optional(self.pool())

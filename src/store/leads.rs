@@ -1,5 +1,5 @@
 use super::Store;
-use crate::ids;
+use crate::ids::{self, LeadId, WorkspaceId};
 use crate::time::Timestamp;
 use serde::Serialize;
 
@@ -102,8 +102,8 @@ impl Store {
 
     pub async fn get_lead(
         &self,
-        workspace_id: &str,
-        lead_id: &str,
+        workspace_id: &WorkspaceId,
+        lead_id: &LeadId,
     ) -> Result<Option<Lead>, sqlx::Error> {
         sqlx::query_as(&format!(
             "{LEAD_COLUMNS} WHERE workspace_id = $1 AND id = $2"
@@ -117,7 +117,7 @@ impl Store {
     /// Whether a lead with this id exists in any workspace. Only used to choose between 403
     /// `workspace_mismatch` and 404 after the workspace-filtered lookup found nothing; it
     /// returns no data of the other workspace.
-    pub async fn lead_exists_elsewhere(&self, lead_id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn lead_exists_elsewhere(&self, lead_id: &LeadId) -> Result<bool, sqlx::Error> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM leads WHERE id = $1")
             .bind(lead_id)
             .fetch_optional(self.pool())
@@ -127,8 +127,8 @@ impl Store {
 
     pub async fn update_lead(
         &self,
-        workspace_id: &str,
-        lead_id: &str,
+        workspace_id: &WorkspaceId,
+        lead_id: &LeadId,
         fields: LeadFields,
     ) -> Result<Option<Lead>, sqlx::Error> {
         // Absent fields keep their value; the flags say which optional fields were sent.
@@ -158,8 +158,8 @@ impl Store {
 
     pub async fn delete_lead(
         &self,
-        workspace_id: &str,
-        lead_id: &str,
+        workspace_id: &WorkspaceId,
+        lead_id: &LeadId,
     ) -> Result<bool, sqlx::Error> {
         let result = sqlx::query("DELETE FROM leads WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)

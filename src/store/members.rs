@@ -1,4 +1,5 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
+use crate::ids::{UserId, WorkspaceId};
 use crate::permissions::{can_manage_member, Role};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -144,8 +145,8 @@ impl Store {
     pub(crate) async fn change_member_role_in(
         &self,
         tx: &mut Tx<'_>,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         new_role: Role,
         actor: &MemberActor<'_>,
     ) -> Result<(MemberChange, bool), sqlx::Error> {
@@ -169,7 +170,7 @@ impl Store {
             record_audit(
                 tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id),
+                    workspace_id: Some(workspace_id.as_str()),
                     actor: actor.actor,
                     action: "member.role_changed",
                     target_type: "user",
@@ -190,8 +191,8 @@ impl Store {
     pub(crate) async fn remove_member_in(
         &self,
         tx: &mut Tx<'_>,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
         if let Err(refusal) = self
@@ -216,7 +217,7 @@ impl Store {
         record_audit(
             tx,
             AuditEntry {
-                workspace_id: Some(workspace_id),
+                workspace_id: Some(workspace_id.as_str()),
                 actor: actor.actor,
                 action: "member.removed",
                 target_type: "user",

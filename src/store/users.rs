@@ -1,5 +1,5 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, Workspace};
-use crate::ids;
+use crate::ids::{self, UserId};
 use crate::permissions::Role;
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -160,7 +160,8 @@ impl Store {
                 .bind(&user.id)
                 .execute(&mut **tx)
                 .await?;
-            revoked = super::revoke_keys_of_user(tx, &user.id, None, "user_disabled", None).await?;
+            let user_id = UserId::from(user.id.as_str());
+            revoked = super::revoke_keys_of_user(tx, &user_id, None, "user_disabled", None).await?;
         }
         record_audit(
             tx,

@@ -1,33 +1,29 @@
 //! The lookup behind the verification cache: what a key digest resolves to, in one query.
 
 use super::Verifier;
+use crate::ids::{KeyId, UserId, WorkspaceId};
 use crate::permissions::Role;
 use crate::time::Timestamp;
 
 /// What the API-key middleware needs to authorize a request, resolved in one query.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct KeyPrincipalRow {
-    pub key_id: String,
+    pub key_id: KeyId,
     pub key_name: String,
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     pub workspace_name: String,
-    pub user_id: String,
+    pub user_id: UserId,
     pub user_email: String,
     pub user_name: String,
     pub user_disabled_at: Option<Timestamp>,
-    /// `None` when the creator is no longer a member of the key's workspace.
-    pub role: Option<String>,
+    /// `None` when the creator is no longer a member of the key's workspace (or the stored role
+    /// is not one this version knows, which counts the same).
+    pub role: Option<Role>,
     pub revoked_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
     pub scopes: Option<String>,
     /// The key's own limit; `None` means the deployment's default.
     pub rate_limit_per_minute: Option<i64>,
-}
-
-impl KeyPrincipalRow {
-    pub fn current_role(&self) -> Option<Role> {
-        self.role.as_deref().and_then(Role::parse)
-    }
 }
 
 impl Verifier {
@@ -52,20 +48,21 @@ impl Verifier {
             }?;
             return Ok(row.map(KeyPrincipalRow::from_tuple));
         }
-        sqlx::query_as(KEY_PRINCIPAL)
+        let row = sqlx::query_as::<sqlx::Any, KeyPrincipalTuple>(KEY_PRINCIPAL)
             .bind(digest.as_slice())
             .fetch_optional(self.pool())
-            .await
+            .await?;
+        Ok(row.map(KeyPrincipalRow::from_tuple))
     }
 }
 
 /// `KEY_PRINCIPAL`'s columns, in order.
 type KeyPrincipalTuple = (
+    KeyId,
     String,
+    WorkspaceId,
     String,
-    String,
-    String,
-    String,
+    UserId,
     String,
     String,
     Option<Timestamp>,
@@ -103,7 +100,7 @@ impl KeyPrincipalRow {
             user_email,
             user_name,
             user_disabled_at,
-            role,
+            role: role.as_deref().and_then(Role::parse),
             revoked_at,
             expires_at,
             scopes,

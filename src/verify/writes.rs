@@ -3,6 +3,7 @@
 //! them in a `KeyTx` and names what changed, so the event and the cache drop go together.
 
 use super::{Invalidation, Verifier};
+use crate::ids::{KeyId, UserId, WorkspaceId};
 use crate::permissions::Role;
 use crate::store::{
     ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, User,
@@ -26,8 +27,8 @@ impl Verifier {
     /// `actor` is `None` for the operator CLI.
     pub async fn revoke_api_key(
         &self,
-        workspace_id: &str,
-        key_id: &str,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
         actor: Option<&str>,
         reason: &str,
         client: &ClientInfo,
@@ -38,7 +39,7 @@ impl Verifier {
             .revoke_api_key_in(&mut tx, workspace_id, key_id, actor, reason, client)
             .await?;
         if matches!(revoked, Some((_, true))) {
-            tx.invalidate(Invalidation::Key(key_id.to_owned())).await?;
+            tx.invalidate(Invalidation::Key(key_id.clone())).await?;
         }
         tx.commit().await?;
         Ok(revoked)
@@ -48,8 +49,8 @@ impl Verifier {
     /// working until `old_expires_at` (sooner if it was due to expire before).
     pub async fn roll_api_key(
         &self,
-        workspace_id: &str,
-        key_id: &str,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
         actor: &str,
@@ -69,7 +70,7 @@ impl Verifier {
             )
             .await?;
         if let RollOutcome::Rolled { .. } = outcome {
-            tx.invalidate(Invalidation::Key(key_id.to_owned())).await?;
+            tx.invalidate(Invalidation::Key(key_id.clone())).await?;
             tx.invalidate(Invalidation::KeyIssued(*replacement.digest))
                 .await?;
             tx.commit().await?;
@@ -101,8 +102,8 @@ impl Verifier {
 
     pub async fn change_member_role(
         &self,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         new_role: Role,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
@@ -123,8 +124,8 @@ impl Verifier {
     /// Removes the membership and revokes the user's keys in that workspace, together.
     pub async fn remove_member(
         &self,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
         let mut tx = self.begin_serial().await?;
@@ -152,16 +153,17 @@ impl Verifier {
             .set_user_disabled_in(&mut tx, email, disabled)
             .await?;
         if let Some((user, _)) = &outcome {
-            tx.invalidate(Invalidation::User(user.id.clone())).await?;
+            tx.invalidate(Invalidation::User(user.id.as_str().into()))
+                .await?;
             tx.commit().await?;
         }
         Ok(outcome)
     }
 }
 
-fn member(workspace_id: &str, user_id: &str) -> Invalidation {
+fn member(workspace_id: &WorkspaceId, user_id: &UserId) -> Invalidation {
     Invalidation::Member {
-        workspace_id: workspace_id.to_owned(),
-        user_id: user_id.to_owned(),
+        workspace_id: workspace_id.clone(),
+        user_id: user_id.clone(),
     }
 }

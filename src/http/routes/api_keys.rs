@@ -7,6 +7,7 @@ use crate::http::extract::{parse_json, ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
+use crate::ids::{KeyId, WorkspaceId};
 use crate::permissions::{can_revoke_key, can_roll_key, can_set_rate_limit, sees_all_keys, Role};
 use crate::scopes::ScopeSet;
 use crate::store::{
@@ -358,7 +359,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, key_id)): Path<(String, String)>,
+    Path((workspace_id, key_id)): Path<(WorkspaceId, KeyId)>,
 ) -> Result<ApiJson<ApiKeyRecord>, ApiError> {
     revocable_key(&state, &session, &workspace_id, &key_id).await?;
     let revoked = state
@@ -403,7 +404,7 @@ pub async fn roll(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, key_id)): Path<(String, String)>,
+    Path((workspace_id, key_id)): Path<(WorkspaceId, KeyId)>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     // The body is optional: an empty one (or `null`) means "expire the old key now".

@@ -6,6 +6,7 @@ use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, OptionalEmail, OptionalPhone, OptionalText200, Text200};
 use crate::http::AppState;
 use crate::http::Principal;
+use crate::ids::LeadId;
 use crate::permissions::{
     can_create_lead, can_modify_lead, can_see_lead, lead_visibility, Denial, LeadVisibility,
 };
@@ -122,7 +123,7 @@ fn denial(denial: Denial, action: &str) -> ApiError {
 async fn find_lead(
     state: &AppState,
     principal: &Principal,
-    lead_id: &str,
+    lead_id: &LeadId,
 ) -> Result<Lead, ApiError> {
     if let Some(lead) = state
         .store
@@ -250,7 +251,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(lead_id): Path<String>,
+    Path(lead_id): Path<LeadId>,
 ) -> Result<ApiJson<Lead>, ApiError> {
     principal.require(Scope::LeadsRead)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
@@ -284,7 +285,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
-    Path(lead_id): Path<String>,
+    Path(lead_id): Path<LeadId>,
     ApiJson(body): ApiJson<LeadBody>,
 ) -> Result<ApiJson<Lead>, ApiError> {
     principal.require(Scope::LeadsWrite)?;
@@ -322,7 +323,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
-    Path(lead_id): Path<String>,
+    Path(lead_id): Path<LeadId>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::LeadsWrite)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;

@@ -4,6 +4,7 @@ use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::ErrorBody;
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
+use crate::ids::{UserId, WorkspaceId};
 use crate::permissions::Role;
 use crate::store::{ClientInfo, Member, MemberActor, MemberChange};
 use crate::validate::Issues;
@@ -104,7 +105,7 @@ pub async fn change_role(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, user_id)): Path<(String, String)>,
+    Path((workspace_id, user_id)): Path<(WorkspaceId, UserId)>,
     ApiJson(body): ApiJson<ChangeRole>,
 ) -> Result<ApiJson<Member>, ApiError> {
     let actor_role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
@@ -149,7 +150,7 @@ pub async fn remove(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, user_id)): Path<(String, String)>,
+    Path((workspace_id, user_id)): Path<(WorkspaceId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
     let actor_role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let actor = MemberActor::user(&session.user.id, actor_role, &client);
