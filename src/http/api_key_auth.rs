@@ -6,7 +6,7 @@
 use super::auth_throttle::Gate;
 use super::{client_ip, AppState, X_API_KEY};
 use crate::api_key::{self, KeyRejection};
-use crate::error::{ApiError, Realm};
+use crate::error::{ApiError, Realm, Reason};
 use crate::limits::Decision;
 use crate::permissions::Role;
 use crate::scopes::{Scope, ScopeSet};
@@ -52,14 +52,14 @@ impl Principal {
             Ok(())
         } else {
             Err(ApiError::forbidden(
-                "insufficient_scope",
+                Reason::InsufficientScope,
                 format!("This API key lacks the {scope} scope; create a key with it in Settings > Developer."),
             ))
         }
     }
 }
 
-fn unauthorized(reason: &'static str, message: impl Into<String>) -> ApiError {
+fn unauthorized(reason: Reason, message: impl Into<String>) -> ApiError {
     ApiError::Unauthorized {
         realm: Realm::ApiKey,
         reason,
@@ -91,7 +91,7 @@ pub async fn require_api_key(
         let outcome = Some(Outcome::RateLimited);
         state.usage.record(&row.key_id, outcome, Timestamp::now());
         let mut response = ApiError::TooManyRequests {
-            reason: "rate_limited",
+            reason: Reason::RateLimited,
             message: format!(
                 "This key may make {} requests per minute; retry in {} seconds.",
                 decision.limit, decision.reset_secs
@@ -182,7 +182,7 @@ fn browser_blocked_message(headers: &HeaderMap) -> &'static str {
 
 fn throttled(retry_after_secs: u64) -> ApiError {
     ApiError::TooManyRequests {
-        reason: "auth_throttled",
+        reason: Reason::AuthThrottled,
         message: "Too many unknown API keys from this address; wait a minute and check the key."
             .into(),
         retry_after_secs,
@@ -218,33 +218,33 @@ async fn verify(
     if headers.contains_key(&X_API_KEY) && !state.config.allow_browser_keys && from_browser(headers)
     {
         return Err(ApiError::forbidden(
-            "browser_use_blocked",
+            Reason::BrowserUseBlocked,
             browser_blocked_message(headers),
         ));
     }
     let Some(raw) = values.next() else {
         if headers.contains_key(header::AUTHORIZATION) {
             return Err(unauthorized(
-                "bearer_not_supported",
+                Reason::BearerNotSupported,
                 "Send the key in the x-api-key header, not Authorization.",
             ));
         }
         return Err(unauthorized(
-            "missing_api_key",
+            Reason::MissingApiKey,
             "Send your API key in the x-api-key header.",
         ));
     };
     if values.next().is_some() {
         return Err(unauthorized(
-            "malformed_api_key",
+            Reason::MalformedApiKey,
             "Send exactly one x-api-key header; this request has several.",
         ));
     }
     let expected_env = &state.config.key_env;
     let key = api_key::parse(raw.as_bytes(), expected_env).map_err(|rejection| {
         let reason = match rejection {
-            KeyRejection::Malformed(_) => "malformed_api_key",
-            KeyRejection::WrongEnvironment { .. } => "wrong_environment",
+            KeyRejection::Malformed(_) => Reason::MalformedApiKey,
+            KeyRejection::WrongEnvironment { .. } => Reason::WrongEnvironment,
         };
         unauthorized(reason, rejection.message(expected_env))
     })?;
@@ -264,7 +264,7 @@ async fn verify(
         Lookup::Found(row) => row,
         Lookup::Unknown => {
             return Err(unauthorized(
-                "invalid_api_key",
+                Reason::InvalidApiKey,
                 "This API key is not known here. Its checksum is valid, so it was copied whole: check that it was issued by this deployment (and not, say, by staging), or create a new one in Settings > Developer.",
             ))
         }
@@ -275,7 +275,7 @@ async fn verify(
             .usage
             .record(&row.key_id, Some(Outcome::Rejected), Timestamp::now());
         return Err(unauthorized(
-            "revoked_api_key",
+            Reason::RevokedApiKey,
             "This API key has been revoked; create a new one in Settings > Developer.",
         ));
     }
@@ -285,7 +285,7 @@ async fn verify(
             .usage
             .record(&row.key_id, Some(Outcome::Rejected), Timestamp::now());
         return Err(unauthorized(
-            "expired_api_key",
+            Reason::ExpiredApiKey,
             format!(
                 "This API key expired at {}; create a new one in Settings > Developer.",
                 expired_at.to_rfc3339()

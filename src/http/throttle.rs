@@ -4,7 +4,7 @@
 //! only themselves, and the owner of the email still signs in from anywhere else. Guessing from
 //! many addresses is bounded by the per-address limit times the addresses, and by argon2.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::IpAddr;
@@ -51,7 +51,7 @@ impl LoginThrottle {
         match refused {
             None => Ok(()),
             Some(not_until) => Err(ApiError::TooManyRequests {
-                reason: "login_throttled",
+                reason: Reason::LoginThrottled,
                 message:
                     "Too many sign-in attempts from this address; wait a minute and try again."
                         .into(),

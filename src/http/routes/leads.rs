@@ -1,7 +1,7 @@
 //! Leads, the workspace-scoped resource behind API keys. The workspace always comes from the
 //! key, and each query names it; the role rules come from `permissions`.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, OptionalEmail, OptionalPhone, OptionalText200, Text200};
 use crate::http::AppState;
@@ -108,11 +108,11 @@ fn name_or_none(name: &Option<Option<String>>) -> Option<&str> {
 fn denial(denial: Denial, action: &str) -> ApiError {
     match denial {
         Denial::OutsideDataBoundary => ApiError::forbidden(
-            "outside_data_boundary",
+            Reason::OutsideDataBoundary,
             format!("This key acts as a member who may only {action} their own leads."),
         ),
         Denial::InsufficientPermission => ApiError::forbidden(
-            "insufficient_permission",
+            Reason::InsufficientPermission,
             format!("The role of this key's user does not allow it to {action} leads."),
         ),
     }
@@ -134,7 +134,7 @@ async fn find_lead(
     }
     if state.store.lead_exists_elsewhere(lead_id).await? {
         return Err(ApiError::forbidden(
-            "workspace_mismatch",
+            Reason::WorkspaceMismatch,
             format!(
                 "This lead belongs to another workspace; this key belongs to workspace {} \
                  (GET /api/v1/me shows it). Check that the key was created in the correct workspace.",

@@ -1,5 +1,5 @@
 use super::workspaces::manager_role;
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::ErrorBody;
 use crate::http::session_auth::SessionUser;
@@ -19,7 +19,7 @@ pub struct MemberList {
 
 fn not_a_manager() -> ApiError {
     ApiError::forbidden(
-        "insufficient_permission",
+        Reason::InsufficientPermission,
         "Only owners and admins manage members, and only owners manage owners.",
     )
 }
@@ -31,11 +31,11 @@ fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
             "This user is not a member of the workspace.",
         )),
         MemberChange::AlreadyMember => Err(ApiError::conflict(
-            "already_member",
+            Reason::AlreadyMember,
             "This user is already a member of the workspace; change their role instead.",
         )),
         MemberChange::LastOwner => Err(ApiError::conflict(
-            "last_owner",
+            Reason::LastOwner,
             "A workspace needs at least one owner; make someone else owner first.",
         )),
         MemberChange::Forbidden => Err(not_a_manager()),
