@@ -1,3 +1,4 @@
+use super::sql::Sql;
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::ids::{KeyId, UserId, WorkspaceId};
 use crate::scopes::ScopeSet;
@@ -271,44 +272,36 @@ impl Store {
         filter: &KeyFilter<'_>,
     ) -> Result<Vec<ApiKeyRecord>, sqlx::Error> {
         let now = Timestamp::now();
-        let mut sql = format!("{KEY_COLUMNS} WHERE k.workspace_id = $1");
-        let mut next_param = 2;
-        let mut param = |sql: &mut String, clause: &str| {
-            sql.push_str(&clause.replace("$?", &format!("${next_param}")));
-            next_param += 1;
-        };
-        if filter.creator.is_some() {
-            param(&mut sql, " AND k.created_by = $?");
+        let mut sql = Sql::new(KEY_COLUMNS);
+        sql.push(" WHERE k.workspace_id = ").bind(workspace_id);
+        if let Some(creator) = filter.creator {
+            sql.push(" AND k.created_by = ").bind(creator);
         }
         match filter.status {
-            StatusFilter::Active => param(
-                &mut sql,
-                " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $?)",
-            ),
-            StatusFilter::Expired => {
-                param(&mut sql, " AND k.revoked_at IS NULL AND k.expires_at <= $?")
+            StatusFilter::Active => {
+                sql.push(" AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ")
+                    .bind(now)
+                    .push(")");
             }
-            StatusFilter::Revoked => sql.push_str(" AND k.revoked_at IS NOT NULL"),
+            StatusFilter::Expired => {
+                sql.push(" AND k.revoked_at IS NULL AND k.expires_at <= ")
+                    .bind(now);
+            }
+            StatusFilter::Revoked => {
+                sql.push(" AND k.revoked_at IS NOT NULL");
+            }
             StatusFilter::All => {}
         }
-        if filter.unused_since.is_some() {
-            param(
-                &mut sql,
-                " AND (k.last_used_at IS NULL OR k.last_used_at < $?)",
-            );
-        }
-        sql.push_str(" ORDER BY k.created_at DESC, k.id DESC");
-        let mut query = sqlx::query_as::<_, ApiKeyRow>(&sql).bind(workspace_id);
-        if let Some(creator) = filter.creator {
-            query = query.bind(creator);
-        }
-        if matches!(filter.status, StatusFilter::Active | StatusFilter::Expired) {
-            query = query.bind(now);
-        }
         if let Some(since) = filter.unused_since {
-            query = query.bind(since);
+            sql.push(" AND (k.last_used_at IS NULL OR k.last_used_at < ")
+                .bind(since)
+                .push(")");
         }
-        let rows = query.fetch_all(self.pool()).await?;
+        sql.push(" ORDER BY k.created_at DESC, k.id DESC");
+        let (sql, args) = sql.finish()?;
+        let rows: Vec<ApiKeyRow> = sqlx::query_as_with(&sql, args)
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
     }
 
@@ -485,19 +478,18 @@ impl Store {
         digests: &[[u8; 32]],
         client: &ClientInfo,
     ) -> Result<Vec<KeyId>, sqlx::Error> {
-        let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 3)).collect();
-        let sql = format!(
-            "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2 \
-             WHERE revoked_at IS NULL AND digest IN ({}) RETURNING id, workspace_id",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query_as::<_, (KeyId, WorkspaceId)>(&sql)
-            .bind(Timestamp::now())
-            .bind("reported_leaked");
-        for digest in digests {
-            query = query.bind(digest.as_slice());
-        }
-        let revoked = query.fetch_all(&mut **tx).await?;
+        let mut sql = Sql::new("UPDATE api_keys SET revoked_at = ");
+        sql.bind(Timestamp::now())
+            .push(", revoke_reason = ")
+            .bind("reported_leaked")
+            .push(" WHERE revoked_at IS NULL AND digest IN (")
+            .push_list(digests, ", ", |sql, digest| {
+                sql.bind(digest.as_slice());
+            })
+            .push(") RETURNING id, workspace_id");
+        let (sql, args) = sql.finish()?;
+        let revoked: Vec<(KeyId, WorkspaceId)> =
+            sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?;
         for (key_id, workspace_id) in &revoked {
             record_audit(
                 tx,

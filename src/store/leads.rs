@@ -1,3 +1,4 @@
+use super::sql::Sql;
 use super::Store;
 use crate::ids::{self, LeadId, WorkspaceId};
 use crate::time::Timestamp;
@@ -42,25 +43,28 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Lead>, i64), sqlx::Error> {
-        let owner_clause = if owner.is_some() {
-            " AND owner_id = $2"
-        } else {
-            ""
-        };
-        let (limit_param, offset_param) = if owner.is_some() { (3, 4) } else { (2, 3) };
-        let page_sql = format!(
-            "{LEAD_COLUMNS} WHERE workspace_id = $1{owner_clause} \
-             ORDER BY created_at DESC, id DESC LIMIT ${limit_param} OFFSET ${offset_param}"
-        );
-        let count_sql = format!("SELECT COUNT(*) FROM leads WHERE workspace_id = $1{owner_clause}");
-        let mut page = sqlx::query_as::<_, Lead>(&page_sql).bind(workspace_id);
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(workspace_id);
-        if let Some(owner) = owner {
-            page = page.bind(owner);
-            count = count.bind(owner);
+        fn filter<'q>(sql: &mut Sql<'q>, workspace_id: &'q str, owner: Option<&'q str>) {
+            sql.push(" WHERE workspace_id = ").bind(workspace_id);
+            if let Some(owner) = owner {
+                sql.push(" AND owner_id = ").bind(owner);
+            }
         }
-        let items = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
-        let total = count.fetch_one(self.pool()).await?;
+        let mut page = Sql::new(LEAD_COLUMNS);
+        filter(&mut page, workspace_id, owner);
+        page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .bind(limit)
+            .push(" OFFSET ")
+            .bind(offset);
+        let mut count = Sql::new("SELECT COUNT(*) FROM leads");
+        filter(&mut count, workspace_id, owner);
+        let (page, page_args) = page.finish()?;
+        let (count, count_args) = count.finish()?;
+        let items: Vec<Lead> = sqlx::query_as_with(&page, page_args)
+            .fetch_all(self.pool())
+            .await?;
+        let (total,): (i64,) = sqlx::query_as_with(&count, count_args)
+            .fetch_one(self.pool())
+            .await?;
         Ok((items, total))
     }
 

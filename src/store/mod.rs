@@ -9,6 +9,7 @@ mod invitations;
 mod leads;
 mod members;
 mod sessions;
+mod sql;
 mod usage;
 mod users;
 mod workspaces;
@@ -174,8 +175,15 @@ impl Store {
         &self.url
     }
 
+    /// For tests and the store's own modules (`verify` included); the rest of the server uses
+    /// store methods.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool's open connections and how many of them are idle, for `/metrics`.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
     }
 
     pub(crate) async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
