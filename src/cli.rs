@@ -5,6 +5,7 @@ use crate::config::{
     Cli, Command, Config, KeysCommand, MembersCommand, UsersCommand, WorkspacesCommand,
 };
 use crate::http::{self, AppState};
+use crate::ids::{KeyId, UserId, WorkspaceId};
 use crate::password;
 use crate::permissions::Role;
 use crate::store::{
@@ -12,6 +13,7 @@ use crate::store::{
     PasswordChange, PoolSettings, StatusFilter, Store,
 };
 use crate::validate::Issues;
+use crate::verify::Verifier;
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -276,13 +278,13 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
 }
 
 async fn users(config: &Config, command: UsersCommand) -> Result<(), CliError> {
-    let store = open_store(config).await?;
+    let store = Verifier::without_cache(open_store(config).await?);
     let result = run_users(&store, command).await;
     store.close().await;
     result
 }
 
-async fn run_users(store: &Store, command: UsersCommand) -> Result<(), CliError> {
+async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliError> {
     let operator = operator_name();
     let actor = Actor::Operator(operator.as_deref());
     match command {
@@ -354,7 +356,7 @@ async fn run_users(store: &Store, command: UsersCommand) -> Result<(), CliError>
     }
 }
 
-async fn set_disabled(store: &Store, email: &str, disable: bool) -> Result<(), CliError> {
+async fn set_disabled(store: &Verifier, email: &str, disable: bool) -> Result<(), CliError> {
     let mut issues = Issues::default();
     let email = issues
         .email("--email", Some(email), true)
@@ -386,13 +388,13 @@ async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), C
 }
 
 async fn members(config: &Config, command: MembersCommand) -> Result<(), CliError> {
-    let store = open_store(config).await?;
+    let store = Verifier::without_cache(open_store(config).await?);
     let result = run_members(&store, command).await;
     store.close().await;
     result
 }
 
-async fn run_members(store: &Store, command: MembersCommand) -> Result<(), CliError> {
+async fn run_members(store: &Verifier, command: MembersCommand) -> Result<(), CliError> {
     let operator = operator_name();
     let client = ClientInfo::default();
     let actor = MemberActor::operator(operator.as_deref(), &client);
@@ -418,7 +420,13 @@ async fn run_members(store: &Store, command: MembersCommand) -> Result<(), CliEr
     }
     let change = match role {
         Some(role) => store.add_member(workspace, &user.id, role, &actor).await,
-        None => store.remove_member(workspace, &user.id, &actor).await,
+        None => {
+            let (workspace_id, user_id) = (
+                WorkspaceId::from(workspace.as_str()),
+                UserId::from(user.id.as_str()),
+            );
+            store.remove_member(&workspace_id, &user_id, &actor).await
+        }
     }
     .map_err(db_error)?;
     match change {
@@ -439,7 +447,7 @@ async fn run_members(store: &Store, command: MembersCommand) -> Result<(), CliEr
 }
 
 async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
-    let store = open_store(config).await?;
+    let store = Verifier::without_cache(open_store(config).await?);
     let result = run_keys(&store, command, &config.key_env).await;
     store.close().await;
     result
@@ -447,12 +455,12 @@ async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
 
 /// The id named by `key`: an id as given, or the id of the key whose secret `key` is. Only ids
 /// are ever echoed in messages; a secret, or anything that might be one, is not.
-async fn key_id_of(store: &Store, key: &str, key_env: &KeyEnv) -> Result<String, CliError> {
+async fn key_id_of(store: &Store, key: &str, key_env: &KeyEnv) -> Result<KeyId, CliError> {
     let looks_like_id = key.starts_with("key_")
         && key.len() <= 64
         && key[4..].chars().all(|c| c.is_ascii_alphanumeric());
     if looks_like_id {
-        return Ok(key.to_owned());
+        return Ok(KeyId::from(key));
     }
     let secret = api_key::parse(key.as_bytes(), key_env).map_err(|rejection| {
         fail(format!(
@@ -467,7 +475,11 @@ async fn key_id_of(store: &Store, key: &str, key_env: &KeyEnv) -> Result<String,
         .ok_or_else(|| fail("no API key of this deployment has the given secret"))
 }
 
-async fn run_keys(store: &Store, command: KeysCommand, key_env: &KeyEnv) -> Result<(), CliError> {
+async fn run_keys(
+    store: &Verifier,
+    command: KeysCommand,
+    key_env: &KeyEnv,
+) -> Result<(), CliError> {
     match command {
         KeysCommand::List { workspace } => {
             // A mistyped id must not look like a workspace without keys.

@@ -29,6 +29,75 @@ impl FieldIssue {
     }
 }
 
+macro_rules! reasons {
+    ($($variant:ident => $name:literal,)*) => {
+        /// Why a request failed, as `details.reason` says (docs/api.md): a closed set, so a
+        /// caller can rely on the names and the code cannot invent one by a typo.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Reason {
+            $($variant,)*
+        }
+
+        impl Reason {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    AccountDisabled => "account_disabled",
+    AlreadyMember => "already_member",
+    AlreadyRolled => "already_rolled",
+    ApiKeyNotAccepted => "api_key_not_accepted",
+    AuthThrottled => "auth_throttled",
+    BadRequest => "bad_request",
+    BearerNotSupported => "bearer_not_supported",
+    BrowserUseBlocked => "browser_use_blocked",
+    DatabaseUnavailable => "database_unavailable",
+    EmptyBody => "empty_body",
+    ExpiredApiKey => "expired_api_key",
+    HeadersTooLarge => "headers_too_large",
+    InsufficientPermission => "insufficient_permission",
+    InsufficientScope => "insufficient_scope",
+    InvalidApiKey => "invalid_api_key",
+    InvalidCredentials => "invalid_credentials",
+    InvalidJson => "invalid_json",
+    InvalidPath => "invalid_path",
+    InvalidQuery => "invalid_query",
+    InvalidSession => "invalid_session",
+    InvitationForAnotherUser => "invitation_for_another_user",
+    InvitationNotFound => "invitation_not_found",
+    KeyInactive => "key_inactive",
+    LastOwner => "last_owner",
+    LeakReportsThrottled => "leak_reports_throttled",
+    LoginThrottled => "login_throttled",
+    MalformedApiKey => "malformed_api_key",
+    MalformedRequest => "malformed_request",
+    MalformedSession => "malformed_session",
+    MissingApiKey => "missing_api_key",
+    MissingSession => "missing_session",
+    OutsideDataBoundary => "outside_data_boundary",
+    RateLimited => "rate_limited",
+    RevokedApiKey => "revoked_api_key",
+    Timeout => "timeout",
+    Unavailable => "unavailable",
+    UnreadableBody => "unreadable_body",
+    UriTooLong => "uri_too_long",
+    WorkspaceMismatch => "workspace_mismatch",
+    WrongEnvironment => "wrong_environment",
+    WrongPassword => "wrong_password",
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,34 +105,22 @@ pub enum ApiError {
     #[error("unauthorized ({reason})")]
     Unauthorized {
         realm: Realm,
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
     #[error("forbidden ({reason})")]
-    Forbidden {
-        reason: &'static str,
-        message: String,
-    },
+    Forbidden { reason: Reason, message: String },
     #[error("not found")]
     NotFound(String),
     /// A 404 that names its rule, e.g. `invitation_not_found`.
     #[error("not found ({reason})")]
-    NotFoundBecause {
-        reason: &'static str,
-        message: String,
-    },
+    NotFoundBecause { reason: Reason, message: String },
     #[error("validation failed")]
     Validation(Vec<FieldIssue>),
     #[error("bad request ({reason})")]
-    BadRequest {
-        reason: &'static str,
-        message: String,
-    },
+    BadRequest { reason: Reason, message: String },
     #[error("conflict ({reason})")]
-    Conflict {
-        reason: &'static str,
-        message: String,
-    },
+    Conflict { reason: Reason, message: String },
     #[error("payload too large")]
     PayloadTooLarge(String),
     #[error("unsupported media type")]
@@ -72,15 +129,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("too many requests")]
     TooManyRequests {
-        reason: &'static str,
+        reason: Reason,
         message: String,
         retry_after_secs: u64,
     },
     #[error("service unavailable ({reason})")]
-    ServiceUnavailable {
-        reason: &'static str,
-        message: String,
-    },
+    ServiceUnavailable { reason: Reason, message: String },
     #[error("internal error: {0}")]
     Internal(#[source] BoxError),
 }
@@ -90,21 +144,21 @@ impl ApiError {
         ApiError::Internal(err.into())
     }
 
-    pub fn bad_request(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(reason: Reason, message: impl Into<String>) -> Self {
         ApiError::BadRequest {
             reason,
             message: message.into(),
         }
     }
 
-    pub fn forbidden(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(reason: Reason, message: impl Into<String>) -> Self {
         ApiError::Forbidden {
             reason,
             message: message.into(),
         }
     }
 
-    pub fn conflict(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(reason: Reason, message: impl Into<String>) -> Self {
         ApiError::Conflict {
             reason,
             message: message.into(),
@@ -121,7 +175,7 @@ impl ApiError {
 
     pub fn database_unavailable() -> Self {
         ApiError::ServiceUnavailable {
-            reason: "database_unavailable",
+            reason: Reason::DatabaseUnavailable,
             message: "The database is unreachable right now; retry in a few seconds.".into(),
         }
     }
@@ -168,7 +222,7 @@ impl ApiError {
             | ApiError::Conflict { reason, .. }
             | ApiError::NotFoundBecause { reason, .. }
             | ApiError::TooManyRequests { reason, .. }
-            | ApiError::ServiceUnavailable { reason, .. } => Some(reason),
+            | ApiError::ServiceUnavailable { reason, .. } => Some(reason.as_str()),
             _ => None,
         }
     }
@@ -357,7 +411,7 @@ mod tests {
     fn unauthorized_carries_reason_and_challenge() {
         let err = ApiError::Unauthorized {
             realm: Realm::ApiKey,
-            reason: "revoked_api_key",
+            reason: Reason::RevokedApiKey,
             message: "This API key has been revoked.".into(),
         };
         let response = err.into_response();

@@ -20,6 +20,67 @@ pub const LEAD: &str = "ld";
 pub const AUDIT_EVENT: &str = "evt";
 pub const INVITATION: &str = "inv";
 
+/// An id of one kind, so that a function taking a workspace and a user cannot be handed them
+/// the other way round. The same string in the database (`sqlx(transparent)`) and in JSON
+/// (`serde(transparent)`); read as a `&str` through `Deref`.
+macro_rules! id_type {
+    ($name:ident, $prefix:expr) => {
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn generate() -> $name {
+                $name(new_id($prefix))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> $name {
+                $name(id)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> $name {
+                $name(id.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+id_type!(WorkspaceId, WORKSPACE);
+id_type!(UserId, USER);
+id_type!(KeyId, API_KEY);
+id_type!(LeadId, LEAD);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +92,6 @@ mod tests {
         assert!(a.starts_with("ld_"));
         assert_eq!(a.len(), 3 + RANDOM_LEN);
         assert_ne!(a, b);
+        assert!(KeyId::generate().starts_with("key_"));
     }
 }

@@ -7,13 +7,11 @@
 
 pub mod api_key;
 pub mod base62;
-pub mod change_feed;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod ids;
-pub mod key_cache;
 pub mod key_memo;
 pub mod known_keys;
 pub mod limits;
@@ -27,3 +25,4 @@ pub mod time;
 pub mod usage;
 pub mod usage_series;
 pub mod validate;
+pub mod verify;

@@ -1,19 +1,18 @@
 //! The `x-api-key` middleware for /api/v1. It turns the header into a `Principal` (the key's
 //! workspace, its creator and the creator's *current* role) or a SPEC §4 401, before any
 //! handler runs. Malformed keys are refused without touching the database, verified keys are
-//! served from the in-process cache (see `key_cache`), and each key's rate limit is applied.
+//! served from the in-process cache (see `verify`), and each key's rate limit is applied.
 
 use super::auth_throttle::Gate;
 use super::{client_ip, AppState, X_API_KEY};
 use crate::api_key::{self, KeyRejection};
-use crate::error::{ApiError, Realm};
-use crate::key_cache::Lookup;
+use crate::error::{ApiError, Realm, Reason};
 use crate::limits::Decision;
 use crate::permissions::Role;
 use crate::scopes::{Scope, ScopeSet};
-use crate::store::KeyPrincipalRow;
 use crate::time::Timestamp;
 use crate::usage::Outcome;
+use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
@@ -56,14 +55,14 @@ impl Principal {
             Ok(())
         } else {
             Err(ApiError::forbidden(
-                "insufficient_scope",
+                Reason::InsufficientScope,
                 format!("This API key lacks the {scope} scope; create a key with it in Settings > Developer."),
             ))
         }
     }
 }
 
-fn unauthorized(reason: &'static str, message: impl Into<String>) -> ApiError {
+fn unauthorized(reason: Reason, message: impl Into<String>) -> ApiError {
     ApiError::Unauthorized {
         realm: Realm::ApiKey,
         reason,
@@ -146,7 +145,7 @@ where
         let outcome = Some(Outcome::RateLimited);
         state.usage.record(&row.key_id, outcome, Timestamp::now());
         let mut response = ApiError::TooManyRequests {
-            reason: "rate_limited",
+            reason: Reason::RateLimited,
             message: format!(
                 "This key may make {} requests per minute; retry in {} seconds.",
                 decision.limit, decision.reset_secs
@@ -184,7 +183,7 @@ fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {
     Principal {
         row: Arc::clone(row),
         // `verify` refuses a row without a role, so this default is never used.
-        role: row.current_role().unwrap_or(Role::Viewer),
+        role: row.role.unwrap_or(Role::Viewer),
         scopes: row
             .memo
             .scopes
@@ -244,7 +243,7 @@ fn browser_blocked_message(headers: &HeaderMap) -> &'static str {
 
 fn throttled(retry_after_secs: u64) -> ApiError {
     ApiError::TooManyRequests {
-        reason: "auth_throttled",
+        reason: Reason::AuthThrottled,
         message: "Too many unknown API keys from this address; wait a minute and check the key."
             .into(),
         retry_after_secs,
@@ -280,33 +279,33 @@ async fn verify(
     if headers.contains_key(&X_API_KEY) && !state.config.allow_browser_keys && from_browser(headers)
     {
         return Err(ApiError::forbidden(
-            "browser_use_blocked",
+            Reason::BrowserUseBlocked,
             browser_blocked_message(headers),
         ));
     }
     let Some(raw) = values.next() else {
         if headers.contains_key(header::AUTHORIZATION) {
             return Err(unauthorized(
-                "bearer_not_supported",
+                Reason::BearerNotSupported,
                 "Send the key in the x-api-key header, not Authorization.",
             ));
         }
         return Err(unauthorized(
-            "missing_api_key",
+            Reason::MissingApiKey,
             "Send your API key in the x-api-key header.",
         ));
     };
     if values.next().is_some() {
         return Err(unauthorized(
-            "malformed_api_key",
+            Reason::MalformedApiKey,
             "Send exactly one x-api-key header; this request has several.",
         ));
     }
     let expected_env = &state.config.key_env;
     let key = api_key::parse(raw.as_bytes(), expected_env).map_err(|rejection| {
         let reason = match rejection {
-            KeyRejection::Malformed(_) => "malformed_api_key",
-            KeyRejection::WrongEnvironment { .. } => "wrong_environment",
+            KeyRejection::Malformed(_) => Reason::MalformedApiKey,
+            KeyRejection::WrongEnvironment { .. } => Reason::WrongEnvironment,
         };
         unauthorized(reason, rejection.message(expected_env))
     })?;
@@ -326,19 +325,18 @@ async fn verify(
         Lookup::Found(row) => row,
         Lookup::Unknown => {
             return Err(unauthorized(
-                "invalid_api_key",
+                Reason::InvalidApiKey,
                 "This API key is not known here. Its checksum is valid, so it was copied whole: check that it was issued by this deployment (and not, say, by staging), or create a new one in Settings > Developer.",
             ))
         }
     };
-    let active =
-        row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.current_role().is_some();
+    let active = row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.role.is_some();
     if !active {
         state
             .usage
             .record(&row.key_id, Some(Outcome::Rejected), Timestamp::now());
         return Err(unauthorized(
-            "revoked_api_key",
+            Reason::RevokedApiKey,
             "This API key has been revoked; create a new one in Settings > Developer.",
         ));
     }
@@ -348,7 +346,7 @@ async fn verify(
             .usage
             .record(&row.key_id, Some(Outcome::Rejected), Timestamp::now());
         return Err(unauthorized(
-            "expired_api_key",
+            Reason::ExpiredApiKey,
             format!(
                 "This API key expired at {}; create a new one in Settings > Developer.",
                 expired_at.to_rfc3339()
@@ -370,7 +368,7 @@ async fn look_up(
 ) -> Result<Lookup, ApiError> {
     let limit = state.config.auth_failures_per_minute;
     if limit == 0 {
-        return Ok(state.store.resolve_key(digest).await?.0);
+        return Ok(state.store.resolve_miss(digest).await?);
     }
     match state
         .auth_throttle
@@ -378,7 +376,7 @@ async fn look_up(
     {
         Gate::Repeat => Ok(Lookup::Unknown),
         Gate::Lookup(reservation) => {
-            let lookup = state.store.resolve_key(digest).await?.0;
+            let lookup = state.store.resolve_miss(digest).await?;
             if matches!(lookup, Lookup::Unknown) {
                 reservation.unknown(digest).await;
             }
@@ -386,7 +384,7 @@ async fn look_up(
         }
         // While the change feed is down (`None`) nobody can tell; the database comes first.
         Gate::OverBudget { retry_after_secs } => match state.store.known_keys().contains(digest) {
-            Some(true) => Ok(state.store.resolve_key(digest).await?.0),
+            Some(true) => Ok(state.store.resolve_miss(digest).await?),
             Some(false) | None => Err(throttled(retry_after_secs)),
         },
     }

@@ -2,9 +2,9 @@
 //! while the server runs; at shutdown they stop and the last usage is flushed.
 
 use super::AppState;
-use crate::change_feed;
 use crate::time::Timestamp;
 use crate::usage_series::DAY_MS;
+use crate::verify::change_feed;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 

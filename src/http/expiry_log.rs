@@ -1,8 +1,9 @@
 //! Writes the `api_key.expired` audit event the first time an expired key is presented,
 //! off the request path and once per key per process (the insert itself is idempotent too).
 
-use crate::store::{KeyPrincipalRow, Store};
+use crate::store::Store;
 use crate::time::Timestamp;
+use crate::verify::KeyPrincipalRow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -31,7 +32,7 @@ impl ExpiryLog {
             if noted.len() >= MAX_REMEMBERED {
                 noted.clear();
             }
-            if !noted.insert(row.key_id.clone()) {
+            if !noted.insert(row.key_id.to_string()) {
                 return;
             }
         }

@@ -1,7 +1,7 @@
 //! Extractors whose rejections are `ApiError`s, so a bad body, query or path gets the same JSON
 //! error shape (and a precise reason) as everything else.
 
-use crate::error::{ApiError, FieldIssue};
+use crate::error::{ApiError, FieldIssue, Reason};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
@@ -64,14 +64,17 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
             super::MAX_BODY_BYTES
         ))
     } else {
-        ApiError::bad_request("unreadable_body", "The request body could not be read.")
+        ApiError::bad_request(
+            Reason::UnreadableBody,
+            "The request body could not be read.",
+        )
     }
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
-            "empty_body",
+            Reason::EmptyBody,
             "The request body is empty; send a JSON object.",
         ));
     }
@@ -148,7 +151,7 @@ fn every_body_issue<T: DeserializeOwned>(bytes: &[u8], known: &[String]) -> ApiE
 
 fn invalid_json(err: &serde_json::Error) -> ApiError {
     ApiError::bad_request(
-        "invalid_json",
+        Reason::InvalidJson,
         format!(
             "The body is not valid JSON (line {}, column {}).",
             err.line(),
@@ -247,7 +250,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RawQuery {
         let query = parts.uri.query().unwrap_or("");
         serde_urlencoded::from_str(query)
             .map(RawQuery)
-            .map_err(|_| ApiError::bad_request("invalid_query", "The query string is not valid."))
+            .map_err(|_| {
+                ApiError::bad_request(Reason::InvalidQuery, "The query string is not valid.")
+            })
     }
 }
 
@@ -270,7 +275,7 @@ where
                 .any(|(_, value)| value.contains(char::is_control))
             {
                 return Err(ApiError::bad_request(
-                    "invalid_path",
+                    Reason::InvalidPath,
                     "A path parameter contains control characters.",
                 ));
             }
@@ -278,7 +283,9 @@ where
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Path(value))
-            .map_err(|_| ApiError::bad_request("invalid_path", "A path parameter is not valid."))
+            .map_err(|_| {
+                ApiError::bad_request(Reason::InvalidPath, "A path parameter is not valid.")
+            })
     }
 }
 

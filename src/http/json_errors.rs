@@ -1,7 +1,7 @@
 //! Guarantees that no error leaves the server as plain text: responses made by layers and by
 //! axum itself (405, 408 timeout, 413, a caught panic) get the SPEC §4 JSON shape.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -17,7 +17,7 @@ pub fn panic_response_now() -> Response {
 /// The request outlived `HEFFL_REQUEST_TIMEOUT`.
 pub fn timeout_response() -> Response {
     ApiError::ServiceUnavailable {
-        reason: "timeout",
+        reason: Reason::Timeout,
         message: "The request took too long to process; retry it.".into(),
     }
     .into_response()
@@ -52,7 +52,7 @@ pub fn ensure_json_errors(mut response: Response) -> Response {
             super::MAX_BODY_BYTES
         )),
         StatusCode::REQUEST_TIMEOUT => ApiError::ServiceUnavailable {
-            reason: "timeout",
+            reason: Reason::Timeout,
             message: "The request took too long to process; retry it.".into(),
         },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
@@ -60,10 +60,10 @@ pub fn ensure_json_errors(mut response: Response) -> Response {
         ),
         StatusCode::INTERNAL_SERVER_ERROR => ApiError::internal("non-JSON 500 from a layer"),
         other if other.is_server_error() => ApiError::ServiceUnavailable {
-            reason: "unavailable",
+            reason: Reason::Unavailable,
             message: "The service is unavailable right now; retry in a few seconds.".into(),
         },
-        _ => ApiError::bad_request("bad_request", "The request could not be understood."),
+        _ => ApiError::bad_request(Reason::BadRequest, "The request could not be understood."),
     };
     let (mut parts, _) = response.into_parts();
     let mut replacement = error.into_response();

@@ -47,9 +47,8 @@ pub async fn serve_metrics(state: AppState, listener: TcpListener) -> std::io::R
 
 /// Prometheus text format. Gauges are sampled at scrape time.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let pool = state.store.pool();
-    let size = f64::from(pool.size());
-    let idle = pool.num_idle() as f64;
+    let (size, idle) = state.store.pool_connections();
+    let (size, idle) = (f64::from(size), idle as f64);
     metrics::gauge!("heffl_db_pool_connections", "state" => "idle").set(idle);
     metrics::gauge!("heffl_db_pool_connections", "state" => "in_use").set((size - idle).max(0.0));
     metrics::gauge!("heffl_db_pool_max_connections")

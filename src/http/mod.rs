@@ -26,10 +26,10 @@ pub use client::client_ip;
 pub use metrics_listener::{serve_metrics, spawn_metrics};
 
 use crate::config::Config;
-use crate::key_cache::KeyCache;
 use crate::limits::{Limiter, SharedLimits};
 use crate::store::Store;
 use crate::usage::UsageRecorder;
+use crate::verify::{KeyCache, Verifier};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
 use std::ops::Deref;
@@ -43,7 +43,8 @@ pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub struct AppState(Arc<StateInner>);
 
 pub struct StateInner {
-    pub store: Store,
+    /// The store, with the verification cache this server keeps in step (see `serve_until`).
+    pub store: Verifier,
     pub config: Config,
     pub usage: UsageRecorder,
     login_throttle: throttle::LoginThrottle,
@@ -55,7 +56,6 @@ pub struct StateInner {
 }
 
 impl AppState {
-    /// Gives `store` the verification cache this server will keep in step (see `serve_until`).
     pub fn new(store: Store, config: Config) -> AppState {
         crate::telemetry::prometheus();
         let cache = if config.cache_capacity == 0 {
@@ -63,7 +63,7 @@ impl AppState {
         } else {
             KeyCache::new(config.cache_capacity, config.cache_ttl)
         };
-        let store = store.with_key_cache(Arc::new(cache));
+        let store = Verifier::new(store, cache);
         let shared_limits = shared_limits(&config);
         let login_throttle =
             throttle::LoginThrottle::new(config.login_attempts_per_minute, &shared_limits);

@@ -318,7 +318,7 @@ impl ToSchema for Role {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{ApiError, FieldIssue as Issue, Realm};
+    use crate::error::{ApiError, FieldIssue as Issue, Realm, Reason};
 
     /// Every variant `ApiError` has, through the body it writes, parses as `ErrorBody`.
     #[test]
@@ -326,19 +326,19 @@ mod tests {
         let errors = [
             ApiError::Unauthorized {
                 realm: Realm::ApiKey,
-                reason: "revoked_api_key",
+                reason: Reason::RevokedApiKey,
                 message: "revoked".into(),
             },
-            ApiError::forbidden("workspace_mismatch", "elsewhere"),
+            ApiError::forbidden(Reason::WorkspaceMismatch, "elsewhere"),
             ApiError::not_found("none"),
             ApiError::Validation(vec![Issue::new("name", "is required")]),
-            ApiError::bad_request("invalid_json", "bad"),
-            ApiError::conflict("last_owner", "no"),
+            ApiError::bad_request(Reason::InvalidJson, "bad"),
+            ApiError::conflict(Reason::LastOwner, "no"),
             ApiError::PayloadTooLarge("big".into()),
             ApiError::UnsupportedMediaType("json".into()),
             ApiError::MethodNotAllowed,
             ApiError::TooManyRequests {
-                reason: "rate_limited",
+                reason: Reason::RateLimited,
                 message: "slow".into(),
                 retry_after_secs: 1,
             },

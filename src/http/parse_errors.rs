@@ -3,7 +3,7 @@
 //! code sees a request. Those answers pass through the connection's writer, so they are
 //! recognised there and given the SPEC §4 JSON body.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 
 /// hyper's automatic answers: exactly a status line and headers, `content-length: 0`, and
 /// one of the statuses its parser produces. Responses of ours never match: every error we send
@@ -23,7 +23,7 @@ pub fn json_replacement(written: &[u8]) -> Option<Vec<u8>> {
         "400" => (
             "400 Bad Request",
             ApiError::bad_request(
-                "malformed_request",
+                Reason::MalformedRequest,
                 "The request line or headers could not be parsed (bytes not allowed in a header, \
                  a folded header line, or conflicting Content-Length); the connection is closed.",
             ),
@@ -31,14 +31,14 @@ pub fn json_replacement(written: &[u8]) -> Option<Vec<u8>> {
         "414" => (
             "414 URI Too Long",
             ApiError::bad_request(
-                "uri_too_long",
+                Reason::UriTooLong,
                 "The request target is too long; the connection is closed.",
             ),
         ),
         "431" => (
             "431 Request Header Fields Too Large",
             ApiError::bad_request(
-                "headers_too_large",
+                Reason::HeadersTooLarge,
                 "The request headers are too large; the connection is closed.",
             ),
         ),

@@ -2,7 +2,7 @@
 //! /app/v1, so a leaked key cannot mint, list or revoke keys.
 
 use super::{AppState, X_API_KEY};
-use crate::error::{ApiError, Realm};
+use crate::error::{ApiError, Realm, Reason};
 use crate::session_token;
 use crate::store::User;
 use axum::extract::FromRequestParts;
@@ -14,7 +14,7 @@ pub struct SessionUser {
     pub token_digest: [u8; 32],
 }
 
-fn unauthorized(reason: &'static str, message: &str) -> ApiError {
+fn unauthorized(reason: Reason, message: &str) -> ApiError {
     ApiError::Unauthorized {
         realm: Realm::Bearer,
         reason,
@@ -29,12 +29,12 @@ impl FromRequestParts<AppState> for SessionUser {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             if parts.headers.contains_key(&X_API_KEY) {
                 return Err(unauthorized(
-                    "api_key_not_accepted",
+                    Reason::ApiKeyNotAccepted,
                     "API keys cannot be used on /app/v1; sign in and send Authorization: Bearer <session token>.",
                 ));
             }
             return Err(unauthorized(
-                "missing_session",
+                Reason::MissingSession,
                 "Sign in first, then send Authorization: Bearer <session token>.",
             ));
         };
@@ -49,13 +49,13 @@ impl FromRequestParts<AppState> for SessionUser {
         // An API key pasted where a session token belongs: say so, rather than "malformed".
         if token.is_some_and(|t| t.starts_with("hk_")) {
             return Err(unauthorized(
-                "api_key_not_accepted",
+                Reason::ApiKeyNotAccepted,
                 "API keys cannot be used on /app/v1; sign in and send Authorization: Bearer <session token>.",
             ));
         }
         let Some(digest) = token.and_then(session_token::parse) else {
             return Err(unauthorized(
-                "malformed_session",
+                Reason::MalformedSession,
                 "The Authorization header must be 'Bearer ' followed by the token from /app/v1/auth/login.",
             ));
         };
@@ -65,7 +65,7 @@ impl FromRequestParts<AppState> for SessionUser {
                 token_digest: digest,
             }),
             None => Err(unauthorized(
-                "invalid_session",
+                Reason::InvalidSession,
                 "This session has expired or was ended; sign in again.",
             )),
         }

@@ -7,7 +7,7 @@
 //! Both counters are `Limiter`s, so instances sharing Redis share them (SPEC §12): an attacker
 //! who spreads guesses over the instances gets the limit once, not once per instance.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::limits::{Limiter, SharedLimits};
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -71,7 +71,7 @@ impl LoginThrottle {
             return Ok(());
         }
         Err(ApiError::TooManyRequests {
-            reason: "login_throttled",
+            reason: Reason::LoginThrottled,
             message: "Too many sign-in attempts from this address; wait a minute and try again."
                 .into(),
             retry_after_secs: decision.reset_secs,

@@ -1,8 +1,6 @@
+use super::sql::Sql;
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
-use crate::ids;
-use crate::key_cache::Invalidation;
-use crate::key_memo::KeyMemo;
-use crate::permissions::Role;
+use crate::ids::{KeyId, UserId, WorkspaceId};
 use crate::scopes::ScopeSet;
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -167,35 +165,6 @@ pub struct NewApiKey<'a> {
     pub expires_at: Option<Timestamp>,
 }
 
-/// What the API-key middleware needs to authorize a request, resolved in one query.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct KeyPrincipalRow {
-    pub key_id: String,
-    pub key_name: String,
-    pub workspace_id: String,
-    pub workspace_name: String,
-    pub user_id: String,
-    pub user_email: String,
-    pub user_name: String,
-    pub user_disabled_at: Option<Timestamp>,
-    /// `None` when the creator is no longer a member of the key's workspace.
-    pub role: Option<String>,
-    pub revoked_at: Option<Timestamp>,
-    pub expires_at: Option<Timestamp>,
-    pub scopes: Option<String>,
-    /// The key's own limit; `None` means the deployment's default.
-    pub rate_limit_per_minute: Option<i64>,
-    /// Derived from the row on first use, while it is cached.
-    #[sqlx(skip)]
-    pub memo: KeyMemo,
-}
-
-impl KeyPrincipalRow {
-    pub fn current_role(&self) -> Option<Role> {
-        self.role.as_deref().and_then(Role::parse)
-    }
-}
-
 pub enum RollOutcome {
     Rolled {
         new: Box<ApiKeyRecord>,
@@ -211,8 +180,8 @@ pub enum RollOutcome {
 /// the caller's transaction so the revocation lands with the change that caused it.
 pub(super) async fn revoke_keys_of_user(
     tx: &mut Tx<'_>,
-    user_id: &str,
-    workspace_id: Option<&str>,
+    user_id: &UserId,
+    workspace_id: Option<&WorkspaceId>,
     reason: &str,
     revoked_by: Option<&str>,
 ) -> Result<u64, sqlx::Error> {
@@ -244,9 +213,9 @@ pub(super) async fn revoke_keys_of_user(
 async fn insert_key(
     tx: &mut Tx<'_>,
     new: &NewApiKey<'_>,
-    rolled_from: Option<&str>,
-) -> Result<String, sqlx::Error> {
-    let id = ids::new_id(ids::API_KEY);
+    rolled_from: Option<&KeyId>,
+) -> Result<KeyId, sqlx::Error> {
+    let id = KeyId::generate();
     sqlx::query(
         "INSERT INTO api_keys (id, workspace_id, created_by, name, digest, hint, created_at, \
          rate_limit_per_minute, scopes, expires_at, rolled_from) \
@@ -269,17 +238,17 @@ async fn insert_key(
 }
 
 impl Store {
-    pub async fn create_api_key(
+    /// Inserts the key with its audit event, in the caller's transaction (`verify` logs that
+    /// its digest was issued). `None` only if the key cannot be read back.
+    pub(crate) async fn create_api_key_in(
         &self,
+        tx: &mut Tx<'_>,
         new: &NewApiKey<'_>,
         client: &ClientInfo,
-    ) -> Result<ApiKeyRecord, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
-        let id = insert_key(&mut tx, new, None).await?;
-        let issued = Invalidation::KeyIssued(*new.digest);
-        self.log_key_event(&mut tx, &issued).await?;
+    ) -> Result<Option<ApiKeyRecord>, sqlx::Error> {
+        let id = insert_key(tx, new, None).await?;
         record_audit(
-            &mut tx,
+            tx,
             AuditEntry {
                 workspace_id: Some(new.workspace_id),
                 actor: Actor::User(new.created_by),
@@ -293,10 +262,7 @@ impl Store {
             client,
         )
         .await?;
-        let record = fetch_key(&mut *tx, new.workspace_id, &id).await?;
-        tx.commit().await?;
-        self.forget(&issued);
-        record.ok_or(sqlx::Error::RowNotFound)
+        fetch_key(&mut **tx, new.workspace_id, &id).await
     }
 
     /// Newest first.
@@ -306,44 +272,36 @@ impl Store {
         filter: &KeyFilter<'_>,
     ) -> Result<Vec<ApiKeyRecord>, sqlx::Error> {
         let now = Timestamp::now();
-        let mut sql = format!("{KEY_COLUMNS} WHERE k.workspace_id = $1");
-        let mut next_param = 2;
-        let mut param = |sql: &mut String, clause: &str| {
-            sql.push_str(&clause.replace("$?", &format!("${next_param}")));
-            next_param += 1;
-        };
-        if filter.creator.is_some() {
-            param(&mut sql, " AND k.created_by = $?");
+        let mut sql = Sql::new(KEY_COLUMNS);
+        sql.push(" WHERE k.workspace_id = ").bind(workspace_id);
+        if let Some(creator) = filter.creator {
+            sql.push(" AND k.created_by = ").bind(creator);
         }
         match filter.status {
-            StatusFilter::Active => param(
-                &mut sql,
-                " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $?)",
-            ),
-            StatusFilter::Expired => {
-                param(&mut sql, " AND k.revoked_at IS NULL AND k.expires_at <= $?")
+            StatusFilter::Active => {
+                sql.push(" AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ")
+                    .bind(now)
+                    .push(")");
             }
-            StatusFilter::Revoked => sql.push_str(" AND k.revoked_at IS NOT NULL"),
+            StatusFilter::Expired => {
+                sql.push(" AND k.revoked_at IS NULL AND k.expires_at <= ")
+                    .bind(now);
+            }
+            StatusFilter::Revoked => {
+                sql.push(" AND k.revoked_at IS NOT NULL");
+            }
             StatusFilter::All => {}
         }
-        if filter.unused_since.is_some() {
-            param(
-                &mut sql,
-                " AND (k.last_used_at IS NULL OR k.last_used_at < $?)",
-            );
-        }
-        sql.push_str(" ORDER BY k.created_at DESC, k.id DESC");
-        let mut query = sqlx::query_as::<_, ApiKeyRow>(&sql).bind(workspace_id);
-        if let Some(creator) = filter.creator {
-            query = query.bind(creator);
-        }
-        if matches!(filter.status, StatusFilter::Active | StatusFilter::Expired) {
-            query = query.bind(now);
-        }
         if let Some(since) = filter.unused_since {
-            query = query.bind(since);
+            sql.push(" AND (k.last_used_at IS NULL OR k.last_used_at < ")
+                .bind(since)
+                .push(")");
         }
-        let rows = query.fetch_all(self.pool()).await?;
+        sql.push(" ORDER BY k.created_at DESC, k.id DESC");
+        let (sql, args) = sql.finish()?;
+        let rows: Vec<ApiKeyRow> = sqlx::query_as_with(&sql, args)
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
     }
 
@@ -356,19 +314,20 @@ impl Store {
     }
 
     /// Idempotent: revoking a revoked key changes nothing and reports `false`.
-    /// `actor` is `None` for the operator CLI.
-    pub async fn revoke_api_key(
+    /// `actor` is `None` for the operator CLI. The caller's transaction must be serial
+    /// (`begin_serial`).
+    pub(crate) async fn revoke_api_key_in(
         &self,
-        workspace_id: &str,
-        key_id: &str,
+        tx: &mut Tx<'_>,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
         actor: Option<&str>,
         reason: &str,
         client: &ClientInfo,
     ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
         // Waits for a roll of this key in flight, so the record read below shows its
         // replacement: the answer matches the order in which the two took effect.
-        self.lock_key_row(&mut tx, workspace_id, key_id).await?;
+        self.lock_key_row(tx, workspace_id, key_id).await?;
         let changed = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
              WHERE workspace_id = $4 AND id = $5 AND revoked_at IS NULL",
@@ -378,17 +337,15 @@ impl Store {
         .bind(reason)
         .bind(workspace_id)
         .bind(key_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
             > 0;
-        let change = Invalidation::Key(key_id.to_owned());
         if changed {
-            self.log_key_event(&mut tx, &change).await?;
             record_audit(
-                &mut tx,
+                tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id),
+                    workspace_id: Some(workspace_id.as_str()),
                     actor: actor.map_or(Actor::System, Actor::User),
                     action: "api_key.revoked",
                     target_type: "api_key",
@@ -399,29 +356,27 @@ impl Store {
             )
             .await?;
         }
-        let record = fetch_key(&mut *tx, workspace_id, key_id).await?;
-        tx.commit().await?;
-        if changed {
-            self.forget(&change);
-        }
+        let record = fetch_key(&mut **tx, workspace_id, key_id).await?;
         Ok(record.map(|record| (record, changed)))
     }
 
     /// Replaces a key with a new one of the same name, scopes and limit; the old key keeps
-    /// working until `old_expires_at` (sooner if it was due to expire before).
-    pub async fn roll_api_key(
+    /// working until `old_expires_at` (sooner if it was due to expire before). The caller's
+    /// transaction must be serial (`begin_serial`), and is to be committed only if `Rolled`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn roll_api_key_in(
         &self,
-        workspace_id: &str,
-        key_id: &str,
+        tx: &mut Tx<'_>,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
         actor: &str,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
         // Decided on the key as it is once every earlier roll or revoke of it has committed.
-        self.lock_key_row(&mut tx, workspace_id, key_id).await?;
-        let Some(old) = fetch_key(&mut *tx, workspace_id, key_id).await? else {
+        self.lock_key_row(tx, workspace_id, key_id).await?;
+        let Some(old) = fetch_key(&mut **tx, workspace_id, key_id).await? else {
             return Ok(RollOutcome::NotFound);
         };
         // Before the status: a key rolled without grace has expired, yet it was rolled.
@@ -437,7 +392,7 @@ impl Store {
             rate_limit_per_minute: old.rate_limit_per_minute,
             ..*replacement
         };
-        let new_id = match insert_key(&mut tx, &new, Some(key_id)).await {
+        let new_id = match insert_key(tx, &new, Some(key_id)).await {
             Ok(id) => id,
             // Two rolls raced; the unique index on rolled_from let one through.
             Err(err) if super::is_unique_violation(&err) => return Ok(RollOutcome::AlreadyRolled),
@@ -451,17 +406,13 @@ impl Store {
             .bind(expires_at)
             .bind(workspace_id)
             .bind(key_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        let change = Invalidation::Key(key_id.to_owned());
-        self.log_key_event(&mut tx, &change).await?;
-        let issued = Invalidation::KeyIssued(*replacement.digest);
-        self.log_key_event(&mut tx, &issued).await?;
         // The replacement is a key like any other: its history starts with its creation.
         record_audit(
-            &mut tx,
+            tx,
             AuditEntry {
-                workspace_id: Some(workspace_id),
+                workspace_id: Some(workspace_id.as_str()),
                 actor: Actor::User(actor),
                 action: "api_key.created",
                 target_type: "api_key",
@@ -477,9 +428,9 @@ impl Store {
         )
         .await?;
         record_audit(
-            &mut tx,
+            tx,
             AuditEntry {
-                workspace_id: Some(workspace_id),
+                workspace_id: Some(workspace_id.as_str()),
                 actor: Actor::User(actor),
                 action: "api_key.rolled",
                 target_type: "api_key",
@@ -489,11 +440,8 @@ impl Store {
             client,
         )
         .await?;
-        let new_record = fetch_key(&mut *tx, workspace_id, &new_id).await?;
-        let old_record = fetch_key(&mut *tx, workspace_id, key_id).await?;
-        tx.commit().await?;
-        self.forget(&change);
-        self.forget(&issued);
+        let new_record = fetch_key(&mut **tx, workspace_id, &new_id).await?;
+        let old_record = fetch_key(&mut **tx, workspace_id, key_id).await?;
         match (new_record, old_record) {
             (Some(new), Some(old)) => Ok(RollOutcome::Rolled {
                 new: Box::new(new),
@@ -508,8 +456,8 @@ impl Store {
     async fn lock_key_row(
         &self,
         tx: &mut Tx<'_>,
-        workspace_id: &str,
-        key_id: &str,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
     ) -> Result<(), sqlx::Error> {
         if self.backend() == super::Backend::Postgres {
             sqlx::query("SELECT id FROM api_keys WHERE workspace_id = $1 AND id = $2 FOR UPDATE")
@@ -521,39 +469,32 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes the active keys among `digests` (reported as leaked), each with an audit event.
-    /// One statement finds them whatever the mix, so the time taken says little about which
-    /// keys exist.
-    pub async fn revoke_leaked_keys(
+    /// Revokes the active keys among `digests` (reported as leaked), each with an audit event,
+    /// in the caller's transaction; returns their ids. One statement finds them whatever the
+    /// mix, so the time taken says little about which keys exist.
+    pub(crate) async fn revoke_leaked_keys_in(
         &self,
+        tx: &mut Tx<'_>,
         digests: &[[u8; 32]],
         client: &ClientInfo,
-    ) -> Result<u64, sqlx::Error> {
-        if digests.is_empty() {
-            return Ok(0);
-        }
-        let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 3)).collect();
-        let sql = format!(
-            "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2 \
-             WHERE revoked_at IS NULL AND digest IN ({}) RETURNING id, workspace_id",
-            placeholders.join(", ")
-        );
-        let mut tx = self.pool().begin().await?;
-        let mut query = sqlx::query_as::<_, (String, String)>(&sql)
-            .bind(Timestamp::now())
-            .bind("reported_leaked");
-        for digest in digests {
-            query = query.bind(digest.as_slice());
-        }
-        let revoked = query.fetch_all(&mut *tx).await?;
-        let mut changes = Vec::with_capacity(revoked.len());
+    ) -> Result<Vec<KeyId>, sqlx::Error> {
+        let mut sql = Sql::new("UPDATE api_keys SET revoked_at = ");
+        sql.bind(Timestamp::now())
+            .push(", revoke_reason = ")
+            .bind("reported_leaked")
+            .push(" WHERE revoked_at IS NULL AND digest IN (")
+            .push_list(digests, ", ", |sql, digest| {
+                sql.bind(digest.as_slice());
+            })
+            .push(") RETURNING id, workspace_id");
+        let (sql, args) = sql.finish()?;
+        let revoked: Vec<(KeyId, WorkspaceId)> =
+            sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?;
         for (key_id, workspace_id) in &revoked {
-            let change = Invalidation::Key(key_id.clone());
-            self.log_key_event(&mut tx, &change).await?;
             record_audit(
-                &mut tx,
+                tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id),
+                    workspace_id: Some(workspace_id.as_str()),
                     actor: Actor::Anonymous,
                     action: "api_key.reported_leaked",
                     target_type: "api_key",
@@ -563,64 +504,29 @@ impl Store {
                 client,
             )
             .await?;
-            changes.push(change);
         }
-        tx.commit().await?;
-        for change in &changes {
-            self.forget(change);
-        }
-        Ok(revoked.len() as u64)
+        Ok(revoked.into_iter().map(|(key_id, _)| key_id).collect())
     }
 
     /// For the operator CLI, which knows a key id but maybe not its workspace.
     /// The id of the key whose secret has this digest (an operator revoking a leaked secret).
-    pub async fn key_id_by_digest(&self, digest: &[u8; 32]) -> Result<Option<String>, sqlx::Error> {
+    pub async fn key_id_by_digest(&self, digest: &[u8; 32]) -> Result<Option<KeyId>, sqlx::Error> {
         sqlx::query_scalar("SELECT id FROM api_keys WHERE digest = $1")
             .bind(digest.as_slice())
             .fetch_optional(self.pool())
             .await
     }
 
-    pub async fn workspace_of_key(&self, key_id: &str) -> Result<Option<String>, sqlx::Error> {
+    pub async fn workspace_of_key(
+        &self,
+        key_id: &KeyId,
+    ) -> Result<Option<WorkspaceId>, sqlx::Error> {
         sqlx::query_scalar("SELECT workspace_id FROM api_keys WHERE id = $1")
             .bind(key_id)
             .fetch_optional(self.pool())
             .await
     }
-
-    /// What a key digest resolves to, read from the primary. On PostgreSQL through the native
-    /// driver, batched with the concurrent misses (`key_lookup_batch`).
-    pub async fn key_principal(
-        &self,
-        digest: &[u8; 32],
-    ) -> Result<Option<KeyPrincipalRow>, sqlx::Error> {
-        if let Some(batcher) = self.key_lookups() {
-            return batcher.lookup(digest).await;
-        }
-        sqlx::query_as(KEY_PRINCIPAL)
-            .bind(digest.as_slice())
-            .fetch_optional(self.pool())
-            .await
-    }
 }
-
-/// The columns and joins of a key lookup, without its WHERE clause: the single lookup
-/// (`KEY_PRINCIPAL`) and the batched one (`key_lookup_batch`) share them.
-macro_rules! key_principal_select {
-    () => {
-        "k.id AS key_id, k.name AS key_name, k.workspace_id, w.name AS workspace_name, \
-         u.id AS user_id, u.email AS user_email, u.name AS user_name, \
-         u.disabled_at AS user_disabled_at, m.role, k.revoked_at, k.expires_at, k.scopes, \
-         k.rate_limit_per_minute \
-         FROM api_keys k \
-         JOIN workspaces w ON w.id = k.workspace_id \
-         JOIN users u ON u.id = k.created_by \
-         LEFT JOIN memberships m ON m.workspace_id = k.workspace_id AND m.user_id = k.created_by"
-    };
-}
-pub(super) use key_principal_select;
-
-const KEY_PRINCIPAL: &str = concat!("SELECT ", key_principal_select!(), " WHERE k.digest = $1");
 
 async fn fetch_key<'e, E>(
     executor: E,

@@ -1,3 +1,4 @@
+use super::sql::Sql;
 use super::Tx;
 use crate::ids;
 use crate::time::Timestamp;
@@ -178,22 +179,20 @@ impl super::Store {
                 }
             }
         };
-        let about_key = if key_id.is_some() {
-            " AND target_type = 'api_key' AND target_id = $4"
-        } else {
-            ""
-        };
-        let sql = format!(
+        let mut sql = Sql::new(
             "SELECT id, actor_type, actor_id, action, target_type, target_id, ip, user_agent, details, at \
-             FROM audit_events WHERE workspace_id = $1 AND seq < $2{about_key} ORDER BY seq DESC LIMIT $3"
+             FROM audit_events WHERE workspace_id = ",
         );
-        let mut query = sqlx::query_as(&sql)
-            .bind(workspace_id)
-            .bind(before_seq)
-            .bind(limit);
+        sql.bind(workspace_id).push(" AND seq < ").bind(before_seq);
         if let Some(key_id) = key_id {
-            query = query.bind(key_id);
+            sql.push(" AND target_type = 'api_key' AND target_id = ")
+                .bind(key_id);
         }
-        query.fetch_all(self.pool()).await.map(Some)
+        sql.push(" ORDER BY seq DESC LIMIT ").bind(limit);
+        let (sql, args) = sql.finish()?;
+        sqlx::query_as_with(&sql, args)
+            .fetch_all(self.pool())
+            .await
+            .map(Some)
     }
 }

@@ -1,5 +1,6 @@
+use super::sql::Sql;
 use super::Store;
-use crate::ids;
+use crate::ids::{self, LeadId, WorkspaceId};
 use crate::time::Timestamp;
 use serde::Serialize;
 
@@ -42,25 +43,28 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Lead>, i64), sqlx::Error> {
-        let owner_clause = if owner.is_some() {
-            " AND owner_id = $2"
-        } else {
-            ""
-        };
-        let (limit_param, offset_param) = if owner.is_some() { (3, 4) } else { (2, 3) };
-        let page_sql = format!(
-            "{LEAD_COLUMNS} WHERE workspace_id = $1{owner_clause} \
-             ORDER BY created_at DESC, id DESC LIMIT ${limit_param} OFFSET ${offset_param}"
-        );
-        let count_sql = format!("SELECT COUNT(*) FROM leads WHERE workspace_id = $1{owner_clause}");
-        let mut page = sqlx::query_as::<_, Lead>(&page_sql).bind(workspace_id);
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(workspace_id);
-        if let Some(owner) = owner {
-            page = page.bind(owner);
-            count = count.bind(owner);
+        fn filter<'q>(sql: &mut Sql<'q>, workspace_id: &'q str, owner: Option<&'q str>) {
+            sql.push(" WHERE workspace_id = ").bind(workspace_id);
+            if let Some(owner) = owner {
+                sql.push(" AND owner_id = ").bind(owner);
+            }
         }
-        let items = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
-        let total = count.fetch_one(self.pool()).await?;
+        let mut page = Sql::new(LEAD_COLUMNS);
+        filter(&mut page, workspace_id, owner);
+        page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .bind(limit)
+            .push(" OFFSET ")
+            .bind(offset);
+        let mut count = Sql::new("SELECT COUNT(*) FROM leads");
+        filter(&mut count, workspace_id, owner);
+        let (page, page_args) = page.finish()?;
+        let (count, count_args) = count.finish()?;
+        let items: Vec<Lead> = sqlx::query_as_with(&page, page_args)
+            .fetch_all(self.pool())
+            .await?;
+        let (total,): (i64,) = sqlx::query_as_with(&count, count_args)
+            .fetch_one(self.pool())
+            .await?;
         Ok((items, total))
     }
 
@@ -102,8 +106,8 @@ impl Store {
 
     pub async fn get_lead(
         &self,
-        workspace_id: &str,
-        lead_id: &str,
+        workspace_id: &WorkspaceId,
+        lead_id: &LeadId,
     ) -> Result<Option<Lead>, sqlx::Error> {
         sqlx::query_as(&format!(
             "{LEAD_COLUMNS} WHERE workspace_id = $1 AND id = $2"
@@ -117,7 +121,7 @@ impl Store {
     /// Whether a lead with this id exists in any workspace. Only used to choose between 403
     /// `workspace_mismatch` and 404 after the workspace-filtered lookup found nothing; it
     /// returns no data of the other workspace.
-    pub async fn lead_exists_elsewhere(&self, lead_id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn lead_exists_elsewhere(&self, lead_id: &LeadId) -> Result<bool, sqlx::Error> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM leads WHERE id = $1")
             .bind(lead_id)
             .fetch_optional(self.pool())
@@ -127,8 +131,8 @@ impl Store {
 
     pub async fn update_lead(
         &self,
-        workspace_id: &str,
-        lead_id: &str,
+        workspace_id: &WorkspaceId,
+        lead_id: &LeadId,
         fields: LeadFields,
     ) -> Result<Option<Lead>, sqlx::Error> {
         // Absent fields keep their value; the flags say which optional fields were sent.
@@ -158,8 +162,8 @@ impl Store {
 
     pub async fn delete_lead(
         &self,
-        workspace_id: &str,
-        lead_id: &str,
+        workspace_id: &WorkspaceId,
+        lead_id: &LeadId,
     ) -> Result<bool, sqlx::Error> {
         let result = sqlx::query("DELETE FROM leads WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)

@@ -1,5 +1,5 @@
-use super::{record_audit, Actor, AuditEntry, Backend, ClientInfo, Store, Tx};
-use crate::key_cache::Invalidation;
+use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
+use crate::ids::{UserId, WorkspaceId};
 use crate::permissions::{can_manage_member, Role};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -140,39 +140,37 @@ impl Store {
         Ok(MemberChange::Done(member))
     }
 
-    pub async fn change_member_role(
+    /// In the caller's transaction, which must be serial (`begin_serial`) and is to be
+    /// committed only if `Done`. The flag says whether the role changed.
+    pub(crate) async fn change_member_role_in(
         &self,
-        workspace_id: &str,
-        user_id: &str,
+        tx: &mut Tx<'_>,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         new_role: Role,
         actor: &MemberActor<'_>,
-    ) -> Result<MemberChange, sqlx::Error> {
-        let mut tx = self.begin_owner_change().await?;
+    ) -> Result<(MemberChange, bool), sqlx::Error> {
         let current = match self
-            .guard_owner_change(&mut tx, workspace_id, user_id, Some(new_role), actor)
+            .guard_owner_change(tx, workspace_id, user_id, Some(new_role), actor)
             .await?
         {
             Ok(current) => current,
-            Err(refusal) => return Ok(refusal),
+            Err(refusal) => return Ok((refusal, false)),
         };
-        let change = Invalidation::Member {
-            workspace_id: workspace_id.to_owned(),
-            user_id: user_id.to_owned(),
-        };
-        if current != new_role {
-            self.log_key_event(&mut tx, &change).await?;
+        let changed = current != new_role;
+        if changed {
             sqlx::query(
                 "UPDATE memberships SET role = $1 WHERE workspace_id = $2 AND user_id = $3",
             )
             .bind(new_role.as_str())
             .bind(workspace_id)
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             record_audit(
-                &mut tx,
+                tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id),
+                    workspace_id: Some(workspace_id.as_str()),
                     actor: actor.actor,
                     action: "member.role_changed",
                     target_type: "user",
@@ -183,24 +181,22 @@ impl Store {
             )
             .await?;
         }
-        let member = member_in_tx(&mut tx, workspace_id, user_id).await?;
-        tx.commit().await?;
-        if current != new_role {
-            self.forget(&change);
-        }
-        Ok(MemberChange::Done(member))
+        let member = member_in_tx(tx, workspace_id, user_id).await?;
+        Ok((MemberChange::Done(member), changed))
     }
 
-    /// Removes the membership and revokes the user's keys in that workspace, together.
-    pub async fn remove_member(
+    /// Removes the membership and revokes the user's keys in that workspace, together, in the
+    /// caller's transaction, which must be serial (`begin_serial`) and is to be committed only
+    /// if `Done`.
+    pub(crate) async fn remove_member_in(
         &self,
-        workspace_id: &str,
-        user_id: &str,
+        tx: &mut Tx<'_>,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
-        let mut tx = self.begin_owner_change().await?;
         if let Err(refusal) = self
-            .guard_owner_change(&mut tx, workspace_id, user_id, None, actor)
+            .guard_owner_change(tx, workspace_id, user_id, None, actor)
             .await?
         {
             return Ok(refusal);
@@ -208,10 +204,10 @@ impl Store {
         sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
             .bind(workspace_id)
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let revoked = super::revoke_keys_of_user(
-            &mut tx,
+            tx,
             user_id,
             Some(workspace_id),
             "owner_removed",
@@ -219,9 +215,9 @@ impl Store {
         )
         .await?;
         record_audit(
-            &mut tx,
+            tx,
             AuditEntry {
-                workspace_id: Some(workspace_id),
+                workspace_id: Some(workspace_id.as_str()),
                 actor: actor.actor,
                 action: "member.removed",
                 target_type: "user",
@@ -231,25 +227,7 @@ impl Store {
             actor.client,
         )
         .await?;
-        let change = Invalidation::Member {
-            workspace_id: workspace_id.to_owned(),
-            user_id: user_id.to_owned(),
-        };
-        self.log_key_event(&mut tx, &change).await?;
-        tx.commit().await?;
-        self.forget(&change);
         Ok(MemberChange::Done(None))
-    }
-
-    /// A transaction for a read-check-write of the owners. On SQLite it takes the write lock
-    /// at BEGIN: a deferred transaction that read the owners and then writes fails with
-    /// SQLITE_BUSY_SNAPSHOT when another change committed in between, whereas IMMEDIATE makes
-    /// the second change wait (busy timeout) and then read the owners as they are.
-    async fn begin_owner_change(&self) -> Result<Tx<'static>, sqlx::Error> {
-        match self.backend() {
-            Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool().begin().await,
-        }
     }
 
     /// Checks, under lock, that the change is allowed and leaves the workspace an owner.

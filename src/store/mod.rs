@@ -6,11 +6,10 @@
 mod api_keys;
 mod audit;
 mod invitations;
-mod key_events;
-mod key_lookup_batch;
 mod leads;
 mod members;
 mod sessions;
+mod sql;
 mod usage;
 mod users;
 mod workspaces;
@@ -18,16 +17,12 @@ mod workspaces;
 pub use api_keys::*;
 pub use audit::*;
 pub use invitations::*;
-pub use key_events::NOTIFY_CHANNEL;
 pub use leads::*;
 pub use members::*;
 pub use usage::*;
 pub use users::*;
 pub use workspaces::*;
 
-use crate::key_cache::KeyCache;
-use crate::known_keys::KnownKeys;
-use key_lookup_batch::KeyLookupBatcher;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -85,13 +80,11 @@ pub enum ConnectError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    key_cache: Arc<KeyCache>,
-    known_keys: Arc<KnownKeys>,
     /// PostgreSQL only: a pool of the native driver for the key lookup of a cache miss, the one
     /// query on the hot path. Through the `Any` driver it cost several times as much CPU
     /// (docs/performance.md). Same database (the primary), same settings, same TLS; concurrent
-    /// misses share one query (`key_lookup_batch`).
-    key_lookups: Option<Arc<KeyLookupBatcher>>,
+    /// misses share one query (`verify::lookup_batch`).
+    key_lookups: Option<PgPool>,
     /// Kept for the PostgreSQL change listener, which needs a connection of its own.
     url: Arc<str>,
 }
@@ -113,10 +106,7 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url).map_err(ConnectError::InvalidUrl)?;
         let statement_timeout_ms = settings.statement_timeout.as_millis();
         let key_lookups = match backend {
-            Backend::Postgres => Some(Arc::new(KeyLookupBatcher::new(
-                key_lookup_pool(&url, settings)?,
-                settings.max_connections,
-            ))),
+            Backend::Postgres => Some(key_lookup_pool(&url, settings)?),
             Backend::Sqlite => None,
         };
         let pool = AnyPoolOptions::new()
@@ -141,17 +131,9 @@ impl Store {
         Ok(Store {
             pool,
             backend,
-            key_cache: Arc::new(KeyCache::disabled()),
-            known_keys: Arc::default(),
             key_lookups,
             url: Arc::from(url.as_str()),
         })
-    }
-
-    /// Serves key verifications from `cache` (the server's; the CLI runs without one).
-    pub fn with_key_cache(mut self, cache: Arc<KeyCache>) -> Store {
-        self.key_cache = cache;
-        self
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
@@ -194,8 +176,19 @@ impl Store {
         &self.url
     }
 
+    /// For tests and the store's own modules (`verify` included); the rest of the server uses
+    /// store methods.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool's open connections and how many of them are idle, for `/metrics`.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    pub(crate) async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
+        self.pool.begin().await
     }
 
     /// A transaction that decides from what it reads, so it must hold the write lock from its
@@ -211,26 +204,21 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        if let Some(batcher) = &self.key_lookups {
-            batcher.close().await;
+        if let Some(pool) = &self.key_lookups {
+            pool.close().await;
         }
         self.pool.close().await;
     }
 
-    pub(crate) fn key_lookups(&self) -> Option<&KeyLookupBatcher> {
-        self.key_lookups.as_deref()
-    }
-
-    /// PostgreSQL: the database queries made for cache misses so far, each of which may have
-    /// answered several (`None` on SQLite, where each miss is a query of its own).
-    pub fn key_lookup_queries(&self) -> Option<u64> {
-        self.key_lookups.as_deref().map(KeyLookupBatcher::queries)
+    /// PostgreSQL: the native pool for the key lookup (`verify::lookup_batch`).
+    pub(crate) fn key_lookups(&self) -> Option<&PgPool> {
+        self.key_lookups.as_ref()
     }
 }
 
 /// The native PostgreSQL pool for key lookups. No test query before handing out a connection
 /// (a round trip per lookup, as much as the lookup itself): a connection found broken is
-/// replaced and the lookup, a read, retried once (`key_lookup_batch`).
+/// replaced and the lookup, a read, retried once (`verify::lookup_batch`).
 fn key_lookup_pool(url: &str, settings: &PoolSettings) -> Result<PgPool, ConnectError> {
     let options = PgConnectOptions::from_str(url).map_err(ConnectError::InvalidUrl)?;
     let statement_timeout_ms = settings.statement_timeout.as_millis();

@@ -1,6 +1,7 @@
 //! Key usage: the batched flush (request counts, `lastUsedAt`, hourly buckets) and the reads
 //! behind the usage endpoints (SPEC §11).
 
+use super::sql::Sql;
 use super::{key_status, KeyStatus, Store};
 use crate::time::Timestamp;
 use crate::usage::{Counts, KeyUsage};
@@ -65,62 +66,56 @@ impl Store {
             .collect();
         let mut tx = self.pool().begin().await?;
         for chunk in used.chunks(KEY_CHUNK) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                .collect();
             // VALUES columns are column1..3 in both SQLite and PostgreSQL.
-            let sql = format!(
+            let mut sql = Sql::new(
                 "UPDATE api_keys SET request_count = request_count + v.column2, \
                  last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < v.column3 \
-                 THEN v.column3 ELSE last_used_at END \
-                 FROM (VALUES {}) AS v WHERE api_keys.id = v.column1",
-                values.join(", ")
+                 THEN v.column3 ELSE last_used_at END FROM (VALUES ",
             );
-            let mut query = sqlx::query(&sql);
-            for (key_id, requests, at) in chunk {
-                query = query.bind(*key_id).bind(*requests).bind(*at);
-            }
-            query.execute(&mut *tx).await?;
+            sql.push_list(chunk, ", ", |sql, &(key_id, requests, at)| {
+                sql.push("(")
+                    .bind(key_id)
+                    .push(", ")
+                    .bind(requests)
+                    .push(", ")
+                    .bind(at)
+                    .push(")");
+            })
+            .push(") AS v WHERE api_keys.id = v.column1");
+            let (sql, args) = sql.finish()?;
+            sqlx::query_with(&sql, args).execute(&mut *tx).await?;
         }
         for chunk in buckets.chunks(BUCKET_CHUNK) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let p = 6 * i;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
-                        p + 1,
-                        p + 2,
-                        p + 3,
-                        p + 4,
-                        p + 5,
-                        p + 6
-                    )
-                })
-                .collect();
-            // `WHERE true` lets SQLite tell the upsert's ON CONFLICT from a join constraint.
-            let sql = format!(
+            let mut sql = Sql::new(
                 "INSERT INTO key_usage_hours \
                  (key_id, workspace_id, hour_start, success, client_error, rate_limited, rejected) \
                  SELECT v.column1, k.workspace_id, v.column2, v.column3, v.column4, v.column5, v.column6 \
-                 FROM (VALUES {}) AS v JOIN api_keys k ON k.id = v.column1 WHERE true \
+                 FROM (VALUES ",
+            );
+            sql.push_list(chunk, ", ", |sql, &(key_id, hour, counts)| {
+                sql.push("(").bind(key_id);
+                for value in [
+                    hour,
+                    counts.success,
+                    counts.client_error,
+                    counts.rate_limited,
+                    counts.rejected,
+                ] {
+                    sql.push(", ").bind(value);
+                }
+                sql.push(")");
+            })
+            // `WHERE true` lets SQLite tell the upsert's ON CONFLICT from a join constraint.
+            .push(
+                ") AS v JOIN api_keys k ON k.id = v.column1 WHERE true \
                  ON CONFLICT (key_id, hour_start) DO UPDATE SET \
                  success = key_usage_hours.success + excluded.success, \
                  client_error = key_usage_hours.client_error + excluded.client_error, \
                  rate_limited = key_usage_hours.rate_limited + excluded.rate_limited, \
                  rejected = key_usage_hours.rejected + excluded.rejected",
-                values.join(", ")
             );
-            let mut query = sqlx::query(&sql);
-            for (key_id, hour, counts) in chunk {
-                query = query
-                    .bind(*key_id)
-                    .bind(*hour)
-                    .bind(counts.success)
-                    .bind(counts.client_error)
-                    .bind(counts.rate_limited)
-                    .bind(counts.rejected);
-            }
-            query.execute(&mut *tx).await?;
+            let (sql, args) = sql.finish()?;
+            sqlx::query_with(&sql, args).execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -156,24 +151,27 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<(i64, Counts)>, sqlx::Error> {
-        let own = if creator.is_some() {
-            " AND key_id IN (SELECT id FROM api_keys WHERE workspace_id = $1 AND created_by = $4)"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT hour_start, {SUMS} FROM key_usage_hours \
-             WHERE workspace_id = $1 AND hour_start >= $2 AND hour_start < $3{own} \
-             GROUP BY hour_start ORDER BY hour_start"
-        );
-        let mut query = sqlx::query_as::<_, CountsRow>(&sql)
-            .bind(workspace_id)
+        let mut sql = Sql::new(format!(
+            "SELECT hour_start, {SUMS} FROM key_usage_hours WHERE workspace_id = "
+        ));
+        sql.bind(workspace_id)
+            .push(" AND hour_start >= ")
             .bind(from)
+            .push(" AND hour_start < ")
             .bind(to);
         if let Some(creator) = creator {
-            query = query.bind(creator);
+            sql.push(" AND key_id IN (SELECT id FROM api_keys WHERE workspace_id = ")
+                .bind(workspace_id)
+                .push(" AND created_by = ")
+                .bind(creator)
+                .push(")");
         }
-        Ok(hourly(query.fetch_all(self.pool()).await?))
+        sql.push(" GROUP BY hour_start ORDER BY hour_start");
+        let (sql, args) = sql.finish()?;
+        let rows: Vec<CountsRow> = sqlx::query_as_with(&sql, args)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(hourly(rows))
     }
 
     /// Each key of the workspace (or of `creator`) with its total in `[from, to)`; busiest
@@ -185,32 +183,31 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<KeyUsageTotal>, sqlx::Error> {
-        let own = if creator.is_some() {
-            " AND k.created_by = $4"
-        } else {
-            ""
-        };
-        let sql = format!(
+        let mut sql = Sql::new(
             "SELECT k.id, k.name, k.revoked_at, k.expires_at, \
              CAST(COALESCE(SUM(u.success + u.client_error + u.rate_limited + u.rejected), 0) AS BIGINT) AS total \
              FROM api_keys k LEFT JOIN key_usage_hours u \
-             ON u.key_id = k.id AND u.workspace_id = k.workspace_id AND u.hour_start >= $2 AND u.hour_start < $3 \
-             WHERE k.workspace_id = $1{own} \
-             GROUP BY k.id, k.name, k.revoked_at, k.expires_at, k.created_at \
-             ORDER BY total DESC, k.created_at DESC, k.id"
+             ON u.key_id = k.id AND u.workspace_id = k.workspace_id AND u.hour_start >= ",
+        );
+        sql.bind(from)
+            .push(" AND u.hour_start < ")
+            .bind(to)
+            .push(" WHERE k.workspace_id = ")
+            .bind(workspace_id);
+        if let Some(creator) = creator {
+            sql.push(" AND k.created_by = ").bind(creator);
+        }
+        sql.push(
+            " GROUP BY k.id, k.name, k.revoked_at, k.expires_at, k.created_at \
+             ORDER BY total DESC, k.created_at DESC, k.id",
         );
         type Row = (String, String, Option<Timestamp>, Option<Timestamp>, i64);
-        let mut query = sqlx::query_as::<_, Row>(&sql)
-            .bind(workspace_id)
-            .bind(from)
-            .bind(to);
-        if let Some(creator) = creator {
-            query = query.bind(creator);
-        }
-        let now = Timestamp::now();
-        Ok(query
+        let (sql, args) = sql.finish()?;
+        let rows: Vec<Row> = sqlx::query_as_with(&sql, args)
             .fetch_all(self.pool())
-            .await?
+            .await?;
+        let now = Timestamp::now();
+        Ok(rows
             .into_iter()
             .map(|(id, name, revoked_at, expires_at, total)| KeyUsageTotal {
                 id,

@@ -1,6 +1,5 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, Workspace};
-use crate::ids;
-use crate::key_cache::Invalidation;
+use crate::ids::{self, UserId};
 use crate::permissions::Role;
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -127,14 +126,15 @@ impl Store {
         Ok(BootstrapOutcome::Created { workspace, user })
     }
 
-    /// Disabling ends the user's sessions and revokes their keys in the same transaction, so no
-    /// credential of a disabled user outlives the command. Returns `None` for an unknown email.
-    pub async fn set_user_disabled(
+    /// Disabling ends the user's sessions and revokes their keys in the caller's transaction,
+    /// so no credential of a disabled user outlives the command. Returns `None` for an unknown
+    /// email.
+    pub(crate) async fn set_user_disabled_in(
         &self,
+        tx: &mut Tx<'_>,
         email: &str,
         disabled: bool,
     ) -> Result<Option<(User, u64)>, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
         let now = Timestamp::now();
         let user: Option<User> = if disabled {
             sqlx::query_as(
@@ -149,24 +149,22 @@ impl Store {
             )
         }
         .bind(normalize_email(email))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(user) = user else {
             return Ok(None);
         };
-        let change = Invalidation::User(user.id.clone());
-        self.log_key_event(&mut tx, &change).await?;
         let mut revoked = 0;
         if disabled {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(&user.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-            revoked =
-                super::revoke_keys_of_user(&mut tx, &user.id, None, "user_disabled", None).await?;
+            let user_id = UserId::from(user.id.as_str());
+            revoked = super::revoke_keys_of_user(tx, &user_id, None, "user_disabled", None).await?;
         }
         record_audit(
-            &mut tx,
+            tx,
             AuditEntry {
                 workspace_id: None,
                 actor: Actor::System,
@@ -182,8 +180,6 @@ impl Store {
             &ClientInfo::default(),
         )
         .await?;
-        tx.commit().await?;
-        self.forget(&change);
         Ok(Some((user, revoked)))
     }
 }

@@ -8,6 +8,7 @@ use heffl_api::permissions::Role;
 use heffl_api::store::{
     Actor, BootstrapOutcome, ClientInfo, MemberActor, MemberChange, NewUser, PoolSettings, Store,
 };
+use heffl_api::verify::Verifier;
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -157,7 +158,7 @@ pub struct TestApp {
     /// The metrics listener (HEFFL_METRICS_BIND), apart from the API's.
     pub metrics_base: String,
     pub client: Client,
-    pub store: Store,
+    pub store: Verifier,
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,

@@ -10,7 +10,7 @@
 
 use crate::common::{assert_error, me_with_key, parts, Account, CreatedKey, Db, TestApp};
 use heffl_api::api_key::{self, ApiKey, KeyEnv};
-use heffl_api::key_cache::Lookup;
+use heffl_api::verify::Lookup;
 use reqwest::{Method, StatusCode};
 use std::future::Future;
 use tokio::task::JoinSet;
@@ -83,9 +83,9 @@ fn assert_found(lookup: &Lookup, key: &CreatedKey, account: &Account, revoked: b
     let Lookup::Found(row) = lookup else {
         panic!("{}: expected the key, got {lookup:?}", key.id);
     };
-    assert_eq!(row.key_id, key.id);
-    assert_eq!(row.workspace_id, account.workspace_id);
-    assert_eq!(row.user_id, account.user_id);
+    assert_eq!(row.key_id.as_str(), key.id);
+    assert_eq!(row.workspace_id.as_str(), account.workspace_id);
+    assert_eq!(row.user_id.as_str(), account.user_id);
     assert_eq!(row.revoked_at.is_some(), revoked, "{}: revoked_at", key.id);
 }
 
@@ -105,7 +105,7 @@ async fn mixed_misses_get_their_own_answers(db: Db) {
     let lookups_before = app.store.key_cache().lookup_count();
     let lookups = asked.iter().map(|digest| {
         let (store, digest) = (app.store.clone(), *digest);
-        async move { store.resolve_key(&digest).await.expect("lookup").0 }
+        async move { store.resolve_miss(&digest).await.expect("lookup") }
     });
     let answers: Vec<Lookup> = all(lookups.collect()).await;
 
@@ -140,9 +140,9 @@ async fn mixed_misses_get_their_own_answers(db: Db) {
     }
 
     // A lone miss afterwards is answered on its own, without waiting for company.
-    let (lonely, _) = app
+    let lonely = app
         .store
-        .resolve_key(&digest(&keys.valid[3].key))
+        .resolve_miss(&digest(&keys.valid[3].key))
         .await
         .expect("lookup");
     assert_found(&lonely, &keys.valid[3], &keys.account, false);

@@ -9,6 +9,7 @@ use crate::common::{assert_error, me_with_key, Account, CreatedKey, TestApp};
 use crate::on_both_databases_with;
 use heffl_api::api_key::{ApiKey, KeyEnv};
 use heffl_api::config::Config;
+use heffl_api::ids::{KeyId, WorkspaceId};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -83,8 +84,8 @@ async fn a_careless_client_never_locks_out_its_neighbours(app: TestApp) {
     let revoked = app.create_key(&owner, "revoked").await;
     app.store
         .revoke_api_key(
-            &owner.workspace_id,
-            &revoked.id,
+            &WorkspaceId::from(owner.workspace_id.as_str()),
+            &KeyId::from(revoked.id.as_str()),
             Some(&owner.user_id),
             "revoked",
             &Default::default(),

@@ -15,8 +15,8 @@ use crate::common::{
 use crate::on_each_db;
 use crate::process_harness::{metric_value, Deployment, Owner, Server, POLL, PROPAGATION_DEADLINE};
 use heffl_api::api_key::{ApiKey, KeyDigest, KeyEnv};
-use heffl_api::key_cache::Lookup;
 use heffl_api::time::Timestamp;
+use heffl_api::verify::Lookup;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;

@@ -2,11 +2,12 @@
 
 use super::workspaces::caller_role;
 use crate::api_key::ApiKey;
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::http::extract::{parse_json, ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, KeyPath, ServerErrors, Text100, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
+use crate::ids::{KeyId, WorkspaceId};
 use crate::permissions::{can_revoke_key, can_roll_key, can_set_rate_limit, sees_all_keys, Role};
 use crate::scopes::ScopeSet;
 use crate::store::{
@@ -184,7 +185,7 @@ pub async fn create(
                 format!("a limit from 1 to {default_limit} (the server's default)")
             };
             ApiError::forbidden(
-                "insufficient_permission",
+                Reason::InsufficientPermission,
                 format!("Only owners and admins can raise or remove a key's rate limit; set {range}, or leave rateLimitPerMinute out."),
             )
         })?;
@@ -299,7 +300,7 @@ async fn revocable_key(
     let (role, record) = visible_key(state, session, workspace_id, key_id).await?;
     can_revoke_key(role, &session.user.id, &record.created_by.id).map_err(|_| {
         ApiError::forbidden(
-            "insufficient_permission",
+            Reason::InsufficientPermission,
             "Only owners and admins can revoke other people's keys.",
         )
     })?;
@@ -354,7 +355,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, key_id)): Path<(String, String)>,
+    Path((workspace_id, key_id)): Path<(WorkspaceId, KeyId)>,
 ) -> Result<ApiJson<ApiKeyRecord>, ApiError> {
     revocable_key(&state, &session, &workspace_id, &key_id).await?;
     let revoked = state
@@ -398,7 +399,7 @@ pub async fn roll(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, key_id)): Path<(String, String)>,
+    Path((workspace_id, key_id)): Path<(WorkspaceId, KeyId)>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     // The body is optional: an empty one (or `null`) means "expire the old key now".
@@ -418,7 +419,7 @@ pub async fn roll(
     let (_, old) = visible_key(&state, &session, &workspace_id, &key_id).await?;
     can_roll_key(&session.user.id, &old.created_by.id).map_err(|_| {
         ApiError::forbidden(
-            "insufficient_permission",
+            Reason::InsufficientPermission,
             "only the key's creator can roll it; revoke it instead",
         )
     })?;
@@ -456,11 +457,11 @@ pub async fn roll(
         RollOutcome::Rolled { new, .. } => Ok(shown_once(*new, &key)),
         RollOutcome::NotFound => Err(key_not_found()),
         RollOutcome::AlreadyRolled => Err(ApiError::conflict(
-            "already_rolled",
+            Reason::AlreadyRolled,
             "This key was already rolled; roll its replacement instead.",
         )),
         RollOutcome::NotRollable(status) => Err(ApiError::conflict(
-            "key_inactive",
+            Reason::KeyInactive,
             match status {
                 KeyStatus::Expired => "This key has expired; create a new one instead.",
                 _ => "This key is revoked; create a new one instead.",

@@ -1,7 +1,7 @@
 //! The workspace's audit log, for owners and admins: newest first, cursor-paginated.
 
 use super::workspaces::caller_role;
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, ServerErrors, WorkspacePath};
 use crate::http::session_auth::SessionUser;
@@ -107,7 +107,7 @@ pub async fn list(
     let role = caller_role(&state, &workspace_id, &session).await?;
     can_list_members(role).map_err(|_| {
         ApiError::forbidden(
-            "insufficient_permission",
+            Reason::InsufficientPermission,
             "Only owners and admins can read the audit log.",
         )
     })?;

@@ -1,4 +1,4 @@
-use crate::error::{ApiError, Realm};
+use crate::error::{ApiError, Realm, Reason};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::{Email, ErrorBody, Password, ServerErrors};
 use crate::http::session_auth::SessionUser;
@@ -32,7 +32,7 @@ pub struct LoginResponse {
 fn invalid_credentials() -> ApiError {
     ApiError::Unauthorized {
         realm: Realm::Bearer,
-        reason: "invalid_credentials",
+        reason: Reason::InvalidCredentials,
         message: "The email or password is incorrect.".into(),
     }
 }
@@ -100,7 +100,7 @@ pub async fn login(
     if record.disabled_at.is_some() {
         return Err(ApiError::Unauthorized {
             realm: Realm::Bearer,
-            reason: "account_disabled",
+            reason: Reason::AccountDisabled,
             message: "This account is disabled; ask an operator to enable it.".into(),
         });
     }
@@ -234,7 +234,7 @@ pub async fn change_password(
     if !current_ok {
         record_failed_login(&state, record.id, client);
         return Err(ApiError::forbidden(
-            "wrong_password",
+            Reason::WrongPassword,
             "currentPassword is not your current password.",
         ));
     }

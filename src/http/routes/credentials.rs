@@ -3,7 +3,7 @@
 //! is always 202, whether or not the keys exist, so the endpoint cannot be used as an oracle.
 
 use crate::api_key;
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::AppState;
@@ -61,7 +61,7 @@ pub async fn revoke(
             .allowed
     {
         return Err(ApiError::TooManyRequests {
-            reason: "leak_reports_throttled",
+            reason: Reason::LeakReportsThrottled,
             message: "Too many reports from this address; wait a minute.".into(),
             retry_after_secs: 60,
         });

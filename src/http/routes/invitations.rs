@@ -3,7 +3,7 @@
 //! token-shaped) gets the one 404 `invitation_not_found`.
 
 use super::workspaces::manager_role;
-use crate::error::{ApiError, Realm};
+use crate::error::{ApiError, Realm, Reason};
 use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::{
     Email, ErrorBody, InvitationPath, Password, ServerErrors, Text100, WorkspacePath,
@@ -27,14 +27,14 @@ use serde::{Deserialize, Serialize};
 
 fn not_a_manager() -> ApiError {
     ApiError::forbidden(
-        "insufficient_permission",
+        Reason::InsufficientPermission,
         "Only owners and admins invite people, and only owners invite owners.",
     )
 }
 
 fn invitation_not_found() -> ApiError {
     ApiError::NotFoundBecause {
-        reason: "invitation_not_found",
+        reason: Reason::InvitationNotFound,
         message: "This invitation link is not valid: it may have expired, been cancelled or \
                   been used already. Ask for a new one."
             .into(),
@@ -129,7 +129,7 @@ pub async fn create(
         )
             .into_response()),
         InviteOutcome::AlreadyMember => Err(ApiError::conflict(
-            "already_member",
+            Reason::AlreadyMember,
             "This email is already a member of the workspace; change their role instead.",
         )),
         InviteOutcome::Forbidden => Err(not_a_manager()),
@@ -295,14 +295,14 @@ impl FromRequestParts<AppState> for OptionalSession {
 fn missing_session() -> ApiError {
     ApiError::Unauthorized {
         realm: Realm::Bearer,
-        reason: "missing_session",
+        reason: Reason::MissingSession,
         message: "This email has an account: sign in as it, then accept the invitation.".into(),
     }
 }
 
 fn for_another_user() -> ApiError {
     ApiError::forbidden(
-        "invitation_for_another_user",
+        Reason::InvitationForAnotherUser,
         "This invitation is for another email; sign out and sign in as the invited person.",
     )
 }
@@ -354,7 +354,7 @@ pub async fn accept(
             AcceptOutcome::NotFound => Err(invitation_not_found()),
             AcceptOutcome::OtherUser => Err(for_another_user()),
             AcceptOutcome::AlreadyMember => Err(ApiError::conflict(
-                "already_member",
+                Reason::AlreadyMember,
                 "You are already a member of this workspace.",
             )),
         };

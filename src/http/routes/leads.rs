@@ -1,13 +1,14 @@
 //! Leads, the workspace-scoped resource behind API keys. The workspace always comes from the
 //! key, and each query names it; the role rules come from `permissions`.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::{
     ErrorBody, LeadPath, OptionalEmail, OptionalPhone, OptionalText200, ServerErrors, Text200,
 };
 use crate::http::AppState;
 use crate::http::Principal;
+use crate::ids::LeadId;
 use crate::permissions::{
     can_create_lead, can_modify_lead, can_see_lead, lead_visibility, Denial, LeadVisibility,
 };
@@ -109,11 +110,11 @@ fn name_or_none(name: &Option<Option<String>>) -> Option<&str> {
 fn denial(denial: Denial, action: &str) -> ApiError {
     match denial {
         Denial::OutsideDataBoundary => ApiError::forbidden(
-            "outside_data_boundary",
+            Reason::OutsideDataBoundary,
             format!("This key acts as a member who may only {action} their own leads."),
         ),
         Denial::InsufficientPermission => ApiError::forbidden(
-            "insufficient_permission",
+            Reason::InsufficientPermission,
             format!("The role of this key's user does not allow it to {action} leads."),
         ),
     }
@@ -124,7 +125,7 @@ fn denial(denial: Denial, action: &str) -> ApiError {
 async fn find_lead(
     state: &AppState,
     principal: &Principal,
-    lead_id: &str,
+    lead_id: &LeadId,
 ) -> Result<Lead, ApiError> {
     if let Some(lead) = state
         .store
@@ -135,7 +136,7 @@ async fn find_lead(
     }
     if state.store.lead_exists_elsewhere(lead_id).await? {
         return Err(ApiError::forbidden(
-            "workspace_mismatch",
+            Reason::WorkspaceMismatch,
             format!(
                 "This lead belongs to another workspace; this key belongs to workspace {} \
                  (GET /api/v1/me shows it). Check that the key was created in the correct workspace.",
@@ -249,7 +250,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(lead_id): Path<String>,
+    Path(lead_id): Path<LeadId>,
 ) -> Result<ApiJson<Lead>, ApiError> {
     principal.require(Scope::LeadsRead)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
@@ -282,7 +283,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
-    Path(lead_id): Path<String>,
+    Path(lead_id): Path<LeadId>,
     ApiJson(body): ApiJson<LeadBody>,
 ) -> Result<ApiJson<Lead>, ApiError> {
     principal.require(Scope::LeadsWrite)?;
@@ -319,7 +320,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
-    Path(lead_id): Path<String>,
+    Path(lead_id): Path<LeadId>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::LeadsWrite)?;
     let lead = find_lead(&state, &principal, &lead_id).await?;

@@ -1,9 +1,10 @@
 use super::workspaces::manager_role;
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::{ErrorBody, MemberPath, ServerErrors, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
+use crate::ids::{UserId, WorkspaceId};
 use crate::permissions::Role;
 use crate::store::{ClientInfo, Member, MemberActor, MemberChange};
 use crate::validate::Issues;
@@ -18,7 +19,7 @@ pub struct MemberList {
 
 fn not_a_manager() -> ApiError {
     ApiError::forbidden(
-        "insufficient_permission",
+        Reason::InsufficientPermission,
         "Only owners and admins manage members, and only owners manage owners.",
     )
 }
@@ -30,11 +31,11 @@ fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
             "This user is not a member of the workspace.",
         )),
         MemberChange::AlreadyMember => Err(ApiError::conflict(
-            "already_member",
+            Reason::AlreadyMember,
             "This user is already a member of the workspace; change their role instead.",
         )),
         MemberChange::LastOwner => Err(ApiError::conflict(
-            "last_owner",
+            Reason::LastOwner,
             "A workspace needs at least one owner; make someone else owner first.",
         )),
         MemberChange::Forbidden => Err(not_a_manager()),
@@ -102,7 +103,7 @@ pub async fn change_role(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, user_id)): Path<(String, String)>,
+    Path((workspace_id, user_id)): Path<(WorkspaceId, UserId)>,
     ApiJson(body): ApiJson<ChangeRole>,
 ) -> Result<ApiJson<Member>, ApiError> {
     let actor_role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
@@ -146,7 +147,7 @@ pub async fn remove(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, user_id)): Path<(String, String)>,
+    Path((workspace_id, user_id)): Path<(WorkspaceId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
     let actor_role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let actor = MemberActor::user(&session.user.id, actor_role, &client);

@@ -7,7 +7,7 @@
 //! Envoy appends the original path, hence the `{*path}` twin. The body is never read.
 
 use super::me::{encode, json_headers, Me};
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
 use crate::key_memo::VerifyAnswer;
@@ -71,7 +71,7 @@ async fn verify(
             .collect();
         if !missing.is_empty() {
             return Err(ApiError::forbidden(
-                "insufficient_scope",
+                Reason::InsufficientScope,
                 format!(
                     "This API key lacks the {} scope; create a key with it in Settings > Developer.",
                     missing.join(" and ")

@@ -1,4 +1,4 @@
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::{ErrorBody, ServerErrors, Text100};
 use crate::http::session_auth::SessionUser;
@@ -23,7 +23,7 @@ pub(super) async fn caller_role(
         .await?
         .ok_or_else(|| {
             ApiError::forbidden(
-                "workspace_mismatch",
+                Reason::WorkspaceMismatch,
                 "You are not a member of this workspace; check the workspace id in the URL.",
             )
         })

@@ -13,7 +13,8 @@
 //!   costs one lookup, not one per request in flight. A request joins only a flight that began
 //!   after the last invalidation, so it never gets an answer older than a revocation it follows.
 
-use crate::store::KeyPrincipalRow;
+use crate::ids::{KeyId, UserId, WorkspaceId};
+use crate::verify::KeyPrincipalRow;
 use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,11 +25,11 @@ use tokio::sync::OnceCell;
 /// What changed, as written to `key_events` and sent over NOTIFY.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
-    Key(String),
-    User(String),
+    Key(KeyId),
+    User(UserId),
     Member {
-        workspace_id: String,
-        user_id: String,
+        workspace_id: WorkspaceId,
+        user_id: UserId,
     },
     /// Not an invalidation: a key was created (or rolled) with this digest, for `KnownKeys`.
     KeyIssued([u8; 32]),
@@ -53,8 +54,8 @@ impl Invalidation {
     pub fn decode(text: &str) -> Option<Invalidation> {
         let (kind, rest) = text.split_once(':')?;
         match kind {
-            "key" => Some(Invalidation::Key(rest.to_owned())),
-            "user" => Some(Invalidation::User(rest.to_owned())),
+            "key" => Some(Invalidation::Key(rest.into())),
+            "user" => Some(Invalidation::User(rest.into())),
             "issued" => {
                 let mut digest = [0u8; 32];
                 if rest.len() != 64 {
@@ -68,8 +69,8 @@ impl Invalidation {
             "member" => {
                 let (workspace_id, user_id) = rest.split_once(':')?;
                 Some(Invalidation::Member {
-                    workspace_id: workspace_id.to_owned(),
-                    user_id: user_id.to_owned(),
+                    workspace_id: workspace_id.into(),
+                    user_id: user_id.into(),
                 })
             }
             _ => None,
@@ -275,7 +276,7 @@ mod tests {
             user_email: "u@example.com".into(),
             user_name: "u".into(),
             user_disabled_at: None,
-            role: Some("owner".into()),
+            role: Some(crate::permissions::Role::Owner),
             revoked_at: None,
             expires_at: None,
             scopes: None,

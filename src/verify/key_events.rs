@@ -1,17 +1,18 @@
-//! The change feed behind the verification cache (see `key_cache`): every change that can make
-//! a cached verification stale is logged in the transaction that makes it, announced with
-//! NOTIFY on PostgreSQL, and dropped from this process's cache right after commit.
+//! The `key_events` log behind the change feed, and the read-through lookup. Every change that
+//! can make a cached verification stale is logged in the transaction that makes it (`KeyTx`),
+//! announced with NOTIFY on PostgreSQL, and dropped from this process's cache right after
+//! commit.
 
-use super::{Backend, Store, Tx};
-use crate::key_cache::{Flight, Invalidation, KeyCache, Lookup};
+use super::{Flight, Invalidation, KeyCache, Lookup, Verifier};
 use crate::known_keys::KnownKeys;
+use crate::store::{Backend, Tx};
 use crate::time::Timestamp;
 use std::sync::Arc;
 
 pub const NOTIFY_CHANNEL: &str = "heffl_key_events";
 
-impl Store {
-    /// Logs the change inside the caller's transaction. Call `forget` after the commit.
+impl Verifier {
+    /// Logs the change inside the caller's transaction; `KeyTx::invalidate` is the one caller.
     pub(super) async fn log_key_event(
         &self,
         tx: &mut Tx<'_>,
@@ -43,10 +44,6 @@ impl Store {
         }
     }
 
-    pub(super) fn forget(&self, change: &Invalidation) {
-        self.apply_change(change);
-    }
-
     pub fn known_keys(&self) -> &Arc<KnownKeys> {
         &self.known_keys
     }
@@ -64,12 +61,10 @@ impl Store {
         &self.key_cache
     }
 
-    /// Resolves a key digest through the cache, querying the database on a miss. Concurrent
-    /// misses on one digest share one query (see `KeyCache::join_flight`).
-    pub async fn resolve_key(&self, digest: &[u8; 32]) -> Result<(Lookup, bool), sqlx::Error> {
-        if let Some(hit) = self.key_cache.get(digest) {
-            return Ok((hit, true));
-        }
+    /// Resolves a key digest the cache could not answer (`KeyCache::get` first), querying the
+    /// database and caching the answer. Concurrent misses on one digest share one query (see
+    /// `KeyCache::join_flight`).
+    pub async fn resolve_miss(&self, digest: &[u8; 32]) -> Result<Lookup, sqlx::Error> {
         let flight = self.key_cache.join_flight(digest);
         // Landed however this ends, a request cancelled mid-lookup included: a flight nobody
         // lands would stay in the map for good.
@@ -91,7 +86,7 @@ impl Store {
             })
             .await;
         match outcome {
-            Ok(lookup) => Ok((lookup, false)),
+            Ok(lookup) => Ok(lookup),
             Err(shared) => Err(Arc::try_unwrap(shared).unwrap_or_else(|shared| unshare(&shared))),
         }
     }

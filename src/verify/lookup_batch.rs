@@ -11,8 +11,9 @@
 //! primary, through the native pool (no test query before each use, one retry on a connection
 //! found closed).
 
-use super::api_keys::{key_principal_select, KeyPrincipalRow};
+use super::lookup::{key_principal_select, KeyPrincipalRow};
 use crate::key_memo::KeyMemo;
+use crate::permissions::Role;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -99,10 +100,6 @@ impl KeyLookupBatcher {
     /// Database queries made for key lookups since start-up (each may answer many misses).
     pub(crate) fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
-    }
-
-    pub(crate) async fn close(&self) {
-        self.pool.close().await;
     }
 }
 
@@ -223,7 +220,7 @@ fn shared_error(err: &sqlx::Error) -> sqlx::Error {
     }
 }
 
-/// The single lookup's statement (`api_keys::KEY_PRINCIPAL`) with `= ANY($1)` for `= $1`, and
+/// The single lookup's statement (`lookup::KEY_PRINCIPAL`) with `= ANY($1)` for `= $1`, and
 /// the digest first, to tell the rows apart.
 const KEY_PRINCIPAL_BATCH: &str = concat!(
     "SELECT k.digest, ",
@@ -255,7 +252,7 @@ fn decode(row: &PgRow) -> Result<([u8; 32], KeyPrincipalRow), sqlx::Error> {
             user_email: row.try_get(6)?,
             user_name: row.try_get(7)?,
             user_disabled_at: row.try_get(8)?,
-            role: row.try_get(9)?,
+            role: row.try_get::<Option<&str>, _>(9)?.and_then(Role::parse),
             revoked_at: row.try_get(10)?,
             expires_at: row.try_get(11)?,
             scopes: row.try_get(12)?,

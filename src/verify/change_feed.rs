@@ -2,8 +2,8 @@
 //! same database (other `serve` instances, the operator CLI): LISTEN/NOTIFY on PostgreSQL,
 //! a poll of the `key_events` log on SQLite. While the feed is down the cache is bypassed.
 
-use crate::key_cache::Invalidation;
-use crate::store::{Backend, Store, NOTIFY_CHANNEL};
+use super::{Invalidation, Verifier, NOTIFY_CHANNEL};
+use crate::store::Backend;
 use crate::time::Timestamp;
 use sqlx::postgres::PgListener;
 use std::time::Duration;
@@ -14,14 +14,14 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const KEEP_EVENTS_MS: i64 = 3_600_000;
 
 /// Runs until the task is aborted.
-pub async fn run(store: Store) {
+pub async fn run(store: Verifier) {
     match store.backend() {
         Backend::Postgres => listen(store).await,
         Backend::Sqlite => poll(store).await,
     }
 }
 
-fn apply(store: &Store, subject: &str) {
+fn apply(store: &Verifier, subject: &str) {
     match Invalidation::decode(subject) {
         Some(change) => store.apply_change(&change),
         // Unknown to this version: the safe answer is to forget everything.
@@ -30,12 +30,12 @@ fn apply(store: &Store, subject: &str) {
 }
 
 /// The feed is down: neither the cache nor the set of known keys can be trusted.
-fn set_down(store: &Store) {
+fn set_down(store: &Verifier) {
     store.key_cache().set_live(false);
     store.known_keys().set_stale();
 }
 
-async fn listen(store: Store) {
+async fn listen(store: Verifier) {
     let cache = store.key_cache();
     loop {
         let connected = async {
@@ -77,7 +77,7 @@ async fn listen(store: Store) {
     }
 }
 
-async fn poll(store: Store) {
+async fn poll(store: Verifier) {
     let cache = store.key_cache();
     let mut last_seen: Option<i64> = None;
     let mut interval = tokio::time::interval(SQLITE_POLL_INTERVAL);
@@ -119,7 +119,7 @@ async fn poll(store: Store) {
 }
 
 /// Deletes old `key_events` rows now and then; every instance may do it, it is idempotent.
-pub async fn prune(store: Store) {
+pub async fn prune(store: Verifier) {
     let mut interval = tokio::time::interval(PRUNE_EVERY);
     loop {
         interval.tick().await;

@@ -1,0 +1,82 @@
+//! Key verification: the in-process cache (`cache`), the lookup behind it (`lookup`, read
+//! through the cache in `key_events`), the change feed that keeps the cache in step with other
+//! processes (`change_feed`), and the writes that make cached answers stale (`writes`), each
+//! through a `KeyTx` (`tx`): the event in the transaction and the cache drop after its commit go
+//! together, or not at all.
+//!
+//! `verify` depends on `store`, never the reverse: the store writes rows and knows nothing of
+//! the cache.
+
+mod cache;
+pub mod change_feed;
+mod key_events;
+mod lookup;
+mod lookup_batch;
+mod tx;
+mod writes;
+
+pub use cache::*;
+pub use key_events::NOTIFY_CHANNEL;
+pub use lookup::KeyPrincipalRow;
+pub use tx::KeyTx;
+
+use crate::known_keys::KnownKeys;
+use crate::store::Store;
+use lookup_batch::KeyLookupBatcher;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// The store with its verification cache, built together, so that every handle (every clone)
+/// shares one cache. Reads of the store go through `Deref`; the writes that can make a cached
+/// verification stale exist only here (`writes`).
+#[derive(Clone)]
+pub struct Verifier {
+    store: Store,
+    key_cache: Arc<KeyCache>,
+    known_keys: Arc<KnownKeys>,
+    /// PostgreSQL only: concurrent misses share one query.
+    lookup_batcher: Option<Arc<KeyLookupBatcher>>,
+}
+
+impl Verifier {
+    pub fn new(store: Store, cache: KeyCache) -> Verifier {
+        let lookup_batcher = store.key_lookups().map(|pool| {
+            let batches = pool.options().get_max_connections();
+            Arc::new(KeyLookupBatcher::new(pool.clone(), batches))
+        });
+        Verifier {
+            store,
+            key_cache: Arc::new(cache),
+            known_keys: Arc::default(),
+            lookup_batcher,
+        }
+    }
+
+    /// For the operator CLI: no cache to serve from, but its changes are still logged for the
+    /// servers' caches.
+    pub fn without_cache(store: Store) -> Verifier {
+        Verifier::new(store, KeyCache::disabled())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn lookup_batcher(&self) -> Option<&KeyLookupBatcher> {
+        self.lookup_batcher.as_deref()
+    }
+
+    /// PostgreSQL: the database queries made for cache misses so far, each of which may have
+    /// answered several (`None` on SQLite, where each miss is a query of its own).
+    pub fn key_lookup_queries(&self) -> Option<u64> {
+        self.lookup_batcher().map(KeyLookupBatcher::queries)
+    }
+}
+
+impl Deref for Verifier {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}

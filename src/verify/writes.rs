@@ -1,0 +1,169 @@
+//! The writes that can make a cached verification stale: revoking, rolling and creating keys,
+//! changing or removing members, disabling users. The store does the rows; each write here runs
+//! them in a `KeyTx` and names what changed, so the event and the cache drop go together.
+
+use super::{Invalidation, Verifier};
+use crate::ids::{KeyId, UserId, WorkspaceId};
+use crate::permissions::Role;
+use crate::store::{
+    ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, User,
+};
+use crate::time::Timestamp;
+
+impl Verifier {
+    pub async fn create_api_key(
+        &self,
+        new: &NewApiKey<'_>,
+        client: &ClientInfo,
+    ) -> Result<ApiKeyRecord, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let record = self.store.create_api_key_in(&mut tx, new, client).await?;
+        tx.invalidate(Invalidation::KeyIssued(*new.digest)).await?;
+        tx.commit().await?;
+        record.ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Idempotent: revoking a revoked key changes nothing and reports `false`.
+    /// `actor` is `None` for the operator CLI.
+    pub async fn revoke_api_key(
+        &self,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
+        actor: Option<&str>,
+        reason: &str,
+        client: &ClientInfo,
+    ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
+        let mut tx = self.begin_serial().await?;
+        let revoked = self
+            .store
+            .revoke_api_key_in(&mut tx, workspace_id, key_id, actor, reason, client)
+            .await?;
+        if matches!(revoked, Some((_, true))) {
+            tx.invalidate(Invalidation::Key(key_id.clone())).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Replaces a key with a new one of the same name, scopes and limit; the old key keeps
+    /// working until `old_expires_at` (sooner if it was due to expire before).
+    pub async fn roll_api_key(
+        &self,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
+        replacement: &NewApiKey<'_>,
+        old_expires_at: Timestamp,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<RollOutcome, sqlx::Error> {
+        let mut tx = self.begin_serial().await?;
+        let outcome = self
+            .store
+            .roll_api_key_in(
+                &mut tx,
+                workspace_id,
+                key_id,
+                replacement,
+                old_expires_at,
+                actor,
+                client,
+            )
+            .await?;
+        if let RollOutcome::Rolled { .. } = outcome {
+            tx.invalidate(Invalidation::Key(key_id.clone())).await?;
+            tx.invalidate(Invalidation::KeyIssued(*replacement.digest))
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Revokes the active keys among `digests` (reported as leaked); how many there were.
+    pub async fn revoke_leaked_keys(
+        &self,
+        digests: &[[u8; 32]],
+        client: &ClientInfo,
+    ) -> Result<u64, sqlx::Error> {
+        if digests.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let revoked = self
+            .store
+            .revoke_leaked_keys_in(&mut tx, digests, client)
+            .await?;
+        let count = revoked.len() as u64;
+        for key_id in revoked {
+            tx.invalidate(Invalidation::Key(key_id)).await?;
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    pub async fn change_member_role(
+        &self,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
+        new_role: Role,
+        actor: &MemberActor<'_>,
+    ) -> Result<MemberChange, sqlx::Error> {
+        let mut tx = self.begin_serial().await?;
+        let (change, changed) = self
+            .store
+            .change_member_role_in(&mut tx, workspace_id, user_id, new_role, actor)
+            .await?;
+        if let MemberChange::Done(_) = change {
+            if changed {
+                tx.invalidate(member(workspace_id, user_id)).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(change)
+    }
+
+    /// Removes the membership and revokes the user's keys in that workspace, together.
+    pub async fn remove_member(
+        &self,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
+        actor: &MemberActor<'_>,
+    ) -> Result<MemberChange, sqlx::Error> {
+        let mut tx = self.begin_serial().await?;
+        let change = self
+            .store
+            .remove_member_in(&mut tx, workspace_id, user_id, actor)
+            .await?;
+        if let MemberChange::Done(_) = change {
+            tx.invalidate(member(workspace_id, user_id)).await?;
+            tx.commit().await?;
+        }
+        Ok(change)
+    }
+
+    /// Disabling ends the user's sessions and revokes their keys in the same transaction, so no
+    /// credential of a disabled user outlives the command. Returns `None` for an unknown email.
+    pub async fn set_user_disabled(
+        &self,
+        email: &str,
+        disabled: bool,
+    ) -> Result<Option<(User, u64)>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let outcome = self
+            .store
+            .set_user_disabled_in(&mut tx, email, disabled)
+            .await?;
+        if let Some((user, _)) = &outcome {
+            tx.invalidate(Invalidation::User(user.id.as_str().into()))
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(outcome)
+    }
+}
+
+fn member(workspace_id: &WorkspaceId, user_id: &UserId) -> Invalidation {
+    Invalidation::Member {
+        workspace_id: workspace_id.clone(),
+        user_id: user_id.clone(),
+    }
+}
