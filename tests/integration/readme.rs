@@ -76,7 +76,9 @@ async fn the_readme_walkthrough_runs_as_written() {
     }
     script.push_str(&format!("node {}\n", snippet.display()));
 
-    let output = tokio::process::Command::new("bash")
+    // Its own process group: `heffl serve &` backgrounds a shell function, so the server is a
+    // grandchild that `kill $(jobs -p)` misses; the whole group is stopped at the end instead.
+    let child = tokio::process::Command::new("bash")
         .arg("-c")
         .arg(&script)
         .current_dir(dir.path())
@@ -87,12 +89,17 @@ async fn the_readme_walkthrough_runs_as_written() {
         // Not in the README: keeps the default metrics port free for other tests.
         .env("HEFFL_METRICS_BIND", "off")
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .spawn()
+        .expect("run bash");
+    let _group = ProcessGroup(child.id().expect("the walkthrough's pid"));
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .expect("the walkthrough finished within two minutes")
-        .expect("run bash");
+        .expect("wait for bash");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -113,5 +120,17 @@ async fn the_readme_walkthrough_runs_as_written() {
             stdout.contains(expected),
             "{expected} not in the walkthrough's output:\n{stdout}\n--- stderr\n{stderr}"
         );
+    }
+}
+
+/// Stops every process of a group when dropped, on success and on a failed assertion alike.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0)])
+            .stderr(Stdio::null())
+            .status();
     }
 }
