@@ -3,7 +3,7 @@
 //! `cargo bench --bench key_parse`; the figures are recorded in docs/performance.md.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use heffl_api::api_key::{self, ApiKey, KeyEnv};
+use heffl_api::domain::api_key::{self, ApiKey, KeyEnv};
 
 fn key_parse(c: &mut Criterion) {
     let env = KeyEnv::default();

@@ -1,18 +1,18 @@
 //! The operator commands. Each reads the same configuration as `serve`.
 
-use crate::api_key::{self, KeyEnv};
 use crate::config::{
     Cli, Command, Config, KeysCommand, MembersCommand, UsersCommand, WorkspacesCommand,
 };
+use crate::domain::api_key::{self, KeyEnv};
+use crate::domain::ids::{KeyId, UserId, WorkspaceId};
+use crate::domain::password;
+use crate::domain::permissions::Role;
+use crate::domain::validate::Issues;
 use crate::http::{self, AppState};
-use crate::ids::{KeyId, UserId, WorkspaceId};
-use crate::password;
-use crate::permissions::Role;
 use crate::store::{
     Actor, BootstrapOutcome, ClientInfo, KeyFilter, MemberActor, MemberChange, NewUser,
     PasswordChange, PoolSettings, StatusFilter, Store,
 };
-use crate::validate::Issues;
 use crate::verify::Verifier;
 use std::io::Read;
 use std::process::ExitCode;

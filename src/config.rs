@@ -1,8 +1,8 @@
 //! Configuration: every setting is a flag and an environment variable (also read from `.env`).
 //! `value_name` repeats the variable's name so that clap's error for a bad value names it.
 
-use crate::api_key::KeyEnv;
-use crate::time::parse_duration_secs;
+use crate::domain::api_key::KeyEnv;
+use crate::domain::time::parse_duration_secs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -340,7 +340,7 @@ pub struct Config {
     /// Comma-separated scopes of other services (`service:action`) that keys may be created
     /// with, for forward auth (SPEC §13). None by default.
     #[arg(long, env = "HEFFL_EXTRA_SCOPES", value_name = "HEFFL_EXTRA_SCOPES", default_value = "", value_parser = parse_extra_scopes)]
-    pub extra_scopes: crate::scopes::ExtraScopes,
+    pub extra_scopes: crate::domain::scopes::ExtraScopes,
     /// A connection must send complete request headers within this long of opening (or of its
     /// first byte after an idle spell), or it is closed.
     #[arg(long, env = "HEFFL_HEADER_READ_TIMEOUT", value_name = "HEFFL_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -418,13 +418,13 @@ fn parse_origin(text: &str) -> Result<String, String> {
     Ok(origin.to_owned())
 }
 
-fn parse_extra_scopes(text: &str) -> Result<crate::scopes::ExtraScopes, String> {
+fn parse_extra_scopes(text: &str) -> Result<crate::domain::scopes::ExtraScopes, String> {
     let names = text
         .split(',')
         .filter(|entry| !entry.trim().is_empty())
-        .map(crate::scopes::parse_extra_scope)
+        .map(crate::domain::scopes::parse_extra_scope)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(crate::scopes::ExtraScopes::new(names))
+    Ok(crate::domain::scopes::ExtraScopes::new(names))
 }
 
 #[cfg(test)]

@@ -1,28 +1,24 @@
 //! heffl-api: workspace-scoped API keys over HTTP.
 //!
-//! Pure logic (key format, roles, validation) lives apart from I/O (store, http) so it can be
-//! unit-tested and fuzzed on its own.
+//! The layers, each depending only on those above it:
+//! - `domain`: the rules apart from any database or network (key format, ids, roles, scopes,
+//!   validation, usage series), so they can be unit-, property- and fuzz-tested on their own;
+//! - `store`: the rows, in SQLite or PostgreSQL, knowing nothing of caches;
+//! - `verify`: turning an `x-api-key` into a principal fast (cache, lookup, change feed) and the
+//!   writes that make cached answers stale (`KeyTx`);
+//! - `limits` and `usage`: rate limits (shared through Redis) and usage counts;
+//! - `http`: the server, its request stack and routes;
+//! - `cli`, `config`, `telemetry`, `error`: the program's edges.
 
 #![forbid(unsafe_code)]
 
-pub mod api_key;
-pub mod base62;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod http;
-pub mod ids;
-pub mod key_memo;
-pub mod known_keys;
 pub mod limits;
-pub mod password;
-pub mod permissions;
-pub mod scopes;
-pub mod session_token;
 pub mod store;
 pub mod telemetry;
-pub mod time;
 pub mod usage;
-pub mod usage_series;
-pub mod validate;
 pub mod verify;

@@ -3,8 +3,8 @@
 //! request. The series the dashboard reads (SPEC §11) are built from those buckets in
 //! `usage_series`.
 
+use crate::domain::time::Timestamp;
 use crate::store::Store;
-use crate::time::Timestamp;
 use axum::http::StatusCode;
 use std::collections::HashMap;
 use std::sync::Mutex;

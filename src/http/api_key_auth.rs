@@ -5,12 +5,12 @@
 
 use super::auth_throttle::Gate;
 use super::{client_ip, AppState, X_API_KEY};
-use crate::api_key::{self, KeyRejection};
+use crate::domain::api_key::{self, KeyRejection};
+use crate::domain::permissions::Role;
+use crate::domain::scopes::{Scope, ScopeSet};
+use crate::domain::time::Timestamp;
 use crate::error::{ApiError, Realm, Reason};
 use crate::limits::Decision;
-use crate::permissions::Role;
-use crate::scopes::{Scope, ScopeSet};
-use crate::time::Timestamp;
 use crate::usage::Outcome;
 use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};

@@ -2,8 +2,8 @@
 //! while the server runs; at shutdown they stop and the last usage is flushed.
 
 use super::AppState;
-use crate::time::Timestamp;
-use crate::usage_series::DAY_MS;
+use crate::domain::time::Timestamp;
+use crate::domain::usage_series::DAY_MS;
 use crate::verify::change_feed;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;

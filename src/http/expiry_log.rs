@@ -1,8 +1,8 @@
 //! Writes the `api_key.expired` audit event the first time an expired key is presented,
 //! off the request path and once per key per process (the insert itself is idempotent too).
 
+use crate::domain::time::Timestamp;
 use crate::store::Store;
-use crate::time::Timestamp;
 use crate::verify::KeyPrincipalRow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

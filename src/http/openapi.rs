@@ -4,9 +4,9 @@
 //! file holds what the routes share: the header, the security schemes, the SPEC §4 error
 //! shape, and schemas for the few types whose JSON form serde does not show.
 
-use crate::permissions::Role;
-use crate::scopes::{Scope, ScopeSet};
-use crate::time::Timestamp;
+use crate::domain::permissions::Role;
+use crate::domain::scopes::{Scope, ScopeSet};
+use crate::domain::time::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
@@ -188,7 +188,7 @@ pub struct LeadPath(
     String,
 );
 
-// Request fields, as `crate::validate` checks them, so generated clients and fuzzers send what
+// Request fields, as `crate::domain::validate` checks them, so generated clients and fuzzers send what
 // the server accepts. The patterns use only what ECMA-262 and Python's `re` read alike.
 
 /// No control characters (Rust's `char::is_control`), and not blank.
@@ -262,8 +262,8 @@ string_schema!(
     /// At least 12 characters.
     Password,
     string(
-        crate::password::MIN_PASSWORD_LEN,
-        crate::password::MAX_PASSWORD_LEN,
+        crate::domain::password::MIN_PASSWORD_LEN,
+        crate::domain::password::MAX_PASSWORD_LEN,
         None
     )
 );

@@ -2,8 +2,8 @@
 //! /app/v1, so a leaked key cannot mint, list or revoke keys.
 
 use super::{AppState, X_API_KEY};
+use crate::domain::session_token;
 use crate::error::{ApiError, Realm, Reason};
-use crate::session_token;
 use crate::store::User;
 use axum::extract::FromRequestParts;
 use axum::http::header;

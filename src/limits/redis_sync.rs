@@ -82,7 +82,7 @@ impl Redis {
         Ok(Redis {
             client: Client::open(url)?,
             prefix: prefix.to_owned(),
-            instance: crate::base62::random_string(16),
+            instance: crate::domain::base62::random_string(16),
             connection: OnceLock::new(),
             exact: Script::new(EXACT),
             heartbeat: Script::new(HEARTBEAT),

@@ -1,8 +1,8 @@
 use super::sql::Sql;
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
-use crate::ids::{KeyId, UserId, WorkspaceId};
-use crate::scopes::ScopeSet;
-use crate::time::Timestamp;
+use crate::domain::ids::{KeyId, UserId, WorkspaceId};
+use crate::domain::scopes::ScopeSet;
+use crate::domain::time::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 

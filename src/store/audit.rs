@@ -1,7 +1,7 @@
 use super::sql::Sql;
 use super::Tx;
-use crate::ids;
-use crate::time::Timestamp;
+use crate::domain::ids;
+use crate::domain::time::Timestamp;
 
 /// Who did something, as recorded in the audit log.
 #[derive(Debug, Clone, Copy)]

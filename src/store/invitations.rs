@@ -6,9 +6,9 @@ use super::members::insert_membership;
 use super::{
     insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx, User,
 };
-use crate::ids;
-use crate::permissions::{can_manage_member, Role};
-use crate::time::Timestamp;
+use crate::domain::ids;
+use crate::domain::permissions::{can_manage_member, Role};
+use crate::domain::time::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 

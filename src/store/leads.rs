@@ -1,7 +1,7 @@
 use super::sql::Sql;
 use super::Store;
-use crate::ids::{self, LeadId, WorkspaceId};
-use crate::time::Timestamp;
+use crate::domain::ids::{self, LeadId, WorkspaceId};
+use crate::domain::time::Timestamp;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]

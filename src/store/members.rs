@@ -1,7 +1,7 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
-use crate::ids::{UserId, WorkspaceId};
-use crate::permissions::{can_manage_member, Role};
-use crate::time::Timestamp;
+use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::permissions::{can_manage_member, Role};
+use crate::domain::time::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 

@@ -1,5 +1,5 @@
 use super::{Store, User};
-use crate::time::Timestamp;
+use crate::domain::time::Timestamp;
 
 impl Store {
     /// Stores only the token's SHA-256: a copy of the table opens no session.

@@ -3,7 +3,7 @@
 
 use super::sql::Sql;
 use super::{key_status, KeyStatus, Store};
-use crate::time::Timestamp;
+use crate::domain::time::Timestamp;
 use crate::usage::{Counts, KeyUsage};
 
 /// Keys per `UPDATE api_keys` statement (3 parameters each).

@@ -1,7 +1,7 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, Workspace};
-use crate::ids::{self, UserId};
-use crate::permissions::Role;
-use crate::time::Timestamp;
+use crate::domain::ids::{self, UserId};
+use crate::domain::permissions::Role;
+use crate::domain::time::Timestamp;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]

@@ -1,7 +1,7 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
-use crate::ids;
-use crate::permissions::Role;
-use crate::time::Timestamp;
+use crate::domain::ids;
+use crate::domain::permissions::Role;
+use crate::domain::time::Timestamp;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]

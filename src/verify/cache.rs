@@ -13,7 +13,7 @@
 //!   costs one lookup, not one per request in flight. A request joins only a flight that began
 //!   after the last invalidation, so it never gets an answer older than a revocation it follows.
 
-use crate::ids::{KeyId, UserId, WorkspaceId};
+use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::verify::KeyPrincipalRow;
 use moka::sync::Cache;
 use std::collections::HashMap;
@@ -276,7 +276,7 @@ mod tests {
             user_email: "u@example.com".into(),
             user_name: "u".into(),
             user_disabled_at: None,
-            role: Some(crate::permissions::Role::Owner),
+            role: Some(crate::domain::permissions::Role::Owner),
             revoked_at: None,
             expires_at: None,
             scopes: None,

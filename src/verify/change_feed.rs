@@ -3,8 +3,8 @@
 //! a poll of the `key_events` log on SQLite. While the feed is down the cache is bypassed.
 
 use super::{Invalidation, Verifier, NOTIFY_CHANNEL};
+use crate::domain::time::Timestamp;
 use crate::store::Backend;
-use crate::time::Timestamp;
 use sqlx::postgres::PgListener;
 use std::time::Duration;
 

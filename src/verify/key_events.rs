@@ -4,9 +4,9 @@
 //! commit.
 
 use super::{Flight, Invalidation, KeyCache, Lookup, Verifier};
-use crate::known_keys::KnownKeys;
+use crate::domain::time::Timestamp;
 use crate::store::{Backend, Tx};
-use crate::time::Timestamp;
+use crate::verify::known_keys::KnownKeys;
 use std::sync::Arc;
 
 pub const NOTIFY_CHANNEL: &str = "heffl_key_events";

@@ -1,10 +1,10 @@
 //! The lookup behind the verification cache: what a key digest resolves to, in one query.
 
 use super::Verifier;
-use crate::ids::{KeyId, UserId, WorkspaceId};
-use crate::key_memo::KeyMemo;
-use crate::permissions::Role;
-use crate::time::Timestamp;
+use crate::domain::ids::{KeyId, UserId, WorkspaceId};
+use crate::domain::permissions::Role;
+use crate::domain::time::Timestamp;
+use crate::verify::memo::KeyMemo;
 
 /// What the API-key middleware needs to authorize a request, resolved in one query.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@
 //! found closed).
 
 use super::lookup::{key_principal_select, KeyPrincipalRow};
-use crate::key_memo::KeyMemo;
-use crate::permissions::Role;
+use crate::domain::permissions::Role;
+use crate::verify::memo::KeyMemo;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 use std::collections::HashMap;

@@ -10,8 +10,10 @@
 mod cache;
 pub mod change_feed;
 mod key_events;
+pub mod known_keys;
 mod lookup;
 mod lookup_batch;
+pub mod memo;
 mod tx;
 mod writes;
 
@@ -20,8 +22,8 @@ pub use key_events::NOTIFY_CHANNEL;
 pub use lookup::KeyPrincipalRow;
 pub use tx::KeyTx;
 
-use crate::known_keys::KnownKeys;
 use crate::store::Store;
+use crate::verify::known_keys::KnownKeys;
 use lookup_batch::KeyLookupBatcher;
 use std::ops::Deref;
 use std::sync::Arc;

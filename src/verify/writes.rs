@@ -3,12 +3,12 @@
 //! them in a `KeyTx` and names what changed, so the event and the cache drop go together.
 
 use super::{Invalidation, Verifier};
-use crate::ids::{KeyId, UserId, WorkspaceId};
-use crate::permissions::Role;
+use crate::domain::ids::{KeyId, UserId, WorkspaceId};
+use crate::domain::permissions::Role;
+use crate::domain::time::Timestamp;
 use crate::store::{
     ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, User,
 };
-use crate::time::Timestamp;
 
 impl Verifier {
     pub async fn create_api_key(

@@ -6,7 +6,7 @@ use crate::common::{
     keys_path, me_with_key, parts, Account, CreatedKey, TestApp,
 };
 use crate::on_both_databases;
-use heffl_api::api_key::{ApiKey, KeyEnv};
+use heffl_api::domain::api_key::{ApiKey, KeyEnv};
 use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};

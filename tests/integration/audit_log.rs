@@ -7,7 +7,7 @@ use crate::common::{
 };
 use crate::on_both_databases;
 use crate::test_app::Reply;
-use heffl_api::time::Timestamp;
+use heffl_api::domain::time::Timestamp;
 use reqwest::header::USER_AGENT;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -3,8 +3,8 @@
 //! database) and a real server on a random port, and talks to it over real HTTP.
 
 use heffl_api::config::Config;
+use heffl_api::domain::permissions::Role;
 use heffl_api::http::{serve_metrics, serve_until, AppState};
-use heffl_api::permissions::Role;
 use heffl_api::store::{
     Actor, BootstrapOutcome, ClientInfo, MemberActor, MemberChange, NewUser, PoolSettings, Store,
 };
@@ -70,7 +70,7 @@ impl TestDb {
                 };
                 let name = format!(
                     "heffl_t_{}",
-                    heffl_api::base62::random_string(16).to_lowercase()
+                    heffl_api::domain::base62::random_string(16).to_lowercase()
                 );
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&mut conn)
@@ -319,8 +319,8 @@ impl TestApp {
     /// Creates a workspace and its owner through the store (as `heffl-api bootstrap` does),
     /// then signs in over HTTP.
     pub async fn bootstrap(&self, workspace: &str, email: &str) -> Account {
-        let password = format!("pw-{}", heffl_api::base62::random_string(16));
-        let hash = heffl_api::password::hash(password.clone())
+        let password = format!("pw-{}", heffl_api::domain::base62::random_string(16));
+        let hash = heffl_api::domain::password::hash(password.clone())
             .await
             .expect("hash");
         let outcome = self
@@ -366,7 +366,7 @@ impl TestApp {
     /// (as the operator's `users create` and `members add` do; people join over HTTP only by
     /// invitation), then signs them in.
     pub async fn add_member(&self, owner: &Account, email: &str, role: &str) -> Account {
-        let password = format!("pw-{}", heffl_api::base62::random_string(16));
+        let password = format!("pw-{}", heffl_api::domain::base62::random_string(16));
         let user_id = self.create_user(email, &password).await;
         self.add_existing_member(&owner.workspace_id, &user_id, role)
             .await;
@@ -382,7 +382,7 @@ impl TestApp {
 
     /// A user in no workspace, as `heffl-api users create` makes one; returns the user id.
     pub async fn create_user(&self, email: &str, password: &str) -> String {
-        let hash = heffl_api::password::hash(password.to_owned())
+        let hash = heffl_api::domain::password::hash(password.to_owned())
             .await
             .expect("hash");
         let new_user = NewUser {
@@ -676,7 +676,7 @@ pub fn assert_spec_time(value: &Value) -> i64 {
 }
 
 pub fn now_ms() -> i64 {
-    heffl_api::time::Timestamp::now().0
+    heffl_api::domain::time::Timestamp::now().0
 }
 
 /// A time the API showed, in milliseconds since the epoch.
@@ -685,7 +685,7 @@ pub fn ms(value: &Value) -> i64 {
     let text = value
         .as_str()
         .unwrap_or_else(|| panic!("not a time: {value}"));
-    heffl_api::time::Timestamp::parse_rfc3339(text)
+    heffl_api::domain::time::Timestamp::parse_rfc3339(text)
         .unwrap_or_else(|| panic!("not RFC 3339: {text}"))
         .0
 }

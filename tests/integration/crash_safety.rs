@@ -5,9 +5,9 @@
 use crate::common::{query_count, Db};
 use crate::on_each_db;
 use crate::process_harness::{Deployment, Server};
-use heffl_api::permissions::Role;
+use heffl_api::domain::permissions::Role;
+use heffl_api::domain::time::Timestamp;
 use heffl_api::store::{Actor, ClientInfo, MemberActor, MemberChange, NewUser, Store};
-use heffl_api::time::Timestamp;
 use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -44,7 +44,7 @@ struct Seen {
 }
 
 async fn session(store: &Store, user_id: &str) -> Session {
-    let token = heffl_api::session_token::generate();
+    let token = heffl_api::domain::session_token::generate();
     let expires = Timestamp(Timestamp::now().0 + 3_600_000);
     store
         .create_session(&token.digest, user_id, expires)

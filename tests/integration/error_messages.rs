@@ -8,7 +8,7 @@ use crate::common::{assert_error, me_with_key, parts, TestApp};
 use crate::common::{count, count_rows, membership_snapshot};
 use crate::on_both_databases;
 use crate::test_app::Reply;
-use heffl_api::api_key::{ApiKey, KeyEnv};
+use heffl_api::domain::api_key::{ApiKey, KeyEnv};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

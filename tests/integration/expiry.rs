@@ -7,7 +7,7 @@ use crate::common::{
     TestApp,
 };
 use crate::on_both_databases;
-use heffl_api::time::Timestamp;
+use heffl_api::domain::time::Timestamp;
 use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -9,7 +9,7 @@ use crate::common::{
 };
 use crate::on_both_databases_with;
 use crate::process_harness::{free_port, run_in};
-use heffl_api::scopes::{parse_extra_scope, ExtraScopes};
+use heffl_api::domain::scopes::{parse_extra_scope, ExtraScopes};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -218,8 +218,8 @@ async fn fails_exactly_as_any_api_request(app: TestApp) {
     let revoked = app.create_key(&owner, "Revoked").await;
     revoke(&app, &owner, &revoked.id).await;
     let good = app.create_key(&owner, "Good").await;
-    let unknown = heffl_api::api_key::ApiKey::generate(&app.config.key_env);
-    let other_env = heffl_api::api_key::ApiKey::generate(&"test".parse().expect("env"));
+    let unknown = heffl_api::domain::api_key::ApiKey::generate(&app.config.key_env);
+    let other_env = heffl_api::domain::api_key::ApiKey::generate(&"test".parse().expect("env"));
     let mut truncated = good.key.clone();
     truncated.pop();
 

@@ -230,9 +230,9 @@ fn single(response: &Response, header: &str) -> Option<String> {
 }
 
 on_both_databases_with!(nginx_lets_through_only_what_heffl_api_allows, |config| {
-    config.extra_scopes = heffl_api::scopes::ExtraScopes::new(
+    config.extra_scopes = heffl_api::domain::scopes::ExtraScopes::new(
         ["orders:read", "orders:write"]
-            .map(|s| heffl_api::scopes::parse_extra_scope(s).expect("valid")),
+            .map(|s| heffl_api::domain::scopes::parse_extra_scope(s).expect("valid")),
     );
     config.rate_limit_per_minute = 1000;
 });

@@ -416,7 +416,7 @@ async fn dead_tokens_all_get_the_same_404(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let expired = invite_token(&app, &owner, "expired@acme.test", "member").await;
     sqlx::query("UPDATE invitations SET expires_at = $1 WHERE token_digest = $2")
-        .bind(heffl_api::time::now_ms() - 1)
+        .bind(heffl_api::domain::time::now_ms() - 1)
         .bind(Sha256::digest(expired.as_bytes()).to_vec())
         .execute(app.store.pool())
         .await

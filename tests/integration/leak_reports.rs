@@ -4,7 +4,7 @@
 
 use crate::common::{audit_count, count, key_column, key_time, TestApp};
 use crate::{on_both_databases, on_both_databases_with};
-use heffl_api::api_key::{ApiKey, KeyEnv};
+use heffl_api::domain::api_key::{ApiKey, KeyEnv};
 use reqwest::StatusCode;
 use serde_json::json;
 

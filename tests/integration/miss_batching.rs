@@ -9,7 +9,7 @@
 //! deterministic, not a race won.
 
 use crate::common::{assert_error, me_with_key, parts, Account, CreatedKey, Db, TestApp};
-use heffl_api::api_key::{self, ApiKey, KeyEnv};
+use heffl_api::domain::api_key::{self, ApiKey, KeyEnv};
 use heffl_api::verify::Lookup;
 use reqwest::{Method, StatusCode};
 use std::future::Future;

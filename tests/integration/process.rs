@@ -6,7 +6,7 @@
 use crate::common::{assert_error, count_rows, parts, query_count, Db};
 use crate::on_each_db;
 use crate::process_harness::{free_port, run_in, Deployment, Owner};
-use heffl_api::api_key::{ApiKey, KeyEnv};
+use heffl_api::domain::api_key::{ApiKey, KeyEnv};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -618,7 +618,9 @@ async fn keys_list_and_revoke_from_the_command_line(db: Db) {
     assert_eq!(out.json_line()["status"], "revoked");
     assert!(!out.stdout.contains(&second_key[8..38]), "{}", out.stdout);
     assert!(!out.stderr.contains(&second_key[8..38]), "{}", out.stderr);
-    let unknown = heffl_api::api_key::ApiKey::generate(&heffl_api::api_key::KeyEnv::default());
+    let unknown = heffl_api::domain::api_key::ApiKey::generate(
+        &heffl_api::domain::api_key::KeyEnv::default(),
+    );
     let mut mistyped = second_key.clone();
     mistyped.pop();
     mistyped.push(if second_key.ends_with('x') { 'y' } else { 'x' });

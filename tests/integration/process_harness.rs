@@ -527,7 +527,7 @@ impl Server {
         email: &str,
         role: &str,
     ) -> (String, String) {
-        let password = format!("pw-{}", heffl_api::base62::random_string(16));
+        let password = format!("pw-{}", heffl_api::domain::base62::random_string(16));
         let (status, body) = self
             .send(
                 Method::POST,

@@ -16,7 +16,7 @@ pub fn redis_url() -> String {
 pub fn test_prefix() -> String {
     format!(
         "heffl-test:{}:",
-        heffl_api::base62::random_string(12).to_lowercase()
+        heffl_api::domain::base62::random_string(12).to_lowercase()
     )
 }
 

@@ -368,7 +368,7 @@ async fn redis_outage_keeps_serving_and_sharing_resumes(db: Db) {
 
 /// A well-formed key (right prefix, length and checksum) that no deployment issued.
 fn unknown_key() -> String {
-    heffl_api::api_key::ApiKey::generate(&heffl_api::api_key::KeyEnv::default())
+    heffl_api::domain::api_key::ApiKey::generate(&heffl_api::domain::api_key::KeyEnv::default())
         .expose_secret()
         .to_owned()
 }

@@ -7,9 +7,9 @@
 
 use crate::common::{assert_error, me_with_key, Account, CreatedKey, TestApp};
 use crate::on_both_databases_with;
-use heffl_api::api_key::{ApiKey, KeyEnv};
 use heffl_api::config::Config;
-use heffl_api::ids::{KeyId, WorkspaceId};
+use heffl_api::domain::api_key::{ApiKey, KeyEnv};
+use heffl_api::domain::ids::{KeyId, WorkspaceId};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

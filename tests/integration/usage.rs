@@ -2,7 +2,7 @@
 //! flushes and restarts, read back by day and by hour, with the key record's visibility.
 
 use crate::common::*;
-use heffl_api::time::Timestamp;
+use heffl_api::domain::time::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

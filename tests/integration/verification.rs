@@ -14,8 +14,8 @@ use crate::common::{
 };
 use crate::on_each_db;
 use crate::process_harness::{metric_value, Deployment, Owner, Server, POLL, PROPAGATION_DEADLINE};
-use heffl_api::api_key::{ApiKey, KeyDigest, KeyEnv};
-use heffl_api::time::Timestamp;
+use heffl_api::domain::api_key::{ApiKey, KeyDigest, KeyEnv};
+use heffl_api::domain::time::Timestamp;
 use heffl_api::verify::Lookup;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -679,9 +679,12 @@ async fn cache_stays_within_its_capacity() {
             .bind(&user_id)
             .bind(now);
         for key in chunk {
-            let parsed = heffl_api::api_key::parse(key.as_bytes(), &env).expect("valid key");
+            let parsed =
+                heffl_api::domain::api_key::parse(key.as_bytes(), &env).expect("valid key");
             query = query
-                .bind(heffl_api::ids::new_id(heffl_api::ids::API_KEY))
+                .bind(heffl_api::domain::ids::new_id(
+                    heffl_api::domain::ids::API_KEY,
+                ))
                 .bind(KeyDigest::of(key).as_bytes().to_vec())
                 .bind(parsed.hint());
         }

@@ -1,20 +1,22 @@
 //! Settings > Developer: create, list, read, roll and revoke a workspace's keys.
 
 use super::workspaces::caller_role;
-use crate::api_key::ApiKey;
+use crate::domain::api_key::ApiKey;
+use crate::domain::ids::{KeyId, WorkspaceId};
+use crate::domain::permissions::{
+    can_revoke_key, can_roll_key, can_set_rate_limit, sees_all_keys, Role,
+};
+use crate::domain::scopes::ScopeSet;
+use crate::domain::time::Timestamp;
+use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
 use crate::http::extract::{parse_json, ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, KeyPath, ServerErrors, Text100, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::ids::{KeyId, WorkspaceId};
-use crate::permissions::{can_revoke_key, can_roll_key, can_set_rate_limit, sees_all_keys, Role};
-use crate::scopes::ScopeSet;
 use crate::store::{
     ApiKeyRecord, ClientInfo, KeyFilter, KeyStatus, NewApiKey, RollOutcome, StatusFilter,
 };
-use crate::time::Timestamp;
-use crate::validate::Issues;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};

@@ -1,15 +1,15 @@
 //! The workspace's audit log, for owners and admins: newest first, cursor-paginated.
 
 use super::workspaces::caller_role;
+use crate::domain::permissions::can_list_members;
+use crate::domain::time::Timestamp;
+use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, ServerErrors, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::permissions::can_list_members;
 use crate::store::AuditEventRow;
-use crate::time::Timestamp;
-use crate::validate::Issues;
 use axum::extract::State;
 use serde::Serialize;
 use serde_json::Value;

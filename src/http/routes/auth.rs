@@ -1,12 +1,12 @@
+use crate::domain::time::Timestamp;
+use crate::domain::validate::Issues;
+use crate::domain::{password, session_token};
 use crate::error::{ApiError, Realm, Reason};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::{Email, ErrorBody, Password, ServerErrors};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::{normalize_email, Actor, ClientInfo, PasswordChange, User, WorkspaceWithRole};
-use crate::time::Timestamp;
-use crate::validate::Issues;
-use crate::{password, session_token};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;

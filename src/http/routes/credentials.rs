@@ -2,7 +2,7 @@
 //! (a secret scanner, a stranger on a forum) can report it, with no authentication. The answer
 //! is always 202, whether or not the keys exist, so the endpoint cannot be used as an oracle.
 
-use crate::api_key;
+use crate::domain::api_key;
 use crate::error::{ApiError, Reason};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::{ErrorBody, ServerErrors};

@@ -3,6 +3,10 @@
 //! token-shaped) gets the one 404 `invitation_not_found`.
 
 use super::workspaces::manager_role;
+use crate::domain::permissions::Role;
+use crate::domain::time::Timestamp;
+use crate::domain::validate::Issues;
+use crate::domain::{password, session_token};
 use crate::error::{ApiError, Realm, Reason};
 use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::{
@@ -10,15 +14,11 @@ use crate::http::openapi::{
 };
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::permissions::Role;
 use crate::store::MemberActor;
 use crate::store::{
     AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, Invitation, InvitationPreview,
     InviteOutcome, NewSession, User, WorkspaceRef,
 };
-use crate::time::Timestamp;
-use crate::validate::Issues;
-use crate::{password, session_token};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};

@@ -1,6 +1,12 @@
 //! Leads, the workspace-scoped resource behind API keys. The workspace always comes from the
 //! key, and each query names it; the role rules come from `permissions`.
 
+use crate::domain::ids::LeadId;
+use crate::domain::permissions::{
+    can_create_lead, can_modify_lead, can_see_lead, lead_visibility, Denial, LeadVisibility,
+};
+use crate::domain::scopes::Scope;
+use crate::domain::validate::{self, Issues};
 use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::{
@@ -8,13 +14,7 @@ use crate::http::openapi::{
 };
 use crate::http::AppState;
 use crate::http::Principal;
-use crate::ids::LeadId;
-use crate::permissions::{
-    can_create_lead, can_modify_lead, can_see_lead, lead_visibility, Denial, LeadVisibility,
-};
-use crate::scopes::Scope;
 use crate::store::{Lead, LeadFields};
-use crate::validate::{self, Issues};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};

@@ -1,8 +1,8 @@
+use crate::domain::permissions::Role;
+use crate::domain::scopes::Scope;
 use crate::error::ApiError;
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::Principal;
-use crate::permissions::Role;
-use crate::scopes::Scope;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
@@ -65,7 +65,7 @@ pub async fn me(principal: Principal) -> Result<Response, ApiError> {
     Ok(json_answer(body))
 }
 
-/// The JSON of an answer kept in the key's memo (`key_memo`).
+/// The JSON of an answer kept in the key's memo (`verify::memo`).
 pub(super) fn encode(body: &impl Serialize) -> Result<Bytes, ApiError> {
     serde_json::to_vec(body)
         .map(Bytes::from)

@@ -1,13 +1,13 @@
 use super::workspaces::manager_role;
+use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::permissions::Role;
+use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::{ErrorBody, MemberPath, ServerErrors, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::ids::{UserId, WorkspaceId};
-use crate::permissions::Role;
 use crate::store::{ClientInfo, Member, MemberActor, MemberChange};
-use crate::validate::Issues;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};

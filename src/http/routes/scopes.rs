@@ -1,12 +1,12 @@
 //! The scopes a key may be created with here: the built-in ones and the deployment's
 //! `HEFFL_EXTRA_SCOPES`, for the page's create dialog.
 
+use crate::domain::scopes::Scope;
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::scopes::Scope;
 use axum::extract::State;
 use serde::Serialize;
 

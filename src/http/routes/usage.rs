@@ -3,15 +3,15 @@
 
 use super::api_keys::visible_key;
 use super::workspaces::caller_role;
+use crate::domain::permissions::sees_all_keys;
+use crate::domain::time::Timestamp;
+use crate::domain::usage_series::{parse_query, Bucket, Granularity, Window};
 use crate::error::{ApiError, FieldIssue};
 use crate::http::extract::{ApiJson, Path, RawQuery};
 use crate::http::openapi::{ErrorBody, KeyPath, ServerErrors, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::permissions::sees_all_keys;
 use crate::store::KeyStatus;
-use crate::time::Timestamp;
-use crate::usage_series::{parse_query, Bucket, Granularity, Window};
 use axum::extract::State;
 use serde::Serialize;
 

@@ -7,11 +7,11 @@
 //! Envoy appends the original path, hence the `{*path}` twin. The body is never read.
 
 use super::me::{encode, json_headers, Me};
+use crate::domain::scopes::{Scope, ScopeSet};
 use crate::error::{ApiError, Reason};
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
-use crate::key_memo::VerifyAnswer;
-use crate::scopes::{Scope, ScopeSet};
+use crate::verify::memo::VerifyAnswer;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderName, HeaderValue};
@@ -79,7 +79,7 @@ async fn verify(
             ));
         }
     }
-    // The same for every request the cached key verifies (key_memo.rs).
+    // The same for every request the cached key verifies (`verify::memo`).
     let answer = match principal.memo.verify.get() {
         Some(answer) => answer,
         None => {

@@ -1,11 +1,11 @@
+use crate::domain::permissions::Role;
+use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::{ErrorBody, ServerErrors, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::permissions::Role;
 use crate::store::{ClientInfo, Workspace};
-use crate::validate::Issues;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -38,7 +38,7 @@ pub(super) async fn manager_role(
     refused: fn() -> ApiError,
 ) -> Result<Role, ApiError> {
     let role = caller_role(state, workspace_id, session).await?;
-    crate::permissions::can_list_members(role).map_err(|_| refused())?;
+    crate::domain::permissions::can_list_members(role).map_err(|_| refused())?;
     Ok(role)
 }
 

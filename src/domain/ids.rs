@@ -1,7 +1,7 @@
 //! Public identifiers: a type prefix and 22 random base62 characters (~131 bits), so ids are
 //! neither guessable nor sequential and say what they name (`ld_3kTq9…`).
 
-use crate::base62;
+use crate::domain::base62;
 
 const RANDOM_LEN: usize = 22;
 

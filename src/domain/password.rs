@@ -50,7 +50,7 @@ pub async fn verify(password: String, stored: Option<String>) -> Result<bool, Ap
 
 /// A generated password for `bootstrap`: 24 base62 characters, about 143 bits.
 pub fn generate() -> String {
-    crate::base62::random_string(24)
+    crate::domain::base62::random_string(24)
 }
 
 /// Warms the dummy hash so the first unknown-email login is not slower than the rest.

@@ -35,7 +35,7 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
-use crate::base62;
+use crate::domain::base62;
 
 /// Pattern matching a key, for secret scanners (GitHub push protection,
 /// gitleaks, trufflehog, …).

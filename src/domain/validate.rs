@@ -1,8 +1,8 @@
 //! Input rules shared by the handlers, as pure functions that collect every problem of a
 //! request into `FieldIssue`s, so a client learns all of them from one 400.
 
+use crate::domain::permissions::Role;
 use crate::error::{ApiError, FieldIssue};
-use crate::permissions::Role;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 #[derive(Default)]
@@ -110,21 +110,21 @@ impl Issues {
             return None;
         };
         let length = password.chars().count();
-        if length < crate::password::MIN_PASSWORD_LEN {
+        if length < crate::domain::password::MIN_PASSWORD_LEN {
             self.add(
                 field,
                 format!(
                     "must be at least {} characters",
-                    crate::password::MIN_PASSWORD_LEN
+                    crate::domain::password::MIN_PASSWORD_LEN
                 ),
             );
             None
-        } else if length > crate::password::MAX_PASSWORD_LEN {
+        } else if length > crate::domain::password::MAX_PASSWORD_LEN {
             self.add(
                 field,
                 format!(
                     "must be at most {} characters",
-                    crate::password::MAX_PASSWORD_LEN
+                    crate::domain::password::MAX_PASSWORD_LEN
                 ),
             );
             None

@@ -1,7 +1,7 @@
 //! The usage series of SPEC §11, as pure functions: which periods a query covers, and the
 //! stored hourly buckets folded into one bucket per period, empty periods included.
 
-use crate::time::Timestamp;
+use crate::domain::time::Timestamp;
 use crate::usage::{Counts, HOUR_MS};
 use serde::Serialize;
 

@@ -7,7 +7,7 @@
 //! A row is replaced, never changed, when anything it says changes (revocation, role, …: see
 //! `key_cache`), so what is derived from it cannot go stale while it is cached.
 
-use crate::scopes::ScopeSet;
+use crate::domain::scopes::ScopeSet;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use std::sync::OnceLock;

@@ -1,0 +1,13 @@
+//! The rules, apart from any database or network: the key format, ids, roles, scopes, input
+//! validation, password hashing, session tokens, times and usage series.
+
+pub mod api_key;
+pub mod base62;
+pub mod ids;
+pub mod password;
+pub mod permissions;
+pub mod scopes;
+pub mod session_token;
+pub mod time;
+pub mod usage_series;
+pub mod validate;
