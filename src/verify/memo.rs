@@ -5,7 +5,7 @@
 //! cost of a verified request after the HTTP stack itself (docs/performance.md).
 //!
 //! A row is replaced, never changed, when anything it says changes (revocation, role, …: see
-//! `key_cache`), so what is derived from it cannot go stale while it is cached.
+//! `verify::cache`), so what is derived from it cannot go stale while it is cached.
 
 use crate::domain::scopes::ScopeSet;
 use axum::body::Bytes;
