@@ -23,9 +23,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// How often a newcomer waiting at the cap looks again for a connection to displace.
@@ -116,39 +118,44 @@ pub async fn serve_connections(
 }
 
 /// Runs the connection until it ends or its clock says to close it; dropping it closes the
-/// socket.
+/// socket. One timer serves the connection's whole life: it is reset only when it fires, at the
+/// pace `Activity::next_check` sets, so requests on a busy connection never touch it.
 async fn drive<C, E>(connection: C, tracker: &Tracker)
 where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     tokio::pin!(connection);
-    loop {
-        let deadline = {
-            let activity = tracker.activity();
-            if activity.must_close(&tracker.timeouts, tokio::time::Instant::now()) {
-                tracing::debug!("closing a slow, idle or displaced connection");
-                return;
+    let first = tracker
+        .activity()
+        .next_check(&tracker.timeouts, Instant::now());
+    let clock = tokio::time::sleep_until(first);
+    tokio::pin!(clock);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "connection ended with an error");
             }
-            activity.deadline(&tracker.timeouts)
-        };
-        let timer = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            result = &mut connection => {
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, "connection ended with an error");
-                }
-                return;
-            }
-            () = timer => {}
-            () = tracker.changed.notified() => {}
+            return Poll::Ready(());
         }
-    }
+        if tracker.poll_displaced(cx) {
+            tracing::debug!("closing a displaced connection");
+            return Poll::Ready(());
+        }
+        while clock.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let activity = tracker.activity();
+            if activity.must_close(&tracker.timeouts, now) {
+                tracing::debug!("closing a slow or idle connection");
+                return Poll::Ready(());
+            }
+            let next = activity.next_check(&tracker.timeouts, now);
+            drop(activity);
+            clock.as_mut().reset(next);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The open connections' clocks, so that a newcomer at the cap can displace the longest waiter.
