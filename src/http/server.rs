@@ -12,23 +12,25 @@ use super::connection::{InFlight, Timeouts, TrackedIo, Tracker};
 use crate::config::Config;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use pin_project_lite::pin_project;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tower::ServiceExt;
+use tower::Service;
 
 /// How often a newcomer waiting at the cap looks again for a connection to displace.
 const DISPLACE_RETRY: Duration = Duration::from_millis(100);
@@ -201,17 +203,38 @@ struct ConnectionService {
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = ServedRequest;
 
-    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> ServedRequest {
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        let in_flight: InFlight = self.tracker.request_started();
-        let response = self.router.clone().oneshot(request);
-        Box::pin(async move {
-            let response = response.await;
-            drop(in_flight);
-            response
-        })
+        let in_flight = self.tracker.request_started();
+        // A `Router` is always ready, so it is called directly: no `Oneshot` state machine and
+        // no boxed future per request.
+        let response = self.router.clone().call(request);
+        ServedRequest {
+            response,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project! {
+    /// The router's answer; the request counts as in progress until it is ready.
+    pub struct ServedRequest {
+        #[pin]
+        response: RouteFuture<Infallible>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl Future for ServedRequest {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.response.poll(cx));
+        this.in_flight.take();
+        Poll::Ready(response)
     }
 }
 
