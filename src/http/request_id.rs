@@ -70,21 +70,14 @@ impl RequestId {
         uuid[6] = (uuid[6] & 0x0f) | 0x40;
         uuid[8] = (uuid[8] & 0x3f) | 0x80;
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut bytes = [0; MAX_LEN];
-        let mut at = 0;
-        for (i, byte) in uuid.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                bytes[at] = b'-';
-                at += 1;
-            }
+        // Where each byte's two digits go in `8-4-4-4-12`: fixed, so the loop has no branch.
+        const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+        let mut bytes = [b'-'; MAX_LEN];
+        for (byte, at) in uuid.iter().zip(AT) {
             bytes[at] = HEX[usize::from(byte >> 4)];
             bytes[at + 1] = HEX[usize::from(byte & 0x0f)];
-            at += 2;
         }
-        RequestId {
-            bytes,
-            len: at as u8,
-        }
+        RequestId { bytes, len: 36 }
     }
 
     pub fn as_str(&self) -> &str {
