@@ -122,9 +122,13 @@ impl KeyUsage {
     }
 }
 
+/// Key ids are ours (only a verified key is recorded), so the map needs no defence against
+/// chosen collisions and takes a cheaper hash than SipHash, which it pays on every request.
+type Pending = HashMap<String, KeyUsage, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 pub struct UsageRecorder {
-    pending: Mutex<HashMap<String, KeyUsage>>,
+    pending: Mutex<Pending>,
 }
 
 impl UsageRecorder {
@@ -141,14 +145,14 @@ impl UsageRecorder {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyUsage>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         match self.pending.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    fn take(&self) -> HashMap<String, KeyUsage> {
+    fn take(&self) -> Pending {
         std::mem::take(&mut *self.lock())
     }
 

@@ -3,13 +3,18 @@
 //! `Activity` is the pure rule; `Tracker` shares it between the socket wrapper (`TrackedIo`,
 //! which sees bytes arrive), the service (which sees requests start and finish) and the task
 //! that drives the connection (which closes it when the deadline passes).
+//!
+//! A busy keep-alive connection pays nothing per request for its clock beyond a lock and a
+//! clock read: the driving task is not woken when a request starts or ends, and keeps one timer
+//! for the connection's life, which it looks at no more often than `Activity::next_check` says
+//! (docs/performance.md). Only displacement wakes it at once.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -41,13 +46,11 @@ impl Activity {
         }
     }
 
-    /// Returns whether the deadline moved.
-    pub fn bytes_read(&mut self, now: Instant) -> bool {
+    /// Bytes arrived; `now` is read only when they start a request head.
+    pub fn bytes_read(&mut self, now: impl FnOnce() -> Instant) {
         if self.in_flight == 0 && self.head_started.is_none() {
-            self.head_started = Some(now);
-            return true;
+            self.head_started = Some(now());
         }
-        false
     }
 
     pub fn request_started(&mut self) {
@@ -56,14 +59,11 @@ impl Activity {
         self.head_started = None;
     }
 
-    /// Returns whether the connection became free (and its deadline moved).
-    pub fn request_finished(&mut self, now: Instant) -> bool {
+    pub fn request_finished(&mut self, now: impl FnOnce() -> Instant) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if self.in_flight == 0 {
-            self.free_since = now;
-            return true;
+            self.free_since = now();
         }
-        false
     }
 
     /// When the connection is to be closed; `None` while a request is in progress (the request
@@ -79,6 +79,17 @@ impl Activity {
         } else {
             Some(self.free_since + timeouts.idle)
         }
+    }
+
+    /// When the driving task should look at the clock again: the deadline, but never later than
+    /// the shorter timeout from `now`. Nobody tells the task when a deadline appears or moves
+    /// (that would cost a wake-up per request), and any deadline that appears after `now` (a
+    /// request head begun, a response finished) is at least the shorter timeout after the moment
+    /// it appears, so a look at that pace is never late.
+    pub fn next_check(&self, timeouts: &Timeouts, now: Instant) -> Instant {
+        let pace = now + timeouts.header_read.min(timeouts.idle);
+        self.deadline(timeouts)
+            .map_or(pace, |deadline| deadline.min(pace))
     }
 
     pub fn must_close(&self, timeouts: &Timeouts, now: Instant) -> bool {
@@ -99,21 +110,24 @@ impl Activity {
     }
 }
 
-/// `Activity` shared by the parts of one connection, with a wake-up for its driving task
-/// whenever the deadline may have moved.
+/// `Activity` shared by the parts of one connection, and the wake-up that tells its driving
+/// task it was displaced.
 #[derive(Debug)]
 pub struct Tracker {
     activity: Mutex<Activity>,
-    pub changed: Notify,
     pub timeouts: Timeouts,
+    /// `Activity`'s displacement, readable without the lock on each of the driver's wake-ups.
+    displaced: AtomicBool,
+    driver: atomic_waker::AtomicWaker,
 }
 
 impl Tracker {
     pub fn new(timeouts: Timeouts) -> Arc<Tracker> {
         Arc::new(Tracker {
             activity: Mutex::new(Activity::new(Instant::now())),
-            changed: Notify::new(),
             timeouts,
+            displaced: AtomicBool::new(false),
+            driver: atomic_waker::AtomicWaker::new(),
         })
     }
 
@@ -125,9 +139,7 @@ impl Tracker {
     }
 
     fn bytes_read(&self) {
-        if self.activity().bytes_read(Instant::now()) {
-            self.changed.notify_one();
-        }
+        self.activity().bytes_read(Instant::now);
     }
 
     /// Marks a request as in progress until the returned guard is dropped.
@@ -138,7 +150,14 @@ impl Tracker {
 
     pub fn displace(&self) {
         self.activity().displace();
-        self.changed.notify_one();
+        self.displaced.store(true, Ordering::Release);
+        self.driver.wake();
+    }
+
+    /// Whether the connection was displaced; if not, `cx` is woken when it is.
+    pub fn poll_displaced(&self, cx: &mut Context<'_>) -> bool {
+        self.driver.register(cx.waker());
+        self.displaced.load(Ordering::Acquire)
     }
 }
 
@@ -146,9 +165,7 @@ pub struct InFlight(Arc<Tracker>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.activity().request_finished(Instant::now()) {
-            self.0.changed.notify_one();
-        }
+        self.0.activity().request_finished(Instant::now);
     }
 }
 
@@ -239,8 +256,8 @@ mod tests {
         let mut a = Activity::new(start);
         assert_eq!(a.deadline(&T), Some(start + T.header_read));
         // Trickling bytes does not move the deadline.
-        a.bytes_read(start + Duration::from_secs(1));
-        a.bytes_read(start + Duration::from_secs(9));
+        a.bytes_read(|| start + Duration::from_secs(1));
+        a.bytes_read(|| start + Duration::from_secs(9));
         assert_eq!(a.deadline(&T), Some(start + T.header_read));
         assert!(!a.must_close(&T, start + Duration::from_secs(9)));
         assert!(a.must_close(&T, start + T.header_read));
@@ -250,16 +267,16 @@ mod tests {
     fn a_request_in_progress_has_no_deadline_and_then_idleness_counts() {
         let start = Instant::now();
         let mut a = Activity::new(start);
-        a.bytes_read(start);
+        a.bytes_read(|| start);
         a.request_started();
         assert_eq!(a.deadline(&T), None);
         assert!(!a.must_close(&T, start + Duration::from_secs(3600)));
         let done = start + Duration::from_secs(5);
-        a.request_finished(done);
+        a.request_finished(|| done);
         assert_eq!(a.deadline(&T), Some(done + T.idle));
         // The next request's first byte starts its header clock.
         let next = done + Duration::from_secs(30);
-        a.bytes_read(next);
+        a.bytes_read(|| next);
         assert_eq!(a.deadline(&T), Some(next + T.header_read));
     }
 
@@ -269,9 +286,9 @@ mod tests {
         let mut a = Activity::new(start);
         a.request_started();
         a.request_started();
-        assert!(!a.request_finished(start));
+        a.request_finished(|| start);
         assert_eq!(a.deadline(&T), None);
-        assert!(a.request_finished(start));
+        a.request_finished(|| start);
         assert!(a.deadline(&T).is_some());
     }
 
@@ -286,5 +303,28 @@ mod tests {
         let mut busy = Activity::new(start);
         busy.request_started();
         assert_eq!(busy.waiting_since(), None);
+    }
+
+    #[test]
+    fn the_driver_looks_again_before_any_deadline_can_pass_unseen() {
+        let start = Instant::now();
+        let mut a = Activity::new(start);
+        // A new connection: its header deadline is the next look.
+        assert_eq!(a.next_check(&T, start), start + T.header_read);
+        a.request_started();
+        // Busy: no deadline, but a look within the shorter timeout.
+        let later = start + Duration::from_secs(100);
+        assert_eq!(a.next_check(&T, later), later + T.header_read);
+        a.request_finished(|| later);
+        // Idle: the idle deadline is further off than the pace, so the pace wins; a head begun
+        // right after that look has its deadline no earlier than the next look.
+        let look = a.next_check(&T, later);
+        assert_eq!(look, later + T.header_read);
+        a.bytes_read(|| later + Duration::from_millis(1));
+        assert!(a.deadline(&T).is_some_and(|deadline| deadline >= look));
+        assert_eq!(
+            a.next_check(&T, look),
+            later + Duration::from_millis(1) + T.header_read
+        );
     }
 }

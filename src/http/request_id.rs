@@ -1,10 +1,14 @@
-//! Request ids: the `x-request-id` a client sent (when it is a sane token), or a fresh random
-//! UUID v4. Generated from the thread's CSPRNG, not the OS: a `getrandom` system call per
-//! request was measurable (docs/performance.md). While a request is handled, its id is
-//! reachable from `ApiError::into_response` (every error body carries it) through a task-local.
+//! Request ids: the `x-request-id` a client sent (when it is a sane token), or a fresh id shaped
+//! as a UUID v4. Fresh ids draw no randomness per request (a `getrandom` system call, and later
+//! the thread's CSPRNG, were measurable: docs/performance.md): they are a per-process counter
+//! passed through a keyed bijection, so they are unique within the process by construction,
+//! across processes by random bits drawn once, and do not reveal how many requests the
+//! server handled between two of a client's. While a request is handled, its id is reachable
+//! from `ApiError::into_response` (every error body carries it) through a task-local.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use rand::RngCore;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -48,28 +52,32 @@ impl RequestId {
         })
     }
 
-    /// A random UUID v4, e.g. `0d6c1c2e-5f0a-4b7e-9a43-3f1e2d4c5b6a`.
+    /// A new id in the form of a UUID v4, e.g. `0d6c1c2e-5f0a-4b7e-9a43-3f1e2d4c5b6a`.
     pub fn generate() -> RequestId {
-        let mut random = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut random);
-        random[6] = (random[6] & 0x0f) | 0x40;
-        random[8] = (random[8] & 0x3f) | 0x80;
+        static KEYS: OnceLock<[u64; 2]> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let [prefix, key] = *KEYS.get_or_init(rand::random);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // The scrambled count fills bytes 7 and 9–15, which the version and variant bits (bytes 6
+        // and 8) leave whole, so it survives intact; the prefix fills the rest.
+        let prefix = prefix.to_be_bytes();
+        let count = scramble(count ^ key).to_be_bytes();
+        let mut uuid = [0u8; 16];
+        uuid[..7].copy_from_slice(&prefix[..7]);
+        uuid[7] = count[0];
+        uuid[8] = prefix[7];
+        uuid[9..].copy_from_slice(&count[1..]);
+        uuid[6] = (uuid[6] & 0x0f) | 0x40;
+        uuid[8] = (uuid[8] & 0x3f) | 0x80;
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut bytes = [0; MAX_LEN];
-        let mut at = 0;
-        for (i, byte) in random.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                bytes[at] = b'-';
-                at += 1;
-            }
+        // Where each byte's two digits go in `8-4-4-4-12`: fixed, so the loop has no branch.
+        const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+        let mut bytes = [b'-'; MAX_LEN];
+        for (byte, at) in uuid.iter().zip(AT) {
             bytes[at] = HEX[usize::from(byte >> 4)];
             bytes[at + 1] = HEX[usize::from(byte & 0x0f)];
-            at += 2;
         }
-        RequestId {
-            bytes,
-            len: at as u8,
-        }
+        RequestId { bytes, len: 36 }
     }
 
     pub fn as_str(&self) -> &str {
@@ -96,6 +104,14 @@ impl RequestId {
     }
 }
 
+/// splitmix64's finalizer: a bijection on `u64` (each step is invertible), so distinct counts
+/// stay distinct while consecutive ones look unrelated.
+fn scramble(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 /// Calls `f` with the id of the request being handled, if any.
 pub fn with_current<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
     match CURRENT.try_with(|id| *id) {
@@ -117,6 +133,14 @@ mod tests {
         assert!(matches!(text.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
         assert_eq!(text.matches('-').count(), 4);
         assert_ne!(text, RequestId::generate().as_str());
+    }
+
+    #[test]
+    fn generated_ids_do_not_repeat() {
+        let ids: std::collections::HashSet<String> = (0..10_000)
+            .map(|_| RequestId::generate().as_str().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 10_000);
     }
 
     #[test]

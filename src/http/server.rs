@@ -12,21 +12,25 @@ use super::connection::{InFlight, Timeouts, TrackedIo, Tracker};
 use crate::config::Config;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use pin_project_lite::pin_project;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
+use tokio::time::Instant;
+use tower::Service;
 
 /// How often a newcomer waiting at the cap looks again for a connection to displace.
 const DISPLACE_RETRY: Duration = Duration::from_millis(100);
@@ -116,39 +120,44 @@ pub async fn serve_connections(
 }
 
 /// Runs the connection until it ends or its clock says to close it; dropping it closes the
-/// socket.
+/// socket. One timer serves the connection's whole life: it is reset only when it fires, at the
+/// pace `Activity::next_check` sets, so requests on a busy connection never touch it.
 async fn drive<C, E>(connection: C, tracker: &Tracker)
 where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     tokio::pin!(connection);
-    loop {
-        let deadline = {
-            let activity = tracker.activity();
-            if activity.must_close(&tracker.timeouts, tokio::time::Instant::now()) {
-                tracing::debug!("closing a slow, idle or displaced connection");
-                return;
+    let first = tracker
+        .activity()
+        .next_check(&tracker.timeouts, Instant::now());
+    let clock = tokio::time::sleep_until(first);
+    tokio::pin!(clock);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "connection ended with an error");
             }
-            activity.deadline(&tracker.timeouts)
-        };
-        let timer = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            result = &mut connection => {
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, "connection ended with an error");
-                }
-                return;
-            }
-            () = timer => {}
-            () = tracker.changed.notified() => {}
+            return Poll::Ready(());
         }
-    }
+        if tracker.poll_displaced(cx) {
+            tracing::debug!("closing a displaced connection");
+            return Poll::Ready(());
+        }
+        while clock.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let activity = tracker.activity();
+            if activity.must_close(&tracker.timeouts, now) {
+                tracing::debug!("closing a slow or idle connection");
+                return Poll::Ready(());
+            }
+            let next = activity.next_check(&tracker.timeouts, now);
+            drop(activity);
+            clock.as_mut().reset(next);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The open connections' clocks, so that a newcomer at the cap can displace the longest waiter.
@@ -194,17 +203,38 @@ struct ConnectionService {
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = ServedRequest;
 
-    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> ServedRequest {
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        let in_flight: InFlight = self.tracker.request_started();
-        let response = self.router.clone().oneshot(request);
-        Box::pin(async move {
-            let response = response.await;
-            drop(in_flight);
-            response
-        })
+        let in_flight = self.tracker.request_started();
+        // A `Router` is always ready, so it is called directly: no `Oneshot` state machine and
+        // no boxed future per request.
+        let response = self.router.clone().call(request);
+        ServedRequest {
+            response,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project! {
+    /// The router's answer; the request counts as in progress until it is ready.
+    pub struct ServedRequest {
+        #[pin]
+        response: RouteFuture<Infallible>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl Future for ServedRequest {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.response.poll(cx));
+        this.in_flight.take();
+        Poll::Ready(response)
     }
 }
 
