@@ -216,8 +216,10 @@ fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
     );
 }
 
-/// Only browsers send `Origin` on same-origin-less requests and `Sec-Fetch-Site`; server-side
-/// clients (curl, requests, Node's fetch, which does send `Sec-Fetch-Mode: cors`) send neither.
+/// A browser marks what it sends: `Sec-Fetch-Site` and `Sec-Fetch-Dest` on every request of
+/// current engines, `Origin` on cross-origin ones (and older engines' `fetch`). Server-side
+/// clients (curl, Python's requests) send none of the three. `Sec-Fetch-Mode` is not checked:
+/// Node's `fetch` sends `Sec-Fetch-Mode: cors` from a server.
 fn from_browser(headers: &HeaderMap) -> bool {
     // Named statically: a `&str` name is parsed and validated on every lookup.
     static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
