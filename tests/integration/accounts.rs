@@ -542,7 +542,7 @@ async fn session_token_is_stored_only_as_sha256(app: TestApp) {
     let stored: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT token_digest FROM sessions WHERE user_id = $1")
             .bind(&owner.user_id)
-            .fetch_all(app.store.pool())
+            .fetch_all(app.raw_db())
             .await
             .expect("digests");
     let expected: Vec<u8> = Sha256::digest(owner.token.as_bytes()).to_vec();

@@ -2,7 +2,7 @@
 //! revoke keys, members are removed and leads written; after a restart (with no repair step)
 //! the database tells one consistent story. Five rounds per database, on one database.
 
-use crate::common::{query_count, Db};
+use crate::common::{query_count, raw_pool, Db};
 use crate::on_each_db;
 use crate::process_harness::{Deployment, Server};
 use heffl_api::domain::permissions::Role;
@@ -221,15 +221,17 @@ async fn work(server: Target, workspace_id: String, member: Session, usage: Usag
 }
 
 async fn request_counts(store: &Store, ids: &[String]) -> HashMap<String, i64> {
+    let db = raw_pool(store.url());
     let mut counts = HashMap::new();
     for id in ids {
         let count: i64 = sqlx::query_scalar("SELECT request_count FROM api_keys WHERE id = $1")
             .bind(id)
-            .fetch_one(store.pool())
+            .fetch_one(&db)
             .await
             .expect("request_count");
         counts.insert(id.clone(), count);
     }
+    db.close().await;
     counts
 }
 
@@ -302,7 +304,7 @@ async fn assert_consistent(store: &Store, server: &Target, owner: &Session, work
     let removals: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT target_id, details FROM audit_events WHERE action = 'member.removed'",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&raw_pool(store.url()))
     .await
     .expect("removals");
     for (user_id, details) in removals {

@@ -44,7 +44,7 @@ fn check(what: &str, outcome: Outcome, ok: StatusCode, reply: &Reply) {
 async fn lead_title(app: &TestApp, lead_id: &str) -> Option<Option<String>> {
     sqlx::query_scalar::<_, Option<String>>("SELECT title FROM leads WHERE id = $1")
         .bind(lead_id)
-        .fetch_optional(app.store.pool())
+        .fetch_optional(app.raw_db())
         .await
         .expect("lead title")
 }

@@ -100,7 +100,7 @@ async fn a_careless_client_never_locks_out_its_neighbours(app: TestApp) {
     sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
         .bind(now - 1_000)
         .bind(&expired.id)
-        .execute(app.store.pool())
+        .execute(app.raw_db())
         .await
         .expect("expire");
     // Never used before the careless client starts: not in any cache.
