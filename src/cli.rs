@@ -4,7 +4,7 @@ use crate::config::{
     Cli, Command, Config, KeysCommand, MembersCommand, UsersCommand, WorkspacesCommand,
 };
 use crate::domain::api_key::{self, KeyEnv};
-use crate::domain::ids::{KeyId, UserId, WorkspaceId};
+use crate::domain::ids::KeyId;
 use crate::domain::password;
 use crate::domain::permissions::Role;
 use crate::domain::validate::Issues;
@@ -420,13 +420,7 @@ async fn run_members(store: &Verifier, command: MembersCommand) -> Result<(), Cl
     }
     let change = match role {
         Some(role) => store.add_member(workspace, &user.id, role, &actor).await,
-        None => {
-            let (workspace_id, user_id) = (
-                WorkspaceId::from(workspace.as_str()),
-                UserId::from(user.id.as_str()),
-            );
-            store.remove_member(&workspace_id, &user_id, &actor).await
-        }
+        None => store.remove_member(workspace, &user.id, &actor).await,
     }
     .map_err(db_error)?;
     match change {

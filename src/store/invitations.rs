@@ -6,7 +6,7 @@ use super::members::insert_membership;
 use super::{
     insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx, User,
 };
-use crate::domain::ids;
+use crate::domain::ids::{self, UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
 use serde::Serialize;
@@ -40,7 +40,7 @@ struct InvitationRow {
     email: String,
     #[sqlx(try_from = "String")]
     role: Role,
-    inviter_id: String,
+    inviter_id: UserId,
     inviter_email: String,
     inviter_name: String,
     created_at: Timestamp,
@@ -75,7 +75,8 @@ const PENDING_AT_2: &str = "i.accepted_at IS NULL AND i.cancelled_at IS NULL AND
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkspaceRef {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: WorkspaceId,
     pub name: String,
 }
 
@@ -93,7 +94,7 @@ pub struct InvitationPreview {
 
 #[derive(sqlx::FromRow)]
 struct PreviewRow {
-    workspace_id: String,
+    workspace_id: WorkspaceId,
     workspace_name: String,
     email: String,
     #[sqlx(try_from = "String")]
@@ -120,7 +121,7 @@ pub enum CancelOutcome {
 #[derive(sqlx::FromRow)]
 struct Claimed {
     id: String,
-    workspace_id: String,
+    workspace_id: WorkspaceId,
     email: String,
     email_normalized: String,
     #[sqlx(try_from = "String")]
@@ -176,7 +177,7 @@ async fn claim(tx: &mut Tx<'_>, token_digest: &[u8; 32]) -> Result<Option<Claime
 async fn join(
     tx: &mut Tx<'_>,
     claimed: &Claimed,
-    user_id: &str,
+    user_id: &UserId,
     new_account: bool,
     client: &ClientInfo,
 ) -> Result<Option<WorkspaceRef>, sqlx::Error> {
@@ -216,7 +217,7 @@ impl Store {
     /// The same outcome whether or not the email has an account: the inviter learns nothing.
     pub async fn create_invitation(
         &self,
-        workspace_id: &str,
+        workspace_id: &WorkspaceId,
         email: &str,
         role: Role,
         token_digest: &[u8; 32],
@@ -286,7 +287,7 @@ impl Store {
     /// Pending invitations, newest first.
     pub async fn list_invitations(
         &self,
-        workspace_id: &str,
+        workspace_id: &WorkspaceId,
     ) -> Result<Vec<Invitation>, sqlx::Error> {
         let rows: Vec<InvitationRow> = sqlx::query_as(&format!(
             "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND {PENDING_AT_2} \
@@ -302,7 +303,7 @@ impl Store {
     /// Admins may cancel what they may send: invitations for roles below owner.
     pub async fn cancel_invitation(
         &self,
-        workspace_id: &str,
+        workspace_id: &WorkspaceId,
         invitation_id: &str,
         actor: &MemberActor<'_>,
     ) -> Result<CancelOutcome, sqlx::Error> {

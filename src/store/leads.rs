@@ -1,15 +1,16 @@
 use super::sql::Sql;
 use super::Store;
-use crate::domain::ids::{self, LeadId, WorkspaceId};
+use crate::domain::ids::{LeadId, UserId, WorkspaceId};
 use crate::domain::time::Timestamp;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lead {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: LeadId,
     #[serde(skip)]
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     pub name: String,
     #[schema(required = true)]
     pub email: Option<String>,
@@ -17,7 +18,8 @@ pub struct Lead {
     pub mobile: Option<String>,
     #[schema(required = true)]
     pub title: Option<String>,
-    pub owner_id: String,
+    #[schema(value_type = String)]
+    pub owner_id: UserId,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -38,12 +40,12 @@ impl Store {
     /// One page, newest first; `owner` restricts it to one user's leads (a member's boundary).
     pub async fn list_leads(
         &self,
-        workspace_id: &str,
-        owner: Option<&str>,
+        workspace_id: &WorkspaceId,
+        owner: Option<&UserId>,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Lead>, i64), sqlx::Error> {
-        fn filter<'q>(sql: &mut Sql<'q>, workspace_id: &'q str, owner: Option<&'q str>) {
+        fn filter<'q>(sql: &mut Sql<'q>, workspace_id: &'q WorkspaceId, owner: Option<&'q UserId>) {
             sql.push(" WHERE workspace_id = ").bind(workspace_id);
             if let Some(owner) = owner {
                 sql.push(" AND owner_id = ").bind(owner);
@@ -70,19 +72,19 @@ impl Store {
 
     pub async fn create_lead(
         &self,
-        workspace_id: &str,
-        owner_id: &str,
+        workspace_id: &WorkspaceId,
+        owner_id: &UserId,
         fields: LeadFields,
     ) -> Result<Lead, sqlx::Error> {
         let now = Timestamp::now();
         let lead = Lead {
-            id: ids::new_id(ids::LEAD),
-            workspace_id: workspace_id.to_owned(),
+            id: LeadId::generate(),
+            workspace_id: workspace_id.clone(),
             name: fields.name.unwrap_or_default(),
             email: fields.email.flatten(),
             mobile: fields.mobile.flatten(),
             title: fields.title.flatten(),
-            owner_id: owner_id.to_owned(),
+            owner_id: owner_id.clone(),
             created_at: now,
             updated_at: now,
         };

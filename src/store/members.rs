@@ -8,7 +8,8 @@ use serde_json::json;
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
-    pub user_id: String,
+    #[schema(value_type = String)]
+    pub user_id: UserId,
     pub email: String,
     pub name: String,
     #[sqlx(try_from = "String")]
@@ -24,7 +25,7 @@ pub struct MemberActor<'a> {
 }
 
 impl<'a> MemberActor<'a> {
-    pub fn user(user_id: &'a str, role: Role, client: &'a ClientInfo) -> MemberActor<'a> {
+    pub fn user(user_id: &'a UserId, role: Role, client: &'a ClientInfo) -> MemberActor<'a> {
         MemberActor {
             actor: Actor::User(user_id),
             role,
@@ -41,7 +42,7 @@ impl<'a> MemberActor<'a> {
         }
     }
 
-    pub fn user_id(&self) -> Option<&'a str> {
+    pub fn user_id(&self) -> Option<&'a UserId> {
         match self.actor {
             Actor::User(id) => Some(id),
             _ => None,
@@ -65,8 +66,8 @@ const MEMBER_COLUMNS: &str =
 /// `false` when the user is already a member.
 pub(super) async fn insert_membership(
     tx: &mut Tx<'_>,
-    workspace_id: &str,
-    user_id: &str,
+    workspace_id: &WorkspaceId,
+    user_id: &UserId,
     role: Role,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
@@ -84,8 +85,8 @@ pub(super) async fn insert_membership(
 
 async fn member_in_tx(
     tx: &mut Tx<'_>,
-    workspace_id: &str,
-    user_id: &str,
+    workspace_id: &WorkspaceId,
+    user_id: &UserId,
 ) -> Result<Option<Member>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{MEMBER_COLUMNS} WHERE m.workspace_id = $1 AND m.user_id = $2"
@@ -97,7 +98,10 @@ async fn member_in_tx(
 }
 
 impl Store {
-    pub async fn list_members(&self, workspace_id: &str) -> Result<Vec<Member>, sqlx::Error> {
+    pub async fn list_members(
+        &self,
+        workspace_id: &WorkspaceId,
+    ) -> Result<Vec<Member>, sqlx::Error> {
         sqlx::query_as(&format!(
             "{MEMBER_COLUMNS} WHERE m.workspace_id = $1 ORDER BY m.created_at, m.user_id"
         ))
@@ -110,8 +114,8 @@ impl Store {
     /// dashboard only by accepting an invitation.
     pub async fn add_member(
         &self,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         role: Role,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
@@ -170,7 +174,7 @@ impl Store {
             record_audit(
                 tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id.as_str()),
+                    workspace_id: Some(workspace_id),
                     actor: actor.actor,
                     action: "member.role_changed",
                     target_type: "user",
@@ -217,7 +221,7 @@ impl Store {
         record_audit(
             tx,
             AuditEntry {
-                workspace_id: Some(workspace_id.as_str()),
+                workspace_id: Some(workspace_id),
                 actor: actor.actor,
                 action: "member.removed",
                 target_type: "user",
@@ -235,8 +239,8 @@ impl Store {
     async fn guard_owner_change(
         &self,
         tx: &mut Tx<'_>,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         new_role: Option<Role>,
         actor: &MemberActor<'_>,
     ) -> Result<Result<Role, MemberChange>, sqlx::Error> {

@@ -1,4 +1,5 @@
 use super::{Store, User};
+use crate::domain::ids::UserId;
 use crate::domain::time::Timestamp;
 
 impl Store {
@@ -6,7 +7,7 @@ impl Store {
     pub async fn create_session(
         &self,
         token_digest: &[u8; 32],
-        user_id: &str,
+        user_id: &UserId,
         expires_at: Timestamp,
     ) -> Result<(), sqlx::Error> {
         let now = Timestamp::now();

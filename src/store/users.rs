@@ -1,12 +1,13 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, Workspace};
-use crate::domain::ids::{self, UserId};
+use crate::domain::ids::UserId;
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: UserId,
     pub email: String,
     pub name: String,
 }
@@ -14,7 +15,7 @@ pub struct User {
 /// What a login needs to check; never leaves the server.
 #[derive(sqlx::FromRow)]
 pub struct LoginRecord {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub password_hash: String,
@@ -44,7 +45,7 @@ pub fn normalize_email(email: &str) -> String {
 
 pub(super) async fn insert_user(tx: &mut Tx<'_>, new: &NewUser<'_>) -> Result<User, sqlx::Error> {
     let user = User {
-        id: ids::new_id(ids::USER),
+        id: UserId::generate(),
         email: new.email.trim().to_owned(),
         name: new.name.to_owned(),
     };
@@ -160,8 +161,7 @@ impl Store {
                 .bind(&user.id)
                 .execute(&mut **tx)
                 .await?;
-            let user_id = UserId::from(user.id.as_str());
-            revoked = super::revoke_keys_of_user(tx, &user_id, None, "user_disabled", None).await?;
+            revoked = super::revoke_keys_of_user(tx, &user.id, None, "user_disabled", None).await?;
         }
         record_audit(
             tx,
@@ -188,7 +188,7 @@ impl Store {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct UserListing {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub created_at: Timestamp,
@@ -199,7 +199,7 @@ pub struct UserListing {
 pub enum PasswordChange<'a> {
     /// The user themselves, keeping the session they are using.
     Own {
-        user_id: &'a str,
+        user_id: &'a UserId,
         keep_session: &'a [u8; 32],
     },
     /// An operator resetting a lost password: every session ends.

@@ -1,5 +1,5 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
-use crate::domain::ids;
+use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use serde::Serialize;
@@ -7,14 +7,16 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workspace {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: WorkspaceId,
     pub name: String,
     pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkspaceWithRole {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: WorkspaceId,
     pub name: String,
     #[sqlx(try_from = "String")]
     pub role: Role,
@@ -23,11 +25,11 @@ pub struct WorkspaceWithRole {
 pub(super) async fn insert_workspace(
     tx: &mut Tx<'_>,
     name: &str,
-    first_member: &str,
+    first_member: &UserId,
     role: Role,
 ) -> Result<Workspace, sqlx::Error> {
     let workspace = Workspace {
-        id: ids::new_id(ids::WORKSPACE),
+        id: WorkspaceId::generate(),
         name: name.to_owned(),
         created_at: Timestamp::now(),
     };
@@ -50,7 +52,7 @@ pub(super) async fn insert_workspace(
 }
 
 impl Store {
-    pub async fn workspace_exists(&self, workspace_id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn workspace_exists(&self, workspace_id: &WorkspaceId) -> Result<bool, sqlx::Error> {
         let found: Option<String> = sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
             .bind(workspace_id)
             .fetch_optional(self.pool())
@@ -62,7 +64,7 @@ impl Store {
     pub async fn create_workspace(
         &self,
         name: &str,
-        owner_id: &str,
+        owner_id: &UserId,
         client: &ClientInfo,
     ) -> Result<Workspace, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
@@ -86,7 +88,7 @@ impl Store {
 
     pub async fn workspaces_of(
         &self,
-        user_id: &str,
+        user_id: &UserId,
     ) -> Result<Vec<WorkspaceWithRole>, sqlx::Error> {
         sqlx::query_as(
             "SELECT w.id, w.name, m.role FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
@@ -100,8 +102,8 @@ impl Store {
     /// The user's current role in the workspace; `None` when they are not a member.
     pub async fn role_in(
         &self,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
     ) -> Result<Option<Role>, sqlx::Error> {
         let role: Option<String> = sqlx::query_scalar(
             "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",

@@ -29,7 +29,7 @@ impl Verifier {
         &self,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
-        actor: Option<&str>,
+        actor: Option<&UserId>,
         reason: &str,
         client: &ClientInfo,
     ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
@@ -53,7 +53,7 @@ impl Verifier {
         key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
-        actor: &str,
+        actor: &UserId,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
         let mut tx = self.begin_serial().await?;

@@ -3,6 +3,7 @@
 //! database) and a real server on a random port, and talks to it over real HTTP.
 
 use heffl_api::config::Config;
+use heffl_api::domain::ids::{UserId, WorkspaceId};
 use heffl_api::domain::permissions::Role;
 use heffl_api::http::{serve_metrics, serve_until, AppState};
 use heffl_api::store::{
@@ -350,11 +351,11 @@ impl TestApp {
         };
         let token = self.login(email, &password).await;
         Account {
-            user_id: user.id,
+            user_id: user.id.into(),
             email: email.to_owned(),
             password,
             token,
-            workspace_id: workspace.id,
+            workspace_id: workspace.id.into(),
         }
     }
 
@@ -406,6 +407,7 @@ impl TestApp {
             .expect("create user")
             .unwrap_or_else(|| panic!("email taken: {email}"))
             .id
+            .into()
     }
 
     /// Adds an existing user to a workspace, as `heffl-api members add` does.
@@ -415,8 +417,8 @@ impl TestApp {
         let change = self
             .store
             .add_member(
-                workspace_id,
-                user_id,
+                &WorkspaceId::from(workspace_id),
+                &UserId::from(user_id),
                 role,
                 &MemberActor::operator(Some("test"), &client),
             )

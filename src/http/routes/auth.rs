@@ -1,3 +1,4 @@
+use crate::domain::ids::UserId;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::domain::{password, session_token};
@@ -43,7 +44,7 @@ fn client_address(client: &ClientInfo) -> Option<std::net::IpAddr> {
 
 /// One row on the account, never one per workspace (see `Store::record_failed_login`).
 /// Written off the response path so a wrong password answers as fast as an unknown email.
-fn record_failed_login(state: &AppState, user_id: String, client: ClientInfo) {
+fn record_failed_login(state: &AppState, user_id: UserId, client: ClientInfo) {
     let store = state.store.clone();
     tokio::spawn(async move {
         if let Err(err) = store.record_failed_login(&user_id, &client).await {

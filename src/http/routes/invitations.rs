@@ -3,6 +3,7 @@
 //! token-shaped) gets the one 404 `invitation_not_found`.
 
 use super::workspaces::manager_role;
+use crate::domain::ids::WorkspaceId;
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
@@ -97,7 +98,7 @@ pub async fn create(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     ApiJson(body): ApiJson<CreateInvitation>,
 ) -> Result<Response, ApiError> {
     let inviter_role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
@@ -155,7 +156,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<ApiJson<InvitationList>, ApiError> {
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let items = state.store.list_invitations(&workspace_id).await?;
@@ -186,7 +187,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, invitation_id)): Path<(String, String)>,
+    Path((workspace_id, invitation_id)): Path<(WorkspaceId, String)>,
 ) -> Result<StatusCode, ApiError> {
     let role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let outcome = state

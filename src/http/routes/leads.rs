@@ -177,7 +177,7 @@ pub async fn list(
     let page = validate::page(query.get("pageNo"), query.get("pageSize"))?;
     let owner = match lead_visibility(principal.role) {
         LeadVisibility::All => None,
-        LeadVisibility::OwnOnly => Some(principal.user_id.as_str()),
+        LeadVisibility::OwnOnly => Some(&principal.user_id),
     };
     let (items, total) = state
         .store

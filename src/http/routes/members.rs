@@ -61,7 +61,7 @@ fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<ApiJson<MemberList>, ApiError> {
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let items = state.store.list_members(&workspace_id).await?;

@@ -1,3 +1,4 @@
+use crate::domain::ids::WorkspaceId;
 use crate::domain::permissions::Role;
 use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
@@ -14,7 +15,7 @@ use serde::Deserialize;
 /// whether or not the workspace exists, so ids of other workspaces cannot be probed.
 pub(super) async fn caller_role(
     state: &AppState,
-    workspace_id: &str,
+    workspace_id: &WorkspaceId,
     session: &SessionUser,
 ) -> Result<Role, ApiError> {
     state
@@ -33,7 +34,7 @@ pub(super) async fn caller_role(
 /// `refused` words the 403 for the resource at hand.
 pub(super) async fn manager_role(
     state: &AppState,
-    workspace_id: &str,
+    workspace_id: &WorkspaceId,
     session: &SessionUser,
     refused: fn() -> ApiError,
 ) -> Result<Role, ApiError> {
