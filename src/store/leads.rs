@@ -2,23 +2,15 @@ use super::sql::Sql;
 use super::Store;
 use crate::domain::ids::{LeadId, UserId, WorkspaceId};
 use crate::domain::time::Timestamp;
-use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Lead {
-    #[schema(value_type = String)]
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeadRow {
     pub id: LeadId,
-    #[serde(skip)]
     pub workspace_id: WorkspaceId,
     pub name: String,
-    #[schema(required = true)]
     pub email: Option<String>,
-    #[schema(required = true)]
     pub mobile: Option<String>,
-    #[schema(required = true)]
     pub title: Option<String>,
-    #[schema(value_type = String)]
     pub owner_id: UserId,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -44,7 +36,7 @@ impl Store {
         owner: Option<&UserId>,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<Lead>, i64), sqlx::Error> {
+    ) -> Result<(Vec<LeadRow>, i64), sqlx::Error> {
         fn filter<'q>(sql: &mut Sql<'q>, workspace_id: &'q WorkspaceId, owner: Option<&'q UserId>) {
             sql.push(" WHERE workspace_id = ").bind(workspace_id);
             if let Some(owner) = owner {
@@ -61,7 +53,7 @@ impl Store {
         filter(&mut count, workspace_id, owner);
         let (page, page_args) = page.finish()?;
         let (count, count_args) = count.finish()?;
-        let items: Vec<Lead> = sqlx::query_as_with(&page, page_args)
+        let items: Vec<LeadRow> = sqlx::query_as_with(&page, page_args)
             .fetch_all(self.pool())
             .await?;
         let (total,): (i64,) = sqlx::query_as_with(&count, count_args)
@@ -75,9 +67,9 @@ impl Store {
         workspace_id: &WorkspaceId,
         owner_id: &UserId,
         fields: LeadFields,
-    ) -> Result<Lead, sqlx::Error> {
+    ) -> Result<LeadRow, sqlx::Error> {
         let now = Timestamp::now();
-        let lead = Lead {
+        let lead = LeadRow {
             id: LeadId::generate(),
             workspace_id: workspace_id.clone(),
             name: fields.name.unwrap_or_default(),
@@ -110,7 +102,7 @@ impl Store {
         &self,
         workspace_id: &WorkspaceId,
         lead_id: &LeadId,
-    ) -> Result<Option<Lead>, sqlx::Error> {
+    ) -> Result<Option<LeadRow>, sqlx::Error> {
         sqlx::query_as(&format!(
             "{LEAD_COLUMNS} WHERE workspace_id = $1 AND id = $2"
         ))
@@ -136,7 +128,7 @@ impl Store {
         workspace_id: &WorkspaceId,
         lead_id: &LeadId,
         fields: LeadFields,
-    ) -> Result<Option<Lead>, sqlx::Error> {
+    ) -> Result<Option<LeadRow>, sqlx::Error> {
         // Absent fields keep their value; the flags say which optional fields were sent.
         sqlx::query_as(
             "UPDATE leads SET \

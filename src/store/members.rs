@@ -2,13 +2,10 @@ use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
-use serde::Serialize;
 use serde_json::json;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Member {
-    #[schema(value_type = String)]
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
     pub user_id: UserId,
     pub email: String,
     pub name: String,
@@ -52,7 +49,7 @@ impl<'a> MemberActor<'a> {
 
 #[derive(Debug)]
 pub enum MemberChange {
-    Done(Option<Member>),
+    Done(Option<MemberRow>),
     NotMember,
     AlreadyMember,
     LastOwner,
@@ -87,7 +84,7 @@ async fn member_in_tx(
     tx: &mut Tx<'_>,
     workspace_id: &WorkspaceId,
     user_id: &UserId,
-) -> Result<Option<Member>, sqlx::Error> {
+) -> Result<Option<MemberRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{MEMBER_COLUMNS} WHERE m.workspace_id = $1 AND m.user_id = $2"
     ))
@@ -101,7 +98,7 @@ impl Store {
     pub async fn list_members(
         &self,
         workspace_id: &WorkspaceId,
-    ) -> Result<Vec<Member>, sqlx::Error> {
+    ) -> Result<Vec<MemberRow>, sqlx::Error> {
         sqlx::query_as(&format!(
             "{MEMBER_COLUMNS} WHERE m.workspace_id = $1 ORDER BY m.created_at, m.user_id"
         ))

@@ -1,4 +1,4 @@
-use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, Workspace};
+use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, WorkspaceRow};
 use crate::domain::ids::UserId;
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
@@ -65,7 +65,7 @@ pub(super) async fn insert_user(tx: &mut Tx<'_>, new: &NewUser<'_>) -> Result<Us
 }
 
 pub enum BootstrapOutcome {
-    Created { workspace: Workspace, user: User },
+    Created { workspace: WorkspaceRow, user: User },
     EmailTaken,
 }
 
@@ -304,7 +304,7 @@ impl Store {
         .await
     }
 
-    pub async fn list_workspaces(&self) -> Result<Vec<Workspace>, sqlx::Error> {
+    pub async fn list_workspaces(&self) -> Result<Vec<WorkspaceRow>, sqlx::Error> {
         sqlx::query_as("SELECT id, name, created_at FROM workspaces ORDER BY created_at, id")
             .fetch_all(self.pool())
             .await

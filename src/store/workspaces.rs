@@ -2,20 +2,17 @@ use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
-use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Workspace {
-    #[schema(value_type = String)]
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkspaceRow {
     pub id: WorkspaceId,
     pub name: String,
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct WorkspaceWithRole {
-    #[schema(value_type = String)]
+/// A workspace of a user's, with their role in it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MembershipRow {
     pub id: WorkspaceId,
     pub name: String,
     #[sqlx(try_from = "String")]
@@ -27,8 +24,8 @@ pub(super) async fn insert_workspace(
     name: &str,
     first_member: &UserId,
     role: Role,
-) -> Result<Workspace, sqlx::Error> {
-    let workspace = Workspace {
+) -> Result<WorkspaceRow, sqlx::Error> {
+    let workspace = WorkspaceRow {
         id: WorkspaceId::generate(),
         name: name.to_owned(),
         created_at: Timestamp::now(),
@@ -66,7 +63,7 @@ impl Store {
         name: &str,
         owner_id: &UserId,
         client: &ClientInfo,
-    ) -> Result<Workspace, sqlx::Error> {
+    ) -> Result<WorkspaceRow, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         let workspace = insert_workspace(&mut tx, name, owner_id, Role::Owner).await?;
         record_audit(
@@ -86,10 +83,7 @@ impl Store {
         Ok(workspace)
     }
 
-    pub async fn workspaces_of(
-        &self,
-        user_id: &UserId,
-    ) -> Result<Vec<WorkspaceWithRole>, sqlx::Error> {
+    pub async fn workspaces_of(&self, user_id: &UserId) -> Result<Vec<MembershipRow>, sqlx::Error> {
         sqlx::query_as(
             "SELECT w.id, w.name, m.role FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
              WHERE m.user_id = $1 ORDER BY w.created_at, w.id",

@@ -1,4 +1,5 @@
-use crate::domain::ids::UserId;
+use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::domain::{password, session_token};
@@ -7,7 +8,7 @@ use crate::http::extract::ApiJson;
 use crate::http::openapi::{Email, ErrorBody, Password, ServerErrors};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::store::{normalize_email, Actor, ClientInfo, PasswordChange, User, WorkspaceWithRole};
+use crate::store::{normalize_email, Actor, ClientInfo, MembershipRow, PasswordChange, User};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -141,6 +142,24 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkspaceWithRole {
+    #[schema(value_type = String)]
+    id: WorkspaceId,
+    name: String,
+    role: Role,
+}
+
+impl From<MembershipRow> for WorkspaceWithRole {
+    fn from(row: MembershipRow) -> WorkspaceWithRole {
+        WorkspaceWithRole {
+            id: row.id,
+            name: row.name,
+            role: row.role,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionResponse {
     user: User,
@@ -167,7 +186,10 @@ pub async fn session(
     let workspaces = state.store.workspaces_of(&session.user.id).await?;
     Ok(ApiJson(SessionResponse {
         user: session.user,
-        workspaces,
+        workspaces: workspaces
+            .into_iter()
+            .map(WorkspaceWithRole::from)
+            .collect(),
     }))
 }
 
