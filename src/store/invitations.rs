@@ -73,34 +73,22 @@ const INVITATION_COLUMNS: &str =
 /// Not accepted, not cancelled, not expired; every query binds the current time as `$2`.
 const PENDING_AT_2: &str = "i.accepted_at IS NULL AND i.cancelled_at IS NULL AND i.expires_at > $2";
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct WorkspaceRef {
-    #[schema(value_type = String)]
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkspaceRefRow {
     pub id: WorkspaceId,
     pub name: String,
 }
 
-/// What the holder of a token may see before accepting: never whether the email has an
-/// account (the inviter holds the token too).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InvitationPreview {
-    pub workspace: WorkspaceRef,
+/// A pending invitation as the holder of its token may see it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InvitationPreviewRow {
+    pub workspace_id: WorkspaceId,
+    pub workspace_name: String,
     pub email: String,
-    pub role: Role,
-    pub invited_by: String,
-    pub expires_at: Timestamp,
-}
-
-#[derive(sqlx::FromRow)]
-struct PreviewRow {
-    workspace_id: WorkspaceId,
-    workspace_name: String,
-    email: String,
     #[sqlx(try_from = "String")]
-    role: Role,
-    inviter_name: String,
-    expires_at: Timestamp,
+    pub role: Role,
+    pub inviter_name: String,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Debug)]
@@ -131,7 +119,7 @@ struct Claimed {
 #[derive(Debug)]
 pub enum AcceptOutcome {
     Joined {
-        workspace: WorkspaceRef,
+        workspace: WorkspaceRefRow,
         role: Role,
     },
     /// Unknown, expired, cancelled or used: one answer for all.
@@ -145,7 +133,7 @@ pub enum AcceptOutcome {
 pub enum CreateAccountOutcome {
     Created {
         user: User,
-        workspace: WorkspaceRef,
+        workspace: WorkspaceRefRow,
         role: Role,
     },
     NotFound,
@@ -180,7 +168,7 @@ async fn join(
     user_id: &UserId,
     new_account: bool,
     client: &ClientInfo,
-) -> Result<Option<WorkspaceRef>, sqlx::Error> {
+) -> Result<Option<WorkspaceRefRow>, sqlx::Error> {
     if !insert_membership(tx, &claimed.workspace_id, user_id, claimed.role).await? {
         return Ok(None);
     }
@@ -354,8 +342,8 @@ impl Store {
     pub async fn preview_invitation(
         &self,
         token_digest: &[u8; 32],
-    ) -> Result<Option<InvitationPreview>, sqlx::Error> {
-        let row: Option<PreviewRow> = sqlx::query_as(&format!(
+    ) -> Result<Option<InvitationPreviewRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
             "SELECT w.id AS workspace_id, w.name AS workspace_name, i.email, i.role, \
              u.name AS inviter_name, i.expires_at \
              FROM invitations i JOIN workspaces w ON w.id = i.workspace_id \
@@ -365,17 +353,7 @@ impl Store {
         .bind(token_digest.as_slice())
         .bind(Timestamp::now())
         .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|row| InvitationPreview {
-            workspace: WorkspaceRef {
-                id: row.workspace_id,
-                name: row.workspace_name,
-            },
-            email: row.email,
-            role: row.role,
-            invited_by: row.inviter_name,
-            expires_at: row.expires_at,
-        }))
+        .await
     }
 
     /// The invitation's email of the pending invitation behind a token.

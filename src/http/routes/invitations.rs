@@ -17,8 +17,8 @@ use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::MemberActor;
 use crate::store::{
-    AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, Invitation, InvitationPreview,
-    InviteOutcome, NewSession, User, WorkspaceRef,
+    AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, Invitation,
+    InvitationPreviewRow, InviteOutcome, NewSession, User, WorkspaceRefRow,
 };
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -243,7 +243,54 @@ pub async fn lookup(
         .preview_invitation(&digest)
         .await?
         .ok_or_else(invitation_not_found)?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], ApiJson(preview)).into_response())
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        ApiJson(InvitationPreview::from(preview)),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkspaceRef {
+    #[schema(value_type = String)]
+    id: WorkspaceId,
+    name: String,
+}
+
+impl From<WorkspaceRefRow> for WorkspaceRef {
+    fn from(row: WorkspaceRefRow) -> WorkspaceRef {
+        WorkspaceRef {
+            id: row.id,
+            name: row.name,
+        }
+    }
+}
+
+/// What the holder of a token may see before accepting: never whether the email has an
+/// account (the inviter holds the token too).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationPreview {
+    workspace: WorkspaceRef,
+    email: String,
+    role: Role,
+    invited_by: String,
+    expires_at: Timestamp,
+}
+
+impl From<InvitationPreviewRow> for InvitationPreview {
+    fn from(row: InvitationPreviewRow) -> InvitationPreview {
+        InvitationPreview {
+            workspace: WorkspaceRef {
+                id: row.workspace_id,
+                name: row.workspace_name,
+            },
+            email: row.email,
+            role: row.role,
+            invited_by: row.inviter_name,
+            expires_at: row.expires_at,
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -349,9 +396,11 @@ pub async fn accept(
             .accept_invitation(&digest, &session.user, &client)
             .await?
         {
-            AcceptOutcome::Joined { workspace, role } => {
-                Ok(ApiJson(Joined { workspace, role }).into_response())
-            }
+            AcceptOutcome::Joined { workspace, role } => Ok(ApiJson(Joined {
+                workspace: workspace.into(),
+                role,
+            })
+            .into_response()),
             AcceptOutcome::NotFound => Err(invitation_not_found()),
             AcceptOutcome::OtherUser => Err(for_another_user()),
             AcceptOutcome::AlreadyMember => Err(ApiError::conflict(
@@ -398,7 +447,7 @@ pub async fn accept(
                 token: new_session.token,
                 expires_at,
                 user,
-                workspace,
+                workspace: workspace.into(),
                 role,
             }),
         )
