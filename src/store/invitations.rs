@@ -4,65 +4,29 @@
 
 use super::members::insert_membership;
 use super::{
-    insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx, User,
+    insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx,
+    UserRow,
 };
 use crate::domain::ids::{self, UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
-use serde::Serialize;
 use serde_json::json;
 
 /// How long an invitation can be accepted.
 pub const INVITATION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum InvitationStatus {
-    Pending,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Invitation {
-    /// `inv_…`
+/// A pending invitation with who sent it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InvitationRow {
     pub id: String,
     pub email: String,
+    #[sqlx(try_from = "String")]
     pub role: Role,
-    pub status: InvitationStatus,
-    pub invited_by: User,
+    pub inviter_id: UserId,
+    pub inviter_email: String,
+    pub inviter_name: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
-}
-
-#[derive(sqlx::FromRow)]
-struct InvitationRow {
-    id: String,
-    email: String,
-    #[sqlx(try_from = "String")]
-    role: Role,
-    inviter_id: UserId,
-    inviter_email: String,
-    inviter_name: String,
-    created_at: Timestamp,
-    expires_at: Timestamp,
-}
-
-impl From<InvitationRow> for Invitation {
-    fn from(row: InvitationRow) -> Self {
-        Invitation {
-            id: row.id,
-            email: row.email,
-            role: row.role,
-            status: InvitationStatus::Pending,
-            invited_by: User {
-                id: row.inviter_id,
-                email: row.inviter_email,
-                name: row.inviter_name,
-            },
-            created_at: row.created_at,
-            expires_at: row.expires_at,
-        }
-    }
 }
 
 const INVITATION_COLUMNS: &str =
@@ -93,7 +57,7 @@ pub struct InvitationPreviewRow {
 
 #[derive(Debug)]
 pub enum InviteOutcome {
-    Created(Invitation),
+    Created(InvitationRow),
     AlreadyMember,
     Forbidden,
 }
@@ -132,7 +96,7 @@ pub enum AcceptOutcome {
 #[derive(Debug)]
 pub enum CreateAccountOutcome {
     Created {
-        user: User,
+        user: UserRow,
         workspace: WorkspaceRefRow,
         role: Role,
     },
@@ -269,23 +233,22 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(InviteOutcome::Created(row.into()))
+        Ok(InviteOutcome::Created(row))
     }
 
     /// Pending invitations, newest first.
     pub async fn list_invitations(
         &self,
         workspace_id: &WorkspaceId,
-    ) -> Result<Vec<Invitation>, sqlx::Error> {
-        let rows: Vec<InvitationRow> = sqlx::query_as(&format!(
+    ) -> Result<Vec<InvitationRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
             "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND {PENDING_AT_2} \
              ORDER BY i.created_at DESC, i.id"
         ))
         .bind(workspace_id)
         .bind(Timestamp::now())
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(Invitation::from).collect())
+        .await
     }
 
     /// Admins may cancel what they may send: invitations for roles below owner.
@@ -374,7 +337,7 @@ impl Store {
     pub async fn accept_invitation(
         &self,
         token_digest: &[u8; 32],
-        user: &User,
+        user: &UserRow,
         client: &ClientInfo,
     ) -> Result<AcceptOutcome, sqlx::Error> {
         let mut tx = self.pool().begin().await?;

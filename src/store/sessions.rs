@@ -1,4 +1,4 @@
-use super::{Store, User};
+use super::{Store, UserRow};
 use crate::domain::ids::UserId;
 use crate::domain::time::Timestamp;
 
@@ -30,7 +30,10 @@ impl Store {
     }
 
     /// The user behind a live session of an enabled account.
-    pub async fn session_user(&self, token_digest: &[u8; 32]) -> Result<Option<User>, sqlx::Error> {
+    pub async fn session_user(
+        &self,
+        token_digest: &[u8; 32],
+    ) -> Result<Option<UserRow>, sqlx::Error> {
         sqlx::query_as(
             "SELECT u.id, u.email, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_digest = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",

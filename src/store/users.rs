@@ -4,9 +4,8 @@ use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct User {
-    #[schema(value_type = String)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserRow {
     pub id: UserId,
     pub email: String,
     pub name: String,
@@ -23,8 +22,8 @@ pub struct LoginRecord {
 }
 
 impl LoginRecord {
-    pub fn user(&self) -> User {
-        User {
+    pub fn user(&self) -> UserRow {
+        UserRow {
             id: self.id.clone(),
             email: self.email.clone(),
             name: self.name.clone(),
@@ -43,8 +42,11 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-pub(super) async fn insert_user(tx: &mut Tx<'_>, new: &NewUser<'_>) -> Result<User, sqlx::Error> {
-    let user = User {
+pub(super) async fn insert_user(
+    tx: &mut Tx<'_>,
+    new: &NewUser<'_>,
+) -> Result<UserRow, sqlx::Error> {
+    let user = UserRow {
         id: UserId::generate(),
         email: new.email.trim().to_owned(),
         name: new.name.to_owned(),
@@ -65,7 +67,7 @@ pub(super) async fn insert_user(tx: &mut Tx<'_>, new: &NewUser<'_>) -> Result<Us
 }
 
 pub enum BootstrapOutcome {
-    Created { workspace: WorkspaceRow, user: User },
+    Created { workspace: WorkspaceRow, user: UserRow },
     EmailTaken,
 }
 
@@ -87,7 +89,7 @@ impl Store {
         .await
     }
 
-    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, sqlx::Error> {
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
         sqlx::query_as("SELECT id, email, name FROM users WHERE email_normalized = $1")
             .bind(normalize_email(email))
             .fetch_optional(self.pool())
@@ -135,9 +137,9 @@ impl Store {
         tx: &mut Tx<'_>,
         email: &str,
         disabled: bool,
-    ) -> Result<Option<(User, u64)>, sqlx::Error> {
+    ) -> Result<Option<(UserRow, u64)>, sqlx::Error> {
         let now = Timestamp::now();
-        let user: Option<User> = if disabled {
+        let user: Option<UserRow> = if disabled {
             sqlx::query_as(
                 "UPDATE users SET disabled_at = COALESCE(disabled_at, $1) \
                  WHERE email_normalized = $2 RETURNING id, email, name",
@@ -212,7 +214,7 @@ impl Store {
         &self,
         new: &NewUser<'_>,
         actor: Actor<'_>,
-    ) -> Result<Option<User>, sqlx::Error> {
+    ) -> Result<Option<UserRow>, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         let user = match insert_user(&mut tx, new).await {
             Ok(user) => user,
@@ -244,9 +246,9 @@ impl Store {
         password_hash: &str,
         actor: Actor<'_>,
         client: &ClientInfo,
-    ) -> Result<Option<User>, sqlx::Error> {
+    ) -> Result<Option<UserRow>, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
-        let user: Option<User> = match &change {
+        let user: Option<UserRow> = match &change {
             PasswordChange::Own { user_id, .. } => sqlx::query_as(
                 "UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING id, email, name",
             )

@@ -7,7 +7,7 @@ use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::store::{
-    ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, User,
+    ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, UserRow,
 };
 
 impl Verifier {
@@ -146,7 +146,7 @@ impl Verifier {
         &self,
         email: &str,
         disabled: bool,
-    ) -> Result<Option<(User, u64)>, sqlx::Error> {
+    ) -> Result<Option<(UserRow, u64)>, sqlx::Error> {
         let mut tx = self.begin().await?;
         let outcome = self
             .store

@@ -8,7 +8,7 @@ use crate::http::extract::ApiJson;
 use crate::http::openapi::{Email, ErrorBody, Password, ServerErrors};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::store::{normalize_email, Actor, ClientInfo, MembershipRow, PasswordChange, User};
+use crate::store::{normalize_email, Actor, ClientInfo, MembershipRow, PasswordChange, UserRow};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -116,7 +116,7 @@ pub async fn login(
     let response = LoginResponse {
         token: session.token,
         expires_at,
-        user: record.user(),
+        user: record.user().into(),
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], ApiJson(response)))
 }
@@ -140,6 +140,24 @@ pub async fn logout(
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_session(&session.token_digest).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct User {
+    #[schema(value_type = String)]
+    id: UserId,
+    email: String,
+    name: String,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> User {
+        User {
+            id: row.id,
+            email: row.email,
+            name: row.name,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -185,7 +203,7 @@ pub async fn session(
 ) -> Result<ApiJson<SessionResponse>, ApiError> {
     let workspaces = state.store.workspaces_of(&session.user.id).await?;
     Ok(ApiJson(SessionResponse {
-        user: session.user,
+        user: session.user.into(),
         workspaces: workspaces
             .into_iter()
             .map(WorkspaceWithRole::from)

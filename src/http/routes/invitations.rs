@@ -2,6 +2,7 @@
 //! account, and every token that opens nothing (unknown, expired, cancelled, used, or not even
 //! token-shaped) gets the one 404 `invitation_not_found`.
 
+use super::auth::User;
 use super::workspaces::manager_role;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::permissions::Role;
@@ -17,8 +18,8 @@ use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::MemberActor;
 use crate::store::{
-    AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, Invitation,
-    InvitationPreviewRow, InviteOutcome, NewSession, User, WorkspaceRefRow,
+    AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, InvitationPreviewRow,
+    InvitationRow, InviteOutcome, NewSession, UserRow, WorkspaceRefRow,
 };
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -124,7 +125,7 @@ pub async fn create(
             StatusCode::CREATED,
             [(header::CACHE_CONTROL, "no-store")],
             ApiJson(CreatedInvitation {
-                invitation,
+                invitation: invitation.into(),
                 token: token.token,
             }),
         )
@@ -160,7 +161,9 @@ pub async fn list(
 ) -> Result<ApiJson<InvitationList>, ApiError> {
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let items = state.store.list_invitations(&workspace_id).await?;
-    Ok(ApiJson(InvitationList { items }))
+    Ok(ApiJson(InvitationList {
+        items: items.into_iter().map(Invitation::from).collect(),
+    }))
 }
 
 #[utoipa::path(
@@ -248,6 +251,43 @@ pub async fn lookup(
         ApiJson(InvitationPreview::from(preview)),
     )
         .into_response())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InvitationStatus {
+    Pending,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Invitation {
+    /// `inv_…`
+    id: String,
+    email: String,
+    role: Role,
+    status: InvitationStatus,
+    invited_by: User,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+}
+
+impl From<InvitationRow> for Invitation {
+    fn from(row: InvitationRow) -> Invitation {
+        Invitation {
+            id: row.id,
+            email: row.email,
+            role: row.role,
+            status: InvitationStatus::Pending,
+            invited_by: User::from(UserRow {
+                id: row.inviter_id,
+                email: row.inviter_email,
+                name: row.inviter_name,
+            }),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -446,7 +486,7 @@ pub async fn accept(
             ApiJson(JoinedWithNewAccount {
                 token: new_session.token,
                 expires_at,
-                user,
+                user: user.into(),
                 workspace: workspace.into(),
                 role,
             }),
