@@ -4,14 +4,15 @@ use crate::config::{
     Cli, Command, Config, KeysCommand, MembersCommand, UsersCommand, WorkspacesCommand,
 };
 use crate::domain::api_key::{self, KeyEnv};
-use crate::domain::ids::{KeyId, UserId, WorkspaceId};
+use crate::domain::ids::{KeyId, WorkspaceId};
 use crate::domain::password;
 use crate::domain::permissions::Role;
+use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::http::{self, AppState};
 use crate::store::{
     Actor, BootstrapOutcome, ClientInfo, KeyFilter, MemberActor, MemberChange, NewUser,
-    PasswordChange, PoolSettings, StatusFilter, Store,
+    PasswordChange, PoolSettings, StatusFilter, Store, WorkspaceRow,
 };
 use crate::verify::Verifier;
 use std::io::Read;
@@ -379,12 +380,34 @@ async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), C
     let store = open_store(config).await?;
     let result = match command {
         WorkspacesCommand::List => match store.list_workspaces().await {
-            Ok(list) => list.iter().try_for_each(print_json),
+            Ok(list) => list
+                .into_iter()
+                .map(WorkspaceLine::from)
+                .try_for_each(|line| print_json(&line)),
             Err(e) => Err(db_error(e)),
         },
     };
     store.close().await;
     result
+}
+
+/// One line of `workspaces list`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkspaceLine {
+    id: WorkspaceId,
+    name: String,
+    created_at: Timestamp,
+}
+
+impl From<WorkspaceRow> for WorkspaceLine {
+    fn from(row: WorkspaceRow) -> WorkspaceLine {
+        WorkspaceLine {
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+        }
+    }
 }
 
 async fn members(config: &Config, command: MembersCommand) -> Result<(), CliError> {
@@ -420,13 +443,7 @@ async fn run_members(store: &Verifier, command: MembersCommand) -> Result<(), Cl
     }
     let change = match role {
         Some(role) => store.add_member(workspace, &user.id, role, &actor).await,
-        None => {
-            let (workspace_id, user_id) = (
-                WorkspaceId::from(workspace.as_str()),
-                UserId::from(user.id.as_str()),
-            );
-            store.remove_member(&workspace_id, &user_id, &actor).await
-        }
+        None => store.remove_member(workspace, &user.id, &actor).await,
     }
     .map_err(db_error)?;
     match change {

@@ -2,6 +2,7 @@
 //! `value_name` repeats the variable's name so that clap's error for a bad value names it.
 
 use crate::domain::api_key::KeyEnv;
+use crate::domain::ids::WorkspaceId;
 use crate::domain::time::parse_duration_secs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -79,7 +80,7 @@ pub enum KeysCommand {
     List {
         /// The workspace's id (ws_…; `heffl-api workspaces list` shows them).
         #[arg(long)]
-        workspace: String,
+        workspace: WorkspaceId,
     },
     /// Revoke a key by its id, or by its secret when that leaked; idempotent.
     #[command(after_help = SETTINGS_HELP)]
@@ -152,7 +153,7 @@ pub enum MembersCommand {
     Add {
         /// The workspace's id (ws_…).
         #[arg(long)]
-        workspace: String,
+        workspace: WorkspaceId,
         /// The email of an existing user (`heffl-api users create` makes one).
         #[arg(long)]
         email: String,
@@ -165,7 +166,7 @@ pub enum MembersCommand {
     Remove {
         /// The workspace's id (ws_…).
         #[arg(long)]
-        workspace: String,
+        workspace: WorkspaceId,
         /// The member's email.
         #[arg(long)]
         email: String,

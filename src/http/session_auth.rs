@@ -4,13 +4,13 @@
 use super::{AppState, X_API_KEY};
 use crate::domain::session_token;
 use crate::error::{ApiError, Realm, Reason};
-use crate::store::User;
+use crate::store::UserRow;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 
 pub struct SessionUser {
-    pub user: User,
+    pub user: UserRow,
     pub token_digest: [u8; 32],
 }
 

@@ -8,7 +8,8 @@ use serde_json::json;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserRef {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: UserId,
     pub email: String,
     pub name: String,
 }
@@ -26,8 +27,10 @@ pub enum KeyStatus {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyRecord {
-    pub id: String,
-    pub workspace_id: String,
+    #[schema(value_type = String)]
+    pub id: KeyId,
+    #[schema(value_type = String)]
+    pub workspace_id: WorkspaceId,
     pub name: String,
     /// The key's prefix and last four characters, to recognise it.
     pub hint: String,
@@ -50,35 +53,35 @@ pub struct ApiKeyRecord {
     #[schema(required = true)]
     pub rate_limit_per_minute: Option<i64>,
     /// The key this one replaced by a roll.
-    #[schema(required = true)]
-    pub rolled_from: Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub rolled_from: Option<KeyId>,
     /// The key that replaced this one by a roll.
-    #[schema(required = true)]
-    pub replaced_by: Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub replaced_by: Option<KeyId>,
 }
 
 #[derive(sqlx::FromRow)]
 struct ApiKeyRow {
-    id: String,
-    workspace_id: String,
+    id: KeyId,
+    workspace_id: WorkspaceId,
     name: String,
     hint: String,
     scopes: Option<String>,
     created_at: Timestamp,
-    creator_id: String,
+    creator_id: UserId,
     creator_email: String,
     creator_name: String,
     last_used_at: Option<Timestamp>,
     request_count: i64,
     expires_at: Option<Timestamp>,
     revoked_at: Option<Timestamp>,
-    revoker_id: Option<String>,
+    revoker_id: Option<UserId>,
     revoker_email: Option<String>,
     revoker_name: Option<String>,
     revoke_reason: Option<String>,
     rate_limit_per_minute: Option<i64>,
-    rolled_from: Option<String>,
-    replaced_by: Option<String>,
+    rolled_from: Option<KeyId>,
+    replaced_by: Option<KeyId>,
 }
 
 pub fn key_status(
@@ -148,15 +151,15 @@ pub enum StatusFilter {
 #[derive(Debug, Clone, Copy)]
 pub struct KeyFilter<'a> {
     /// Only this user's keys (what members and viewers see).
-    pub creator: Option<&'a str>,
+    pub creator: Option<&'a UserId>,
     pub status: StatusFilter,
     /// Only keys not used since then, and never-used ones.
     pub unused_since: Option<Timestamp>,
 }
 
 pub struct NewApiKey<'a> {
-    pub workspace_id: &'a str,
-    pub created_by: &'a str,
+    pub workspace_id: &'a WorkspaceId,
+    pub created_by: &'a UserId,
     pub name: &'a str,
     pub digest: &'a [u8; 32],
     pub hint: &'a str,
@@ -183,7 +186,7 @@ pub(super) async fn revoke_keys_of_user(
     user_id: &UserId,
     workspace_id: Option<&WorkspaceId>,
     reason: &str,
-    revoked_by: Option<&str>,
+    revoked_by: Option<&UserId>,
 ) -> Result<u64, sqlx::Error> {
     let now = Timestamp::now();
     let result = match workspace_id {
@@ -268,7 +271,7 @@ impl Store {
     /// Newest first.
     pub async fn list_api_keys(
         &self,
-        workspace_id: &str,
+        workspace_id: &WorkspaceId,
         filter: &KeyFilter<'_>,
     ) -> Result<Vec<ApiKeyRecord>, sqlx::Error> {
         let now = Timestamp::now();
@@ -307,8 +310,8 @@ impl Store {
 
     pub async fn get_api_key(
         &self,
-        workspace_id: &str,
-        key_id: &str,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
     ) -> Result<Option<ApiKeyRecord>, sqlx::Error> {
         fetch_key(self.pool(), workspace_id, key_id).await
     }
@@ -321,7 +324,7 @@ impl Store {
         tx: &mut Tx<'_>,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
-        actor: Option<&str>,
+        actor: Option<&UserId>,
         reason: &str,
         client: &ClientInfo,
     ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
@@ -345,7 +348,7 @@ impl Store {
             record_audit(
                 tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id.as_str()),
+                    workspace_id: Some(workspace_id),
                     actor: actor.map_or(Actor::System, Actor::User),
                     action: "api_key.revoked",
                     target_type: "api_key",
@@ -371,7 +374,7 @@ impl Store {
         key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
-        actor: &str,
+        actor: &UserId,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
         // Decided on the key as it is once every earlier roll or revoke of it has committed.
@@ -412,7 +415,7 @@ impl Store {
         record_audit(
             tx,
             AuditEntry {
-                workspace_id: Some(workspace_id.as_str()),
+                workspace_id: Some(workspace_id),
                 actor: Actor::User(actor),
                 action: "api_key.created",
                 target_type: "api_key",
@@ -430,7 +433,7 @@ impl Store {
         record_audit(
             tx,
             AuditEntry {
-                workspace_id: Some(workspace_id.as_str()),
+                workspace_id: Some(workspace_id),
                 actor: Actor::User(actor),
                 action: "api_key.rolled",
                 target_type: "api_key",
@@ -494,7 +497,7 @@ impl Store {
             record_audit(
                 tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id.as_str()),
+                    workspace_id: Some(workspace_id),
                     actor: Actor::Anonymous,
                     action: "api_key.reported_leaked",
                     target_type: "api_key",
@@ -530,8 +533,8 @@ impl Store {
 
 async fn fetch_key<'e, E>(
     executor: E,
-    workspace_id: &str,
-    key_id: &str,
+    workspace_id: &WorkspaceId,
+    key_id: &KeyId,
 ) -> Result<Option<ApiKeyRecord>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,

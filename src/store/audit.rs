@@ -1,13 +1,13 @@
 use super::sql::Sql;
 use super::Tx;
-use crate::domain::ids;
+use crate::domain::ids::{self, KeyId, UserId, WorkspaceId};
 use crate::domain::time::Timestamp;
 
 /// Who did something, as recorded in the audit log.
 #[derive(Debug, Clone, Copy)]
 pub enum Actor<'a> {
-    User(&'a str),
-    ApiKey(&'a str),
+    User(&'a UserId),
+    ApiKey(&'a KeyId),
     System,
     Anonymous,
     /// Someone with shell access running an operator command; the id is their login name
@@ -28,7 +28,8 @@ impl Actor<'_> {
 
     fn id(&self) -> Option<&str> {
         match self {
-            Actor::User(id) | Actor::ApiKey(id) => Some(id),
+            Actor::User(id) => Some(id),
+            Actor::ApiKey(id) => Some(id),
             Actor::Operator(name) => *name,
             Actor::System | Actor::Anonymous => None,
         }
@@ -43,7 +44,7 @@ pub struct ClientInfo {
 }
 
 pub struct AuditEntry<'a> {
-    pub workspace_id: Option<&'a str>,
+    pub workspace_id: Option<&'a WorkspaceId>,
     pub actor: Actor<'a>,
     pub action: &'static str,
     pub target_type: &'static str,
@@ -93,8 +94,8 @@ impl super::Store {
     /// (concurrent instances may, rarely, both record it).
     pub async fn record_key_expired(
         &self,
-        workspace_id: &str,
-        key_id: &str,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
         expired_at: Timestamp,
     ) -> Result<(), sqlx::Error> {
         let recorded: Option<i64> = sqlx::query_scalar(
@@ -124,7 +125,7 @@ impl super::Store {
     /// no workspace's owners learn where their members sign in from.
     pub async fn record_failed_login(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         client: &ClientInfo,
     ) -> Result<(), sqlx::Error> {
         let entry = AuditEntry {
@@ -158,8 +159,8 @@ impl super::Store {
     /// that id is not an event of this workspace. With `key_id`, only events about that key.
     pub async fn list_audit_events(
         &self,
-        workspace_id: &str,
-        key_id: Option<&str>,
+        workspace_id: &WorkspaceId,
+        key_id: Option<&KeyId>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Option<Vec<AuditEventRow>>, sqlx::Error> {

@@ -4,65 +4,29 @@
 
 use super::members::insert_membership;
 use super::{
-    insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx, User,
+    insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx,
+    UserRow,
 };
-use crate::domain::ids;
+use crate::domain::ids::{self, UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
-use serde::Serialize;
 use serde_json::json;
 
 /// How long an invitation can be accepted.
 pub const INVITATION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum InvitationStatus {
-    Pending,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Invitation {
-    /// `inv_…`
+/// A pending invitation with who sent it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InvitationRow {
     pub id: String,
     pub email: String,
+    #[sqlx(try_from = "String")]
     pub role: Role,
-    pub status: InvitationStatus,
-    pub invited_by: User,
+    pub inviter_id: UserId,
+    pub inviter_email: String,
+    pub inviter_name: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
-}
-
-#[derive(sqlx::FromRow)]
-struct InvitationRow {
-    id: String,
-    email: String,
-    #[sqlx(try_from = "String")]
-    role: Role,
-    inviter_id: String,
-    inviter_email: String,
-    inviter_name: String,
-    created_at: Timestamp,
-    expires_at: Timestamp,
-}
-
-impl From<InvitationRow> for Invitation {
-    fn from(row: InvitationRow) -> Self {
-        Invitation {
-            id: row.id,
-            email: row.email,
-            role: row.role,
-            status: InvitationStatus::Pending,
-            invited_by: User {
-                id: row.inviter_id,
-                email: row.inviter_email,
-                name: row.inviter_name,
-            },
-            created_at: row.created_at,
-            expires_at: row.expires_at,
-        }
-    }
 }
 
 const INVITATION_COLUMNS: &str =
@@ -73,38 +37,27 @@ const INVITATION_COLUMNS: &str =
 /// Not accepted, not cancelled, not expired; every query binds the current time as `$2`.
 const PENDING_AT_2: &str = "i.accepted_at IS NULL AND i.cancelled_at IS NULL AND i.expires_at > $2";
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct WorkspaceRef {
-    pub id: String,
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkspaceRefRow {
+    pub id: WorkspaceId,
     pub name: String,
 }
 
-/// What the holder of a token may see before accepting: never whether the email has an
-/// account (the inviter holds the token too).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InvitationPreview {
-    pub workspace: WorkspaceRef,
+/// A pending invitation as the holder of its token may see it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InvitationPreviewRow {
+    pub workspace_id: WorkspaceId,
+    pub workspace_name: String,
     pub email: String,
-    pub role: Role,
-    pub invited_by: String,
-    pub expires_at: Timestamp,
-}
-
-#[derive(sqlx::FromRow)]
-struct PreviewRow {
-    workspace_id: String,
-    workspace_name: String,
-    email: String,
     #[sqlx(try_from = "String")]
-    role: Role,
-    inviter_name: String,
-    expires_at: Timestamp,
+    pub role: Role,
+    pub inviter_name: String,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Debug)]
 pub enum InviteOutcome {
-    Created(Invitation),
+    Created(InvitationRow),
     AlreadyMember,
     Forbidden,
 }
@@ -120,7 +73,7 @@ pub enum CancelOutcome {
 #[derive(sqlx::FromRow)]
 struct Claimed {
     id: String,
-    workspace_id: String,
+    workspace_id: WorkspaceId,
     email: String,
     email_normalized: String,
     #[sqlx(try_from = "String")]
@@ -130,7 +83,7 @@ struct Claimed {
 #[derive(Debug)]
 pub enum AcceptOutcome {
     Joined {
-        workspace: WorkspaceRef,
+        workspace: WorkspaceRefRow,
         role: Role,
     },
     /// Unknown, expired, cancelled or used: one answer for all.
@@ -143,8 +96,8 @@ pub enum AcceptOutcome {
 #[derive(Debug)]
 pub enum CreateAccountOutcome {
     Created {
-        user: User,
-        workspace: WorkspaceRef,
+        user: UserRow,
+        workspace: WorkspaceRefRow,
         role: Role,
     },
     NotFound,
@@ -176,10 +129,10 @@ async fn claim(tx: &mut Tx<'_>, token_digest: &[u8; 32]) -> Result<Option<Claime
 async fn join(
     tx: &mut Tx<'_>,
     claimed: &Claimed,
-    user_id: &str,
+    user_id: &UserId,
     new_account: bool,
     client: &ClientInfo,
-) -> Result<Option<WorkspaceRef>, sqlx::Error> {
+) -> Result<Option<WorkspaceRefRow>, sqlx::Error> {
     if !insert_membership(tx, &claimed.workspace_id, user_id, claimed.role).await? {
         return Ok(None);
     }
@@ -216,7 +169,7 @@ impl Store {
     /// The same outcome whether or not the email has an account: the inviter learns nothing.
     pub async fn create_invitation(
         &self,
-        workspace_id: &str,
+        workspace_id: &WorkspaceId,
         email: &str,
         role: Role,
         token_digest: &[u8; 32],
@@ -280,29 +233,28 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(InviteOutcome::Created(row.into()))
+        Ok(InviteOutcome::Created(row))
     }
 
     /// Pending invitations, newest first.
     pub async fn list_invitations(
         &self,
-        workspace_id: &str,
-    ) -> Result<Vec<Invitation>, sqlx::Error> {
-        let rows: Vec<InvitationRow> = sqlx::query_as(&format!(
+        workspace_id: &WorkspaceId,
+    ) -> Result<Vec<InvitationRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
             "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND {PENDING_AT_2} \
              ORDER BY i.created_at DESC, i.id"
         ))
         .bind(workspace_id)
         .bind(Timestamp::now())
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(Invitation::from).collect())
+        .await
     }
 
     /// Admins may cancel what they may send: invitations for roles below owner.
     pub async fn cancel_invitation(
         &self,
-        workspace_id: &str,
+        workspace_id: &WorkspaceId,
         invitation_id: &str,
         actor: &MemberActor<'_>,
     ) -> Result<CancelOutcome, sqlx::Error> {
@@ -353,8 +305,8 @@ impl Store {
     pub async fn preview_invitation(
         &self,
         token_digest: &[u8; 32],
-    ) -> Result<Option<InvitationPreview>, sqlx::Error> {
-        let row: Option<PreviewRow> = sqlx::query_as(&format!(
+    ) -> Result<Option<InvitationPreviewRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
             "SELECT w.id AS workspace_id, w.name AS workspace_name, i.email, i.role, \
              u.name AS inviter_name, i.expires_at \
              FROM invitations i JOIN workspaces w ON w.id = i.workspace_id \
@@ -364,17 +316,7 @@ impl Store {
         .bind(token_digest.as_slice())
         .bind(Timestamp::now())
         .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|row| InvitationPreview {
-            workspace: WorkspaceRef {
-                id: row.workspace_id,
-                name: row.workspace_name,
-            },
-            email: row.email,
-            role: row.role,
-            invited_by: row.inviter_name,
-            expires_at: row.expires_at,
-        }))
+        .await
     }
 
     /// The invitation's email of the pending invitation behind a token.
@@ -395,7 +337,7 @@ impl Store {
     pub async fn accept_invitation(
         &self,
         token_digest: &[u8; 32],
-        user: &User,
+        user: &UserRow,
         client: &ClientInfo,
     ) -> Result<AcceptOutcome, sqlx::Error> {
         let mut tx = self.pool().begin().await?;

@@ -1,23 +1,17 @@
 use super::sql::Sql;
 use super::Store;
-use crate::domain::ids::{self, LeadId, WorkspaceId};
+use crate::domain::ids::{LeadId, UserId, WorkspaceId};
 use crate::domain::time::Timestamp;
-use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Lead {
-    pub id: String,
-    #[serde(skip)]
-    pub workspace_id: String,
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeadRow {
+    pub id: LeadId,
+    pub workspace_id: WorkspaceId,
     pub name: String,
-    #[schema(required = true)]
     pub email: Option<String>,
-    #[schema(required = true)]
     pub mobile: Option<String>,
-    #[schema(required = true)]
     pub title: Option<String>,
-    pub owner_id: String,
+    pub owner_id: UserId,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -38,12 +32,12 @@ impl Store {
     /// One page, newest first; `owner` restricts it to one user's leads (a member's boundary).
     pub async fn list_leads(
         &self,
-        workspace_id: &str,
-        owner: Option<&str>,
+        workspace_id: &WorkspaceId,
+        owner: Option<&UserId>,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<Lead>, i64), sqlx::Error> {
-        fn filter<'q>(sql: &mut Sql<'q>, workspace_id: &'q str, owner: Option<&'q str>) {
+    ) -> Result<(Vec<LeadRow>, i64), sqlx::Error> {
+        fn filter<'q>(sql: &mut Sql<'q>, workspace_id: &'q WorkspaceId, owner: Option<&'q UserId>) {
             sql.push(" WHERE workspace_id = ").bind(workspace_id);
             if let Some(owner) = owner {
                 sql.push(" AND owner_id = ").bind(owner);
@@ -59,7 +53,7 @@ impl Store {
         filter(&mut count, workspace_id, owner);
         let (page, page_args) = page.finish()?;
         let (count, count_args) = count.finish()?;
-        let items: Vec<Lead> = sqlx::query_as_with(&page, page_args)
+        let items: Vec<LeadRow> = sqlx::query_as_with(&page, page_args)
             .fetch_all(self.pool())
             .await?;
         let (total,): (i64,) = sqlx::query_as_with(&count, count_args)
@@ -70,19 +64,19 @@ impl Store {
 
     pub async fn create_lead(
         &self,
-        workspace_id: &str,
-        owner_id: &str,
+        workspace_id: &WorkspaceId,
+        owner_id: &UserId,
         fields: LeadFields,
-    ) -> Result<Lead, sqlx::Error> {
+    ) -> Result<LeadRow, sqlx::Error> {
         let now = Timestamp::now();
-        let lead = Lead {
-            id: ids::new_id(ids::LEAD),
-            workspace_id: workspace_id.to_owned(),
+        let lead = LeadRow {
+            id: LeadId::generate(),
+            workspace_id: workspace_id.clone(),
             name: fields.name.unwrap_or_default(),
             email: fields.email.flatten(),
             mobile: fields.mobile.flatten(),
             title: fields.title.flatten(),
-            owner_id: owner_id.to_owned(),
+            owner_id: owner_id.clone(),
             created_at: now,
             updated_at: now,
         };
@@ -108,7 +102,7 @@ impl Store {
         &self,
         workspace_id: &WorkspaceId,
         lead_id: &LeadId,
-    ) -> Result<Option<Lead>, sqlx::Error> {
+    ) -> Result<Option<LeadRow>, sqlx::Error> {
         sqlx::query_as(&format!(
             "{LEAD_COLUMNS} WHERE workspace_id = $1 AND id = $2"
         ))
@@ -134,7 +128,7 @@ impl Store {
         workspace_id: &WorkspaceId,
         lead_id: &LeadId,
         fields: LeadFields,
-    ) -> Result<Option<Lead>, sqlx::Error> {
+    ) -> Result<Option<LeadRow>, sqlx::Error> {
         // Absent fields keep their value; the flags say which optional fields were sent.
         sqlx::query_as(
             "UPDATE leads SET \

@@ -2,13 +2,11 @@ use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
-use serde::Serialize;
 use serde_json::json;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Member {
-    pub user_id: String,
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
+    pub user_id: UserId,
     pub email: String,
     pub name: String,
     #[sqlx(try_from = "String")]
@@ -24,7 +22,7 @@ pub struct MemberActor<'a> {
 }
 
 impl<'a> MemberActor<'a> {
-    pub fn user(user_id: &'a str, role: Role, client: &'a ClientInfo) -> MemberActor<'a> {
+    pub fn user(user_id: &'a UserId, role: Role, client: &'a ClientInfo) -> MemberActor<'a> {
         MemberActor {
             actor: Actor::User(user_id),
             role,
@@ -41,7 +39,7 @@ impl<'a> MemberActor<'a> {
         }
     }
 
-    pub fn user_id(&self) -> Option<&'a str> {
+    pub fn user_id(&self) -> Option<&'a UserId> {
         match self.actor {
             Actor::User(id) => Some(id),
             _ => None,
@@ -51,7 +49,7 @@ impl<'a> MemberActor<'a> {
 
 #[derive(Debug)]
 pub enum MemberChange {
-    Done(Option<Member>),
+    Done(Option<MemberRow>),
     NotMember,
     AlreadyMember,
     LastOwner,
@@ -65,8 +63,8 @@ const MEMBER_COLUMNS: &str =
 /// `false` when the user is already a member.
 pub(super) async fn insert_membership(
     tx: &mut Tx<'_>,
-    workspace_id: &str,
-    user_id: &str,
+    workspace_id: &WorkspaceId,
+    user_id: &UserId,
     role: Role,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
@@ -84,9 +82,9 @@ pub(super) async fn insert_membership(
 
 async fn member_in_tx(
     tx: &mut Tx<'_>,
-    workspace_id: &str,
-    user_id: &str,
-) -> Result<Option<Member>, sqlx::Error> {
+    workspace_id: &WorkspaceId,
+    user_id: &UserId,
+) -> Result<Option<MemberRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{MEMBER_COLUMNS} WHERE m.workspace_id = $1 AND m.user_id = $2"
     ))
@@ -97,7 +95,10 @@ async fn member_in_tx(
 }
 
 impl Store {
-    pub async fn list_members(&self, workspace_id: &str) -> Result<Vec<Member>, sqlx::Error> {
+    pub async fn list_members(
+        &self,
+        workspace_id: &WorkspaceId,
+    ) -> Result<Vec<MemberRow>, sqlx::Error> {
         sqlx::query_as(&format!(
             "{MEMBER_COLUMNS} WHERE m.workspace_id = $1 ORDER BY m.created_at, m.user_id"
         ))
@@ -110,8 +111,8 @@ impl Store {
     /// dashboard only by accepting an invitation.
     pub async fn add_member(
         &self,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         role: Role,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
@@ -170,7 +171,7 @@ impl Store {
             record_audit(
                 tx,
                 AuditEntry {
-                    workspace_id: Some(workspace_id.as_str()),
+                    workspace_id: Some(workspace_id),
                     actor: actor.actor,
                     action: "member.role_changed",
                     target_type: "user",
@@ -217,7 +218,7 @@ impl Store {
         record_audit(
             tx,
             AuditEntry {
-                workspace_id: Some(workspace_id.as_str()),
+                workspace_id: Some(workspace_id),
                 actor: actor.actor,
                 action: "member.removed",
                 target_type: "user",
@@ -235,8 +236,8 @@ impl Store {
     async fn guard_owner_change(
         &self,
         tx: &mut Tx<'_>,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
         new_role: Option<Role>,
         actor: &MemberActor<'_>,
     ) -> Result<Result<Role, MemberChange>, sqlx::Error> {

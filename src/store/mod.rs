@@ -176,9 +176,9 @@ impl Store {
         &self.url
     }
 
-    /// For tests and the store's own modules (`verify` included); the rest of the server uses
-    /// store methods.
-    pub fn pool(&self) -> &AnyPool {
+    /// For the store's own modules and `verify`; the rest of the server uses store methods,
+    /// and tests open a pool of their own.
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 

@@ -1,4 +1,5 @@
-use super::{Store, User};
+use super::{Store, UserRow};
+use crate::domain::ids::UserId;
 use crate::domain::time::Timestamp;
 
 impl Store {
@@ -6,7 +7,7 @@ impl Store {
     pub async fn create_session(
         &self,
         token_digest: &[u8; 32],
-        user_id: &str,
+        user_id: &UserId,
         expires_at: Timestamp,
     ) -> Result<(), sqlx::Error> {
         let now = Timestamp::now();
@@ -29,7 +30,10 @@ impl Store {
     }
 
     /// The user behind a live session of an enabled account.
-    pub async fn session_user(&self, token_digest: &[u8; 32]) -> Result<Option<User>, sqlx::Error> {
+    pub async fn session_user(
+        &self,
+        token_digest: &[u8; 32],
+    ) -> Result<Option<UserRow>, sqlx::Error> {
         sqlx::query_as(
             "SELECT u.id, u.email, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_digest = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",

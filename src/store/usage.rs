@@ -3,6 +3,7 @@
 
 use super::sql::Sql;
 use super::{key_status, KeyStatus, Store};
+use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::time::Timestamp;
 use crate::usage::{Counts, KeyUsage};
 
@@ -15,7 +16,7 @@ const BUCKET_CHUNK: usize = 2000;
 /// A key and what it did over a period, for the workspace usage summary.
 #[derive(Debug, Clone)]
 pub struct KeyUsageTotal {
-    pub id: String,
+    pub id: KeyId,
     pub name: String,
     pub status: KeyStatus,
     pub total: i64,
@@ -123,8 +124,8 @@ impl Store {
     /// One key's hourly buckets in `[from, to)`.
     pub async fn key_usage_hours(
         &self,
-        workspace_id: &str,
-        key_id: &str,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<(i64, Counts)>, sqlx::Error> {
@@ -146,8 +147,8 @@ impl Store {
     /// of `creator` only.
     pub async fn workspace_usage_hours(
         &self,
-        workspace_id: &str,
-        creator: Option<&str>,
+        workspace_id: &WorkspaceId,
+        creator: Option<&UserId>,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<(i64, Counts)>, sqlx::Error> {
@@ -178,8 +179,8 @@ impl Store {
     /// first, then newest.
     pub async fn usage_totals_by_key(
         &self,
-        workspace_id: &str,
-        creator: Option<&str>,
+        workspace_id: &WorkspaceId,
+        creator: Option<&UserId>,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<KeyUsageTotal>, sqlx::Error> {
@@ -201,7 +202,7 @@ impl Store {
             " GROUP BY k.id, k.name, k.revoked_at, k.expires_at, k.created_at \
              ORDER BY total DESC, k.created_at DESC, k.id",
         );
-        type Row = (String, String, Option<Timestamp>, Option<Timestamp>, i64);
+        type Row = (KeyId, String, Option<Timestamp>, Option<Timestamp>, i64);
         let (sql, args) = sql.finish()?;
         let rows: Vec<Row> = sqlx::query_as_with(&sql, args)
             .fetch_all(self.pool())

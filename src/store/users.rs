@@ -1,12 +1,12 @@
-use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, Workspace};
-use crate::domain::ids::{self, UserId};
+use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, WorkspaceRow};
+use crate::domain::ids::UserId;
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct User {
-    pub id: String,
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: UserId,
     pub email: String,
     pub name: String,
 }
@@ -14,7 +14,7 @@ pub struct User {
 /// What a login needs to check; never leaves the server.
 #[derive(sqlx::FromRow)]
 pub struct LoginRecord {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub password_hash: String,
@@ -22,8 +22,8 @@ pub struct LoginRecord {
 }
 
 impl LoginRecord {
-    pub fn user(&self) -> User {
-        User {
+    pub fn user(&self) -> UserRow {
+        UserRow {
             id: self.id.clone(),
             email: self.email.clone(),
             name: self.name.clone(),
@@ -42,9 +42,12 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-pub(super) async fn insert_user(tx: &mut Tx<'_>, new: &NewUser<'_>) -> Result<User, sqlx::Error> {
-    let user = User {
-        id: ids::new_id(ids::USER),
+pub(super) async fn insert_user(
+    tx: &mut Tx<'_>,
+    new: &NewUser<'_>,
+) -> Result<UserRow, sqlx::Error> {
+    let user = UserRow {
+        id: UserId::generate(),
         email: new.email.trim().to_owned(),
         name: new.name.to_owned(),
     };
@@ -64,7 +67,7 @@ pub(super) async fn insert_user(tx: &mut Tx<'_>, new: &NewUser<'_>) -> Result<Us
 }
 
 pub enum BootstrapOutcome {
-    Created { workspace: Workspace, user: User },
+    Created { workspace: WorkspaceRow, user: UserRow },
     EmailTaken,
 }
 
@@ -86,7 +89,7 @@ impl Store {
         .await
     }
 
-    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, sqlx::Error> {
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
         sqlx::query_as("SELECT id, email, name FROM users WHERE email_normalized = $1")
             .bind(normalize_email(email))
             .fetch_optional(self.pool())
@@ -134,9 +137,9 @@ impl Store {
         tx: &mut Tx<'_>,
         email: &str,
         disabled: bool,
-    ) -> Result<Option<(User, u64)>, sqlx::Error> {
+    ) -> Result<Option<(UserRow, u64)>, sqlx::Error> {
         let now = Timestamp::now();
-        let user: Option<User> = if disabled {
+        let user: Option<UserRow> = if disabled {
             sqlx::query_as(
                 "UPDATE users SET disabled_at = COALESCE(disabled_at, $1) \
                  WHERE email_normalized = $2 RETURNING id, email, name",
@@ -160,8 +163,7 @@ impl Store {
                 .bind(&user.id)
                 .execute(&mut **tx)
                 .await?;
-            let user_id = UserId::from(user.id.as_str());
-            revoked = super::revoke_keys_of_user(tx, &user_id, None, "user_disabled", None).await?;
+            revoked = super::revoke_keys_of_user(tx, &user.id, None, "user_disabled", None).await?;
         }
         record_audit(
             tx,
@@ -188,7 +190,7 @@ impl Store {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct UserListing {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub created_at: Timestamp,
@@ -199,7 +201,7 @@ pub struct UserListing {
 pub enum PasswordChange<'a> {
     /// The user themselves, keeping the session they are using.
     Own {
-        user_id: &'a str,
+        user_id: &'a UserId,
         keep_session: &'a [u8; 32],
     },
     /// An operator resetting a lost password: every session ends.
@@ -212,7 +214,7 @@ impl Store {
         &self,
         new: &NewUser<'_>,
         actor: Actor<'_>,
-    ) -> Result<Option<User>, sqlx::Error> {
+    ) -> Result<Option<UserRow>, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         let user = match insert_user(&mut tx, new).await {
             Ok(user) => user,
@@ -244,9 +246,9 @@ impl Store {
         password_hash: &str,
         actor: Actor<'_>,
         client: &ClientInfo,
-    ) -> Result<Option<User>, sqlx::Error> {
+    ) -> Result<Option<UserRow>, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
-        let user: Option<User> = match &change {
+        let user: Option<UserRow> = match &change {
             PasswordChange::Own { user_id, .. } => sqlx::query_as(
                 "UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING id, email, name",
             )
@@ -304,7 +306,7 @@ impl Store {
         .await
     }
 
-    pub async fn list_workspaces(&self) -> Result<Vec<Workspace>, sqlx::Error> {
+    pub async fn list_workspaces(&self) -> Result<Vec<WorkspaceRow>, sqlx::Error> {
         sqlx::query_as("SELECT id, name, created_at FROM workspaces ORDER BY created_at, id")
             .fetch_all(self.pool())
             .await

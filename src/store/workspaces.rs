@@ -1,20 +1,19 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
-use crate::domain::ids;
+use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
-use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Workspace {
-    pub id: String,
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkspaceRow {
+    pub id: WorkspaceId,
     pub name: String,
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct WorkspaceWithRole {
-    pub id: String,
+/// A workspace of a user's, with their role in it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MembershipRow {
+    pub id: WorkspaceId,
     pub name: String,
     #[sqlx(try_from = "String")]
     pub role: Role,
@@ -23,11 +22,11 @@ pub struct WorkspaceWithRole {
 pub(super) async fn insert_workspace(
     tx: &mut Tx<'_>,
     name: &str,
-    first_member: &str,
+    first_member: &UserId,
     role: Role,
-) -> Result<Workspace, sqlx::Error> {
-    let workspace = Workspace {
-        id: ids::new_id(ids::WORKSPACE),
+) -> Result<WorkspaceRow, sqlx::Error> {
+    let workspace = WorkspaceRow {
+        id: WorkspaceId::generate(),
         name: name.to_owned(),
         created_at: Timestamp::now(),
     };
@@ -50,7 +49,7 @@ pub(super) async fn insert_workspace(
 }
 
 impl Store {
-    pub async fn workspace_exists(&self, workspace_id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn workspace_exists(&self, workspace_id: &WorkspaceId) -> Result<bool, sqlx::Error> {
         let found: Option<String> = sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
             .bind(workspace_id)
             .fetch_optional(self.pool())
@@ -62,9 +61,9 @@ impl Store {
     pub async fn create_workspace(
         &self,
         name: &str,
-        owner_id: &str,
+        owner_id: &UserId,
         client: &ClientInfo,
-    ) -> Result<Workspace, sqlx::Error> {
+    ) -> Result<WorkspaceRow, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         let workspace = insert_workspace(&mut tx, name, owner_id, Role::Owner).await?;
         record_audit(
@@ -84,10 +83,7 @@ impl Store {
         Ok(workspace)
     }
 
-    pub async fn workspaces_of(
-        &self,
-        user_id: &str,
-    ) -> Result<Vec<WorkspaceWithRole>, sqlx::Error> {
+    pub async fn workspaces_of(&self, user_id: &UserId) -> Result<Vec<MembershipRow>, sqlx::Error> {
         sqlx::query_as(
             "SELECT w.id, w.name, m.role FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
              WHERE m.user_id = $1 ORDER BY w.created_at, w.id",
@@ -100,8 +96,8 @@ impl Store {
     /// The user's current role in the workspace; `None` when they are not a member.
     pub async fn role_in(
         &self,
-        workspace_id: &str,
-        user_id: &str,
+        workspace_id: &WorkspaceId,
+        user_id: &UserId,
     ) -> Result<Option<Role>, sqlx::Error> {
         let role: Option<String> = sqlx::query_scalar(
             "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",

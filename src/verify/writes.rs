@@ -7,7 +7,7 @@ use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::store::{
-    ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, User,
+    ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, UserRow,
 };
 
 impl Verifier {
@@ -29,7 +29,7 @@ impl Verifier {
         &self,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
-        actor: Option<&str>,
+        actor: Option<&UserId>,
         reason: &str,
         client: &ClientInfo,
     ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
@@ -53,7 +53,7 @@ impl Verifier {
         key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
-        actor: &str,
+        actor: &UserId,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
         let mut tx = self.begin_serial().await?;
@@ -146,7 +146,7 @@ impl Verifier {
         &self,
         email: &str,
         disabled: bool,
-    ) -> Result<Option<(User, u64)>, sqlx::Error> {
+    ) -> Result<Option<(UserRow, u64)>, sqlx::Error> {
         let mut tx = self.begin().await?;
         let outcome = self
             .store

@@ -9,6 +9,7 @@ use crate::common::{
     assert_spec_time, count_rows, keys_of, now_ms, session_roles, without_request_id,
 };
 use crate::{on_both_databases, on_both_databases_with};
+use heffl_api::domain::ids::UserId;
 use heffl_api::store::ClientInfo;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -141,7 +142,11 @@ async fn a_failed_sign_in_writes_once_however_many_workspaces(app: TestApp) {
     let client = ClientInfo::default();
     for n in 0..60 {
         app.store
-            .create_workspace(&format!("Workspace {n}"), &busy.user_id, &client)
+            .create_workspace(
+                &format!("Workspace {n}"),
+                &UserId::from(busy.user_id.as_str()),
+                &client,
+            )
             .await
             .expect("workspace");
     }
@@ -542,7 +547,7 @@ async fn session_token_is_stored_only_as_sha256(app: TestApp) {
     let stored: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT token_digest FROM sessions WHERE user_id = $1")
             .bind(&owner.user_id)
-            .fetch_all(app.store.pool())
+            .fetch_all(app.raw_db())
             .await
             .expect("digests");
     let expected: Vec<u8> = Sha256::digest(owner.token.as_bytes()).to_vec();

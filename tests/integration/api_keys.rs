@@ -39,7 +39,7 @@ fn assert_null_field(body: &Value, field: &str) {
 async fn revocation(app: &TestApp, key_id: &str) -> (Option<i64>, Option<String>, Option<String>) {
     sqlx::query_as("SELECT revoked_at, revoked_by, revoke_reason FROM api_keys WHERE id = $1")
         .bind(key_id)
-        .fetch_one(app.store.pool())
+        .fetch_one(app.raw_db())
         .await
         .expect("key row")
 }
@@ -55,7 +55,7 @@ async fn table_dump(
 ) -> Vec<Vec<(String, String)>> {
     let rows = sqlx::query(&format!("SELECT * FROM {table} WHERE {filter} ORDER BY 1"))
         .bind(bind)
-        .fetch_all(app.store.pool())
+        .fetch_all(app.raw_db())
         .await
         .expect("dump");
     rows.iter()
@@ -204,7 +204,7 @@ async fn create_key_record_and_storage(app: TestApp) {
     }
     let digest: Vec<u8> = sqlx::query_scalar("SELECT digest FROM api_keys WHERE id = $1")
         .bind(&id)
-        .fetch_one(app.store.pool())
+        .fetch_one(app.raw_db())
         .await
         .expect("digest");
     assert_eq!(digest, Sha256::digest(key.as_bytes()).to_vec());
@@ -220,7 +220,7 @@ async fn create_key_record_and_storage(app: TestApp) {
              WHERE action = 'api_key.created' AND target_id = $1",
         )
         .bind(&id)
-        .fetch_one(app.store.pool())
+        .fetch_one(app.raw_db())
         .await
         .expect("exactly one api_key.created audit row");
     assert_eq!(actor_type, "user");
@@ -307,7 +307,7 @@ async fn team(app: &TestApp) -> Team {
         sqlx::query("UPDATE api_keys SET created_at = $1 WHERE id = $2")
             .bind(1_700_000_000_000_i64 + index as i64 * 60_000)
             .bind(&key.id)
-            .execute(app.store.pool())
+            .execute(app.raw_db())
             .await
             .expect("spread created_at");
     }

@@ -133,7 +133,7 @@ async fn audit_log_records_actions_and_paginates(app: TestApp) {
     let stored_order: Vec<String> =
         sqlx::query_scalar("SELECT id FROM audit_events WHERE workspace_id = $1 ORDER BY seq DESC")
             .bind(ws)
-            .fetch_all(app.store.pool())
+            .fetch_all(app.raw_db())
             .await
             .expect("audit ids");
     assert_eq!(returned, stored_order, "not newest first");
@@ -184,7 +184,7 @@ async fn audit_log_records_actions_and_paginates(app: TestApp) {
              WHERE action = 'auth.login_failed' AND target_id = $1",
     )
     .bind(&member.user_id)
-    .fetch_one(app.store.pool())
+    .fetch_one(app.raw_db())
     .await
     .expect("one failed sign-in event");
     assert_eq!(workspace, None);

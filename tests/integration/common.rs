@@ -3,6 +3,7 @@
 //! database) and a real server on a random port, and talks to it over real HTTP.
 
 use heffl_api::config::Config;
+use heffl_api::domain::ids::{UserId, WorkspaceId};
 use heffl_api::domain::permissions::Role;
 use heffl_api::http::{serve_metrics, serve_until, AppState};
 use heffl_api::store::{
@@ -11,7 +12,8 @@ use heffl_api::store::{
 use heffl_api::verify::Verifier;
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
-use sqlx::Connection;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Connection};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -163,6 +165,9 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     metrics_server: tokio::task::JoinHandle<()>,
+    /// A pool of the test's own on the same database, for raw SQL: the server's store keeps
+    /// its pool to itself, and this one outlives a stopped server.
+    raw_db: AnyPool,
     // Last field: dropped after the server is stopped.
     _test_db: TestDb,
 }
@@ -241,6 +246,7 @@ impl TestApp {
             shutdown: Some(shutdown),
             server: Some(server),
             metrics_server,
+            raw_db: raw_pool(&test_db.url),
             _test_db: test_db,
         }
     }
@@ -274,6 +280,11 @@ impl TestApp {
             .await;
         }));
         self.shutdown = Some(shutdown);
+    }
+
+    /// The test's own pool on the app's database, for raw SQL.
+    pub fn raw_db(&self) -> &AnyPool {
+        &self.raw_db
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -340,11 +351,11 @@ impl TestApp {
         };
         let token = self.login(email, &password).await;
         Account {
-            user_id: user.id,
+            user_id: user.id.into(),
             email: email.to_owned(),
             password,
             token,
-            workspace_id: workspace.id,
+            workspace_id: workspace.id.into(),
         }
     }
 
@@ -396,6 +407,7 @@ impl TestApp {
             .expect("create user")
             .unwrap_or_else(|| panic!("email taken: {email}"))
             .id
+            .into()
     }
 
     /// Adds an existing user to a workspace, as `heffl-api members add` does.
@@ -405,8 +417,8 @@ impl TestApp {
         let change = self
             .store
             .add_member(
-                workspace_id,
-                user_id,
+                &WorkspaceId::from(workspace_id),
+                &UserId::from(user_id),
                 role,
                 &MemberActor::operator(Some("test"), &client),
             )
@@ -566,21 +578,38 @@ macro_rules! on_each_db {
     };
 }
 
+/// A pool of the test's own on a database (lazy: it connects on first use), for raw SQL
+/// beside a store, whose pool is its own.
+pub fn raw_pool(database_url: &str) -> AnyPool {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy(database_url)
+        .expect("test database URL")
+}
+
 /// The `i64` a query such as `SELECT COUNT(*) ...` returns, with `binds` for `$1`, `$2`, ...
 pub async fn query_count(store: &Store, sql: &str, binds: &[&str]) -> i64 {
+    let pool = raw_pool(store.url());
+    let count = count_in(&pool, sql, binds).await;
+    pool.close().await;
+    count
+}
+
+async fn count_in(pool: &AnyPool, sql: &str, binds: &[&str]) -> i64 {
     let mut query = sqlx::query_scalar::<_, i64>(sql);
     for bind in binds {
         query = query.bind(*bind);
     }
     query
-        .fetch_one(store.pool())
+        .fetch_one(pool)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// `query_count` on the app's database.
 pub async fn count(app: &TestApp, sql: &str, binds: &[&str]) -> i64 {
-    query_count(&app.store, sql, binds).await
+    count_in(app.raw_db(), sql, binds).await
 }
 
 pub async fn count_rows(store: &Store, table: &str) -> i64 {
@@ -766,7 +795,7 @@ pub async fn wait_for_audit(app: &TestApp, action: &str, target_id: &str) -> i64
 pub async fn key_column(app: &TestApp, column: &str, key_id: &str) -> Option<String> {
     sqlx::query_scalar::<_, Option<String>>(&format!("SELECT {column} FROM api_keys WHERE id = $1"))
         .bind(key_id)
-        .fetch_one(app.store.pool())
+        .fetch_one(app.raw_db())
         .await
         .expect("key column")
 }
@@ -775,7 +804,7 @@ pub async fn key_column(app: &TestApp, column: &str, key_id: &str) -> Option<Str
 pub async fn key_time(app: &TestApp, column: &str, key_id: &str) -> Option<i64> {
     sqlx::query_scalar::<_, Option<i64>>(&format!("SELECT {column} FROM api_keys WHERE id = $1"))
         .bind(key_id)
-        .fetch_one(app.store.pool())
+        .fetch_one(app.raw_db())
         .await
         .expect("key time")
 }
@@ -787,7 +816,7 @@ pub async fn role_in_db(app: &TestApp, workspace_id: &str, user_id: &str) -> Opt
     )
     .bind(workspace_id)
     .bind(user_id)
-    .fetch_optional(app.store.pool())
+    .fetch_optional(app.raw_db())
     .await
     .expect("role")
 }
@@ -797,7 +826,7 @@ pub async fn membership_snapshot(app: &TestApp) -> (Vec<(String, String, String)
     let memberships = sqlx::query_as::<_, (String, String, String)>(
         "SELECT workspace_id, user_id, role FROM memberships ORDER BY workspace_id, user_id",
     )
-    .fetch_all(app.store.pool())
+    .fetch_all(app.raw_db())
     .await
     .expect("memberships");
     let revoked = count(

@@ -2,9 +2,10 @@
 //! revoke keys, members are removed and leads written; after a restart (with no repair step)
 //! the database tells one consistent story. Five rounds per database, on one database.
 
-use crate::common::{query_count, Db};
+use crate::common::{query_count, raw_pool, Db};
 use crate::on_each_db;
 use crate::process_harness::{Deployment, Server};
+use heffl_api::domain::ids::{UserId, WorkspaceId};
 use heffl_api::domain::permissions::Role;
 use heffl_api::domain::time::Timestamp;
 use heffl_api::store::{Actor, ClientInfo, MemberActor, MemberChange, NewUser, Store};
@@ -47,7 +48,7 @@ async fn session(store: &Store, user_id: &str) -> Session {
     let token = heffl_api::domain::session_token::generate();
     let expires = Timestamp(Timestamp::now().0 + 3_600_000);
     store
-        .create_session(&token.digest, user_id, expires)
+        .create_session(&token.digest, &UserId::from(user_id), expires)
         .await
         .expect("session");
     Session {
@@ -59,7 +60,8 @@ async fn session(store: &Store, user_id: &str) -> Session {
 /// Adds a member through the store, as an operator's tooling would (not over HTTP).
 async fn add_member(store: &Store, workspace_id: &str, owner_id: &str, email: &str) -> Session {
     let client = ClientInfo::default();
-    let actor = MemberActor::user(owner_id, Role::Owner, &client);
+    let owner_id = UserId::from(owner_id);
+    let actor = MemberActor::user(&owner_id, Role::Owner, &client);
     let user = NewUser {
         email,
         name: email,
@@ -71,7 +73,12 @@ async fn add_member(store: &Store, workspace_id: &str, owner_id: &str, email: &s
         .expect("create user")
         .expect("a new email");
     let change = store
-        .add_member(workspace_id, &created.id, Role::Admin, &actor)
+        .add_member(
+            &WorkspaceId::from(workspace_id),
+            &created.id,
+            Role::Admin,
+            &actor,
+        )
         .await
         .expect("add member");
     let MemberChange::Done(Some(member)) = change else {
@@ -221,15 +228,17 @@ async fn work(server: Target, workspace_id: String, member: Session, usage: Usag
 }
 
 async fn request_counts(store: &Store, ids: &[String]) -> HashMap<String, i64> {
+    let db = raw_pool(store.url());
     let mut counts = HashMap::new();
     for id in ids {
         let count: i64 = sqlx::query_scalar("SELECT request_count FROM api_keys WHERE id = $1")
             .bind(id)
-            .fetch_one(store.pool())
+            .fetch_one(&db)
             .await
             .expect("request_count");
         counts.insert(id.clone(), count);
     }
+    db.close().await;
     counts
 }
 
@@ -302,7 +311,7 @@ async fn assert_consistent(store: &Store, server: &Target, owner: &Session, work
     let removals: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT target_id, details FROM audit_events WHERE action = 'member.removed'",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&raw_pool(store.url()))
     .await
     .expect("removals");
     for (user_id, details) in removals {

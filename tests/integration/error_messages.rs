@@ -523,7 +523,7 @@ async fn hostile_input_never_causes_5xx(app: TestApp) {
         assert_eq!(body["name"], name);
         let stored: String = sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1")
             .bind(body["id"].as_str().expect("id"))
-            .fetch_one(app.store.pool())
+            .fetch_one(app.raw_db())
             .await
             .expect("stored");
         assert_eq!(stored, name);

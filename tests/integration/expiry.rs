@@ -174,7 +174,7 @@ async fn set_last_used(app: &TestApp, key_id: &str, at: i64) {
     sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
         .bind(at)
         .bind(key_id)
-        .execute(app.store.pool())
+        .execute(app.raw_db())
         .await
         .expect("set last_used_at");
 }

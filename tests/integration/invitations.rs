@@ -71,7 +71,7 @@ async fn role_of(app: &TestApp, workspace_id: &str, user_id: &str) -> Option<Str
     sqlx::query_scalar("SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2")
         .bind(workspace_id)
         .bind(user_id)
-        .fetch_optional(app.store.pool())
+        .fetch_optional(app.raw_db())
         .await
         .expect("role")
 }
@@ -132,7 +132,7 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
     // Stored as SHA-256 only.
     let digest: Vec<u8> = sqlx::query_scalar("SELECT token_digest FROM invitations WHERE id = $1")
         .bind(id)
-        .fetch_one(app.store.pool())
+        .fetch_one(app.raw_db())
         .await
         .expect("digest");
     assert_eq!(digest, Sha256::digest(token.as_bytes()).to_vec());
@@ -418,7 +418,7 @@ async fn dead_tokens_all_get_the_same_404(app: TestApp) {
     sqlx::query("UPDATE invitations SET expires_at = $1 WHERE token_digest = $2")
         .bind(heffl_api::domain::time::now_ms() - 1)
         .bind(Sha256::digest(expired.as_bytes()).to_vec())
-        .execute(app.store.pool())
+        .execute(app.raw_db())
         .await
         .expect("expire");
     let cancelled = invite_token(&app, &owner, "cancelled@acme.test", "member").await;

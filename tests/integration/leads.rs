@@ -25,7 +25,7 @@ async fn all_leads(app: &TestApp) -> Vec<LeadRow> {
         "SELECT id, workspace_id, name, email, mobile, title, owner_id, created_at, updated_at \
          FROM leads ORDER BY id",
     )
-    .fetch_all(app.store.pool())
+    .fetch_all(app.raw_db())
     .await
     .expect("leads")
 }
@@ -193,7 +193,7 @@ async fn list_pages_newest_first(app: TestApp) {
         sqlx::query("UPDATE leads SET created_at = $1 WHERE id = $2")
             .bind(1_700_000_000_000_i64 + n as i64 * 1_000)
             .bind(id)
-            .execute(app.store.pool())
+            .execute(app.raw_db())
             .await
             .expect("spread created_at");
     }
@@ -375,7 +375,7 @@ async fn patch_and_delete(app: TestApp) {
     // Move the stored times into the past so an update is visible at millisecond resolution.
     sqlx::query("UPDATE leads SET created_at = created_at - 60000, updated_at = updated_at - 60000 WHERE id = $1")
         .bind(&id)
-        .execute(app.store.pool())
+        .execute(app.raw_db())
         .await
         .expect("age lead");
     let before = lead_row(&app, &id).await.expect("row");

@@ -164,7 +164,7 @@ async fn removing_a_member_revokes_their_keys_in_that_workspace(app: TestApp) {
         let (revoked_at, reason): (Option<i64>, Option<String>) =
             sqlx::query_as("SELECT revoked_at, revoke_reason FROM api_keys WHERE id = $1")
                 .bind(&key.id)
-                .fetch_one(app.store.pool())
+                .fetch_one(app.raw_db())
                 .await
                 .expect("key row");
         assert!(revoked_at.is_some(), "{} must be revoked", key.id);
@@ -182,7 +182,7 @@ async fn removing_a_member_revokes_their_keys_in_that_workspace(app: TestApp) {
         let revoked: Option<i64> =
             sqlx::query_scalar("SELECT revoked_at FROM api_keys WHERE id = $1")
                 .bind(&key.id)
-                .fetch_one(app.store.pool())
+                .fetch_one(app.raw_db())
                 .await
                 .expect("key row");
         assert_eq!(revoked, None, "{} must stay active", key.id);
@@ -196,7 +196,7 @@ async fn removing_a_member_revokes_their_keys_in_that_workspace(app: TestApp) {
     );
     let actor: String =
         sqlx::query_scalar("SELECT actor_id FROM audit_events WHERE action = 'member.removed'")
-            .fetch_one(app.store.pool())
+            .fetch_one(app.raw_db())
             .await
             .expect("actor");
     assert_eq!(actor, owner.user_id);

@@ -397,7 +397,7 @@ async fn roll_takes_the_null_body_the_document_allows() {
     let replaced_by: Option<String> =
         sqlx::query_scalar("SELECT id FROM api_keys WHERE rolled_from = $1")
             .bind(&old.id)
-            .fetch_optional(app.store.pool())
+            .fetch_optional(app.raw_db())
             .await
             .expect("query");
     assert_eq!(replaced_by.as_deref(), Some(new_id));

@@ -4,6 +4,7 @@
 use crate::common::{count, ids_of, key_column, key_count, string_set, Account, TestApp};
 use crate::on_both_databases;
 use crate::test_app::Reply;
+use heffl_api::domain::ids::{UserId, WorkspaceId};
 use heffl_api::store::LeadFields;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -44,7 +45,7 @@ fn check(what: &str, outcome: Outcome, ok: StatusCode, reply: &Reply) {
 async fn lead_title(app: &TestApp, lead_id: &str) -> Option<Option<String>> {
     sqlx::query_scalar::<_, Option<String>>("SELECT title FROM leads WHERE id = $1")
         .bind(lead_id)
-        .fetch_optional(app.store.pool())
+        .fetch_optional(app.raw_db())
         .await
         .expect("lead title")
 }
@@ -52,10 +53,15 @@ async fn lead_title(app: &TestApp, lead_id: &str) -> Option<Option<String>> {
 /// A lead of `owner_id` in the account's workspace, made through the store.
 async fn lead_of(app: &TestApp, account: &Account, owner_id: &str, fields: LeadFields) -> String {
     app.store
-        .create_lead(&account.workspace_id, owner_id, fields)
+        .create_lead(
+            &WorkspaceId::from(account.workspace_id.as_str()),
+            &UserId::from(owner_id),
+            fields,
+        )
         .await
         .expect("lead")
         .id
+        .into()
 }
 
 async fn scope_and_role_matrix(app: TestApp) {

@@ -117,7 +117,7 @@ async fn rolling_an_inactive_key_is_key_inactive(app: TestApp) {
     sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
         .bind(now_ms() - 1_000)
         .bind(&expired.id)
-        .execute(app.store.pool())
+        .execute(app.raw_db())
         .await
         .expect("expire");
     let keys_before = key_count(&app).await;

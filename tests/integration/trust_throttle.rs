@@ -9,7 +9,7 @@ use crate::common::{assert_error, me_with_key, Account, CreatedKey, TestApp};
 use crate::on_both_databases_with;
 use heffl_api::config::Config;
 use heffl_api::domain::api_key::{ApiKey, KeyEnv};
-use heffl_api::domain::ids::{KeyId, WorkspaceId};
+use heffl_api::domain::ids::{KeyId, UserId, WorkspaceId};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -86,7 +86,7 @@ async fn a_careless_client_never_locks_out_its_neighbours(app: TestApp) {
         .revoke_api_key(
             &WorkspaceId::from(owner.workspace_id.as_str()),
             &KeyId::from(revoked.id.as_str()),
-            Some(&owner.user_id),
+            Some(&UserId::from(owner.user_id.as_str())),
             "revoked",
             &Default::default(),
         )
@@ -100,7 +100,7 @@ async fn a_careless_client_never_locks_out_its_neighbours(app: TestApp) {
     sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
         .bind(now - 1_000)
         .bind(&expired.id)
-        .execute(app.store.pool())
+        .execute(app.raw_db())
         .await
         .expect("expire");
     // Never used before the careless client starts: not in any cache.

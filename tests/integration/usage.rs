@@ -127,7 +127,7 @@ async fn make_keys(app: &TestApp, owner: &Account) -> Keys {
     sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
         .bind(Timestamp::now().0 - 1000)
         .bind(&expired.id)
-        .execute(app.store.pool())
+        .execute(app.raw_db())
         .await
         .unwrap();
     Keys {
@@ -656,7 +656,7 @@ async fn old_buckets_are_pruned_at_start(mut app: TestApp) {
         .bind(&owner.workspace_id)
         .bind(hour)
         .bind(success)
-        .execute(app.store.pool())
+        .execute(app.raw_db())
         .await
         .unwrap();
     }

@@ -10,7 +10,7 @@
 
 use crate::common::{
     assert_error, count, create_key_with, open_store, parts, postgres_admin_url, query_count,
-    Account, Db, TestApp,
+    raw_pool, Account, Db, TestApp,
 };
 use crate::on_each_db;
 use crate::process_harness::{metric_value, Deployment, Owner, Server, POLL, PROPAGATION_DEADLINE};
@@ -650,9 +650,10 @@ async fn cache_stays_within_its_capacity() {
     let started = Instant::now();
     let owner = cluster.bootstrap("Acme", "owner@acme.test").await;
     let store = cluster.store().await;
+    let db = raw_pool(store.url());
     let user_id: String = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
         .bind(&owner.email)
-        .fetch_one(store.pool())
+        .fetch_one(&db)
         .await
         .expect("owner id");
     // Seeded directly, as the create endpoint would store them: the digest, never the key.
@@ -661,7 +662,7 @@ async fn cache_stays_within_its_capacity() {
         .map(|_| ApiKey::generate(&env).expose_secret().to_owned())
         .collect();
     let now = Timestamp::now().0;
-    let mut tx = store.pool().begin().await.expect("begin");
+    let mut tx = db.begin().await.expect("begin");
     for chunk in keys.chunks(500) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
@@ -691,6 +692,7 @@ async fn cache_stays_within_its_capacity() {
         query.execute(&mut *tx).await.expect("seed keys");
     }
     tx.commit().await.expect("commit");
+    db.close().await;
     store.close().await;
 
     let server = Arc::new(cluster.serve("S").await);
@@ -880,7 +882,7 @@ async fn usage_is_written_within_a_flush_interval(db: Db) {
         let row: (i64, Option<i64>) =
             sqlx::query_as("SELECT request_count, last_used_at FROM api_keys WHERE id = $1")
                 .bind(&used.id)
-                .fetch_one(app.store.pool())
+                .fetch_one(app.raw_db())
                 .await
                 .expect("usage row");
         assert_eq!(row, (3, Some(last_used.0)));
@@ -921,7 +923,7 @@ async fn usage_is_written_at_shutdown(db: Db) {
     let (requests, last_used): (i64, Option<i64>) =
         sqlx::query_as("SELECT request_count, last_used_at FROM api_keys WHERE id = $1")
             .bind(&key.id)
-            .fetch_one(probe.pool())
+            .fetch_one(&raw_pool(probe.url()))
             .await
             .expect("usage row");
     probe.close().await;

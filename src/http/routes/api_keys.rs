@@ -148,7 +148,7 @@ pub async fn create(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
@@ -236,7 +236,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     query: RawQuery,
 ) -> Result<ApiJson<KeyList>, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
@@ -266,7 +266,7 @@ pub async fn list(
     };
     issues.finish(())?;
     let filter = KeyFilter {
-        creator: (!sees_all_keys(role)).then_some(session.user.id.as_str()),
+        creator: (!sees_all_keys(role)).then_some(&session.user.id),
         status,
         unused_since,
     };
@@ -279,8 +279,8 @@ pub async fn list(
 pub(super) async fn visible_key(
     state: &AppState,
     session: &SessionUser,
-    workspace_id: &str,
-    key_id: &str,
+    workspace_id: &WorkspaceId,
+    key_id: &KeyId,
 ) -> Result<(Role, ApiKeyRecord), ApiError> {
     let role = caller_role(state, workspace_id, session).await?;
     let record = state.store.get_api_key(workspace_id, key_id).await?;
@@ -296,8 +296,8 @@ pub(super) async fn visible_key(
 async fn revocable_key(
     state: &AppState,
     session: &SessionUser,
-    workspace_id: &str,
-    key_id: &str,
+    workspace_id: &WorkspaceId,
+    key_id: &KeyId,
 ) -> Result<ApiKeyRecord, ApiError> {
     let (role, record) = visible_key(state, session, workspace_id, key_id).await?;
     can_revoke_key(role, &session.user.id, &record.created_by.id).map_err(|_| {
@@ -329,7 +329,7 @@ async fn revocable_key(
 pub async fn get(
     State(state): State<AppState>,
     session: SessionUser,
-    Path((workspace_id, key_id)): Path<(String, String)>,
+    Path((workspace_id, key_id)): Path<(WorkspaceId, KeyId)>,
 ) -> Result<ApiJson<ApiKeyRecord>, ApiError> {
     let (_, record) = visible_key(&state, &session, &workspace_id, &key_id).await?;
     Ok(ApiJson(record))

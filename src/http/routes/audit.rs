@@ -1,6 +1,7 @@
 //! The workspace's audit log, for owners and admins: newest first, cursor-paginated.
 
 use super::workspaces::caller_role;
+use crate::domain::ids::{KeyId, WorkspaceId};
 use crate::domain::permissions::can_list_members;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
@@ -101,7 +102,7 @@ pub struct AuditPage {
 pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     query: RawQuery,
 ) -> Result<ApiJson<AuditPage>, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
@@ -133,10 +134,11 @@ pub async fn list(
         issues.add("keyId", "must be an API key id (key_…)");
     }
     issues.finish(())?;
+    let key_id = key_id.map(KeyId::from);
     let bad_cursor = || ApiError::validation("cursor", "must be the nextCursor of a previous page");
     let rows = state
         .store
-        .list_audit_events(&workspace_id, key_id, after, limit)
+        .list_audit_events(&workspace_id, key_id.as_ref(), after, limit)
         .await?
         .ok_or_else(bad_cursor)?;
     let full_page = i64::try_from(rows.len()).unwrap_or(0) == limit;

@@ -1,3 +1,5 @@
+use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::domain::{password, session_token};
@@ -6,7 +8,7 @@ use crate::http::extract::ApiJson;
 use crate::http::openapi::{Email, ErrorBody, Password, ServerErrors};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::store::{normalize_email, Actor, ClientInfo, PasswordChange, User, WorkspaceWithRole};
+use crate::store::{normalize_email, Actor, ClientInfo, MembershipRow, PasswordChange, UserRow};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -43,7 +45,7 @@ fn client_address(client: &ClientInfo) -> Option<std::net::IpAddr> {
 
 /// One row on the account, never one per workspace (see `Store::record_failed_login`).
 /// Written off the response path so a wrong password answers as fast as an unknown email.
-fn record_failed_login(state: &AppState, user_id: String, client: ClientInfo) {
+fn record_failed_login(state: &AppState, user_id: UserId, client: ClientInfo) {
     let store = state.store.clone();
     tokio::spawn(async move {
         if let Err(err) = store.record_failed_login(&user_id, &client).await {
@@ -114,7 +116,7 @@ pub async fn login(
     let response = LoginResponse {
         token: session.token,
         expires_at,
-        user: record.user(),
+        user: record.user().into(),
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], ApiJson(response)))
 }
@@ -138,6 +140,42 @@ pub async fn logout(
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_session(&session.token_digest).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct User {
+    #[schema(value_type = String)]
+    id: UserId,
+    email: String,
+    name: String,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> User {
+        User {
+            id: row.id,
+            email: row.email,
+            name: row.name,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkspaceWithRole {
+    #[schema(value_type = String)]
+    id: WorkspaceId,
+    name: String,
+    role: Role,
+}
+
+impl From<MembershipRow> for WorkspaceWithRole {
+    fn from(row: MembershipRow) -> WorkspaceWithRole {
+        WorkspaceWithRole {
+            id: row.id,
+            name: row.name,
+            role: row.role,
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -165,8 +203,11 @@ pub async fn session(
 ) -> Result<ApiJson<SessionResponse>, ApiError> {
     let workspaces = state.store.workspaces_of(&session.user.id).await?;
     Ok(ApiJson(SessionResponse {
-        user: session.user,
-        workspaces,
+        user: session.user.into(),
+        workspaces: workspaces
+            .into_iter()
+            .map(WorkspaceWithRole::from)
+            .collect(),
     }))
 }
 

@@ -2,7 +2,9 @@
 //! account, and every token that opens nothing (unknown, expired, cancelled, used, or not even
 //! token-shaped) gets the one 404 `invitation_not_found`.
 
+use super::auth::User;
 use super::workspaces::manager_role;
+use crate::domain::ids::WorkspaceId;
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
@@ -16,8 +18,8 @@ use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::MemberActor;
 use crate::store::{
-    AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, Invitation, InvitationPreview,
-    InviteOutcome, NewSession, User, WorkspaceRef,
+    AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, InvitationPreviewRow,
+    InvitationRow, InviteOutcome, NewSession, UserRow, WorkspaceRefRow,
 };
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -97,7 +99,7 @@ pub async fn create(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     ApiJson(body): ApiJson<CreateInvitation>,
 ) -> Result<Response, ApiError> {
     let inviter_role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
@@ -123,7 +125,7 @@ pub async fn create(
             StatusCode::CREATED,
             [(header::CACHE_CONTROL, "no-store")],
             ApiJson(CreatedInvitation {
-                invitation,
+                invitation: invitation.into(),
                 token: token.token,
             }),
         )
@@ -155,11 +157,13 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<ApiJson<InvitationList>, ApiError> {
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let items = state.store.list_invitations(&workspace_id).await?;
-    Ok(ApiJson(InvitationList { items }))
+    Ok(ApiJson(InvitationList {
+        items: items.into_iter().map(Invitation::from).collect(),
+    }))
 }
 
 #[utoipa::path(
@@ -186,7 +190,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, invitation_id)): Path<(String, String)>,
+    Path((workspace_id, invitation_id)): Path<(WorkspaceId, String)>,
 ) -> Result<StatusCode, ApiError> {
     let role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let outcome = state
@@ -242,7 +246,91 @@ pub async fn lookup(
         .preview_invitation(&digest)
         .await?
         .ok_or_else(invitation_not_found)?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], ApiJson(preview)).into_response())
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        ApiJson(InvitationPreview::from(preview)),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InvitationStatus {
+    Pending,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Invitation {
+    /// `inv_…`
+    id: String,
+    email: String,
+    role: Role,
+    status: InvitationStatus,
+    invited_by: User,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+}
+
+impl From<InvitationRow> for Invitation {
+    fn from(row: InvitationRow) -> Invitation {
+        Invitation {
+            id: row.id,
+            email: row.email,
+            role: row.role,
+            status: InvitationStatus::Pending,
+            invited_by: User::from(UserRow {
+                id: row.inviter_id,
+                email: row.inviter_email,
+                name: row.inviter_name,
+            }),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkspaceRef {
+    #[schema(value_type = String)]
+    id: WorkspaceId,
+    name: String,
+}
+
+impl From<WorkspaceRefRow> for WorkspaceRef {
+    fn from(row: WorkspaceRefRow) -> WorkspaceRef {
+        WorkspaceRef {
+            id: row.id,
+            name: row.name,
+        }
+    }
+}
+
+/// What the holder of a token may see before accepting: never whether the email has an
+/// account (the inviter holds the token too).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationPreview {
+    workspace: WorkspaceRef,
+    email: String,
+    role: Role,
+    invited_by: String,
+    expires_at: Timestamp,
+}
+
+impl From<InvitationPreviewRow> for InvitationPreview {
+    fn from(row: InvitationPreviewRow) -> InvitationPreview {
+        InvitationPreview {
+            workspace: WorkspaceRef {
+                id: row.workspace_id,
+                name: row.workspace_name,
+            },
+            email: row.email,
+            role: row.role,
+            invited_by: row.inviter_name,
+            expires_at: row.expires_at,
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -348,9 +436,11 @@ pub async fn accept(
             .accept_invitation(&digest, &session.user, &client)
             .await?
         {
-            AcceptOutcome::Joined { workspace, role } => {
-                Ok(ApiJson(Joined { workspace, role }).into_response())
-            }
+            AcceptOutcome::Joined { workspace, role } => Ok(ApiJson(Joined {
+                workspace: workspace.into(),
+                role,
+            })
+            .into_response()),
             AcceptOutcome::NotFound => Err(invitation_not_found()),
             AcceptOutcome::OtherUser => Err(for_another_user()),
             AcceptOutcome::AlreadyMember => Err(ApiError::conflict(
@@ -396,8 +486,8 @@ pub async fn accept(
             ApiJson(JoinedWithNewAccount {
                 token: new_session.token,
                 expires_at,
-                user,
-                workspace,
+                user: user.into(),
+                workspace: workspace.into(),
                 role,
             }),
         )

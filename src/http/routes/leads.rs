@@ -1,11 +1,12 @@
 //! Leads, the workspace-scoped resource behind API keys. The workspace always comes from the
 //! key, and each query names it; the role rules come from `permissions`.
 
-use crate::domain::ids::LeadId;
+use crate::domain::ids::{LeadId, UserId};
 use crate::domain::permissions::{
     can_create_lead, can_modify_lead, can_see_lead, lead_visibility, Denial, LeadVisibility,
 };
 use crate::domain::scopes::Scope;
+use crate::domain::time::Timestamp;
 use crate::domain::validate::{self, Issues};
 use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path, RawQuery};
@@ -14,7 +15,7 @@ use crate::http::openapi::{
 };
 use crate::http::AppState;
 use crate::http::Principal;
-use crate::store::{Lead, LeadFields};
+use crate::store::{LeadFields, LeadRow};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -28,6 +29,40 @@ pub struct PageMeta {
     total: i64,
     page_no: i64,
     page_size: i64,
+}
+
+// `null` fields are always present (SPEC §5), hence `required` on each `Option`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Lead {
+    #[schema(value_type = String)]
+    id: LeadId,
+    name: String,
+    #[schema(required = true)]
+    email: Option<String>,
+    #[schema(required = true)]
+    mobile: Option<String>,
+    #[schema(required = true)]
+    title: Option<String>,
+    #[schema(value_type = String)]
+    owner_id: UserId,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<LeadRow> for Lead {
+    fn from(row: LeadRow) -> Lead {
+        Lead {
+            id: row.id,
+            name: row.name,
+            email: row.email,
+            mobile: row.mobile,
+            title: row.title,
+            owner_id: row.owner_id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -126,7 +161,7 @@ async fn find_lead(
     state: &AppState,
     principal: &Principal,
     lead_id: &LeadId,
-) -> Result<Lead, ApiError> {
+) -> Result<LeadRow, ApiError> {
     if let Some(lead) = state
         .store
         .get_lead(&principal.workspace_id, lead_id)
@@ -177,7 +212,7 @@ pub async fn list(
     let page = validate::page(query.get("pageNo"), query.get("pageSize"))?;
     let owner = match lead_visibility(principal.role) {
         LeadVisibility::All => None,
-        LeadVisibility::OwnOnly => Some(principal.user_id.as_str()),
+        LeadVisibility::OwnOnly => Some(&principal.user_id),
     };
     let (items, total) = state
         .store
@@ -190,7 +225,7 @@ pub async fn list(
             page_no: page.number,
             page_size: page.size,
         },
-        items,
+        items: items.into_iter().map(Lead::from).collect(),
     }))
 }
 
@@ -226,7 +261,7 @@ pub async fn create(
         .store
         .create_lead(&principal.workspace_id, &principal.user_id, fields)
         .await?;
-    Ok((StatusCode::CREATED, ApiJson(lead)))
+    Ok((StatusCode::CREATED, ApiJson(lead.into())))
 }
 
 #[utoipa::path(
@@ -256,7 +291,7 @@ pub async fn get(
     let lead = find_lead(&state, &principal, &lead_id).await?;
     can_see_lead(principal.role, &principal.user_id, &lead.owner_id)
         .map_err(|d| denial(d, "see"))?;
-    Ok(ApiJson(lead))
+    Ok(ApiJson(lead.into()))
 }
 
 #[utoipa::path(
@@ -295,7 +330,7 @@ pub async fn update(
         .store
         .update_lead(&principal.workspace_id, &lead_id, fields)
         .await?
-        .map(ApiJson)
+        .map(|lead| ApiJson(lead.into()))
         .ok_or_else(|| ApiError::not_found("No lead with this id."))
 }
 

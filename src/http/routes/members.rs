@@ -1,16 +1,40 @@
 use super::workspaces::manager_role;
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::Role;
+use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::{ErrorBody, MemberPath, ServerErrors, WorkspacePath};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::store::{ClientInfo, Member, MemberActor, MemberChange};
+use crate::store::{ClientInfo, MemberActor, MemberChange, MemberRow};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    #[schema(value_type = String)]
+    user_id: UserId,
+    email: String,
+    name: String,
+    role: Role,
+    joined_at: Timestamp,
+}
+
+impl From<MemberRow> for Member {
+    fn from(row: MemberRow) -> Member {
+        Member {
+            user_id: row.user_id,
+            email: row.email,
+            name: row.name,
+            role: row.role,
+            joined_at: row.joined_at,
+        }
+    }
+}
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MemberList {
@@ -26,7 +50,7 @@ fn not_a_manager() -> ApiError {
 
 fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
     match change {
-        MemberChange::Done(member) => Ok(member),
+        MemberChange::Done(member) => Ok(member.map(Member::from)),
         MemberChange::NotMember => Err(ApiError::not_found(
             "This user is not a member of the workspace.",
         )),
@@ -61,11 +85,13 @@ fn outcome(change: MemberChange) -> Result<Option<Member>, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     session: SessionUser,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<ApiJson<MemberList>, ApiError> {
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let items = state.store.list_members(&workspace_id).await?;
-    Ok(ApiJson(MemberList { items }))
+    Ok(ApiJson(MemberList {
+        items: items.into_iter().map(Member::from).collect(),
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

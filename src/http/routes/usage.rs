@@ -3,6 +3,7 @@
 
 use super::api_keys::visible_key;
 use super::workspaces::caller_role;
+use crate::domain::ids::{KeyId, WorkspaceId};
 use crate::domain::permissions::sees_all_keys;
 use crate::domain::time::Timestamp;
 use crate::domain::usage_series::{parse_query, Bucket, Granularity, Window};
@@ -88,7 +89,7 @@ fn window(query: &RawQuery) -> Result<Window, ApiError> {
 pub async fn key_usage(
     State(state): State<AppState>,
     session: SessionUser,
-    Path((workspace_id, key_id)): Path<(String, String)>,
+    Path((workspace_id, key_id)): Path<(WorkspaceId, KeyId)>,
     query: RawQuery,
 ) -> Result<ApiJson<KeyUsage>, ApiError> {
     let (_, record) = visible_key(&state, &session, &workspace_id, &key_id).await?;
@@ -98,7 +99,7 @@ pub async fn key_usage(
         .key_usage_hours(&workspace_id, &record.id, window.from, window.to)
         .await?;
     Ok(ApiJson(KeyUsage {
-        key_id: record.id,
+        key_id: record.id.into(),
         granularity: window.granularity,
         from: window.from,
         to: window.to,
@@ -131,12 +132,12 @@ pub async fn key_usage(
 pub async fn workspace_usage(
     State(state): State<AppState>,
     session: SessionUser,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     query: RawQuery,
 ) -> Result<ApiJson<WorkspaceUsage>, ApiError> {
     let role = caller_role(&state, &workspace_id, &session).await?;
     let window = window(&query)?;
-    let creator = (!sees_all_keys(role)).then_some(session.user.id.as_str());
+    let creator = (!sees_all_keys(role)).then_some(&session.user.id);
     let hours = state
         .store
         .workspace_usage_hours(&workspace_id, creator, window.from, window.to)
@@ -148,7 +149,7 @@ pub async fn workspace_usage(
         .into_iter()
         .filter(|key| key.total > 0 || key.status == KeyStatus::Active)
         .map(|key| KeyTotal {
-            id: key.id,
+            id: key.id.into(),
             name: key.name,
             status: key.status,
             total: key.total,

@@ -1,20 +1,22 @@
+use crate::domain::ids::WorkspaceId;
 use crate::domain::permissions::Role;
+use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::{ErrorBody, ServerErrors, Text100};
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::store::{ClientInfo, Workspace};
+use crate::store::{ClientInfo, WorkspaceRow};
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The caller's role in the workspace of the path. Not being a member is `workspace_mismatch`,
 /// whether or not the workspace exists, so ids of other workspaces cannot be probed.
 pub(super) async fn caller_role(
     state: &AppState,
-    workspace_id: &str,
+    workspace_id: &WorkspaceId,
     session: &SessionUser,
 ) -> Result<Role, ApiError> {
     state
@@ -33,7 +35,7 @@ pub(super) async fn caller_role(
 /// `refused` words the 403 for the resource at hand.
 pub(super) async fn manager_role(
     state: &AppState,
-    workspace_id: &str,
+    workspace_id: &WorkspaceId,
     session: &SessionUser,
     refused: fn() -> ApiError,
 ) -> Result<Role, ApiError> {
@@ -80,5 +82,24 @@ pub async fn create(
         .store
         .create_workspace(&name, &session.user.id, &client)
         .await?;
-    Ok((StatusCode::CREATED, ApiJson(workspace)))
+    Ok((StatusCode::CREATED, ApiJson(workspace.into())))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    #[schema(value_type = String)]
+    id: WorkspaceId,
+    name: String,
+    created_at: Timestamp,
+}
+
+impl From<WorkspaceRow> for Workspace {
+    fn from(row: WorkspaceRow) -> Workspace {
+        Workspace {
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+        }
+    }
 }
