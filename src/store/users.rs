@@ -67,7 +67,10 @@ pub(super) async fn insert_user(
 }
 
 pub enum BootstrapOutcome {
-    Created { workspace: WorkspaceRow, user: UserRow },
+    Created {
+        workspace: WorkspaceRow,
+        user: UserRow,
+    },
     EmailTaken,
 }
 
