@@ -2,8 +2,7 @@
 //! an `ApiError`, and every `ApiError` becomes the SPEC §4 JSON shape. Internal causes are
 //! logged (inside the request's span, so with its request id) and never shown.
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -295,48 +294,6 @@ enum Details<'a> {
     Reason { reason: &'static str },
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if let ApiError::Internal(source) = &self {
-            crate::http::request_id::with_current(
-                |request_id| tracing::error!(error = %source, request_id, "internal error"),
-            );
-        }
-        let body = crate::http::request_id::with_current(|id| self.body(id));
-        let mut response = Response::new(axum::body::Body::from(body));
-        *response.status_mut() = self.status_code();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        match &self {
-            ApiError::Unauthorized { realm, .. } => {
-                let challenge = match realm {
-                    Realm::ApiKey => "ApiKey header=\"x-api-key\"",
-                    Realm::Bearer => "Bearer",
-                };
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
-            }
-            ApiError::TooManyRequests {
-                retry_after_secs, ..
-            } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-            }
-            _ => {}
-        }
-        // Errors may carry reasons tied to one caller's credentials; never cache them.
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let extensions = response.extensions_mut();
-        extensions.insert(ErrorReason(self.reason()));
-        extensions.insert(ErrorCode(self.code()));
-        response
-    }
-}
-
 /// Left on error responses so metrics and logs can count outcomes by SPEC reason.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorReason(pub Option<&'static str>);
@@ -405,20 +362,5 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&err.body(None)).unwrap();
         assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
         assert_eq!(body["error"]["details"]["issues"][1]["field"], "email");
-    }
-
-    #[test]
-    fn unauthorized_carries_reason_and_challenge() {
-        let err = ApiError::Unauthorized {
-            realm: Realm::ApiKey,
-            reason: Reason::RevokedApiKey,
-            message: "This API key has been revoked.".into(),
-        };
-        let response = err.into_response();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            response.headers()[header::WWW_AUTHENTICATE],
-            "ApiKey header=\"x-api-key\""
-        );
     }
 }

@@ -9,5 +9,6 @@ pub mod permissions;
 pub mod scopes;
 pub mod session_token;
 pub mod time;
+pub mod usage_counts;
 pub mod usage_series;
 pub mod validate;

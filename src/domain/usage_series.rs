@@ -1,8 +1,8 @@
 //! The usage series of SPEC §11, as pure functions: which periods a query covers, and the
 //! stored hourly buckets folded into one bucket per period, empty periods included.
 
+use super::usage_counts::{Counts, HOUR_MS};
 use crate::domain::time::Timestamp;
-use crate::usage::{Counts, HOUR_MS};
 use serde::Serialize;
 
 pub const DAY_MS: i64 = 24 * HOUR_MS;

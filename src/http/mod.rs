@@ -7,6 +7,7 @@ mod background;
 mod body_limit;
 mod client;
 mod connection;
+mod error_response;
 mod expiry_log;
 mod extract;
 mod json_errors;

@@ -5,7 +5,7 @@ use super::sql::Sql;
 use super::{key_status, KeyStatus, Store};
 use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::time::Timestamp;
-use crate::usage::{Counts, KeyUsage};
+use crate::domain::usage_counts::{Counts, KeyUsage};
 
 /// Keys per `UPDATE api_keys` statement (3 parameters each).
 const KEY_CHUNK: usize = 500;

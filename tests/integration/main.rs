@@ -1,6 +1,7 @@
 //! Black-box tests: real servers on real SQLite and PostgreSQL, real HTTP.
 
 mod common;
+mod layers;
 mod test_app;
 
 mod accounts;

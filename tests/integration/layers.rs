@@ -1,0 +1,113 @@
+//! `src/lib.rs` says each layer depends only on those above it. This reads the sources and
+//! holds the code to that: a `use crate::…` of a lower layer fails here, with the file named.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// What each top-level module may use of the crate. Anything not listed is refused.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("error", &[]),
+    ("domain", &["error"]),
+    ("config", &["domain", "error"]),
+    ("telemetry", &["config"]),
+    ("store", &["domain", "error"]),
+    ("verify", &["domain", "error", "store"]),
+    ("limits", &["domain", "error"]),
+    ("usage", &["domain", "store"]),
+    (
+        "http",
+        &[
+            "domain",
+            "error",
+            "config",
+            "telemetry",
+            "store",
+            "verify",
+            "limits",
+            "usage",
+        ],
+    ),
+    (
+        "cli",
+        &[
+            "domain",
+            "error",
+            "config",
+            "telemetry",
+            "store",
+            "verify",
+            "http",
+        ],
+    ),
+];
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// The crate modules a file names as `crate::x`, outside comments.
+fn crate_uses(source: &str) -> BTreeSet<String> {
+    let mut uses = BTreeSet::new();
+    for line in source.lines() {
+        let code = line.split("//").next().unwrap_or_default();
+        for (at, _) in code.match_indices("crate::") {
+            let name: String = code[at + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            uses.insert(name);
+        }
+    }
+    uses
+}
+
+#[test]
+fn every_module_uses_only_the_layers_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut refused = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let top = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .map(|name| name.trim_end_matches(".rs"))
+            .expect("a module name");
+        if top == "lib" || top == "main" {
+            continue;
+        }
+        let Some((_, allowed)) = ALLOWED.iter().find(|(module, _)| *module == top) else {
+            refused.push(format!(
+                "{}: `{top}` is not in this test's table",
+                relative.display()
+            ));
+            continue;
+        };
+        let source = std::fs::read_to_string(file).expect("read a source file");
+        for used in crate_uses(&source) {
+            if used != top && !allowed.contains(&used.as_str()) {
+                refused.push(format!("{} uses crate::{used}", relative.display()));
+            }
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "layering broken:\n{}",
+        refused.join("\n")
+    );
+}
+
+#[test]
+fn the_check_sees_a_use_of_a_lower_layer() {
+    let uses = crate_uses("use crate::http::AppState; // crate::cli in a comment\n");
+    assert_eq!(uses, BTreeSet::from(["http".to_owned()]));
+}
