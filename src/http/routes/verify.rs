@@ -235,11 +235,7 @@ async fn get_verify(
     ),
     responses(
         (status = 200, description = "As GET", body = Verified),
-        (status = 400, description = "Unknown `scope`", body = ErrorBody),
-        (status = 401, description = "As any /api/v1 request", body = ErrorBody),
-        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
-        (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
+        VerifyFailures,
         ServerErrors,
     )
 )]
@@ -266,11 +262,7 @@ async fn post_verify(
     ),
     responses(
         (status = 200, description = "As /api/v1/verify", body = Verified),
-        (status = 400, description = "Unknown `scope`", body = ErrorBody),
-        (status = 401, description = "As any /api/v1 request", body = ErrorBody),
-        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
-        (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
+        VerifyFailures,
         ServerErrors,
     )
 )]
@@ -296,11 +288,7 @@ async fn get_verify_path(
     ),
     responses(
         (status = 200, description = "As /api/v1/verify", body = Verified),
-        (status = 400, description = "Unknown `scope`", body = ErrorBody),
-        (status = 401, description = "As any /api/v1 request", body = ErrorBody),
-        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
-        (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
+        VerifyFailures,
         ServerErrors,
     )
 )]
@@ -311,4 +299,24 @@ async fn post_verify_path(
     body: Body,
 ) -> Result<Response, ApiError> {
     verify(state, principal, query, body).await
+}
+
+/// The failures of the three twins of `GET /api/v1/verify` (POST, and both with a path), which
+/// answer exactly as it does; listed once instead of in each.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "never built: it only describes responses")]
+enum VerifyFailures {
+    #[response(status = 400, description = "Unknown `scope`")]
+    UnknownScope(ErrorBody),
+    #[response(status = 401, description = "As any /api/v1 request")]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 403,
+        description = "`insufficient_scope` or `browser_use_blocked`"
+    )]
+    Forbidden(ErrorBody),
+    #[response(status = 413, description = "A declared body over 1 MiB")]
+    TooLarge(ErrorBody),
+    #[response(status = 429, description = "Rate limited")]
+    RateLimited(ErrorBody),
 }
