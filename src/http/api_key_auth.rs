@@ -130,9 +130,8 @@ where
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let address = client_ip(request.headers(), peer, state.config.trust_forwarded_for);
     let now = Instant::now();
-    let row = match verify(&state, request.headers(), address, now).await {
+    let row = match verify(&state, request.headers(), peer, now).await {
         Ok(row) => row,
         Err(error) => {
             metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error")).increment(1);
@@ -275,7 +274,7 @@ fn address_key(address: Option<IpAddr>) -> String {
 async fn verify(
     state: &AppState,
     headers: &HeaderMap,
-    address: Option<IpAddr>,
+    peer: Option<SocketAddr>,
     now: Instant,
 ) -> Result<Arc<KeyPrincipalRow>, ApiError> {
     let mut values = headers.get_all(&X_API_KEY).iter();
@@ -320,6 +319,9 @@ async fn verify(
         }
         None => {
             metrics::counter!("heffl_key_cache_total", "result" => "miss").increment(1);
+            // Only a miss is throttled per address, so only a miss works the address out
+            // (X-Forwarded-For parsed when trusted).
+            let address = client_ip(headers, peer, state.config.trust_forwarded_for);
             // Boxed: the lookup's future is large, and only a miss should pay for moving it.
             Box::pin(look_up(state, digest.as_bytes(), address, now)).await?
         }
