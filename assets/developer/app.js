@@ -1368,7 +1368,10 @@
     el('create-form').addEventListener('submit', onCreate);
     el('create-cancel').addEventListener('click', () => el('create-dialog').close());
     el('copy-key-button').addEventListener('click', onCopy);
-    el('new-key-done').addEventListener('click', () => el('new-key-dialog').close());
+    el('new-key-done').addEventListener('click', () => {
+      forgetKey();
+      el('new-key-dialog').close();
+    });
     el('revoke-cancel').addEventListener('click', () => el('revoke-dialog').close());
     el('revoke-confirm').addEventListener('click', onRevokeConfirm);
     el('create-expiry').addEventListener('change', onExpiryChange);
@@ -1387,6 +1390,9 @@
     });
 
     el('create-dialog').addEventListener('close', () => restoreFocus(el('create-dialog')));
+    // The browser fires `close` in a later task; Escape's `cancel` comes at once, so the secret
+    // leaves the page as the dialog is dismissed, not a moment after.
+    el('new-key-dialog').addEventListener('cancel', forgetKey);
     el('new-key-dialog').addEventListener('close', () => {
       forgetKey();
       restoreFocus(el('new-key-dialog'));
