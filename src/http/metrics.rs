@@ -25,8 +25,18 @@ const COMMON_STATUSES: [u16; 14] = [
     200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 503,
 ];
 
+/// As a `route_layer`, the route's template comes from the router (`MatchedPath`); a service
+/// the router does not reach (http/dispatch.rs) names its template itself.
 #[derive(Clone, Copy, Default)]
-pub struct RouteMetricsLayer;
+pub struct RouteMetricsLayer {
+    route: Option<&'static str>,
+}
+
+impl RouteMetricsLayer {
+    pub fn for_route(route: &'static str) -> RouteMetricsLayer {
+        RouteMetricsLayer { route: Some(route) }
+    }
+}
 
 impl<S> Layer<S> for RouteMetricsLayer {
     type Service = RouteMetrics<S>;
@@ -36,6 +46,7 @@ impl<S> Layer<S> for RouteMetricsLayer {
         RouteMetrics {
             inner,
             handles: Arc::default(),
+            route: self.route,
         }
     }
 }
@@ -44,6 +55,7 @@ impl<S> Layer<S> for RouteMetricsLayer {
 pub struct RouteMetrics<S> {
     inner: S,
     handles: Arc<OnceLock<RouteHandles>>,
+    route: Option<&'static str>,
 }
 
 struct RouteHandles {
@@ -54,9 +66,7 @@ struct RouteHandles {
 }
 
 impl RouteHandles {
-    fn new(request: &Request) -> RouteHandles {
-        let method = request.method().clone();
-        let route = route_of(request);
+    fn new(method: Method, route: String) -> RouteHandles {
         RouteHandles {
             duration: metrics::histogram!(DURATION, "method" => method.as_str().to_owned(), "route" => route.clone()),
             method,
@@ -74,7 +84,10 @@ impl RouteHandles {
     }
 }
 
-fn route_of(request: &Request) -> String {
+fn route_of(request: &Request, named: Option<&'static str>) -> String {
+    if let Some(route) = named {
+        return route.to_owned();
+    }
     request
         .extensions()
         .get::<MatchedPath>()
@@ -99,10 +112,16 @@ where
     }
 
     fn call(&mut self, request: Request) -> RouteMetricsFuture<S::Future> {
-        let handles = self.handles.get_or_init(|| RouteHandles::new(&request));
+        let handles = self.handles.get_or_init(|| {
+            RouteHandles::new(request.method().clone(), route_of(&request, self.route))
+        });
         // HEAD served by a GET route, or any other method of an `any` route.
-        let other = (request.method() != handles.method)
-            .then(|| (request.method().as_str().to_owned(), route_of(&request)));
+        let other = (request.method() != handles.method).then(|| {
+            (
+                request.method().as_str().to_owned(),
+                route_of(&request, self.route),
+            )
+        });
         RouteMetricsFuture {
             inner: self.inner.call(request),
             handles: Arc::clone(&self.handles),

@@ -1,4 +1,4 @@
-//! The HTTP surface: `app(state)` builds the whole router with its layers; `serve` runs it with
+//! The HTTP surface: `app(state)` builds the whole service with its layers; `serve` runs it with
 //! graceful shutdown.
 
 mod api_key_auth;
@@ -7,6 +7,7 @@ mod background;
 mod body_limit;
 mod client;
 mod connection;
+mod dispatch;
 mod error_response;
 mod expiry_log;
 mod extract;
@@ -32,9 +33,9 @@ use crate::store::Store;
 use crate::usage::UsageRecorder;
 use crate::verify::{KeyCache, Verifier};
 use axum::http::{header, HeaderName, HeaderValue, Method};
-use axum::Router;
 use std::ops::Deref;
 use std::sync::Arc;
+use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -101,7 +102,11 @@ impl Deref for AppState {
     }
 }
 
-pub fn app(state: AppState) -> Router {
+/// The whole HTTP surface as one service: the request layer (stack.rs) around the direct
+/// stacks of the hottest routes and the router (dispatch.rs).
+pub type App = stack::RequestService<dispatch::Dispatch>;
+
+pub fn app(state: AppState) -> App {
     let dashboard = routes::dashboard().layer(dashboard_cors(&state.config));
     let api = routes::api(state.clone());
     // Request id, logs, body limit, timeout, panics and JSON errors, in one layer (stack.rs).
@@ -117,7 +122,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::operations())
         .split_for_parts();
     let document = openapi_json(&document);
-    routes
+    let router = routes
         .route(
             "/openapi.json",
             axum::routing::get(move || async move {
@@ -130,10 +135,11 @@ pub fn app(state: AppState) -> Router {
                 )
             }),
         )
-        .route_layer(metrics::RouteMetricsLayer)
+        .route_layer(metrics::RouteMetricsLayer::default())
         .fallback(json_errors::no_route)
-        .with_state(state)
-        .layer(request_layer)
+        .with_state(state.clone());
+    // Around the router rather than `Router::layer`, which would box it into every route.
+    request_layer.layer(dispatch::Dispatch::new(&state, router))
 }
 
 /// Serialized once: the document is fixed for the life of the router.
@@ -175,11 +181,11 @@ pub async fn serve_until(
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_grace;
     let background = background::spawn(&state);
-    let router = app(state.clone());
+    let app = app(state.clone());
     let (shutdown_started_tx, shutdown_started_rx) = tokio::sync::oneshot::channel::<()>();
     let server = server::serve_connections(
         listener,
-        router,
+        app,
         server::Limits::from_config(&state.config),
         async move {
             shutdown.await;

@@ -9,11 +9,12 @@
 //! finish.
 
 use super::connection::{InFlight, Timeouts, TrackedIo, Tracker};
+use super::dispatch::DispatchFuture;
+use super::stack::RequestFuture;
+use super::App;
 use crate::config::Config;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
-use axum::routing::future::RouteFuture;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -55,11 +56,11 @@ impl Limits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and returns
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and returns
 /// once the open connections have finished their requests.
 pub async fn serve_connections(
     listener: TcpListener,
-    router: Router,
+    app: App,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -102,7 +103,7 @@ pub async fn serve_connections(
         next_id += 1;
         open.insert(id, Arc::clone(&tracker));
         let service = ConnectionService {
-            router: router.clone(),
+            app: app.clone(),
             peer,
             tracker: Arc::clone(&tracker),
         };
@@ -191,11 +192,11 @@ impl OpenConnections {
     }
 }
 
-/// The router as one connection's hyper service: it carries the peer address (the
+/// The app as one connection's hyper service: it carries the peer address (the
 /// `ConnectInfo` handlers read) and tells the connection's clock when requests run.
 #[derive(Clone)]
 struct ConnectionService {
-    router: Router,
+    app: App,
     peer: SocketAddr,
     tracker: Arc<Tracker>,
 }
@@ -208,9 +209,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     fn call(&self, mut request: Request<Incoming>) -> ServedRequest {
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let in_flight = self.tracker.request_started();
-        // A `Router` is always ready, so it is called directly: no `Oneshot` state machine and
-        // no boxed future per request.
-        let response = self.router.clone().call(request);
+        // The app is always ready, so it is called directly: no `Oneshot` state machine and no
+        // boxed future per request.
+        let response = self.app.clone().call(request.map(axum::body::Body::new));
         ServedRequest {
             response,
             in_flight: Some(in_flight),
@@ -219,10 +220,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 }
 
 pin_project! {
-    /// The router's answer; the request counts as in progress until it is ready.
+    /// The app's answer; the request counts as in progress until it is ready.
     pub struct ServedRequest {
         #[pin]
-        response: RouteFuture<Infallible>,
+        response: RequestFuture<DispatchFuture>,
         in_flight: Option<InFlight>,
     }
 }

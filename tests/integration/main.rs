@@ -12,6 +12,7 @@ mod cli_help;
 mod cluster;
 mod cors;
 mod crash_safety;
+mod dispatch;
 mod error_messages;
 mod expiry;
 mod forward_auth;

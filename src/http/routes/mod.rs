@@ -63,6 +63,30 @@ pub fn api(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(credentials::revoke))
 }
 
+/// The handlers http/dispatch.rs calls without the router, each as the router calls it.
+pub mod direct {
+    use crate::http::AppState;
+    use axum::extract::Request;
+    use axum::handler::Handler;
+    use axum::response::Response;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+    pub fn me(request: Request, state: AppState) -> HandlerFuture {
+        Handler::call(super::me::me, request, state)
+    }
+
+    pub fn verify(request: Request, state: AppState) -> HandlerFuture {
+        Handler::call(super::verify::verify, request, state)
+    }
+
+    pub fn healthz(request: Request, state: AppState) -> HandlerFuture {
+        Handler::call(super::operations::healthz, request, state)
+    }
+}
+
 /// Operations are documented; the pages and their assets are not API and are left out.
 pub fn operations() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -52,7 +52,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// What a successful verify answers; failures are those of any /api/v1 request.
-async fn verify(
+pub(super) async fn verify(
     State(state): State<AppState>,
     principal: Principal,
     RawQuery(query): RawQuery,

@@ -1,0 +1,196 @@
+//! The requests an API-key server answers most, sent straight to their handlers: `GET
+//! /api/v1/me`, forward auth's `/api/v1/verify` (any method but HEAD; a gateway asks it before
+//! every request it lets through) and `GET /healthz` (load balancers). Every other request goes
+//! through the router.
+//!
+//! Why: axum boxes each layer a route carries, and clones the boxed service, on every request,
+//! besides matching the path and recording it; for these three that was about a third of the
+//! instructions a request cost (docs/performance.md). Here each is one fixed stack, composed
+//! once: route metrics, the `x-api-key` check where the router has it, and the same handler
+//! function the router calls, with the same extractors. What they answer is therefore what the
+//! router would: `tests/integration/dispatch.rs` sends each request both ways and compares.
+//!
+//! The router keeps these routes too: HEAD, the `/api/v1/verify/{*path}` twins and the OpenAPI
+//! document are served from there.
+
+use super::api_key_auth::{RequireApiKey, RequireApiKeyService};
+use super::metrics::{RouteMetrics, RouteMetricsFuture, RouteMetricsLayer};
+use super::routes::direct::{self, HandlerFuture};
+use super::AppState;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::response::Response;
+use axum::routing::future::RouteFuture;
+use axum::Router;
+use pin_project_lite::pin_project;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// Which fixed stack serves a request, if any; the path must match exactly (a query is fine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direct {
+    Me,
+    Verify,
+    Healthz,
+}
+
+impl Direct {
+    pub fn of(method: &Method, path: &str) -> Option<Direct> {
+        match path {
+            "/api/v1/me" if method == Method::GET => Some(Direct::Me),
+            // HEAD answers carry no body; the router knows how to strip it.
+            "/api/v1/verify" if method != Method::HEAD => Some(Direct::Verify),
+            "/healthz" if method == Method::GET => Some(Direct::Healthz),
+            _ => None,
+        }
+    }
+}
+
+/// A handler called as the router would call it, on the router's state.
+#[derive(Clone)]
+pub struct Endpoint {
+    handler: fn(Request, AppState) -> HandlerFuture,
+    state: AppState,
+}
+
+impl Service<Request> for Endpoint {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = EndpointFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> EndpointFuture {
+        EndpointFuture((self.handler)(request, self.state.clone()))
+    }
+}
+
+pub struct EndpointFuture(HandlerFuture);
+
+impl Future for EndpointFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx).map(Ok)
+    }
+}
+
+type Keyed = RouteMetrics<RequireApiKeyService<Endpoint>>;
+type Open = RouteMetrics<Endpoint>;
+
+struct Stacks {
+    me: Keyed,
+    verify: Keyed,
+    healthz: Open,
+    router: Router,
+}
+
+/// The router with the direct stacks in front of it. A clone is one reference count.
+#[derive(Clone)]
+pub struct Dispatch(Arc<Stacks>);
+
+impl Dispatch {
+    pub fn new(state: &AppState, router: Router) -> Dispatch {
+        let endpoint = |handler| Endpoint {
+            handler,
+            state: state.clone(),
+        };
+        let keyed = |route, handler| {
+            RouteMetricsLayer::for_route(route)
+                .layer(RequireApiKey::new(state.clone()).layer(endpoint(handler)))
+        };
+        Dispatch(Arc::new(Stacks {
+            me: keyed("/api/v1/me", direct::me),
+            verify: keyed("/api/v1/verify", direct::verify),
+            healthz: RouteMetricsLayer::for_route("/healthz").layer(endpoint(direct::healthz)),
+            router,
+        }))
+    }
+}
+
+impl Service<Request> for Dispatch {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = DispatchFuture;
+
+    /// Every stack, the router included, is always ready.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> DispatchFuture {
+        let stacks = &*self.0;
+        match Direct::of(request.method(), request.uri().path()) {
+            Some(Direct::Me) => DispatchFuture::Keyed {
+                future: stacks.me.clone().call(request),
+            },
+            Some(Direct::Verify) => DispatchFuture::Keyed {
+                future: stacks.verify.clone().call(request),
+            },
+            Some(Direct::Healthz) => DispatchFuture::Open {
+                future: stacks.healthz.clone().call(request),
+            },
+            None => DispatchFuture::Routed {
+                future: stacks.router.clone().call(request),
+            },
+        }
+    }
+}
+
+type KeyedFuture = <RequireApiKeyService<Endpoint> as Service<Request>>::Future;
+
+pin_project! {
+    #[project = DispatchProj]
+    pub enum DispatchFuture {
+        Keyed { #[pin] future: RouteMetricsFuture<KeyedFuture> },
+        Open { #[pin] future: RouteMetricsFuture<EndpointFuture> },
+        Routed { #[pin] future: RouteFuture<Infallible> },
+    }
+}
+
+impl Future for DispatchFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            DispatchProj::Keyed { future } => future.poll(cx),
+            DispatchProj::Open { future } => future.poll(cx),
+            DispatchProj::Routed { future } => future.poll(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_paths_and_their_methods_are_served_directly() {
+        let cases = [
+            (Method::GET, "/api/v1/me", Some(Direct::Me)),
+            (Method::HEAD, "/api/v1/me", None),
+            (Method::POST, "/api/v1/me", None),
+            (Method::GET, "/api/v1/me/", None),
+            (Method::GET, "/api/v1/mex", None),
+            (Method::GET, "/api/v1/verify", Some(Direct::Verify)),
+            (Method::POST, "/api/v1/verify", Some(Direct::Verify)),
+            (Method::DELETE, "/api/v1/verify", Some(Direct::Verify)),
+            (Method::HEAD, "/api/v1/verify", None),
+            (Method::GET, "/api/v1/verify/", None),
+            (Method::GET, "/api/v1/verify/orders/1", None),
+            (Method::GET, "/healthz", Some(Direct::Healthz)),
+            (Method::POST, "/healthz", None),
+            (Method::GET, "/readyz", None),
+            (Method::GET, "/API/v1/me", None),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(Direct::of(&method, path), expected, "{method} {path}");
+        }
+    }
+}
