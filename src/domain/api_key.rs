@@ -365,6 +365,35 @@ impl KeyRejection {
 /// Allocates only for the returned key (and a rejected key's environment
 /// tag); never panics.
 pub fn parse(raw: &[u8], expected: &KeyEnv) -> Result<ApiKey, KeyRejection> {
+    match parse_well_formed(raw, expected) {
+        Some(key) => Ok(key),
+        None => parse_explained(raw, expected),
+    }
+}
+
+/// The common case in one pass: exactly `hk_<expected>_` and a base62 body with a valid
+/// checksum. Whatever this accepts, `parse_explained` accepts too, as the same key (a property
+/// test holds the two together); whatever it refuses goes there to learn why.
+fn parse_well_formed(raw: &[u8], expected: &KeyEnv) -> Option<ApiKey> {
+    let body = raw
+        .strip_prefix(PREFIX.as_bytes())?
+        .strip_prefix(expected.as_str().as_bytes())?
+        .strip_prefix(b"_")?;
+    if body.len() != BODY_LEN || !body.iter().all(|&b| base62::is_base62(b)) {
+        return None;
+    }
+    let (covered, encoded) = raw.split_last_chunk::<CHECKSUM_LEN>()?;
+    if decode_checksum(encoded) != Some(u64::from(crc32fast::hash(covered))) {
+        return None;
+    }
+    Some(ApiKey {
+        secret: std::str::from_utf8(raw).ok()?.to_owned(),
+        prefix_len: raw.len() - BODY_LEN,
+    })
+}
+
+/// Every check, from the most to the least obvious mistake (see `parse`).
+fn parse_explained(raw: &[u8], expected: &KeyEnv) -> Result<ApiKey, KeyRejection> {
     if raw.is_empty() {
         return Err(Malformed::Empty.into());
     }
@@ -989,6 +1018,38 @@ mod tests {
                         prop_assert!(!message.as_bytes().windows(8).any(|w| w == window),
                             "{message}");
                     }
+                }
+            }
+        }
+
+        /// The fast path is a shortcut, never a second opinion.
+        #[test]
+        fn the_one_pass_parse_accepts_only_what_the_explained_parse_accepts(
+            tag in env_strategy(),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..3),
+        ) {
+            let mut raw = ApiKey::generate(&tag).expose_secret().as_bytes().to_vec();
+            for (index, byte, op) in edits {
+                let index = index % (raw.len() + 1);
+                match op {
+                    0 => raw.insert(index, byte),
+                    1 if index < raw.len() => { raw.remove(index); }
+                    _ if index < raw.len() => raw[index] = byte,
+                    _ => {}
+                }
+            }
+            for expected in [tag.clone(), live()] {
+                let explained = parse_explained(&raw, &expected);
+                match parse_well_formed(&raw, &expected) {
+                    Some(fast) => {
+                        let explained = explained.map_err(|r| r.message(&expected));
+                        prop_assert!(explained.is_ok(), "{:?}", explained.err());
+                        let explained = explained.unwrap();
+                        prop_assert_eq!(fast.expose_secret(), explained.expose_secret());
+                        prop_assert_eq!(fast.prefix_len, explained.prefix_len);
+                    }
+                    // Everything the explained parse accepts is well formed.
+                    None => prop_assert!(explained.is_err()),
                 }
             }
         }

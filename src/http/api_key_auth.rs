@@ -130,15 +130,14 @@ where
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let now = Instant::now();
-    let row = match verify(&state, request.headers(), peer, now).await {
+    let row = match verify(&state, request.headers(), peer).await {
         Ok(row) => row,
         Err(error) => {
             metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error")).increment(1);
             return error.into_response();
         }
     };
-    let decision = rate_limit(&state, &row, now).await;
+    let decision = rate_limit(&state, &row).await;
     if let Some(decision) = decision.filter(|d| !d.allowed) {
         metrics::counter!("heffl_api_key_auth_total", "outcome" => "rate_limited").increment(1);
         let outcome = Some(Outcome::RateLimited);
@@ -191,8 +190,8 @@ fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {
     }
 }
 
-/// `None` when no limit applies to this key.
-async fn rate_limit(state: &AppState, row: &KeyPrincipalRow, now: Instant) -> Option<Decision> {
+/// `None` when no limit applies to this key (and then the clock is not read).
+async fn rate_limit(state: &AppState, row: &KeyPrincipalRow) -> Option<Decision> {
     let limit = match row.rate_limit_per_minute {
         Some(own) => u32::try_from(own).unwrap_or(u32::MAX),
         None => state.config.rate_limit_per_minute,
@@ -200,7 +199,12 @@ async fn rate_limit(state: &AppState, row: &KeyPrincipalRow, now: Instant) -> Op
     if limit == 0 {
         return None;
     }
-    Some(state.key_limits.check(&row.key_id, limit, now).await)
+    Some(
+        state
+            .key_limits
+            .check(&row.key_id, limit, Instant::now())
+            .await,
+    )
 }
 
 fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
@@ -275,7 +279,6 @@ async fn verify(
     state: &AppState,
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
-    now: Instant,
 ) -> Result<Arc<KeyPrincipalRow>, ApiError> {
     let mut values = headers.get_all(&X_API_KEY).iter();
     let first = values.next();
@@ -323,7 +326,7 @@ async fn verify(
             // (X-Forwarded-For parsed when trusted).
             let address = client_ip(headers, peer, state.config.trust_forwarded_for);
             // Boxed: the lookup's future is large, and only a miss should pay for moving it.
-            Box::pin(look_up(state, digest.as_bytes(), address, now)).await?
+            Box::pin(look_up(state, digest.as_bytes(), address)).await?
         }
     };
     let row = match lookup {
@@ -369,7 +372,6 @@ async fn look_up(
     state: &AppState,
     digest: &[u8; 32],
     address: Option<IpAddr>,
-    now: Instant,
 ) -> Result<Lookup, ApiError> {
     let limit = state.config.auth_failures_per_minute;
     if limit == 0 {
@@ -377,7 +379,7 @@ async fn look_up(
     }
     match state
         .auth_throttle
-        .gate(&address_key(address), digest, limit, now)
+        .gate(&address_key(address), digest, limit, Instant::now())
     {
         Gate::Repeat => Ok(Lookup::Unknown),
         Gate::Lookup(reservation) => {

@@ -22,6 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+/// The keys are SHA-256 digests, which no client can steer, so std's SipHash (built to resist
+/// chosen keys) buys nothing on every lookup; foldhash is still seeded per process, so which
+/// bucket a digest lands in cannot be predicted from outside either.
+type DigestHasher = foldhash::fast::RandomState;
+
 /// What changed, as written to `key_events` and sent over NOTIFY.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
@@ -98,10 +103,10 @@ pub enum Lookup {
 }
 
 pub struct KeyCache {
-    found: Cache<[u8; 32], Arc<KeyPrincipalRow>>,
+    found: Cache<[u8; 32], Arc<KeyPrincipalRow>, DigestHasher>,
     /// Separate and small, with a short life: remembers fakes so that a repeated fake costs no
     /// query, without letting a flood of distinct fakes evict real keys.
-    unknown: Cache<[u8; 32], ()>,
+    unknown: Cache<[u8; 32], (), DigestHasher>,
     epoch: AtomicU64,
     live: AtomicBool,
     /// Database lookups made on behalf of this cache's verifications (hits and misses aside):
@@ -142,11 +147,11 @@ impl KeyCache {
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .support_invalidation_closures()
-                .build(),
+                .build_with_hasher(DigestHasher::default()),
             unknown: Cache::builder()
                 .max_capacity(UNKNOWN_CAPACITY.min(capacity.max(1)))
                 .time_to_live(UNKNOWN_TTL.min(ttl))
-                .build(),
+                .build_with_hasher(DigestHasher::default()),
             epoch: AtomicU64::new(0),
             live: AtomicBool::new(false),
             lookups: AtomicU64::new(0),
