@@ -126,7 +126,14 @@ window.HefflCharts = (() => {
       const row = document.createElement('tr');
       const th = document.createElement('th');
       th.scope = 'row';
-      th.textContent = periodLabel(bucket.start, granularity, true);
+      // A phone shows the short label (app.css), so every column fits without scrolling.
+      const long = document.createElement('span');
+      long.className = 'period-long';
+      long.textContent = periodLabel(bucket.start, granularity, true);
+      const short = document.createElement('span');
+      short.className = 'period-short';
+      short.textContent = periodLabel(bucket.start, granularity, false);
+      th.append(long, short);
       row.append(th);
       for (const value of [...OUTCOMES.map((o) => bucket[o.field]), total(bucket)]) {
         const td = document.createElement('td');

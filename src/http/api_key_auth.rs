@@ -5,7 +5,7 @@
 
 use super::auth_throttle::Gate;
 use super::{client_ip, AppState, X_API_KEY};
-use crate::domain::api_key::{self, KeyRejection};
+use crate::domain::api_key::{self, KeyDigest, KeyRejection};
 use crate::domain::permissions::Role;
 use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::time::Timestamp;
@@ -17,12 +17,13 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 use tower::{Layer, Service};
 
@@ -107,34 +108,102 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = KeyFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    /// A cached key without a rate limit, the common case, is decided here, synchronously:
+    /// its request goes straight on to the inner service, with nothing boxed. Refusals are
+    /// answered at once; a miss or a rate limit continues in `require_api_key`.
+    fn call(&mut self, mut request: Request) -> KeyFuture<S::Future> {
         // The clone that was polled ready serves this request; a fresh one waits for the next.
         let fresh = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, fresh);
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
         let state = self.state.clone();
-        Box::pin(async move { Ok(require_api_key(state, request, inner).await) })
+        let checked = match check_cached(&state, request.headers()) {
+            Ok(checked) => checked,
+            Err(error) => {
+                return KeyFuture::Refused {
+                    response: Some(refused(error)),
+                }
+            }
+        };
+        match checked {
+            Checked::Found(row) if limit_of(&state, &row) == 0 => {
+                hot_counters().auth_ok.increment(1);
+                request.extensions_mut().insert(principal(&row));
+                KeyFuture::Serving {
+                    inner: inner.call(request),
+                    state,
+                    row,
+                }
+            }
+            checked => KeyFuture::Checking {
+                future: Box::pin(async move {
+                    Ok(require_api_key(state, request, inner, checked).await)
+                }),
+            },
+        }
     }
 }
 
-async fn require_api_key<S>(state: AppState, mut request: Request, mut inner: S) -> Response
+type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+pin_project! {
+    #[project = KeyFutureProj]
+    pub enum KeyFuture<F> {
+        Refused { response: Option<Response> },
+        Serving { #[pin] inner: F, state: AppState, row: Arc<KeyPrincipalRow> },
+        Checking { future: BoxedResponse },
+    }
+}
+
+impl<F> Future for KeyFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            KeyFutureProj::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Ready(Ok(
+                    ApiError::internal("a refusal was polled twice").into_response()
+                )),
+            },
+            KeyFutureProj::Serving { inner, state, row } => {
+                let Ok(response) = ready!(inner.poll(cx));
+                Poll::Ready(Ok(served(state, row, None, response)))
+            }
+            KeyFutureProj::Checking { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// The key was not refused by `check_cached`: a miss to look up, or a key with a rate limit.
+async fn require_api_key<S>(
+    state: AppState,
+    mut request: Request,
+    mut inner: S,
+    checked: Checked,
+) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr);
-    let row = match verify(&state, request.headers(), peer).await {
-        Ok(row) => row,
-        Err(error) => {
-            metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error")).increment(1);
-            return error.into_response();
+    let row = match checked {
+        Checked::Found(row) => row,
+        Checked::Miss(digest) => {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| *addr);
+            match resolve_miss(&state, request.headers(), peer, &digest).await {
+                Ok(row) => row,
+                Err(error) => return refused(error),
+            }
         }
     };
     let decision = rate_limit(&state, &row).await;
@@ -157,19 +226,35 @@ where
         return response;
     }
     hot_counters().auth_ok.increment(1);
-    let principal = principal(&row);
-    request.extensions_mut().insert(principal.clone());
-    let mut response = match inner.call(request).await {
+    request.extensions_mut().insert(principal(&row));
+    let response = match inner.call(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
+    served(&state, &row, decision, response)
+}
+
+fn refused(error: ApiError) -> Response {
+    metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error"))
+        .increment(1);
+    error.into_response()
+}
+
+/// What every answer to a verified key gets on its way out: its usage counted, the key named
+/// for the request log on errors, and the rate-limit headers.
+fn served(
+    state: &AppState,
+    row: &Arc<KeyPrincipalRow>,
+    decision: Option<Decision>,
+    mut response: Response,
+) -> Response {
     let status = response.status();
     state
         .usage
         .record(&row.key_id, Outcome::of_verified(status), Timestamp::now());
     if status.is_client_error() || status.is_server_error() {
         // For the request log: the key that was verified (its id, never the secret).
-        response.extensions_mut().insert(principal);
+        response.extensions_mut().insert(principal(row));
     }
     if let Some(decision) = decision {
         set_rate_limit_headers(response.headers_mut(), decision);
@@ -190,12 +275,17 @@ fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {
     }
 }
 
-/// `None` when no limit applies to this key (and then the clock is not read).
-async fn rate_limit(state: &AppState, row: &KeyPrincipalRow) -> Option<Decision> {
-    let limit = match row.rate_limit_per_minute {
+/// Requests per minute for this key: its own limit, else the server's; 0 for none.
+fn limit_of(state: &AppState, row: &KeyPrincipalRow) -> u32 {
+    match row.rate_limit_per_minute {
         Some(own) => u32::try_from(own).unwrap_or(u32::MAX),
         None => state.config.rate_limit_per_minute,
-    };
+    }
+}
+
+/// `None` when no limit applies to this key (and then the clock is not read).
+async fn rate_limit(state: &AppState, row: &KeyPrincipalRow) -> Option<Decision> {
+    let limit = limit_of(state, row);
     if limit == 0 {
         return None;
     }
@@ -275,11 +365,14 @@ fn address_key(address: Option<IpAddr>) -> String {
     address.map(|ip| ip.to_string()).unwrap_or_default()
 }
 
-async fn verify(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-) -> Result<Arc<KeyPrincipalRow>, ApiError> {
+/// What the header and the cache can tell without waiting: a usable cached key, a digest the
+/// cache could not answer, or the refusal.
+enum Checked {
+    Found(Arc<KeyPrincipalRow>),
+    Miss(KeyDigest),
+}
+
+fn check_cached(state: &AppState, headers: &HeaderMap) -> Result<Checked, ApiError> {
     let mut values = headers.get_all(&X_API_KEY).iter();
     let first = values.next();
     if first.is_some() && !state.config.allow_browser_keys && from_browser(headers) {
@@ -315,20 +408,33 @@ async fn verify(
         unauthorized(reason, rejection.message(expected_env))
     })?;
     let digest = key.digest();
-    let lookup = match state.store.key_cache().get(digest.as_bytes()) {
+    match state.store.key_cache().get(digest.as_bytes()) {
         Some(hit) => {
             hot_counters().cache_hit.increment(1);
-            hit
+            Ok(Checked::Found(usable(state, hit)?))
         }
         None => {
             metrics::counter!("heffl_key_cache_total", "result" => "miss").increment(1);
-            // Only a miss is throttled per address, so only a miss works the address out
-            // (X-Forwarded-For parsed when trusted).
-            let address = client_ip(headers, peer, state.config.trust_forwarded_for);
-            // Boxed: the lookup's future is large, and only a miss should pay for moving it.
-            Box::pin(look_up(state, digest.as_bytes(), address)).await?
+            Ok(Checked::Miss(digest))
         }
-    };
+    }
+}
+
+async fn resolve_miss(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    digest: &KeyDigest,
+) -> Result<Arc<KeyPrincipalRow>, ApiError> {
+    // Only a miss is throttled per address, so only a miss works the address out
+    // (X-Forwarded-For parsed when trusted).
+    let address = client_ip(headers, peer, state.config.trust_forwarded_for);
+    let lookup = look_up(state, digest.as_bytes(), address).await?;
+    usable(state, lookup)
+}
+
+/// A key that exists may still be revoked, its creator gone, or expired.
+fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiError> {
     let row = match lookup {
         Lookup::Found(row) => row,
         Lookup::Unknown => {

@@ -124,6 +124,10 @@ describe('Settings > Developer: usage and the key lifecycle', { timeout: 300_000
           ['8', '2', '2', '5', '17'],
         );
         await screenshot(page, `usage-workspace-chart-${width}`, { fullPage: true });
+        const overflow = await chart
+          .locator('.chart-table-wrap')
+          .evaluate((wrap) => wrap.scrollWidth - wrap.clientWidth);
+        assert.ok(overflow <= 0, `every column of the numbers is in view (${width}): ${overflow}px hidden`);
         await chart.locator('summary').click();
 
         await page.locator('label[for="filter-all"]').click();
