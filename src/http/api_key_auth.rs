@@ -125,9 +125,8 @@ where
         let checked = match check_cached(&state, request.headers()) {
             Ok(checked) => checked,
             Err(error) => {
-                return KeyFuture::Refused {
-                    response: Some(refused(error)),
-                }
+                count_refusal(&error);
+                return KeyFuture::Refused { error: Some(error) };
             }
         };
         match checked {
@@ -154,7 +153,9 @@ type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> +
 pin_project! {
     #[project = KeyFutureProj]
     pub enum KeyFuture<F> {
-        Refused { response: Option<Response> },
+        // The body is made when polled, inside the request id's scope (stack.rs), which
+        // `call` is not: the error's `requestId` comes from there.
+        Refused { error: Option<ApiError> },
         Serving { #[pin] inner: F, state: AppState, row: Arc<KeyPrincipalRow> },
         Checking { future: BoxedResponse },
     }
@@ -168,12 +169,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            KeyFutureProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Ready(Ok(
-                    ApiError::internal("a refusal was polled twice").into_response()
-                )),
-            },
+            KeyFutureProj::Refused { error } => {
+                let error = error
+                    .take()
+                    .unwrap_or_else(|| ApiError::internal("a refusal was polled twice"));
+                Poll::Ready(Ok(error.into_response()))
+            }
             KeyFutureProj::Serving { inner, state, row } => {
                 let Ok(response) = ready!(inner.poll(cx));
                 Poll::Ready(Ok(served(state, row, None, response)))
@@ -234,9 +235,13 @@ where
     served(&state, &row, decision, response)
 }
 
-fn refused(error: ApiError) -> Response {
+fn count_refusal(error: &ApiError) {
     metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error"))
         .increment(1);
+}
+
+fn refused(error: ApiError) -> Response {
+    count_refusal(&error);
     error.into_response()
 }
 

@@ -117,10 +117,7 @@ where
             }
         } else {
             let request = body_limit::limit(request);
-            // In the id's scope: a service may answer from `call` itself (the key layer refuses
-            // there), and its error body carries the id.
-            let call = || id.sync_scope(|| self.inner.call(request));
-            match std::panic::catch_unwind(AssertUnwindSafe(call)) {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
                 Ok(future) => State::Running {
                     future: id.scope(future),
                 },
