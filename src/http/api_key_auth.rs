@@ -11,7 +11,7 @@ use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::time::Timestamp;
 use crate::domain::usage_counts::Outcome;
 use crate::error::{ApiError, Realm, Reason};
-use crate::limits::Decision;
+use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -114,36 +114,51 @@ where
         self.inner.poll_ready(cx)
     }
 
-    /// A cached key without a rate limit, the common case, is decided here, synchronously:
-    /// its request goes straight on to the inner service, with nothing boxed. Refusals are
-    /// answered at once; a miss or a rate limit continues in `require_api_key`.
+    /// A cached key whose rate limit (if any) this instance can decide alone, the common case,
+    /// is decided here, synchronously: its request goes straight on to the inner service, with
+    /// nothing boxed, and refusals are answered without waiting. A miss, or a limit that must
+    /// ask Redis, continues in `require_api_key`.
     fn call(&mut self, mut request: Request) -> KeyFuture<S::Future> {
         // The clone that was polled ready serves this request; a fresh one waits for the next.
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let state = self.state.clone();
-        let checked = match check_cached(&state, request.headers()) {
-            Ok(checked) => checked,
+        let row = match check_cached(&state, request.headers()) {
+            Ok(Checked::Found(row)) => row,
+            Ok(Checked::Miss(digest)) => {
+                return KeyFuture::boxed(state, request, inner, Pending::Miss(digest))
+            }
             Err(error) => {
                 count_refusal(&error);
-                return KeyFuture::Refused { error: Some(error) };
+                return KeyFuture::Refused {
+                    error: Some(error),
+                    limited: None,
+                };
             }
         };
-        match checked {
-            Checked::Found(row) if limit_of(&state, &row) == 0 => {
-                hot_counters().auth_ok.increment(1);
-                request.extensions_mut().insert(principal(&row));
-                KeyFuture::Serving {
-                    inner: inner.call(request),
-                    state,
-                    row,
+        let decision = match limit_of(&state, &row) {
+            0 => None,
+            limit => match state.key_limits.start(&row.key_id, limit, Instant::now()) {
+                Check::Decided(decision) => Some(decision),
+                Check::AskRedis(question) => {
+                    let pending = Pending::AskRedis(row, question);
+                    return KeyFuture::boxed(state, request, inner, pending);
                 }
-            }
-            checked => KeyFuture::Checking {
-                future: Box::pin(async move {
-                    Ok(require_api_key(state, request, inner, checked).await)
-                }),
             },
+        };
+        if let Some(decision) = decision.filter(|d| !d.allowed) {
+            return KeyFuture::Refused {
+                error: Some(rate_limited(&state, &row, decision)),
+                limited: Some((row, decision)),
+            };
+        }
+        hot_counters().auth_ok.increment(1);
+        request.extensions_mut().insert(principal(&row));
+        KeyFuture::Serving {
+            inner: inner.call(request),
+            state,
+            row,
+            decision,
         }
     }
 }
@@ -155,9 +170,28 @@ pin_project! {
     pub enum KeyFuture<F> {
         // The body is made when polled, inside the request id's scope (stack.rs), which
         // `call` is not: the error's `requestId` comes from there.
-        Refused { error: Option<ApiError> },
-        Serving { #[pin] inner: F, state: AppState, row: Arc<KeyPrincipalRow> },
+        Refused { error: Option<ApiError>, limited: Option<(Arc<KeyPrincipalRow>, Decision)> },
+        Serving {
+            #[pin] inner: F,
+            state: AppState,
+            row: Arc<KeyPrincipalRow>,
+            decision: Option<Decision>,
+        },
         Checking { future: BoxedResponse },
+    }
+}
+
+impl<F> KeyFuture<F> {
+    fn boxed<S>(state: AppState, request: Request, inner: S, pending: Pending) -> KeyFuture<F>
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        KeyFuture::Checking {
+            future: Box::pin(
+                async move { Ok(require_api_key(state, request, inner, pending).await) },
+            ),
+        }
     }
 }
 
@@ -169,61 +203,69 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            KeyFutureProj::Refused { error } => {
+            KeyFutureProj::Refused { error, limited } => {
                 let error = error
                     .take()
                     .unwrap_or_else(|| ApiError::internal("a refusal was polled twice"));
-                Poll::Ready(Ok(error.into_response()))
+                let mut response = error.into_response();
+                if let Some((row, decision)) = limited.take() {
+                    mark_rate_limited(&mut response, &row, decision);
+                }
+                Poll::Ready(Ok(response))
             }
-            KeyFutureProj::Serving { inner, state, row } => {
+            KeyFutureProj::Serving {
+                inner,
+                state,
+                row,
+                decision,
+            } => {
                 let Ok(response) = ready!(inner.poll(cx));
-                Poll::Ready(Ok(served(state, row, None, response)))
+                Poll::Ready(Ok(served(state, row, *decision, response)))
             }
             KeyFutureProj::Checking { future } => future.as_mut().poll(cx),
         }
     }
 }
 
-/// The key was not refused by `check_cached`: a miss to look up, or a key with a rate limit.
+/// What `call` could not decide without waiting.
+enum Pending {
+    /// The cache could not answer: look the digest up, then apply the key's limit.
+    Miss(KeyDigest),
+    /// The key's limit needs Redis's count (the request is already counted locally).
+    AskRedis(Arc<KeyPrincipalRow>, Question),
+}
+
 async fn require_api_key<S>(
     state: AppState,
     mut request: Request,
     mut inner: S,
-    checked: Checked,
+    pending: Pending,
 ) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let row = match checked {
-        Checked::Found(row) => row,
-        Checked::Miss(digest) => {
+    let (row, decision) = match pending {
+        Pending::Miss(digest) => {
             let peer = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|ConnectInfo(addr)| *addr);
             match resolve_miss(&state, request.headers(), peer, &digest).await {
-                Ok(row) => row,
+                Ok(row) => {
+                    let decision = rate_limit(&state, &row).await;
+                    (row, decision)
+                }
                 Err(error) => return refused(error),
             }
         }
-    };
-    let decision = rate_limit(&state, &row).await;
-    if let Some(decision) = decision.filter(|d| !d.allowed) {
-        metrics::counter!("heffl_api_key_auth_total", "outcome" => "rate_limited").increment(1);
-        let outcome = Some(Outcome::RateLimited);
-        state.usage.record(&row.key_id, outcome, Timestamp::now());
-        let mut response = ApiError::TooManyRequests {
-            reason: Reason::RateLimited,
-            message: format!(
-                "This key may make {} requests per minute; retry in {} seconds.",
-                decision.limit, decision.reset_secs
-            ),
-            retry_after_secs: decision.reset_secs,
+        Pending::AskRedis(row, question) => {
+            let decision = state.key_limits.ask_redis(&row.key_id, question).await;
+            (row, Some(decision))
         }
-        .into_response();
-        set_rate_limit_headers(response.headers_mut(), decision);
-        // For the request log: which key was refused.
-        response.extensions_mut().insert(principal(&row));
+    };
+    if let Some(decision) = decision.filter(|d| !d.allowed) {
+        let mut response = rate_limited(&state, &row, decision).into_response();
+        mark_rate_limited(&mut response, &row, decision);
         return response;
     }
     hot_counters().auth_ok.increment(1);
@@ -233,6 +275,27 @@ where
         Err(never) => match never {},
     };
     served(&state, &row, decision, response)
+}
+
+/// A request over its key's limit: counted, and the 429 it gets.
+fn rate_limited(state: &AppState, row: &KeyPrincipalRow, decision: Decision) -> ApiError {
+    metrics::counter!("heffl_api_key_auth_total", "outcome" => "rate_limited").increment(1);
+    let outcome = Some(Outcome::RateLimited);
+    state.usage.record(&row.key_id, outcome, Timestamp::now());
+    ApiError::TooManyRequests {
+        reason: Reason::RateLimited,
+        message: format!(
+            "This key may make {} requests per minute; retry in {} seconds.",
+            decision.limit, decision.reset_secs
+        ),
+        retry_after_secs: decision.reset_secs,
+    }
+}
+
+fn mark_rate_limited(response: &mut Response, row: &Arc<KeyPrincipalRow>, decision: Decision) {
+    set_rate_limit_headers(response.headers_mut(), decision);
+    // For the request log: which key was refused.
+    response.extensions_mut().insert(principal(row));
 }
 
 fn count_refusal(error: &ApiError) {

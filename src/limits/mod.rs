@@ -120,6 +120,21 @@ impl SharedLimits {
     }
 }
 
+/// How far `Limiter::start` got.
+#[derive(Debug)]
+pub enum Check {
+    Decided(Decision),
+    AskRedis(Question),
+}
+
+/// What `Limiter::ask_redis` must ask: `flush` local admits to add, then whether one more fits.
+#[derive(Debug)]
+pub struct Question {
+    flush: u64,
+    renew: Option<u64>,
+    limit: u32,
+}
+
 /// One kind of limit: a window per key, shared when Redis is configured and up.
 pub struct Limiter {
     scope: &'static str,
@@ -130,22 +145,43 @@ pub struct Limiter {
 impl Limiter {
     /// Counts one request for `key` against `limit` per minute (0: no limit).
     pub async fn check(&self, key: &str, limit: u32, now: Instant) -> Decision {
+        match self.start(key, limit, now) {
+            Check::Decided(decision) => decision,
+            Check::AskRedis(question) => self.ask_redis(key, question).await,
+        }
+    }
+
+    /// The part of `check` that never waits: decided locally, or a question for Redis that
+    /// `ask_redis` must finish (the request is already counted; do not `start` again).
+    pub fn start(&self, key: &str, limit: u32, now: Instant) -> Check {
         if limit == 0 {
-            return Decision {
+            return Check::Decided(Decision {
                 allowed: true,
                 limit,
                 remaining: 0,
                 reset_secs: 1,
-            };
+            });
         }
         let mode = self
             .hub
             .as_ref()
             .map_or(Mode::PerInstance, |hub| hub.mode());
-        let (flush, renew) = match self.table.decide(key, limit, mode, now) {
-            Step::Decided(decision) => return decision,
-            Step::Exact { flush, renew } => (flush, renew),
-        };
+        match self.table.decide(key, limit, mode, now) {
+            Step::Decided(decision) => Check::Decided(decision),
+            Step::Exact { flush, renew } => Check::AskRedis(Question {
+                flush,
+                renew,
+                limit,
+            }),
+        }
+    }
+
+    pub async fn ask_redis(&self, key: &str, question: Question) -> Decision {
+        let Question {
+            flush,
+            renew,
+            limit,
+        } = question;
         let Some(hub) = &self.hub else {
             // Per-instance mode never asks for an exact check; keep the type honest anyway.
             return self.fail(key, flush, limit);
