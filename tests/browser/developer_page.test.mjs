@@ -179,6 +179,7 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       assert.ok(!(await pageTraces(page)).includes(key), 'the key is gone from the page after Done');
 
       await page.setViewportSize(PHONE);
+      assert.ok(await page.locator(byTestId('account-email')).isVisible(), 'who is signed in shows on a phone');
       await screenshot(page, 'developer-page-mobile', { fullPage: true });
       await page.setViewportSize(DESKTOP);
 
