@@ -30,6 +30,9 @@ use tower::{Layer, Service};
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+// Named statically: a `&str` name is parsed and validated on every lookup.
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 
 /// Who a request with a valid key acts as: the cached row (shared, not copied: an `Arc` per
 /// request instead of seven strings) with the creator's current role and the key's scopes.
@@ -136,15 +139,13 @@ where
                 };
             }
         };
-        let decision = match limit_of(&state, &row) {
-            0 => None,
-            limit => match state.key_limits.start(&row.key_id, limit, Instant::now()) {
-                Check::Decided(decision) => Some(decision),
-                Check::AskRedis(question) => {
-                    let pending = Pending::AskRedis(row, question);
-                    return KeyFuture::boxed(state, request, inner, pending);
-                }
-            },
+        let decision = match start_limit(&state, &row) {
+            Limit::Unlimited => None,
+            Limit::Decided(decision) => Some(decision),
+            Limit::AskRedis(question) => {
+                let pending = Pending::AskRedis(row, question);
+                return KeyFuture::boxed(state, request, inner, pending);
+            }
         };
         if let Some(decision) = decision.filter(|d| !d.allowed) {
             return KeyFuture::Refused {
@@ -244,7 +245,7 @@ async fn require_api_key<S>(
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let (row, decision) = match pending {
+    let (row, limit) = match pending {
         Pending::Miss(digest) => {
             let peer = request
                 .extensions()
@@ -252,16 +253,18 @@ where
                 .map(|ConnectInfo(addr)| *addr);
             match resolve_miss(&state, request.headers(), peer, &digest).await {
                 Ok(row) => {
-                    let decision = rate_limit(&state, &row).await;
-                    (row, decision)
+                    let limit = start_limit(&state, &row);
+                    (row, limit)
                 }
                 Err(error) => return refused(error),
             }
         }
-        Pending::AskRedis(row, question) => {
-            let decision = state.key_limits.ask_redis(&row.key_id, question).await;
-            (row, Some(decision))
-        }
+        Pending::AskRedis(row, question) => (row, Limit::AskRedis(question)),
+    };
+    let decision = match limit {
+        Limit::Unlimited => None,
+        Limit::Decided(decision) => Some(decision),
+        Limit::AskRedis(question) => Some(state.key_limits.ask_redis(&row.key_id, question).await),
     };
     if let Some(decision) = decision.filter(|d| !d.allowed) {
         let mut response = rate_limited(&state, &row, decision).into_response();
@@ -343,26 +346,28 @@ fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {
     }
 }
 
-/// Requests per minute for this key: its own limit, else the server's; 0 for none.
-fn limit_of(state: &AppState, row: &KeyPrincipalRow) -> u32 {
-    match row.rate_limit_per_minute {
-        Some(own) => u32::try_from(own).unwrap_or(u32::MAX),
-        None => state.config.rate_limit_per_minute,
-    }
+/// How far a key's rate limit can be applied without waiting.
+enum Limit {
+    /// No limit applies (and the clock is not read).
+    Unlimited,
+    Decided(Decision),
+    /// Counted here; the shared count in Redis decides (`Limiter::ask_redis`).
+    AskRedis(Question),
 }
 
-/// `None` when no limit applies to this key (and then the clock is not read).
-async fn rate_limit(state: &AppState, row: &KeyPrincipalRow) -> Option<Decision> {
-    let limit = limit_of(state, row);
+/// The key's own limit, else the server's (0: none), counted against this request.
+fn start_limit(state: &AppState, row: &KeyPrincipalRow) -> Limit {
+    let limit = match row.rate_limit_per_minute {
+        Some(own) => u32::try_from(own).unwrap_or(u32::MAX),
+        None => state.config.rate_limit_per_minute,
+    };
     if limit == 0 {
-        return None;
+        return Limit::Unlimited;
     }
-    Some(
-        state
-            .key_limits
-            .check(&row.key_id, limit, Instant::now())
-            .await,
-    )
+    match state.key_limits.start(&row.key_id, limit, Instant::now()) {
+        Check::Decided(decision) => Limit::Decided(decision),
+        Check::AskRedis(question) => Limit::AskRedis(question),
+    }
 }
 
 fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
@@ -382,9 +387,6 @@ fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
 /// clients (curl, Python's requests) send none of the three. `Sec-Fetch-Mode` is not checked:
 /// Node's `fetch` sends `Sec-Fetch-Mode: cors` from a server.
 fn from_browser(headers: &HeaderMap) -> bool {
-    // Named statically: a `&str` name is parsed and validated on every lookup.
-    static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
-    static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
     // One pass over the few names a request carries costs less than hashing three lookups.
     headers
         .keys()
@@ -396,7 +398,7 @@ fn from_browser(headers: &HeaderMap) -> bool {
 /// been shipped in a web page.
 fn browser_blocked_message(headers: &HeaderMap) -> &'static str {
     let same_origin = headers
-        .get("sec-fetch-site")
+        .get(&SEC_FETCH_SITE)
         .is_some_and(|site| site == "same-origin");
     if same_origin {
         "API keys may not be sent from a browser, so this server refuses keys sent from its own pages such as /docs. Your key is fine: copy the curl command shown and run it from a terminal or your server."
@@ -468,14 +470,13 @@ fn check_cached(state: &AppState, headers: &HeaderMap) -> Result<Checked, ApiErr
         ));
     }
     let expected_env = &state.config.key_env;
-    let key = api_key::parse(raw.as_bytes(), expected_env).map_err(|rejection| {
+    let digest = api_key::parse_digest(raw.as_bytes(), expected_env).map_err(|rejection| {
         let reason = match rejection {
             KeyRejection::Malformed(_) => Reason::MalformedApiKey,
             KeyRejection::WrongEnvironment { .. } => Reason::WrongEnvironment,
         };
         unauthorized(reason, rejection.message(expected_env))
     })?;
-    let digest = key.digest();
     match state.store.key_cache().get(digest.as_bytes()) {
         Some(hit) => {
             hot_counters().cache_hit.increment(1);
