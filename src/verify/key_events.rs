@@ -87,7 +87,9 @@ impl Verifier {
             .await;
         match outcome {
             Ok(lookup) => Ok(lookup),
-            Err(shared) => Err(Arc::try_unwrap(shared).unwrap_or_else(|shared| unshare(&shared))),
+            Err(shared) => {
+                Err(Arc::try_unwrap(shared).unwrap_or_else(|shared| super::shared_error(&shared)))
+            }
         }
     }
 
@@ -124,15 +126,5 @@ struct Landing<'a> {
 impl Drop for Landing<'_> {
     fn drop(&mut self) {
         self.cache.land(self.digest, self.flight);
-    }
-}
-
-/// The error of a lookup shared with other requests, for one of them: `sqlx::Error` cannot be
-/// cloned, so it is rebuilt as one that keeps its meaning (unavailable or not) for `ApiError`.
-fn unshare(err: &sqlx::Error) -> sqlx::Error {
-    if crate::error::is_unavailable(err) {
-        sqlx::Error::PoolTimedOut
-    } else {
-        sqlx::Error::Protocol(format!("shared key lookup failed: {err}"))
     }
 }

@@ -149,11 +149,7 @@ async fn query_one(pool: &PgPool, digest: &[u8; 32]) -> Answer {
             .bind(digest.as_slice())
             .fetch_optional(pool)
     };
-    let row = match run().await {
-        // As in `query`.
-        Err(sqlx::Error::Io(_)) => run().await,
-        result => result,
-    }?;
+    let row = retrying_once(run).await?;
     row.as_ref()
         .map(decode)
         .transpose()
@@ -170,13 +166,21 @@ async fn query(
             .bind(digests)
             .fetch_all(pool)
     };
-    let rows = match run().await {
-        // A pooled connection the server closed (restart, idle timeout): the pool drops it;
-        // one retry on a fresh one.
+    let rows = retrying_once(run).await?;
+    rows.iter().map(decode).collect()
+}
+
+/// A pooled connection the server closed (restart, idle timeout) fails with `Io`: the pool
+/// drops it, and one retry runs on a fresh one.
+async fn retrying_once<T, F, Fut>(run: F) -> Result<T, sqlx::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    match run().await {
         Err(sqlx::Error::Io(_)) => run().await,
         result => result,
-    }?;
-    rows.iter().map(decode).collect()
+    }
 }
 
 async fn answer(pool: PgPool, mut batch: Vec<Waiter>, _running: (OwnedSemaphorePermit, InFlight)) {
@@ -187,7 +191,7 @@ async fn answer(pool: PgPool, mut batch: Vec<Waiter>, _running: (OwnedSemaphoreP
         Ok(rows) => rows,
         Err(err) => {
             for waiter in batch {
-                let _ = waiter.answer.send(Err(shared_error(&err)));
+                let _ = waiter.answer.send(Err(super::shared_error(&err)));
             }
             return;
         }
@@ -207,16 +211,6 @@ async fn answer(pool: PgPool, mut batch: Vec<Waiter>, _running: (OwnedSemaphoreP
             found.remove(&waiter.digest)
         };
         let _ = waiter.answer.send(Ok(row));
-    }
-}
-
-/// `sqlx::Error` cannot be cloned: each waiter gets one that keeps its meaning for `ApiError`
-/// (database unavailable, a 503, or not).
-fn shared_error(err: &sqlx::Error) -> sqlx::Error {
-    if crate::error::is_unavailable(err) {
-        sqlx::Error::PoolTimedOut
-    } else {
-        sqlx::Error::Protocol(format!("key lookup failed: {err}"))
     }
 }
 

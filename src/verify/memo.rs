@@ -20,6 +20,16 @@ pub struct KeyMemo {
     pub verify: OnceLock<VerifyAnswer>,
 }
 
+/// What `cell` holds, made by `make` the first time (`OnceLock::get_or_try_init` is not stable).
+/// Two requests may both make it; both answers are the same, and the first is kept.
+pub fn get_or_try<T, E>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T, E>) -> Result<&T, E> {
+    if let Some(value) = cell.get() {
+        return Ok(value);
+    }
+    let value = make()?;
+    Ok(cell.get_or_init(|| value))
+}
+
 /// A successful forward-auth verify's body and headers (`Content-Type` and the identity
 /// headers): the map is cloned, not built, per request, since inserting a header name that is
 /// not a standard one hashes it.

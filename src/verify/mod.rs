@@ -60,10 +60,6 @@ impl Verifier {
         Verifier::new(store, KeyCache::disabled())
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     fn lookup_batcher(&self) -> Option<&KeyLookupBatcher> {
         self.lookup_batcher.as_deref()
     }
@@ -80,5 +76,16 @@ impl Deref for Verifier {
 
     fn deref(&self) -> &Store {
         &self.store
+    }
+}
+
+/// The error of a lookup shared by several requests (a flight, a batch), for one of them:
+/// `sqlx::Error` cannot be cloned, so each gets one that keeps its meaning for `ApiError`
+/// (the database unavailable, a 503, or not).
+fn shared_error(err: &sqlx::Error) -> sqlx::Error {
+    if crate::error::is_unavailable(err) {
+        sqlx::Error::PoolTimedOut
+    } else {
+        sqlx::Error::Protocol(format!("shared key lookup failed: {err}"))
     }
 }

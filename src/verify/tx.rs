@@ -1,4 +1,6 @@
-//! The one way to write a change that can make a cached verification stale.
+//! How a change that can make a cached verification stale is written: in a `KeyTx`, so that
+//! logging the event and forgetting the cache entries cannot be separated (the row functions
+//! it wraps are `pub(crate)` in the store, and `src/verify/writes.rs` is their one caller).
 
 use super::{Invalidation, Verifier};
 use crate::store::Tx;

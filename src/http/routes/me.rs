@@ -3,6 +3,7 @@ use crate::domain::scopes::Scope;
 use crate::error::ApiError;
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::Principal;
+use crate::verify::memo;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
@@ -55,14 +56,8 @@ pub struct MeApiKey<'a> {
 )]
 pub async fn me(principal: Principal) -> Result<Response, ApiError> {
     principal.require(Scope::MeRead)?;
-    let body = match principal.memo.me.get() {
-        Some(body) => body.clone(),
-        None => {
-            let body = encode(&Me::of(&principal))?;
-            principal.memo.me.get_or_init(|| body).clone()
-        }
-    };
-    Ok(json_answer(body))
+    let body = memo::get_or_try(&principal.memo.me, || encode(&Me::of(&principal)))?;
+    Ok(json_answer(body.clone()))
 }
 
 /// The JSON of an answer kept in the key's memo (`verify::memo`).

@@ -11,7 +11,7 @@ use crate::domain::scopes::{Scope, ScopeSet};
 use crate::error::{ApiError, Reason};
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
-use crate::verify::memo::VerifyAnswer;
+use crate::verify::memo::{self, VerifyAnswer};
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderName, HeaderValue};
@@ -80,13 +80,7 @@ pub(super) async fn verify(
         }
     }
     // The same for every request the cached key verifies (`verify::memo`).
-    let answer = match principal.memo.verify.get() {
-        Some(answer) => answer,
-        None => {
-            let answer = verify_answer(&state, &principal)?;
-            principal.memo.verify.get_or_init(|| answer)
-        }
-    };
+    let answer = memo::get_or_try(&principal.memo.verify, || verify_answer(&state, &principal))?;
     let mut response = Response::new(Body::from(answer.body.clone()));
     *response.headers_mut() = answer.headers.clone();
     Ok(response)
@@ -99,7 +93,8 @@ fn verify_answer(state: &AppState, principal: &Principal) -> Result<VerifyAnswer
         identity: Me::of(principal),
         scopes,
     })?;
-    // A clone keeps the table's size, made here with room for what the way out adds.
+    // Cloned per request, which measured cheaper than inserting the identity headers each time
+    // (a clone has no spare room, so the request id added on the way out makes it grow).
     let mut headers = json_headers(identity.len());
     headers.extend(identity);
     Ok(VerifyAnswer { body, headers })
