@@ -1,6 +1,7 @@
 //! The one error type of the server. Every failure, from a bad key to a lost database, becomes
 //! an `ApiError`, and every `ApiError` becomes the SPEC §4 JSON shape. Internal causes are
-//! logged (inside the request's span, so with its request id) and never shown.
+//! logged with the request id when the error becomes a response (`http/error_response.rs`) and
+//! never shown.
 
 use axum::http::StatusCode;
 use serde::Serialize;

@@ -1,8 +1,9 @@
 //! heffl-api: workspace-scoped API keys over HTTP.
 //!
-//! The layers, each depending only on those above it:
-//! - `domain`: the rules apart from any database or network (key format, ids, roles, scopes,
-//!   validation, usage series), so they can be unit-, property- and fuzz-tested on their own;
+//! The layers, each using only those above it and the edges' `error` (tests/integration/layers.rs
+//! holds them to that):
+//! - `domain`: the rules, without any database, cache or network I/O (key format, ids, roles,
+//!   scopes, validation, usage series), so they can be unit- and property-tested on their own;
 //! - `store`: the rows, in SQLite or PostgreSQL, knowing nothing of caches;
 //! - `verify`: turning an `x-api-key` into a principal fast (cache, lookup, change feed) and the
 //!   writes that make cached answers stale (`KeyTx`);
