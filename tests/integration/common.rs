@@ -291,6 +291,20 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// The Prometheus text of `/metrics` on the metrics listener (read a series with
+    /// `process_harness::metric_value`).
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.metrics_base);
+        let response = self.client.get(url).send().await.expect("scrape");
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        response.text().await.expect("body")
+    }
+
     /// Sends a request with an optional bearer token and JSON body.
     pub async fn send(
         &self,
@@ -631,6 +645,13 @@ pub async fn audit_count(app: &TestApp, action: &str, target_id: &str) -> i64 {
 
 pub fn keys_path(workspace_id: &str) -> String {
     format!("/app/v1/workspaces/{workspace_id}/api-keys")
+}
+
+/// A well-formed key with a valid checksum that no server issued.
+pub fn unknown_key() -> String {
+    heffl_api::domain::api_key::ApiKey::generate(&heffl_api::domain::api_key::KeyEnv::default())
+        .expose_secret()
+        .to_owned()
 }
 
 pub fn key_path(workspace_id: &str, key_id: &str) -> String {

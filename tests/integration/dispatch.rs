@@ -6,6 +6,7 @@
 
 use crate::common::{create_key_with, without_request_id, TestApp};
 use crate::on_both_databases_with;
+use crate::process_harness::metric_value;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -170,21 +171,6 @@ on_both_databases_with!(
     super::with_a_rate_limit
 );
 
-fn value_of(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn scrape(app: &TestApp) -> String {
-    let url = format!("{}/metrics", app.metrics_base);
-    let response = app.client.get(url).send().await.expect("scrape");
-    assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.expect("body")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_routes_are_counted_under_their_templates() {
     let app = TestApp::sqlite().await;
@@ -196,7 +182,7 @@ async fn direct_routes_are_counted_under_their_templates() {
         "heffl_http_requests_total{method=\"GET\",route=\"/api/v1/verify\",status=\"401\"}",
         "heffl_http_requests_total{method=\"GET\",route=\"/api/v1/me\",status=\"401\"}",
     ];
-    let before = scrape(&app).await;
+    let before = app.metrics().await;
     for _ in 0..2 {
         app.send(Method::GET, "/healthz", None, None).await;
         app.send_with_key(Method::GET, "/api/v1/verify", &key, None)
@@ -204,10 +190,10 @@ async fn direct_routes_are_counted_under_their_templates() {
         app.send(Method::GET, "/api/v1/verify", None, None).await;
         app.send(Method::GET, "/api/v1/me", None, None).await;
     }
-    let after = scrape(&app).await;
+    let after = app.metrics().await;
     for series in series {
         assert!(
-            value_of(&after, series) >= value_of(&before, series) + 2.0,
+            metric_value(&after, series) >= metric_value(&before, series) + 2.0,
             "{series} did not move by 2:\n{after}"
         );
     }

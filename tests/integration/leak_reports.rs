@@ -2,7 +2,7 @@
 //! scanners send them): only real, active keys are revoked, once; the answer is the same for
 //! a real key and a made-up one; the input is bounded and the reports throttled.
 
-use crate::common::{audit_count, count, key_column, key_time, TestApp};
+use crate::common::{audit_count, count, key_column, key_time, unknown_key, TestApp};
 use crate::{on_both_databases, on_both_databases_with};
 use heffl_api::domain::api_key::{ApiKey, KeyEnv};
 use reqwest::StatusCode;
@@ -16,11 +16,6 @@ on_both_databases_with!(leak_reports_are_throttled, |c| c.leak_reports_per_minut
     2);
 
 /// A well-formed key of this deployment's environment that no one was ever given.
-fn made_up_key() -> String {
-    let live = KeyEnv::new("live").expect("env");
-    ApiKey::generate(&live).expose_secret().to_owned()
-}
-
 async fn reported_leaks(app: &TestApp) -> i64 {
     count(
         app,
@@ -45,7 +40,7 @@ async fn leaked_key_report_revokes_only_real_active_keys(app: TestApp) {
     let report = vec![
         active.key.clone(),
         revoked.key.clone(),
-        made_up_key(),
+        unknown_key(),
         "hk_live_this is not a key".to_owned(),
         other_env,
     ];
@@ -115,7 +110,7 @@ async fn leak_report_reveals_nothing_and_bounds_its_input(app: TestApp) {
     let real = app.create_key(&owner, "real").await;
 
     let mut answers = Vec::new();
-    for key in [real.key.clone(), made_up_key()] {
+    for key in [real.key.clone(), unknown_key()] {
         let reply = app.report_leaks(json!({ "keys": [key] })).await;
         answers.push((reply.status, reply.header("content-type"), reply.text));
     }
@@ -131,7 +126,7 @@ async fn leak_report_reveals_nothing_and_bounds_its_input(app: TestApp) {
 
     // Out of bounds: refused as a whole, nothing revoked even if a real key is in it.
     let bystander = app.create_key(&owner, "bystander").await;
-    let mut too_many: Vec<String> = (0..100).map(|_| made_up_key()).collect();
+    let mut too_many: Vec<String> = (0..100).map(|_| unknown_key()).collect();
     too_many.push(bystander.key.clone());
     for body in [
         json!({ "keys": too_many }),
@@ -148,7 +143,7 @@ async fn leak_report_reveals_nothing_and_bounds_its_input(app: TestApp) {
 async fn leak_reports_are_throttled(app: TestApp) {
     let owner = app.bootstrap("Throttle", "owner@throttle.test").await;
     for _ in 0..2 {
-        let reply = app.report_leaks(json!({ "keys": [made_up_key()] })).await;
+        let reply = app.report_leaks(json!({ "keys": [unknown_key()] })).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
     }
     let key = app.create_key(&owner, "survivor").await;

@@ -3,31 +3,8 @@
 //! parallel, so this checks that the series exist and move, not exact values.
 
 use crate::common::{assert_error, parts, TestApp};
+use crate::process_harness::metric_value;
 use reqwest::{Method, StatusCode};
-
-fn value_of(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn scrape(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(format!("{}/metrics", app.metrics_base))
-        .send()
-        .await
-        .expect("scrape");
-    assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
-    response.text().await.expect("body")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
@@ -36,7 +13,7 @@ async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
     let key = app.create_key(&owner, "metrics").await;
     let me_ok = "heffl_http_requests_total{method=\"GET\",route=\"/api/v1/me\",status=\"200\"}";
     let missing = "heffl_api_key_auth_total{outcome=\"missing_api_key\"}";
-    let before = scrape(&app).await;
+    let before = app.metrics().await;
 
     for _ in 0..3 {
         let response = app
@@ -46,13 +23,13 @@ async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
     }
     let response = app.send(Method::GET, "/api/v1/me", None, None).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let after = scrape(&app).await;
+    let after = app.metrics().await;
 
     assert!(
-        value_of(&after, me_ok) >= value_of(&before, me_ok) + 3.0,
+        metric_value(&after, me_ok) >= metric_value(&before, me_ok) + 3.0,
         "{after}"
     );
-    assert!(value_of(&after, missing) >= value_of(&before, missing) + 1.0);
+    assert!(metric_value(&after, missing) >= metric_value(&before, missing) + 1.0);
     // Route templates, never raw ids, label the series.
     assert!(after.contains("route=\"/app/v1/workspaces/{workspaceId}/api-keys\""));
     assert!(!after.contains(&owner.workspace_id));
@@ -79,7 +56,7 @@ async fn the_api_listener_answers_metrics_with_the_json_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_listener_serves_only_metrics() {
     let app = TestApp::sqlite().await;
-    assert!(!scrape(&app).await.is_empty());
+    assert!(!app.metrics().await.is_empty());
     for path in ["/healthz", "/api/v1/me", "/app/v1/session", "/"] {
         let response = app
             .client
@@ -102,7 +79,7 @@ async fn every_series_is_described_with_build_and_process_metrics() {
         .send_with_key(Method::GET, "/api/v1/me", &key.key, None)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let text = scrape(&app).await;
+    let text = app.metrics().await;
 
     let described: std::collections::BTreeSet<&str> = text
         .lines()

@@ -6,7 +6,7 @@
 //! Redis are what an operator runs. Each test has its own key prefix on the machine's Redis;
 //! the outage test stops only a `redis-server` of its own.
 
-use crate::common::{assert_error, Db};
+use crate::common::{assert_error, unknown_key, Db};
 use crate::on_each_db;
 use crate::process_harness::{Deployment, Owner, Server};
 use crate::redis_harness::{get_count, shared_redis, test_prefix, OwnRedis};
@@ -351,12 +351,6 @@ async fn redis_outage_keeps_serving_and_sharing_resumes(db: Db) {
 }
 
 /// A well-formed key (right prefix, length and checksum) that no deployment issued.
-fn unknown_key() -> String {
-    heffl_api::domain::api_key::ApiKey::generate(&heffl_api::domain::api_key::KeyEnv::default())
-        .expose_secret()
-        .to_owned()
-}
-
 /// A scanner sends `count` distinct unknown keys, alternating over `servers`; returns, per
 /// server, how many were looked up (401 `invalid_api_key`: each one a database lookup).
 async fn scan(servers: &[&Server], count: usize) -> Vec<usize> {

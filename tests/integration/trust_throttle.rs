@@ -5,10 +5,9 @@
 //! All requests of a test come from 127.0.0.1, one address. The bound is proved with the
 //! server's own count of key lookups (`KeyCache::lookup_count`).
 
-use crate::common::{assert_error, me_with_key, Account, CreatedKey, TestApp};
+use crate::common::{assert_error, me_with_key, unknown_key, Account, CreatedKey, TestApp};
 use crate::on_both_databases_with;
 use heffl_api::config::Config;
-use heffl_api::domain::api_key::{ApiKey, KeyEnv};
 use heffl_api::domain::ids::{KeyId, UserId, WorkspaceId};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,12 +37,6 @@ on_both_databases_with!(
 );
 
 /// A well-formed key (right prefix, length and checksum) that no deployment issued.
-fn unknown_key() -> String {
-    ApiKey::generate(&KeyEnv::default())
-        .expose_secret()
-        .to_owned()
-}
-
 fn lookups(app: &TestApp) -> u64 {
     app.store.key_cache().lookup_count()
 }
