@@ -3,13 +3,39 @@
 //! UTC with milliseconds, the SPEC's format.
 
 use serde::{Serialize, Serializer};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A monotonic reading and the wall-clock time, in epoch microseconds, it was taken at.
+struct Anchor {
+    instant: Instant,
+    wall_us: AtomicI64,
+}
+
+fn anchor() -> &'static Anchor {
+    static ANCHOR: OnceLock<Anchor> = OnceLock::new();
+    ANCHOR.get_or_init(|| Anchor {
+        instant: Instant::now(),
+        wall_us: AtomicI64::new(now_us()),
+    })
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, micros)
+}
+
+fn micros(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// A point in time as epoch milliseconds that serializes as `2025-01-15T10:30:00.000Z`.
@@ -20,6 +46,27 @@ pub struct Timestamp(pub i64);
 impl Timestamp {
     pub fn now() -> Self {
         Timestamp(now_ms())
+    }
+
+    /// The wall-clock time of a monotonic reading already taken, so that a request's parts
+    /// need not read the clock again (`http::request_scope`). Exact to the microsecond against
+    /// the last `reanchor`; a step of the system clock is followed at the next one.
+    pub fn at(instant: Instant) -> Self {
+        let anchor = anchor();
+        let wall_us = anchor.wall_us.load(Ordering::Relaxed);
+        let offset_us = match instant.checked_duration_since(anchor.instant) {
+            Some(after) => micros(after),
+            None => -micros(anchor.instant.duration_since(instant)),
+        };
+        Timestamp((wall_us + offset_us).div_euclid(1000))
+    }
+
+    /// Matches `at` to the system clock again (the usage flush calls it on each interval).
+    pub fn reanchor() {
+        let anchor = anchor();
+        let now = Instant::now();
+        let wall_us = now_us() - micros(now.duration_since(anchor.instant));
+        anchor.wall_us.store(wall_us, Ordering::Relaxed);
     }
 
     pub fn to_rfc3339(self) -> String {
@@ -73,6 +120,29 @@ pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_reading_becomes_the_wall_clock_time_it_was_taken_at() {
+        Timestamp::reanchor();
+        let before = now_ms();
+        let reading = Instant::now();
+        let after = now_ms();
+        let at = Timestamp::at(reading).0;
+        // The anchor's two readings are a few nanoseconds apart, which can cross a millisecond.
+        assert!(
+            before - 1 <= at && at <= after + 1,
+            "{before} <= {at} <= {after}"
+        );
+        let earlier = Timestamp::at(reading - Duration::from_millis(1500)).0;
+        assert_eq!(
+            at - earlier,
+            1500,
+            "whole milliseconds either side of the anchor"
+        );
+        let later = Timestamp::at(reading + Duration::from_secs(3600)).0;
+        assert_eq!(later - at, 3_600_000);
+    }
 
     #[test]
     fn formats_with_milliseconds_and_z() {

@@ -4,7 +4,7 @@
 //! served from the in-process cache (see `verify`), and each key's rate limit is applied.
 
 use super::auth_throttle::Gate;
-use super::{client_ip, AppState, X_API_KEY};
+use super::{client_ip, request_scope, AppState, X_API_KEY};
 use crate::domain::api_key::{self, KeyDigest, KeyRejection};
 use crate::domain::permissions::Role;
 use crate::domain::scopes::{Scope, ScopeSet};
@@ -24,7 +24,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
 use tower::{Layer, Service};
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -117,50 +116,51 @@ where
         self.inner.poll_ready(cx)
     }
 
-    /// A cached key whose rate limit (if any) this instance can decide alone, the common case,
-    /// is decided here, synchronously: its request goes straight on to the inner service, with
-    /// nothing boxed, and refusals are answered without waiting. A miss, or a limit that must
-    /// ask Redis, continues in `require_api_key`.
-    fn call(&mut self, mut request: Request) -> KeyFuture<S::Future> {
+    fn call(&mut self, request: Request) -> KeyFuture<S::Future> {
         // The clone that was polled ready serves this request; a fresh one waits for the next.
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
-        let state = self.state.clone();
-        let row = match check_cached(&state, request.headers()) {
-            Ok(Checked::Found(row)) => row,
-            Ok(Checked::Miss(digest)) => {
-                return KeyFuture::boxed(state, request, inner, Pending::Miss(digest))
-            }
-            Err(error) => {
-                count_refusal(&error);
-                return KeyFuture::Refused {
-                    error: Some(error),
-                    limited: None,
-                };
-            }
-        };
-        let decision = match start_limit(&state, &row) {
-            Limit::Unlimited => None,
-            Limit::Decided(decision) => Some(decision),
-            Limit::AskRedis(question) => {
-                let pending = Pending::AskRedis(row, question);
-                return KeyFuture::boxed(state, request, inner, pending);
-            }
-        };
-        if let Some(decision) = decision.filter(|d| !d.allowed) {
-            return KeyFuture::Refused {
-                error: Some(rate_limited(&state, &row, decision)),
-                limited: Some((row, decision)),
-            };
+        check_key(&self.state, request, move |request, _| inner.call(request))
+    }
+}
+
+/// The key check in front of `next`, which answers the request once its key is accepted (the
+/// router's routes through `RequireApiKey`; dispatch.rs calls this directly with a handler,
+/// which takes the state it is given).
+///
+/// A cached key whose rate limit (if any) this instance can decide alone, the common case, is
+/// decided here, synchronously: its request goes straight on to `next`, with nothing boxed,
+/// and refusals are answered without waiting. A miss, or a limit that must ask Redis,
+/// continues in `require_api_key`.
+pub fn check_key<N, F>(state: &AppState, mut request: Request, next: N) -> KeyFuture<F>
+where
+    N: FnOnce(Request, &AppState) -> F + Send + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    let row = match check_cached(state, request.headers()) {
+        Ok(Checked::Found(row)) => row,
+        Ok(Checked::Miss(digest)) => {
+            return KeyFuture::boxed(state, request, next, Pending::Miss(digest))
         }
-        hot_counters().auth_ok.increment(1);
-        request.extensions_mut().insert(principal(&row));
-        KeyFuture::Serving {
-            inner: inner.call(request),
-            state,
-            row,
-            decision,
+        Err(error) => return KeyFuture::answered(refused(error)),
+    };
+    let decision = match start_limit(state, &row) {
+        Limit::Unlimited => None,
+        Limit::Decided(decision) => Some(decision),
+        Limit::AskRedis(question) => {
+            return KeyFuture::boxed(state, request, next, Pending::AskRedis(row, question));
         }
+    };
+    if let Some(decision) = decision.filter(|d| !d.allowed) {
+        return KeyFuture::answered(rate_limited_response(state, &row, decision));
+    }
+    hot_counters().auth_ok.increment(1);
+    request.extensions_mut().insert(principal(&row));
+    KeyFuture::Serving {
+        inner: next(request, state),
+        state: state.clone(),
+        row,
+        decision,
     }
 }
 
@@ -169,9 +169,9 @@ type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> +
 pin_project! {
     #[project = KeyFutureProj]
     pub enum KeyFuture<F> {
-        // The body is made when polled, inside the request id's scope (stack.rs), which
-        // `call` is not: the error's `requestId` comes from there.
-        Refused { error: Option<ApiError>, limited: Option<(Arc<KeyPrincipalRow>, Decision)> },
+        // Made in `check_key`, which runs in the request's scope (stack.rs), so an error
+        // body carries the request id.
+        Refused { response: Option<Response> },
         Serving {
             #[pin] inner: F,
             state: AppState,
@@ -183,14 +183,21 @@ pin_project! {
 }
 
 impl<F> KeyFuture<F> {
-    fn boxed<S>(state: AppState, request: Request, inner: S, pending: Pending) -> KeyFuture<F>
+    fn answered(response: Response) -> KeyFuture<F> {
+        KeyFuture::Refused {
+            response: Some(response),
+        }
+    }
+
+    fn boxed<N>(state: &AppState, request: Request, next: N, pending: Pending) -> KeyFuture<F>
     where
-        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
-        S::Future: Send + 'static,
+        N: FnOnce(Request, &AppState) -> F + Send + 'static,
+        F: Future<Output = Result<Response, Infallible>> + Send + 'static,
     {
+        let state = state.clone();
         KeyFuture::Checking {
             future: Box::pin(
-                async move { Ok(require_api_key(state, request, inner, pending).await) },
+                async move { Ok(require_api_key(state, request, next, pending).await) },
             ),
         }
     }
@@ -204,15 +211,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            KeyFutureProj::Refused { error, limited } => {
-                let error = error
-                    .take()
-                    .unwrap_or_else(|| ApiError::internal("a refusal was polled twice"));
-                let mut response = error.into_response();
-                if let Some((row, decision)) = limited.take() {
-                    mark_rate_limited(&mut response, &row, decision);
-                }
-                Poll::Ready(Ok(response))
+            KeyFutureProj::Refused { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                    ApiError::internal("a refusal was polled twice").into_response()
+                })))
             }
             KeyFutureProj::Serving {
                 inner,
@@ -236,14 +238,15 @@ enum Pending {
     AskRedis(Arc<KeyPrincipalRow>, Question),
 }
 
-async fn require_api_key<S>(
+async fn require_api_key<N, F>(
     state: AppState,
     mut request: Request,
-    mut inner: S,
+    next: N,
     pending: Pending,
 ) -> Response
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    N: FnOnce(Request, &AppState) -> F,
+    F: Future<Output = Result<Response, Infallible>>,
 {
     let (row, limit) = match pending {
         Pending::Miss(digest) => {
@@ -267,25 +270,27 @@ where
         Limit::AskRedis(question) => Some(state.key_limits.ask_redis(&row.key_id, question).await),
     };
     if let Some(decision) = decision.filter(|d| !d.allowed) {
-        let mut response = rate_limited(&state, &row, decision).into_response();
-        mark_rate_limited(&mut response, &row, decision);
-        return response;
+        return rate_limited_response(&state, &row, decision);
     }
     hot_counters().auth_ok.increment(1);
     request.extensions_mut().insert(principal(&row));
-    let response = match inner.call(request).await {
+    let response = match next(request, &state).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
     served(&state, &row, decision, response)
 }
 
-/// A request over its key's limit: counted, and the 429 it gets.
-fn rate_limited(state: &AppState, row: &KeyPrincipalRow, decision: Decision) -> ApiError {
+/// A request over its key's limit: counted, and the 429 it gets, with the rate-limit headers.
+fn rate_limited_response(
+    state: &AppState,
+    row: &Arc<KeyPrincipalRow>,
+    decision: Decision,
+) -> Response {
     metrics::counter!("heffl_api_key_auth_total", "outcome" => "rate_limited").increment(1);
     let outcome = Some(Outcome::RateLimited);
-    state.usage.record(&row.key_id, outcome, Timestamp::now());
-    ApiError::TooManyRequests {
+    state.usage.record(&row.key_id, outcome, request_time());
+    let mut response = ApiError::TooManyRequests {
         reason: Reason::RateLimited,
         message: format!(
             "This key may make {} requests per minute; retry in {} seconds.",
@@ -293,21 +298,23 @@ fn rate_limited(state: &AppState, row: &KeyPrincipalRow, decision: Decision) -> 
         ),
         retry_after_secs: decision.reset_secs,
     }
-}
-
-fn mark_rate_limited(response: &mut Response, row: &Arc<KeyPrincipalRow>, decision: Decision) {
+    .into_response();
     set_rate_limit_headers(response.headers_mut(), decision);
     // For the request log: which key was refused.
     response.extensions_mut().insert(principal(row));
+    response
 }
 
-fn count_refusal(error: &ApiError) {
+/// When the request started, as wall-clock time: its usage and expiry are judged at the
+/// moment the connection already read (`request_scope`), not at another reading.
+fn request_time() -> Timestamp {
+    Timestamp::at(request_scope::started())
+}
+
+/// A refused key: counted by its reason, and its error.
+fn refused(error: ApiError) -> Response {
     metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error"))
         .increment(1);
-}
-
-fn refused(error: ApiError) -> Response {
-    count_refusal(&error);
     error.into_response()
 }
 
@@ -322,7 +329,7 @@ fn served(
     let status = response.status();
     state
         .usage
-        .record(&row.key_id, Outcome::of_verified(status), Timestamp::now());
+        .record(&row.key_id, Outcome::of_verified(status), request_time());
     if status.is_client_error() || status.is_server_error() {
         // For the request log: the key that was verified (its id, never the secret).
         response.extensions_mut().insert(principal(row));
@@ -364,7 +371,10 @@ fn start_limit(state: &AppState, row: &KeyPrincipalRow) -> Limit {
     if limit == 0 {
         return Limit::Unlimited;
     }
-    match state.key_limits.start(&row.key_id, limit, Instant::now()) {
+    match state
+        .key_limits
+        .start(&row.key_id, limit, request_scope::started())
+    {
         Check::Decided(decision) => Limit::Decided(decision),
         Check::AskRedis(question) => Limit::AskRedis(question),
     }
@@ -514,20 +524,21 @@ fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiE
         }
     };
     let active = row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.role.is_some();
+    let now = request_time();
     if !active {
         state
             .usage
-            .record(&row.key_id, Some(Outcome::Rejected), Timestamp::now());
+            .record(&row.key_id, Some(Outcome::Rejected), now);
         return Err(unauthorized(
             Reason::RevokedApiKey,
             "This API key has been revoked; create a new one in Settings > Developer.",
         ));
     }
-    if let Some(expired_at) = row.expires_at.filter(|at| *at <= Timestamp::now()) {
+    if let Some(expired_at) = row.expires_at.filter(|at| *at <= now) {
         state.expiry_log.note(&state.store, &row, expired_at);
         state
             .usage
-            .record(&row.key_id, Some(Outcome::Rejected), Timestamp::now());
+            .record(&row.key_id, Some(Outcome::Rejected), now);
         return Err(unauthorized(
             Reason::ExpiredApiKey,
             format!(
@@ -552,10 +563,12 @@ async fn look_up(
     if limit == 0 {
         return Ok(state.store.resolve_miss(digest).await?);
     }
-    match state
-        .auth_throttle
-        .gate(&address_key(address), digest, limit, Instant::now())
-    {
+    match state.auth_throttle.gate(
+        &address_key(address),
+        digest,
+        limit,
+        request_scope::started(),
+    ) {
         Gate::Repeat => Ok(Lookup::Unknown),
         Gate::Lookup(reservation) => {
             let lookup = state.store.resolve_miss(digest).await?;

@@ -30,6 +30,9 @@ pub fn spawn(state: &AppState) -> Background {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
+            // Requests time their usage from readings they already took (`Timestamp::at`);
+            // a step of the system clock reaches those times here.
+            Timestamp::reanchor();
             if let Err(err) = flusher.usage.flush(&flusher.store).await {
                 tracing::warn!(error = %err, "usage flush failed; will retry");
             }

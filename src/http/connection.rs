@@ -53,10 +53,12 @@ impl Activity {
         }
     }
 
-    pub fn request_started(&mut self) {
+    /// Returns when the request's head began to arrive, if this connection saw it (it was
+    /// free then): the request's start, read once for all its parts.
+    pub fn request_started(&mut self) -> Option<Instant> {
         self.in_flight += 1;
         self.served_any = true;
-        self.head_started = None;
+        self.head_started.take()
     }
 
     pub fn request_finished(&mut self, now: impl FnOnce() -> Instant) {
@@ -142,10 +144,15 @@ impl Tracker {
         self.activity().bytes_read(Instant::now);
     }
 
-    /// Marks a request as in progress until the returned guard is dropped.
-    pub fn request_started(self: &Arc<Self>) -> InFlight {
-        self.activity().request_started();
-        InFlight(Arc::clone(self))
+    /// Marks a request as in progress until the returned guard is finished or dropped; also
+    /// returns when its head began to arrive, if known.
+    pub fn request_started(self: &Arc<Self>) -> (InFlight, Option<Instant>) {
+        let head_started = self.activity().request_started();
+        let in_flight = InFlight {
+            tracker: Arc::clone(self),
+            finished: None,
+        };
+        (in_flight, head_started)
     }
 
     pub fn displace(&self) {
@@ -161,11 +168,24 @@ impl Tracker {
     }
 }
 
-pub struct InFlight(Arc<Tracker>);
+pub struct InFlight {
+    tracker: Arc<Tracker>,
+    finished: Option<Instant>,
+}
+
+impl InFlight {
+    /// The request is done, answered at `at` if the request already read the clock then.
+    pub fn finish(mut self, at: Option<Instant>) {
+        self.finished = at;
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.activity().request_finished(Instant::now);
+        let finished = self.finished;
+        self.tracker
+            .activity()
+            .request_finished(|| finished.unwrap_or_else(Instant::now));
     }
 }
 
@@ -268,7 +288,11 @@ mod tests {
         let start = Instant::now();
         let mut a = Activity::new(start);
         a.bytes_read(|| start);
-        a.request_started();
+        assert_eq!(
+            a.request_started(),
+            Some(start),
+            "the head's first byte starts it"
+        );
         assert_eq!(a.deadline(&T), None);
         assert!(!a.must_close(&T, start + Duration::from_secs(3600)));
         let done = start + Duration::from_secs(5);

@@ -5,16 +5,17 @@
 //!
 //! Why: axum boxes each layer a route carries, and clones the boxed service, on every request,
 //! besides matching the path and recording it; for these three that was about a third of the
-//! instructions a request cost (docs/performance.md). Here each is one fixed stack, composed
-//! once: route metrics, the `x-api-key` check where the router has it, and the same handler
-//! function the router calls, with the same extractors. What they answer is therefore what the
-//! router would: `tests/integration/dispatch.rs` sends each request both ways and compares.
+//! instructions a request cost (docs/performance.md). Here each is one fixed stack of plain
+//! function calls, nothing cloned but what its future keeps: route metrics, the `x-api-key`
+//! check where the router has it, and the same handler function the router calls, with the
+//! same extractors. What they answer is therefore what the router would:
+//! `tests/integration/dispatch.rs` sends each request both ways and compares.
 //!
 //! The router keeps these routes too: HEAD, the `/api/v1/verify/{*path}` twins and the OpenAPI
 //! document are served from there.
 
-use super::api_key_auth::{RequireApiKey, RequireApiKeyService};
-use super::metrics::{RouteMetrics, RouteMetricsFuture, RouteMetricsLayer};
+use super::api_key_auth::{check_key, KeyFuture};
+use super::metrics::{RouteMeter, RouteMetricsFuture};
 use super::routes::direct::{self, HandlerFuture};
 use super::AppState;
 use axum::extract::Request;
@@ -28,7 +29,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tower::{Layer, Service};
+use tower::Service;
 
 /// Which fixed stack serves a request, if any; the path must match exactly (a query is fine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,27 +51,9 @@ impl Direct {
     }
 }
 
-/// A handler called as the router would call it, on the router's state.
-#[derive(Clone)]
-pub struct Endpoint {
-    handler: fn(Request, AppState) -> HandlerFuture,
-    state: AppState,
-}
+type Handler = fn(Request, AppState) -> HandlerFuture;
 
-impl Service<Request> for Endpoint {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = EndpointFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> EndpointFuture {
-        EndpointFuture((self.handler)(request, self.state.clone()))
-    }
-}
-
+/// A handler's answer, as a service's.
 pub struct EndpointFuture(HandlerFuture);
 
 impl Future for EndpointFuture {
@@ -81,13 +64,11 @@ impl Future for EndpointFuture {
     }
 }
 
-type Keyed = RouteMetrics<RequireApiKeyService<Endpoint>>;
-type Open = RouteMetrics<Endpoint>;
-
 struct Stacks {
-    me: Keyed,
-    verify: Keyed,
-    healthz: Open,
+    state: AppState,
+    me: Arc<RouteMeter>,
+    verify: Arc<RouteMeter>,
+    healthz: Arc<RouteMeter>,
     router: Router,
 }
 
@@ -97,20 +78,43 @@ pub struct Dispatch(Arc<Stacks>);
 
 impl Dispatch {
     pub fn new(state: &AppState, router: Router) -> Dispatch {
-        let endpoint = |handler| Endpoint {
-            handler,
-            state: state.clone(),
-        };
-        let keyed = |route, handler| {
-            RouteMetricsLayer::for_route(route)
-                .layer(RequireApiKey::new(state.clone()).layer(endpoint(handler)))
-        };
         Dispatch(Arc::new(Stacks {
-            me: keyed("/api/v1/me", direct::me),
-            verify: keyed("/api/v1/verify", direct::verify),
-            healthz: RouteMetricsLayer::for_route("/healthz").layer(endpoint(direct::healthz)),
+            state: state.clone(),
+            me: RouteMeter::named("/api/v1/me"),
+            verify: RouteMeter::named("/api/v1/verify"),
+            healthz: RouteMeter::named("/healthz"),
             router,
         }))
+    }
+
+    /// Each direct stack is composed here, per request, from references: route metrics
+    /// around the key check around the handler. Only what a future must keep is counted up:
+    /// the route's meter, and the state for the handler and for the key check's way out.
+    pub fn handle(&self, request: Request) -> DispatchFuture {
+        let stacks = &*self.0;
+        match Direct::of(request.method(), request.uri().path()) {
+            Some(Direct::Me) => stacks.keyed(&stacks.me, request, direct::me),
+            Some(Direct::Verify) => stacks.keyed(&stacks.verify, request, direct::verify),
+            Some(Direct::Healthz) => DispatchFuture::Open {
+                future: stacks.healthz.track(request, |request| {
+                    EndpointFuture(direct::healthz(request, stacks.state.clone()))
+                }),
+            },
+            None => DispatchFuture::Routed {
+                future: stacks.router.clone().call(request),
+            },
+        }
+    }
+}
+
+impl Stacks {
+    fn keyed(&self, meter: &Arc<RouteMeter>, request: Request, handler: Handler) -> DispatchFuture {
+        let future = meter.track(request, |request| {
+            check_key(&self.state, request, move |request, state| {
+                EndpointFuture(handler(request, state.clone()))
+            })
+        });
+        DispatchFuture::Keyed { future }
     }
 }
 
@@ -125,30 +129,14 @@ impl Service<Request> for Dispatch {
     }
 
     fn call(&mut self, request: Request) -> DispatchFuture {
-        let stacks = &*self.0;
-        match Direct::of(request.method(), request.uri().path()) {
-            Some(Direct::Me) => DispatchFuture::Keyed {
-                future: stacks.me.clone().call(request),
-            },
-            Some(Direct::Verify) => DispatchFuture::Keyed {
-                future: stacks.verify.clone().call(request),
-            },
-            Some(Direct::Healthz) => DispatchFuture::Open {
-                future: stacks.healthz.clone().call(request),
-            },
-            None => DispatchFuture::Routed {
-                future: stacks.router.clone().call(request),
-            },
-        }
+        self.handle(request)
     }
 }
-
-type KeyedFuture = <RequireApiKeyService<Endpoint> as Service<Request>>::Future;
 
 pin_project! {
     #[project = DispatchProj]
     pub enum DispatchFuture {
-        Keyed { #[pin] future: RouteMetricsFuture<KeyedFuture> },
+        Keyed { #[pin] future: RouteMetricsFuture<KeyFuture<EndpointFuture>> },
         Open { #[pin] future: RouteMetricsFuture<EndpointFuture> },
         Routed { #[pin] future: RouteFuture<Infallible> },
     }

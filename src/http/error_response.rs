@@ -2,7 +2,7 @@
 //! and the headers some errors carry (`WWW-Authenticate`, `Retry-After`). Kept in `http` so
 //! that the error type itself depends on nothing of the server.
 
-use super::request_id;
+use super::request_scope;
 use crate::error::{ApiError, ErrorCode, ErrorReason, Realm};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -10,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(source) = &self {
-            request_id::with_current(
+            request_scope::with_current_id(
                 |request_id| tracing::error!(error = %source, request_id, "internal error"),
             );
         }
-        let body = request_id::with_current(|id| self.body(id));
+        let body = request_scope::with_current_id(|id| self.body(id));
         let mut response = Response::new(axum::body::Body::from(body));
         *response.status_mut() = self.status_code();
         let headers = response.headers_mut();

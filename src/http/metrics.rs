@@ -1,9 +1,15 @@
 //! Request metrics by route template (never the raw path, which holds ids), method and status.
 //!
-//! A `route_layer`, so each route's service learns its template once: the metric handles are
-//! resolved on a route's first request and kept, instead of hashing labels and searching the
-//! registry (and allocating three label strings) on every request.
+//! Each route has a `RouteMeter` that resolves its metric handles on the first request of each
+//! method and keeps them, instead of hashing labels and searching the registry (and allocating
+//! three label strings) on every request. The router's routes get theirs from
+//! `RouteMetricsLayer` (a `route_layer`: the template comes from `MatchedPath`); the direct
+//! stacks of dispatch.rs name their template and build their futures with `RouteMeter::track`.
+//!
+//! The duration is the request's, from the first byte of its head to its route's answer, read
+//! from the request's scope (`request_scope`): the route reads the clock once, when it answers.
 
+use super::request_scope;
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
@@ -14,69 +20,128 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
 use tower::{Layer, Service};
 
 const REQUESTS: &str = "heffl_http_requests_total";
 const DURATION: &str = "heffl_http_request_duration_seconds";
 
-/// Statuses whose counters are kept per route; others are looked up when they happen.
+/// Statuses whose counters are kept per route and method; others are looked up when they
+/// happen.
 const COMMON_STATUSES: [u16; 14] = [
     200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 503,
 ];
 
-/// As a `route_layer`, the route's template comes from the router (`MatchedPath`); a service
-/// the router does not reach (http/dispatch.rs) names its template itself.
-#[derive(Clone, Copy, Default)]
-pub struct RouteMetricsLayer {
-    route: Option<&'static str>,
+/// The methods whose handles are kept, with their labels; an extension method is looked up
+/// on each request.
+static KEPT_METHODS: [(Method, &str); 9] = [
+    (Method::GET, "GET"),
+    (Method::POST, "POST"),
+    (Method::PUT, "PUT"),
+    (Method::PATCH, "PATCH"),
+    (Method::DELETE, "DELETE"),
+    (Method::HEAD, "HEAD"),
+    (Method::OPTIONS, "OPTIONS"),
+    (Method::TRACE, "TRACE"),
+    (Method::CONNECT, "CONNECT"),
+];
+
+/// One route's handles, per method. Forward auth's `/api/v1/verify` takes every method a
+/// gateway forwards, so each is kept, not only the route's first.
+#[derive(Default)]
+pub struct RouteMeter {
+    /// Named by dispatch.rs, or learned from the router's `MatchedPath` on the first request.
+    route: OnceLock<String>,
+    methods: [OnceLock<MethodHandles>; KEPT_METHODS.len()],
 }
 
-impl RouteMetricsLayer {
-    pub fn for_route(route: &'static str) -> RouteMetricsLayer {
-        RouteMetricsLayer { route: Some(route) }
-    }
-}
-
-impl<S> Layer<S> for RouteMetricsLayer {
-    type Service = RouteMetrics<S>;
-
-    /// Called once per route and method: the handles are shared by that endpoint's clones.
-    fn layer(&self, inner: S) -> RouteMetrics<S> {
-        RouteMetrics {
-            inner,
-            handles: Arc::default(),
-            route: self.route,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct RouteMetrics<S> {
-    inner: S,
-    handles: Arc<OnceLock<RouteHandles>>,
-    route: Option<&'static str>,
-}
-
-struct RouteHandles {
-    method: Method,
-    route: String,
+struct MethodHandles {
+    method: &'static str,
     duration: Histogram,
     statuses: [OnceLock<Counter>; COMMON_STATUSES.len()],
 }
 
-impl RouteHandles {
-    fn new(method: Method, route: String) -> RouteHandles {
-        RouteHandles {
-            duration: metrics::histogram!(DURATION, "method" => method.as_str().to_owned(), "route" => route.clone()),
+/// Which handles a request's answer is recorded with.
+enum Recording {
+    Kept(usize),
+    /// An extension method: its labels, found in the registry when the answer is recorded.
+    Other {
+        method: String,
+    },
+}
+
+impl RouteMeter {
+    pub fn named(route: &'static str) -> Arc<RouteMeter> {
+        let meter = RouteMeter::default();
+        let _ = meter.route.set(route.to_owned());
+        Arc::new(meter)
+    }
+
+    /// Answers `request` with `answer`, counting and timing the answer.
+    pub fn track<F>(
+        self: &Arc<Self>,
+        request: Request,
+        answer: impl FnOnce(Request) -> F,
+    ) -> RouteMetricsFuture<F> {
+        let recording = self.recording_for(&request);
+        RouteMetricsFuture {
+            inner: answer(request),
+            meter: Arc::clone(self),
+            recording: Some(recording),
+        }
+    }
+
+    fn recording_for(&self, request: &Request) -> Recording {
+        let route = self.route.get_or_init(|| {
+            request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|path| path.as_str().to_owned())
+                .unwrap_or_else(|| "unmatched".to_owned())
+        });
+        let kept = KEPT_METHODS
+            .iter()
+            .position(|(method, _)| method == request.method());
+        match kept {
+            Some(index) => {
+                self.methods[index]
+                    .get_or_init(|| MethodHandles::new(KEPT_METHODS[index].1, route));
+                Recording::Kept(index)
+            }
+            None => Recording::Other {
+                method: request.method().as_str().to_owned(),
+            },
+        }
+    }
+
+    fn record(&self, recording: Recording, status: u16, seconds: f64) {
+        let route = self.route.get().map_or("unmatched", String::as_str);
+        match recording {
+            Recording::Kept(index) => {
+                if let Some(handles) = self.methods[index].get() {
+                    handles.count(route, status);
+                    handles.duration.record(seconds);
+                }
+            }
+            Recording::Other { method } => {
+                requests_counter(&method, route, status).increment(1);
+                metrics::histogram!(DURATION, "method" => method, "route" => route.to_owned())
+                    .record(seconds);
+            }
+        }
+    }
+}
+
+impl MethodHandles {
+    fn new(method: &'static str, route: &str) -> MethodHandles {
+        MethodHandles {
             method,
-            route,
+            duration: metrics::histogram!(DURATION, "method" => method, "route" => route.to_owned()),
             statuses: Default::default(),
         }
     }
 
-    fn count(&self, status: u16) {
-        let counter = || requests_counter(self.method.as_str(), &self.route, status);
+    fn count(&self, route: &str, status: u16) {
+        let counter = || requests_counter(self.method, route, status);
         match COMMON_STATUSES.iter().position(|common| *common == status) {
             Some(index) => self.statuses[index].get_or_init(counter).increment(1),
             None => counter().increment(1),
@@ -84,19 +149,30 @@ impl RouteHandles {
     }
 }
 
-fn route_of(request: &Request, named: Option<&'static str>) -> String {
-    if let Some(route) = named {
-        return route.to_owned();
-    }
-    request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned())
-}
-
 fn requests_counter(method: &str, route: &str, status: u16) -> Counter {
     metrics::counter!(REQUESTS, "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string())
+}
+
+/// The router's routes: `.route_layer(RouteMetricsLayer)`.
+#[derive(Clone, Copy, Default)]
+pub struct RouteMetricsLayer;
+
+impl<S> Layer<S> for RouteMetricsLayer {
+    type Service = RouteMetrics<S>;
+
+    /// Called once per route and method: the meter is shared by that endpoint's clones.
+    fn layer(&self, inner: S) -> RouteMetrics<S> {
+        RouteMetrics {
+            inner,
+            meter: Arc::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RouteMetrics<S> {
+    inner: S,
+    meter: Arc<RouteMeter>,
 }
 
 impl<S> Service<Request> for RouteMetrics<S>
@@ -112,21 +188,11 @@ where
     }
 
     fn call(&mut self, request: Request) -> RouteMetricsFuture<S::Future> {
-        let handles = self.handles.get_or_init(|| {
-            RouteHandles::new(request.method().clone(), route_of(&request, self.route))
-        });
-        // HEAD served by a GET route, or any other method of an `any` route.
-        let other = (request.method() != handles.method).then(|| {
-            (
-                request.method().as_str().to_owned(),
-                route_of(&request, self.route),
-            )
-        });
+        let recording = self.meter.recording_for(&request);
         RouteMetricsFuture {
             inner: self.inner.call(request),
-            handles: Arc::clone(&self.handles),
-            other,
-            started: Instant::now(),
+            meter: Arc::clone(&self.meter),
+            recording: Some(recording),
         }
     }
 }
@@ -135,9 +201,8 @@ pin_project! {
     pub struct RouteMetricsFuture<F> {
         #[pin]
         inner: F,
-        handles: Arc<OnceLock<RouteHandles>>,
-        other: Option<(String, String)>,
-        started: Instant,
+        meter: Arc<RouteMeter>,
+        recording: Option<Recording>,
     }
 }
 
@@ -152,18 +217,13 @@ where
         let Poll::Ready(Ok(response)) = this.inner.poll(cx) else {
             return Poll::Pending;
         };
-        let seconds = this.started.elapsed().as_secs_f64();
-        let status = response.status().as_u16();
-        match (this.other.take(), this.handles.get()) {
-            (None, Some(handles)) => {
-                handles.count(status);
-                handles.duration.record(seconds);
-            }
-            (Some((method, route)), _) => {
-                requests_counter(&method, &route, status).increment(1);
-                metrics::histogram!(DURATION, "method" => method, "route" => route).record(seconds);
-            }
-            (None, None) => {}
+        let finished = request_scope::finish_now();
+        let seconds = finished
+            .saturating_duration_since(request_scope::started())
+            .as_secs_f64();
+        if let Some(recording) = this.recording.take() {
+            this.meter
+                .record(recording, response.status().as_u16(), seconds);
         }
         Poll::Ready(Ok(response))
     }

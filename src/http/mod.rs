@@ -16,7 +16,8 @@ mod metrics;
 mod metrics_listener;
 mod openapi;
 mod parse_errors;
-pub(crate) mod request_id;
+mod request_id;
+mod request_scope;
 mod routes;
 mod server;
 mod session_auth;
@@ -35,7 +36,6 @@ use crate::verify::{KeyCache, Verifier};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use std::ops::Deref;
 use std::sync::Arc;
-use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -104,16 +104,11 @@ impl Deref for AppState {
 
 /// The whole HTTP surface as one service: the request layer (stack.rs) around the direct
 /// stacks of the hottest routes and the router (dispatch.rs).
-pub type App = stack::RequestService<dispatch::Dispatch>;
+pub type App = stack::RequestService;
 
 pub fn app(state: AppState) -> App {
     let dashboard = routes::dashboard().layer(dashboard_cors(&state.config));
     let api = routes::api(state.clone());
-    // Request id, logs, body limit, timeout, panics and JSON errors, in one layer (stack.rs).
-    let request_layer = stack::RequestLayer::new(
-        state.config.request_timeout,
-        state.config.trust_forwarded_for,
-    );
     let (routes, document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .nest("/app/v1", dashboard)
         // Merged with full paths rather than nested: nesting rewrites every request's URI,
@@ -135,11 +130,16 @@ pub fn app(state: AppState) -> App {
                 )
             }),
         )
-        .route_layer(metrics::RouteMetricsLayer::default())
+        .route_layer(metrics::RouteMetricsLayer)
         .fallback(json_errors::no_route)
         .with_state(state.clone());
-    // Around the router rather than `Router::layer`, which would box it into every route.
-    request_layer.layer(dispatch::Dispatch::new(&state, router))
+    // Request id, logs, body limit, timeout, panics and JSON errors, in one layer (stack.rs),
+    // around the router rather than `Router::layer`, which would box it into every route.
+    stack::RequestService::new(
+        dispatch::Dispatch::new(&state, router),
+        state.config.request_timeout,
+        state.config.trust_forwarded_for,
+    )
 }
 
 /// Serialized once: the document is fixed for the life of the router.

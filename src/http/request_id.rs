@@ -4,7 +4,7 @@
 //! passed through a keyed bijection, so they are unique within the process by construction,
 //! across processes by random bits drawn once, and do not reveal how many requests the
 //! server handled between two of a client's. While a request is handled, its id is reachable
-//! from `ApiError::into_response` (every error body carries it) through a task-local.
+//! from `ApiError::into_response` (every error body carries it) through `request_scope`.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,10 +20,6 @@ const MAX_LEN: usize = 64;
 pub struct RequestId {
     bytes: [u8; MAX_LEN],
     len: u8,
-}
-
-tokio::task_local! {
-    static CURRENT: RequestId;
 }
 
 impl RequestId {
@@ -89,19 +85,6 @@ impl RequestId {
         HeaderValue::from_bytes(&self.bytes[..usize::from(self.len)])
             .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
-
-    /// Runs `future` with this id as the current request's.
-    pub fn scope<F: std::future::Future>(
-        self,
-        future: F,
-    ) -> tokio::task::futures::TaskLocalFuture<RequestId, F> {
-        CURRENT.scope(self, future)
-    }
-
-    /// Runs `f` with this id as the current request's (for responses made outside the future).
-    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self, f)
-    }
 }
 
 /// splitmix64's finalizer: a bijection on `u64` (each step is invertible), so distinct counts
@@ -110,14 +93,6 @@ fn scramble(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
-}
-
-/// Calls `f` with the id of the request being handled, if any.
-pub fn with_current<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
-    match CURRENT.try_with(|id| *id) {
-        Ok(id) => f(Some(id.as_str())),
-        Err(_) => f(None),
-    }
 }
 
 #[cfg(test)]
@@ -153,13 +128,5 @@ mod tests {
             let id = RequestId::from_headers(&headers);
             assert_eq!(id.as_str().len(), 36, "{bad:?} should be replaced");
         }
-    }
-
-    #[test]
-    fn the_current_id_is_visible_inside_the_scope_only() {
-        let id = RequestId::generate();
-        let inside = id.sync_scope(|| with_current(|current| current.map(str::to_owned)));
-        assert_eq!(inside.as_deref(), Some(id.as_str()));
-        assert_eq!(with_current(|current| current.map(str::to_owned)), None);
     }
 }

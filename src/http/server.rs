@@ -9,7 +9,6 @@
 //! finish.
 
 use super::connection::{InFlight, Timeouts, TrackedIo, Tracker};
-use super::dispatch::DispatchFuture;
 use super::stack::RequestFuture;
 use super::App;
 use crate::config::Config;
@@ -31,7 +30,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tower::Service;
 
 /// How often a newcomer waiting at the cap looks again for a connection to displace.
 const DISPLACE_RETRY: Duration = Duration::from_millis(100);
@@ -208,10 +206,11 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, mut request: Request<Incoming>) -> ServedRequest {
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        let in_flight = self.tracker.request_started();
+        let (in_flight, head_started) = self.tracker.request_started();
+        let started = head_started.map_or_else(std::time::Instant::now, Instant::into_std);
         // The app is always ready, so it is called directly: no `Oneshot` state machine and no
         // boxed future per request.
-        let response = self.app.clone().call(request.map(axum::body::Body::new));
+        let response = self.app.handle(request.map(axum::body::Body::new), started);
         ServedRequest {
             response,
             in_flight: Some(in_flight),
@@ -223,7 +222,7 @@ pin_project! {
     /// The app's answer; the request counts as in progress until it is ready.
     pub struct ServedRequest {
         #[pin]
-        response: RequestFuture<DispatchFuture>,
+        response: RequestFuture,
         in_flight: Option<InFlight>,
     }
 }
@@ -232,9 +231,11 @@ impl Future for ServedRequest {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.response.poll(cx));
-        this.in_flight.take();
+        let mut this = self.project();
+        let response = ready!(this.response.as_mut().poll(cx));
+        if let Some(in_flight) = this.in_flight.take() {
+            in_flight.finish(this.response.finished().map(Instant::from_std));
+        }
         Poll::Ready(response)
     }
 }

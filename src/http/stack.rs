@@ -16,7 +16,9 @@
 //!   only when the level is enabled.
 
 use super::api_key_auth::Principal;
+use super::dispatch::{Dispatch, DispatchFuture};
 use super::request_id::{RequestId, X_REQUEST_ID};
+use super::request_scope::RequestScope;
 use super::{body_limit, client_ip, json_errors, X_API_KEY};
 use crate::error::{ErrorCode, ErrorReason};
 use axum::extract::{ConnectInfo, Request};
@@ -31,44 +33,23 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::task::futures::TaskLocalFuture;
-use tower::{Layer, Service};
+use tower::Service;
 
-#[derive(Clone, Copy)]
-pub struct RequestLayer {
+/// The whole HTTP surface: this layer around the dispatch (dispatch.rs). A clone is one
+/// reference count; the connection (server.rs) calls `handle` on it without cloning.
+#[derive(Clone)]
+pub struct RequestService {
+    dispatch: Dispatch,
     timeout: Duration,
     trust_forwarded_for: bool,
-}
-
-impl RequestLayer {
-    pub fn new(timeout: Duration, trust_forwarded_for: bool) -> RequestLayer {
-        RequestLayer {
-            timeout,
-            trust_forwarded_for,
-        }
-    }
-}
-
-impl<S> Layer<S> for RequestLayer {
-    type Service = RequestService<S>;
-
-    fn layer(&self, inner: S) -> RequestService<S> {
-        RequestService {
-            inner,
-            config: *self,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct RequestService<S> {
-    inner: S,
-    config: RequestLayer,
 }
 
 /// What the log line needs from the request, which the inner service consumes.
 struct RequestLine {
     id: RequestId,
     started: Instant,
+    /// When the route answered (`request_scope::finish_now`), if it said.
+    finished: Option<Instant>,
     method: Method,
     uri: Uri,
     client: Option<IpAddr>,
@@ -76,21 +57,18 @@ struct RequestLine {
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
 
-impl<S> Service<Request> for RequestService<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = RequestFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+impl RequestService {
+    pub fn new(dispatch: Dispatch, timeout: Duration, trust_forwarded_for: bool) -> RequestService {
+        RequestService {
+            dispatch,
+            timeout,
+            trust_forwarded_for,
+        }
     }
 
-    fn call(&mut self, mut request: Request) -> RequestFuture<S::Future> {
-        let started = Instant::now();
+    /// Handles a request that started at `started`: the connection knows, from when the first
+    /// bytes of its head arrived, and passes the reading on instead of taking another.
+    pub fn handle(&self, mut request: Request, started: Instant) -> RequestFuture {
         let id = RequestId::from_headers(request.headers());
         mark_sensitive(request.headers_mut());
         let peer = request
@@ -100,9 +78,10 @@ where
         let line = RequestLine {
             id,
             started,
+            finished: None,
             method: request.method().clone(),
             uri: request.uri().clone(),
-            client: client_ip(request.headers(), peer, self.config.trust_forwarded_for),
+            client: client_ip(request.headers(), peer, self.trust_forwarded_for),
         };
         // For following a request as it happens (and for tests that need to know it arrived).
         tracing::debug!(
@@ -111,34 +90,51 @@ where
             request_id = line.id.as_str(),
             "started processing request"
         );
+        let scope = || RequestScope::new(id, started);
         let state = if body_limit::declared_too_large(request.headers()) {
             State::Refusing {
-                future: Box::pin(id.scope(body_limit::refuse(request.into_body()))),
+                future: Box::pin(scope().run(body_limit::refuse(request.into_body()))),
             }
         } else {
             let request = body_limit::limit(request);
-            match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
+            let call = AssertUnwindSafe(|| self.dispatch.handle(request));
+            match scope().sync(|| std::panic::catch_unwind(call)) {
                 Ok(future) => State::Running {
-                    future: id.scope(future),
+                    future: scope().run(future),
                 },
                 Err(_) => State::Done {
-                    response: Some(id.sync_scope(json_errors::panic_response_now)),
+                    response: Some(scope().sync(json_errors::panic_response_now)),
                 },
             }
         };
         RequestFuture {
             state,
             line,
-            timeout: self.config.timeout,
+            timeout: self.timeout,
             sleep: None,
         }
     }
 }
 
+/// For tower's callers (tests); the server calls `handle`.
+impl Service<Request> for RequestService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RequestFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> RequestFuture {
+        self.handle(request, Instant::now())
+    }
+}
+
 pin_project! {
-    pub struct RequestFuture<F> {
+    pub struct RequestFuture {
         #[pin]
-        state: State<F>,
+        state: State,
         line: RequestLine,
         timeout: Duration,
         // Armed on the first `Pending`: most requests never need it.
@@ -148,37 +144,46 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
-        Running { #[pin] future: TaskLocalFuture<RequestId, F> },
+    enum State {
+        Running { #[pin] future: TaskLocalFuture<RequestScope, DispatchFuture> },
         Refusing { future: BoxedResponse },
         Done { response: Option<Response> },
     }
 }
 
-impl<F> Future for RequestFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
+impl RequestFuture {
+    /// When the route answered, once this future is ready (`None` if it did not say: the
+    /// router's fallback, a timeout, a panic).
+    pub fn finished(&self) -> Option<Instant> {
+        self.line.finished
+    }
+}
+
+impl Future for RequestFuture {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let id = this.line.id;
+        let line = &mut *this.line;
+        let scope = || RequestScope::new(line.id, line.started);
         let response = match this.state.project() {
-            StateProj::Running { future } => {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-                    Ok(Poll::Ready(Ok(response))) => response,
+            StateProj::Running { mut future } => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(Ok(response))) => {
+                        line.finished = future.take_value().and_then(|s| s.finished());
+                        response
+                    }
                     Ok(Poll::Pending) => {
-                        let deadline = this.line.started + *this.timeout;
+                        let deadline = line.started + *this.timeout;
                         let sleep = this.sleep.get_or_insert_with(|| {
                             Box::pin(tokio::time::sleep_until(deadline.into()))
                         });
                         if sleep.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
                         }
-                        id.sync_scope(json_errors::timeout_response)
+                        scope().sync(json_errors::timeout_response)
                     }
-                    Err(_panic) => id.sync_scope(json_errors::panic_response_now),
+                    Err(_panic) => scope().sync(json_errors::panic_response_now),
                 }
             }
             StateProj::Refusing { future } => match future.as_mut().poll(cx) {
@@ -187,18 +192,17 @@ where
             },
             StateProj::Done { response } => response
                 .take()
-                .unwrap_or_else(|| id.sync_scope(json_errors::panic_response_now)),
+                .unwrap_or_else(|| scope().sync(json_errors::panic_response_now)),
         };
-        Poll::Ready(Ok(finish(this.line, response)))
+        Poll::Ready(Ok(finish(line, response)))
     }
 }
 
 fn finish(line: &RequestLine, mut response: Response) -> Response {
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
-        response = line
-            .id
-            .sync_scope(|| json_errors::ensure_json_errors(response));
+        response = RequestScope::new(line.id, line.started)
+            .sync(|| json_errors::ensure_json_errors(response));
     }
     response
         .headers_mut()
@@ -216,7 +220,7 @@ fn log(line: &RequestLine, response: &Response) {
                 method = %line.method,
                 path = line.uri.path(),
                 status = status.as_u16(),
-                latency_ms = latency_ms(line.started),
+                latency_ms = latency_ms(line),
                 request_id = line.id.as_str(),
                 client = line.client.map(tracing::field::display),
                 code = response.extensions().get::<ErrorCode>().map(|c| c.0),
@@ -234,8 +238,10 @@ fn log(line: &RequestLine, response: &Response) {
 }
 
 /// Milliseconds with microsecond precision, as a JSON number.
-fn latency_ms(started: Instant) -> f64 {
-    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+fn latency_ms(line: &RequestLine) -> f64 {
+    let finished = line.finished.unwrap_or_else(Instant::now);
+    let latency = finished.saturating_duration_since(line.started);
+    (latency.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// One pass over the request's few headers: cheaper than hashing three names for lookups.

@@ -190,3 +190,32 @@ async fn a_flood_of_half_open_connections_does_not_lock_out_a_new_client() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A request's time runs from the first byte of its head, not from when its handler starts:
+/// the duration metric (and the request log, from the same readings) sees a slow head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_head_counts_in_the_request_duration() {
+    let app = start(100, Duration::from_secs(5)).await;
+    // A route and method no other test sends slowly: the metrics are process-wide.
+    let series = "heffl_http_request_duration_seconds_sum{method=\"PUT\",route=\"/api/v1/verify\"}";
+    let before = crate::process_harness::metric_value(&app.metrics().await, series);
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"PUT /api/v1/verify HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n")
+        .await
+        .expect("write");
+    let pause = Duration::from_millis(400);
+    tokio::time::sleep(pause).await;
+    stream.write_all(b"\r\n").await.expect("write");
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    let after = crate::process_harness::metric_value(&app.metrics().await, series);
+    // The server reads the first bytes when it gets to the new connection, a little after
+    // they were sent; a clock started with the handler would show about nothing.
+    let at_least = pause - Duration::from_millis(50);
+    assert!(
+        after - before >= at_least.as_secs_f64(),
+        "the request took {} s by the metric, its head alone {pause:?}",
+        after - before
+    );
+}
