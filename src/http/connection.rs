@@ -11,9 +11,9 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Duration, Instant};
 
@@ -112,14 +112,36 @@ impl Activity {
     }
 }
 
+/// What the server asks of a connection from outside, in rising order: a later request never
+/// weakens an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Stop {
+    Run = 0,
+    /// The server is shutting down: finish the request in progress, then close.
+    Drain = 1,
+    /// Displaced by a newcomer at the connection cap: close now.
+    Close = 2,
+}
+
+impl Stop {
+    fn from_u8(value: u8) -> Stop {
+        match value {
+            0 => Stop::Run,
+            1 => Stop::Drain,
+            _ => Stop::Close,
+        }
+    }
+}
+
 /// `Activity` shared by the parts of one connection, and the wake-up that tells its driving
-/// task it was displaced.
+/// task to stop.
 #[derive(Debug)]
 pub struct Tracker {
     activity: Mutex<Activity>,
     pub timeouts: Timeouts,
-    /// `Activity`'s displacement, readable without the lock on each of the driver's wake-ups.
-    displaced: AtomicBool,
+    /// A `Stop`, readable without the lock on each of the driver's wake-ups.
+    stop: AtomicU8,
     driver: atomic_waker::AtomicWaker,
 }
 
@@ -128,7 +150,7 @@ impl Tracker {
         Arc::new(Tracker {
             activity: Mutex::new(Activity::new(Instant::now())),
             timeouts,
-            displaced: AtomicBool::new(false),
+            stop: AtomicU8::new(Stop::Run as u8),
             driver: atomic_waker::AtomicWaker::new(),
         })
     }
@@ -157,14 +179,30 @@ impl Tracker {
 
     pub fn displace(&self) {
         self.activity().displace();
-        self.displaced.store(true, Ordering::Release);
+        self.ask(Stop::Close);
+    }
+
+    /// The server is shutting down (see `server::drive`).
+    pub fn drain(&self) {
+        self.ask(Stop::Drain);
+    }
+
+    fn ask(&self, stop: Stop) {
+        self.stop.fetch_max(stop as u8, Ordering::AcqRel);
         self.driver.wake();
     }
 
-    /// Whether the connection was displaced; if not, `cx` is woken when it is.
-    pub fn poll_displaced(&self, cx: &mut Context<'_>) -> bool {
-        self.driver.register(cx.waker());
-        self.displaced.load(Ordering::Acquire)
+    /// What the server asks; the driver is woken when that changes. `registered` is the waker
+    /// the driver last gave: the driving task's waker does not change between its polls, so
+    /// registering it again (two atomic operations) on each of them is skipped, for as long as
+    /// nothing was asked (a wake-up, which only `ask` makes, empties the registration).
+    pub fn poll_stop(&self, cx: &mut Context<'_>, registered: &mut Option<Waker>) -> Stop {
+        let asked = self.stop.load(Ordering::Acquire) != Stop::Run as u8;
+        if asked || !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.driver.register(cx.waker());
+            *registered = Some(cx.waker().clone());
+        }
+        Stop::from_u8(self.stop.load(Ordering::Acquire))
     }
 }
 
@@ -350,5 +388,36 @@ mod tests {
             a.next_check(&T, look),
             later + Duration::from_millis(1) + T.header_read
         );
+    }
+
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_driver_is_woken_for_each_request_and_a_stop_never_weakens() {
+        let tracker = Tracker::new(T);
+        let count = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let mut registered = None;
+        let woken = || count.0.load(Ordering::SeqCst);
+
+        assert_eq!(tracker.poll_stop(&mut cx, &mut registered), Stop::Run);
+        // Polled again without anything asked: registered once, still woken when asked.
+        assert_eq!(tracker.poll_stop(&mut cx, &mut registered), Stop::Run);
+        tracker.drain();
+        assert_eq!(woken(), 1);
+        assert_eq!(tracker.poll_stop(&mut cx, &mut registered), Stop::Drain);
+        // The wake-up emptied the registration; the poll after it registered again.
+        tracker.displace();
+        assert_eq!(woken(), 2);
+        assert_eq!(tracker.poll_stop(&mut cx, &mut registered), Stop::Close);
+        tracker.drain();
+        assert_eq!(tracker.poll_stop(&mut cx, &mut registered), Stop::Close);
     }
 }

@@ -8,7 +8,7 @@
 //! connection is serving a request does the newcomer wait, in the listen backlog, for one to
 //! finish.
 
-use super::connection::{InFlight, Timeouts, TrackedIo, Tracker};
+use super::connection::{InFlight, Stop, Timeouts, TrackedIo, Tracker};
 use super::stack::RequestFuture;
 use super::App;
 use crate::config::Config;
@@ -17,7 +17,7 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -62,7 +62,6 @@ pub async fn serve_connections(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let open = Arc::new(OpenConnections::default());
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -106,7 +105,7 @@ pub async fn serve_connections(
             tracker: Arc::clone(&tracker),
         };
         let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&tracker)));
-        let connection = graceful.watch(http.serve_connection(io, service));
+        let connection = http.serve_connection(io, service);
         let open = Arc::clone(&open);
         tokio::spawn(async move {
             drive(connection, &tracker).await;
@@ -115,16 +114,21 @@ pub async fn serve_connections(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    open.drain_all();
+    // Each connection's task gives its permit back when it ends.
+    let every_permit = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _all_closed = permits.acquire_many(every_permit).await;
 }
 
-/// Runs the connection until it ends or its clock says to close it; dropping it closes the
-/// socket. One timer serves the connection's whole life: it is reset only when it fires, at the
-/// pace `Activity::next_check` sets, so requests on a busy connection never touch it.
-async fn drive<C, E>(connection: C, tracker: &Tracker)
+/// Runs the connection until it ends, its clock says to close it or it is displaced; dropping
+/// it closes the socket. At shutdown (`Stop::Drain`) hyper is asked to finish the request in
+/// progress and close. One timer serves the connection's whole life: it is reset only when it
+/// fires, at the pace `Activity::next_check` sets, so requests on a busy connection never touch
+/// it.
+async fn drive<C>(connection: C, tracker: &Tracker)
 where
-    C: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
 {
     tokio::pin!(connection);
     let first = tracker
@@ -132,15 +136,26 @@ where
         .next_check(&tracker.timeouts, Instant::now());
     let clock = tokio::time::sleep_until(first);
     tokio::pin!(clock);
+    let mut registered = None;
+    let mut draining = false;
     std::future::poll_fn(|cx| {
+        match tracker.poll_stop(cx, &mut registered) {
+            Stop::Run => {}
+            Stop::Drain => {
+                if !draining {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            Stop::Close => {
+                tracing::debug!("closing a displaced connection");
+                return Poll::Ready(());
+            }
+        }
         if let Poll::Ready(result) = connection.as_mut().poll(cx) {
             if let Err(err) = result {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
-            return Poll::Ready(());
-        }
-        if tracker.poll_displaced(cx) {
-            tracing::debug!("closing a displaced connection");
             return Poll::Ready(());
         }
         while clock.as_mut().poll(cx).is_ready() {
@@ -176,6 +191,13 @@ impl OpenConnections {
 
     fn remove(&self, id: u64) {
         self.lock().remove(&id);
+    }
+
+    /// Shutdown: every open connection finishes its request in progress and closes.
+    fn drain_all(&self) {
+        for tracker in self.lock().values() {
+            tracker.drain();
+        }
     }
 
     fn displace_longest_waiting(&self) {
