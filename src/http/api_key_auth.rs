@@ -15,7 +15,7 @@ use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, Extensions, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
@@ -585,13 +585,20 @@ async fn look_up(
     }
 }
 
+impl Principal {
+    /// The principal the key check put into the request. Taken, not cloned: each handler
+    /// takes it once.
+    pub fn take(extensions: &mut Extensions) -> Result<Principal, ApiError> {
+        extensions.remove::<Principal>().ok_or_else(|| {
+            ApiError::internal("Principal extractor used outside the API-key middleware")
+        })
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        // Taken, not cloned: each handler extracts it once.
-        parts.extensions.remove::<Principal>().ok_or_else(|| {
-            ApiError::internal("Principal extractor used outside the API-key middleware")
-        })
+        Principal::take(&mut parts.extensions)
     }
 }

@@ -7,20 +7,22 @@
 //! besides matching the path and recording it; for these three that was about a third of the
 //! instructions a request cost (docs/performance.md). Here each is one fixed stack of plain
 //! function calls, nothing cloned but what its future keeps: route metrics, the `x-api-key`
-//! check where the router has it, and the same handler function the router calls, with the
-//! same extractors. What they answer is therefore what the router would:
-//! `tests/integration/dispatch.rs` sends each request both ways and compares.
+//! check where the router has it, and the router's handler code after its extractors
+//! (`routes::direct`), answered without a boxed future when nothing has to wait. What they
+//! answer is what the router would: `tests/integration/dispatch.rs` sends each request both
+//! ways and compares.
 //!
 //! The router keeps these routes too: HEAD, the `/api/v1/verify/{*path}` twins and the OpenAPI
 //! document are served from there.
 
 use super::api_key_auth::{check_key, KeyFuture};
 use super::metrics::{RouteMeter, RouteMetricsFuture};
-use super::routes::direct::{self, HandlerFuture};
+use super::routes::direct::{self, Answer, Handler, Waiting};
 use super::AppState;
+use crate::error::ApiError;
 use axum::extract::Request;
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
 use axum::Router;
 use pin_project_lite::pin_project;
@@ -51,16 +53,33 @@ impl Direct {
     }
 }
 
-type Handler = fn(Request, AppState) -> HandlerFuture;
-
 /// A handler's answer, as a service's.
-pub struct EndpointFuture(HandlerFuture);
+pub enum EndpointFuture {
+    Ready(Option<Response>),
+    Waiting(Waiting),
+}
+
+impl From<Answer> for EndpointFuture {
+    fn from(answer: Answer) -> EndpointFuture {
+        match answer {
+            Answer::Ready(response) => EndpointFuture::Ready(Some(response)),
+            Answer::Waiting(future) => EndpointFuture::Waiting(future),
+        }
+    }
+}
 
 impl Future for EndpointFuture {
     type Output = Result<Response, Infallible>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.as_mut().poll(cx).map(Ok)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            EndpointFuture::Ready(response) => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                    ApiError::internal("an answer was polled twice").into_response()
+                })))
+            }
+            EndpointFuture::Waiting(future) => future.as_mut().poll(cx).map(Ok),
+        }
     }
 }
 
@@ -89,7 +108,7 @@ impl Dispatch {
 
     /// Each direct stack is composed here, per request, from references: route metrics
     /// around the key check around the handler. Only what a future must keep is counted up:
-    /// the route's meter, and the state for the handler and for the key check's way out.
+    /// the route's meter, and the state for the key check's way out.
     pub fn handle(&self, request: Request) -> DispatchFuture {
         let stacks = &*self.0;
         match Direct::of(request.method(), request.uri().path()) {
@@ -97,7 +116,7 @@ impl Dispatch {
             Some(Direct::Verify) => stacks.keyed(&stacks.verify, request, direct::verify),
             Some(Direct::Healthz) => DispatchFuture::Open {
                 future: stacks.healthz.track(request, |request| {
-                    EndpointFuture(direct::healthz(request, stacks.state.clone()))
+                    direct::healthz(request, &stacks.state).into()
                 }),
             },
             None => DispatchFuture::Routed {
@@ -111,7 +130,7 @@ impl Stacks {
     fn keyed(&self, meter: &Arc<RouteMeter>, request: Request, handler: Handler) -> DispatchFuture {
         let future = meter.track(request, |request| {
             check_key(&self.state, request, move |request, state| {
-                EndpointFuture(handler(request, state.clone()))
+                handler(request, state).into()
             })
         });
         DispatchFuture::Keyed { future }

@@ -55,8 +55,13 @@ pub struct MeApiKey<'a> {
     )
 )]
 pub async fn me(principal: Principal) -> Result<Response, ApiError> {
+    answer(&principal)
+}
+
+/// The handler after its extractor (also called directly: routes::direct).
+pub(super) fn answer(principal: &Principal) -> Result<Response, ApiError> {
     principal.require(Scope::MeRead)?;
-    let body = memo::get_or_try(&principal.memo.me, || encode(&Me::of(&principal)))?;
+    let body = memo::get_or_try(&principal.memo.me, || encode(&Me::of(principal)))?;
     Ok(json_answer(body.clone()))
 }
 

@@ -6,6 +6,7 @@
 //! Any method: gateways send the original request's (Envoy always, nginx by default), and
 //! Envoy appends the original path, hence the `{*path}` twin. The body is never read.
 
+use super::direct::Answer;
 use super::me::{encode, json_headers, Me};
 use crate::domain::scopes::{Scope, ScopeSet};
 use crate::error::{ApiError, Reason};
@@ -13,9 +14,9 @@ use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
 use crate::verify::memo::{self, VerifyAnswer};
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderName, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -62,8 +63,35 @@ pub(super) async fn verify(
     if !body.is_end_stream() {
         discard(body).await;
     }
+    answer(&state, &principal, query.as_deref())
+}
+
+/// `verify` without the router (routes::direct): the same extraction, and the same answer,
+/// made at once unless there is a body to read first.
+pub(super) fn direct(request: Request, state: &AppState) -> Answer {
+    let (mut parts, body) = request.into_parts();
+    let principal = match Principal::take(&mut parts.extensions) {
+        Ok(principal) => principal,
+        Err(error) => return Answer::Ready(error.into_response()),
+    };
+    if body.is_end_stream() {
+        return Answer::Ready(answer(state, &principal, parts.uri.query()).into_response());
+    }
+    let state = state.clone();
+    Answer::Waiting(Box::pin(async move {
+        discard(body).await;
+        answer(&state, &principal, parts.uri.query()).into_response()
+    }))
+}
+
+/// The handler after its extractors and the body.
+fn answer(
+    state: &AppState,
+    principal: &Principal,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
     if query.is_some() {
-        let required = required_scopes(&state, query.as_deref())?;
+        let required = required_scopes(state, query)?;
         let missing: Vec<&str> = required
             .iter()
             .map(String::as_str)
@@ -80,7 +108,7 @@ pub(super) async fn verify(
         }
     }
     // The same for every request the cached key verifies (`verify::memo`).
-    let answer = memo::get_or_try(&principal.memo.verify, || verify_answer(&state, &principal))?;
+    let answer = memo::get_or_try(&principal.memo.verify, || verify_answer(state, principal))?;
     let mut response = Response::new(Body::from(answer.body.clone()));
     *response.headers_mut() = answer.headers.clone();
     Ok(response)
