@@ -39,6 +39,13 @@ macro_rules! reasons {
         }
 
         impl Reason {
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// Its place in `ALL`, for tables indexed by reason.
+            pub fn index(self) -> usize {
+                self as usize
+            }
+
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Reason::$variant => $name,)*
@@ -100,41 +107,44 @@ impl std::fmt::Display for Reason {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// An error's message: most are fixed text, which needs no copy; some are formatted.
+pub type Message = Cow<'static, str>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("unauthorized ({reason})")]
     Unauthorized {
         realm: Realm,
         reason: Reason,
-        message: String,
+        message: Message,
     },
     #[error("forbidden ({reason})")]
-    Forbidden { reason: Reason, message: String },
+    Forbidden { reason: Reason, message: Message },
     #[error("not found")]
-    NotFound(String),
+    NotFound(Message),
     /// A 404 that names its rule, e.g. `invitation_not_found`.
     #[error("not found ({reason})")]
-    NotFoundBecause { reason: Reason, message: String },
+    NotFoundBecause { reason: Reason, message: Message },
     #[error("validation failed")]
     Validation(Vec<FieldIssue>),
     #[error("bad request ({reason})")]
-    BadRequest { reason: Reason, message: String },
+    BadRequest { reason: Reason, message: Message },
     #[error("conflict ({reason})")]
-    Conflict { reason: Reason, message: String },
+    Conflict { reason: Reason, message: Message },
     #[error("payload too large")]
-    PayloadTooLarge(String),
+    PayloadTooLarge(Message),
     #[error("unsupported media type")]
-    UnsupportedMediaType(String),
+    UnsupportedMediaType(Message),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("too many requests")]
     TooManyRequests {
         reason: Reason,
-        message: String,
+        message: Message,
         retry_after_secs: u64,
     },
     #[error("service unavailable ({reason})")]
-    ServiceUnavailable { reason: Reason, message: String },
+    ServiceUnavailable { reason: Reason, message: Message },
     #[error("internal error: {0}")]
     Internal(#[source] BoxError),
 }
@@ -144,28 +154,28 @@ impl ApiError {
         ApiError::Internal(err.into())
     }
 
-    pub fn bad_request(reason: Reason, message: impl Into<String>) -> Self {
+    pub fn bad_request(reason: Reason, message: impl Into<Message>) -> Self {
         ApiError::BadRequest {
             reason,
             message: message.into(),
         }
     }
 
-    pub fn forbidden(reason: Reason, message: impl Into<String>) -> Self {
+    pub fn forbidden(reason: Reason, message: impl Into<Message>) -> Self {
         ApiError::Forbidden {
             reason,
             message: message.into(),
         }
     }
 
-    pub fn conflict(reason: Reason, message: impl Into<String>) -> Self {
+    pub fn conflict(reason: Reason, message: impl Into<Message>) -> Self {
         ApiError::Conflict {
             reason,
             message: message.into(),
         }
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub fn not_found(message: impl Into<Message>) -> Self {
         ApiError::NotFound(message.into())
     }
 
@@ -214,7 +224,7 @@ impl ApiError {
     }
 
     /// The `details.reason` of the body, when the error has one.
-    pub fn reason(&self) -> Option<&'static str> {
+    pub fn reason(&self) -> Option<Reason> {
         match self {
             ApiError::Unauthorized { reason, .. }
             | ApiError::Forbidden { reason, .. }
@@ -222,7 +232,7 @@ impl ApiError {
             | ApiError::Conflict { reason, .. }
             | ApiError::NotFoundBecause { reason, .. }
             | ApiError::TooManyRequests { reason, .. }
-            | ApiError::ServiceUnavailable { reason, .. } => Some(reason.as_str()),
+            | ApiError::ServiceUnavailable { reason, .. } => Some(*reason),
             _ => None,
         }
     }
@@ -256,7 +266,9 @@ impl ApiError {
         let message = self.message();
         let details = match self {
             ApiError::Validation(issues) => Some(Details::Issues { issues }),
-            _ => self.reason().map(|reason| Details::Reason { reason }),
+            _ => self.reason().map(|reason| Details::Reason {
+                reason: reason.as_str(),
+            }),
         };
         let envelope = Envelope {
             error: ErrorObject {
@@ -297,7 +309,7 @@ enum Details<'a> {
 
 /// Left on error responses so metrics and logs can count outcomes by SPEC reason.
 #[derive(Debug, Clone, Copy)]
-pub struct ErrorReason(pub Option<&'static str>);
+pub struct ErrorReason(pub Option<Reason>);
 
 /// Left on error responses for the request log: the body's `error.code`.
 #[derive(Debug, Clone, Copy)]
@@ -345,6 +357,13 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_reason_is_at_its_index() {
+        for (index, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), index, "{reason}");
+        }
+    }
 
     #[test]
     fn internal_errors_hide_their_cause() {

@@ -10,7 +10,7 @@ use crate::domain::permissions::Role;
 use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::time::Timestamp;
 use crate::domain::usage_counts::Outcome;
-use crate::error::{ApiError, Realm, Reason};
+use crate::error::{ApiError, Message, Realm, Reason};
 use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
@@ -65,7 +65,7 @@ impl Principal {
     }
 }
 
-fn unauthorized(reason: Reason, message: impl Into<String>) -> ApiError {
+fn unauthorized(reason: Reason, message: impl Into<Message>) -> ApiError {
     ApiError::Unauthorized {
         realm: Realm::ApiKey,
         reason,
@@ -295,7 +295,8 @@ fn rate_limited_response(
         message: format!(
             "This key may make {} requests per minute; retry in {} seconds.",
             decision.limit, decision.reset_secs
-        ),
+        )
+        .into(),
         retry_after_secs: decision.reset_secs,
     }
     .into_response();
@@ -313,9 +314,20 @@ fn request_time() -> Timestamp {
 
 /// A refused key: counted by its reason, and its error.
 fn refused(error: ApiError) -> Response {
-    metrics::counter!("heffl_api_key_auth_total", "outcome" => error.reason().unwrap_or("error"))
-        .increment(1);
+    refusal_counter(error.reason()).increment(1);
     error.into_response()
+}
+
+/// The auth-outcome counter of a refusal, found in the registry once per reason: refusals
+/// come in floods (a misconfigured client, a scan), each otherwise a registry lookup.
+fn refusal_counter(reason: Option<Reason>) -> &'static metrics::Counter {
+    static BY_REASON: [OnceLock<metrics::Counter>; Reason::ALL.len() + 1] =
+        [const { OnceLock::new() }; Reason::ALL.len() + 1];
+    let slot = reason.map_or(Reason::ALL.len(), Reason::index);
+    BY_REASON[slot].get_or_init(|| {
+        let outcome = reason.map_or("error", Reason::as_str);
+        metrics::counter!("heffl_api_key_auth_total", "outcome" => outcome)
+    })
 }
 
 /// What every answer to a verified key gets on its way out: its usage counted, the key named

@@ -27,9 +27,9 @@ pub fn declared_too_large(headers: &HeaderMap) -> bool {
 /// Reads and drops what the client sends (within bounds), then answers 413.
 pub async fn refuse(body: Body) -> Response {
     drain(body).await;
-    ApiError::PayloadTooLarge(format!(
-        "The request body is larger than {MAX_BODY_BYTES} bytes."
-    ))
+    ApiError::PayloadTooLarge(
+        format!("The request body is larger than {MAX_BODY_BYTES} bytes.").into(),
+    )
     .into_response()
 }
 

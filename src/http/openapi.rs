@@ -347,7 +347,7 @@ mod tests {
         ];
         for error in errors {
             let code = error.code();
-            let reason = error.reason();
+            let reason = error.reason().map(Reason::as_str);
             let is_validation = matches!(error, ApiError::Validation(_));
             let response = axum::response::IntoResponse::into_response(error);
             let body = futures_body(response);

@@ -14,11 +14,11 @@ pub struct SessionUser {
     pub token_digest: [u8; 32],
 }
 
-fn unauthorized(reason: Reason, message: &str) -> ApiError {
+fn unauthorized(reason: Reason, message: &'static str) -> ApiError {
     ApiError::Unauthorized {
         realm: Realm::Bearer,
         reason,
-        message: message.to_owned(),
+        message: message.into(),
     }
 }
 

@@ -20,7 +20,7 @@ use super::dispatch::{Dispatch, DispatchFuture};
 use super::request_id::{RequestId, X_REQUEST_ID};
 use super::request_scope::RequestScope;
 use super::{body_limit, client_ip, json_errors, X_API_KEY};
-use crate::error::{ErrorCode, ErrorReason};
+use crate::error::{ErrorCode, ErrorReason, Reason};
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
@@ -224,7 +224,11 @@ fn log(line: &RequestLine, response: &Response) {
                 request_id = line.id.as_str(),
                 client = line.client.map(tracing::field::display),
                 code = response.extensions().get::<ErrorCode>().map(|c| c.0),
-                reason = response.extensions().get::<ErrorReason>().and_then(|r| r.0),
+                reason = response
+                    .extensions()
+                    .get::<ErrorReason>()
+                    .and_then(|r| r.0)
+                    .map(Reason::as_str),
                 key_id = response.extensions().get::<Principal>().map(|p| p.key_id.as_str()),
                 "finished processing request"
             )
