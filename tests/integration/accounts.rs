@@ -4,7 +4,7 @@
 //! Signing in and out: what a login returns, identical refusals whatever was wrong, sessions
 //! stored as digests only, ended by logout, expiry or disabling the user, and login bursts.
 
-use crate::common::{assert_error, count, parts, Account, TestApp};
+use crate::common::{assert_error, assert_unauthorized, count, parts, Account, TestApp};
 use crate::common::{
     assert_spec_time, count_rows, keys_of, now_ms, session_roles, without_request_id,
 };
@@ -248,13 +248,7 @@ async fn changing_the_password_ends_other_sessions(app: TestApp) {
         .await,
     )
     .await;
-    assert_error(
-        status,
-        &answer,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("missing_session"),
-    );
+    assert_unauthorized(status, &answer, "missing_session");
 
     let (status, answer) =
         change_password_from(&app, VICTIM, &owner.token, "not-my-password", new_password).await;

@@ -2,8 +2,8 @@
 //! x-api-key middleware (/api/v1), including every SPEC §4 401 reason and the workspace walls.
 
 use crate::common::{
-    assert_error, assert_timestamp, audit_count, count, create_key_with, key_count, key_path,
-    keys_path, me_with_key, parts, Account, CreatedKey, TestApp,
+    assert_error, assert_timestamp, assert_unauthorized, audit_count, count, create_key_with,
+    key_count, key_path, keys_path, me_with_key, parts, Account, CreatedKey, TestApp,
 };
 use crate::on_both_databases;
 use heffl_api::domain::api_key::{ApiKey, KeyEnv};
@@ -126,13 +126,7 @@ async fn expect_key_401(
         .map(str::to_owned);
     let (status, body) = parts(response).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some(reason),
-    );
+    assert_unauthorized(status, &body, reason);
     assert_eq!(
         challenge.as_deref(),
         Some(API_KEY_CHALLENGE),
@@ -524,13 +518,7 @@ async fn revoke_key(app: TestApp) {
         1
     );
     let (status, body) = me_with_key(&app, &t.owner_key.key).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("revoked_api_key"),
-    );
+    assert_unauthorized(status, &body, "revoked_api_key");
 
     // Members and viewers may revoke their own keys.
     for (account, key) in [(&t.member, &t.member_key), (&t.viewer, &t.viewer_key)] {

@@ -4,7 +4,7 @@
 //! second, a killed instance loses no idempotent request, and the throttles see each client's
 //! own address. PostgreSQL only: several instances need it (SQLite is for one server).
 
-use crate::common::{assert_error, postgres_required, Db};
+use crate::common::{assert_too_many, assert_unauthorized, postgres_required, Db};
 use crate::process_harness::{free_port, Deployment, BIN};
 use crate::redis_harness::{shared_redis, test_prefix};
 use reqwest::{Client, StatusCode};
@@ -255,13 +255,7 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
         let (status, body) = me(&client, &cluster, &limited).await;
         match status {
             StatusCode::OK => admitted += 1,
-            StatusCode::TOO_MANY_REQUESTS => assert_error(
-                status,
-                &body,
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOO_MANY_REQUESTS",
-                Some("rate_limited"),
-            ),
+            StatusCode::TOO_MANY_REQUESTS => assert_too_many(status, &body, "rate_limited"),
             other => panic!("{other}: {body}"),
         }
     }
@@ -330,13 +324,7 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
     while refusals_in_a_row < 3 {
         let (status, body) = me(&client, &cluster, &revoked).await;
         if status == StatusCode::UNAUTHORIZED {
-            assert_error(
-                status,
-                &body,
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                Some("revoked_api_key"),
-            );
+            assert_unauthorized(status, &body, "revoked_api_key");
             refusals_in_a_row += 1;
         } else {
             assert_eq!(status, StatusCode::OK, "{body}");

@@ -520,6 +520,30 @@ pub fn assert_error(
     }
 }
 
+/// A SPEC §4 401 with this reason.
+#[track_caller]
+pub fn assert_unauthorized(status: StatusCode, body: &Value, reason: &str) {
+    assert_error(
+        status,
+        body,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        Some(reason),
+    );
+}
+
+/// A SPEC §4 429 with this reason.
+#[track_caller]
+pub fn assert_too_many(status: StatusCode, body: &Value, reason: &str) {
+    assert_error(
+        status,
+        body,
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOO_MANY_REQUESTS",
+        Some(reason),
+    );
+}
+
 /// Generates one `#[tokio::test]` per database for each named `async fn(TestApp)`.
 #[macro_export]
 macro_rules! on_both_databases {

@@ -308,12 +308,14 @@ async fn assert_consistent(store: &Store, server: &Target, owner: &Session, work
     )
     .await;
     // Each member.removed event counts exactly the keys its removal revoked.
+    let pool = raw_pool(store.url());
     let removals: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT target_id, details FROM audit_events WHERE action = 'member.removed'",
     )
-    .fetch_all(&raw_pool(store.url()))
+    .fetch_all(&pool)
     .await
     .expect("removals");
+    pool.close().await;
     for (user_id, details) in removals {
         let details: Value =
             serde_json::from_str(details.as_deref().unwrap_or("null")).expect("details");

@@ -4,7 +4,7 @@
 //! hostile input, bad path parameters): always a 4xx in the SPEC §4 shape, never a 5xx, and
 //! nothing written.
 
-use crate::common::{assert_error, me_with_key, parts, TestApp};
+use crate::common::{assert_error, assert_unauthorized, me_with_key, parts, TestApp};
 use crate::common::{count, count_rows, membership_snapshot};
 use crate::on_both_databases;
 use crate::test_app::Reply;
@@ -26,13 +26,7 @@ fn assert_message_has(body: &Value, wanted: &str) {
 async fn an_unknown_key_is_called_unknown(app: TestApp) {
     let made_up = ApiKey::generate(&KeyEnv::default());
     let (status, body) = me_with_key(&app, made_up.expose_secret()).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("invalid_api_key"),
-    );
+    assert_unauthorized(status, &body, "invalid_api_key");
     assert_message_has(&body, "not known");
     assert!(!body.to_string().contains("copied the whole"), "{body}");
 }
@@ -45,13 +39,7 @@ async fn an_api_key_sent_as_a_bearer_token_is_named(app: TestApp) {
             .await,
     )
     .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("api_key_not_accepted"),
-    );
+    assert_unauthorized(status, &body, "api_key_not_accepted");
     assert!(
         !body.to_string().contains(&key.key),
         "the key is echoed: {body}"

@@ -4,8 +4,8 @@
 //! forward_auth_nginx.rs.
 
 use crate::common::{
-    assert_error, create_key_with, key_path, parts, without_request_id, Account, CreatedKey,
-    TestApp,
+    assert_error, assert_too_many, assert_unauthorized, create_key_with, key_path, parts,
+    without_request_id, Account, CreatedKey, TestApp,
 };
 use crate::on_both_databases_with;
 use crate::process_harness::{free_port, run_in};
@@ -308,13 +308,7 @@ async fn fails_exactly_as_any_api_request(app: TestApp) {
         Some(r#"ApiKey header="x-api-key""#)
     );
     let (status, body) = parts(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("revoked_api_key"),
-    );
+    assert_unauthorized(status, &body, "revoked_api_key");
 }
 
 async fn scopes_are_required_and_checked(app: TestApp) {
@@ -497,13 +491,7 @@ async fn counts_toward_the_keys_limit_and_usage(app: TestApp) {
         let response = verify(&app, Method::GET, path, Some(&key)).await;
         let headers = response.headers().clone();
         let (status, body) = parts(response).await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::TOO_MANY_REQUESTS,
-            "TOO_MANY_REQUESTS",
-            Some("rate_limited"),
-        );
+        assert_too_many(status, &body, "rate_limited");
         assert!(
             header(&headers, "retry-after").is_some_and(|s| s.parse::<u64>().is_ok()),
             "{path}"

@@ -3,8 +3,8 @@
 //! missing nginx fails the test; elsewhere it is skipped with a notice.
 
 use crate::common::{
-    assert_error, create_key_with, key_path, parts, postgres_required, without_request_id, Account,
-    TestApp,
+    assert_error, assert_too_many, assert_unauthorized, create_key_with, key_path, parts,
+    postgres_required, without_request_id, Account, TestApp,
 };
 use crate::on_both_databases_with;
 use crate::process_harness::free_port;
@@ -340,13 +340,7 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
 
     // No key, then a revoked one: heffl-api's 401 JSON and WWW-Authenticate, exactly.
     let (status, body) = parts(through(&app, &nginx, Method::GET, "/orders/1", None).await).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("missing_api_key"),
-    );
+    assert_unauthorized(status, &body, "missing_api_key");
     let path = format!("{}/revoke", key_path(&owner.workspace_id, &revoked_id));
     assert_eq!(
         app.send(Method::POST, &path, Some(&owner.token), None)
@@ -365,13 +359,7 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
             .await,
     )
     .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("revoked_api_key"),
-    );
+    assert_unauthorized(status, &body, "revoked_api_key");
     assert_eq!(
         (status, without_request_id(body)),
         (direct.0, without_request_id(direct.1)),
@@ -398,13 +386,7 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
         Some("0")
     );
     let (status, body) = parts(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        Some("rate_limited"),
-    );
+    assert_too_many(status, &body, "rate_limited");
 
     // A browser's request is refused as on /api/v1.
     let response = app

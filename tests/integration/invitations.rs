@@ -2,7 +2,8 @@
 //! inviter learns nothing about accounts, and every dead token gets one 404.
 
 use crate::common::{
-    assert_error, assert_timestamp, count, count_rows, parts, without_request_id, Account, TestApp,
+    assert_error, assert_timestamp, assert_unauthorized, count, count_rows, parts,
+    without_request_id, Account, TestApp,
 };
 use crate::on_both_databases;
 use reqwest::{Method, StatusCode};
@@ -351,13 +352,7 @@ async fn existing_account_signs_in_to_accept(app: TestApp) {
         json!({ "token": token, "name": "Hijack", "password": "attackers-password" }),
     ] {
         let (status, answer) = accept(&app, None, body).await;
-        assert_error(
-            status,
-            &answer,
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            Some("missing_session"),
-        );
+        assert_unauthorized(status, &answer, "missing_session");
     }
     let response = login_status(&app, "invitee@home.test", "attackers-password").await;
     assert_eq!(response, StatusCode::UNAUTHORIZED);

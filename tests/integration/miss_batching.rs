@@ -9,7 +9,7 @@
 //! deterministic, not a race won.
 
 use crate::common::{
-    assert_error, me_with_key, parts, unknown_key, Account, CreatedKey, Db, TestApp,
+    assert_unauthorized, me_with_key, parts, unknown_key, Account, CreatedKey, Db, TestApp,
 };
 use heffl_api::domain::api_key::{self, KeyEnv};
 use heffl_api::verify::Lookup;
@@ -171,13 +171,7 @@ async fn concurrent_requests_answer_per_key(db: Db) {
                 assert_eq!(body["workspace"]["id"], keys.account.workspace_id.as_str());
                 assert_eq!(body["user"]["id"], keys.account.user_id.as_str());
             }
-            Err(reason) => assert_error(
-                status,
-                &body,
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                Some(reason),
-            ),
+            Err(reason) => assert_unauthorized(status, &body, reason),
         }
     }
     let (status, body) = me_with_key(&app, &keys.valid[2].key).await;

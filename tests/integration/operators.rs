@@ -1,7 +1,7 @@
 //! SPEC §10 operator recovery, run as an operator runs it: the real binary in its own process.
 //! Each command is one transaction with an audit event whose actor is the operator.
 
-use crate::common::{assert_error, count_rows, query_count, Db};
+use crate::common::{assert_error, assert_unauthorized, count_rows, query_count, Db};
 use crate::on_each_db;
 use crate::process_harness::{Deployment, Owner};
 use reqwest::{Method, StatusCode};
@@ -62,13 +62,7 @@ async fn lost_password_is_reset_from_the_shell(db: Db) {
     assert!(!out.stderr.contains(&generated), "password on stderr");
 
     let (status, body) = server.login("owner@acme.test", &password).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("invalid_credentials"),
-    );
+    assert_unauthorized(status, &body, "invalid_credentials");
     let (status, body) = server
         .send(Method::GET, "/app/v1/session", Some(&old_session), None)
         .await;

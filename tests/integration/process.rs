@@ -3,7 +3,7 @@
 //! show lives here: the CLI's stdout and exit codes, start-up refusals, signals, and what ends
 //! up in the logs.
 
-use crate::common::{assert_error, count_rows, parts, query_count, Db};
+use crate::common::{assert_error, assert_unauthorized, count_rows, parts, query_count, Db};
 use crate::on_each_db;
 use crate::process_harness::{free_port, run_in, Deployment, Owner};
 use heffl_api::domain::api_key::{ApiKey, KeyEnv};
@@ -450,13 +450,7 @@ async fn disabling_a_user_ends_sessions_and_keys_at_once(db: Db) {
     let (status, body) = server
         .send_with_key(Method::GET, "/api/v1/me", &key, None)
         .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("revoked_api_key"),
-    );
+    assert_unauthorized(status, &body, "revoked_api_key");
     assert_eq!(
         query_count(
             &store,
@@ -964,13 +958,7 @@ async fn secrets_never_reach_logs(db: Db, format: &str) -> Option<String> {
         let (status, body) = server
             .send_with_key(Method::GET, "/api/v1/leads", malformed, None)
             .await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            Some("malformed_api_key"),
-        );
+        assert_unauthorized(status, &body, "malformed_api_key");
         assert!(
             !body.to_string().contains(&malformed[8..]),
             "echoed in the response: {body}"
@@ -989,13 +977,7 @@ async fn secrets_never_reach_logs(db: Db, format: &str) -> Option<String> {
             .expect("request"),
     )
     .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("bearer_not_supported"),
-    );
+    assert_unauthorized(status, &body, "bearer_not_supported");
     let (status, _) = server
         .send(Method::POST, "/app/v1/auth/logout", Some(&token), None)
         .await;
@@ -1066,39 +1048,21 @@ async fn key_environment_tag_comes_from_configuration(db: Db) {
         Some("ApiKey header=\"x-api-key\"")
     );
     let (status, body) = parts(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("wrong_environment"),
-    );
+    assert_unauthorized(status, &body, "wrong_environment");
 
     // A well-formed key of the right tag that was never issued is merely unknown.
     let unknown = ApiKey::generate(&KeyEnv::new("test").expect("tag"));
     let (status, body) = server
         .send_with_key(Method::GET, "/api/v1/me", unknown.expose_secret(), None)
         .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("invalid_api_key"),
-    );
+    assert_unauthorized(status, &body, "invalid_api_key");
 
     // And a default-tag server on the same database refuses the test key.
     let live_server = deployment.spawn(&[], &["serve"]).await;
     let (status, body) = live_server
         .send_with_key(Method::GET, "/api/v1/me", &key, None)
         .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("wrong_environment"),
-    );
+    assert_unauthorized(status, &body, "wrong_environment");
     let (_, live_key) = live_server
         .create_key(&token, &workspace_id, "Production")
         .await;
@@ -1106,11 +1070,5 @@ async fn key_environment_tag_comes_from_configuration(db: Db) {
     let (status, body) = server
         .send_with_key(Method::GET, "/api/v1/me", &live_key, None)
         .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("wrong_environment"),
-    );
+    assert_unauthorized(status, &body, "wrong_environment");
 }

@@ -6,7 +6,7 @@
 //! Redis are what an operator runs. Each test has its own key prefix on the machine's Redis;
 //! the outage test stops only a `redis-server` of its own.
 
-use crate::common::{assert_error, unknown_key, Db};
+use crate::common::{assert_too_many, assert_unauthorized, unknown_key, Db};
 use crate::on_each_db;
 use crate::process_harness::{Deployment, Owner, Server};
 use crate::redis_harness::{get_count, shared_redis, test_prefix, OwnRedis};
@@ -361,13 +361,7 @@ async fn scan(servers: &[&Server], count: usize) -> Vec<usize> {
             .send_with_key(Method::GET, ME, &unknown_key(), None)
             .await;
         if !throttled(status, &body, "auth_throttled") {
-            assert_error(
-                status,
-                &body,
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                Some("invalid_api_key"),
-            );
+            assert_unauthorized(status, &body, "invalid_api_key");
             looked_up[n] += 1;
         }
     }
@@ -515,12 +509,6 @@ fn throttled(status: StatusCode, body: &serde_json::Value, reason: &str) -> bool
     if status != StatusCode::TOO_MANY_REQUESTS {
         return false;
     }
-    assert_error(
-        status,
-        body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        Some(reason),
-    );
+    assert_too_many(status, body, reason);
     true
 }

@@ -5,8 +5,8 @@
 //! key lives on for the grace period asked for (none by default), then expires.
 
 use crate::common::{
-    assert_error, count, create_key_with, key_count, key_path, keys_path, me_with_key, Account,
-    TestApp,
+    assert_error, assert_unauthorized, count, create_key_with, key_count, key_path, keys_path,
+    me_with_key, Account, TestApp,
 };
 use crate::common::{audit_count, key_column, key_time, ms, sleep_past};
 use crate::{on_both_databases, on_both_databases_with};
@@ -232,13 +232,7 @@ async fn roll_and_revoke_races_end_as_some_serial_order(app: TestApp) {
             }
         }
         let (status, body) = me_with_key(&app, &key.key).await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            Some("revoked_api_key"),
-        );
+        assert_unauthorized(status, &body, "revoked_api_key");
     }
     eprintln!("{RACES} roll/revoke races: roll first {roll_first}, revoke first {revoke_first}");
 }

@@ -5,7 +5,9 @@
 //! All requests of a test come from 127.0.0.1, one address. The bound is proved with the
 //! server's own count of key lookups (`KeyCache::lookup_count`).
 
-use crate::common::{assert_error, me_with_key, unknown_key, Account, CreatedKey, TestApp};
+use crate::common::{
+    assert_error, assert_too_many, me_with_key, unknown_key, Account, CreatedKey, TestApp,
+};
 use crate::on_both_databases_with;
 use heffl_api::config::Config;
 use heffl_api::domain::ids::{KeyId, UserId, WorkspaceId};
@@ -151,13 +153,7 @@ async fn scan_beside_valid_keys(app: &TestApp) {
         let (status, body) = me_with_key(app, &unknown_key()).await;
         if status == StatusCode::TOO_MANY_REQUESTS {
             throttled += 1;
-            assert_error(
-                status,
-                &body,
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOO_MANY_REQUESTS",
-                Some("auth_throttled"),
-            );
+            assert_too_many(status, &body, "auth_throttled");
         } else {
             assert_401(status, &body, "invalid_api_key");
             assert!(

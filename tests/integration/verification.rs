@@ -9,8 +9,8 @@
 //! `-- --nocapture`.
 
 use crate::common::{
-    assert_error, count, create_key_with, open_store, parts, postgres_admin_url, query_count,
-    raw_pool, Account, Db, TestApp,
+    assert_error, assert_too_many, assert_unauthorized, count, create_key_with, open_store, parts,
+    postgres_admin_url, query_count, raw_pool, Account, Db, TestApp,
 };
 use crate::on_each_db;
 use crate::process_harness::{metric_value, Deployment, Owner, Server, POLL, PROPAGATION_DEADLINE};
@@ -175,13 +175,7 @@ async fn revoke_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
 
     // The instance that made the change dropped its entry before answering.
     let (status, body) = pair.a.send_with_key(Method::GET, ME, &key, None).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("revoked_api_key"),
-    );
+    assert_unauthorized(status, &body, "revoked_api_key");
     let (elapsed, stale) = pair
         .b
         .until_refused(
@@ -325,13 +319,7 @@ async fn removal_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
     let (status, body) = pair.a.send_with_key(Method::GET, ME, &key, None).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("revoked_api_key"),
-    );
+    assert_unauthorized(status, &body, "revoked_api_key");
     let (elapsed, stale) = pair
         .b
         .until_refused(
@@ -563,13 +551,7 @@ async fn malformed_keys_cost_no_query_and_a_repeated_fake_costs_one(db: Db) {
         let (status, body) = server
             .send_with_key(Method::GET, ME, &malformed[i % malformed.len()], None)
             .await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            Some("malformed_api_key"),
-        );
+        assert_unauthorized(status, &body, "malformed_api_key");
     }
     let text = server.metrics().await;
     assert_eq!(
@@ -593,13 +575,7 @@ async fn malformed_keys_cost_no_query_and_a_repeated_fake_costs_one(db: Db) {
         let (status, body) = server
             .send_with_key(Method::GET, ME, fake.expose_secret(), None)
             .await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            Some("invalid_api_key"),
-        );
+        assert_unauthorized(status, &body, "invalid_api_key");
     }
     assert_eq!(server.metric(MISS).await, misses + 5.0);
 
@@ -610,13 +586,7 @@ async fn malformed_keys_cost_no_query_and_a_repeated_fake_costs_one(db: Db) {
         let (status, body) = server
             .send_with_key(Method::GET, ME, fake.expose_secret(), None)
             .await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            Some("invalid_api_key"),
-        );
+        assert_unauthorized(status, &body, "invalid_api_key");
     }
     let repeated = server.metric(MISS).await - misses;
     eprintln!("[{db:?}] 200 requests with one unknown key: {repeated} database lookups");
@@ -920,12 +890,14 @@ async fn usage_is_written_at_shutdown(db: Db) {
     // The app's own store is closed by `stop`; this one outlives it.
     let probe = open_store(&app.config).await;
     app.stop().await;
+    let db = raw_pool(probe.url());
     let (requests, last_used): (i64, Option<i64>) =
         sqlx::query_as("SELECT request_count, last_used_at FROM api_keys WHERE id = $1")
             .bind(&key.id)
-            .fetch_one(&raw_pool(probe.url()))
+            .fetch_one(&db)
             .await
             .expect("usage row");
+    db.close().await;
     probe.close().await;
     assert_eq!(requests, 3, "the shutdown flush wrote the counts");
     assert!(last_used.is_some(), "the shutdown flush wrote lastUsedAt");
@@ -961,13 +933,7 @@ async fn rate_limit_headers_count_down_then_429(db: Db) {
     let headers = rate_headers(&response).expect("RateLimit headers on 429");
     let retry_after = header_u64(&response, "retry-after").expect("Retry-After");
     let (status, body) = parts(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        Some("rate_limited"),
-    );
+    assert_too_many(status, &body, "rate_limited");
     assert_eq!((headers.0, headers.1), (5, 0));
     assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
     assert_eq!(
@@ -976,13 +942,7 @@ async fn rate_limit_headers_count_down_then_429(db: Db) {
     );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM leads", &[]).await, leads);
     let (status, body) = parts(me(&app, &key.key).await).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        Some("rate_limited"),
-    );
+    assert_too_many(status, &body, "rate_limited");
 
     // Another key has its own budget, and failed authentications spend nobody's.
     let response = me(&app, &other.key).await;
@@ -1029,13 +989,7 @@ async fn per_key_rate_limit_from_create(db: Db) {
     let response = me(&app, &slow).await;
     assert_eq!(rate_headers(&response).map(|h| (h.0, h.1)), Some((2, 0)));
     let (status, body) = parts(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        Some("rate_limited"),
-    );
+    assert_too_many(status, &body, "rate_limited");
     // A revoked key is told so, not asked to retry later.
     let (status, body) = parts(
         app.send(
@@ -1052,13 +1006,7 @@ async fn per_key_rate_limit_from_create(db: Db) {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = parts(me(&app, &slow).await).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("revoked_api_key"),
-    );
+    assert_unauthorized(status, &body, "revoked_api_key");
 
     // 0: no limit at all, and so nothing to report.
     let (status, created) = create_key_with(
@@ -1152,25 +1100,13 @@ async fn failed_authentications_throttle_the_address_not_verified_keys(db: Db) {
     for _ in 0..5 {
         let fake = ApiKey::generate(&env);
         let (status, body) = parts(me(&app, fake.expose_secret()).await).await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            Some("invalid_api_key"),
-        );
+        assert_unauthorized(status, &body, "invalid_api_key");
     }
     let fake = ApiKey::generate(&env);
     let response = me(&app, fake.expose_secret()).await;
     let retry_after = header_u64(&response, "retry-after").expect("Retry-After");
     let (status, body) = parts(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        Some("auth_throttled"),
-    );
+    assert_too_many(status, &body, "auth_throttled");
     assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
 
     // A forged X-Forwarded-For is not a way out when the proxy is not trusted.
@@ -1183,13 +1119,7 @@ async fn failed_authentications_throttle_the_address_not_verified_keys(db: Db) {
         .await
         .expect("request");
     let (status, body) = parts(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        Some("auth_throttled"),
-    );
+    assert_too_many(status, &body, "auth_throttled");
 
     // The integrator sharing that address keeps working with the key it already used...
     let (status, body) = parts(me(&app, &verified.key).await).await;
@@ -1220,37 +1150,13 @@ async fn forwarded_for_is_used_only_when_trusted(db: Db) {
     };
     for _ in 0..3 {
         let (status, body) = attempt("203.0.113.1").await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            Some("invalid_api_key"),
-        );
+        assert_unauthorized(status, &body, "invalid_api_key");
     }
     let (status, body) = attempt("203.0.113.1").await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        Some("auth_throttled"),
-    );
+    assert_too_many(status, &body, "auth_throttled");
     // The address the proxy appended (the last entry) is the one that counts.
     let (status, body) = attempt("203.0.113.2, 203.0.113.1").await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        Some("auth_throttled"),
-    );
+    assert_too_many(status, &body, "auth_throttled");
     let (status, body) = attempt("203.0.113.1, 203.0.113.2").await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some("invalid_api_key"),
-    );
+    assert_unauthorized(status, &body, "invalid_api_key");
 }
