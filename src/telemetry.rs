@@ -62,7 +62,7 @@ fn describe_metrics() {
     describe_histogram!(
         "heffl_http_request_duration_seconds",
         Unit::Seconds,
-        "Time to answer an HTTP request, by method and route template"
+        "Time from the first byte of an HTTP request's head to its answer, by method and route template"
     );
     describe_counter!(
         "heffl_api_key_auth_total",

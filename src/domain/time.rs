@@ -50,7 +50,9 @@ impl Timestamp {
 
     /// The wall-clock time of a monotonic reading already taken, so that a request's parts
     /// need not read the clock again (`http::request_scope`). Exact to the microsecond against
-    /// the last `reanchor`; a step of the system clock is followed at the next one.
+    /// the last `reanchor`; a step of the system clock, or a suspend (during which the
+    /// monotonic clock stands still), is followed at the next one: the server's usage flush
+    /// renews the anchor every `HEFFL_USAGE_FLUSH_INTERVAL`.
     pub fn at(instant: Instant) -> Self {
         let anchor = anchor();
         let wall_us = anchor.wall_us.load(Ordering::Relaxed);

@@ -287,7 +287,7 @@ fn rate_limited_response(
     row: &Arc<KeyPrincipalRow>,
     decision: Decision,
 ) -> Response {
-    metrics::counter!("heffl_api_key_auth_total", "outcome" => "rate_limited").increment(1);
+    refusal_counter(Some(Reason::RateLimited)).increment(1);
     let outcome = Some(Outcome::RateLimited);
     state.usage.record(&row.key_id, outcome, request_time());
     let mut response = ApiError::TooManyRequests {

@@ -7,7 +7,7 @@
 //! A busy keep-alive connection pays nothing per request for its clock beyond a lock and a
 //! clock read: the driving task is not woken when a request starts or ends, and keeps one timer
 //! for the connection's life, which it looks at no more often than `Activity::next_check` says
-//! (docs/performance.md). Only displacement wakes it at once.
+//! (docs/performance.md). Only a `Stop` (displacement, or the drain at shutdown) wakes it at once.
 
 use std::io;
 use std::pin::Pin;
@@ -399,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn the_driver_is_woken_for_each_request_and_a_stop_never_weakens() {
+    fn the_driver_is_woken_for_each_stop_and_a_stop_never_weakens() {
         let tracker = Tracker::new(T);
         let count = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&count));

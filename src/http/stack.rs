@@ -174,10 +174,12 @@ impl Future for RequestFuture {
                         response
                     }
                     Ok(Poll::Pending) => {
-                        let deadline = line.started + *this.timeout;
-                        let sleep = this.sleep.get_or_insert_with(|| {
-                            Box::pin(tokio::time::sleep_until(deadline.into()))
-                        });
+                        // From the handler's first wait, not from the head's first byte: a
+                        // slow upload of the head is the header timeout's business.
+                        let timeout = *this.timeout;
+                        let sleep = this
+                            .sleep
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                         if sleep.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
                         }
