@@ -10,6 +10,8 @@
 #   healthz  GET /healthz                      (SQLite)
 #   valid    GET /api/v1/me with a valid key   (SQLite, cache hit)
 #   verify   GET /api/v1/verify with that key  (forward auth, SQLite, cache hit)
+#   limited  GET /api/v1/me with a key limited to 1,000,000 a minute (SQLite, cache hit): what
+#            a rate limit adds (the default deployment gives every key one)
 #   miss     GET /api/v1/me, cache off          (PostgreSQL over TLS, HEFFL_CACHE_CAPACITY=0)
 #
 # Settings: CALLGRIND_SECONDS (5), CALLGRIND_BIN (target/release/heffl-api), CALLGRIND_SCENARIOS
@@ -85,7 +87,7 @@ for scenario in $CALLGRIND_SCENARIOS; do
         count hello "$BASE/hello"
         stop_grind
         ;;
-    healthz | valid | verify)
+    healthz | valid | verify | limited)
         if [[ -z "${SQLITE_READY:-}" ]]; then
             env=(DATABASE_URL="sqlite://$WORK/grind.db" HEFFL_LOG_FORMAT=json RUST_LOG=warn
                 HEFFL_RATE_LIMIT_PER_MINUTE=0 HEFFL_AUTH_FAILURES_PER_MINUTE=0
@@ -95,6 +97,7 @@ for scenario in $CALLGRIND_SCENARIOS; do
             grind_start sqlite "$BIN" serve
             wait_for "$BASE/healthz"
             VALID="$(create_api_key "$BASE")"
+            LIMITED="$(create_api_key "$BASE" 1000000)"
             run_wrk 1 1 "$BASE/api/v1/me" "$VALID" >/dev/null
             run_wrk 1 1 "$BASE/healthz" >/dev/null
             SQLITE_READY=1
@@ -108,6 +111,10 @@ for scenario in $CALLGRIND_SCENARIOS; do
         verify)
             expect_status "$BASE/api/v1/verify" 200 "$VALID"
             count verify "$BASE/api/v1/verify" "$VALID"
+            ;;
+        limited)
+            expect_status "$BASE/api/v1/me" 200 "$LIMITED"
+            count limited "$BASE/api/v1/me" "$LIMITED"
             ;;
         esac
         ;;

@@ -4,6 +4,7 @@
 //! served from the in-process cache (see `verify`), and each key's rate limit is applied.
 
 use super::auth_throttle::Gate;
+use super::header_number::header_number;
 use super::{client_ip, request_scope, AppState, X_API_KEY};
 use crate::domain::api_key::{self, KeyDigest, KeyRejection};
 use crate::domain::permissions::Role;
@@ -15,7 +16,7 @@ use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, Extensions, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, Extensions, HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
@@ -393,15 +394,15 @@ fn start_limit(state: &AppState, row: &KeyPrincipalRow) -> Limit {
 }
 
 fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
-    headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(decision.limit));
+    headers.insert(
+        RATELIMIT_LIMIT.clone(),
+        header_number(u64::from(decision.limit)),
+    );
     headers.insert(
         RATELIMIT_REMAINING.clone(),
-        HeaderValue::from(decision.remaining),
+        header_number(u64::from(decision.remaining)),
     );
-    headers.insert(
-        RATELIMIT_RESET.clone(),
-        HeaderValue::from(decision.reset_secs),
-    );
+    headers.insert(RATELIMIT_RESET.clone(), header_number(decision.reset_secs));
 }
 
 /// A browser marks what it sends: `Sec-Fetch-Site` and `Sec-Fetch-Dest` on every request of

@@ -2,6 +2,7 @@
 //! and the headers some errors carry (`WWW-Authenticate`, `Retry-After`). Kept in `http` so
 //! that the error type itself depends on nothing of the server.
 
+use super::header_number::header_number;
 use super::request_scope;
 use crate::error::{ApiError, ErrorCode, ErrorReason, Realm};
 use axum::http::{header, HeaderValue};
@@ -36,7 +37,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests {
                 retry_after_secs, ..
             } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                headers.insert(header::RETRY_AFTER, header_number(*retry_after_secs));
             }
             _ => {}
         }

@@ -11,6 +11,7 @@ mod dispatch;
 mod error_response;
 mod expiry_log;
 mod extract;
+mod header_number;
 mod json_errors;
 mod metrics;
 mod metrics_listener;

@@ -15,7 +15,7 @@
 //! key over its limit costs no further round trips.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -364,7 +364,9 @@ struct Shard {
 /// share a lock.
 pub struct Table {
     shards: Vec<Mutex<Shard>>,
-    hasher: RandomState,
+    /// Only picks the lock, so a chosen key can at worst crowd one shard; the maps inside
+    /// keep std's SipHash, since their keys include addresses and emails a client chooses.
+    shard_hasher: foldhash::fast::RandomState,
     pub window: Duration,
 }
 
@@ -379,13 +381,13 @@ impl Table {
     pub fn new(window: Duration) -> Table {
         Table {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            shard_hasher: foldhash::fast::RandomState::default(),
             window,
         }
     }
 
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+        let index = (self.shard_hasher.hash_one(key) as usize) % SHARDS;
         lock(&self.shards[index])
     }
 
