@@ -219,3 +219,25 @@ async fn a_slow_head_counts_in_the_request_duration() {
         after - before
     );
 }
+
+/// The request timeout is the handler's: a head that took longer than it to arrive (within the
+/// header timeout) still gets its full time, instead of a 503 at the handler's first wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_head_does_not_spend_the_request_timeout() {
+    let request_timeout = Duration::from_millis(500);
+    let app = TestApp::sqlite_with(|config| {
+        config.header_read_timeout = Duration::from_secs(5);
+        config.request_timeout = request_timeout;
+    })
+    .await;
+    let mut stream = connect(&app).await;
+    // `/readyz` asks the database, so its handler waits at least once.
+    stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(request_timeout * 2).await;
+    stream.write_all(b"\r\n").await.expect("write");
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
