@@ -1,4 +1,6 @@
 //! Request metrics by route template (never the raw path, which holds ids), method and status.
+//! Every label comes from a closed set, so no client can add series: a method outside HTTP's
+//! nine is `OTHER`.
 //!
 //! Each route has a `RouteMeter` that resolves its metric handles on the first request of each
 //! method and keeps them, instead of hashing labels and searching the registry (and allocating
@@ -31,9 +33,9 @@ const COMMON_STATUSES: [u16; 14] = [
     200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 503,
 ];
 
-/// The methods whose handles are kept, with their labels; an extension method is looked up
-/// on each request.
-static KEPT_METHODS: [(Method, &str); 9] = [
+/// HTTP's methods, each its own label; any other method (a client may send any token, and
+/// forward auth takes every method) is counted as `OTHER`, so that no client can add series.
+static METHODS: [(Method, &str); 9] = [
     (Method::GET, "GET"),
     (Method::POST, "POST"),
     (Method::PUT, "PUT"),
@@ -45,28 +47,22 @@ static KEPT_METHODS: [(Method, &str); 9] = [
     (Method::CONNECT, "CONNECT"),
 ];
 
-/// One route's handles, per method. Forward auth's `/api/v1/verify` takes every method a
+const OTHER: usize = METHODS.len();
+
+/// One route's handles, per method label. Forward auth's `/api/v1/verify` takes every method a
 /// gateway forwards, so each is kept, not only the route's first.
 #[derive(Default)]
 pub struct RouteMeter {
     /// Named by dispatch.rs, or learned from the router's `MatchedPath` on the first request.
     route: OnceLock<String>,
-    methods: [OnceLock<MethodHandles>; KEPT_METHODS.len()],
+    /// Indexed as `METHODS`, then `OTHER`.
+    methods: [OnceLock<MethodHandles>; METHODS.len() + 1],
 }
 
 struct MethodHandles {
     method: &'static str,
     duration: Histogram,
     statuses: [OnceLock<Counter>; COMMON_STATUSES.len()],
-}
-
-/// Which handles a request's answer is recorded with.
-enum Recording {
-    Kept(usize),
-    /// An extension method: its labels, found in the registry when the answer is recorded.
-    Other {
-        method: String,
-    },
 }
 
 impl RouteMeter {
@@ -82,15 +78,16 @@ impl RouteMeter {
         request: Request,
         answer: impl FnOnce(Request) -> F,
     ) -> RouteMetricsFuture<F> {
-        let recording = self.recording_for(&request);
+        let method = self.method_slot(&request);
         RouteMetricsFuture {
             inner: answer(request),
             meter: Arc::clone(self),
-            recording: Some(recording),
+            method: Some(method),
         }
     }
 
-    fn recording_for(&self, request: &Request) -> Recording {
+    /// The request's method label's slot in `methods`, its handles made on first use.
+    fn method_slot(&self, request: &Request) -> usize {
         let route = self.route.get_or_init(|| {
             request
                 .extensions()
@@ -98,35 +95,20 @@ impl RouteMeter {
                 .map(|path| path.as_str().to_owned())
                 .unwrap_or_else(|| "unmatched".to_owned())
         });
-        let kept = KEPT_METHODS
+        let slot = METHODS
             .iter()
-            .position(|(method, _)| method == request.method());
-        match kept {
-            Some(index) => {
-                self.methods[index]
-                    .get_or_init(|| MethodHandles::new(KEPT_METHODS[index].1, route));
-                Recording::Kept(index)
-            }
-            None => Recording::Other {
-                method: request.method().as_str().to_owned(),
-            },
-        }
+            .position(|(method, _)| method == request.method())
+            .unwrap_or(OTHER);
+        let label = METHODS.get(slot).map_or("OTHER", |(_, label)| label);
+        self.methods[slot].get_or_init(|| MethodHandles::new(label, route));
+        slot
     }
 
-    fn record(&self, recording: Recording, status: u16, seconds: f64) {
+    fn record(&self, slot: usize, status: u16, seconds: f64) {
         let route = self.route.get().map_or("unmatched", String::as_str);
-        match recording {
-            Recording::Kept(index) => {
-                if let Some(handles) = self.methods[index].get() {
-                    handles.count(route, status);
-                    handles.duration.record(seconds);
-                }
-            }
-            Recording::Other { method } => {
-                requests_counter(&method, route, status).increment(1);
-                metrics::histogram!(DURATION, "method" => method, "route" => route.to_owned())
-                    .record(seconds);
-            }
+        if let Some(handles) = self.methods.get(slot).and_then(OnceLock::get) {
+            handles.count(route, status);
+            handles.duration.record(seconds);
         }
     }
 }
@@ -188,11 +170,11 @@ where
     }
 
     fn call(&mut self, request: Request) -> RouteMetricsFuture<S::Future> {
-        let recording = self.meter.recording_for(&request);
+        let method = self.meter.method_slot(&request);
         RouteMetricsFuture {
             inner: self.inner.call(request),
             meter: Arc::clone(&self.meter),
-            recording: Some(recording),
+            method: Some(method),
         }
     }
 }
@@ -202,7 +184,8 @@ pin_project! {
         #[pin]
         inner: F,
         meter: Arc<RouteMeter>,
-        recording: Option<Recording>,
+        // Taken when the answer is recorded, so that it is recorded once.
+        method: Option<usize>,
     }
 }
 
@@ -221,9 +204,8 @@ where
         let seconds = finished
             .saturating_duration_since(request_scope::started())
             .as_secs_f64();
-        if let Some(recording) = this.recording.take() {
-            this.meter
-                .record(recording, response.status().as_u16(), seconds);
+        if let Some(slot) = this.method.take() {
+            this.meter.record(slot, response.status().as_u16(), seconds);
         }
         Poll::Ready(Ok(response))
     }

@@ -199,6 +199,38 @@ async fn direct_routes_are_counted_under_their_templates() {
     }
 }
 
+/// Forward auth takes any method, and a method is any token a client sends: each new one must
+/// not become a new series (a client could grow the registry without bound). Methods outside
+/// HTTP's nine share the label `OTHER`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_share_one_metrics_label() {
+    let app = TestApp::sqlite().await;
+    let owner = app.bootstrap("Methods", "owner@methods.test").await;
+    let key = app.create_key(&owner, "Methods").await.key;
+    let other =
+        "heffl_http_requests_total{method=\"OTHER\",route=\"/api/v1/verify\",status=\"200\"}";
+    let before = app.metrics().await;
+    let invented: Vec<String> = (0..5).map(|i| format!("INVENTED{i}")).collect();
+    for method in &invented {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let response = app
+            .send_with_key(method, "/api/v1/verify", &key, None)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let after = app.metrics().await;
+    for method in &invented {
+        assert!(
+            !after.contains(method.as_str()),
+            "{method} became a label:\n{after}"
+        );
+    }
+    assert!(
+        metric_value(&after, other) >= metric_value(&before, other) + 5.0,
+        "{other} did not move by 5:\n{after}"
+    );
+}
+
 /// HEAD is left to the router, which answers it as GET without a body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_of_a_direct_route_is_answered_by_the_router() {
