@@ -6,7 +6,7 @@
 //! server's own count of key lookups (`KeyCache::lookup_count`).
 
 use crate::common::{
-    assert_error, assert_too_many, me_with_key, unknown_key, Account, CreatedKey, TestApp,
+    assert_too_many, assert_unauthorized, me_with_key, unknown_key, Account, CreatedKey, TestApp,
 };
 use crate::on_both_databases_with;
 use heffl_api::config::Config;
@@ -50,17 +50,6 @@ async fn wait_until_live(app: &TestApp) {
         assert!(Instant::now() < deadline, "the change feed never came up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-#[track_caller]
-fn assert_401(status: StatusCode, body: &serde_json::Value, reason: &str) {
-    assert_error(
-        status,
-        body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        Some(reason),
-    );
 }
 
 async fn assert_works(app: &TestApp, key: &CreatedKey, what: &str) {
@@ -123,7 +112,7 @@ async fn a_careless_client_never_locks_out_its_neighbours(app: TestApp) {
                 body["error"]["details"]["reason"], reason,
                 "attempt {attempt}: the careless client's own answer changed: {status} {body}"
             );
-            assert_401(status, &body, reason);
+            assert_unauthorized(status, &body, reason);
         }
         if attempt == 30 {
             assert_works(&app, &neighbour, "an uncached neighbour mid-way").await;
@@ -155,7 +144,7 @@ async fn scan_beside_valid_keys(app: &TestApp) {
             throttled += 1;
             assert_too_many(status, &body, "auth_throttled");
         } else {
-            assert_401(status, &body, "invalid_api_key");
+            assert_unauthorized(status, &body, "invalid_api_key");
             assert!(
                 probe < LIMIT as usize,
                 "probe {probe} was looked up past the limit"
