@@ -137,21 +137,6 @@ impl Stacks {
     }
 }
 
-impl Service<Request> for Dispatch {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = DispatchFuture;
-
-    /// Every stack, the router included, is always ready.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> DispatchFuture {
-        self.handle(request)
-    }
-}
-
 pin_project! {
     #[project = DispatchProj]
     pub enum DispatchFuture {

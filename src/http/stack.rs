@@ -33,7 +33,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::task::futures::TaskLocalFuture;
-use tower::Service;
 
 /// The whole HTTP surface: this layer around the dispatch (dispatch.rs). A clone is one
 /// reference count; the connection (server.rs) calls `handle` on it without cloning.
@@ -113,21 +112,6 @@ impl RequestService {
             timeout: self.timeout,
             sleep: None,
         }
-    }
-}
-
-/// For tower's callers (tests); the server calls `handle`.
-impl Service<Request> for RequestService {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = RequestFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> RequestFuture {
-        self.handle(request, Instant::now())
     }
 }
 
