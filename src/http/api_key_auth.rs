@@ -146,9 +146,9 @@ where
         Err(error) => return KeyFuture::answered(refused(error)),
     };
     let decision = match start_limit(state, &row) {
-        Limit::Unlimited => None,
-        Limit::Decided(decision) => Some(decision),
-        Limit::AskRedis(question) => {
+        None => None,
+        Some(Check::Decided(decision)) => Some(decision),
+        Some(Check::AskRedis(question)) => {
             return KeyFuture::boxed(state, request, next, Pending::AskRedis(row, question));
         }
     };
@@ -263,12 +263,14 @@ where
                 Err(error) => return refused(error),
             }
         }
-        Pending::AskRedis(row, question) => (row, Limit::AskRedis(question)),
+        Pending::AskRedis(row, question) => (row, Some(Check::AskRedis(question))),
     };
     let decision = match limit {
-        Limit::Unlimited => None,
-        Limit::Decided(decision) => Some(decision),
-        Limit::AskRedis(question) => Some(state.key_limits.ask_redis(&row.key_id, question).await),
+        None => None,
+        Some(Check::Decided(decision)) => Some(decision),
+        Some(Check::AskRedis(question)) => {
+            Some(state.key_limits.ask_redis(&row.key_id, question).await)
+        }
     };
     if let Some(decision) = decision.filter(|d| !d.allowed) {
         return rate_limited_response(&state, &row, decision);
@@ -366,31 +368,18 @@ fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {
     }
 }
 
-/// How far a key's rate limit can be applied without waiting.
-enum Limit {
-    /// No limit applies (and the clock is not read).
-    Unlimited,
-    Decided(Decision),
-    /// Counted here; the shared count in Redis decides (`Limiter::ask_redis`).
-    AskRedis(Question),
-}
-
-/// The key's own limit, else the server's (0: none), counted against this request.
-fn start_limit(state: &AppState, row: &KeyPrincipalRow) -> Limit {
+/// The key's own limit, else the server's (0: none), counted against this request; `None` when
+/// no limit applies (and the answer carries no `RateLimit-*` headers).
+fn start_limit(state: &AppState, row: &KeyPrincipalRow) -> Option<Check> {
     let limit = match row.rate_limit_per_minute {
         Some(own) => u32::try_from(own).unwrap_or(u32::MAX),
         None => state.config.rate_limit_per_minute,
     };
-    if limit == 0 {
-        return Limit::Unlimited;
-    }
-    match state
-        .key_limits
-        .start(&row.key_id, limit, request_scope::started())
-    {
-        Check::Decided(decision) => Limit::Decided(decision),
-        Check::AskRedis(question) => Limit::AskRedis(question),
-    }
+    (limit != 0).then(|| {
+        state
+            .key_limits
+            .start(&row.key_id, limit, request_scope::started())
+    })
 }
 
 fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {

@@ -17,12 +17,11 @@
 
 use super::api_key_auth::{check_key, KeyFuture};
 use super::metrics::{RouteMeter, RouteMetricsFuture};
-use super::routes::direct::{self, Answer, Handler, Waiting};
+use super::routes::direct::{self, Answer, Handler};
 use super::AppState;
-use crate::error::ApiError;
 use axum::extract::Request;
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use axum::Router;
 use pin_project_lite::pin_project;
@@ -49,36 +48,6 @@ impl Direct {
             "/api/v1/verify" if method != Method::HEAD => Some(Direct::Verify),
             "/healthz" if method == Method::GET => Some(Direct::Healthz),
             _ => None,
-        }
-    }
-}
-
-/// A handler's answer, as a service's.
-pub enum EndpointFuture {
-    Ready(Option<Response>),
-    Waiting(Waiting),
-}
-
-impl From<Answer> for EndpointFuture {
-    fn from(answer: Answer) -> EndpointFuture {
-        match answer {
-            Answer::Ready(response) => EndpointFuture::Ready(Some(response)),
-            Answer::Waiting(future) => EndpointFuture::Waiting(future),
-        }
-    }
-}
-
-impl Future for EndpointFuture {
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            EndpointFuture::Ready(response) => {
-                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
-                    ApiError::internal("an answer was polled twice").into_response()
-                })))
-            }
-            EndpointFuture::Waiting(future) => future.as_mut().poll(cx).map(Ok),
         }
     }
 }
@@ -115,9 +84,9 @@ impl Dispatch {
             Some(Direct::Me) => stacks.keyed(&stacks.me, request, direct::me),
             Some(Direct::Verify) => stacks.keyed(&stacks.verify, request, direct::verify),
             Some(Direct::Healthz) => DispatchFuture::Open {
-                future: stacks.healthz.track(request, |request| {
-                    direct::healthz(request, &stacks.state).into()
-                }),
+                future: stacks
+                    .healthz
+                    .track(request, |request| direct::healthz(request, &stacks.state)),
             },
             None => DispatchFuture::Routed {
                 future: stacks.router.clone().call(request),
@@ -130,7 +99,7 @@ impl Stacks {
     fn keyed(&self, meter: &Arc<RouteMeter>, request: Request, handler: Handler) -> DispatchFuture {
         let future = meter.track(request, |request| {
             check_key(&self.state, request, move |request, state| {
-                handler(request, state).into()
+                handler(request, state)
             })
         });
         DispatchFuture::Keyed { future }
@@ -140,8 +109,8 @@ impl Stacks {
 pin_project! {
     #[project = DispatchProj]
     pub enum DispatchFuture {
-        Keyed { #[pin] future: RouteMetricsFuture<KeyFuture<EndpointFuture>> },
-        Open { #[pin] future: RouteMetricsFuture<EndpointFuture> },
+        Keyed { #[pin] future: RouteMetricsFuture<KeyFuture<Answer>> },
+        Open { #[pin] future: RouteMetricsFuture<Answer> },
         Routed { #[pin] future: RouteFuture<Infallible> },
     }
 }

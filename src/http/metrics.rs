@@ -170,12 +170,8 @@ where
     }
 
     fn call(&mut self, request: Request) -> RouteMetricsFuture<S::Future> {
-        let method = self.meter.method_slot(&request);
-        RouteMetricsFuture {
-            inner: self.inner.call(request),
-            meter: Arc::clone(&self.meter),
-            method: Some(method),
-        }
+        let inner = &mut self.inner;
+        self.meter.track(request, |request| inner.call(request))
     }
 }
 

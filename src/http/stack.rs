@@ -56,6 +56,13 @@ struct RequestLine {
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
 
+impl RequestLine {
+    /// The request's scope, entered for work done outside its future.
+    fn scope(&self) -> RequestScope {
+        RequestScope::new(self.id, self.started)
+    }
+}
+
 impl RequestService {
     pub fn new(dispatch: Dispatch, timeout: Duration, trust_forwarded_for: bool) -> RequestService {
         RequestService {
@@ -89,20 +96,19 @@ impl RequestService {
             request_id = line.id.as_str(),
             "started processing request"
         );
-        let scope = || RequestScope::new(id, started);
         let state = if body_limit::declared_too_large(request.headers()) {
             State::Refusing {
-                future: Box::pin(scope().run(body_limit::refuse(request.into_body()))),
+                future: Box::pin(line.scope().run(body_limit::refuse(request.into_body()))),
             }
         } else {
             let request = body_limit::limit(request);
             let call = AssertUnwindSafe(|| self.dispatch.handle(request));
-            match scope().sync(|| std::panic::catch_unwind(call)) {
+            match line.scope().sync(|| std::panic::catch_unwind(call)) {
                 Ok(future) => State::Running {
-                    future: scope().run(future),
+                    future: line.scope().run(future),
                 },
                 Err(_) => State::Done {
-                    response: Some(scope().sync(json_errors::panic_response_now)),
+                    response: Some(line.scope().sync(json_errors::panic_response_now)),
                 },
             }
         };
@@ -149,7 +155,6 @@ impl Future for RequestFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let line = &mut *this.line;
-        let scope = || RequestScope::new(line.id, line.started);
         let response = match this.state.project() {
             StateProj::Running { mut future } => {
                 match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
@@ -167,9 +172,9 @@ impl Future for RequestFuture {
                         if sleep.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
                         }
-                        scope().sync(json_errors::timeout_response)
+                        line.scope().sync(json_errors::timeout_response)
                     }
-                    Err(_panic) => scope().sync(json_errors::panic_response_now),
+                    Err(_panic) => line.scope().sync(json_errors::panic_response_now),
                 }
             }
             StateProj::Refusing { future } => match future.as_mut().poll(cx) {
@@ -178,7 +183,7 @@ impl Future for RequestFuture {
             },
             StateProj::Done { response } => response
                 .take()
-                .unwrap_or_else(|| scope().sync(json_errors::panic_response_now)),
+                .unwrap_or_else(|| line.scope().sync(json_errors::panic_response_now)),
         };
         Poll::Ready(Ok(finish(line, response)))
     }
@@ -187,7 +192,8 @@ impl Future for RequestFuture {
 fn finish(line: &RequestLine, mut response: Response) -> Response {
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
-        response = RequestScope::new(line.id, line.started)
+        response = line
+            .scope()
             .sync(|| json_errors::ensure_json_errors(response));
     }
     response

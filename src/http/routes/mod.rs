@@ -67,25 +67,45 @@ pub fn api(state: AppState) -> OpenApiRouter<AppState> {
 /// handlers after their extractors, taken from the request the way the extractors take it, and
 /// answered at once when nothing has to wait (no boxed future, no state cloned).
 pub mod direct {
+    use crate::error::ApiError;
     use crate::http::{AppState, Principal};
     use axum::extract::Request;
     use axum::response::{IntoResponse, Response};
+    use std::convert::Infallible;
     use std::future::Future;
     use std::pin::Pin;
+    use std::task::{Context, Poll};
 
-    pub type Waiting = Pin<Box<dyn Future<Output = Response> + Send>>;
-
-    /// A handler's answer: ready, or a future for one that must wait (verify reading a body).
+    /// A handler's answer, as the future a service returns: ready, or waiting (verify reading
+    /// a body).
     pub enum Answer {
-        Ready(Response),
-        Waiting(Waiting),
+        Ready(Option<Response>),
+        Waiting(Pin<Box<dyn Future<Output = Response> + Send>>),
+    }
+
+    impl Answer {
+        pub fn ready(response: impl IntoResponse) -> Answer {
+            Answer::Ready(Some(response.into_response()))
+        }
+    }
+
+    impl Future for Answer {
+        type Output = Result<Response, Infallible>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            match self.get_mut() {
+                Answer::Ready(response) => Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                    ApiError::internal("an answer was polled twice").into_response()
+                }))),
+                Answer::Waiting(future) => future.as_mut().poll(cx).map(Ok),
+            }
+        }
     }
 
     pub type Handler = fn(Request, &AppState) -> Answer;
 
     pub fn me(mut request: Request, _state: &AppState) -> Answer {
-        let answer = Principal::take(request.extensions_mut()).and_then(|p| super::me::answer(&p));
-        Answer::Ready(answer.into_response())
+        Answer::ready(Principal::take(request.extensions_mut()).and_then(|p| super::me::answer(&p)))
     }
 
     pub fn verify(request: Request, state: &AppState) -> Answer {
@@ -93,7 +113,7 @@ pub mod direct {
     }
 
     pub fn healthz(_request: Request, _state: &AppState) -> Answer {
-        Answer::Ready(super::operations::healthz_answer())
+        Answer::ready(super::operations::healthz_answer())
     }
 }
 

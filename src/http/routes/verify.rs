@@ -72,10 +72,10 @@ pub(super) fn direct(request: Request, state: &AppState) -> Answer {
     let (mut parts, body) = request.into_parts();
     let principal = match Principal::take(&mut parts.extensions) {
         Ok(principal) => principal,
-        Err(error) => return Answer::Ready(error.into_response()),
+        Err(error) => return Answer::ready(error),
     };
     if body.is_end_stream() {
-        return Answer::Ready(answer(state, &principal, parts.uri.query()).into_response());
+        return Answer::ready(answer(state, &principal, parts.uri.query()));
     }
     let state = state.clone();
     Answer::Waiting(Box::pin(async move {
