@@ -27,10 +27,14 @@ pub fn declared_too_large(headers: &HeaderMap) -> bool {
 /// Reads and drops what the client sends (within bounds), then answers 413.
 pub async fn refuse(body: Body) -> Response {
     drain(body).await;
+    too_large().into_response()
+}
+
+/// The 413 of a body over the limit, however it was found out.
+pub fn too_large() -> ApiError {
     ApiError::PayloadTooLarge(
         format!("The request body is larger than {MAX_BODY_BYTES} bytes.").into(),
     )
-    .into_response()
 }
 
 /// Caps the body at `MAX_BODY_BYTES`. A body whose size is known and within the limit (any

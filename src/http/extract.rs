@@ -59,13 +59,7 @@ fn has_json_content_type(headers: &HeaderMap) -> bool {
 
 fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(
-            format!(
-                "The request body is larger than {} bytes.",
-                super::MAX_BODY_BYTES
-            )
-            .into(),
-        )
+        super::body_limit::too_large()
     } else {
         ApiError::bad_request(
             Reason::UnreadableBody,

@@ -5,8 +5,8 @@
 //! limit, leak-report throttle, ...) is a `Limiter` made from it with its own scope name:
 //! `limits.limiter("leak")`. On the request path, `Limiter::start` answers from memory while a
 //! key is far from its limit and asks for Redis only near it (see `local`), which
-//! `Limiter::ask_redis` then does; `Limiter::check` is the two together. The batched sync and the health check run in `redis_sync::run`, started with the
-//! server's other background tasks.
+//! `Limiter::ask_redis` then does; `Limiter::check` is the two together. The batched sync and
+//! the health check run in `redis_sync::run`, started with the server's other background tasks.
 
 mod local;
 mod redis_sync;
