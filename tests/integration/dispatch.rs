@@ -6,7 +6,7 @@
 
 use crate::common::{create_key_with, without_request_id, TestApp};
 use crate::on_both_databases_with;
-use crate::process_harness::metric_value;
+use crate::process_harness::assert_moved;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -192,10 +192,7 @@ async fn direct_routes_are_counted_under_their_templates() {
     }
     let after = app.metrics().await;
     for series in series {
-        assert!(
-            metric_value(&after, series) >= metric_value(&before, series) + 2.0,
-            "{series} did not move by 2:\n{after}"
-        );
+        assert_moved(&before, &after, series, 2.0);
     }
 }
 
@@ -225,10 +222,7 @@ async fn invented_methods_share_one_metrics_label() {
             "{method} became a label:\n{after}"
         );
     }
-    assert!(
-        metric_value(&after, other) >= metric_value(&before, other) + 5.0,
-        "{other} did not move by 5:\n{after}"
-    );
+    assert_moved(&before, &after, other, 5.0);
 }
 
 /// HEAD is left to the router, which answers it as GET without a body.

@@ -466,15 +466,14 @@ async fn scopes_are_required_and_checked(app: TestApp) {
 
 async fn counts_toward_the_keys_limit_and_usage(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let (status, body) = create_key_with(
-        &app,
-        &owner,
-        json!({ "name": "Limited", "rateLimitPerMinute": 3 }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let key = body["key"].as_str().expect("key").to_owned();
-    let id = body["id"].as_str().expect("id").to_owned();
+    let (created, _) = app
+        .new_key(
+            &owner,
+            json!({ "name": "Limited", "rateLimitPerMinute": 3 }),
+        )
+        .await
+        .created_key();
+    let (key, id) = (created.key, created.id);
 
     let first = verify(&app, Method::GET, "/api/v1/verify", Some(&key)).await;
     assert_eq!(header(first.headers(), "ratelimit-remaining"), Some("2"));

@@ -3,7 +3,7 @@
 //! parallel, so this checks that the series exist and move, not exact values.
 
 use crate::common::{assert_error, parts, TestApp};
-use crate::process_harness::metric_value;
+use crate::process_harness::assert_moved;
 use reqwest::{Method, StatusCode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,11 +25,8 @@ async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let after = app.metrics().await;
 
-    assert!(
-        metric_value(&after, me_ok) >= metric_value(&before, me_ok) + 3.0,
-        "{after}"
-    );
-    assert!(metric_value(&after, missing) >= metric_value(&before, missing) + 1.0);
+    assert_moved(&before, &after, me_ok, 3.0);
+    assert_moved(&before, &after, missing, 1.0);
     // Route templates, never raw ids, label the series.
     assert!(after.contains("route=\"/app/v1/workspaces/{workspaceId}/api-keys\""));
     assert!(!after.contains(&owner.workspace_id));

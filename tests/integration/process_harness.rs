@@ -654,3 +654,14 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Asserts that `series` grew by at least `at_least` between two scrapes (the recorder is
+/// process-wide and tests run in parallel, so others may add to it too).
+#[track_caller]
+pub fn assert_moved(before: &str, after: &str, series: &str, at_least: f64) {
+    let moved = metric_value(after, series) - metric_value(before, series);
+    assert!(
+        moved >= at_least,
+        "{series} moved by {moved}, not at least {at_least}:\n{after}"
+    );
+}

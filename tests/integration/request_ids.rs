@@ -3,7 +3,7 @@
 //! with its fields once, `latency_ms` as a number, the client address and, on errors, the
 //! error's code and reason and the verified key's id (never the secret).
 
-use crate::common::{create_key_with, Db, TestApp};
+use crate::common::{Db, TestApp};
 use crate::on_both_databases;
 use crate::on_each_db;
 use crate::process_harness::Deployment;
@@ -101,20 +101,16 @@ async fn every_error_body_carries_the_request_id_of_its_response(app: TestApp) {
     // Refusals the key layer decides before any handler runs: over the key's limit, and
     // revoked (both answered without waiting on anything).
     let owner = app.bootstrap("Ids", "owner@ids.test").await;
-    let (status, created) = create_key_with(
-        &app,
-        &owner,
-        json!({ "name": "Tight", "rateLimitPerMinute": 1 }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let tight = created["key"].as_str().expect("key");
+    let (tight, _) = app
+        .new_key(&owner, json!({ "name": "Tight", "rateLimitPerMinute": 1 }))
+        .await
+        .created_key();
     let response = app
-        .send_with_key(Method::GET, "/api/v1/me", tight, None)
+        .send_with_key(Method::GET, "/api/v1/me", &tight.key, None)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let response = app
-        .send_with_key(Method::GET, "/api/v1/me", tight, None)
+        .send_with_key(Method::GET, "/api/v1/me", &tight.key, None)
         .await;
     let (status, id, body) = id_and_body(response).await;
     assert_error_has_id(status, &id, &body, StatusCode::TOO_MANY_REQUESTS);

@@ -3,6 +3,7 @@
 //! keep-alive, and a flood of half-open connections from one address.
 
 use crate::common::TestApp;
+use crate::process_harness::assert_moved;
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -198,7 +199,7 @@ async fn a_slow_head_counts_in_the_request_duration() {
     let app = start(100, Duration::from_secs(5)).await;
     // A route and method no other test sends slowly: the metrics are process-wide.
     let series = "heffl_http_request_duration_seconds_sum{method=\"PUT\",route=\"/api/v1/verify\"}";
-    let before = crate::process_harness::metric_value(&app.metrics().await, series);
+    let before = app.metrics().await;
     let mut stream = connect(&app).await;
     stream
         .write_all(b"PUT /api/v1/verify HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n")
@@ -209,15 +210,11 @@ async fn a_slow_head_counts_in_the_request_duration() {
     stream.write_all(b"\r\n").await.expect("write");
     let response = read_response(&mut stream).await;
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
-    let after = crate::process_harness::metric_value(&app.metrics().await, series);
+    let after = app.metrics().await;
     // The server reads the first bytes when it gets to the new connection, a little after
     // they were sent; a clock started with the handler would show about nothing.
     let at_least = pause - Duration::from_millis(50);
-    assert!(
-        after - before >= at_least.as_secs_f64(),
-        "the request took {} s by the metric, its head alone {pause:?}",
-        after - before
-    );
+    assert_moved(&before, &after, series, at_least.as_secs_f64());
 }
 
 /// The request timeout is the handler's: a head that took longer than it to arrive (within the

@@ -964,16 +964,12 @@ async fn per_key_rate_limit_from_create(db: Db) {
     };
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
 
-    let (status, created) = create_key_with(
-        &app,
-        &owner,
-        json!({ "name": "Slow", "rateLimitPerMinute": 2 }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (slow, created) = app
+        .new_key(&owner, json!({ "name": "Slow", "rateLimitPerMinute": 2 }))
+        .await
+        .created_key();
     assert_eq!(created["rateLimitPerMinute"], 2, "{created}");
-    let slow_id = created["id"].as_str().expect("id").to_owned();
-    let slow = created["key"].as_str().expect("key").to_owned();
+    let (slow_id, slow) = (slow.id, slow.key);
     assert_eq!(
         key_record(&app, &owner, &slow_id).await["rateLimitPerMinute"],
         2
