@@ -470,18 +470,45 @@ async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
     result
 }
 
-/// The id named by `key`: an id as given, or the id of the key whose secret `key` is. Only ids
-/// are ever echoed in messages; a secret, or anything that might be one, is not.
-async fn key_id_of(store: &Store, key: &str, key_env: &KeyEnv) -> Result<KeyId, CliError> {
-    let looks_like_id = key.starts_with("key_")
-        && key.len() <= 64
-        && key[4..].chars().all(|c| c.is_ascii_alphanumeric());
+/// A key id given as an argument. A secret there is refused, not used: arguments are visible
+/// to every user of the machine in `ps`, and stay in shell history. Nothing of what was given
+/// is echoed, since it might be a secret.
+fn key_id_argument(text: &str) -> Result<KeyId, CliError> {
+    let looks_like_id = text.starts_with("key_")
+        && text.len() <= 64
+        && text[4..].chars().all(|c| c.is_ascii_alphanumeric());
     if looks_like_id {
-        return Ok(KeyId::from(key));
+        return Ok(KeyId::from(text));
     }
-    let secret = api_key::parse(key.as_bytes(), key_env).map_err(|rejection| {
+    if text.trim_start().starts_with("hk_") {
+        return Err(fail(
+            "refusing a secret given as an argument: arguments are visible in `ps` and stay in \
+             shell history. Pipe it instead: heffl-api keys revoke --secret-stdin < leaked.txt \
+             (and treat this secret as leaked twice)",
+        ));
+    }
+    Err(fail(
+        "the argument is not a key id (key_…); to revoke by secret, use --secret-stdin",
+    ))
+}
+
+fn read_secret_stdin() -> Result<String, CliError> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_line(&mut input)
+        .map_err(|e| fail(format!("cannot read the secret from stdin: {e}")))?;
+    Ok(input.trim().to_owned())
+}
+
+/// The id of the key whose secret `secret` is. The secret is never echoed in a message.
+async fn key_id_of_secret(
+    store: &Store,
+    secret: &str,
+    key_env: &KeyEnv,
+) -> Result<KeyId, CliError> {
+    let secret = api_key::parse(secret.as_bytes(), key_env).map_err(|rejection| {
         fail(format!(
-            "the argument is neither a key id (key_…) nor an API key: {}",
+            "standard input is not an API key of this deployment: {}",
             rejection.message(key_env)
         ))
     })?;
@@ -520,18 +547,34 @@ async fn run_keys(
             }
             Ok(())
         }
-        KeysCommand::Revoke { key, reason } => {
+        KeysCommand::Revoke {
+            key_id,
+            secret_stdin,
+            reason,
+        } => {
             let mut issues = Issues::default();
             let reason = issues.required_text("--reason", Some(&reason), 100);
             validated(issues)?;
-            let key_id = key_id_of(store, &key, key_env).await?;
+            let key_id = match key_id {
+                Some(text) => key_id_argument(&text)?,
+                None if secret_stdin => {
+                    key_id_of_secret(store, &read_secret_stdin()?, key_env).await?
+                }
+                None => return Err(fail("name a key id (key_…), or pass --secret-stdin")),
+            };
             let workspace = store
                 .workspace_of_key(&key_id)
                 .await
                 .map_err(db_error)?
                 .ok_or_else(|| fail(format!("no API key with the id {key_id}")))?;
             let revoked = store
-                .revoke_api_key(&workspace, &key_id, None, &reason, &ClientInfo::default())
+                .revoke_api_key(
+                    &workspace,
+                    &key_id,
+                    Actor::Operator(operator_name().as_deref()),
+                    &reason,
+                    &ClientInfo::default(),
+                )
                 .await
                 .map_err(db_error)?;
             let (record, newly_revoked) =

@@ -21,6 +21,31 @@ pub struct Cli {
     pub config: Config,
 }
 
+impl Cli {
+    /// Parses the process's arguments. `--help` never shows a setting's value from the
+    /// environment: `DATABASE_URL` and `HEFFL_REDIS_URL` hold passwords.
+    pub fn parse_args() -> Cli {
+        use clap::FromArgMatches;
+        let matches = Cli::command_without_env_values().get_matches();
+        match Cli::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(err) => err.exit(),
+        }
+    }
+
+    /// The command line's definition with every environment value hidden from `--help`.
+    pub fn command_without_env_values() -> clap::Command {
+        use clap::CommandFactory;
+        hide_env_values(Cli::command())
+    }
+}
+
+fn hide_env_values(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| arg.hide_env_values(true))
+        .mut_subcommands(hide_env_values)
+}
+
 /// Where a one-shot command's settings come from, at the end of its `--help`.
 const SETTINGS_HELP: &str = "Settings (DATABASE_URL, HEFFL_KEY_ENV, ...) come from the environment or .env, as for `serve` (`heffl-api serve --help` lists them all).";
 
@@ -85,9 +110,13 @@ pub enum KeysCommand {
     /// Revoke a key by its id, or by its secret when that leaked; idempotent.
     #[command(after_help = SETTINGS_HELP)]
     Revoke {
-        /// The key's id (key_…), or the whole secret (hk_…) of a leaked key. A secret is
-        /// never printed back; pass it with "$(cat file)" to keep it out of shell history.
-        key: String,
+        /// The key's id (key_…; `keys list` shows them). Not a secret: use --secret-stdin.
+        #[arg(required_unless_present = "secret_stdin")]
+        key_id: Option<String>,
+        /// Read a leaked secret (hk_…) from standard input, so it never shows in `ps` or in
+        /// shell history: `heffl-api keys revoke --secret-stdin < leaked.txt`.
+        #[arg(long, conflicts_with = "key_id")]
+        secret_stdin: bool,
         /// Recorded as the revoke reason.
         #[arg(long, default_value = "operator")]
         reason: String,
@@ -259,9 +288,16 @@ pub struct Config {
     #[arg(long, env = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", value_name = "HEFFL_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub login_attempts_per_minute: u32,
 
-    /// Take the client address from the last X-Forwarded-For entry (only behind a proxy you run).
+    /// Believe X-Forwarded-For from a proxy on this machine (127.0.0.0/8, ::1): the same as
+    /// listing those in HEFFL_TRUSTED_PROXIES.
     #[arg(long, env = "HEFFL_TRUST_FORWARDED_FOR", value_name = "HEFFL_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_forwarded_for: bool,
+
+    /// Comma-separated addresses or CIDR blocks of your proxies and gateways. When the peer is
+    /// one of them, the client is the right-most X-Forwarded-For entry that is not; these
+    /// peers are also exempt from HEFFL_MAX_CONNECTIONS_PER_ADDRESS. None by default.
+    #[arg(long, env = "HEFFL_TRUSTED_PROXIES", value_name = "HEFFL_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Most database connections in the pool.
     #[arg(long, env = "HEFFL_DB_MAX_CONNECTIONS", value_name = "HEFFL_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
@@ -356,6 +392,22 @@ pub struct Config {
     #[arg(long, env = "HEFFL_MAX_CONNECTIONS", value_name = "HEFFL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// Most connections open at once from one client address (an IPv6 /64); a new one over it
+    /// is closed at once. Trusted proxies are exempt.
+    #[arg(long, env = "HEFFL_MAX_CONNECTIONS_PER_ADDRESS", value_name = "HEFFL_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
+
+    /// A request body must arrive at 1 KB/s on average once this long has passed since its
+    /// head was read, or the request is answered 408 and the connection closed.
+    #[arg(long, env = "HEFFL_BODY_READ_TIMEOUT", value_name = "HEFFL_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Most client addresses (IPv6: /64s) each throttle keeps a window for; past it, ended
+    /// windows are dropped first, then arbitrary ones, so a flood of addresses cannot grow
+    /// memory without bound.
+    #[arg(long, env = "HEFFL_MAX_TRACKED_ADDRESSES", value_name = "HEFFL_MAX_TRACKED_ADDRESSES", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_tracked_addresses: u32,
+
     /// Share every limit with the other instances that use this Redis (redis://host:port/db);
     /// unset: limits are per instance.
     /// Checked by `serve` rather than here: clap would quote a bad value, password and all.
@@ -401,6 +453,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(Duration::from_secs(secs))
+}
+
+fn parse_trusted_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    crate::domain::net::parse_net(text)
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {

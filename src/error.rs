@@ -133,6 +133,9 @@ pub enum ApiError {
     Conflict { reason: Reason, message: Message },
     #[error("payload too large")]
     PayloadTooLarge(Message),
+    /// The body came too slowly; the connection is closed after the answer.
+    #[error("request timeout")]
+    RequestTimeout(Message),
     #[error("unsupported media type")]
     UnsupportedMediaType(Message),
     #[error("method not allowed")]
@@ -198,6 +201,7 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -215,6 +219,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => "BAD_REQUEST",
             ApiError::Conflict { .. } => "CONFLICT",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::RequestTimeout(_) => "REQUEST_TIMEOUT",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
@@ -248,6 +253,7 @@ impl ApiError {
             | ApiError::ServiceUnavailable { message, .. }
             | ApiError::NotFound(message)
             | ApiError::PayloadTooLarge(message)
+            | ApiError::RequestTimeout(message)
             | ApiError::UnsupportedMediaType(message) => Cow::Borrowed(message),
             ApiError::Validation(issues) => match issues.as_slice() {
                 [one] => Cow::Owned(format!("{}: {}", one.field, one.message)),

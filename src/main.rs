@@ -1,4 +1,3 @@
-use clap::Parser;
 use heffl_api::config::{Cli, Command};
 use std::process::ExitCode;
 
@@ -11,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     // A missing .env is normal; settings then come from the environment and flags.
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     // `serve --log-format json` sets it on serve's own copy of the settings.
     let log_format = match &cli.command {
         Some(Command::Serve(config)) => config.log_format,

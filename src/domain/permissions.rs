@@ -132,6 +132,13 @@ pub fn can_set_rate_limit(role: Role, requested: i64, server_default: u32) -> Re
     }
 }
 
+/// What a rolled key's replacement is limited to: the old key's own limit (`Some`) only if the
+/// person rolling may set that limit now, else the server's default (`None`). A creator who was
+/// demoted since does not carry a manager's "no limit" into a fresh secret.
+pub fn limit_kept_on_roll(roller: Role, old: Option<i64>, server_default: u32) -> Option<i64> {
+    old.filter(|limit| can_set_rate_limit(roller, *limit, server_default).is_ok())
+}
+
 pub fn can_list_members(role: Role) -> Result<(), Denial> {
     if role.is_manager() {
         Ok(())
@@ -233,6 +240,19 @@ mod tests {
             assert_eq!(can_set_rate_limit(role, 0, 60).is_ok(), managers, "{role}");
             assert_eq!(can_set_rate_limit(role, 0, 0).is_ok(), managers, "{role}");
             assert!(can_set_rate_limit(role, 1_000_000, 0).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_roll_keeps_only_a_limit_the_roller_may_set() {
+        for role in Role::ALL {
+            let managers = matches!(role, Role::Owner | Role::Admin);
+            assert_eq!(limit_kept_on_roll(role, None, 60), None);
+            assert_eq!(limit_kept_on_roll(role, Some(30), 60), Some(30));
+            let unlimited = limit_kept_on_roll(role, Some(0), 60);
+            assert_eq!(unlimited, managers.then_some(0), "{role}");
+            let above = limit_kept_on_roll(role, Some(500), 60);
+            assert_eq!(above, managers.then_some(500), "{role}");
         }
     }
 

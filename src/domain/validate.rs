@@ -59,7 +59,7 @@ impl Issues {
             );
             return None;
         }
-        if let Some(c) = trimmed.chars().find(|c| is_invisible(*c)) {
+        if let Some(c) = first_hidden_char(trimmed) {
             self.add(
                 field,
                 format!(
@@ -67,6 +67,10 @@ impl Issues {
                     u32::from(c)
                 ),
             );
+            return None;
+        }
+        if !trimmed.chars().any(is_visible) {
+            self.add(field, "must contain a visible character");
             return None;
         }
         Some(trimmed.to_owned())
@@ -148,10 +152,14 @@ impl Issues {
     }
 }
 
-/// Characters that change how text displays without showing themselves: controls (Cc),
-/// formats (Cf: bidi overrides and isolates, zero-width characters, the byte-order mark, soft
-/// hyphens, tags) and the line and paragraph separators. Refused in every name, title and email,
-/// so a value always looks like what it is.
+/// Characters that change how text displays, or render as nothing, without showing themselves:
+/// controls (Cc), formats (Cf: bidi overrides and isolates, zero-width characters, the
+/// byte-order mark, soft hyphens, tags), the line and paragraph separators, every Unicode
+/// `Default_Ignorable_Code_Point` (Hangul fillers such as U+3164, the combining grapheme joiner,
+/// variation selectors, …) and the blank braille pattern U+2800, which no property marks but
+/// which every font draws empty. Refused in every name, title, description and email, so a
+/// value always looks like what it is; `first_hidden_char` lets a variation selector through
+/// right after a visible character, where it picks an emoji's presentation ("❤️").
 pub fn is_invisible(c: char) -> bool {
     matches!(
         c.general_category(),
@@ -159,7 +167,45 @@ pub fn is_invisible(c: char) -> bool {
             | GeneralCategory::Format
             | GeneralCategory::LineSeparator
             | GeneralCategory::ParagraphSeparator
-    )
+    ) || c == BLANK_BRAILLE
+        || DEFAULT_IGNORABLE.contains(c)
+}
+
+const BLANK_BRAILLE: char = '\u{2800}';
+
+/// Unicode's own table (through ICU4X's compiled data), not a hand list that would miss the
+/// next version's additions.
+const DEFAULT_IGNORABLE: icu_properties::CodePointSetDataBorrowed<'static> =
+    icu_properties::CodePointSetData::new::<icu_properties::props::DefaultIgnorableCodePoint>();
+
+/// Selects a glyph's variant (text or emoji presentation, a CJK or Mongolian form).
+pub fn is_variation_selector(c: char) -> bool {
+    matches!(c, '\u{180B}'..='\u{180D}' | '\u{180F}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
+/// Shows something on its own: not white space, not invisible, and not a mark that only
+/// decorates the character before it.
+pub fn is_visible(c: char) -> bool {
+    !c.is_whitespace()
+        && !is_invisible(c)
+        && !matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
+        )
+}
+
+/// The first character of `text` that is refused as invisible: any `is_invisible` character
+/// except a variation selector that directly follows a character that is not itself refused.
+pub fn first_hidden_char(text: &str) -> Option<char> {
+    let mut previous_shown = false;
+    for c in text.chars() {
+        let allowed_selector = previous_shown && is_variation_selector(c);
+        if is_invisible(c) && !allowed_selector {
+            return Some(c);
+        }
+        previous_shown = !c.is_whitespace() && !is_invisible(c);
+    }
+    None
 }
 
 /// A plain `local@domain`: no display name, quotes, comments or address literals. Letters of
@@ -307,13 +353,81 @@ mod tests {
         }
     }
 
+    #[test]
+    fn names_that_render_as_nothing_are_refused() {
+        for name in [
+            "\u{3164}",
+            "\u{ffa0}",
+            "\u{115f}",
+            "\u{1160}",
+            "\u{34f}",
+            "\u{fe0f}",
+            "\u{2800}",
+            "a\u{3164}b",
+            "\u{2800}\u{2800}",
+            "\u{301}",
+        ] {
+            let mut issues = Issues::default();
+            assert_eq!(
+                issues.optional_text("name", Some(name), 100),
+                None,
+                "{name:?}"
+            );
+            assert!(issues.finish(()).is_err(), "{name:?}");
+        }
+        for name in [
+            "❤\u{fe0f}",
+            "I ❤\u{fe0f} Rust",
+            "葛\u{e0100}",
+            "e\u{301}",
+            "Data Sync",
+        ] {
+            let mut issues = Issues::default();
+            assert_eq!(
+                issues.optional_text("name", Some(name), 100).as_deref(),
+                Some(name),
+                "{name:?}"
+            );
+        }
+        // A selector after white space, or after another selector, selects nothing.
+        for name in ["a \u{fe0f}", "❤\u{fe0f}\u{fe0f}"] {
+            let mut issues = Issues::default();
+            assert_eq!(
+                issues.optional_text("name", Some(name), 100),
+                None,
+                "{name:?}"
+            );
+        }
+    }
+
+    /// Every character of Unicode's Default_Ignorable_Code_Point table, read from the table
+    /// itself, plus the blank braille pattern.
+    fn ignorable_chars() -> Vec<char> {
+        DEFAULT_IGNORABLE
+            .iter_ranges()
+            .flat_map(|range| range.filter_map(char::from_u32))
+            .chain([BLANK_BRAILLE])
+            .collect()
+    }
+
+    #[test]
+    fn the_table_holds_the_reviewed_fillers() {
+        let table = ignorable_chars();
+        assert!(table.len() > 4000, "{}", table.len());
+        for c in [
+            '\u{3164}', '\u{ffa0}', '\u{115f}', '\u{1160}', '\u{34f}', '\u{fe0f}', '\u{2800}',
+        ] {
+            assert!(table.contains(&c), "U+{:04X}", u32::from(c));
+        }
+    }
+
     use proptest::prelude::*;
 
     /// Any character of the categories the rule names, except whitespace (which trimming may
     /// remove from the ends, as it should).
     fn invisible_char() -> impl Strategy<Value = char> {
         any::<char>().prop_filter("Cc, Cf, Zl or Zp", |c| {
-            is_invisible(*c) && !c.is_whitespace()
+            is_invisible(*c) && !c.is_whitespace() && !is_variation_selector(*c)
         })
     }
 
@@ -337,10 +451,28 @@ mod tests {
         }
 
         #[test]
+        fn an_ignorable_character_is_refused_unless_it_selects_a_variant(
+            before in "\\PC{0,10}",
+            c in proptest::sample::select(ignorable_chars()),
+            after in "\\PC{0,10}",
+        ) {
+            // After a space: nothing to select a variant of.
+            let text = format!("x{before} {c}{after}x");
+            let mut issues = Issues::default();
+            prop_assert!(issues.optional_text("name", Some(&text), 100).is_none());
+            // After a visible character: only a variation selector passes.
+            let text = format!("x{c}");
+            let mut issues = Issues::default();
+            let accepted = issues.optional_text("name", Some(&text), 100).is_some();
+            prop_assert_eq!(accepted, is_variation_selector(c));
+        }
+
+        #[test]
         fn accepted_text_is_trimmed_visible_and_not_blank(text in any::<String>()) {
             let mut issues = Issues::default();
             if let Some(value) = issues.optional_text("name", Some(&text), 1000) {
-                prop_assert!(!value.chars().any(is_invisible));
+                prop_assert_eq!(first_hidden_char(&value), None);
+                prop_assert!(value.chars().any(is_visible));
                 prop_assert!(!value.trim().is_empty());
                 prop_assert_eq!(value.trim(), value.as_str());
             }

@@ -5,7 +5,7 @@
 
 use super::auth_throttle::Gate;
 use super::header_number::header_number;
-use super::{client_ip, request_scope, AppState, X_API_KEY};
+use super::{client_ip, request_scope, throttle_key, AppState, X_API_KEY};
 use crate::domain::api_key::{self, KeyDigest, KeyRejection};
 use crate::domain::permissions::Role;
 use crate::domain::scopes::{Scope, ScopeSet};
@@ -442,11 +442,6 @@ fn hot_counters() -> &'static HotCounters {
     })
 }
 
-/// The throttle's key for a client; formatted only on the paths that need it.
-fn address_key(address: Option<IpAddr>) -> String {
-    address.map(|ip| ip.to_string()).unwrap_or_default()
-}
-
 /// What the header and the cache can tell without waiting: a usable cached key, a digest the
 /// cache could not answer, or the refusal.
 enum Checked {
@@ -509,7 +504,7 @@ async fn resolve_miss(
 ) -> Result<Arc<KeyPrincipalRow>, ApiError> {
     // Only a miss is throttled per address, so only a miss works the address out
     // (X-Forwarded-For parsed when trusted).
-    let address = client_ip(headers, peer, state.config.trust_forwarded_for);
+    let address = client_ip(headers, peer, &state.proxies);
     let lookup = look_up(state, digest.as_bytes(), address).await?;
     usable(state, lookup)
 }
@@ -566,7 +561,7 @@ async fn look_up(
         return Ok(state.store.resolve_miss(digest).await?);
     }
     match state.auth_throttle.gate(
-        &address_key(address),
+        &throttle_key(address),
         digest,
         limit,
         request_scope::started(),

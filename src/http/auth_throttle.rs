@@ -91,14 +91,17 @@ fn prefix(digest: &[u8; 32]) -> u64 {
 
 pub struct AuthThrottle {
     shards: Vec<Mutex<HashMap<String, Budget>>>,
+    /// The most addresses one shard keeps (`HEFFL_MAX_TRACKED_ADDRESSES` over the shards).
+    shard_capacity: usize,
     hasher: RandomState,
     shared: Limiter,
 }
 
 impl AuthThrottle {
-    pub fn new(shared: Limiter) -> AuthThrottle {
+    pub fn new(shared: Limiter, max_addresses: usize) -> AuthThrottle {
         AuthThrottle {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shard_capacity: max_addresses.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
             shared,
         }
@@ -116,6 +119,17 @@ impl AuthThrottle {
     /// minute.
     pub fn gate(&self, address: &str, digest: &[u8; 32], limit: u32, now: Instant) -> Gate<'_> {
         let mut shard = self.shard(address);
+        if !shard.contains_key(address) && shard.len() >= self.shard_capacity {
+            // Full: forget the budgets whose window ended, or else any one (a flood of this
+            // many addresses could have used a fresh address instead).
+            shard.retain(|_, budget| now.duration_since(budget.started) < WINDOW);
+            if shard.len() >= self.shard_capacity {
+                let victim = shard.keys().next().cloned();
+                if let Some(victim) = victim {
+                    shard.remove(&victim);
+                }
+            }
+        }
         let budget = match shard.get_mut(address) {
             Some(budget) => budget,
             None => shard.entry(address.to_owned()).or_insert(Budget {
@@ -176,7 +190,7 @@ mod tests {
     }
 
     fn throttle() -> AuthThrottle {
-        AuthThrottle::new(SharedLimits::per_instance().limiter("auth"))
+        AuthThrottle::new(SharedLimits::per_instance().limiter("auth"), 1_000)
     }
 
     #[tokio::test]

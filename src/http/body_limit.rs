@@ -24,10 +24,22 @@ pub fn declared_too_large(headers: &HeaderMap) -> bool {
         .is_some_and(|length| length > MAX_BODY_BYTES as u64)
 }
 
-/// Reads and drops what the client sends (within bounds), then answers 413.
-pub async fn refuse(body: Body) -> Response {
-    drain(body).await;
+/// Answers 413. A client that asked first (`Expect: 100-continue`) has sent nothing yet and
+/// is answered at once: reading the body would send it `100 Continue`, inviting the very
+/// upload being refused. Any other client's body is read and dropped (within bounds) first.
+pub async fn refuse(request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if !expects_continue(&parts.headers) {
+        drain(body).await;
+    }
     too_large().into_response()
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
 }
 
 /// The 413 of a body over the limit, however it was found out.

@@ -2,6 +2,7 @@
 //! operator says a trusted proxy sets it) and the user agent, for throttling and the audit log.
 
 use super::AppState;
+use crate::domain::net::{AddressBucket, TrustedProxies};
 use crate::store::ClientInfo;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -11,27 +12,29 @@ use std::net::{IpAddr, SocketAddr};
 
 const MAX_USER_AGENT_CHARS: usize = 300;
 
-/// The client's address. Behind a proxy, the last X-Forwarded-For entry is the one the proxy
-/// appended; earlier entries are whatever the client claimed and are ignored.
+/// The client's address: the peer's, or behind a trusted proxy the right-most
+/// X-Forwarded-For entry that is not a trusted proxy (`TrustedProxies::client_address`).
+/// Without trusted proxies the header is not even read.
 pub fn client_ip(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
-    trust_forwarded_for: bool,
+    proxies: &TrustedProxies,
 ) -> Option<IpAddr> {
-    if trust_forwarded_for {
-        // Only the entry our proxy appended counts; if it is unreadable, use the socket.
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
+    let peer = peer?.ip();
+    if proxies.is_empty() {
+        return Some(peer);
     }
-    peer.map(|addr| addr.ip())
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    Some(proxies.client_address(peer, forwarded))
+}
+
+/// What per-address throttles count a client as: its address, an IPv6 client by its /64
+/// (`AddressBucket`); clients without an address share one key.
+pub fn throttle_key(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "none".to_owned(), |ip| AddressBucket::of(ip).to_string())
 }
 
 impl FromRequestParts<AppState> for ClientInfo {
@@ -42,7 +45,7 @@ impl FromRequestParts<AppState> for ClientInfo {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| *addr);
-        let ip = client_ip(&parts.headers, peer, state.config.trust_forwarded_for);
+        let ip = client_ip(&parts.headers, peer, &state.proxies);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

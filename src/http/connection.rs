@@ -32,6 +32,9 @@ pub struct Activity {
     free_since: Instant,
     /// The first byte of the next request head, read while the connection was free.
     head_started: Option<Instant>,
+    /// Since when the request in progress has been waiting for body bytes (`slow_body.rs`):
+    /// such a connection waits on its client, like an idle one, and may be displaced.
+    body_waiting_since: Option<Instant>,
     displaced: bool,
 }
 
@@ -42,6 +45,7 @@ impl Activity {
             served_any: false,
             free_since: now,
             head_started: None,
+            body_waiting_since: None,
             displaced: false,
         }
     }
@@ -61,7 +65,13 @@ impl Activity {
         self.head_started.take()
     }
 
+    /// The request in progress started or stopped waiting for body bytes.
+    pub fn body_waiting(&mut self, since: Option<Instant>) {
+        self.body_waiting_since = since;
+    }
+
     pub fn request_finished(&mut self, now: impl FnOnce() -> Instant) {
+        self.body_waiting_since = None;
         self.in_flight = self.in_flight.saturating_sub(1);
         if self.in_flight == 0 {
             self.free_since = now();
@@ -101,10 +111,17 @@ impl Activity {
                 .is_some_and(|deadline| now >= deadline)
     }
 
-    /// Since when the connection has been waiting for (the rest of) a request; `None` while it
-    /// is serving one or already displaced. The longest waiter is the one to displace.
+    /// Since when the connection has been waiting for (the rest of) a request, its head or its
+    /// body; `None` while the server works on one, or once displaced. The longest waiter is
+    /// the one to displace.
     pub fn waiting_since(&self) -> Option<Instant> {
-        (self.in_flight == 0 && !self.displaced).then_some(self.free_since)
+        if self.displaced {
+            None
+        } else if self.in_flight == 0 {
+            Some(self.free_since)
+        } else {
+            self.body_waiting_since
+        }
     }
 
     pub fn displace(&mut self) {
@@ -180,6 +197,12 @@ impl Tracker {
     pub fn displace(&self) {
         self.activity().displace();
         self.ask(Stop::Close);
+    }
+
+    /// The request in progress is (or no longer is) waiting for body bytes.
+    pub fn body_waiting(&self, waiting: bool) {
+        let since = waiting.then(Instant::now);
+        self.activity().body_waiting(since);
     }
 
     /// The server is shutting down (see `server::drive`).

@@ -29,7 +29,7 @@ pub fn ensure_json_errors(mut response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
+    if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::REQUEST_TIMEOUT {
         // The body was refused unread, so the connection cannot carry another request; say so,
         // or a client's pool reuses it and loses its next request.
         response

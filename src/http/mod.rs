@@ -15,6 +15,7 @@ mod header_number;
 mod json_errors;
 mod metrics;
 mod metrics_listener;
+mod open_files;
 mod openapi;
 mod parse_errors;
 mod request_id;
@@ -22,14 +23,16 @@ mod request_scope;
 mod routes;
 mod server;
 mod session_auth;
+mod slow_body;
 mod stack;
 mod throttle;
 
 pub use api_key_auth::Principal;
-pub use client::client_ip;
+pub use client::{client_ip, throttle_key};
 pub use metrics_listener::{serve_metrics, spawn_metrics};
 
 use crate::config::Config;
+use crate::domain::net::TrustedProxies;
 use crate::limits::{Limiter, SharedLimits};
 use crate::store::Store;
 use crate::usage::UsageRecorder;
@@ -49,6 +52,8 @@ pub struct StateInner {
     /// The store, with the verification cache this server keeps in step (see `serve_until`).
     pub store: Verifier,
     pub config: Config,
+    /// Whose X-Forwarded-For is believed (`HEFFL_TRUSTED_PROXIES`, `HEFFL_TRUST_FORWARDED_FOR`).
+    pub proxies: TrustedProxies,
     pub usage: UsageRecorder,
     login_throttle: throttle::LoginThrottle,
     shared_limits: SharedLimits,
@@ -67,16 +72,21 @@ impl AppState {
             KeyCache::new(config.cache_capacity, config.cache_ttl)
         };
         let store = Verifier::new(store, cache);
-        let shared_limits = shared_limits(&config);
+        let shared_limits = shared_limits(&config).bounded(config.max_tracked_addresses as usize);
         let login_throttle =
             throttle::LoginThrottle::new(config.login_attempts_per_minute, &shared_limits);
+        let proxies = TrustedProxies::new(&config.trusted_proxies, config.trust_forwarded_for);
         AppState(Arc::new(StateInner {
             store,
+            proxies,
             config,
             usage: UsageRecorder::default(),
             login_throttle,
             key_limits: shared_limits.limiter("key"),
-            auth_throttle: auth_throttle::AuthThrottle::new(shared_limits.limiter("auth")),
+            auth_throttle: auth_throttle::AuthThrottle::new(
+                shared_limits.limiter("auth"),
+                shared_limits.max_entries(),
+            ),
             leak_reports: shared_limits.limiter("leak"),
             shared_limits,
             expiry_log: Arc::default(),
@@ -139,7 +149,7 @@ pub fn app(state: AppState) -> App {
     stack::RequestService::new(
         dispatch::Dispatch::new(&state, router),
         state.config.request_timeout,
-        state.config.trust_forwarded_for,
+        state.proxies.clone(),
     )
 }
 
@@ -184,16 +194,16 @@ pub async fn serve_until(
     let background = background::spawn(&state);
     let app = app(state.clone());
     let (shutdown_started_tx, shutdown_started_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = server::serve_connections(
-        listener,
-        app,
-        server::Limits::from_config(&state.config),
-        async move {
-            shutdown.await;
-            tracing::info!("shutdown signal received; finishing in-flight requests");
-            let _ = shutdown_started_tx.send(());
-        },
-    );
+    let mut limits = server::Limits::from_config(&state.config, state.proxies.clone());
+    limits.max_connections = open_files::fit_connection_cap(
+        state.config.max_connections,
+        state.config.db_max_connections,
+    ) as usize;
+    let server = server::serve_connections(listener, app, limits, async move {
+        shutdown.await;
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+        let _ = shutdown_started_tx.send(());
+    });
     let grace_deadline = async move {
         if shutdown_started_rx.await.is_ok() {
             tokio::time::sleep(grace).await;

@@ -2,18 +2,22 @@
 //! of SPEC §9 (header-read and idle timeouts, a connection cap) and graceful shutdown.
 //!
 //! At the cap, a newcomer is not turned away while some connection merely waits: the one that
-//! has waited longest without a request in progress (half-open, trickling headers or idle
-//! keep-alive) is closed to make room. A flood of half-open connections from one address
+//! has waited longest on its client (half-open, trickling headers, idle keep-alive, or a
+//! request stalled waiting for its body) is closed to make room. One address (an IPv6 /64) may
+//! hold at most `HEFFL_MAX_CONNECTIONS_PER_ADDRESS`; trusted proxies are exempt. A flood of half-open connections from one address
 //! therefore displaces itself, and a new client's request is still served. Only when every
 //! connection is serving a request does the newcomer wait, in the listen backlog, for one to
 //! finish.
 
 use super::connection::{InFlight, Stop, Timeouts, TrackedIo, Tracker};
+use super::slow_body::SlowBody;
 use super::stack::RequestFuture;
 use super::App;
 use crate::config::Config;
+use crate::domain::net::{AddressBucket, TrustedProxies};
 use axum::extract::ConnectInfo;
 use axum::response::Response;
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -36,20 +40,74 @@ const DISPLACE_RETRY: Duration = Duration::from_millis(100);
 /// A failed accept (out of file descriptors, say) is retried after this pause, not in a spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub timeouts: Timeouts,
     pub max_connections: usize,
+    /// Per client address (an IPv6 /64); `exempt` peers (trusted proxies) have none.
+    pub max_per_address: usize,
+    pub exempt: TrustedProxies,
+    pub body_read: Duration,
 }
 
 impl Limits {
-    pub fn from_config(config: &Config) -> Limits {
+    pub fn from_config(config: &Config, exempt: TrustedProxies) -> Limits {
         Limits {
             timeouts: Timeouts {
                 header_read: config.header_read_timeout,
                 idle: config.idle_timeout,
             },
             max_connections: config.max_connections as usize,
+            max_per_address: config.max_connections_per_address as usize,
+            exempt,
+            body_read: config.body_read_timeout,
+        }
+    }
+}
+
+/// Open connections per client address, for `HEFFL_MAX_CONNECTIONS_PER_ADDRESS`. An address
+/// leaves the table with its last connection, so the table never outgrows the connection cap.
+struct PerAddress {
+    limit: usize,
+    counts: Mutex<HashMap<AddressBucket, usize>>,
+}
+
+/// One connection's place in its address's count; given back when dropped.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    bucket: AddressBucket,
+}
+
+impl PerAddress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AddressBucket, usize>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for one more connection from `bucket`, or `None` when it has `limit` already.
+    fn admit(self: &Arc<Self>, bucket: AddressBucket) -> Option<AddressSlot> {
+        let mut counts = self.lock();
+        let count = counts.entry(bucket).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: Arc::clone(self),
+            bucket,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.table.lock();
+        if let Some(count) = counts.get_mut(&self.bucket) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.bucket);
+            }
         }
     }
 }
@@ -64,6 +122,10 @@ pub async fn serve_connections(
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let open = Arc::new(OpenConnections::default());
+    let per_address = Arc::new(PerAddress {
+        limit: limits.max_per_address,
+        counts: Mutex::default(),
+    });
     let mut http = hyper::server::conn::http1::Builder::new();
     // Our own clock (`connection.rs`) enforces the header deadline: hyper's would also run
     // between keep-alive requests, cutting idle connections at the header timeout.
@@ -81,6 +143,22 @@ pub async fn serve_connections(
                     continue;
                 }
             },
+        };
+        // Over its address's share, a connection is closed before it can wait for a permit
+        // or displace anyone. Behind a proxy every client has the proxy's address, so
+        // trusted proxies are not counted.
+        let slot = if limits.exempt.contains(peer.ip()) {
+            None
+        } else {
+            match per_address.admit(AddressBucket::of(peer.ip())) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!("closing a connection over its address's share");
+                    metrics::counter!("heffl_connections_refused_total", "reason" => "per_address")
+                        .increment(1);
+                    continue;
+                }
+            }
         };
         let permit = loop {
             if let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
@@ -103,6 +181,7 @@ pub async fn serve_connections(
             app: app.clone(),
             peer,
             tracker: Arc::clone(&tracker),
+            body_read: limits.body_read,
         };
         let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&tracker)));
         let connection = http.serve_connection(io, service);
@@ -111,6 +190,7 @@ pub async fn serve_connections(
             drive(connection, &tracker).await;
             open.remove(id);
             drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
@@ -219,6 +299,7 @@ struct ConnectionService {
     app: App,
     peer: SocketAddr,
     tracker: Arc<Tracker>,
+    body_read: Duration,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -232,7 +313,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let started = head_started.map_or_else(std::time::Instant::now, Instant::into_std);
         // The app is always ready, so it is called directly: no `Oneshot` state machine and no
         // boxed future per request.
-        let response = self.app.handle(request.map(axum::body::Body::new), started);
+        // A request without a body (most of them) is not wrapped: nothing to time.
+        let request = if request.body().is_end_stream() {
+            request.map(axum::body::Body::new)
+        } else {
+            let tracker = Arc::clone(&self.tracker);
+            let grace = self.body_read;
+            request.map(|body| axum::body::Body::new(SlowBody::new(body, grace, tracker)))
+        };
+        let response = self.app.handle(request, started);
         ServedRequest {
             response,
             in_flight: Some(in_flight),

@@ -20,6 +20,7 @@ use super::dispatch::{Dispatch, DispatchFuture};
 use super::request_id::{RequestId, X_REQUEST_ID};
 use super::request_scope::RequestScope;
 use super::{body_limit, client_ip, json_errors, X_API_KEY};
+use crate::domain::net::TrustedProxies;
 use crate::error::{ErrorCode, ErrorReason, Reason};
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderMap, Method, Uri};
@@ -40,7 +41,7 @@ use tokio::task::futures::TaskLocalFuture;
 pub struct RequestService {
     dispatch: Dispatch,
     timeout: Duration,
-    trust_forwarded_for: bool,
+    proxies: TrustedProxies,
 }
 
 /// What the log line needs from the request, which the inner service consumes.
@@ -64,11 +65,11 @@ impl RequestLine {
 }
 
 impl RequestService {
-    pub fn new(dispatch: Dispatch, timeout: Duration, trust_forwarded_for: bool) -> RequestService {
+    pub fn new(dispatch: Dispatch, timeout: Duration, proxies: TrustedProxies) -> RequestService {
         RequestService {
             dispatch,
             timeout,
-            trust_forwarded_for,
+            proxies,
         }
     }
 
@@ -87,7 +88,7 @@ impl RequestService {
             finished: None,
             method: request.method().clone(),
             uri: request.uri().clone(),
-            client: client_ip(request.headers(), peer, self.trust_forwarded_for),
+            client: client_ip(request.headers(), peer, &self.proxies),
         };
         // For following a request as it happens (and for tests that need to know it arrived).
         tracing::debug!(
@@ -98,7 +99,7 @@ impl RequestService {
         );
         let state = if body_limit::declared_too_large(request.headers()) {
             State::Refusing {
-                future: Box::pin(line.scope().run(body_limit::refuse(request.into_body()))),
+                future: Box::pin(line.scope().run(body_limit::refuse(request))),
             }
         } else {
             let request = body_limit::limit(request);

@@ -23,11 +23,6 @@ pub struct LoginThrottle {
     per_address: Limiter,
 }
 
-/// The address as a limiter key; attempts without one (no socket address) share one window.
-fn address_key(address: Option<IpAddr>) -> String {
-    address.map_or_else(|| "none".to_owned(), |ip| ip.to_string())
-}
-
 /// The pair as a limiter key: hashed, so that emails are not written into Redis key names, and
 /// of fixed length however long the email.
 fn pair_key(normalized_email: &str, address: &str) -> String {
@@ -60,7 +55,7 @@ impl LoginThrottle {
         address: Option<IpAddr>,
     ) -> Result<(), ApiError> {
         let now = Instant::now();
-        let address = address_key(address);
+        let address = crate::http::throttle_key(address);
         let per_address = self.per_minute.saturating_mul(PER_ADDRESS_FACTOR);
         let mut decision = self.per_address.check(&address, per_address, now).await;
         if decision.allowed {

@@ -358,12 +358,37 @@ struct Shard {
     entries: HashMap<String, Entry>,
     /// Keys with unsent admits, so a sync visits only those.
     queued: Vec<String>,
+    last_sweep: Option<Instant>,
+}
+
+/// Frees one place in a full shard: the ended windows (swept at most once a second, since a
+/// sweep visits the whole shard), or else an arbitrary window. A key still in `queued` is
+/// simply not found when its turn comes.
+fn make_room(shard: &mut Shard, capacity: usize, window: Duration, now: Instant) {
+    let swept_lately = shard
+        .last_sweep
+        .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1));
+    if !swept_lately {
+        shard.last_sweep = Some(now);
+        shard
+            .entries
+            .retain(|_, entry| !entry.finished(window, now));
+    }
+    if shard.entries.len() >= capacity {
+        let victim = shard.entries.keys().next().cloned();
+        if let Some(victim) = victim {
+            shard.entries.remove(&victim);
+        }
+    }
 }
 
 /// The windows of one limit, sharded so that concurrent requests for different keys rarely
 /// share a lock.
 pub struct Table {
     shards: Vec<Mutex<Shard>>,
+    /// The most windows one shard keeps (`bounded`): keys are often client addresses, and a
+    /// flood of addresses must not grow memory without bound.
+    shard_capacity: usize,
     /// Only picks the lock, so a chosen key can at worst crowd one shard; the maps inside
     /// keep std's SipHash, since their keys include addresses and emails a client chooses.
     shard_hasher: foldhash::fast::RandomState,
@@ -378,8 +403,18 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Table {
+    #[cfg(test)]
     pub fn new(window: Duration) -> Table {
+        Table::bounded(window, usize::MAX)
+    }
+
+    /// At most about `max_entries` windows (rounded up to a whole number per shard). A table
+    /// at its bound first drops windows that have ended, then an arbitrary one: under a flood
+    /// of that many keys a forgotten key restarts its window, which the flood could as well
+    /// have done with a fresh key.
+    pub fn bounded(window: Duration, max_entries: usize) -> Table {
         Table {
+            shard_capacity: max_entries.div_ceil(SHARDS).max(1),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             shard_hasher: foldhash::fast::RandomState::default(),
             window,
@@ -394,6 +429,9 @@ impl Table {
     pub fn decide(&self, key: &str, limit: u32, mode: Mode, now: Instant) -> Step {
         let mut shard = self.shard(key);
         let shard = &mut *shard;
+        if !shard.entries.contains_key(key) && shard.entries.len() >= self.shard_capacity {
+            make_room(shard, self.shard_capacity, self.window, now);
+        }
         let entry = match shard.entries.get_mut(key) {
             Some(entry) => entry,
             None => shard
@@ -492,6 +530,24 @@ mod tests {
 
     fn admitted(step: Step) -> bool {
         matches!(step, Step::Decided(d) if d.allowed)
+    }
+
+    #[test]
+    fn a_flood_of_keys_never_grows_a_bounded_table_past_its_bound() {
+        let table = Table::bounded(WINDOW, 1_000);
+        let now = Instant::now();
+        for n in 0..50_000 {
+            table.decide(&format!("2001:db8:{n:x}::/64"), 10, Mode::PerInstance, now);
+        }
+        // Rounded up to whole shards.
+        assert!(table.len() <= 1_000 + SHARDS, "{}", table.len());
+        assert!(table.len() >= 1_000 - SHARDS, "{}", table.len());
+        // A key still in the table keeps its count.
+        let key = "198.51.100.1";
+        for _ in 0..10 {
+            assert!(admitted(table.decide(key, 10, Mode::PerInstance, now)));
+        }
+        assert!(!admitted(table.decide(key, 10, Mode::PerInstance, now)));
     }
 
     #[test]

@@ -63,10 +63,24 @@ impl Hub {
 }
 
 /// Made once per server; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SharedLimits {
     hub: Option<Arc<Hub>>,
+    /// The most keys each limiter's table keeps (`HEFFL_MAX_TRACKED_ADDRESSES`).
+    max_entries: usize,
 }
+
+impl Default for SharedLimits {
+    fn default() -> SharedLimits {
+        SharedLimits {
+            hub: None,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+/// `HEFFL_MAX_TRACKED_ADDRESSES`' default.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 
 impl SharedLimits {
     /// Per-instance limits only.
@@ -80,6 +94,7 @@ impl SharedLimits {
     pub fn redis(url: &str, prefix: &str) -> Result<SharedLimits, redis::RedisError> {
         let redis = Redis::new(url, prefix)?;
         Ok(SharedLimits {
+            max_entries: DEFAULT_MAX_ENTRIES,
             hub: Some(Arc::new(Hub {
                 redis,
                 up: AtomicBool::new(false),
@@ -90,9 +105,19 @@ impl SharedLimits {
         })
     }
 
+    /// Each limiter made from now on keeps at most `max_entries` keys (see `Table::bounded`).
+    pub fn bounded(mut self, max_entries: usize) -> SharedLimits {
+        self.max_entries = max_entries;
+        self
+    }
+
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
     /// A limit named `scope` (part of its Redis keys; one per kind of limit).
     pub fn limiter(&self, scope: &'static str) -> Limiter {
-        let table = Arc::new(Table::new(WINDOW));
+        let table = Arc::new(Table::bounded(WINDOW, self.max_entries));
         if let Some(hub) = &self.hub {
             let mut tables = match hub.tables.lock() {
                 Ok(guard) => guard,

@@ -1,6 +1,7 @@
 use super::sql::Sql;
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::domain::ids::{KeyId, UserId, WorkspaceId};
+use crate::domain::permissions::{limit_kept_on_roll, Role};
 use crate::domain::scopes::ScopeSet;
 use crate::domain::time::Timestamp;
 use serde::Serialize;
@@ -240,6 +241,14 @@ async fn insert_key(
     Ok(id)
 }
 
+/// Who rolls a key, with their role now and the server's default limit: together they decide
+/// which limit the replacement may keep.
+pub struct Roller<'a> {
+    pub user_id: &'a UserId,
+    pub role: Role,
+    pub server_default_limit: u32,
+}
+
 impl Store {
     /// Inserts the key with its audit event, in the caller's transaction (`verify` logs that
     /// its digest was issued). `None` only if the key cannot be read back.
@@ -316,18 +325,22 @@ impl Store {
         fetch_key(self.pool(), workspace_id, key_id).await
     }
 
-    /// Idempotent: revoking a revoked key changes nothing and reports `false`.
-    /// `actor` is `None` for the operator CLI. The caller's transaction must be serial
+    /// Idempotent: revoking a revoked key changes nothing and reports `false`. `revoked_by`
+    /// names a user only when a user revoked it. The caller's transaction must be serial
     /// (`begin_serial`).
     pub(crate) async fn revoke_api_key_in(
         &self,
         tx: &mut Tx<'_>,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
-        actor: Option<&UserId>,
+        actor: Actor<'_>,
         reason: &str,
         client: &ClientInfo,
     ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
+        let revoked_by = match actor {
+            Actor::User(user_id) => Some(user_id),
+            _ => None,
+        };
         // Waits for a roll of this key in flight, so the record read below shows its
         // replacement: the answer matches the order in which the two took effect.
         self.lock_key_row(tx, workspace_id, key_id).await?;
@@ -336,7 +349,7 @@ impl Store {
              WHERE workspace_id = $4 AND id = $5 AND revoked_at IS NULL",
         )
         .bind(Timestamp::now())
-        .bind(actor)
+        .bind(revoked_by)
         .bind(reason)
         .bind(workspace_id)
         .bind(key_id)
@@ -349,7 +362,7 @@ impl Store {
                 tx,
                 AuditEntry {
                     workspace_id: Some(workspace_id),
-                    actor: actor.map_or(Actor::System, Actor::User),
+                    actor,
                     action: "api_key.revoked",
                     target_type: "api_key",
                     target_id: key_id,
@@ -363,9 +376,10 @@ impl Store {
         Ok(record.map(|record| (record, changed)))
     }
 
-    /// Replaces a key with a new one of the same name, scopes and limit; the old key keeps
-    /// working until `old_expires_at` (sooner if it was due to expire before). The caller's
-    /// transaction must be serial (`begin_serial`), and is to be committed only if `Rolled`.
+    /// Replaces a key with a new one of the same name and scopes, and the same limit when the
+    /// roller may set it (`limit_kept_on_roll`); the old key keeps working until
+    /// `old_expires_at` (sooner if it was due to expire before). The caller's transaction must
+    /// be serial (`begin_serial`), and is to be committed only if `Rolled`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn roll_api_key_in(
         &self,
@@ -374,7 +388,7 @@ impl Store {
         key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
-        actor: &UserId,
+        roller: &Roller<'_>,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
         // Decided on the key as it is once every earlier roll or revoke of it has committed.
@@ -392,7 +406,11 @@ impl Store {
         let new = NewApiKey {
             name: &old.name,
             scopes: old.scopes,
-            rate_limit_per_minute: old.rate_limit_per_minute,
+            rate_limit_per_minute: limit_kept_on_roll(
+                roller.role,
+                old.rate_limit_per_minute,
+                roller.server_default_limit,
+            ),
             ..*replacement
         };
         let new_id = match insert_key(tx, &new, Some(key_id)).await {
@@ -416,7 +434,7 @@ impl Store {
             tx,
             AuditEntry {
                 workspace_id: Some(workspace_id),
-                actor: Actor::User(actor),
+                actor: Actor::User(roller.user_id),
                 action: "api_key.created",
                 target_type: "api_key",
                 target_id: &new_id,
@@ -434,7 +452,7 @@ impl Store {
             tx,
             AuditEntry {
                 workspace_id: Some(workspace_id),
-                actor: Actor::User(actor),
+                actor: Actor::User(roller.user_id),
                 action: "api_key.rolled",
                 target_type: "api_key",
                 target_id: key_id,

@@ -34,8 +34,92 @@ const INVITATION_COLUMNS: &str =
      u.name AS inviter_name, i.created_at, i.expires_at \
      FROM invitations i JOIN users u ON u.id = i.invited_by";
 
-/// Not accepted, not cancelled, not expired; every query binds the current time as `$2`.
-const PENDING_AT_2: &str = "i.accepted_at IS NULL AND i.cancelled_at IS NULL AND i.expires_at > $2";
+/// The inviter may still send invitation `i`: a member of its workspace, not disabled, whose
+/// role may give the invited role (`permissions::can_manage_member` with no current role:
+/// owners any role, admins any role below owner). An invitation is the inviter's act, so it
+/// dies with their right to make it; membership changes also cancel such invitations at once
+/// (`cancel_invitations_sent_by`), and this keeps any that escaped (rows older than the rule)
+/// from opening anything.
+const INVITER_MAY_SEND: &str =
+    "EXISTS (SELECT 1 FROM memberships im JOIN users iu ON iu.id = im.user_id \
+     WHERE im.workspace_id = i.workspace_id AND im.user_id = i.invited_by \
+     AND iu.disabled_at IS NULL \
+     AND (im.role = 'owner' OR (im.role = 'admin' AND i.role <> 'owner')))";
+
+/// Not accepted, not cancelled, not expired, and still the inviter's to send; every query binds
+/// the current time as `$2`.
+fn pending_at_2() -> String {
+    format!(
+        "i.accepted_at IS NULL AND i.cancelled_at IS NULL AND i.expires_at > $2 AND {INVITER_MAY_SEND}"
+    )
+}
+
+/// Why invitations were cancelled without anyone cancelling them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationCancelCause {
+    InviterRemoved,
+    InviterDisabled,
+    InviterRoleChanged,
+}
+
+impl InvitationCancelCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationCancelCause::InviterRemoved => "inviter_removed",
+            InvitationCancelCause::InviterDisabled => "inviter_disabled",
+            InvitationCancelCause::InviterRoleChanged => "inviter_role_changed",
+        }
+    }
+}
+
+/// Cancels, in the caller's transaction, the pending invitations `inviter` sent (in
+/// `workspace_id`, or anywhere) that they may no longer send, each audited as
+/// `invitation.cancelled` with its cause. Run after the change that took the right away.
+pub(super) async fn cancel_invitations_sent_by(
+    tx: &mut Tx<'_>,
+    inviter: &UserId,
+    workspace_id: Option<&WorkspaceId>,
+    cause: InvitationCancelCause,
+    actor: Actor<'_>,
+    client: &ClientInfo,
+) -> Result<u64, sqlx::Error> {
+    let now = Timestamp::now();
+    let dead: Vec<(String, WorkspaceId)> = sqlx::query_as(&format!(
+        "SELECT i.id, i.workspace_id FROM invitations i \
+         WHERE i.invited_by = $1 AND i.accepted_at IS NULL AND i.cancelled_at IS NULL \
+         AND i.expires_at > $2 AND ($3 IS NULL OR i.workspace_id = $3) AND NOT {INVITER_MAY_SEND}"
+    ))
+    .bind(inviter)
+    .bind(now)
+    .bind(workspace_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (id, workspace) in &dead {
+        sqlx::query(
+            "UPDATE invitations SET cancelled_at = $1 \
+             WHERE workspace_id = $2 AND id = $3 AND cancelled_at IS NULL",
+        )
+        .bind(now)
+        .bind(workspace)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        record_audit(
+            tx,
+            AuditEntry {
+                workspace_id: Some(workspace),
+                actor,
+                action: "invitation.cancelled",
+                target_type: "invitation",
+                target_id: id,
+                details: Some(json!({ "cause": cause.as_str(), "inviterId": inviter })),
+            },
+            client,
+        )
+        .await?;
+    }
+    Ok(dead.len() as u64)
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WorkspaceRefRow {
@@ -115,11 +199,13 @@ pub struct NewSession<'a> {
 /// The conditional UPDATE makes two concurrent accepts of one token serial: one wins.
 async fn claim(tx: &mut Tx<'_>, token_digest: &[u8; 32]) -> Result<Option<Claimed>, sqlx::Error> {
     let now = Timestamp::now();
-    sqlx::query_as(
-        "UPDATE invitations SET accepted_at = $1 \
-         WHERE token_digest = $2 AND accepted_at IS NULL AND cancelled_at IS NULL AND expires_at > $1 \
-         RETURNING id, workspace_id, email, email_normalized, role",
-    )
+    sqlx::query_as(&format!(
+        "UPDATE invitations AS i SET accepted_at = $1 \
+         WHERE i.token_digest = $3 AND i.accepted_at IS NULL AND i.cancelled_at IS NULL \
+         AND i.expires_at > $2 AND {INVITER_MAY_SEND} \
+         RETURNING id, workspace_id, email, email_normalized, role"
+    ))
+    .bind(now)
     .bind(now)
     .bind(token_digest.as_slice())
     .fetch_optional(&mut **tx)
@@ -163,6 +249,24 @@ async fn join(
         .fetch_one(&mut **tx)
         .await?;
     Ok(Some(workspace))
+}
+
+async fn insert_session(
+    tx: &mut Tx<'_>,
+    user_id: &UserId,
+    session: &NewSession<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sessions (token_digest, user_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(session.token_digest.as_slice())
+    .bind(user_id)
+    .bind(Timestamp::now())
+    .bind(session.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -242,8 +346,9 @@ impl Store {
         workspace_id: &WorkspaceId,
     ) -> Result<Vec<InvitationRow>, sqlx::Error> {
         sqlx::query_as(&format!(
-            "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND {PENDING_AT_2} \
-             ORDER BY i.created_at DESC, i.id"
+            "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND {} \
+             ORDER BY i.created_at DESC, i.id",
+            pending_at_2()
         ))
         .bind(workspace_id)
         .bind(Timestamp::now())
@@ -260,7 +365,8 @@ impl Store {
     ) -> Result<CancelOutcome, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         let role: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {PENDING_AT_2}"
+            "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {}",
+            pending_at_2()
         ))
         .bind(workspace_id)
         .bind(Timestamp::now())
@@ -311,7 +417,8 @@ impl Store {
              u.name AS inviter_name, i.expires_at \
              FROM invitations i JOIN workspaces w ON w.id = i.workspace_id \
              JOIN users u ON u.id = i.invited_by \
-             WHERE i.token_digest = $1 AND {PENDING_AT_2}"
+             WHERE i.token_digest = $1 AND {}",
+            pending_at_2()
         ))
         .bind(token_digest.as_slice())
         .bind(Timestamp::now())
@@ -325,7 +432,8 @@ impl Store {
         token_digest: &[u8; 32],
     ) -> Result<Option<String>, sqlx::Error> {
         sqlx::query_scalar(&format!(
-            "SELECT i.email FROM invitations i WHERE i.token_digest = $1 AND {PENDING_AT_2}"
+            "SELECT i.email FROM invitations i WHERE i.token_digest = $1 AND {}",
+            pending_at_2()
         ))
         .bind(token_digest.as_slice())
         .bind(Timestamp::now())
@@ -333,11 +441,13 @@ impl Store {
         .await
     }
 
-    /// A signed-in user accepts: the invitation must be for their email.
+    /// A user accepts: signed in, or (with `session`, opened in the same transaction) proven
+    /// by their password. The invitation must be for their email.
     pub async fn accept_invitation(
         &self,
         token_digest: &[u8; 32],
         user: &UserRow,
+        session: Option<&NewSession<'_>>,
         client: &ClientInfo,
     ) -> Result<AcceptOutcome, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
@@ -351,6 +461,9 @@ impl Store {
         let Some(workspace) = join(&mut tx, &claimed, &user.id, false, client).await? else {
             return Ok(AcceptOutcome::AlreadyMember);
         };
+        if let Some(session) = session {
+            insert_session(&mut tx, &user.id, session).await?;
+        }
         tx.commit().await?;
         Ok(AcceptOutcome::Joined {
             workspace,
@@ -389,16 +502,7 @@ impl Store {
                 "a brand-new user was already a member".into(),
             ));
         };
-        sqlx::query(
-            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(session.token_digest.as_slice())
-        .bind(&user.id)
-        .bind(Timestamp::now())
-        .bind(session.expires_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_session(&mut tx, &user.id, session).await?;
         tx.commit().await?;
         Ok(CreateAccountOutcome::Created {
             user,

@@ -1,3 +1,4 @@
+use super::invitations::{cancel_invitations_sent_by, InvitationCancelCause};
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
@@ -181,6 +182,15 @@ impl Store {
                 actor.client,
             )
             .await?;
+            cancel_invitations_sent_by(
+                tx,
+                user_id,
+                Some(workspace_id),
+                InvitationCancelCause::InviterRoleChanged,
+                actor.actor,
+                actor.client,
+            )
+            .await?;
         }
         let member = member_in_tx(tx, workspace_id, user_id).await?;
         Ok((MemberChange::Done(member), changed))
@@ -225,6 +235,15 @@ impl Store {
                 target_id: user_id,
                 details: Some(json!({ "revokedKeys": revoked })),
             },
+            actor.client,
+        )
+        .await?;
+        cancel_invitations_sent_by(
+            tx,
+            user_id,
+            Some(workspace_id),
+            InvitationCancelCause::InviterRemoved,
+            actor.actor,
             actor.client,
         )
         .await?;

@@ -167,6 +167,15 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
             revoked = super::revoke_keys_of_user(tx, &user.id, None, "user_disabled", None).await?;
+            super::invitations::cancel_invitations_sent_by(
+                tx,
+                &user.id,
+                None,
+                super::InvitationCancelCause::InviterDisabled,
+                Actor::System,
+                &ClientInfo::default(),
+            )
+            .await?;
         }
         record_audit(
             tx,

@@ -7,7 +7,8 @@ use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::store::{
-    ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, UserRow,
+    Actor, ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, Roller,
+    UserRow,
 };
 
 impl Verifier {
@@ -24,12 +25,11 @@ impl Verifier {
     }
 
     /// Idempotent: revoking a revoked key changes nothing and reports `false`.
-    /// `actor` is `None` for the operator CLI.
     pub async fn revoke_api_key(
         &self,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
-        actor: Option<&UserId>,
+        actor: Actor<'_>,
         reason: &str,
         client: &ClientInfo,
     ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
@@ -45,7 +45,7 @@ impl Verifier {
         Ok(revoked)
     }
 
-    /// Replaces a key with a new one of the same name, scopes and limit; the old key keeps
+    /// Replaces a key with a new one (see `Store::roll_api_key_in`); the old key keeps
     /// working until `old_expires_at` (sooner if it was due to expire before).
     pub async fn roll_api_key(
         &self,
@@ -53,7 +53,7 @@ impl Verifier {
         key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
-        actor: &UserId,
+        roller: &Roller<'_>,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
         let mut tx = self.begin_serial().await?;
@@ -65,7 +65,7 @@ impl Verifier {
                 key_id,
                 replacement,
                 old_expires_at,
-                actor,
+                roller,
                 client,
             )
             .await?;

@@ -35,7 +35,8 @@ async fn each_subcommand_shows_only_its_own_arguments() {
         }
     };
     let revoke = help(&["keys", "revoke", "--help"]).await;
-    assert_described(&revoke, "<KEY>");
+    assert_described(&revoke, "[KEY_ID]");
+    assert_described(&revoke, "--secret-stdin");
     assert_described(&revoke, "--reason <REASON>");
     assert!(
         !revoke.contains("--bind"),
@@ -102,4 +103,65 @@ async fn serve_takes_its_flags_after_the_subcommand() {
     out.assert_failure();
     assert!(out.stderr.contains("HEFFL_SESSION_TTL"), "{}", out.stderr);
     assert!(out.stderr.contains("needs a unit"), "{}", out.stderr);
+}
+
+/// Settings' values come from the environment, and `DATABASE_URL` and `HEFFL_REDIS_URL` hold
+/// passwords: no `--help` of any subcommand may print them.
+#[tokio::test]
+async fn no_help_prints_a_setting_s_value() {
+    const PLANTED: &str = "pl4nted-Passw0rd";
+    let dir = tempfile::tempdir().expect("dir");
+    let env: Vec<(String, String)> = [
+        (
+            "DATABASE_URL",
+            format!("postgres://u:{PLANTED}@db.example/heffl"),
+        ),
+        (
+            "HEFFL_REDIS_URL",
+            format!("redis://:{PLANTED}@cache.example:6379"),
+        ),
+        (
+            "HEFFL_DASHBOARD_ORIGINS",
+            format!("https://{PLANTED}.example"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut commands: Vec<Vec<&str>> = vec![vec!["--help"]];
+    for command in [
+        vec!["serve"],
+        vec!["migrate"],
+        vec!["bootstrap"],
+        vec!["users"],
+        vec!["users", "disable"],
+        vec!["users", "enable"],
+        vec!["users", "create"],
+        vec!["users", "set-password"],
+        vec!["users", "list"],
+        vec!["workspaces"],
+        vec!["workspaces", "list"],
+        vec!["members"],
+        vec!["members", "add"],
+        vec!["members", "remove"],
+        vec!["keys"],
+        vec!["keys", "list"],
+        vec!["keys", "revoke"],
+    ] {
+        let mut args = command;
+        args.push("--help");
+        commands.push(args);
+    }
+    let mut seen_env_names = false;
+    for args in &commands {
+        let out = run_in(dir.path(), &env, args, None).await;
+        out.assert_success();
+        assert!(
+            !out.stdout.contains(PLANTED) && !out.stderr.contains(PLANTED),
+            "{args:?} printed a setting's value:\n{}",
+            out.stdout
+        );
+        seen_env_names |= out.stdout.contains("[env: DATABASE_URL");
+    }
+    assert!(seen_env_names, "the help still names the variables");
 }

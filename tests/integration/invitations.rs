@@ -345,15 +345,24 @@ async fn existing_account_signs_in_to_accept(app: TestApp) {
     let stranger = app.bootstrap("Other", "stranger@other.test").await;
     let token = invite_token(&app, &owner, "invitee@home.TEST", "admin").await;
 
-    // Without a session: 401 missing_session, whatever else the body says; a password sent for
-    // an existing account neither creates nor changes anything.
-    for body in [
-        json!({ "token": token }),
+    // Without a session: name and password are required (as for an email without an
+    // account), and a password that is not the account's own is 401 and neither creates nor
+    // changes anything.
+    let (status, answer) = accept(&app, None, json!({ "token": token })).await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        None,
+    );
+    let (status, answer) = accept(
+        &app,
+        None,
         json!({ "token": token, "name": "Hijack", "password": "attackers-password" }),
-    ] {
-        let (status, answer) = accept(&app, None, body).await;
-        assert_unauthorized(status, &answer, "missing_session");
-    }
+    )
+    .await;
+    assert_unauthorized(status, &answer, "invalid_credentials");
     let response = login_status(&app, "invitee@home.test", "attackers-password").await;
     assert_eq!(response, StatusCode::UNAUTHORIZED);
     assert_eq!(

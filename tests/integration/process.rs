@@ -604,14 +604,44 @@ async fn keys_list_and_revoke_from_the_command_line(db: Db) {
         1
     );
 
-    // A leaked secret can be revoked as it is, and is never printed back, whether it is known,
+    // A leaked secret as an argument is refused (argv shows in `ps`), and nothing is revoked;
+    // from standard input it is revoked, and is never printed back, whether it is known,
     // unknown or mistyped.
     let out = deployment.run(&["keys", "revoke", &second_key], None).await;
+    out.assert_failure();
+    assert!(out.stderr.contains("--secret-stdin"), "{}", out.stderr);
+    assert!(!out.stderr.contains(&second_key[8..38]), "{}", out.stderr);
+    assert_eq!(
+        query_count(
+            &store,
+            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND id = $1",
+            &[second_id.as_str()]
+        )
+        .await,
+        1
+    );
+    let out = deployment
+        .run_with(
+            &["keys", "revoke", "--secret-stdin"],
+            Some(&format!("{second_key}\n")),
+            &[("USER", "ops-alice")],
+        )
+        .await;
     out.assert_success();
     assert_eq!(out.json_line()["id"], second_id.as_str());
     assert_eq!(out.json_line()["status"], "revoked");
     assert!(!out.stdout.contains(&second_key[8..38]), "{}", out.stdout);
     assert!(!out.stderr.contains(&second_key[8..38]), "{}", out.stderr);
+    assert_eq!(
+        query_count(
+            &store,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'api_key.revoked' \
+             AND target_id = $1 AND actor_type = 'operator' AND actor_id = 'ops-alice'",
+            &[second_id.as_str()]
+        )
+        .await,
+        1
+    );
     let unknown = heffl_api::domain::api_key::ApiKey::generate(
         &heffl_api::domain::api_key::KeyEnv::default(),
     );
@@ -619,7 +649,9 @@ async fn keys_list_and_revoke_from_the_command_line(db: Db) {
     mistyped.pop();
     mistyped.push(if second_key.ends_with('x') { 'y' } else { 'x' });
     for secret in [unknown.expose_secret(), mistyped.as_str()] {
-        let out = deployment.run(&["keys", "revoke", secret], None).await;
+        let out = deployment
+            .run(&["keys", "revoke", "--secret-stdin"], Some(secret))
+            .await;
         out.assert_failure();
         assert!(out.stdout.is_empty(), "{}", out.stdout);
         assert!(

@@ -70,7 +70,7 @@ async fn a_careless_client_never_locks_out_its_neighbours(app: TestApp) {
         .revoke_api_key(
             &WorkspaceId::from(owner.workspace_id.as_str()),
             &KeyId::from(revoked.id.as_str()),
-            Some(&UserId::from(owner.user_id.as_str())),
+            heffl_api::store::Actor::User(&UserId::from(owner.user_id.as_str())),
             "revoked",
             &Default::default(),
         )

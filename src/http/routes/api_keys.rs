@@ -15,7 +15,8 @@ use crate::http::openapi::{ErrorBody, KeyPath, ServerErrors, Text100, WorkspaceP
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::{
-    ApiKeyRecord, ClientInfo, KeyFilter, KeyStatus, NewApiKey, RollOutcome, StatusFilter,
+    Actor, ApiKeyRecord, ClientInfo, KeyFilter, KeyStatus, NewApiKey, RollOutcome, Roller,
+    StatusFilter,
 };
 use axum::body::Bytes;
 use axum::extract::State;
@@ -365,7 +366,7 @@ pub async fn revoke(
         .revoke_api_key(
             &workspace_id,
             &key_id,
-            Some(&session.user.id),
+            Actor::User(&session.user.id),
             "revoked",
             &client,
         )
@@ -418,7 +419,7 @@ pub async fn roll(
             format!("must be a whole number of seconds from 0 to {MAX_ROLL_GRACE_SECS} (7 days)"),
         ));
     }
-    let (_, old) = visible_key(&state, &session, &workspace_id, &key_id).await?;
+    let (role, old) = visible_key(&state, &session, &workspace_id, &key_id).await?;
     can_roll_key(&session.user.id, &old.created_by.id).map_err(|_| {
         ApiError::forbidden(
             Reason::InsufficientPermission,
@@ -451,7 +452,11 @@ pub async fn roll(
             &key_id,
             &replacement,
             old_expires_at,
-            &session.user.id,
+            &Roller {
+                user_id: &session.user.id,
+                role,
+                server_default_limit: state.config.rate_limit_per_minute,
+            },
             &client,
         )
         .await?;

@@ -31,7 +31,7 @@ pub struct LoginResponse {
     user: User,
 }
 
-fn invalid_credentials() -> ApiError {
+pub(super) fn invalid_credentials() -> ApiError {
     ApiError::Unauthorized {
         realm: Realm::Bearer,
         reason: Reason::InvalidCredentials,
@@ -39,13 +39,13 @@ fn invalid_credentials() -> ApiError {
     }
 }
 
-fn client_address(client: &ClientInfo) -> Option<std::net::IpAddr> {
+pub(super) fn client_address(client: &ClientInfo) -> Option<std::net::IpAddr> {
     client.ip.as_deref().and_then(|ip| ip.parse().ok())
 }
 
 /// One row on the account, never one per workspace (see `Store::record_failed_login`).
 /// Written off the response path so a wrong password answers as fast as an unknown email.
-fn record_failed_login(state: &AppState, user_id: UserId, client: ClientInfo) {
+pub(super) fn record_failed_login(state: &AppState, user_id: UserId, client: ClientInfo) {
     let store = state.store.clone();
     tokio::spawn(async move {
         if let Err(err) = store.record_failed_login(&user_id, &client).await {

@@ -52,7 +52,7 @@ pub async fn revoke(
     ApiJson(report): ApiJson<LeakReport>,
 ) -> Result<(StatusCode, ApiJson<LeakReceipt>), ApiError> {
     let limit = state.config.leak_reports_per_minute;
-    let address = client.ip.clone().unwrap_or_default();
+    let address = crate::http::throttle_key(client.ip.as_deref().and_then(|ip| ip.parse().ok()));
     if limit > 0
         && !state
             .leak_reports

@@ -2,21 +2,21 @@
 //! account, and every token that opens nothing (unknown, expired, cancelled, used, or not even
 //! token-shaped) gets the one 404 `invitation_not_found`.
 
-use super::auth::User;
+use super::auth::{client_address, invalid_credentials, record_failed_login, User};
 use super::workspaces::manager_role;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::domain::{password, session_token};
-use crate::error::{ApiError, Realm, Reason};
+use crate::error::{ApiError, Reason};
 use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::{
     Email, ErrorBody, InvitationPath, Password, ServerErrors, Text100, WorkspacePath,
 };
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::store::MemberActor;
+use crate::store::{normalize_email, MemberActor};
 use crate::store::{
     AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, InvitationPreviewRow,
     InvitationRow, InviteOutcome, NewSession, UserRow, WorkspaceRefRow,
@@ -352,7 +352,8 @@ pub struct Joined {
     role: Role,
 }
 
-/// The login shape plus the workspace joined.
+/// The login shape plus the workspace joined: a new session for the account, whether it was
+/// made now or proven by its password.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinedWithNewAccount {
@@ -380,14 +381,6 @@ impl FromRequestParts<AppState> for OptionalSession {
     }
 }
 
-fn missing_session() -> ApiError {
-    ApiError::Unauthorized {
-        realm: Realm::Bearer,
-        reason: Reason::MissingSession,
-        message: "This email has an account: sign in as it, then accept the invitation.".into(),
-    }
-}
-
 fn for_another_user() -> ApiError {
     ApiError::forbidden(
         Reason::InvitationForAnotherUser,
@@ -395,26 +388,30 @@ fn for_another_user() -> ApiError {
     )
 }
 
-/// Signed in as the invited email: join (200). No account for the email: `name` and
-/// `password` create it, join and sign in (201).
+/// Signed in as the invited email: join (200). Without a session, `name` and `password` are
+/// required whoever the email belongs to, and the answer never says which: no account → the
+/// account is made, joined and signed in (201); an account → joined and signed in only with
+/// that account's own password (201, the same shape), else 401 `invalid_credentials`, which
+/// counts toward the sign-in throttle like a failed sign-in.
 #[utoipa::path(
     post,
     path = "/invitations/accept",
     tag = "dashboard",
     operation_id = "acceptInvitation",
-    summary = "Accept an invitation, signed in or by creating an account",
+    summary = "Accept an invitation, signed in or with a name and password",
     security((), ("bearer" = [])),
     request_body = AcceptBody,
     responses(
         (status = 200, description = "Joined as the signed-in user", body = Joined),
-        (status = 201, description = "Account created, signed in and joined", body = JoinedWithNewAccount),
-        (status = 400, description = "Invalid JSON or fields", body = ErrorBody),
-        (status = 401, description = "`missing_session`: the email has an account; sign in first", body = ErrorBody),
+        (status = 201, description = "Signed in (the account made if the email had none) and joined", body = JoinedWithNewAccount),
+        (status = 400, description = "Invalid JSON or fields (without a session, name and password are required)", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`: the email has an account and this is not its password; or a session header that opens nothing", body = ErrorBody),
         (status = 403, description = "`invitation_for_another_user`", body = ErrorBody),
         (status = 404, description = "`invitation_not_found`: unknown, expired, cancelled or used", body = ErrorBody),
         (status = 409, description = "`already_member`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 429, description = "`login_throttled`", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -424,16 +421,11 @@ pub async fn accept(
     client: ClientInfo,
     ApiJson(body): ApiJson<AcceptBody>,
 ) -> Result<Response, ApiError> {
-    let digest = token_digest(body.token.as_deref())?;
-    let invited = state
-        .store
-        .invited_email(&digest)
-        .await?
-        .ok_or_else(invitation_not_found)?;
     if let Some(session) = session {
+        let digest = token_digest(body.token.as_deref())?;
         return match state
             .store
-            .accept_invitation(&digest, &session.user, &client)
+            .accept_invitation(&digest, &session.user, None, &client)
             .await?
         {
             AcceptOutcome::Joined { workspace, role } => Ok(ApiJson(Joined {
@@ -443,56 +435,96 @@ pub async fn accept(
             .into_response()),
             AcceptOutcome::NotFound => Err(invitation_not_found()),
             AcceptOutcome::OtherUser => Err(for_another_user()),
-            AcceptOutcome::AlreadyMember => Err(ApiError::conflict(
-                Reason::AlreadyMember,
-                "You are already a member of this workspace.",
-            )),
+            AcceptOutcome::AlreadyMember => Err(already_member()),
         };
     }
-    if state.store.user_by_email(&invited).await?.is_some() {
-        return Err(missing_session());
-    }
+    // The whole body is checked before anything is looked up, so its answer cannot depend on
+    // whether the invited email has an account.
     let mut issues = Issues::default();
+    if body.token.is_none() {
+        issues.add("token", "is required");
+    }
     let name = issues.required_text("name", body.name.as_deref(), 100);
     let password = issues.password("password", body.password.as_deref());
     let password = issues
         .finish(password)?
         .ok_or_else(|| ApiError::internal("validated password missing"))?;
-    let hash = password::hash(password).await?;
+    let digest = token_digest(body.token.as_deref())?;
+    let invited = state
+        .store
+        .invited_email(&digest)
+        .await?
+        .ok_or_else(invitation_not_found)?;
+    state
+        .login_throttle
+        .check(&normalize_email(&invited), client_address(&client))
+        .await?;
     let new_session = session_token::generate();
     let ttl_ms = i64::try_from(state.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_at = Timestamp(Timestamp::now().0.saturating_add(ttl_ms));
-    let outcome = state
-        .store
-        .accept_invitation_with_new_account(
-            &digest,
-            &name,
-            &hash,
-            &NewSession {
-                token_digest: &new_session.digest,
-                expires_at,
-            },
-            &client,
-        )
-        .await?;
-    match outcome {
-        CreateAccountOutcome::Created {
-            user,
-            workspace,
+    let session = NewSession {
+        token_digest: &new_session.digest,
+        expires_at,
+    };
+    let (user, workspace, role) = match state.store.login_record(&invited).await? {
+        Some(record) => {
+            // The same argon2 work as the branch below, which hashes instead.
+            let password_ok =
+                password::verify(password, Some(record.password_hash.clone())).await?;
+            if !password_ok || record.disabled_at.is_some() {
+                if !password_ok {
+                    record_failed_login(&state, record.id.clone(), client);
+                }
+                return Err(invalid_credentials());
+            }
+            let user = record.user();
+            match state
+                .store
+                .accept_invitation(&digest, &user, Some(&session), &client)
+                .await?
+            {
+                AcceptOutcome::Joined { workspace, role } => (user, workspace, role),
+                AcceptOutcome::NotFound => return Err(invitation_not_found()),
+                AcceptOutcome::OtherUser => return Err(for_another_user()),
+                AcceptOutcome::AlreadyMember => return Err(already_member()),
+            }
+        }
+        None => {
+            let hash = password::hash(password).await?;
+            match state
+                .store
+                .accept_invitation_with_new_account(&digest, &name, &hash, &session, &client)
+                .await?
+            {
+                CreateAccountOutcome::Created {
+                    user,
+                    workspace,
+                    role,
+                } => (user, workspace, role),
+                CreateAccountOutcome::NotFound => return Err(invitation_not_found()),
+                // An account was made for the email a moment ago: its password is not known
+                // to match this one.
+                CreateAccountOutcome::AccountExists => return Err(invalid_credentials()),
+            }
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        ApiJson(JoinedWithNewAccount {
+            token: new_session.token,
+            expires_at,
+            user: user.into(),
+            workspace: workspace.into(),
             role,
-        } => Ok((
-            StatusCode::CREATED,
-            [(header::CACHE_CONTROL, "no-store")],
-            ApiJson(JoinedWithNewAccount {
-                token: new_session.token,
-                expires_at,
-                user: user.into(),
-                workspace: workspace.into(),
-                role,
-            }),
-        )
-            .into_response()),
-        CreateAccountOutcome::NotFound => Err(invitation_not_found()),
-        CreateAccountOutcome::AccountExists => Err(missing_session()),
-    }
+        }),
+    )
+        .into_response())
+}
+
+fn already_member() -> ApiError {
+    ApiError::conflict(
+        Reason::AlreadyMember,
+        "You are already a member of this workspace.",
+    )
 }

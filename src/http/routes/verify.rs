@@ -5,10 +5,16 @@
 //!
 //! Any method: gateways send the original request's (Envoy always, nginx by default), and
 //! Envoy appends the original path, hence the `{*path}` twin. The body is never read.
+//!
+//! The query of `/api/v1/verify` is the gateway's own configuration, so a parameter it does not
+//! know is a typo (`scopes=`, `Scope=`, `scope[]=`) and is refused: ignoring it would skip the
+//! scope check the operator meant. The `{*path}` twin carries the original request's query
+//! (Envoy appends it), so there only `scope` is read and the rest is not ours to judge.
 
 use super::direct::Answer;
 use super::me::{encode, json_headers, Me};
 use crate::domain::scopes::{Scope, ScopeSet};
+use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
@@ -43,7 +49,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     let (schemas, paths, methods) = routes!(get_verify, post_verify);
     let root = OpenApiRouter::new().routes((schemas, paths, methods.fallback(verify)));
     let (_, paths, methods) = routes!(get_verify_path, post_verify_path);
-    let methods = methods.fallback(verify);
+    let methods = methods.fallback(verify_path);
     // An empty tail too: Envoy's check for a request to `/` is `/api/v1/verify/`.
     let mut tail = OpenApiRouter::new()
         .route("/api/v1/verify/{*path}", methods.clone())
@@ -52,18 +58,46 @@ pub fn routes() -> OpenApiRouter<AppState> {
     root.merge(tail)
 }
 
+/// Whose query a verify carries, and so whether a parameter verify does not know is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Query {
+    /// `/api/v1/verify`: the gateway's configuration; unknown parameters are refused.
+    Gateway,
+    /// `/api/v1/verify/{*path}`: the original request's; only `scope` is read.
+    OriginalRequest,
+}
+
 /// What a successful verify answers; failures are those of any /api/v1 request.
 pub(super) async fn verify(
+    state: State<AppState>,
+    principal: Principal,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    verify_with(state, principal, query, body, Query::Gateway).await
+}
+
+async fn verify_path(
+    state: State<AppState>,
+    principal: Principal,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    verify_with(state, principal, query, body, Query::OriginalRequest).await
+}
+
+async fn verify_with(
     State(state): State<AppState>,
     principal: Principal,
     RawQuery(query): RawQuery,
     body: Body,
+    kind: Query,
 ) -> Result<Response, ApiError> {
     // A gateway sends no body; only a body that may hold bytes is read.
     if !body.is_end_stream() {
         discard(body).await;
     }
-    answer(&state, &principal, query.as_deref())
+    answer(&state, &principal, query.as_deref(), kind)
 }
 
 /// `verify` without the router (routes::direct): the same extraction, and the same answer,
@@ -75,12 +109,12 @@ pub(super) fn direct(request: Request, state: &AppState) -> Answer {
         Err(error) => return Answer::ready(error),
     };
     if body.is_end_stream() {
-        return Answer::ready(answer(state, &principal, parts.uri.query()));
+        return Answer::ready(answer(state, &principal, parts.uri.query(), Query::Gateway));
     }
     let state = state.clone();
     Answer::Waiting(Box::pin(async move {
         discard(body).await;
-        answer(&state, &principal, parts.uri.query()).into_response()
+        answer(&state, &principal, parts.uri.query(), Query::Gateway).into_response()
     }))
 }
 
@@ -89,9 +123,10 @@ fn answer(
     state: &AppState,
     principal: &Principal,
     query: Option<&str>,
+    kind: Query,
 ) -> Result<Response, ApiError> {
     if query.is_some() {
-        let required = required_scopes(state, query)?;
+        let required = required_scopes(state, query, kind)?;
         let missing: Vec<&str> = required
             .iter()
             .map(String::as_str)
@@ -135,14 +170,34 @@ async fn discard(mut body: Body) {
     while let Some(Ok(_)) = body.frame().await {}
 }
 
-/// The `scope` parameters (repeatable); anything else in the query is the gateway's or the
-/// original request's and is ignored.
-fn required_scopes(state: &AppState, query: Option<&str>) -> Result<Vec<String>, ApiError> {
+/// The `scope` parameters (repeatable). Any other parameter is refused in the gateway's query
+/// and ignored in the original request's (see the module's doc).
+fn required_scopes(
+    state: &AppState,
+    query: Option<&str>,
+    kind: Query,
+) -> Result<Vec<String>, ApiError> {
     let Some(query) = query else {
         return Ok(Vec::new());
     };
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|_| ApiError::validation("scope", "the query string could not be read"))?;
+    if kind == Query::Gateway {
+        let mut issues = Issues::default();
+        let mut named = Vec::new();
+        for (name, _) in pairs.iter().filter(|(name, _)| name != "scope") {
+            if !named.contains(&name) {
+                named.push(name);
+                let shown: String = name.chars().take(64).collect();
+                issues.add(
+                    &shown,
+                    "is not a parameter of verify, which takes only `scope` (repeatable: \
+                     ?scope=a&scope=b); a misspelt one would skip the scope check",
+                );
+            }
+        }
+        issues.finish(())?;
+    }
     let required: Vec<String> = pairs
         .into_iter()
         .filter(|(name, _)| name == "scope")
@@ -295,7 +350,7 @@ async fn get_verify_path(
     query: RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    verify(state, principal, query, body).await
+    verify_path(state, principal, query, body).await
 }
 
 #[utoipa::path(
@@ -321,7 +376,7 @@ async fn post_verify_path(
     query: RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    verify(state, principal, query, body).await
+    verify_path(state, principal, query, body).await
 }
 
 /// The failures of the three twins of `GET /api/v1/verify` (POST, and both with a path), which
@@ -329,7 +384,10 @@ async fn post_verify_path(
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code, reason = "never built: it only describes responses")]
 enum VerifyFailures {
-    #[response(status = 400, description = "Unknown `scope`")]
+    #[response(
+        status = 400,
+        description = "Unknown `scope`, or (on /api/v1/verify) a query parameter other than `scope`"
+    )]
     UnknownScope(ErrorBody),
     #[response(status = 401, description = "As any /api/v1 request")]
     Unauthorized(ErrorBody),
