@@ -228,8 +228,9 @@
       sessionStorage.setItem(TOKEN_STORAGE, joined.token);
       enterWorkspace(joined.workspace.id, `Welcome to ${joined.workspace.name}.`);
     } catch (error) {
-      if (error.reason === 'missing_session') {
-        show(errorBox, 'This email already has an account: sign in with its password above.');
+      if (error.reason === 'invalid_credentials') {
+        // The server never says whether the email has an account; the person knows.
+        show(errorBox, 'If this email already has an account, use its own password (or sign in above).');
         el('invitation-signin-password').focus();
       } else {
         show(errorBox, error.message);

@@ -338,10 +338,10 @@ impl From<InvitationPreviewRow> for InvitationPreview {
 pub struct AcceptBody {
     #[schema(value_type = String, required = true)]
     token: Option<String>,
-    /// Only to create an account for an email that has none.
+    /// Required without a session: the new account's name (ignored for an existing account).
     #[schema(value_type = Option<Text100>)]
     name: Option<String>,
-    /// Only to create an account for an email that has none.
+    /// Required without a session: the new account's password, or the existing account's own.
     #[schema(value_type = Option<Password>)]
     password: Option<String>,
 }
