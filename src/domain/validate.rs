@@ -199,11 +199,11 @@ pub fn is_visible(c: char) -> bool {
 pub fn first_hidden_char(text: &str) -> Option<char> {
     let mut previous_shown = false;
     for c in text.chars() {
-        let allowed_selector = previous_shown && is_variation_selector(c);
-        if is_invisible(c) && !allowed_selector {
+        let invisible = is_invisible(c);
+        if invisible && !(previous_shown && is_variation_selector(c)) {
             return Some(c);
         }
-        previous_shown = !c.is_whitespace() && !is_invisible(c);
+        previous_shown = !invisible && !c.is_whitespace();
     }
     None
 }

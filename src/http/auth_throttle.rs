@@ -1,4 +1,4 @@
-//! The failed-key budget of a client address (SPEC §9, "one careless client never locks out
+//! The failed-key budget of a client address (docs/api.md §9, "one careless client never locks out
 //! its neighbours"). Only *distinct unknown* keys count: a revoked or expired key is a real key,
 //! answered from the cache, and a malformed one never reaches the database, so neither costs
 //! anything; a mistyped key repeated is remembered and answered without a lookup. Once an
@@ -6,12 +6,13 @@
 //! exists, so a scanner costs at most the budget in database lookups a minute, and a valid key
 //! from the same address still works.
 //!
-//! Each unknown key is also counted in a shared `Limiter` (SPEC §12): with instances sharing
+//! Each unknown key is also counted in a shared `Limiter` (docs/api.md §12): with instances sharing
 //! Redis, a scanner that spreads its guesses over them gets the budget once, not once per
 //! instance. The local set still answers repeats and counts lookups in flight; an address is
 //! over budget when either says so. Without Redis, or while it is down, the limiter counts per
 //! instance, which is what the local set alone did.
 
+use crate::limits::bounded::make_room;
 use crate::limits::Limiter;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -62,7 +63,7 @@ impl Reservation<'_> {
     pub async fn unknown(self, digest: &[u8; 32]) {
         {
             let mut shard = self.throttle.shard(&self.address);
-            if let Some(budget) = shard.get_mut(&self.address) {
+            if let Some(budget) = shard.budgets.get_mut(&self.address) {
                 budget.unknown.insert(prefix(digest));
             }
         }
@@ -77,7 +78,7 @@ impl Reservation<'_> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         let mut shard = self.throttle.shard(&self.address);
-        if let Some(budget) = shard.get_mut(&self.address) {
+        if let Some(budget) = shard.budgets.get_mut(&self.address) {
             budget.pending = budget.pending.saturating_sub(1);
         }
     }
@@ -89,8 +90,15 @@ fn prefix(digest: &[u8; 32]) -> u64 {
     u64::from_le_bytes(first)
 }
 
+/// The budgets of the addresses whose keys hash to one lock.
+#[derive(Default)]
+struct Shard {
+    budgets: HashMap<String, Budget>,
+    last_sweep: Option<Instant>,
+}
+
 pub struct AuthThrottle {
-    shards: Vec<Mutex<HashMap<String, Budget>>>,
+    shards: Vec<Mutex<Shard>>,
     /// The most addresses one shard keeps (`HEFFL_MAX_TRACKED_ADDRESSES` over the shards).
     shard_capacity: usize,
     hasher: RandomState,
@@ -100,14 +108,14 @@ pub struct AuthThrottle {
 impl AuthThrottle {
     pub fn new(shared: Limiter, max_addresses: usize) -> AuthThrottle {
         AuthThrottle {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             shard_capacity: max_addresses.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
             shared,
         }
     }
 
-    fn shard(&self, address: &str) -> MutexGuard<'_, HashMap<String, Budget>> {
+    fn shard(&self, address: &str) -> MutexGuard<'_, Shard> {
         let index = (self.hasher.hash_one(address) as usize) % SHARDS;
         match self.shards[index].lock() {
             Ok(guard) => guard,
@@ -119,20 +127,19 @@ impl AuthThrottle {
     /// minute.
     pub fn gate(&self, address: &str, digest: &[u8; 32], limit: u32, now: Instant) -> Gate<'_> {
         let mut shard = self.shard(address);
-        if !shard.contains_key(address) && shard.len() >= self.shard_capacity {
-            // Full: forget the budgets whose window ended, or else any one (a flood of this
-            // many addresses could have used a fresh address instead).
-            shard.retain(|_, budget| now.duration_since(budget.started) < WINDOW);
-            if shard.len() >= self.shard_capacity {
-                let victim = shard.keys().next().cloned();
-                if let Some(victim) = victim {
-                    shard.remove(&victim);
-                }
-            }
+        let shard = &mut *shard;
+        if !shard.budgets.contains_key(address) && shard.budgets.len() >= self.shard_capacity {
+            make_room(
+                &mut shard.budgets,
+                self.shard_capacity,
+                &mut shard.last_sweep,
+                now,
+                |budget| budget.pending == 0 && now.duration_since(budget.started) >= WINDOW,
+            );
         }
-        let budget = match shard.get_mut(address) {
+        let budget = match shard.budgets.get_mut(address) {
             Some(budget) => budget,
-            None => shard.entry(address.to_owned()).or_insert(Budget {
+            None => shard.budgets.entry(address.to_owned()).or_insert(Budget {
                 started: now,
                 unknown: HashSet::new(),
                 pending: 0,
@@ -173,7 +180,7 @@ impl AuthThrottle {
                 Ok(guard) => guard,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            shard.retain(|_, budget| {
+            shard.budgets.retain(|_, budget| {
                 budget.pending > 0 || now.duration_since(budget.started) < WINDOW
             });
         }

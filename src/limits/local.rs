@@ -338,7 +338,7 @@ impl Entry {
 /// The most one instance admits locally between two answers from Redis: what it may hold that
 /// the others cannot see. Without it, a share taken on a count that is already old (another
 /// instance filled the limit through exact checks meanwhile) could be a large part of the
-/// limit; with it, each instance adds at most two shares to the bound (README).
+/// limit; with it, each instance adds at most two shares to the bound (docs/scaling.md).
 pub fn share_cap(limit: u32, instances: u32) -> u64 {
     (u64::from(limit) / (20 * u64::from(instances.max(1)))).max(1)
 }
@@ -359,27 +359,6 @@ struct Shard {
     /// Keys with unsent admits, so a sync visits only those.
     queued: Vec<String>,
     last_sweep: Option<Instant>,
-}
-
-/// Frees one place in a full shard: the ended windows (swept at most once a second, since a
-/// sweep visits the whole shard), or else an arbitrary window. A key still in `queued` is
-/// simply not found when its turn comes.
-fn make_room(shard: &mut Shard, capacity: usize, window: Duration, now: Instant) {
-    let swept_lately = shard
-        .last_sweep
-        .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1));
-    if !swept_lately {
-        shard.last_sweep = Some(now);
-        shard
-            .entries
-            .retain(|_, entry| !entry.finished(window, now));
-    }
-    if shard.entries.len() >= capacity {
-        let victim = shard.entries.keys().next().cloned();
-        if let Some(victim) = victim {
-            shard.entries.remove(&victim);
-        }
-    }
 }
 
 /// The windows of one limit, sharded so that concurrent requests for different keys rarely
@@ -430,7 +409,14 @@ impl Table {
         let mut shard = self.shard(key);
         let shard = &mut *shard;
         if !shard.entries.contains_key(key) && shard.entries.len() >= self.shard_capacity {
-            make_room(shard, self.shard_capacity, self.window, now);
+            let window = self.window;
+            super::bounded::make_room(
+                &mut shard.entries,
+                self.shard_capacity,
+                &mut shard.last_sweep,
+                now,
+                |entry| entry.finished(window, now),
+            );
         }
         let entry = match shard.entries.get_mut(key) {
             Some(entry) => entry,

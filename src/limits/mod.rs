@@ -1,4 +1,4 @@
-//! Limits that several instances share through Redis (SPEC §12), or that each instance keeps on
+//! Limits that several instances share through Redis (docs/api.md §12), or that each instance keeps on
 //! its own when `HEFFL_REDIS_URL` is unset or Redis is unreachable.
 //!
 //! `SharedLimits` is made once per server from the configuration; each limit (per-key rate
@@ -8,6 +8,7 @@
 //! `Limiter::ask_redis` then does; `Limiter::check` is the two together. The batched sync and
 //! the health check run in `redis_sync::run`, started with the server's other background tasks.
 
+pub mod bounded;
 mod local;
 mod redis_sync;
 
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// Every limit counts requests per minute.
 pub const WINDOW: Duration = Duration::from_secs(60);
-/// How often unsent admits are sent to Redis (the `T` of the bound in the README).
+/// How often unsent admits are sent to Redis (the `T` of the bound in docs/scaling.md).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(20);
 const FRESH_FOR: Duration = Duration::from_millis(100);
 

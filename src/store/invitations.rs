@@ -1,8 +1,9 @@
-//! Invitations (SPEC §10): the only way into a workspace from the dashboard. A token is shown
+//! Invitations (docs/api.md §10): the only way into a workspace from the dashboard. A token is shown
 //! once to the inviter and kept here only as its SHA-256. A pending invitation is one that is
 //! neither accepted, cancelled nor expired; every other state answers like an unknown token.
 
 use super::members::insert_membership;
+use super::sessions::insert_session;
 use super::{
     insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx,
     UserRow,
@@ -251,24 +252,6 @@ async fn join(
     Ok(Some(workspace))
 }
 
-async fn insert_session(
-    tx: &mut Tx<'_>,
-    user_id: &UserId,
-    session: &NewSession<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO sessions (token_digest, user_id, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(session.token_digest.as_slice())
-    .bind(user_id)
-    .bind(Timestamp::now())
-    .bind(session.expires_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 impl Store {
     /// The same outcome whether or not the email has an account: the inviter learns nothing.
     pub async fn create_invitation(
@@ -462,7 +445,7 @@ impl Store {
             return Ok(AcceptOutcome::AlreadyMember);
         };
         if let Some(session) = session {
-            insert_session(&mut tx, &user.id, session).await?;
+            insert_session(&mut *tx, session.token_digest, &user.id, session.expires_at).await?;
         }
         tx.commit().await?;
         Ok(AcceptOutcome::Joined {
@@ -502,7 +485,7 @@ impl Store {
                 "a brand-new user was already a member".into(),
             ));
         };
-        insert_session(&mut tx, &user.id, session).await?;
+        insert_session(&mut *tx, session.token_digest, &user.id, session.expires_at).await?;
         tx.commit().await?;
         Ok(CreateAccountOutcome::Created {
             user,

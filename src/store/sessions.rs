@@ -2,6 +2,27 @@ use super::{Store, UserRow};
 use crate::domain::ids::UserId;
 use crate::domain::time::Timestamp;
 
+/// A session's row, alone or in the transaction that opens it with something else (an
+/// invitation accepted). Only the token's SHA-256 is stored: a copy of the table opens nothing.
+pub(super) async fn insert_session<'c>(
+    executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    token_digest: &[u8; 32],
+    user_id: &UserId,
+    expires_at: Timestamp,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sessions (token_digest, user_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_digest.as_slice())
+    .bind(user_id)
+    .bind(Timestamp::now())
+    .bind(expires_at)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Stores only the token's SHA-256: a copy of the table opens no session.
     pub async fn create_session(
@@ -16,17 +37,7 @@ impl Store {
             .bind(now)
             .execute(self.pool())
             .await?;
-        sqlx::query(
-            "INSERT INTO sessions (token_digest, user_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_digest.as_slice())
-        .bind(user_id)
-        .bind(now)
-        .bind(expires_at)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        insert_session(self.pool(), token_digest, user_id, expires_at).await
     }
 
     /// The user behind a live session of an enabled account.

@@ -27,6 +27,15 @@ async fn accept(app: &TestApp, body: Value) -> (StatusCode, Value) {
     crate::common::parts(app.send(Method::POST, ACCEPT, None, Some(body)).await).await
 }
 
+/// Accepts without a session as a newcomer named `name` would: with a name and a password.
+async fn accept_as_newcomer(app: &TestApp, token: &str, name: &str) -> (StatusCode, Value) {
+    accept(
+        app,
+        json!({ "token": token, "name": name, "password": "a-long-enough-password" }),
+    )
+    .await
+}
+
 #[track_caller]
 fn assert_invitation_not_found(status: StatusCode, body: &Value) {
     crate::common::assert_error(
@@ -71,11 +80,7 @@ async fn a_removed_admin_cannot_come_back_through_their_own_invitation(app: Test
         .await
         .expect_status(StatusCode::NO_CONTENT);
 
-    let (status, body) = accept(
-        &app,
-        json!({ "token": token, "name": "Rogue", "password": "a-long-enough-password" }),
-    )
-    .await;
+    let (status, body) = accept_as_newcomer(&app, &token, "Rogue").await;
     assert_invitation_not_found(status, &body);
     assert_eq!(
         count(
@@ -108,11 +113,7 @@ async fn a_demoted_admin_loses_the_invitations_they_could_no_longer_send(app: Te
         .await
         .ok();
 
-    let (status, body) = accept(
-        &app,
-        json!({ "token": token, "name": "Friend", "password": "a-long-enough-password" }),
-    )
-    .await;
+    let (status, body) = accept_as_newcomer(&app, &token, "Friend").await;
     assert_invitation_not_found(status, &body);
     let pending = pending_ids(&app, &owner).await;
     assert!(!pending.contains(&id));
@@ -125,11 +126,7 @@ async fn a_demoted_admin_loses_the_invitations_they_could_no_longer_send(app: Te
         0
     );
 
-    let (status, joined) = accept(
-        &app,
-        json!({ "token": admin_token, "name": "Helper", "password": "a-long-enough-password" }),
-    )
-    .await;
+    let (status, joined) = accept_as_newcomer(&app, &admin_token, "Helper").await;
     assert_eq!(status, StatusCode::CREATED, "{joined}");
     assert_eq!(joined["role"], "admin");
 }
@@ -143,11 +140,7 @@ async fn a_disabled_inviter_s_invitations_die(app: TestApp) {
         .await
         .expect("disable")
         .expect("a user");
-    let (status, body) = accept(
-        &app,
-        json!({ "token": token, "name": "Friend", "password": "a-long-enough-password" }),
-    )
-    .await;
+    let (status, body) = accept_as_newcomer(&app, &token, "Friend").await;
     assert_invitation_not_found(status, &body);
     assert!(!pending_ids(&app, &owner).await.contains(&id));
     assert!(cancelled_with_cause(&app, &id, "inviter_disabled").await);
@@ -175,11 +168,7 @@ async fn an_invitation_whose_inviter_lost_the_right_opens_nothing_even_uncancell
     )
     .await;
     assert_invitation_not_found(lookup.0, &lookup.1);
-    let (status, body) = accept(
-        &app,
-        json!({ "token": token, "name": "Friend", "password": "a-long-enough-password" }),
-    )
-    .await;
+    let (status, body) = accept_as_newcomer(&app, &token, "Friend").await;
     assert_invitation_not_found(status, &body);
     assert!(!pending_ids(&app, &owner).await.contains(&id));
 }
@@ -229,11 +218,7 @@ async fn accepting_without_a_session_tells_nothing_about_accounts(app: TestApp) 
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{joined}");
-    let (status, created) = accept(
-        &app,
-        json!({ "token": unknown, "name": "Nobody", "password": "a-long-enough-password" }),
-    )
-    .await;
+    let (status, created) = accept_as_newcomer(&app, &unknown, "Nobody").await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let keys = |value: &Value| {
         let mut keys: Vec<String> = value.as_object().expect("object").keys().cloned().collect();

@@ -2,7 +2,7 @@
 //! parameter must not skip the scope check, a demoted creator must not roll a manager's "no
 //! limit" into a fresh secret, and names that render as nothing are refused.
 
-use crate::common::TestApp;
+use crate::common::{Account, TestApp};
 use crate::on_both_databases;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -66,6 +66,15 @@ async fn verify_refuses_a_misspelt_scope_parameter(app: TestApp) {
     .expect_forbidden("insufficient_scope");
 }
 
+/// Rolls `key_id` as `caller` (without grace) and returns the replacement's limit.
+async fn rolled_limit(app: &TestApp, caller: &Account, key_id: &str) -> serde_json::Value {
+    let rolled = app
+        .roll(caller, key_id, None)
+        .await
+        .expect_status(StatusCode::CREATED);
+    rolled["rateLimitPerMinute"].clone()
+}
+
 /// An admin makes a key with no limit, is demoted to member, and rolls it.
 async fn a_demoted_creator_s_roll_gets_the_default_limit(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
@@ -89,21 +98,12 @@ async fn a_demoted_creator_s_roll_gets_the_default_limit(app: TestApp) {
         .await
         .ok();
 
-    let rolled = app
-        .roll(&admin, &unlimited.id, None)
-        .await
-        .expect_status(StatusCode::CREATED);
     assert_eq!(
-        rolled["rateLimitPerMinute"],
-        serde_json::Value::Null,
-        "{rolled}"
+        rolled_limit(&app, &admin, &unlimited.id).await,
+        serde_json::Value::Null
     );
     // A limit a member may set is kept.
-    let rolled = app
-        .roll(&admin, &modest.id, None)
-        .await
-        .expect_status(StatusCode::CREATED);
-    assert_eq!(rolled["rateLimitPerMinute"], 30, "{rolled}");
+    assert_eq!(rolled_limit(&app, &admin, &modest.id).await, 30);
     // An owner rolling their own unlimited key keeps it.
     let (own, _) = app
         .new_key(
@@ -112,11 +112,7 @@ async fn a_demoted_creator_s_roll_gets_the_default_limit(app: TestApp) {
         )
         .await
         .created_key();
-    let rolled = app
-        .roll(&owner, &own.id, None)
-        .await
-        .expect_status(StatusCode::CREATED);
-    assert_eq!(rolled["rateLimitPerMinute"], 0, "{rolled}");
+    assert_eq!(rolled_limit(&app, &owner, &own.id).await, 0);
 }
 
 async fn names_that_render_as_nothing_are_refused(app: TestApp) {

@@ -39,6 +39,12 @@ pub(super) fn invalid_credentials() -> ApiError {
     }
 }
 
+/// When a session opened now ends (`HEFFL_SESSION_TTL`).
+pub(super) fn new_session_expiry(state: &AppState) -> Timestamp {
+    let ttl_ms = i64::try_from(state.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    Timestamp(Timestamp::now().0.saturating_add(ttl_ms))
+}
+
 pub(super) fn client_address(client: &ClientInfo) -> Option<std::net::IpAddr> {
     client.ip.as_deref().and_then(|ip| ip.parse().ok())
 }
@@ -107,8 +113,7 @@ pub async fn login(
         });
     }
     let session = session_token::generate();
-    let ttl_ms = i64::try_from(state.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let expires_at = Timestamp(Timestamp::now().0.saturating_add(ttl_ms));
+    let expires_at = new_session_expiry(&state);
     state
         .store
         .create_session(&session.digest, &record.id, expires_at)

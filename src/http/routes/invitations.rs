@@ -1,8 +1,10 @@
-//! Invitations (SPEC §10). The inviter's answer never depends on whether the email has an
+//! Invitations (docs/api.md §10). The inviter's answer never depends on whether the email has an
 //! account, and every token that opens nothing (unknown, expired, cancelled, used, or not even
 //! token-shaped) gets the one 404 `invitation_not_found`.
 
-use super::auth::{client_address, invalid_credentials, record_failed_login, User};
+use super::auth::{
+    client_address, invalid_credentials, new_session_expiry, record_failed_login, User,
+};
 use super::workspaces::manager_role;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::permissions::Role;
@@ -460,8 +462,7 @@ pub async fn accept(
         .check(&normalize_email(&invited), client_address(&client))
         .await?;
     let new_session = session_token::generate();
-    let ttl_ms = i64::try_from(state.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let expires_at = Timestamp(Timestamp::now().0.saturating_add(ttl_ms));
+    let expires_at = new_session_expiry(&state);
     let session = NewSession {
         token_digest: &new_session.digest,
         expires_at,
