@@ -85,7 +85,7 @@ async function makeTraffic() {
 before(async () => {
   server = await startServer({ HEFFL_USAGE_FLUSH_INTERVAL: '1s', HEFFL_RATE_LIMIT_PER_MINUTE: '0' });
   ownerToken = await loginToken(server, server.owner);
-  // People join only by invitation (SPEC §10).
+  // People join only by invitation (docs/api.md §10).
   const invited = await appApi(server, 'POST', `/workspaces/${server.workspaceId}/invitations`, ownerToken, {
     email: member.email,
     role: 'member',
@@ -272,7 +272,7 @@ describe('Settings > Developer: usage and the key lifecycle', { timeout: 300_000
         await close();
       }
 
-      // A member gets no rate-limit field (SPEC §9: the limit is the operator's).
+      // A member gets no rate-limit field (docs/api.md §9: the limit is the operator's).
       const asMember = await openPage(server, viewport);
       try {
         await signIn(server, asMember.page, member);
@@ -507,4 +507,49 @@ describe('Settings > Developer: usage and the key lifecycle', { timeout: 300_000
       await close();
     }
   });
+});
+
+/** Every visible control that lies outside the viewport or outside an ancestor that clips it. */
+function controlsCutOff(page) {
+  return page.evaluate(() => {
+    const cut = [];
+    for (const control of document.querySelectorAll('button, a, select, input, summary')) {
+      const box = control.getBoundingClientRect();
+      if (box.width === 0 && box.height === 0) continue;
+      const label = control.textContent.trim() || control.id || control.tagName;
+      if (box.left < -0.5 || box.right > document.documentElement.clientWidth + 0.5) {
+        cut.push(`${label}: outside the viewport`);
+      }
+      for (let node = control.parentElement; node; node = node.parentElement) {
+        if (!/(hidden|clip|auto|scroll)/.test(getComputedStyle(node).overflowX)) continue;
+        const edge = node.getBoundingClientRect();
+        if (box.left < edge.left - 0.5 || box.right > edge.right + 0.5) {
+          cut.push(`${label}: cut by .${node.className || node.tagName}`);
+        }
+      }
+    }
+    return cut;
+  });
+}
+
+describe('Settings > Developer: the key list at every width', { timeout: 120_000 }, () => {
+  for (const width of [360, 800, 1024, 1280]) {
+    test(`no control of the key list is cut off at ${width} px`, async () => {
+      const { page, problems, close } = await openPage(server, { width, height: 900 });
+      try {
+        await signIn(server, page);
+        await page.locator('label[for="filter-all"]').click();
+        await rowNamed(page, 'Leaked Zapier').waitFor();
+        await screenshot(page, `key-list-${width}`, { fullPage: true });
+        assert.deepEqual(await controlsCutOff(page), [], `at ${width} px`);
+        const sideways = await page.evaluate(
+          () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+        );
+        assert.equal(sideways, 0, `no sideways scrolling at ${width} px`);
+        assert.deepEqual(problems, []);
+      } finally {
+        await close();
+      }
+    });
+  }
 });
