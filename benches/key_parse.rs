@@ -1,6 +1,6 @@
 //! The per-request cost of turning an `x-api-key` header into a lookup digest: `parse` (shape,
 //! alphabet, CRC-32 checksum) and, for a well-formed key, SHA-256. Run with
-//! `cargo bench --bench key_parse`; the figures are recorded in docs/performance.md.
+//! `cargo bench --bench key_parse`; the figures are recorded in docs/dev/performance.md.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use heffl_api::domain::api_key::{self, ApiKey, KeyEnv};
@@ -38,7 +38,7 @@ fn key_parse(c: &mut Criterion) {
 }
 
 /// The argon2id verify a login pays (the crate's defaults, as `password.rs` uses), next to the
-/// SHA-256 a key pays: the README's "why two hashes" in numbers.
+/// SHA-256 a key pays: docs/design.md's "Why SHA-256 for keys and argon2id for passwords" in numbers.
 fn password_verify(c: &mut Criterion) {
     use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
     use argon2::{Argon2, PasswordVerifier};

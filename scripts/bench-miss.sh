@@ -174,7 +174,7 @@ python3 "$BENCH_DIR/aggregate.py" "$SLICES" "$(getconf CLK_TCK)"
 echo
 printf '%s\n' "${miss_notes[@]}"
 echo
-echo "Goals (issue 18, pg-tls): CPU per miss ≤ 25 µs, p99 ≤ 1 ms at 1 connection and ≤ 5 ms at 64, ≥ 20000 misses/s on one core"
+echo "Goals (pg-tls): CPU per miss ≤ 25 µs, p99 ≤ 1 ms at 1 connection and ≤ 5 ms at 64, ≥ 20000 misses/s on one core"
 if [[ -s "$POOL_SLICES" ]]; then
     echo
     echo "Misses at 64 connections against the pool size (TLS; ${BENCH_SECONDS}s each; db column = pool-HEFFL_DB_MAX_CONNECTIONS):"

@@ -8,7 +8,7 @@
 #              layers; pinned to the same CPU as heffl-api (the baseline every row is a ratio to)
 #   healthz    GET /healthz
 #   valid      GET /api/v1/me with the key
-#   verify     GET /api/v1/verify with the key (forward auth, SPEC §13): should cost what valid does
+#   verify     GET /api/v1/verify with the key (forward auth, docs/api.md §13): should cost what valid does
 #   malformed  the same key with its last character changed (bad checksum: refused before any
 #              lookup, so the cache-miss counter must not move)
 #   unknown    a well-formed key with a valid checksum that no server issued
@@ -17,7 +17,7 @@
 #              of slices at 64 connections can exceed it): the per-key limiter's fast path. On a BENCH_DBS entry NAME+redis the
 #              server shares limits through Redis (BENCH_REDIS_URL, a fresh key prefix), so
 #              `limited` on sqlite+redis against `limited` on sqlite is the cost of sharing
-#              (SPEC §12 asks for at least 0.95x).
+#              (docs/api.md §12 asks for at least 0.95x).
 # The seconds are cut into BENCH_ROUNDS slices and the scenarios interleaved round by round
 # (the order rotating), so that a burst of other load on the machine hits every scenario alike
 # instead of ruining one; the slices are then pooled (see bench/aggregate.py). BENCH_ROUNDS=1
@@ -25,7 +25,7 @@
 #
 # The table: requests/s, p50, p99, requests/s and p99 as ratios to plain axum's at the same
 # connection count in the same run, and the server's CPU time per request (which other load
-# disturbs far less than throughput) with the ratio it implies; then the goals of issue 13
+# disturbs far less than throughput) with the ratio it implies; then the goals in docs/dev/performance.md
 # checked against those ratios, the cache-miss counter around the malformed slices and the
 # server's memory at the end of each database.
 #

@@ -356,7 +356,7 @@ pub struct Config {
     #[arg(long, env = "HEFFL_USAGE_FLUSH_INTERVAL", value_name = "HEFFL_USAGE_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub usage_flush_interval: Duration,
 
-    /// Days of hourly per-key usage kept for the usage endpoints and charts (SPEC §11).
+    /// Days of hourly per-key usage kept for the usage endpoints and charts (docs/api.md §11).
     #[arg(long, env = "HEFFL_USAGE_RETENTION_DAYS", value_name = "HEFFL_USAGE_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub usage_retention_days: u32,
 
@@ -375,7 +375,7 @@ pub struct Config {
     pub leak_reports_per_minute: u32,
 
     /// Comma-separated scopes of other services (`service:action`) that keys may be created
-    /// with, for forward auth (SPEC §13). None by default.
+    /// with, for forward auth (docs/api.md §13). None by default.
     #[arg(long, env = "HEFFL_EXTRA_SCOPES", value_name = "HEFFL_EXTRA_SCOPES", default_value = "", value_parser = parse_extra_scopes)]
     pub extra_scopes: crate::domain::scopes::ExtraScopes,
     /// A connection must send complete request headers within this long of opening (or of its

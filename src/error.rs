@@ -1,5 +1,5 @@
 //! The one error type of the server. Every failure, from a bad key to a lost database, becomes
-//! an `ApiError`, and every `ApiError` becomes the SPEC §4 JSON shape. Internal causes are
+//! an `ApiError`, and every `ApiError` becomes the docs/api.md §4 JSON shape. Internal causes are
 //! logged with the request id when the error becomes a response (`http/error_response.rs`) and
 //! never shown.
 
@@ -266,7 +266,7 @@ impl ApiError {
         }
     }
 
-    /// The SPEC §4 body; `request_id` is the id of the request being answered, which every
+    /// The docs/api.md §4 body; `request_id` is the id of the request being answered, which every
     /// error body carries so that support can find its log line.
     pub(crate) fn body(&self, request_id: Option<&str>) -> Vec<u8> {
         let message = self.message();
@@ -313,7 +313,7 @@ enum Details<'a> {
     Reason { reason: &'static str },
 }
 
-/// Left on error responses so metrics and logs can count outcomes by SPEC reason.
+/// Left on error responses so metrics and logs can count outcomes by reason.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorReason(pub Option<Reason>);
 

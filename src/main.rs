@@ -2,7 +2,7 @@ use heffl_api::config::{Cli, Command};
 use std::process::ExitCode;
 
 // Requests allocate many small, short-lived objects; mimalloc serves them with less lock
-// traffic than glibc's allocator (measured in docs/performance.md).
+// traffic than glibc's allocator (measured in docs/dev/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,7 +1,7 @@
 //! Key usage (`lastUsedAt`, request counts, hourly buckets by outcome) gathered in memory and
 //! written in one batched transaction per flush interval, instead of a database write on every
 //! request. The counts themselves are `domain::usage_counts`; the series the dashboard reads
-//! (SPEC §11) are built from the stored buckets in `domain::usage_series`.
+//! (docs/api.md §11) are built from the stored buckets in `domain::usage_series`.
 
 use crate::domain::time::Timestamp;
 use crate::domain::usage_counts::{KeyUsage, Outcome};

@@ -1,4 +1,4 @@
-// Settings > Developer: invitations and the password (SPEC §10). Kept apart from app.js, which
+// Settings > Developer: invitations and the password (docs/api.md §10). Kept apart from app.js, which
 // is about keys; the two share only the session token in sessionStorage.
 //
 // - An invitation link is `/settings/developer#invitation=<token>`. The fragment never reaches

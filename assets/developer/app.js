@@ -260,7 +260,7 @@
     return Boolean(workspace && (workspace.role === 'owner' || workspace.role === 'admin'));
   }
 
-  /** Only the key's creator may roll it (SPEC §9), and only an active key not rolled before. */
+  /** Only the key's creator may roll it (docs/api.md §9), and only an active key not rolled before. */
   function canRoll(key) {
     return (
       key.status === 'active' &&

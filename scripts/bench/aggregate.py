@@ -19,7 +19,7 @@ import sys
 from collections import OrderedDict
 
 SCENARIOS = ["hello", "healthz", "valid", "verify", "limited", "malformed", "unknown", "miss"]
-# Issue 13's goals, checked when the run has the plain axum baseline.
+# The speed goals (docs/dev/performance.md), checked when the run has the plain axum baseline.
 GOALS = [("healthz", "requests/s", 0.90), ("valid", "requests/s", 0.85)]
 P99_GOAL = 1.5
 
@@ -79,7 +79,7 @@ def main(path, clk_tck):
     if not with_hello:
         return
     print()
-    print("Goals (issue 13), each against plain axum at the same database and connection count:")
+    print("Goals, each against plain axum at the same database and connection count:")
     for db, conns in sorted({(k[0], k[1]) for k in groups}, key=lambda k: (k[0] != "sqlite", -k[1])):
         base = groups.get((db, conns, "hello"))
         if base is None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate heffl API keys outside the server, in the documented format (SPEC §3):
+"""Generate heffl API keys outside the server, in the documented format (docs/api.md §3):
 hk_<env>_ + 30 random base62 + base62 CRC-32 (zlib, IEEE) of everything before it, 6 digits,
 most significant first, alphabet 0-9A-Za-z.
 

@@ -1,4 +1,4 @@
-//! The role rules of SPEC §6 as pure functions, so they can be tested exhaustively without a
+//! The role rules of docs/api.md §6 as pure functions, so they can be tested exhaustively without a
 //! database. Stores and handlers ask these functions; they never compare role strings themselves.
 
 use serde::{Deserialize, Serialize};
@@ -62,7 +62,7 @@ pub fn lead_visibility(role: Role) -> LeadVisibility {
     }
 }
 
-/// Why an action was refused; each maps to a SPEC §4 403 reason.
+/// Why an action was refused; each maps to a docs/api.md §4 403 reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
     /// The record exists in the workspace but lies outside the user's data boundary.

@@ -1,6 +1,6 @@
 //! Key scopes: what a key itself may do, on top of (never beyond) its user's role. A key made
 //! without scopes has all of them, as keys always had — including the scopes of other services
-//! named by `HEFFL_EXTRA_SCOPES` (SPEC §13), present and future.
+//! named by `HEFFL_EXTRA_SCOPES` (docs/api.md §13), present and future.
 
 use serde::Serialize;
 use std::fmt;

@@ -1,6 +1,6 @@
 //! Times are stored as Unix epoch milliseconds (BIGINT) in both databases: one portable
 //! representation, index-friendly, with no time-zone ambiguity. They leave the API as RFC 3339
-//! UTC with milliseconds, the SPEC's format.
+//! UTC with milliseconds, the format of docs/api.md.
 
 use serde::{Serialize, Serializer};
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,4 +1,4 @@
-//! The counts behind key usage (SPEC §11): what became of a request that presented a key, the
+//! The counts behind key usage (docs/api.md §11): what became of a request that presented a key, the
 //! four counters of an hourly bucket, and one key's counts between two flushes. The recorder
 //! (`UsageRecorder`) gathers them, the store writes them, `usage_series` reads them back.
 
@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// What became of one request that presented a key (SPEC §11).
+/// What became of one request that presented a key (docs/api.md §11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A response below 400.

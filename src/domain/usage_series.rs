@@ -1,4 +1,4 @@
-//! The usage series of SPEC §11, as pure functions: which periods a query covers, and the
+//! The usage series of docs/api.md §11, as pure functions: which periods a query covers, and the
 //! stored hourly buckets folded into one bucket per period, empty periods included.
 
 use super::usage_counts::{Counts, HOUR_MS};
@@ -117,7 +117,7 @@ impl Window {
     }
 }
 
-/// One period's counters (SPEC §11).
+/// One period's counters (docs/api.md §11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = UsageBucket)]

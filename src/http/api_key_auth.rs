@@ -1,5 +1,5 @@
 //! The `x-api-key` middleware for /api/v1. It turns the header into a `Principal` (the key's
-//! workspace, its creator and the creator's *current* role) or a SPEC §4 401, before any
+//! workspace, its creator and the creator's *current* role) or a docs/api.md §4 401, before any
 //! handler runs. Malformed keys are refused without touching the database, verified keys are
 //! served from the in-process cache (see `verify`), and each key's rate limit is applied.
 

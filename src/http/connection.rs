@@ -7,7 +7,7 @@
 //! A busy keep-alive connection pays nothing per request for its clock beyond a lock and a
 //! clock read: the driving task is not woken when a request starts or ends, and keeps one timer
 //! for the connection's life, which it looks at no more often than `Activity::next_check` says
-//! (docs/performance.md). Only a `Stop` (displacement, or the drain at shutdown) wakes it at once.
+//! (docs/dev/performance.md). Only a `Stop` (displacement, or the drain at shutdown) wakes it at once.
 
 use std::io;
 use std::pin::Pin;

@@ -5,7 +5,7 @@
 //!
 //! Why: axum boxes each layer a route carries, and clones the boxed service, on every request,
 //! besides matching the path and recording it; for these three that was about a third of the
-//! instructions a request cost (docs/performance.md). Here each is one fixed stack of plain
+//! instructions a request cost (docs/dev/performance.md). Here each is one fixed stack of plain
 //! function calls, nothing cloned but what its future keeps: route metrics, the `x-api-key`
 //! check where the router has it, and the router's handler code after its extractors
 //! (`routes::direct`), answered without a boxed future when nothing has to wait. What they

@@ -1,4 +1,4 @@
-//! `ApiError` as an HTTP response: the SPEC §4 body with the current request's id, the status,
+//! `ApiError` as an HTTP response: the docs/api.md §4 body with the current request's id, the status,
 //! and the headers some errors carry (`WWW-Authenticate`, `Retry-After`). Kept in `http` so
 //! that the error type itself depends on nothing of the server.
 

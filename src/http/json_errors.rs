@@ -1,5 +1,5 @@
 //! Guarantees that no error leaves the server as plain text: responses made by layers and by
-//! axum itself (405, 408 timeout, 413, a caught panic) get the SPEC §4 JSON shape.
+//! axum itself (405, 408 timeout, 413, a caught panic) get the docs/api.md §4 JSON shape.
 
 use crate::error::{ApiError, Reason};
 use axum::http::{header, HeaderValue, StatusCode};

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document. Each handler describes itself with `#[utoipa::path]`, and
 //! `routes::*` registers handlers only through `OpenApiRouter::routes`, which takes the path
 //! and methods from that description: a route cannot be served without being documented. This
-//! file holds what the routes share: the header, the security schemes, the SPEC §4 error
+//! file holds what the routes share: the header, the security schemes, the docs/api.md §4 error
 //! shape, and schemas for the few types whose JSON form serde does not show.
 
 use crate::domain::permissions::Role;
@@ -65,7 +65,7 @@ pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// Every error response (SPEC §4). Only describes what `crate::error::ApiError` writes; the
+/// Every error response (docs/api.md §4). Only describes what `crate::error::ApiError` writes; the
 /// unit test below checks the two agree.
 #[derive(ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]

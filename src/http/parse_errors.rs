@@ -1,7 +1,7 @@
 //! hyper answers a request it cannot parse (bad header bytes, an obs-fold line, conflicting
 //! `Content-Length`, headers past its buffer) by itself, with an empty body, before any of our
 //! code sees a request. Those answers pass through the connection's writer, so they are
-//! recognised there and given the SPEC §4 JSON body.
+//! recognised there and given the docs/api.md §4 JSON body.
 
 use crate::error::{ApiError, Reason};
 

@@ -1,6 +1,6 @@
 //! Request ids: the `x-request-id` a client sent (when it is a sane token), or a fresh id shaped
 //! as a UUID v4. Fresh ids draw no randomness per request (a `getrandom` system call, and later
-//! the thread's CSPRNG, were measurable: docs/performance.md): they are a per-process counter
+//! the thread's CSPRNG, were measurable: docs/dev/performance.md): they are a per-process counter
 //! passed through a keyed bijection, so they are unique within the process by construction,
 //! across processes by random bits drawn once, and do not reveal how many requests the
 //! server handled between two of a client's. While a request is handled, its id is reachable

@@ -3,7 +3,7 @@
 //! done, and those two readings serve the request log, the route's duration metric, the key's
 //! rate limit, its usage timestamp and the connection's idle clock, which each read the clock
 //! themselves before: on this machine a reading costs about 45 ns, and a request took seven
-//! (docs/performance.md).
+//! (docs/dev/performance.md).
 //!
 //! The scope is a task-local, entered by the request layer (stack.rs) around the inner
 //! service's `call` and each poll of its future; outside it (tests calling a service directly)

@@ -1,5 +1,5 @@
 //! The accept loop for the API listener: hyper's HTTP/1 connections with the slow-client rules
-//! of SPEC §9 (header-read and idle timeouts, a connection cap) and graceful shutdown.
+//! of docs/api.md §9 (header-read and idle timeouts, a connection cap) and graceful shutdown.
 //!
 //! At the cap, a newcomer is not turned away while some connection merely waits: the one that
 //! has waited longest on its client (half-open, trickling headers, idle keep-alive, or a

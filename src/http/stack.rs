@@ -1,7 +1,7 @@
 //! The layer every request passes through, written as one tower service rather than a stack of
 //! general-purpose layers (request id, sensitive headers, trace span, JSON errors, panic
 //! catcher, body limit, timeout), each of which cost an allocation, a boxed future, a timer or a
-//! header copy per request (docs/performance.md). What it does, in order:
+//! header copy per request (docs/dev/performance.md). What it does, in order:
 //!
 //! - takes the client's `x-request-id` or makes one, answers with it, and makes it the current
 //!   request's for `ApiError` bodies (`error.requestId`);
@@ -9,7 +9,7 @@
 //! - refuses bodies over `MAX_BODY_BYTES` (see `body_limit`);
 //! - answers 503 `timeout` when the request outlives `HEFFL_REQUEST_TIMEOUT`; the timer is armed
 //!   only if the handler has to wait for something, so requests answered at once cost no timer;
-//! - turns a panic into the JSON 500, and any non-JSON 4xx/5xx into the SPEC §4 shape;
+//! - turns a panic into the JSON 500, and any non-JSON 4xx/5xx into the docs/api.md §4 shape;
 //! - writes one log line per request (INFO; ERROR for 5xx) with every field once: method, path
 //!   (never the query), status, `latency_ms`, `request_id`, the client address and, on errors,
 //!   the error `code`, `reason` and the verified key's `key_id`. The line's fields are built

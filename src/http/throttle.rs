@@ -1,10 +1,10 @@
-//! Sign-in throttling (SPEC §10). Every attempt counts before any argon2 work is done, so a
+//! Sign-in throttling (docs/api.md §10). Every attempt counts before any argon2 work is done, so a
 //! burst of guesses costs the server almost nothing; the counters are per (email, address) pair
 //! and per address, never per email alone: whoever guesses at an email from one address slows
 //! only themselves, and the owner of the email still signs in from anywhere else. Guessing from
 //! many addresses is bounded by the per-address limit times the addresses, and by argon2.
 //!
-//! Both counters are `Limiter`s, so instances sharing Redis share them (SPEC §12): an attacker
+//! Both counters are `Limiter`s, so instances sharing Redis share them (docs/api.md §12): an attacker
 //! who spreads guesses over the instances gets the limit once, not once per instance.
 
 use crate::error::{ApiError, Reason};

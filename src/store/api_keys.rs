@@ -24,7 +24,7 @@ pub enum KeyStatus {
 }
 
 /// A key as the dashboard sees it: everything but the secret, which is never stored.
-// `null` fields are always present (SPEC §5), hence `required` on each `Option`.
+// `null` fields are always present (docs/api.md §5), hence `required` on each `Option`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyRecord {

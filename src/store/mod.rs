@@ -82,7 +82,7 @@ pub struct Store {
     backend: Backend,
     /// PostgreSQL only: a pool of the native driver for the key lookup of a cache miss, the one
     /// query on the hot path. Through the `Any` driver it cost several times as much CPU
-    /// (docs/performance.md). Same database (the primary), same settings, same TLS; concurrent
+    /// (docs/dev/performance.md). Same database (the primary), same settings, same TLS; concurrent
     /// misses share one query (`verify::lookup_batch`).
     key_lookups: Option<PgPool>,
     /// Kept for the PostgreSQL change listener, which needs a connection of its own.

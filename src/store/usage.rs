@@ -1,5 +1,5 @@
 //! Key usage: the batched flush (request counts, `lastUsedAt`, hourly buckets) and the reads
-//! behind the usage endpoints (SPEC §11).
+//! behind the usage endpoints (docs/api.md §11).
 
 use super::sql::Sql;
 use super::{key_status, KeyStatus, Store};

@@ -1,6 +1,6 @@
 //! Every key digest this deployment has issued, in memory, so that an address over its
 //! failed-key budget can still be told "this key exists, look it up" without the database
-//! hearing about each of a scanner's guesses (SPEC §9).
+//! hearing about each of a scanner's guesses (docs/api.md §9).
 //!
 //! Each digest is kept as its first 8 bytes: SHA-256 output is uniform, so a guess matches some
 //! real key's prefix with odds of about (keys / 2^64), and a match only costs one lookup. The

@@ -4,7 +4,7 @@
 //! digest queued at that moment (up to `MAX_BATCH`) and asks for them all in one
 //! `WHERE k.digest = ANY($1)` query, then hands each waiting request its own row. Under load one
 //! round trip, one TLS record each way and one wake-up serve many misses, which is where a
-//! miss's CPU went (docs/performance.md, issue 18).
+//! miss's CPU went (docs/dev/performance.md).
 //!
 //! At most `max_connections` batches run at once; while they all wait on the database, new
 //! misses gather for the next one. Same SQL filter and joins as the single lookup, on the

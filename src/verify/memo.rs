@@ -2,7 +2,7 @@
 //! until it leaves the cache: the parsed scopes and the encoded answers of the routes that
 //! depend on nothing but the row and the process's configuration (`GET /api/v1/me`, a forward
 //! auth verify that asks for no scope). Serializing those on each request was the largest
-//! cost of a verified request after the HTTP stack itself (docs/performance.md).
+//! cost of a verified request after the HTTP stack itself (docs/dev/performance.md).
 //!
 //! A row is replaced, never changed, when anything it says changes (revocation, role, …: see
 //! `verify::cache`), so what is derived from it cannot go stale while it is cached.

@@ -388,7 +388,7 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
   test('a member sees only their own keys; a second workspace can be picked', async () => {
     const ownerToken = await loginToken(owner);
     const member = { email: 'mia@acme.test', password: 'a long passphrase for mia' };
-    // People join only by invitation (SPEC §10).
+    // People join only by invitation (docs/api.md §10).
     const invited = await appApi('POST', `/workspaces/${server.workspaceId}/invitations`, ownerToken, {
       email: member.email,
       role: 'member',

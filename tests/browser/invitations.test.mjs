@@ -1,4 +1,4 @@
-// Invitations and the password in the Settings > Developer page (SPEC §10), in Debian's
+// Invitations and the password in the Settings > Developer page (docs/api.md §10), in Debian's
 // Chromium against a real `heffl-api serve` on a fresh SQLite file. Needs target/debug/heffl-api.
 // Screenshots (1280 and 390 px wide) go to target/screenshots/.
 

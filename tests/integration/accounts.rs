@@ -1,4 +1,4 @@
-//! SPEC §10 accounts: sign-in throttling that cannot lock anyone out, a failed sign-in that
+//! docs/api.md §10 accounts: sign-in throttling that cannot lock anyone out, a failed sign-in that
 //! costs one write however many workspaces the user is in, and changing one's own password.
 //! Client addresses come from X-Forwarded-For (HEFFL_TRUST_FORWARDED_FOR), as behind a proxy.
 //! Signing in and out: what a login returns, identical refusals whatever was wrong, sessions
@@ -68,7 +68,7 @@ fn assert_throttled(status: StatusCode, body: &Value) {
     );
 }
 
-/// The lockout attack of issue 10: ten wrong passwords for someone's email from one address
+/// The lockout attack: ten wrong passwords for someone's email from one address
 /// used to lock them out from everywhere.
 async fn guessing_from_one_address_never_locks_out_another(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
@@ -135,7 +135,7 @@ async fn one_address_is_limited_across_emails(app: TestApp) {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
-/// The write-amplification attack of issue 10: a failed sign-in wrote one audit row per
+/// The write-amplification attack: a failed sign-in wrote one audit row per
 /// workspace of the user. Now it writes one, however many workspaces.
 async fn a_failed_sign_in_writes_once_however_many_workspaces(app: TestApp) {
     let busy = app.bootstrap("Acme", "busy@acme.test").await;

@@ -1,5 +1,5 @@
 //! API keys end to end: managing them from the dashboard (/app/v1) and presenting them to the
-//! x-api-key middleware (/api/v1), including every SPEC §4 401 reason and the workspace walls.
+//! x-api-key middleware (/api/v1), including every docs/api.md §4 401 reason and the workspace walls.
 
 use crate::common::{
     assert_error, assert_timestamp, assert_unauthorized, audit_count, count, create_key_with,
@@ -25,7 +25,7 @@ fn is_live_key(key: &str) -> bool {
         .is_some_and(|body| body.len() == 36 && body.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// A field that must be present with the JSON value `null` (SPEC: absent values are null).
+/// A field that must be present with the JSON value `null` (docs/api.md §5: absent values are null).
 #[track_caller]
 fn assert_null_field(body: &Value, field: &str) {
     assert_eq!(
@@ -110,7 +110,7 @@ async fn create_key_raw(app: &TestApp, account: &Account, body: Value) -> Respon
     .await
 }
 
-/// Sends a prepared /api/v1 request and checks the SPEC §4 401 with `reason`, its challenge,
+/// Sends a prepared /api/v1 request and checks the docs/api.md §4 401 with `reason`, its challenge,
 /// and that its message does not echo `presented` (the credential that was sent).
 async fn expect_key_401(
     request: RequestBuilder,
@@ -164,7 +164,7 @@ async fn create_key_record_and_storage(app: TestApp) {
     let key = body["key"].as_str().expect("key").to_owned();
     assert!(
         is_live_key(&key),
-        "key does not match the SPEC §3 shape: {key}"
+        "key does not match the docs/api.md §3 shape: {key}"
     );
     assert_eq!(body["hint"], format!("hk_live_…{}", &key[key.len() - 4..]));
     assert_eq!(body["status"], "active");

@@ -173,7 +173,7 @@ async fn audit_log_records_actions_and_paginates(app: TestApp) {
     assert_eq!(role_changes, 2);
     find("member.removed", &leaver.user_id);
     find("api_key.created", &members_key.id);
-    // A failed sign-in belongs to the account, not to the workspace (SPEC §10): recorded once,
+    // A failed sign-in belongs to the account, not to the workspace (docs/api.md §10): recorded once,
     // with where it came from, and shown to no workspace's owners.
     assert!(
         !events.iter().any(|e| e["action"] == "auth.login_failed"),

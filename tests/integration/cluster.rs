@@ -1,4 +1,4 @@
-//! Issue 14: `scripts/cluster.sh` — three instances on one PostgreSQL and one Redis behind
+//! `scripts/cluster.sh` — three instances on one PostgreSQL and one Redis behind
 //! Debian's nginx with `deploy/nginx.conf` — checked from outside, through nginx only, as a
 //! client sees it: one key's limit holds within the bound, a revoke holds everywhere within a
 //! second, a killed instance loses no idempotent request, and the throttles see each client's
@@ -244,7 +244,7 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
     let token = body["token"].as_str().expect("token").to_owned();
     let ws = owner.workspace_id.as_str();
 
-    // 1. SPEC §12: 300 requests in 10 s, round-robin over 3 instances, a limit of 60.
+    // 1. docs/api.md §12: 300 requests in 10 s, round-robin over 3 instances, a limit of 60.
     let (_, limited) =
         create_key(&client, &cluster, &token, ws, json!({ "name": "limited" })).await;
     let start = Instant::now();

@@ -495,7 +495,7 @@ pub async fn parts(response: Response) -> (StatusCode, Value) {
     (status, body)
 }
 
-/// Asserts the SPEC §4 error shape with the given status, code and (if any) reason.
+/// Asserts the docs/api.md §4 error shape with the given status, code and (if any) reason.
 #[track_caller]
 pub fn assert_error(
     status: StatusCode,
@@ -520,7 +520,7 @@ pub fn assert_error(
     }
 }
 
-/// A SPEC §4 401 with this reason.
+/// A docs/api.md §4 401 with this reason.
 #[track_caller]
 pub fn assert_unauthorized(status: StatusCode, body: &Value, reason: &str) {
     assert_error(
@@ -532,7 +532,7 @@ pub fn assert_unauthorized(status: StatusCode, body: &Value, reason: &str) {
     );
 }
 
-/// A SPEC §4 429 with this reason.
+/// A docs/api.md §4 429 with this reason.
 #[track_caller]
 pub fn assert_too_many(status: StatusCode, body: &Value, reason: &str) {
     assert_error(
@@ -705,7 +705,7 @@ pub async fn me_with_key(app: &TestApp, key: &str) -> (StatusCode, Value) {
     .await
 }
 
-/// SPEC §5: RFC 3339 UTC with milliseconds, e.g. `2025-01-15T10:30:00.000Z`.
+/// docs/api.md §5: RFC 3339 UTC with milliseconds, e.g. `2025-01-15T10:30:00.000Z`.
 #[track_caller]
 pub fn assert_timestamp(value: &Value, what: &str) {
     let text = value

@@ -1,7 +1,7 @@
 //! Error messages a developer can act on: each says what is wrong in their terms and what to do,
 //! and none sends them looking for a problem they do not have. And the error shape of every kind
 //! of bad request (unknown route, wrong method, oversized or non-JSON body, malformed JSON,
-//! hostile input, bad path parameters): always a 4xx in the SPEC §4 shape, never a 5xx, and
+//! hostile input, bad path parameters): always a 4xx in the docs/api.md §4 shape, never a 5xx, and
 //! nothing written.
 
 use crate::common::{assert_error, assert_unauthorized, me_with_key, parts, TestApp};
@@ -228,7 +228,7 @@ async fn post_json_text(app: &TestApp, token: &str, path: &str, body: &str) -> R
     .await
 }
 
-/// Asserts some 4xx error in the SPEC §4 shape, with the code that belongs to its status.
+/// Asserts some 4xx error in the docs/api.md §4 shape, with the code that belongs to its status.
 #[track_caller]
 fn expect_client_error(reply: &Reply, what: &str) -> StatusCode {
     let status = reply.status;
@@ -492,7 +492,7 @@ async fn hostile_input_never_causes_5xx(app: TestApp) {
 
     // Unusual but legitimate names are stored and returned exactly.
     let names = [
-        // Emoji without joiners: U+200D is a format character, refused by SPEC §9.
+        // Emoji without joiners: U+200D is a format character, refused by docs/api.md §9.
         "🚀 Launch Team 👩👩👧👦 ❤️",
         "مساحة العمل",
         "צוות מכירות",

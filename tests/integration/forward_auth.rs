@@ -1,4 +1,4 @@
-//! SPEC §13, forward auth: `/api/v1/verify` answers like `/api/v1/me` plus scopes and the
+//! docs/api.md §13, forward auth: `/api/v1/verify` answers like `/api/v1/me` plus scopes and the
 //! `X-Heffl-*` headers, for any method and any tail; fails exactly as any /api/v1 request;
 //! `?scope=` and `HEFFL_EXTRA_SCOPES`; counts toward the key's limit and usage. Through nginx:
 //! forward_auth_nginx.rs.
@@ -500,7 +500,7 @@ async fn counts_toward_the_keys_limit_and_usage(app: TestApp) {
     }
 
     // Two verifies and one /me were allowed, two verifies refused with 429: requestCount counts
-    // rate-limited requests too (SPEC §11), so five.
+    // rate-limited requests too (docs/api.md §11), so five.
     let since = Instant::now();
     loop {
         let record = parts(

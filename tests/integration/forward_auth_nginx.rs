@@ -1,4 +1,4 @@
-//! SPEC §13 through Debian's nginx: the shipped deploy/gateways/nginx config, unchanged but for
+//! docs/api.md §13 through Debian's nginx: the shipped deploy/gateways/nginx config, unchanged but for
 //! its three addresses, in front of a tiny upstream that echoes what it receives. Under CI a
 //! missing nginx fails the test; elsewhere it is skipped with a notice.
 

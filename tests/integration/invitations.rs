@@ -1,4 +1,4 @@
-//! SPEC §10 invitations, black-box on both databases: nobody joins without accepting, the
+//! docs/api.md §10 invitations, black-box on both databases: nobody joins without accepting, the
 //! inviter learns nothing about accounts, and every dead token gets one 404.
 
 use crate::common::{
@@ -299,7 +299,7 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
     );
 }
 
-/// The enumeration attack of issue 10: the inviter's answer must not tell whether an email has
+/// The enumeration attack: the inviter's answer must not tell whether an email has
 /// an account (the old direct add answered 201 with the person's name, or 400).
 async fn inviter_learns_nothing_about_accounts(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
@@ -739,7 +739,7 @@ async fn one_token_accepted_twice_at_once_joins_once(app: TestApp) {
     );
 }
 
-/// SPEC §10: the old direct add is gone.
+/// docs/api.md §10: the old direct add is gone.
 async fn direct_add_is_gone(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let users = count_rows(&app.store, "users").await;

@@ -1,5 +1,5 @@
 //! The leads API (/api/v1/leads) as integrators call it: shapes, pagination, validation,
-//! partial updates, and the SPEC §6 role rules and data boundaries.
+//! partial updates, and the docs/api.md §6 role rules and data boundaries.
 
 use crate::common::{assert_error, assert_timestamp, parts, Account, CreatedKey, TestApp};
 use crate::on_both_databases;
@@ -34,7 +34,7 @@ async fn lead_row(app: &TestApp, id: &str) -> Option<LeadRow> {
     all_leads(app).await.into_iter().find(|row| row.0 == id)
 }
 
-/// SPEC §5: a lead has exactly these fields, absent values as `null`.
+/// docs/api.md §5: a lead has exactly these fields, absent values as `null`.
 #[track_caller]
 fn assert_lead_shape(lead: &Value) {
     let mut fields: Vec<&str> = lead

@@ -39,7 +39,7 @@ async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
     assert!(!after.contains(&key.key));
 }
 
-/// SPEC §9: anyone who can reach the API must not read its counters.
+/// docs/api.md §9: anyone who can reach the API must not read its counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_listener_answers_metrics_with_the_json_404() {
     let app = TestApp::sqlite().await;

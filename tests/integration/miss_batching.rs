@@ -1,4 +1,4 @@
-//! Cache misses looked up together (issue 18): on PostgreSQL a miss while no lookup is in flight
+//! Cache misses looked up together: on PostgreSQL a miss while no lookup is in flight
 //! is asked for at once, and the misses that arrive while it is share one `digest = ANY($1)`
 //! query; each request still gets its own key's answer, whatever the others in the batch are
 //! (valid, revoked, unknown, the same key twice). On SQLite each miss stays a query of its own,

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-/// Every operation the server serves (SPEC §5 and src/http/routes/mod.rs). Adding a route to
+/// Every operation the server serves (docs/api.md §5 and src/http/routes/mod.rs). Adding a route to
 /// the server without documenting it cannot compile; removing it from the document, or
 /// dropping the route, fails here.
 const SERVED: &[(&str, &str)] = &[
@@ -133,7 +133,7 @@ async fn document_is_openapi_3_1_with_both_security_schemes() {
     assert_eq!(schemes["bearer"]["type"], "http");
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
 
-    // The error shape of SPEC §4, with every code the server writes.
+    // The error shape of docs/api.md §4, with every code the server writes.
     let error = resolve(&document, &document["components"]["schemas"]["ErrorBody"]);
     let inner = resolve(&document, &error["properties"]["error"]);
     let required: BTreeSet<&str> = inner["required"]

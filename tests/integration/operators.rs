@@ -1,4 +1,4 @@
-//! SPEC §10 operator recovery, run as an operator runs it: the real binary in its own process.
+//! docs/api.md §10 operator recovery, run as an operator runs it: the real binary in its own process.
 //! Each command is one transaction with an audit event whose actor is the operator.
 
 use crate::common::{assert_error, assert_unauthorized, count_rows, query_count, Db};

@@ -1,4 +1,4 @@
-//! Requests hyper refuses before any handler runs (SPEC §4: no error without the JSON shape).
+//! Requests hyper refuses before any handler runs (docs/api.md §4: no error without the JSON shape).
 
 use crate::common::{assert_error, TestApp};
 use reqwest::StatusCode;

@@ -1,6 +1,6 @@
 //! The change feed under a PostgreSQL restart: two instances serve load while the database is
 //! stopped and started again; each LISTEN connection comes back by itself, and a revoke made
-//! after recovery holds on the other instance within a second (SPEC §7).
+//! after recovery holds on the other instance within a second (docs/api.md §7).
 //!
 //! It runs on a temporary PostgreSQL cluster of its own (initdb + pg_ctl on a free port under a
 //! temp dir), never the machine's server. Without the PostgreSQL binaries it is skipped, except
@@ -356,7 +356,7 @@ async fn change_feed_recovers_from_a_database_restart() {
             count(&load.unauthorized),
             count(&load.other)
         );
-        // A good key is never told it is bad because the database was away (SPEC §4).
+        // A good key is never told it is bad because the database was away (docs/api.md §4).
         assert_eq!(
             count(&load.unauthorized),
             0,

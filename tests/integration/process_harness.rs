@@ -21,7 +21,7 @@ pub const READY_DEADLINE: Duration = Duration::from_secs(30);
 pub const EXIT_DEADLINE: Duration = Duration::from_secs(10);
 pub const CLI_DEADLINE: Duration = Duration::from_secs(30);
 pub const POLL: Duration = Duration::from_millis(20);
-/// SPEC §7: a revoke holds on every process within one second.
+/// docs/api.md §7: a revoke holds on every process within one second.
 pub const PROPAGATION_DEADLINE: Duration = Duration::from_secs(1);
 
 /// A port nobody listens on right now. The tiny window before the server binds it is accepted:
@@ -531,7 +531,7 @@ impl Server {
         )
     }
 
-    /// Invites a new person with `role` and accepts as them, creating their account (SPEC
+    /// Invites a new person with `role` and accepts as them, creating their account (docs/api.md
     /// §10); returns (user id, their session token).
     pub async fn add_member(
         &self,
@@ -625,7 +625,7 @@ impl Server {
     }
 
     /// A change made by another process (the CLI, another server) reaches this one within one
-    /// second (SPEC §7): its key cache hears of it through the database. Returns how long it
+    /// second (docs/api.md §7): its key cache hears of it through the database. Returns how long it
     /// took from now.
     pub async fn until_key_revoked(&self, key: &str) -> Duration {
         let (elapsed, _) = self

@@ -1,4 +1,4 @@
-//! Request ids and the request log (issue 16, item 11): every response carries `x-request-id`,
+//! Request ids and the request log: every response carries `x-request-id`,
 //! every error body the same id as `error.requestId`, and each request leaves one JSON log line
 //! with its fields once, `latency_ms` as a number, the client address and, on errors, the
 //! error's code and reason and the verified key's id (never the secret).

@@ -1,4 +1,4 @@
-//! Issue 14 (SPEC §12): instances that use one Redis share every limit, within the documented
+//! Shared limits (docs/api.md §12): instances that use one Redis share every limit, within the documented
 //! over-admission bound; when Redis goes away they keep serving with per-instance limits, say
 //! so once, and share again by themselves when it returns.
 //!
@@ -18,9 +18,9 @@ const ME: &str = "/api/v1/me";
 const LEAK: &str = "/api/v1/credentials/revoke";
 const UP: &str = "heffl_shared_limits_up";
 const INSTANCES: &str = "heffl_shared_limits_instances";
-/// SPEC §12: sharing resumes within 5 s of Redis returning.
+/// docs/api.md §12: sharing resumes within 5 s of Redis returning.
 const RESUME_DEADLINE: Duration = Duration::from_secs(5);
-/// SPEC §12 allows 66 for a limit of 60; the README's bound, `limit + 2·N·C` with the local
+/// docs/api.md §12 allows 66 for a limit of 60; docs/scaling.md's bound, `limit + 2·N·C` with the local
 /// share `C = max(1, ⌊limit / 20N⌋)` = 1, is 64 for two instances and 66 for three.
 const MOST_ADMITTED: usize = 66;
 
@@ -100,7 +100,7 @@ fn assert_within_bound(admitted: usize, limit: usize, what: &str) {
     );
 }
 
-/// The attack: a client spreads one key's requests over two instances. Before issue 14 each
+/// The attack: a client spreads one key's requests over two instances. Before limits were shared each
 /// instance had its own window, and 150 requests got 119 answers.
 async fn two_instances_share_one_keys_limit(db: Db) {
     let Some(url) = shared_redis().await else {
@@ -153,7 +153,7 @@ async fn two_instances_share_one_keys_limit(db: Db) {
     );
 }
 
-/// SPEC §12's check, concurrently: the same key hit by 300 requests at once, round-robin over
+/// docs/api.md §12's check, concurrently: the same key hit by 300 requests at once, round-robin over
 /// three instances, gets 60–66 answers that aren't 429 (per-instance windows gave 180, and
 /// before each instance's local share was capped, ~90 over two), and every admit is in the
 /// shared count.
@@ -385,7 +385,7 @@ async fn guess(servers: &[&Server], email: &str, count: usize) -> Vec<usize> {
 
 const THROTTLE_LIMIT: usize = 10;
 
-/// The README's bound for a limit of 10 over two instances: `limit + 2·N·C` with a local share
+/// The bound of docs/scaling.md for a limit of 10 over two instances: `limit + 2·N·C` with a local share
 /// `C` of 1.
 const THROTTLE_BOUND: usize = THROTTLE_LIMIT + 2 * 2;
 
@@ -405,7 +405,7 @@ fn throttles_env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// The attack of SPEC §12 on the throttles: a scanner or a password guesser that alternates
+/// The attack of docs/api.md §12 on the throttles: a scanner or a password guesser that alternates
 /// over the instances gets each budget once, not once per instance. (Before, each instance
 /// had its own: 20 lookups and 20 guesses.)
 async fn the_throttles_are_shared(db: Db) {
@@ -503,7 +503,7 @@ on_each_db!(
     without_redis_each_instance_still_throttles,
 );
 
-/// Whether the answer is a 429 for `reason`; when it is, its whole SPEC §4 shape is checked.
+/// Whether the answer is a 429 for `reason`; when it is, its whole docs/api.md §4 shape is checked.
 #[track_caller]
 fn throttled(status: StatusCode, body: &serde_json::Value, reason: &str) -> bool {
     if status != StatusCode::TOO_MANY_REQUESTS {

@@ -1,4 +1,4 @@
-//! SPEC §9 "Slow and idle clients are cut off", tested with raw sockets as the attacks they
+//! docs/api.md §9 "Slow and idle clients are cut off", tested with raw sockets as the attacks they
 //! stop: a connection that stalls inside its headers, one that trickles them, one that idles on
 //! keep-alive, and a flood of half-open connections from one address.
 

@@ -81,7 +81,7 @@ impl Reply {
         (key, record)
     }
 
-    /// Asserts a SPEC §4 error, JSON by its `Content-Type` too; returns the body.
+    /// Asserts a docs/api.md §4 error, JSON by its `Content-Type` too; returns the body.
     #[track_caller]
     pub fn expect_error(&self, status: StatusCode, code: &str, reason: Option<&str>) -> Value {
         let content_type = self.header("content-type");

@@ -1,4 +1,4 @@
-//! SPEC §9, "no invisible characters": names, titles and emails refuse Unicode control (Cc)
+//! docs/api.md §9, "no invisible characters": names, titles and emails refuse Unicode control (Cc)
 //! and format (Cf) characters, so nothing can look like something it is not (a lead named
 //! "Invoice \u{202e}gnp.exe" displays as "Invoice exe.png"; `adm\u{200b}@a.test` displays as
 //! `adm@a.test`). Blank after whitespace is blank; emails are plain `local@domain`.
@@ -149,7 +149,7 @@ async fn workspace_and_member_fields_refuse_invisible_characters(app: TestApp) {
         .await;
     let workspaces_before = count_rows(&app.store, "workspaces").await;
     let users_before = count_rows(&app.store, "users").await;
-    // People join by invitation (SPEC §10): the invited email and the name given on accepting.
+    // People join by invitation (docs/api.md §10): the invited email and the name given on accepting.
     let (status, invitation) = post(
         &app,
         &owner,

@@ -1,4 +1,4 @@
-//! SPEC §9, keys that could be turned against their owner: only a key's creator may roll it,
+//! docs/api.md §9, keys that could be turned against their owner: only a key's creator may roll it,
 //! rolling an inactive key is 409, concurrent roll and revoke calls are serial and truthful,
 //! a key's rate limit is the operator's, and no other path hands a secret to someone else.
 //! Rolling itself: the new key keeps the old one's name, scopes, limit and user, and the old
@@ -572,7 +572,7 @@ async fn roll_follows_key_permissions_and_keeps_the_user(app: TestApp) {
     }
     assert_eq!(key_count(&app).await, keys_before);
 
-    // Only the creator rolls (SPEC §9): an admin gets 403, and the member's own roll keeps
+    // Only the creator rolls (docs/api.md §9): an admin gets 403, and the member's own roll keeps
     // the key's user, scopes and limit.
     app.roll(&admin, &members_key.id, a_minute())
         .await

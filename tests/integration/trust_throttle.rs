@@ -1,4 +1,4 @@
-//! SPEC §9, "one careless client never locks out its neighbours": a client repeating its own
+//! docs/api.md §9, "one careless client never locks out its neighbours": a client repeating its own
 //! revoked, expired, mistyped or malformed key changes nothing for other keys from its address;
 //! a scanner of distinct unknown keys is throttled and costs at most
 //! HEFFL_AUTH_FAILURES_PER_MINUTE database lookups, while valid keys from its address still work.

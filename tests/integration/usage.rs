@@ -1,4 +1,4 @@
-//! SPEC §11: usage you can see. Traffic of each kind, counted exactly in hourly buckets across
+//! docs/api.md §11: usage you can see. Traffic of each kind, counted exactly in hourly buckets across
 //! flushes and restarts, read back by day and by hour, with the key record's visibility.
 
 use crate::common::*;

@@ -1,4 +1,4 @@
-//! Issue 4: key verification at full speed without serving stale answers. The verification
+//! Key verification at full speed without serving stale answers. The verification
 //! cache, its change feed (LISTEN/NOTIFY on PostgreSQL, the `key_events` poll on SQLite),
 //! batched usage, per-key rate limits and the failed-authentication throttle.
 //!
@@ -1121,7 +1121,7 @@ async fn failed_authentications_throttle_the_address_not_verified_keys(db: Db) {
     let (status, body) = parts(me(&app, &verified.key).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["apiKey"]["id"], verified.id.as_str(), "{body}");
-    // ...and with a key not yet verified: it exists, so it is looked up (SPEC §9).
+    // ...and with a key not yet verified: it exists, so it is looked up (docs/api.md §9).
     let (status, body) = parts(me(&app, &unused.key).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -31,7 +31,7 @@ pub struct PageMeta {
     page_size: i64,
 }
 
-// `null` fields are always present (SPEC §5), hence `required` on each `Option`.
+// `null` fields are always present (docs/api.md §5), hence `required` on each `Option`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lead {

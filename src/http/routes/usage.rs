@@ -1,4 +1,4 @@
-//! Usage you can see (SPEC §11): one key's series, and the workspace's over the keys the caller
+//! Usage you can see (docs/api.md §11): one key's series, and the workspace's over the keys the caller
 //! may see. Both read the hourly buckets the usage flush writes.
 
 use super::api_keys::visible_key;

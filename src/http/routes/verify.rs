@@ -1,4 +1,4 @@
-//! Forward auth (SPEC §13): a gateway (nginx `auth_request`, Traefik `forwardAuth`, Envoy
+//! Forward auth (docs/api.md §13): a gateway (nginx `auth_request`, Traefik `forwardAuth`, Envoy
 //! `ext_authz`) asks whether a request with this key may pass, and learns who it acts as. It sits
 //! behind the same `x-api-key` middleware as every /api/v1 route, so failures, rate limits and
 //! usage are exactly theirs; this handler adds only `?scope=` and the identity headers.
