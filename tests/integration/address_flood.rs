@@ -12,7 +12,11 @@ const BOUND: &str = "2000";
 /// Distinct addresses in each of the measured floods.
 const FLOOD: u32 = 10_000;
 /// What the process may grow by after the tables are full: allocator noise, not a table.
-const ALLOWED_GROWTH: u64 = 4 * 1024 * 1024;
+/// Measured on this suite's machine: 2.6–3.0 MiB bounded, 14.5 MiB unbounded (the tables
+/// without `HEFFL_MAX_TRACKED_ADDRESSES`) over the measured floods.
+const ALLOWED_GROWTH: u64 = 8 * 1024 * 1024;
+/// Floods after the tables are full.
+const MEASURED_ROUNDS: u32 = 6;
 
 async fn flood(server: &crate::process_harness::Server, round: u32) {
     const WORKERS: u32 = 32;
@@ -71,7 +75,7 @@ async fn a_flood_of_distinct_addresses_does_not_grow_memory_past_the_bound() {
     flood(&server, 0).await;
     flood(&server, 1).await;
     let full = server.rss_bytes();
-    for round in 2..5 {
+    for round in 2..2 + MEASURED_ROUNDS {
         flood(&server, round).await;
     }
     let after = server.rss_bytes();
@@ -80,6 +84,6 @@ async fn a_flood_of_distinct_addresses_does_not_grow_memory_past_the_bound() {
         "RSS grew from {} KiB to {} KiB over {} more addresses",
         full / 1024,
         after / 1024,
-        3 * FLOOD
+        MEASURED_ROUNDS * FLOOD
     );
 }
