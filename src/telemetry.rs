@@ -65,6 +65,10 @@ fn describe_metrics() {
         "Time from the first byte of an HTTP request's head to its answer, by method and route template"
     );
     describe_counter!(
+        "heffl_connections_refused_total",
+        "Client connections closed at accept, by reason (per_address: over HEFFL_MAX_CONNECTIONS_PER_ADDRESS)"
+    );
+    describe_counter!(
         "heffl_api_key_auth_total",
         "API-key authentications, by outcome (ok, or the error reason)"
     );

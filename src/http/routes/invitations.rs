@@ -425,20 +425,16 @@ pub async fn accept(
 ) -> Result<Response, ApiError> {
     if let Some(session) = session {
         let digest = token_digest(body.token.as_deref())?;
-        return match state
+        let outcome = state
             .store
             .accept_invitation(&digest, &session.user, None, &client)
-            .await?
-        {
-            AcceptOutcome::Joined { workspace, role } => Ok(ApiJson(Joined {
-                workspace: workspace.into(),
-                role,
-            })
-            .into_response()),
-            AcceptOutcome::NotFound => Err(invitation_not_found()),
-            AcceptOutcome::OtherUser => Err(for_another_user()),
-            AcceptOutcome::AlreadyMember => Err(already_member()),
-        };
+            .await?;
+        let (workspace, role) = joined(outcome)?;
+        return Ok(ApiJson(Joined {
+            workspace: workspace.into(),
+            role,
+        })
+        .into_response());
     }
     // The whole body is checked before anything is looked up, so its answer cannot depend on
     // whether the invited email has an account.
@@ -479,16 +475,12 @@ pub async fn accept(
                 return Err(invalid_credentials());
             }
             let user = record.user();
-            match state
+            let outcome = state
                 .store
                 .accept_invitation(&digest, &user, Some(&session), &client)
-                .await?
-            {
-                AcceptOutcome::Joined { workspace, role } => (user, workspace, role),
-                AcceptOutcome::NotFound => return Err(invitation_not_found()),
-                AcceptOutcome::OtherUser => return Err(for_another_user()),
-                AcceptOutcome::AlreadyMember => return Err(already_member()),
-            }
+                .await?;
+            let (workspace, role) = joined(outcome)?;
+            (user, workspace, role)
         }
         None => {
             let hash = password::hash(password).await?;
@@ -523,9 +515,15 @@ pub async fn accept(
         .into_response())
 }
 
-fn already_member() -> ApiError {
-    ApiError::conflict(
-        Reason::AlreadyMember,
-        "You are already a member of this workspace.",
-    )
+/// The workspace and role an existing account joined, or why it did not.
+fn joined(outcome: AcceptOutcome) -> Result<(WorkspaceRefRow, Role), ApiError> {
+    match outcome {
+        AcceptOutcome::Joined { workspace, role } => Ok((workspace, role)),
+        AcceptOutcome::NotFound => Err(invitation_not_found()),
+        AcceptOutcome::OtherUser => Err(for_another_user()),
+        AcceptOutcome::AlreadyMember => Err(ApiError::conflict(
+            Reason::AlreadyMember,
+            "You are already a member of this workspace.",
+        )),
+    }
 }
