@@ -537,6 +537,7 @@ async fn run_keys(
                         creator: None,
                         status: StatusFilter::All,
                         unused_since: None,
+                        external_id: None,
                     },
                 )
                 .await

@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod base62;
 pub mod ids;
+pub mod key_policy;
 pub mod net;
 pub mod password;
 pub mod permissions;

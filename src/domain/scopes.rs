@@ -150,6 +150,22 @@ impl ScopeSet {
         matches!(self, ScopeSet::All)
     }
 
+    /// Whether every scope of `self` is one of `other`'s: a key's scopes may be narrowed to
+    /// such a set, never widened.
+    pub fn is_within(&self, other: &ScopeSet) -> bool {
+        match (self, other) {
+            (_, ScopeSet::All) => true,
+            (ScopeSet::All, ScopeSet::Listed { .. }) => false,
+            (
+                ScopeSet::Listed { built_in, extra },
+                ScopeSet::Listed {
+                    built_in: allowed,
+                    extra: allowed_extra,
+                },
+            ) => built_in & !allowed == 0 && extra.iter().all(|e| allowed_extra.contains(e)),
+        }
+    }
+
     /// The names, built-in first. `All` lists the built-in scopes only: the extra ones are the
     /// deployment's, not the key's (see `ExtraScopes`).
     pub fn names(&self) -> Vec<&str> {
@@ -248,6 +264,20 @@ mod tests {
         assert_eq!(ScopeSet::from_column(column.as_deref()), read_only);
         assert!(read_only.contains(Scope::LeadsRead));
         assert!(!read_only.contains(Scope::LeadsWrite));
+    }
+
+    #[test]
+    fn narrowing_is_within_and_widening_is_not() {
+        let extras = ExtraScopes::new(list(&["billing:read"]));
+        let read = ScopeSet::parse_list(&list(&["leads:read"]), &extras).expect("valid");
+        let read_me = ScopeSet::parse_list(&list(&["leads:read", "me:read"]), &extras).expect("ok");
+        let billing = ScopeSet::parse_list(&list(&["billing:read"]), &extras).expect("valid");
+        assert!(read.is_within(&read_me));
+        assert!(read.is_within(&ScopeSet::all()));
+        assert!(!read_me.is_within(&read));
+        assert!(!ScopeSet::all().is_within(&read_me));
+        assert!(!billing.is_within(&read_me));
+        assert!(billing.is_within(&billing));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::auth_throttle::Gate;
 use super::header_number::header_number;
 use super::{client_ip, request_scope, throttle_key, AppState, X_API_KEY};
 use crate::domain::api_key::{self, KeyDigest, KeyRejection};
+use crate::domain::key_policy::AllowedIps;
 use crate::domain::permissions::Role;
 use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::time::Timestamp;
@@ -16,7 +17,7 @@ use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, Extensions, HeaderMap, HeaderName};
+use axum::http::{header, Extensions, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
@@ -30,6 +31,9 @@ use tower::{Layer, Service};
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+// The IETF httpapi draft's structured fields, beside the three above.
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 // Named statically: a `&str` name is parsed and validated on every lookup.
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
@@ -145,6 +149,9 @@ where
         }
         Err(error) => return KeyFuture::answered(refused(error)),
     };
+    if let Err(error) = allowed_address(state, &row, &request) {
+        return KeyFuture::answered(refused_key(state, &row, error));
+    }
     let decision = match start_limit(state, &row) {
         None => None,
         Some(Check::Decided(decision)) => Some(decision),
@@ -257,6 +264,9 @@ where
                 .map(|ConnectInfo(addr)| *addr);
             match resolve_miss(&state, request.headers(), peer, &digest).await {
                 Ok(row) => {
+                    if let Err(error) = allowed_address(&state, &row, &request) {
+                        return refused_key(&state, &row, error);
+                    }
                     let limit = start_limit(&state, &row);
                     (row, limit)
                 }
@@ -303,10 +313,51 @@ fn rate_limited_response(
         retry_after_secs: decision.reset_secs,
     }
     .into_response();
-    set_rate_limit_headers(response.headers_mut(), decision);
+    set_rate_limit_headers(response.headers_mut(), row, decision);
     // For the request log: which key was refused.
     response.extensions_mut().insert(principal(row));
     response
+}
+
+/// A key refused after it was found (its address): counted, in its usage as rejected, and
+/// named in the request log.
+fn refused_key(state: &AppState, row: &Arc<KeyPrincipalRow>, error: ApiError) -> Response {
+    state
+        .usage
+        .record(&row.key_id, Some(Outcome::Rejected), request_time());
+    let mut response = refused(error);
+    response.extensions_mut().insert(principal(row));
+    response
+}
+
+/// A key with an allowlist is used only from its addresses: the client's, as the trusted
+/// proxies report it (`client_ip`), the same address throttles and logs see.
+fn allowed_address(
+    state: &AppState,
+    row: &KeyPrincipalRow,
+    request: &Request,
+) -> Result<(), ApiError> {
+    let Some(column) = row.allowed_ips.as_deref() else {
+        return Ok(());
+    };
+    let allowed = row
+        .memo
+        .allowed_ips
+        .get_or_init(|| AllowedIps::from_column(Some(column)));
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    match client_ip(request.headers(), peer, &state.proxies) {
+        Some(address) if allowed.allows(address) => Ok(()),
+        address => {
+            let seen = address.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+            Err(ApiError::forbidden(
+                Reason::IpNotAllowed,
+                format!("This API key may not be used from {seen}; its creator or a workspace admin can add this address to the key's allowed IPs in Settings > Developer."),
+            ))
+        }
+    }
 }
 
 /// When the request started, as wall-clock time: its usage and expiry are judged at the
@@ -350,7 +401,7 @@ fn served(
         response.extensions_mut().insert(principal(row));
     }
     if let Some(decision) = decision {
-        set_rate_limit_headers(response.headers_mut(), decision);
+        set_rate_limit_headers(response.headers_mut(), row, decision);
     }
     response
 }
@@ -382,7 +433,9 @@ fn start_limit(state: &AppState, row: &KeyPrincipalRow) -> Option<Check> {
     })
 }
 
-fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
+/// Heffl's three `RateLimit-*` headers, and the IETF draft's `RateLimit-Policy` (the same for
+/// every answer to the key, so made once and kept with it) and `RateLimit`.
+fn set_rate_limit_headers(headers: &mut HeaderMap, row: &KeyPrincipalRow, decision: Decision) {
     headers.insert(
         RATELIMIT_LIMIT.clone(),
         header_number(u64::from(decision.limit)),
@@ -392,6 +445,18 @@ fn set_rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
         header_number(u64::from(decision.remaining)),
     );
     headers.insert(RATELIMIT_RESET.clone(), header_number(decision.reset_secs));
+    let policy = row.memo.rate_limit_policy.get_or_init(|| {
+        HeaderValue::try_from(format!("\"minute\";q={};w=60", decision.limit))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"minute\""))
+    });
+    headers.insert(RATELIMIT_POLICY.clone(), policy.clone());
+    let current = format!(
+        "\"minute\";r={};t={}",
+        decision.remaining, decision.reset_secs
+    );
+    if let Ok(value) = HeaderValue::try_from(current) {
+        headers.insert(RATELIMIT.clone(), value);
+    }
 }
 
 /// A browser marks what it sends: `Sec-Fetch-Site` and `Sec-Fetch-Dest` on every request of
@@ -542,6 +607,15 @@ fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiE
                 "This API key expired at {}; create a new one in Settings > Developer.",
                 expired_at.to_rfc3339()
             ),
+        ));
+    }
+    if row.disabled_at.is_some() {
+        state
+            .usage
+            .record(&row.key_id, Some(Outcome::Rejected), now);
+        return Err(unauthorized(
+            Reason::DisabledApiKey,
+            "This API key is disabled; its creator or a workspace admin can enable it in Settings > Developer.",
         ));
     }
     Ok(row)

@@ -1,7 +1,8 @@
 use super::sql::Sql;
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::domain::ids::{KeyId, UserId, WorkspaceId};
-use crate::domain::permissions::{limit_kept_on_roll, Role};
+use crate::domain::key_policy::{can_change_expiry, can_edit_key, AllowedIps, KeyField};
+use crate::domain::permissions::{can_set_rate_limit, limit_kept_on_roll, Role};
 use crate::domain::scopes::ScopeSet;
 use crate::domain::time::Timestamp;
 use serde::Serialize;
@@ -59,6 +60,19 @@ pub struct ApiKeyRecord {
     /// The key that replaced this one by a roll.
     #[schema(required = true, value_type = Option<String>)]
     pub replaced_by: Option<KeyId>,
+    /// What the key is for, in its creator's words.
+    #[schema(required = true)]
+    pub description: Option<String>,
+    /// `false`: paused; its requests get 401 `disabled_api_key` until it is enabled again.
+    pub enabled: bool,
+    /// The addresses and CIDR blocks the key may be used from, normalised; empty: any.
+    pub allowed_ips: Vec<String>,
+    /// The integrator's JSON object, returned with every verification.
+    #[schema(required = true, value_type = Option<Object>)]
+    pub meta: Option<serde_json::Value>,
+    /// The integrator's own id for whoever the key is for.
+    #[schema(required = true)]
+    pub external_id: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -83,6 +97,11 @@ struct ApiKeyRow {
     rate_limit_per_minute: Option<i64>,
     rolled_from: Option<KeyId>,
     replaced_by: Option<KeyId>,
+    description: Option<String>,
+    disabled_at: Option<Timestamp>,
+    allowed_ips: Option<String>,
+    meta: Option<String>,
+    external_id: Option<String>,
 }
 
 pub fn key_status(
@@ -127,6 +146,14 @@ impl From<ApiKeyRow> for ApiKeyRecord {
             rate_limit_per_minute: row.rate_limit_per_minute,
             rolled_from: row.rolled_from,
             replaced_by: row.replaced_by,
+            description: row.description,
+            enabled: row.disabled_at.is_none(),
+            allowed_ips: AllowedIps::from_column(row.allowed_ips.as_deref()).as_strings(),
+            meta: row
+                .meta
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
+            external_id: row.external_id,
         }
     }
 }
@@ -135,7 +162,8 @@ const KEY_COLUMNS: &str = "SELECT k.id, k.workspace_id, k.name, k.hint, k.scopes
      c.id AS creator_id, c.email AS creator_email, c.name AS creator_name, \
      k.last_used_at, k.request_count, k.expires_at, k.revoked_at, \
      r.id AS revoker_id, r.email AS revoker_email, r.name AS revoker_name, k.revoke_reason, \
-     k.rate_limit_per_minute, k.rolled_from, n.id AS replaced_by \
+     k.rate_limit_per_minute, k.rolled_from, n.id AS replaced_by, \
+     k.description, k.disabled_at, k.allowed_ips, k.meta, k.external_id \
      FROM api_keys k JOIN users c ON c.id = k.created_by LEFT JOIN users r ON r.id = k.revoked_by \
      LEFT JOIN api_keys n ON n.rolled_from = k.id";
 
@@ -156,6 +184,31 @@ pub struct KeyFilter<'a> {
     pub status: StatusFilter,
     /// Only keys not used since then, and never-used ones.
     pub unused_since: Option<Timestamp>,
+    pub external_id: Option<&'a str>,
+}
+
+/// The policy columns of a key (docs/api.md §14) in their stored form.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPolicyColumns {
+    pub description: Option<String>,
+    pub disabled_at: Option<Timestamp>,
+    pub allowed_ips: Option<String>,
+    pub meta: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl KeyPolicyColumns {
+    /// A roll's replacement keeps the policy of the key it replaces.
+    fn of(record: &ApiKeyRecord, now: Timestamp) -> KeyPolicyColumns {
+        let allowed = record.allowed_ips.join(" ");
+        KeyPolicyColumns {
+            description: record.description.clone(),
+            disabled_at: (!record.enabled).then_some(now),
+            allowed_ips: (!allowed.is_empty()).then_some(allowed),
+            meta: record.meta.as_ref().map(serde_json::Value::to_string),
+            external_id: record.external_id.clone(),
+        }
+    }
 }
 
 pub struct NewApiKey<'a> {
@@ -167,6 +220,7 @@ pub struct NewApiKey<'a> {
     pub rate_limit_per_minute: Option<i64>,
     pub scopes: ScopeSet,
     pub expires_at: Option<Timestamp>,
+    pub policy: &'a KeyPolicyColumns,
 }
 
 pub enum RollOutcome {
@@ -222,8 +276,9 @@ async fn insert_key(
     let id = KeyId::generate();
     sqlx::query(
         "INSERT INTO api_keys (id, workspace_id, created_by, name, digest, hint, created_at, \
-         rate_limit_per_minute, scopes, expires_at, rolled_from) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         rate_limit_per_minute, scopes, expires_at, rolled_from, description, disabled_at, \
+         allowed_ips, meta, external_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&id)
     .bind(new.workspace_id)
@@ -236,9 +291,136 @@ async fn insert_key(
     .bind(new.scopes.to_column())
     .bind(new.expires_at)
     .bind(rolled_from)
+    .bind(&new.policy.description)
+    .bind(new.policy.disabled_at)
+    .bind(&new.policy.allowed_ips)
+    .bind(&new.policy.meta)
+    .bind(&new.policy.external_id)
     .execute(&mut **tx)
     .await?;
     Ok(id)
+}
+
+/// A PATCH of a key: `None` leaves a field as it is; `Some(None)` clears a field that may be
+/// empty. Values arrive validated (lengths, shapes); who may set them is decided against the
+/// key as it is in the transaction (`changed_fields`).
+#[derive(Debug, Clone, Default)]
+pub struct KeyChanges {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    pub expires_at: Option<Option<Timestamp>>,
+    /// Empty: any address.
+    pub allowed_ips: Option<AllowedIps>,
+    pub meta: Option<Option<String>>,
+    pub external_id: Option<Option<String>>,
+    pub rate_limit_per_minute: Option<Option<i64>>,
+    pub scopes: Option<ScopeSet>,
+}
+
+/// Who edits a key, with their role now and the server's default limit (the rate-limit rule).
+pub struct Editor<'a> {
+    pub user_id: &'a UserId,
+    pub role: Role,
+    pub server_default_limit: u32,
+}
+
+/// A field the editor may not set to the value sent, and why, in words for the 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub field: KeyField,
+    pub message: &'static str,
+}
+
+pub enum UpdateOutcome {
+    Updated {
+        record: Box<ApiKeyRecord>,
+        /// In the order of `KeyField`; empty when every value sent was the current one.
+        changed: Vec<KeyField>,
+    },
+    /// No such key, or one the editor may not edit (reported alike).
+    NotFound,
+    /// Revoked: nothing about it can change.
+    Inactive,
+    Refused(Refusal),
+}
+
+/// The fields `changes` would change, or the first one the editor may not set that way.
+fn changed_fields(
+    current: &ApiKeyRecord,
+    changes: &KeyChanges,
+    editor: &Editor<'_>,
+) -> Result<Vec<KeyField>, Refusal> {
+    let mut changed = Vec::new();
+    if changes
+        .name
+        .as_ref()
+        .is_some_and(|name| *name != current.name)
+    {
+        changed.push(KeyField::Name);
+    }
+    if changes
+        .description
+        .as_ref()
+        .is_some_and(|d| *d != current.description)
+    {
+        changed.push(KeyField::Description);
+    }
+    if changes.enabled.is_some_and(|e| e != current.enabled) {
+        changed.push(KeyField::Enabled);
+    }
+    if let Some(expires_at) = changes.expires_at.filter(|at| *at != current.expires_at) {
+        if !can_change_expiry(editor.role, current.expires_at, expires_at) {
+            return Err(Refusal {
+                field: KeyField::ExpiresAt,
+                message: "Only owners and admins can move a key's expiresAt later or remove it; set an earlier time.",
+            });
+        }
+        changed.push(KeyField::ExpiresAt);
+    }
+    if let Some(allowed) = &changes.allowed_ips {
+        if allowed.as_strings() != current.allowed_ips {
+            changed.push(KeyField::AllowedIps);
+        }
+    }
+    if let Some(meta) = &changes.meta {
+        let current_meta = current.meta.as_ref().map(serde_json::Value::to_string);
+        if *meta != current_meta {
+            changed.push(KeyField::Meta);
+        }
+    }
+    if changes
+        .external_id
+        .as_ref()
+        .is_some_and(|id| *id != current.external_id)
+    {
+        changed.push(KeyField::ExternalId);
+    }
+    if let Some(limit) = changes
+        .rate_limit_per_minute
+        .filter(|limit| *limit != current.rate_limit_per_minute)
+    {
+        // `None` is the server's default, which anyone may go back to.
+        if let Some(limit) = limit {
+            can_set_rate_limit(editor.role, limit, editor.server_default_limit).map_err(|_| {
+                Refusal {
+                    field: KeyField::RateLimitPerMinute,
+                    message: "Only owners and admins can raise or remove a key's rate limit; set a limit no higher than the server's default.",
+                }
+            })?;
+        }
+        changed.push(KeyField::RateLimitPerMinute);
+    }
+    if let Some(scopes) = changes.scopes.as_ref().filter(|s| **s != current.scopes) {
+        if !scopes.is_within(&current.scopes) {
+            return Err(Refusal {
+                field: KeyField::Scopes,
+                message: "A key's scopes can only be narrowed; create a new key for more.",
+            });
+        }
+        changed.push(KeyField::Scopes);
+    }
+    Ok(changed)
 }
 
 /// Who rolls a key, with their role now and the server's default limit: together they decide
@@ -303,6 +485,9 @@ impl Store {
                 sql.push(" AND k.revoked_at IS NOT NULL");
             }
             StatusFilter::All => {}
+        }
+        if let Some(external_id) = filter.external_id {
+            sql.push(" AND k.external_id = ").bind(external_id);
         }
         if let Some(since) = filter.unused_since {
             sql.push(" AND (k.last_used_at IS NULL OR k.last_used_at < ")
@@ -403,8 +588,10 @@ impl Store {
         if old.status != KeyStatus::Active {
             return Ok(RollOutcome::NotRollable(old.status));
         }
+        let policy = KeyPolicyColumns::of(&old, Timestamp::now());
         let new = NewApiKey {
             name: &old.name,
+            policy: &policy,
             scopes: old.scopes,
             rate_limit_per_minute: limit_kept_on_roll(
                 roller.role,
@@ -470,6 +657,115 @@ impl Store {
             }),
             _ => Err(sqlx::Error::RowNotFound),
         }
+    }
+
+    /// Applies a PATCH to a key as it is once earlier changes to it have committed: every
+    /// field or none. The caller's transaction must be serial (`begin_serial`); the audit
+    /// event names the fields that changed.
+    pub(crate) async fn update_api_key_in(
+        &self,
+        tx: &mut Tx<'_>,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
+        changes: &KeyChanges,
+        editor: &Editor<'_>,
+        client: &ClientInfo,
+    ) -> Result<UpdateOutcome, sqlx::Error> {
+        self.lock_key_row(tx, workspace_id, key_id).await?;
+        let Some(current) = fetch_key(&mut **tx, workspace_id, key_id).await? else {
+            return Ok(UpdateOutcome::NotFound);
+        };
+        if !can_edit_key(editor.role, editor.user_id, &current.created_by.id) {
+            return Ok(UpdateOutcome::NotFound);
+        }
+        if current.status == KeyStatus::Revoked {
+            return Ok(UpdateOutcome::Inactive);
+        }
+        let changed = match changed_fields(&current, changes, editor) {
+            Ok(changed) => changed,
+            Err(refusal) => return Ok(UpdateOutcome::Refused(refusal)),
+        };
+        if changed.is_empty() {
+            return Ok(UpdateOutcome::Updated {
+                record: Box::new(current),
+                changed,
+            });
+        }
+        let now = Timestamp::now();
+        let mut sql = Sql::new("UPDATE api_keys SET id = id");
+        for field in &changed {
+            match field {
+                KeyField::Name => {
+                    sql.push(", name = ").bind(changes.name.clone());
+                }
+                KeyField::Description => {
+                    sql.push(", description = ")
+                        .bind(changes.description.clone().flatten());
+                }
+                KeyField::Enabled => {
+                    let disabled = changes.enabled == Some(false);
+                    sql.push(", disabled_at = ").bind(disabled.then_some(now));
+                }
+                KeyField::ExpiresAt => {
+                    sql.push(", expires_at = ")
+                        .bind(changes.expires_at.flatten());
+                }
+                KeyField::AllowedIps => {
+                    let column = changes.allowed_ips.as_ref().and_then(AllowedIps::to_column);
+                    sql.push(", allowed_ips = ").bind(column);
+                }
+                KeyField::Meta => {
+                    sql.push(", meta = ").bind(changes.meta.clone().flatten());
+                }
+                KeyField::ExternalId => {
+                    sql.push(", external_id = ")
+                        .bind(changes.external_id.clone().flatten());
+                }
+                KeyField::RateLimitPerMinute => {
+                    sql.push(", rate_limit_per_minute = ")
+                        .bind(changes.rate_limit_per_minute.flatten());
+                }
+                KeyField::Scopes => {
+                    let column = changes.scopes.as_ref().and_then(ScopeSet::to_column);
+                    sql.push(", scopes = ").bind(column);
+                }
+                KeyField::Credits => {}
+            }
+        }
+        sql.push(" WHERE workspace_id = ")
+            .bind(workspace_id)
+            .push(" AND id = ")
+            .bind(key_id);
+        let (sql, args) = sql.finish()?;
+        sqlx::query_with(&sql, args).execute(&mut **tx).await?;
+        let names: Vec<&str> = changed.iter().map(|field| field.as_str()).collect();
+        let mut details = json!({ "fields": names });
+        if let Some(enabled) = changes
+            .enabled
+            .filter(|_| changed.contains(&KeyField::Enabled))
+        {
+            details["enabled"] = json!(enabled);
+        }
+        record_audit(
+            tx,
+            AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor: Actor::User(editor.user_id),
+                action: "api_key.updated",
+                target_type: "api_key",
+                target_id: key_id,
+                details: Some(details),
+            },
+            client,
+        )
+        .await?;
+        let record = fetch_key(&mut **tx, workspace_id, key_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        Ok(UpdateOutcome::Updated {
+            record: Box::new(record),
+            changed,
+        })
     }
 
     /// On PostgreSQL, holds the key's row until the transaction ends; on SQLite the

@@ -286,6 +286,10 @@ mod tests {
             expires_at: None,
             scopes: None,
             rate_limit_per_minute: None,
+            disabled_at: None,
+            allowed_ips: None,
+            meta: None,
+            external_id: None,
             memo: Default::default(),
         })
     }

@@ -5,6 +5,8 @@ use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::verify::memo::KeyMemo;
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 /// What the API-key middleware needs to authorize a request, resolved in one query.
 #[derive(Debug, Clone)]
@@ -25,6 +27,13 @@ pub struct KeyPrincipalRow {
     pub scopes: Option<String>,
     /// The key's own limit; `None` means the deployment's default.
     pub rate_limit_per_minute: Option<i64>,
+    /// Paused (docs/api.md §14): refused with 401 `disabled_api_key`.
+    pub disabled_at: Option<Timestamp>,
+    /// The stored allowlist (`AllowedIps::from_column`); `None`: any address.
+    pub allowed_ips: Option<String>,
+    /// The integrator's JSON object, as stored.
+    pub meta: Option<String>,
+    pub external_id: Option<String>,
     /// Derived from the row on first use, while it is cached.
     pub memo: KeyMemo,
 }
@@ -39,66 +48,39 @@ impl Verifier {
         if let Some(batcher) = self.lookup_batcher() {
             return batcher.lookup(digest).await;
         }
-        let row = sqlx::query_as::<sqlx::Any, KeyPrincipalTuple>(KEY_PRINCIPAL)
+        let row = sqlx::query::<sqlx::Any>(KEY_PRINCIPAL)
             .bind(digest.as_slice())
             .fetch_optional(self.pool())
             .await?;
-        Ok(row.map(KeyPrincipalRow::from_tuple))
+        row.as_ref().map(decode).transpose()
     }
 }
 
-/// `KEY_PRINCIPAL`'s columns, in order.
-type KeyPrincipalTuple = (
-    KeyId,
-    String,
-    WorkspaceId,
-    String,
-    UserId,
-    String,
-    String,
-    Option<Timestamp>,
-    Option<String>,
-    Option<Timestamp>,
-    Option<Timestamp>,
-    Option<String>,
-    Option<i64>,
-);
-
-impl KeyPrincipalRow {
-    fn from_tuple(
-        (
-            key_id,
-            key_name,
-            workspace_id,
-            workspace_name,
-            user_id,
-            user_email,
-            user_name,
-            user_disabled_at,
-            role,
-            revoked_at,
-            expires_at,
-            scopes,
-            rate_limit_per_minute,
-        ): KeyPrincipalTuple,
-    ) -> KeyPrincipalRow {
-        KeyPrincipalRow {
-            key_id,
-            key_name,
-            workspace_id,
-            workspace_name,
-            user_id,
-            user_email,
-            user_name,
-            user_disabled_at,
-            role: role.as_deref().and_then(Role::parse),
-            revoked_at,
-            expires_at,
-            scopes,
-            rate_limit_per_minute,
-            memo: KeyMemo::default(),
-        }
-    }
+/// By position, in `key_principal_select!`'s order.
+fn decode(row: &AnyRow) -> Result<KeyPrincipalRow, sqlx::Error> {
+    Ok(KeyPrincipalRow {
+        key_id: row.try_get(0)?,
+        key_name: row.try_get(1)?,
+        workspace_id: row.try_get(2)?,
+        workspace_name: row.try_get(3)?,
+        user_id: row.try_get(4)?,
+        user_email: row.try_get(5)?,
+        user_name: row.try_get(6)?,
+        user_disabled_at: row.try_get(7)?,
+        role: row
+            .try_get::<Option<String>, _>(8)?
+            .as_deref()
+            .and_then(Role::parse),
+        revoked_at: row.try_get(9)?,
+        expires_at: row.try_get(10)?,
+        scopes: row.try_get(11)?,
+        rate_limit_per_minute: row.try_get(12)?,
+        disabled_at: row.try_get(13)?,
+        allowed_ips: row.try_get(14)?,
+        meta: row.try_get(15)?,
+        external_id: row.try_get(16)?,
+        memo: KeyMemo::default(),
+    })
 }
 
 /// The columns and joins of a key lookup, without its WHERE clause: the single lookup
@@ -108,7 +90,7 @@ macro_rules! key_principal_select {
         "k.id AS key_id, k.name AS key_name, k.workspace_id, w.name AS workspace_name, \
          u.id AS user_id, u.email AS user_email, u.name AS user_name, \
          u.disabled_at AS user_disabled_at, m.role, k.revoked_at, k.expires_at, k.scopes, \
-         k.rate_limit_per_minute \
+         k.rate_limit_per_minute, k.disabled_at, k.allowed_ips, k.meta, k.external_id \
          FROM api_keys k \
          JOIN workspaces w ON w.id = k.workspace_id \
          JOIN users u ON u.id = k.created_by \

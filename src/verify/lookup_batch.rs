@@ -251,6 +251,10 @@ fn decode(row: &PgRow) -> Result<([u8; 32], KeyPrincipalRow), sqlx::Error> {
             expires_at: row.try_get(11)?,
             scopes: row.try_get(12)?,
             rate_limit_per_minute: row.try_get(13)?,
+            disabled_at: row.try_get(14)?,
+            allowed_ips: row.try_get(15)?,
+            meta: row.try_get(16)?,
+            external_id: row.try_get(17)?,
             memo: KeyMemo::default(),
         },
     ))

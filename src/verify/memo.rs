@@ -7,14 +7,18 @@
 //! A row is replaced, never changed, when anything it says changes (revocation, role, …: see
 //! `verify::cache`), so what is derived from it cannot go stale while it is cached.
 
+use crate::domain::key_policy::AllowedIps;
 use crate::domain::scopes::ScopeSet;
 use axum::body::Bytes;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Default)]
 pub struct KeyMemo {
     pub scopes: OnceLock<ScopeSet>,
+    pub allowed_ips: OnceLock<AllowedIps>,
+    /// The IETF `RateLimit-Policy` field of the key's limit.
+    pub rate_limit_policy: OnceLock<HeaderValue>,
     /// The JSON body of `GET /api/v1/me`.
     pub me: OnceLock<Bytes>,
     pub verify: OnceLock<VerifyAnswer>,

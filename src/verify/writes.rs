@@ -1,4 +1,4 @@
-//! The writes that can make a cached verification stale: revoking, rolling and creating keys,
+//! The writes that can make a cached verification stale: revoking, rolling, editing and creating keys,
 //! changing or removing members, disabling users. The store does the rows; each write here runs
 //! them in a `KeyTx` and names what changed, so the event and the cache drop go together.
 
@@ -7,8 +7,8 @@ use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::store::{
-    Actor, ApiKeyRecord, ClientInfo, MemberActor, MemberChange, NewApiKey, RollOutcome, Roller,
-    UserRow,
+    Actor, ApiKeyRecord, ClientInfo, Editor, KeyChanges, MemberActor, MemberChange, NewApiKey,
+    RollOutcome, Roller, UpdateOutcome, UserRow,
 };
 
 impl Verifier {
@@ -43,6 +43,30 @@ impl Verifier {
         }
         tx.commit().await?;
         Ok(revoked)
+    }
+
+    /// A PATCH of a key (see `Store::update_api_key_in`); what the cache holds of the key is
+    /// dropped here and, through the change feed, on every other instance.
+    pub async fn update_api_key(
+        &self,
+        workspace_id: &WorkspaceId,
+        key_id: &KeyId,
+        changes: &KeyChanges,
+        editor: &Editor<'_>,
+        client: &ClientInfo,
+    ) -> Result<UpdateOutcome, sqlx::Error> {
+        let mut tx = self.begin_serial().await?;
+        let outcome = self
+            .store
+            .update_api_key_in(&mut tx, workspace_id, key_id, changes, editor, client)
+            .await?;
+        if let UpdateOutcome::Updated { changed, .. } = &outcome {
+            if !changed.is_empty() {
+                tx.invalidate(Invalidation::Key(key_id.clone())).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(outcome)
     }
 
     /// Replaces a key with a new one (see `Store::roll_api_key_in`); the old key keeps

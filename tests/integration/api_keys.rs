@@ -188,7 +188,10 @@ async fn create_key_record_and_storage(app: TestApp) {
         me["user"],
         json!({ "id": owner.user_id, "email": owner.email, "name": "Owner", "role": "owner" })
     );
-    assert_eq!(me["apiKey"], json!({ "id": id, "name": "Website form" }));
+    assert_eq!(
+        me["apiKey"],
+        json!({ "id": id, "name": "Website form", "meta": null, "externalId": null })
+    );
 
     // Only the digest is stored: no column of the row (nor any audit entry) holds the key.
     let rows = table_dump(&app, "api_keys", "id = $1", &id).await;

@@ -20,6 +20,7 @@ mod forward_auth;
 mod forward_auth_nginx;
 mod invitations;
 mod invitations_trust;
+mod key_policies;
 mod leads;
 mod leak_reports;
 mod members;

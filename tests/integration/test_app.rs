@@ -293,6 +293,13 @@ impl TestApp {
         ids_of(&reply.body)
     }
 
+    /// `PATCH` of a key in the caller's workspace.
+    pub async fn edit_key(&self, caller: &Account, key_id: &str, body: Value) -> Reply {
+        let path = key_path(&caller.workspace_id, key_id);
+        self.call(Method::PATCH, &path, Some(&caller.token), Some(body))
+            .await
+    }
+
     pub async fn revoke(&self, caller: &Account, key_id: &str) -> Reply {
         let path = format!("{}/revoke", key_path(&caller.workspace_id, key_id));
         self.call(Method::POST, &path, Some(&caller.token), None)

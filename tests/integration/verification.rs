@@ -130,6 +130,7 @@ on_each_db!(
     revoke_on_one_instance_holds_on_the_other_within_a_second,
     demotion_on_one_instance_holds_on_the_other_within_a_second,
     removal_on_one_instance_holds_on_the_other_within_a_second,
+    edits_on_one_instance_hold_on_the_other_within_a_second,
     cli_revoke_reaches_a_running_server_within_a_second,
     malformed_keys_cost_no_query_and_a_repeated_fake_costs_one,
     usage_is_written_within_a_flush_interval,
@@ -210,6 +211,90 @@ async fn revoke_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
         1
     );
     store.close().await;
+}
+
+/// A pause, an allowlist and new metadata set through one instance reach the other's cache
+/// as a revocation does; enabling again does too.
+async fn edits_on_one_instance_hold_on_the_other_within_a_second(db: Db) {
+    let Some(pair) = Pair::start(db).await else {
+        return;
+    };
+    let (key_id, key) = pair
+        .a
+        .create_key(&pair.owner_token, pair.ws(), "Sync")
+        .await;
+    pair.a.warm(&key).await;
+    pair.b.warm(&key).await;
+    let path = format!("/app/v1/workspaces/{}/api-keys/{key_id}", pair.ws());
+    let edit = |body: Value| {
+        pair.a
+            .send(Method::PATCH, &path, Some(&pair.owner_token), Some(body))
+    };
+
+    let (status, body) = edit(json!({ "enabled": false })).await;
+    let since = Instant::now();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["enabled"], false);
+    let (status, body) = pair.a.send_with_key(Method::GET, ME, &key, None).await;
+    assert_unauthorized(status, &body, "disabled_api_key");
+    let (elapsed, stale) = pair
+        .b
+        .until_refused(
+            since,
+            PROPAGATION_DEADLINE,
+            Method::GET,
+            ME,
+            &key,
+            None,
+            StatusCode::OK,
+            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "disabled_api_key"),
+        )
+        .await;
+    eprintln!(
+        "PROPAGATION [{db:?}] disable on A -> 401 on B after {elapsed:?} ({stale} stale answers)"
+    );
+
+    // Enabled again, with an allowlist that excludes the test's own address.
+    let (status, body) = edit(json!({ "enabled": true, "allowedIps": ["192.0.2.0/24"] })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let since = Instant::now();
+    loop {
+        let (status, body) = pair.b.send_with_key(Method::GET, ME, &key, None).await;
+        if status == StatusCode::FORBIDDEN {
+            assert_error(
+                status,
+                &body,
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                Some("ip_not_allowed"),
+            );
+            break;
+        }
+        assert_unauthorized(status, &body, "disabled_api_key");
+        assert!(
+            since.elapsed() < PROPAGATION_DEADLINE,
+            "B still refuses the key as disabled"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    // Metadata is part of what B answers once it has heard of the change.
+    let (status, body) = edit(json!({ "allowedIps": [], "meta": { "plan": "pro" } })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let since = Instant::now();
+    loop {
+        let (status, body) = pair.b.send_with_key(Method::GET, ME, &key, None).await;
+        if status == StatusCode::OK {
+            assert_eq!(body["apiKey"]["meta"], json!({ "plan": "pro" }), "{body}");
+            break;
+        }
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(
+            since.elapsed() < PROPAGATION_DEADLINE,
+            "B still applies the old allowlist"
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 async fn demotion_on_one_instance_holds_on_the_other_within_a_second(db: Db) {

@@ -1,8 +1,9 @@
-//! Settings > Developer: create, list, read, roll and revoke a workspace's keys.
+//! Settings > Developer: create, list, read, edit, roll and revoke a workspace's keys.
 
 use super::workspaces::caller_role;
 use crate::domain::api_key::ApiKey;
 use crate::domain::ids::{KeyId, WorkspaceId};
+use crate::domain::key_policy::{external_id, meta_column, AllowedIps, MAX_DESCRIPTION_CHARS};
 use crate::domain::permissions::{
     can_revoke_key, can_roll_key, can_set_rate_limit, sees_all_keys, Role,
 };
@@ -15,14 +16,14 @@ use crate::http::openapi::{ErrorBody, KeyPath, ServerErrors, Text100, WorkspaceP
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::{
-    Actor, ApiKeyRecord, ClientInfo, KeyFilter, KeyStatus, NewApiKey, RollOutcome, Roller,
-    StatusFilter,
+    Actor, ApiKeyRecord, ClientInfo, Editor, KeyChanges, KeyFilter, KeyPolicyColumns, KeyStatus,
+    NewApiKey, RollOutcome, Roller, StatusFilter, UpdateOutcome,
 };
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub const MAX_KEY_NAME_CHARS: usize = 100;
 pub const MAX_RATE_LIMIT_PER_MINUTE: i64 = 1_000_000;
@@ -32,23 +33,166 @@ const MAX_EXPIRY_DAYS: i64 = 3650;
 /// A rolled key's old secret may stay valid for at most a week.
 const MAX_ROLL_GRACE_SECS: i64 = 7 * 86_400;
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CreateKey {
-    #[schema(value_type = Text100, required = true, examples("Website form"))]
-    name: Option<String>,
-    /// Overrides HEFFL_RATE_LIMIT_PER_MINUTE for this key; 0 means no limit.
-    #[schema(minimum = 0, maximum = 1_000_000)]
-    rate_limit_per_minute: Option<i64>,
-    /// Default: every scope. At least one.
-    #[schema(value_type = Option<ScopeSet>)]
-    scopes: Option<Vec<String>>,
-    /// A future RFC 3339 time within 3650 days. Send at most one of `expiresAt` and
-    /// `expiresInDays`; neither means the key never expires.
-    #[schema(format = DateTime)]
-    expires_at: Option<String>,
-    #[schema(minimum = 1, maximum = 3650)]
-    expires_in_days: Option<i64>,
+/// A request body with the fields of docs/api.md §14 that create and edit share, written once.
+/// (serde's `flatten` would lose the name of an unknown field in the 400.)
+macro_rules! with_policy_fields {
+    ($(#[$attr:meta])* pub struct $name:ident { $($fields:tt)* }) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($fields)*
+            /// What the key is for; up to 500 characters. `null` removes it.
+            #[serde(default, deserialize_with = "nullable")]
+            #[schema(value_type = Option<String>, max_length = 500)]
+            description: Option<Option<String>>,
+            /// `false` pauses the key: its requests get 401 `disabled_api_key`.
+            enabled: Option<bool>,
+            /// Up to 100 IPv4/IPv6 addresses or CIDR blocks the key may be used from; `[]` or
+            /// `null`: any address.
+            #[serde(default, deserialize_with = "nullable")]
+            #[schema(value_type = Option<Vec<String>>, max_items = 100, examples(json!(["203.0.113.0/24", "2001:db8::/48"])))]
+            allowed_ips: Option<Option<Vec<String>>>,
+            /// A JSON object of up to 1 KB, returned with every verification. `null` removes it.
+            #[serde(default, deserialize_with = "nullable")]
+            #[schema(value_type = Option<Object>)]
+            meta: Option<Option<serde_json::Value>>,
+            /// Your own id for whoever the key is for (visible ASCII, up to 255). `null` removes it.
+            #[serde(default, deserialize_with = "nullable")]
+            #[schema(value_type = Option<String>, max_length = 255, examples("cus_4QX2"))]
+            external_id: Option<Option<String>>,
+        }
+
+        impl $name {
+            fn policy_fields(&self) -> PolicyFields<'_> {
+                PolicyFields {
+                    description: self.description.as_ref(),
+                    enabled: self.enabled,
+                    allowed_ips: self.allowed_ips.as_ref(),
+                    meta: self.meta.as_ref(),
+                    external_id: self.external_id.as_ref(),
+                }
+            }
+        }
+    };
+}
+
+with_policy_fields! {
+    #[derive(Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct CreateKey {
+        #[schema(value_type = Text100, required = true, examples("Website form"))]
+        name: Option<String>,
+        /// Overrides HEFFL_RATE_LIMIT_PER_MINUTE for this key; 0 means no limit.
+        #[schema(minimum = 0, maximum = 1_000_000)]
+        rate_limit_per_minute: Option<i64>,
+        /// Default: every scope. At least one.
+        #[schema(value_type = Option<ScopeSet>)]
+        scopes: Option<Vec<String>>,
+        /// A future RFC 3339 time within 3650 days. Send at most one of `expiresAt` and
+        /// `expiresInDays`; neither means the key never expires.
+        #[schema(format = DateTime)]
+        expires_at: Option<String>,
+        #[schema(minimum = 1, maximum = 3650)]
+        expires_in_days: Option<i64>,
+    }
+}
+
+with_policy_fields! {
+    /// A PATCH: only the fields sent change, all or none of them.
+    #[derive(Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct UpdateKey {
+        #[serde(default, deserialize_with = "nullable")]
+        #[schema(value_type = Option<Text100>)]
+        name: Option<Option<String>>,
+        /// Overrides HEFFL_RATE_LIMIT_PER_MINUTE for this key; 0: no limit; `null`: the
+        /// server's default again.
+        #[serde(default, deserialize_with = "nullable")]
+        #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000)]
+        rate_limit_per_minute: Option<Option<i64>>,
+        /// Narrowing only: a subset of the key's scopes.
+        #[schema(value_type = Option<ScopeSet>)]
+        scopes: Option<Vec<String>>,
+        /// A future RFC 3339 time within 3650 days, or `null` for none. Members may set one or
+        /// move it earlier; owners and admins also later, or remove it.
+        #[serde(default, deserialize_with = "nullable")]
+        #[schema(value_type = Option<String>, format = DateTime)]
+        expires_at: Option<Option<String>>,
+    }
+}
+
+/// The policy fields of a body, borrowed, to be checked the same way for create and edit.
+struct PolicyFields<'a> {
+    description: Option<&'a Option<String>>,
+    enabled: Option<bool>,
+    allowed_ips: Option<&'a Option<Vec<String>>>,
+    meta: Option<&'a Option<serde_json::Value>>,
+    external_id: Option<&'a Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, with `default`).
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The policy fields checked, in their stored forms; `None` where a field was left out.
+#[derive(Default)]
+struct Policy {
+    description: Option<Option<String>>,
+    enabled: Option<bool>,
+    allowed_ips: Option<AllowedIps>,
+    meta: Option<Option<String>>,
+    external_id: Option<Option<String>>,
+}
+
+impl PolicyFields<'_> {
+    fn check(&self, issues: &mut Issues) -> Policy {
+        let description = self.description.as_ref().map(|text| {
+            issues.optional_text("description", text.as_deref(), MAX_DESCRIPTION_CHARS)
+        });
+        let allowed_ips = self.allowed_ips.as_ref().map(|list| {
+            AllowedIps::parse(list.as_deref().unwrap_or_default()).unwrap_or_else(|message| {
+                issues.add("allowedIps", message);
+                AllowedIps::default()
+            })
+        });
+        let meta = self.meta.as_ref().map(|meta| {
+            meta.as_ref().and_then(|value| {
+                meta_column(value)
+                    .map_err(|message| issues.add("meta", message))
+                    .ok()
+            })
+        });
+        let external_id = self.external_id.as_ref().map(|id| {
+            id.as_deref().and_then(|id| {
+                external_id(id)
+                    .map_err(|message| issues.add("externalId", message))
+                    .ok()
+            })
+        });
+        Policy {
+            description,
+            enabled: self.enabled,
+            allowed_ips,
+            meta,
+            external_id,
+        }
+    }
+}
+
+impl Policy {
+    fn columns(self) -> KeyPolicyColumns {
+        KeyPolicyColumns {
+            description: self.description.flatten(),
+            disabled_at: (self.enabled == Some(false)).then(Timestamp::now),
+            allowed_ips: self.allowed_ips.as_ref().and_then(AllowedIps::to_column),
+            meta: self.meta.flatten(),
+            external_id: self.external_id.flatten(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -88,6 +232,27 @@ fn shown_once(record: ApiKeyRecord, key: &ApiKey) -> impl IntoResponse {
     )
 }
 
+/// A future time within the longest expiry, or the issue with it.
+fn expiry_time(issues: &mut Issues, text: &str, now: Timestamp) -> Option<Timestamp> {
+    match Timestamp::parse_rfc3339(text) {
+        Some(at) if at > now && at.0 <= now.0 + MAX_EXPIRY_DAYS * DAY_MS => Some(at),
+        Some(_) => {
+            issues.add(
+                "expiresAt",
+                format!("must be in the future and within {MAX_EXPIRY_DAYS} days"),
+            );
+            None
+        }
+        None => {
+            issues.add(
+                "expiresAt",
+                "must be an RFC 3339 time such as 2030-01-15T10:30:00.000Z",
+            );
+            None
+        }
+    }
+}
+
 fn parse_expiry(issues: &mut Issues, body: &CreateKey, now: Timestamp) -> Option<Timestamp> {
     match (&body.expires_at, body.expires_in_days) {
         (None, None) => None,
@@ -105,23 +270,7 @@ fn parse_expiry(issues: &mut Issues, body: &CreateKey, now: Timestamp) -> Option
             );
             None
         }
-        (Some(text), None) => match Timestamp::parse_rfc3339(text) {
-            Some(at) if at > now && at.0 <= now.0 + MAX_EXPIRY_DAYS * DAY_MS => Some(at),
-            Some(_) => {
-                issues.add(
-                    "expiresAt",
-                    format!("must be in the future and within {MAX_EXPIRY_DAYS} days"),
-                );
-                None
-            }
-            None => {
-                issues.add(
-                    "expiresAt",
-                    "must be an RFC 3339 time such as 2030-01-15T10:30:00.000Z",
-                );
-                None
-            }
-        },
+        (Some(text), None) => expiry_time(issues, text, now),
     }
 }
 
@@ -178,6 +327,7 @@ pub async fn create(
         }
     };
     let expires_at = parse_expiry(&mut issues, &body, Timestamp::now());
+    let policy = body.policy_fields().check(&mut issues).columns();
     issues.finish(())?;
     let default_limit = state.config.rate_limit_per_minute;
     if let Some(limit) = body.rate_limit_per_minute.filter(|_| limit_in_range) {
@@ -206,6 +356,7 @@ pub async fn create(
                 rate_limit_per_minute: body.rate_limit_per_minute,
                 scopes,
                 expires_at,
+                policy: &policy,
             },
             &client,
         )
@@ -225,6 +376,7 @@ pub async fn create(
         WorkspacePath,
         ("status" = inline(Option<StatusFilter>), Query, description = "Default `active`"),
         ("unusedForDays" = Option<i64>, Query, minimum = 0, maximum = 3650, description = "Only keys not used for this many days"),
+        ("externalId" = Option<String>, Query, description = "Only keys with this externalId"),
     ),
     responses(
         (status = 200, description = "The keys", body = KeyList),
@@ -265,11 +417,17 @@ pub async fn list(
             None
         }
     };
+    let external_id = query.get("externalId").and_then(|id| {
+        external_id(id)
+            .map_err(|message| issues.add("externalId", message))
+            .ok()
+    });
     issues.finish(())?;
     let filter = KeyFilter {
         creator: (!sees_all_keys(role)).then_some(&session.user.id),
         status,
         unused_since,
+        external_id: external_id.as_deref(),
     };
     let items = state.store.list_api_keys(&workspace_id, &filter).await?;
     Ok(ApiJson(KeyList { items }))
@@ -334,6 +492,103 @@ pub async fn get(
 ) -> Result<ApiJson<ApiKeyRecord>, ApiError> {
     let (_, record) = visible_key(&state, &session, &workspace_id, &key_id).await?;
     Ok(ApiJson(record))
+}
+
+/// Changes what is sent, all of it or nothing: the key's creator edits their key, owners and
+/// admins every key of the workspace; who may set which value is in docs/api.md §14. A
+/// change applies on every instance within a second, like a revocation.
+#[utoipa::path(
+    patch,
+    path = "/workspaces/{workspaceId}/api-keys/{keyId}",
+    tag = "dashboard",
+    operation_id = "updateApiKey",
+    summary = "Edit an API key",
+    security(("bearer" = [])),
+    params(WorkspacePath, KeyPath),
+    request_body = UpdateKey,
+    responses(
+        (status = 200, description = "The key as it is now", body = ApiKeyRecord),
+        (status = 400, description = "Invalid JSON, fields or path parameter; nothing changed", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`, or `insufficient_permission` naming the field the caller may not set that way", body = ErrorBody),
+        (status = 404, description = "No such key the caller may edit", body = ErrorBody),
+        (status = 409, description = "`key_inactive`: the key is revoked", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Path((workspace_id, key_id)): Path<(WorkspaceId, KeyId)>,
+    ApiJson(body): ApiJson<UpdateKey>,
+) -> Result<ApiJson<ApiKeyRecord>, ApiError> {
+    let mut issues = Issues::default();
+    // A key always has a name: `null` is refused like a blank one.
+    let name = body
+        .name
+        .as_ref()
+        .map(|name| issues.required_text("name", name.as_deref(), MAX_KEY_NAME_CHARS));
+    if let Some(Some(limit)) = body.rate_limit_per_minute {
+        if !(0..=MAX_RATE_LIMIT_PER_MINUTE).contains(&limit) {
+            issues.add(
+                "rateLimitPerMinute",
+                format!("must be a whole number from 0 (no limit) to {MAX_RATE_LIMIT_PER_MINUTE}, or null for the server's default"),
+            );
+        }
+    }
+    let scopes = body.scopes.as_deref().and_then(|names| {
+        ScopeSet::parse_list(names, &state.config.extra_scopes)
+            .map_err(|message| issues.add("scopes", message))
+            .ok()
+    });
+    let now = Timestamp::now();
+    let expires_at = body.expires_at.as_ref().map(|at| {
+        at.as_deref()
+            .and_then(|text| expiry_time(&mut issues, text, now))
+    });
+    let policy = body.policy_fields().check(&mut issues);
+    issues.finish(())?;
+    let changes = KeyChanges {
+        name,
+        description: policy.description,
+        enabled: policy.enabled,
+        expires_at,
+        allowed_ips: policy.allowed_ips,
+        meta: policy.meta,
+        external_id: policy.external_id,
+        rate_limit_per_minute: body.rate_limit_per_minute,
+        scopes,
+    };
+    let (role, _) = visible_key(&state, &session, &workspace_id, &key_id).await?;
+    let outcome = state
+        .store
+        .update_api_key(
+            &workspace_id,
+            &key_id,
+            &changes,
+            &Editor {
+                user_id: &session.user.id,
+                role,
+                server_default_limit: state.config.rate_limit_per_minute,
+            },
+            &client,
+        )
+        .await?;
+    match outcome {
+        UpdateOutcome::Updated { record, .. } => Ok(ApiJson(*record)),
+        UpdateOutcome::NotFound => Err(key_not_found()),
+        UpdateOutcome::Inactive => Err(ApiError::conflict(
+            Reason::KeyInactive,
+            "This key is revoked; nothing about it can change. Create a new one instead.",
+        )),
+        UpdateOutcome::Refused(refusal) => Err(ApiError::forbidden(
+            Reason::InsufficientPermission,
+            format!("{}: {}", refusal.field.as_str(), refusal.message),
+        )),
+    }
 }
 
 /// For good, and idempotent. Owners and admins any key, the others their own.
@@ -443,6 +698,8 @@ pub async fn roll(
         expires_at: old
             .expires_at
             .map(|at| Timestamp(now.0 + (at.0 - old.created_at.0).max(0))),
+        // The store copies the policy from the key as it is when the roll takes effect.
+        policy: &KeyPolicyColumns::default(),
     };
     let old_expires_at = Timestamp(now.0 + grace * 1000);
     let outcome = state

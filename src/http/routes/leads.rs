@@ -197,8 +197,8 @@ async fn find_lead(
     responses(
         (status = 200, description = "One page of leads", body = LeadPage),
         (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
-        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
         ServerErrors,
     )
@@ -241,8 +241,8 @@ pub async fn list(
     responses(
         (status = 201, description = "The new lead", body = Lead),
         (status = 400, description = "Invalid JSON or fields", body = ErrorBody),
-        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
-        (status = 403, description = "`insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`insufficient_permission`, `insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
@@ -275,8 +275,8 @@ pub async fn create(
     responses(
         (status = 200, description = "The lead", body = Lead),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
-        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
-        (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 404, description = "No lead with this id", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
         ServerErrors,
@@ -306,8 +306,8 @@ pub async fn get(
     responses(
         (status = 200, description = "The updated lead", body = Lead),
         (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
-        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
-        (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 404, description = "No lead with this id", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
@@ -345,8 +345,8 @@ pub async fn update(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
-        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
-        (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 404, description = "No lead with this id", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
         ServerErrors,

@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -34,9 +35,16 @@ pub struct MeUser<'a> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct MeApiKey<'a> {
     id: &'a str,
     name: &'a str,
+    /// The JSON object set on the key, as set.
+    #[schema(value_type = Option<Object>, required = true)]
+    meta: Option<&'a RawValue>,
+    /// The integrator's own id for whoever the key is for.
+    #[schema(required = true)]
+    external_id: Option<&'a str>,
 }
 
 #[utoipa::path(
@@ -48,8 +56,8 @@ pub struct MeApiKey<'a> {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Who this key acts as", body = Me),
-        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
-        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
         ServerErrors,
     )
@@ -107,6 +115,12 @@ impl<'a> Me<'a> {
             api_key: MeApiKey {
                 id: &principal.key_id,
                 name: &principal.key_name,
+                // Stored only after it was checked to be a JSON object (`meta_column`).
+                meta: principal
+                    .meta
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str(text).ok()),
+                external_id: principal.external_id.as_deref(),
             },
         }
     }

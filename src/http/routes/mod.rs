@@ -41,7 +41,7 @@ pub fn dashboard() -> OpenApiRouter<AppState> {
         .routes(routes!(invitations::accept))
         .routes(routes!(members::change_role, members::remove))
         .routes(routes!(api_keys::list, api_keys::create))
-        .routes(routes!(api_keys::get))
+        .routes(routes!(api_keys::get, api_keys::update))
         .routes(routes!(api_keys::revoke))
         .routes(routes!(api_keys::roll))
         .routes(routes!(audit::list))

@@ -34,6 +34,7 @@ static USER_ID: HeaderName = HeaderName::from_static("x-heffl-user-id");
 static USER_ROLE: HeaderName = HeaderName::from_static("x-heffl-user-role");
 static KEY_ID: HeaderName = HeaderName::from_static("x-heffl-key-id");
 static SCOPES: HeaderName = HeaderName::from_static("x-heffl-scopes");
+static EXTERNAL_ID: HeaderName = HeaderName::from_static("x-heffl-external-id");
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Verified<'a> {
@@ -238,15 +239,16 @@ fn effective_scopes<'a>(state: &'a AppState, scopes: &'a ScopeSet) -> Vec<&'a st
     }
 }
 
+/// `X-Heffl-External-Id` only when the key has one (visible ASCII, checked when it was set).
 fn identity_headers(
     principal: &Principal,
     scopes: &[&str],
-) -> Result<[(HeaderName, HeaderValue); 5], ApiError> {
+) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
     let value = |text: &str| {
         HeaderValue::from_str(text)
             .map_err(|_| ApiError::internal("an identity header value is not a valid header"))
     };
-    Ok([
+    let mut headers = vec![
         (WORKSPACE_ID.clone(), value(&principal.workspace_id)?),
         (USER_ID.clone(), value(&principal.user_id)?),
         (
@@ -255,7 +257,11 @@ fn identity_headers(
         ),
         (KEY_ID.clone(), value(&principal.key_id)?),
         (SCOPES.clone(), value(&scopes.join(" "))?),
-    ])
+    ];
+    if let Some(external_id) = principal.external_id.as_deref() {
+        headers.push((EXTERNAL_ID.clone(), value(external_id)?));
+    }
+    Ok(headers)
 }
 
 #[utoipa::path(
@@ -280,13 +286,16 @@ fn identity_headers(
                 ("X-Heffl-User-Role" = String, description = "That user's current role"),
                 ("X-Heffl-Key-Id" = String, description = "The key's id"),
                 ("X-Heffl-Scopes" = String, description = "The key's scopes, space-separated"),
+                ("X-Heffl-External-Id" = String, description = "The key's externalId, when it has one"),
                 ("RateLimit-Limit" = u32, description = "Requests per minute for this key"),
                 ("RateLimit-Remaining" = u32, description = "Left in this window"),
                 ("RateLimit-Reset" = u64, description = "Seconds until the window resets"),
+                ("RateLimit-Policy" = String, description = "IETF draft field, e.g. `\"minute\";q=60;w=60`"),
+                ("RateLimit" = String, description = "IETF draft field, e.g. `\"minute\";r=59;t=42`"),
             )),
         (status = 400, description = "A `scope` that is neither built-in nor in HEFFL_EXTRA_SCOPES", body = ErrorBody),
-        (status = 401, description = "Missing, malformed, unknown, revoked or expired key; `details.reason` says which", body = ErrorBody),
-        (status = 403, description = "`insufficient_scope` or `browser_use_blocked`", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
         (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
         ServerErrors,
@@ -393,7 +402,7 @@ enum VerifyFailures {
     Unauthorized(ErrorBody),
     #[response(
         status = 403,
-        description = "`insufficient_scope` or `browser_use_blocked`"
+        description = "`insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`"
     )]
     Forbidden(ErrorBody),
     #[response(status = 413, description = "A declared body over 1 MiB")]
