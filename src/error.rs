@@ -64,6 +64,7 @@ reasons! {
     BadRequest => "bad_request",
     BearerNotSupported => "bearer_not_supported",
     BrowserUseBlocked => "browser_use_blocked",
+    CreditsExhausted => "credits_exhausted",
     DatabaseUnavailable => "database_unavailable",
     DisabledApiKey => "disabled_api_key",
     EmptyBody => "empty_body",

@@ -4,6 +4,7 @@
 //! served from the in-process cache (see `verify`), and each key's rate limit is applied.
 
 use super::auth_throttle::Gate;
+use super::credits::credit_lease;
 use super::header_number::header_number;
 use super::{client_ip, request_scope, throttle_key, AppState, X_API_KEY};
 use crate::domain::api_key::{self, KeyDigest, KeyRejection};
@@ -34,6 +35,7 @@ static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 // The IETF httpapi draft's structured fields, beside the three above.
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static CREDITS_REMAINING: HeaderName = HeaderName::from_static("x-heffl-credits-remaining");
 // Named statically: a `&str` name is parsed and validated on every lookup.
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
@@ -58,7 +60,8 @@ impl std::ops::Deref for Principal {
 
 impl Principal {
     /// A key may do what its scopes allow and its user's role allows; this is the first half.
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+    /// Handlers ask `admit` (credits.rs), which spends the request's credits after it.
+    pub(super) fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.scopes.contains(scope) {
             Ok(())
         } else {
@@ -314,6 +317,7 @@ fn rate_limited_response(
     }
     .into_response();
     set_rate_limit_headers(response.headers_mut(), row, decision);
+    set_credits_header(state, row, response.headers_mut());
     // For the request log: which key was refused.
     response.extensions_mut().insert(principal(row));
     response
@@ -326,6 +330,7 @@ fn refused_key(state: &AppState, row: &Arc<KeyPrincipalRow>, error: ApiError) ->
         .usage
         .record(&row.key_id, Some(Outcome::Rejected), request_time());
     let mut response = refused(error);
+    set_credits_header(state, row, response.headers_mut());
     response.extensions_mut().insert(principal(row));
     response
 }
@@ -403,7 +408,20 @@ fn served(
     if let Some(decision) = decision {
         set_rate_limit_headers(response.headers_mut(), row, decision);
     }
+    set_credits_header(state, row, response.headers_mut());
     response
+}
+
+/// What this instance knows of the key's remaining credits, on every answer to a key with
+/// credits.
+fn set_credits_header(state: &AppState, row: &KeyPrincipalRow, headers: &mut HeaderMap) {
+    if row.credits.is_some() {
+        let remaining = credit_lease(state, row).remaining_hint();
+        headers.insert(
+            CREDITS_REMAINING.clone(),
+            header_number(u64::try_from(remaining).unwrap_or(0)),
+        );
+    }
 }
 
 fn principal(row: &Arc<KeyPrincipalRow>) -> Principal {

@@ -1,5 +1,6 @@
-//! The server's housekeeping tasks: the cache change feed, usage flushes, and pruning. They run
-//! while the server runs; at shutdown they stop and the last usage is flushed.
+//! The server's housekeeping tasks: the cache change feed, usage flushes, credit reports, and
+//! pruning. They run while the server runs; at shutdown they stop, the last usage is flushed
+//! and unspent credits are given back.
 
 use super::AppState;
 use crate::domain::time::Timestamp;
@@ -11,6 +12,12 @@ use tokio::task::JoinHandle;
 const PRUNE_LIMITERS_EVERY: Duration = Duration::from_secs(60);
 /// Buckets are hourly; pruning more often would find nothing new.
 const PRUNE_USAGE_EVERY: Duration = Duration::from_secs(3600);
+/// What this instance holds of keys' credits is counted as remaining by the API: reported
+/// this often, so a read is at most a few seconds behind the requests served.
+const REPORT_CREDITS_EVERY: Duration = Duration::from_secs(1);
+/// Every lease row is rewritten now and then, unchanged or not, so that the rows of a live
+/// instance never look like those of one that crashed (store::credits, a minute).
+const TOUCH_LEASES_EVERY_TICKS: u32 = 20;
 
 pub struct Background {
     tasks: Vec<JoinHandle<()>>,
@@ -35,6 +42,23 @@ pub fn spawn(state: &AppState) -> Background {
             Timestamp::reanchor();
             if let Err(err) = flusher.usage.flush(&flusher.store).await {
                 tracing::warn!(error = %err, "usage flush failed; will retry");
+            }
+        }
+    }));
+
+    let credits = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(REPORT_CREDITS_EVERY);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u32 = 0;
+        loop {
+            interval.tick().await;
+            ticks = ticks.wrapping_add(1);
+            if ticks.is_multiple_of(TOUCH_LEASES_EVERY_TICKS) {
+                credits.credits.touch_all();
+            }
+            if let Err(err) = credits.credits.report(&credits.store).await {
+                tracing::warn!(error = %err, "credit lease report failed; will retry");
             }
         }
     }));
@@ -81,6 +105,13 @@ impl Background {
         match state.usage.flush(&state.store).await {
             Ok(keys) => tracing::info!(keys, "flushed key usage"),
             Err(err) => tracing::warn!(error = %err, "final usage flush failed"),
+        }
+        match state.credits.give_back_all(&state.store).await {
+            Ok(0) => {}
+            Ok(keys) => tracing::info!(keys, "gave unspent credits back"),
+            Err(err) => {
+                tracing::warn!(error = %err, "unspent credits could not be given back; they are lost")
+            }
         }
     }
 }

@@ -34,9 +34,10 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(challenge),
                 );
             }
+            // 0: nothing to wait for that would help (credits with no refill).
             ApiError::TooManyRequests {
                 retry_after_secs, ..
-            } => {
+            } if *retry_after_secs > 0 => {
                 headers.insert(header::RETRY_AFTER, header_number(*retry_after_secs));
             }
             _ => {}

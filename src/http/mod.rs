@@ -7,6 +7,7 @@ mod background;
 mod body_limit;
 mod client;
 mod connection;
+pub(crate) mod credits;
 mod dispatch;
 mod error_response;
 mod expiry_log;
@@ -33,6 +34,7 @@ pub use metrics_listener::{serve_metrics, spawn_metrics};
 
 use crate::config::Config;
 use crate::domain::net::TrustedProxies;
+use crate::limits::credits::CreditLedger;
 use crate::limits::{Limiter, SharedLimits};
 use crate::store::Store;
 use crate::usage::UsageRecorder;
@@ -55,6 +57,8 @@ pub struct StateInner {
     /// Whose X-Forwarded-For is believed (`HEFFL_TRUSTED_PROXIES`, `HEFFL_TRUST_FORWARDED_FOR`).
     pub proxies: TrustedProxies,
     pub usage: UsageRecorder,
+    /// This instance's leases of keys' credits.
+    pub credits: CreditLedger,
     login_throttle: throttle::LoginThrottle,
     shared_limits: SharedLimits,
     key_limits: Limiter,
@@ -81,6 +85,7 @@ impl AppState {
             proxies,
             config,
             usage: UsageRecorder::default(),
+            credits: CreditLedger::default(),
             login_throttle,
             key_limits: shared_limits.limiter("key"),
             auth_throttle: auth_throttle::AuthThrottle::new(

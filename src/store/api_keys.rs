@@ -1,6 +1,9 @@
+use super::credits::CreditsChange;
 use super::sql::Sql;
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
+use crate::domain::credits::{period, Pool, Refill};
 use crate::domain::ids::{KeyId, UserId, WorkspaceId};
+use crate::domain::key_policy::can_change_credits;
 use crate::domain::key_policy::{can_change_expiry, can_edit_key, AllowedIps, KeyField};
 use crate::domain::permissions::{can_set_rate_limit, limit_kept_on_roll, Role};
 use crate::domain::scopes::ScopeSet;
@@ -73,6 +76,68 @@ pub struct ApiKeyRecord {
     /// The integrator's own id for whoever the key is for.
     #[schema(required = true)]
     pub external_id: Option<String>,
+    /// `null`: unlimited.
+    #[schema(required = true)]
+    pub credits: Option<CreditsView>,
+}
+
+/// A key's credits as the API shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditsView {
+    /// Credits left, counting those instances have leased and not spent; at most a few
+    /// seconds behind the requests served.
+    pub remaining: i64,
+    #[schema(required = true)]
+    pub refill: Option<RefillView>,
+    /// When the next refill sets `remaining` to `refill.amount`.
+    #[schema(required = true)]
+    pub next_refill_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefillView {
+    pub amount: i64,
+    /// `daily` (at 00:00 UTC) or `monthly` (on `day`, or the month's last day if shorter).
+    pub interval: &'static str,
+    #[schema(required = true)]
+    pub day: Option<i64>,
+}
+
+impl CreditsView {
+    fn of(row: &ApiKeyRow, now: Timestamp) -> Option<CreditsView> {
+        let remaining = row.credits_remaining?;
+        let refill = Refill::from_columns(
+            row.credits_refill_amount,
+            row.credits_refill_interval.as_deref(),
+            row.credits_refill_day,
+        );
+        let stored = Pool {
+            remaining,
+            period: row.credits_period,
+            generation: row.credits_generation,
+        };
+        let pool = stored.refreshed(refill.as_ref(), now.0);
+        // After a refill the leases of the period before are void.
+        let leased = if pool.period == stored.period {
+            row.credits_leased
+        } else {
+            0
+        };
+        Some(CreditsView {
+            remaining: pool.remaining + leased.max(0),
+            refill: refill.map(|refill| {
+                let (interval, day) = refill.interval.to_columns();
+                RefillView {
+                    amount: refill.amount,
+                    interval,
+                    day,
+                }
+            }),
+            next_refill_at: refill.map(|r| Timestamp(r.next_refill_at(now.0))),
+        })
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -102,6 +167,13 @@ struct ApiKeyRow {
     allowed_ips: Option<String>,
     meta: Option<String>,
     external_id: Option<String>,
+    credits_remaining: Option<i64>,
+    credits_period: i64,
+    credits_generation: i64,
+    credits_refill_amount: Option<i64>,
+    credits_refill_interval: Option<String>,
+    credits_refill_day: Option<i64>,
+    credits_leased: i64,
 }
 
 pub fn key_status(
@@ -120,6 +192,7 @@ pub fn key_status(
 
 impl From<ApiKeyRow> for ApiKeyRecord {
     fn from(row: ApiKeyRow) -> Self {
+        let credits = CreditsView::of(&row, Timestamp::now());
         let revoked_by = match (row.revoker_id, row.revoker_email, row.revoker_name) {
             (Some(id), Some(email), Some(name)) => Some(UserRef { id, email, name }),
             _ => None,
@@ -154,6 +227,7 @@ impl From<ApiKeyRow> for ApiKeyRecord {
                 .as_deref()
                 .and_then(|m| serde_json::from_str(m).ok()),
             external_id: row.external_id,
+            credits,
         }
     }
 }
@@ -163,7 +237,12 @@ const KEY_COLUMNS: &str = "SELECT k.id, k.workspace_id, k.name, k.hint, k.scopes
      k.last_used_at, k.request_count, k.expires_at, k.revoked_at, \
      r.id AS revoker_id, r.email AS revoker_email, r.name AS revoker_name, k.revoke_reason, \
      k.rate_limit_per_minute, k.rolled_from, n.id AS replaced_by, \
-     k.description, k.disabled_at, k.allowed_ips, k.meta, k.external_id \
+     k.description, k.disabled_at, k.allowed_ips, k.meta, k.external_id, \
+     k.credits_remaining, k.credits_period, k.credits_generation, k.credits_refill_amount, \
+     k.credits_refill_interval, k.credits_refill_day, \
+     (SELECT CAST(COALESCE(SUM(l.unspent), 0) AS BIGINT) FROM credit_leases l \
+      WHERE l.key_id = k.id AND l.generation = k.credits_generation \
+      AND l.period = k.credits_period) AS credits_leased \
      FROM api_keys k JOIN users c ON c.id = k.created_by LEFT JOIN users r ON r.id = k.revoked_by \
      LEFT JOIN api_keys n ON n.rolled_from = k.id";
 
@@ -195,6 +274,8 @@ pub struct KeyPolicyColumns {
     pub allowed_ips: Option<String>,
     pub meta: Option<String>,
     pub external_id: Option<String>,
+    /// `None`: unlimited; else the starting credits and the refill.
+    pub credits: Option<(i64, Option<Refill>)>,
 }
 
 impl KeyPolicyColumns {
@@ -207,6 +288,8 @@ impl KeyPolicyColumns {
             allowed_ips: (!allowed.is_empty()).then_some(allowed),
             meta: record.meta.as_ref().map(serde_json::Value::to_string),
             external_id: record.external_id.clone(),
+            // Set apart: the credits move to the replacement (`roll_api_key_in`).
+            credits: None,
         }
     }
 }
@@ -274,11 +357,17 @@ async fn insert_key(
     rolled_from: Option<&KeyId>,
 ) -> Result<KeyId, sqlx::Error> {
     let id = KeyId::generate();
+    let now = Timestamp::now();
+    let credits = new.policy.credits;
+    let refill = credits.and_then(|(_, refill)| refill);
+    let (interval, day) = refill.map(|r| r.interval.to_columns()).unzip();
     sqlx::query(
         "INSERT INTO api_keys (id, workspace_id, created_by, name, digest, hint, created_at, \
          rate_limit_per_minute, scopes, expires_at, rolled_from, description, disabled_at, \
-         allowed_ips, meta, external_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+         allowed_ips, meta, external_id, credits_remaining, credits_period, \
+         credits_refill_amount, credits_refill_interval, credits_refill_day) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21)",
     )
     .bind(&id)
     .bind(new.workspace_id)
@@ -286,7 +375,7 @@ async fn insert_key(
     .bind(new.name)
     .bind(new.digest.as_slice())
     .bind(new.hint)
-    .bind(Timestamp::now())
+    .bind(now)
     .bind(new.rate_limit_per_minute)
     .bind(new.scopes.to_column())
     .bind(new.expires_at)
@@ -296,6 +385,11 @@ async fn insert_key(
     .bind(&new.policy.allowed_ips)
     .bind(&new.policy.meta)
     .bind(&new.policy.external_id)
+    .bind(credits.map(|(remaining, _)| remaining))
+    .bind(period(refill.as_ref(), now.0))
+    .bind(refill.map(|r| r.amount))
+    .bind(interval)
+    .bind(day.flatten())
     .execute(&mut **tx)
     .await?;
     Ok(id)
@@ -316,6 +410,7 @@ pub struct KeyChanges {
     pub external_id: Option<Option<String>>,
     pub rate_limit_per_minute: Option<Option<i64>>,
     pub scopes: Option<ScopeSet>,
+    pub credits: Option<CreditsChange>,
 }
 
 /// Who edits a key, with their role now and the server's default limit (the rate-limit rule).
@@ -325,11 +420,13 @@ pub struct Editor<'a> {
     pub server_default_limit: u32,
 }
 
-/// A field the editor may not set to the value sent, and why, in words for the 403.
+/// A field the editor may not set to the value sent, and why, in words for the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub field: KeyField,
     pub message: &'static str,
+    /// The key's state stands in the way (409), not the editor's role (403).
+    pub conflict: bool,
 }
 
 pub enum UpdateOutcome {
@@ -374,6 +471,7 @@ fn changed_fields(
             return Err(Refusal {
                 field: KeyField::ExpiresAt,
                 message: "Only owners and admins can move a key's expiresAt later or remove it; set an earlier time.",
+                conflict: false,
             });
         }
         changed.push(KeyField::ExpiresAt);
@@ -406,6 +504,7 @@ fn changed_fields(
                 Refusal {
                     field: KeyField::RateLimitPerMinute,
                     message: "Only owners and admins can raise or remove a key's rate limit; set a limit no higher than the server's default.",
+                    conflict: false,
                 }
             })?;
         }
@@ -416,9 +515,29 @@ fn changed_fields(
             return Err(Refusal {
                 field: KeyField::Scopes,
                 message: "A key's scopes can only be narrowed; create a new key for more.",
+                conflict: false,
             });
         }
         changed.push(KeyField::Scopes);
+    }
+    if let Some(credits) = changes.credits {
+        if !can_change_credits(editor.role) {
+            return Err(Refusal {
+                field: KeyField::Credits,
+                message: "Only owners and admins can change a key's credits.",
+                conflict: false,
+            });
+        }
+        if matches!(credits, CreditsChange::Add(_)) && current.credits.is_none() {
+            return Err(Refusal {
+                field: KeyField::Credits,
+                message: "This key has unlimited credits, so there is nothing to add to; set `remaining` instead.",
+                conflict: true,
+            });
+        }
+        if !(credits == CreditsChange::Remove && current.credits.is_none()) {
+            changed.push(KeyField::Credits);
+        }
     }
     Ok(changed)
 }
@@ -606,6 +725,7 @@ impl Store {
             Err(err) if super::is_unique_violation(&err) => return Ok(RollOutcome::AlreadyRolled),
             Err(err) => return Err(err),
         };
+        self.move_credits_in(tx, key_id, &new_id).await?;
         let expires_at = match old.expires_at {
             Some(existing) if existing < old_expires_at => existing,
             _ => old_expires_at,
@@ -738,6 +858,12 @@ impl Store {
             .bind(key_id);
         let (sql, args) = sql.finish()?;
         sqlx::query_with(&sql, args).execute(&mut **tx).await?;
+        if let Some(credits) = changes
+            .credits
+            .filter(|_| changed.contains(&KeyField::Credits))
+        {
+            self.change_credits_in(tx, key_id, credits, now).await?;
+        }
         let names: Vec<&str> = changed.iter().map(|field| field.as_str()).collect();
         let mut details = json!({ "fields": names });
         if let Some(enabled) = changes
@@ -766,6 +892,36 @@ impl Store {
             record: Box::new(record),
             changed,
         })
+    }
+
+    /// A roll hands the key's credits to its replacement: the unleased ones and the refill.
+    /// The old secret keeps only what instances already leased for it, for its grace period,
+    /// so the two never spend one credit twice.
+    async fn move_credits_in(
+        &self,
+        tx: &mut Tx<'_>,
+        old: &KeyId,
+        new: &KeyId,
+    ) -> Result<(), sqlx::Error> {
+        let Some(credits) = self.credits_for_update(tx, old).await? else {
+            return Ok(());
+        };
+        let now = Timestamp::now();
+        let pool = credits.pool.refreshed(credits.refill.as_ref(), now.0);
+        sqlx::query(
+            "UPDATE api_keys SET credits_remaining = 0, credits_period = $1, \
+             credits_refill_amount = NULL, credits_refill_interval = NULL, \
+             credits_refill_day = NULL WHERE id = $2",
+        )
+        .bind(pool.period)
+        .bind(old)
+        .execute(&mut **tx)
+        .await?;
+        let change = CreditsChange::Set {
+            remaining: pool.remaining,
+            refill: credits.refill,
+        };
+        self.change_credits_in(tx, new, change, now).await
     }
 
     /// On PostgreSQL, holds the key's row until the transaction ends; on SQLite the

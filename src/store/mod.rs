@@ -5,6 +5,7 @@
 
 mod api_keys;
 mod audit;
+mod credits;
 mod invitations;
 mod leads;
 mod members;
@@ -16,6 +17,7 @@ mod workspaces;
 
 pub use api_keys::*;
 pub use audit::*;
+pub use credits::*;
 pub use invitations::*;
 pub use leads::*;
 pub use members::*;

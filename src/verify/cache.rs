@@ -290,6 +290,7 @@ mod tests {
             allowed_ips: None,
             meta: None,
             external_id: None,
+            credits: None,
             memo: Default::default(),
         })
     }

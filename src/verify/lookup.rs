@@ -1,6 +1,7 @@
 //! The lookup behind the verification cache: what a key digest resolves to, in one query.
 
 use super::Verifier;
+use crate::domain::credits::Refill;
 use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
@@ -34,6 +35,8 @@ pub struct KeyPrincipalRow {
     /// The integrator's JSON object, as stored.
     pub meta: Option<String>,
     pub external_id: Option<String>,
+    /// `None`: unlimited.
+    pub credits: Option<KeyCredits>,
     /// Derived from the row on first use, while it is cached.
     pub memo: KeyMemo,
 }
@@ -53,6 +56,30 @@ impl Verifier {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(decode).transpose()
+    }
+}
+
+/// What the request path needs to spend a key's credits: the budget's generation (a lease of
+/// an older one is void) and the refill schedule (a lease of an older period is void).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCredits {
+    pub generation: i64,
+    pub refill: Option<Refill>,
+}
+
+impl KeyCredits {
+    /// From the `credits_*` columns of the lookup; `None` when `remaining` is NULL (unlimited).
+    pub fn from_columns(
+        remaining: Option<i64>,
+        generation: i64,
+        amount: Option<i64>,
+        interval: Option<&str>,
+        day: Option<i64>,
+    ) -> Option<KeyCredits> {
+        remaining.map(|_| KeyCredits {
+            generation,
+            refill: Refill::from_columns(amount, interval, day),
+        })
     }
 }
 
@@ -79,6 +106,13 @@ fn decode(row: &AnyRow) -> Result<KeyPrincipalRow, sqlx::Error> {
         allowed_ips: row.try_get(14)?,
         meta: row.try_get(15)?,
         external_id: row.try_get(16)?,
+        credits: KeyCredits::from_columns(
+            row.try_get(17)?,
+            row.try_get(18)?,
+            row.try_get(19)?,
+            row.try_get::<Option<String>, _>(20)?.as_deref(),
+            row.try_get(21)?,
+        ),
         memo: KeyMemo::default(),
     })
 }
@@ -90,7 +124,9 @@ macro_rules! key_principal_select {
         "k.id AS key_id, k.name AS key_name, k.workspace_id, w.name AS workspace_name, \
          u.id AS user_id, u.email AS user_email, u.name AS user_name, \
          u.disabled_at AS user_disabled_at, m.role, k.revoked_at, k.expires_at, k.scopes, \
-         k.rate_limit_per_minute, k.disabled_at, k.allowed_ips, k.meta, k.external_id \
+         k.rate_limit_per_minute, k.disabled_at, k.allowed_ips, k.meta, k.external_id, \
+         k.credits_remaining, k.credits_generation, k.credits_refill_amount, \
+         k.credits_refill_interval, k.credits_refill_day \
          FROM api_keys k \
          JOIN workspaces w ON w.id = k.workspace_id \
          JOIN users u ON u.id = k.created_by \

@@ -11,7 +11,7 @@
 //! primary, through the native pool (no test query before each use, one retry on a connection
 //! found closed).
 
-use super::lookup::{key_principal_select, KeyPrincipalRow};
+use super::lookup::{key_principal_select, KeyCredits, KeyPrincipalRow};
 use crate::domain::permissions::Role;
 use crate::verify::memo::KeyMemo;
 use sqlx::postgres::{PgPool, PgRow};
@@ -255,6 +255,13 @@ fn decode(row: &PgRow) -> Result<([u8; 32], KeyPrincipalRow), sqlx::Error> {
             allowed_ips: row.try_get(15)?,
             meta: row.try_get(16)?,
             external_id: row.try_get(17)?,
+            credits: KeyCredits::from_columns(
+                row.try_get(18)?,
+                row.try_get(19)?,
+                row.try_get(20)?,
+                row.try_get::<Option<&str>, _>(21)?,
+                row.try_get(22)?,
+            ),
             memo: KeyMemo::default(),
         },
     ))

@@ -9,14 +9,19 @@
 
 use crate::domain::key_policy::AllowedIps;
 use crate::domain::scopes::ScopeSet;
+use crate::limits::credits::KeyLease;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Default)]
 pub struct KeyMemo {
     pub scopes: OnceLock<ScopeSet>,
     pub allowed_ips: OnceLock<AllowedIps>,
+    /// This instance's lease of the key's credits (the ledger's, shared by the rows that
+    /// follow this one).
+    pub credit_lease: OnceLock<Arc<KeyLease>>,
     /// The IETF `RateLimit-Policy` field of the key's limit.
     pub rate_limit_policy: OnceLock<HeaderValue>,
     /// The JSON body of `GET /api/v1/me`.

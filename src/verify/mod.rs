@@ -19,7 +19,7 @@ mod writes;
 
 pub use cache::*;
 pub use key_events::NOTIFY_CHANNEL;
-pub use lookup::KeyPrincipalRow;
+pub use lookup::{KeyCredits, KeyPrincipalRow};
 pub use tx::KeyTx;
 
 use crate::store::Store;

@@ -13,6 +13,7 @@ mod cli_help;
 mod cluster;
 mod cors;
 mod crash_safety;
+mod credits;
 mod dispatch;
 mod error_messages;
 mod expiry;

@@ -2,6 +2,7 @@
 
 use super::workspaces::caller_role;
 use crate::domain::api_key::ApiKey;
+use crate::domain::credits::{Interval, Refill};
 use crate::domain::ids::{KeyId, WorkspaceId};
 use crate::domain::key_policy::{external_id, meta_column, AllowedIps, MAX_DESCRIPTION_CHARS};
 use crate::domain::permissions::{
@@ -16,8 +17,8 @@ use crate::http::openapi::{ErrorBody, KeyPath, ServerErrors, Text100, WorkspaceP
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::{
-    Actor, ApiKeyRecord, ClientInfo, Editor, KeyChanges, KeyFilter, KeyPolicyColumns, KeyStatus,
-    NewApiKey, RollOutcome, Roller, StatusFilter, UpdateOutcome,
+    Actor, ApiKeyRecord, ClientInfo, CreditsChange, Editor, KeyChanges, KeyFilter,
+    KeyPolicyColumns, KeyStatus, NewApiKey, RollOutcome, Roller, StatusFilter, UpdateOutcome,
 };
 use axum::body::Bytes;
 use axum::extract::State;
@@ -59,6 +60,12 @@ macro_rules! with_policy_fields {
             #[serde(default, deserialize_with = "nullable")]
             #[schema(value_type = Option<String>, max_length = 255, examples("cus_4QX2"))]
             external_id: Option<Option<String>>,
+            /// `null`: unlimited (the default). `{"remaining": N, "refill": null | {"amount": N,
+            /// "interval": "daily" | "monthly", "day": 1-31}}` sets a budget; when editing,
+            /// `{"add": N}` adds to it. Changed after creation by owners and admins only.
+            #[serde(default, deserialize_with = "nullable")]
+            #[schema(value_type = Option<CreditsInput>)]
+            credits: Option<Option<serde_json::Value>>,
         }
 
         impl $name {
@@ -69,6 +76,7 @@ macro_rules! with_policy_fields {
                     allowed_ips: self.allowed_ips.as_ref(),
                     meta: self.meta.as_ref(),
                     external_id: self.external_id.as_ref(),
+                    credits: self.credits.as_ref(),
                 }
             }
         }
@@ -127,6 +135,155 @@ struct PolicyFields<'a> {
     allowed_ips: Option<&'a Option<Vec<String>>>,
     meta: Option<&'a Option<serde_json::Value>>,
     external_id: Option<&'a Option<String>>,
+    credits: Option<&'a Option<serde_json::Value>>,
+}
+
+/// The shapes `credits` takes, for the OpenAPI document (the handler reads it field by field,
+/// to name each bad one).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CreditsInput {
+    /// 0 to 10^12: the budget from now on.
+    remaining: Option<i64>,
+    refill: Option<RefillInput>,
+    /// Editing only, instead of `remaining`: 1 to 10^12 more, racing no request.
+    add: Option<i64>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RefillInput {
+    /// What `remaining` is set to at each refill, 1 to 10^12.
+    amount: i64,
+    /// `daily` (00:00 UTC) or `monthly`.
+    interval: String,
+    /// Monthly only: the day of the month (1-31; a shorter month refills on its last day).
+    day: Option<i64>,
+}
+
+const MAX_CREDITS: i64 = 1_000_000_000_000;
+
+/// `credits` as sent: `None` for `null` (unlimited).
+fn parse_credits(
+    issues: &mut Issues,
+    value: Option<&serde_json::Value>,
+    editing: bool,
+) -> Option<CreditsChange> {
+    let Some(value) = value else {
+        return Some(CreditsChange::Remove);
+    };
+    let Some(fields) = value.as_object() else {
+        issues.add(
+            "credits",
+            "must be null or an object with `remaining` (and `refill`)",
+        );
+        return None;
+    };
+    let known: &[&str] = if editing && fields.contains_key("add") {
+        &["add"]
+    } else {
+        &["remaining", "refill"]
+    };
+    let unknown: Vec<&String> = fields
+        .keys()
+        .filter(|name| !known.contains(&name.as_str()))
+        .collect();
+    for name in &unknown {
+        issues.add(
+            &format!("credits.{name}"),
+            format!("is not a field here; send {}", known.join(" or ")),
+        );
+    }
+    if !unknown.is_empty() {
+        return None;
+    }
+    if known == ["add"] {
+        return credit_count(issues, "credits.add", fields.get("add"), 1).map(CreditsChange::Add);
+    }
+    let remaining = credit_count(issues, "credits.remaining", fields.get("remaining"), 0);
+    let refill = match fields.get("refill") {
+        None | Some(serde_json::Value::Null) => Some(None),
+        Some(refill) => parse_refill(issues, refill).map(Some),
+    };
+    Some(CreditsChange::Set {
+        remaining: remaining?,
+        refill: refill?,
+    })
+}
+
+/// A whole number of credits from `min` to `MAX_CREDITS`, or the issue with it.
+fn credit_count(
+    issues: &mut Issues,
+    field: &str,
+    value: Option<&serde_json::Value>,
+    min: i64,
+) -> Option<i64> {
+    let n = value
+        .and_then(serde_json::Value::as_i64)
+        .filter(|n| (min..=MAX_CREDITS).contains(n));
+    if n.is_none() {
+        issues.add(
+            field,
+            format!("must be a whole number from {min} to {MAX_CREDITS}"),
+        );
+    }
+    n
+}
+
+fn parse_refill(issues: &mut Issues, value: &serde_json::Value) -> Option<Refill> {
+    let Some(fields) = value.as_object() else {
+        issues.add(
+            "credits.refill",
+            "must be null or an object with amount and interval",
+        );
+        return None;
+    };
+    if let Some(name) = fields
+        .keys()
+        .find(|n| !["amount", "interval", "day"].contains(&n.as_str()))
+    {
+        issues.add(
+            &format!("credits.refill.{name}"),
+            "is not a field here; send amount, interval and, for monthly, day",
+        );
+        return None;
+    }
+    let amount = fields
+        .get("amount")
+        .and_then(serde_json::Value::as_i64)
+        .filter(|n| (1..=MAX_CREDITS).contains(n));
+    if amount.is_none() {
+        issues.add(
+            "credits.refill.amount",
+            format!("must be a whole number from 1 to {MAX_CREDITS}"),
+        );
+    }
+    let day = fields.get("day").filter(|d| !d.is_null());
+    let interval = match (
+        fields.get("interval").and_then(serde_json::Value::as_str),
+        day,
+    ) {
+        (Some("daily"), None) => Some(Interval::Daily),
+        (Some("daily"), Some(_)) => {
+            issues.add("credits.refill.day", "is for monthly refills only");
+            None
+        }
+        (Some("monthly"), day) => {
+            let monthly = day
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|d| u8::try_from(d).ok())
+                .and_then(Interval::monthly);
+            if monthly.is_none() {
+                issues.add("credits.refill.day", "must be a day of the month from 1 to 31 (a shorter month refills on its last day)");
+            }
+            monthly
+        }
+        _ => {
+            issues.add("credits.refill.interval", "must be daily or monthly");
+            None
+        }
+    };
+    Refill::new(amount?, interval?)
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, with `default`).
@@ -146,10 +303,11 @@ struct Policy {
     allowed_ips: Option<AllowedIps>,
     meta: Option<Option<String>>,
     external_id: Option<Option<String>>,
+    credits: Option<CreditsChange>,
 }
 
 impl PolicyFields<'_> {
-    fn check(&self, issues: &mut Issues) -> Policy {
+    fn check(&self, issues: &mut Issues, editing: bool) -> Policy {
         let description = self.description.as_ref().map(|text| {
             issues.optional_text("description", text.as_deref(), MAX_DESCRIPTION_CHARS)
         });
@@ -173,12 +331,16 @@ impl PolicyFields<'_> {
                     .ok()
             })
         });
+        let credits = self
+            .credits
+            .and_then(|credits| parse_credits(issues, credits.as_ref(), editing));
         Policy {
             description,
             enabled: self.enabled,
             allowed_ips,
             meta,
             external_id,
+            credits,
         }
     }
 }
@@ -191,6 +353,10 @@ impl Policy {
             allowed_ips: self.allowed_ips.as_ref().and_then(AllowedIps::to_column),
             meta: self.meta.flatten(),
             external_id: self.external_id.flatten(),
+            credits: match self.credits {
+                Some(CreditsChange::Set { remaining, refill }) => Some((remaining, refill)),
+                _ => None,
+            },
         }
     }
 }
@@ -327,7 +493,7 @@ pub async fn create(
         }
     };
     let expires_at = parse_expiry(&mut issues, &body, Timestamp::now());
-    let policy = body.policy_fields().check(&mut issues).columns();
+    let policy = body.policy_fields().check(&mut issues, false).columns();
     issues.finish(())?;
     let default_limit = state.config.rate_limit_per_minute;
     if let Some(limit) = body.rate_limit_per_minute.filter(|_| limit_in_range) {
@@ -549,7 +715,7 @@ pub async fn update(
         at.as_deref()
             .and_then(|text| expiry_time(&mut issues, text, now))
     });
-    let policy = body.policy_fields().check(&mut issues);
+    let policy = body.policy_fields().check(&mut issues, true);
     issues.finish(())?;
     let changes = KeyChanges {
         name,
@@ -561,6 +727,7 @@ pub async fn update(
         external_id: policy.external_id,
         rate_limit_per_minute: body.rate_limit_per_minute,
         scopes,
+        credits: policy.credits,
     };
     let (role, _) = visible_key(&state, &session, &workspace_id, &key_id).await?;
     let outcome = state
@@ -583,6 +750,10 @@ pub async fn update(
         UpdateOutcome::Inactive => Err(ApiError::conflict(
             Reason::KeyInactive,
             "This key is revoked; nothing about it can change. Create a new one instead.",
+        )),
+        UpdateOutcome::Refused(refusal) if refusal.conflict => Err(ApiError::conflict(
+            Reason::KeyInactive,
+            format!("{}: {}", refusal.field.as_str(), refusal.message),
         )),
         UpdateOutcome::Refused(refusal) => Err(ApiError::forbidden(
             Reason::InsufficientPermission,

@@ -199,7 +199,7 @@ async fn find_lead(
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
         (status = 403, description = "`insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
-        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (the key's rate limit), `credits_exhausted`, or `auth_throttled` (too many failed attempts from this address)", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -208,7 +208,7 @@ pub async fn list(
     principal: Principal,
     query: RawQuery,
 ) -> Result<ApiJson<LeadPage>, ApiError> {
-    principal.require(Scope::LeadsRead)?;
+    principal.admit(&state, Scope::LeadsRead).await?;
     let page = validate::page(query.get("pageNo"), query.get("pageSize"))?;
     let owner = match lead_visibility(principal.role) {
         LeadVisibility::All => None,
@@ -245,7 +245,7 @@ pub async fn list(
         (status = 403, description = "`insufficient_permission`, `insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (the key's rate limit), `credits_exhausted`, or `auth_throttled` (too many failed attempts from this address)", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -254,7 +254,7 @@ pub async fn create(
     principal: Principal,
     ApiJson(body): ApiJson<LeadBody>,
 ) -> Result<(StatusCode, ApiJson<Lead>), ApiError> {
-    principal.require(Scope::LeadsWrite)?;
+    principal.admit(&state, Scope::LeadsWrite).await?;
     can_create_lead(principal.role).map_err(|d| denial(d, "create"))?;
     let fields = body.validate(true)?;
     let lead = state
@@ -278,7 +278,7 @@ pub async fn create(
         (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 404, description = "No lead with this id", body = ErrorBody),
-        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (the key's rate limit), `credits_exhausted`, or `auth_throttled` (too many failed attempts from this address)", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -287,7 +287,7 @@ pub async fn get(
     principal: Principal,
     Path(lead_id): Path<LeadId>,
 ) -> Result<ApiJson<Lead>, ApiError> {
-    principal.require(Scope::LeadsRead)?;
+    principal.admit(&state, Scope::LeadsRead).await?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
     can_see_lead(principal.role, &principal.user_id, &lead.owner_id)
         .map_err(|d| denial(d, "see"))?;
@@ -311,7 +311,7 @@ pub async fn get(
         (status = 404, description = "No lead with this id", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (the key's rate limit), `credits_exhausted`, or `auth_throttled` (too many failed attempts from this address)", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -321,7 +321,7 @@ pub async fn update(
     Path(lead_id): Path<LeadId>,
     ApiJson(body): ApiJson<LeadBody>,
 ) -> Result<ApiJson<Lead>, ApiError> {
-    principal.require(Scope::LeadsWrite)?;
+    principal.admit(&state, Scope::LeadsWrite).await?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
     can_modify_lead(principal.role, &principal.user_id, &lead.owner_id)
         .map_err(|d| denial(d, "update"))?;
@@ -348,7 +348,7 @@ pub async fn update(
         (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch`, `outside_data_boundary`, `insufficient_permission`, `insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 404, description = "No lead with this id", body = ErrorBody),
-        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (the key's rate limit), `credits_exhausted`, or `auth_throttled` (too many failed attempts from this address)", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -357,7 +357,7 @@ pub async fn delete(
     principal: Principal,
     Path(lead_id): Path<LeadId>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Scope::LeadsWrite)?;
+    principal.admit(&state, Scope::LeadsWrite).await?;
     let lead = find_lead(&state, &principal, &lead_id).await?;
     can_modify_lead(principal.role, &principal.user_id, &lead.owner_id)
         .map_err(|d| denial(d, "delete"))?;

@@ -1,11 +1,15 @@
+use super::direct::Answer;
 use crate::domain::permissions::Role;
 use crate::domain::scopes::Scope;
 use crate::error::ApiError;
+use crate::http::credits::MustLease;
 use crate::http::openapi::{ErrorBody, ServerErrors};
-use crate::http::Principal;
+use crate::http::{AppState, Principal};
 use crate::verify::memo;
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -58,17 +62,35 @@ pub struct MeApiKey<'a> {
         (status = 200, description = "Who this key acts as", body = Me),
         (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
         (status = 403, description = "`insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
-        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (the key's rate limit), `credits_exhausted`, or `auth_throttled` (too many failed attempts from this address)", body = ErrorBody),
         ServerErrors,
     )
 )]
-pub async fn me(principal: Principal) -> Result<Response, ApiError> {
+pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
+    principal.admit(&state, Scope::MeRead).await?;
     answer(&principal)
 }
 
-/// The handler after its extractor (also called directly: routes::direct).
-pub(super) fn answer(principal: &Principal) -> Result<Response, ApiError> {
-    principal.require(Scope::MeRead)?;
+/// `me` without the router (routes::direct): answered at once unless the key's credits need a
+/// lease from the database first.
+pub(super) fn direct(principal: Principal, state: &AppState) -> Answer {
+    match principal.admit_now(state, Scope::MeRead) {
+        Ok(Ok(())) => Answer::ready(answer(&principal)),
+        Ok(Err(error)) => Answer::ready(error),
+        Err(MustLease) => {
+            let state = state.clone();
+            Answer::Waiting(Box::pin(async move {
+                match principal.spend(&state, 1).await {
+                    Ok(()) => answer(&principal).into_response(),
+                    Err(error) => error.into_response(),
+                }
+            }))
+        }
+    }
+}
+
+/// The answer once the request is admitted.
+fn answer(principal: &Principal) -> Result<Response, ApiError> {
     let body = memo::get_or_try(&principal.memo.me, || encode(&Me::of(principal)))?;
     Ok(json_answer(body.clone()))
 }

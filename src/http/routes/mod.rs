@@ -104,8 +104,11 @@ pub mod direct {
 
     pub type Handler = fn(Request, &AppState) -> Answer;
 
-    pub fn me(mut request: Request, _state: &AppState) -> Answer {
-        Answer::ready(Principal::take(request.extensions_mut()).and_then(|p| super::me::answer(&p)))
+    pub fn me(mut request: Request, state: &AppState) -> Answer {
+        match Principal::take(request.extensions_mut()) {
+            Ok(principal) => super::me::direct(principal, state),
+            Err(error) => Answer::ready(error),
+        }
     }
 
     pub fn verify(request: Request, state: &AppState) -> Answer {

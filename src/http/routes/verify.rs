@@ -13,9 +13,11 @@
 
 use super::direct::Answer;
 use super::me::{encode, json_headers, Me};
+use crate::domain::credits::MAX_COST;
 use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
+use crate::http::credits::MustLease;
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
 use crate::verify::memo::{self, VerifyAnswer};
@@ -98,7 +100,9 @@ async fn verify_with(
     if !body.is_end_stream() {
         discard(body).await;
     }
-    answer(&state, &principal, query.as_deref(), kind)
+    let cost = admitted_cost(&state, &principal, query.as_deref(), kind)?;
+    principal.spend(&state, cost).await?;
+    answer(&state, &principal)
 }
 
 /// `verify` without the router (routes::direct): the same extraction, and the same answer,
@@ -110,40 +114,61 @@ pub(super) fn direct(request: Request, state: &AppState) -> Answer {
         Err(error) => return Answer::ready(error),
     };
     if body.is_end_stream() {
-        return Answer::ready(answer(state, &principal, parts.uri.query(), Query::Gateway));
+        let cost = match admitted_cost(state, &principal, parts.uri.query(), Query::Gateway) {
+            Ok(cost) => cost,
+            Err(error) => return Answer::ready(error),
+        };
+        match principal.spend_now(state, cost) {
+            Ok(Ok(())) => return Answer::ready(answer(state, &principal)),
+            Ok(Err(error)) => return Answer::ready(error),
+            Err(MustLease) => {}
+        }
     }
     let state = state.clone();
     Answer::Waiting(Box::pin(async move {
         discard(body).await;
-        answer(&state, &principal, parts.uri.query(), Query::Gateway).into_response()
+        let admitted = match admitted_cost(&state, &principal, parts.uri.query(), Query::Gateway) {
+            Ok(cost) => principal.spend(&state, cost).await,
+            Err(error) => Err(error),
+        };
+        admitted
+            .and_then(|()| answer(&state, &principal))
+            .into_response()
     }))
 }
 
-/// The handler after its extractors and the body.
-fn answer(
+/// The scopes the query asks for, checked; then what the request costs in credits (`cost`,
+/// from the gateway's own query only: the original request's is its client's to write).
+fn admitted_cost(
     state: &AppState,
     principal: &Principal,
     query: Option<&str>,
     kind: Query,
-) -> Result<Response, ApiError> {
-    if query.is_some() {
-        let required = required_scopes(state, query, kind)?;
-        let missing: Vec<&str> = required
-            .iter()
-            .map(String::as_str)
-            .filter(|name| !principal.scopes.contains_name(name))
-            .collect();
-        if !missing.is_empty() {
-            return Err(ApiError::forbidden(
-                Reason::InsufficientScope,
-                format!(
-                    "This API key lacks the {} scope; create a key with it in Settings > Developer.",
-                    missing.join(" and ")
-                ),
-            ));
-        }
+) -> Result<i64, ApiError> {
+    let Some(query) = query else {
+        return Ok(1);
+    };
+    let (required, cost) = read_query(state, query, kind)?;
+    let missing: Vec<&str> = required
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !principal.scopes.contains_name(name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::forbidden(
+            Reason::InsufficientScope,
+            format!(
+                "This API key lacks the {} scope; create a key with it in Settings > Developer.",
+                missing.join(" and ")
+            ),
+        ));
     }
-    // The same for every request the cached key verifies (`verify::memo`).
+    Ok(cost)
+}
+
+/// The answer to an admitted request: the same for every request the cached key verifies
+/// (`verify::memo`).
+fn answer(state: &AppState, principal: &Principal) -> Result<Response, ApiError> {
     let answer = memo::get_or_try(&principal.memo.verify, || verify_answer(state, principal))?;
     let mut response = Response::new(Body::from(answer.body.clone()));
     *response.headers_mut() = answer.headers.clone();
@@ -171,29 +196,43 @@ async fn discard(mut body: Body) {
     while let Some(Ok(_)) = body.frame().await {}
 }
 
-/// The `scope` parameters (repeatable). Any other parameter is refused in the gateway's query
-/// and ignored in the original request's (see the module's doc).
-fn required_scopes(
-    state: &AppState,
-    query: Option<&str>,
-    kind: Query,
-) -> Result<Vec<String>, ApiError> {
-    let Some(query) = query else {
-        return Ok(Vec::new());
-    };
+/// The `scope` parameters (repeatable) and, in the gateway's query, `cost` (default 1). Any
+/// other parameter is refused in the gateway's query and ignored in the original request's (see
+/// the module's doc).
+fn read_query(state: &AppState, query: &str, kind: Query) -> Result<(Vec<String>, i64), ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|_| ApiError::validation("scope", "the query string could not be read"))?;
+    let mut cost = 1;
     if kind == Query::Gateway {
         let mut issues = Issues::default();
         let mut named = Vec::new();
-        for (name, _) in pairs.iter().filter(|(name, _)| name != "scope") {
+        let costs: Vec<&str> = pairs
+            .iter()
+            .filter(|(name, _)| name == "cost")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        match costs.as_slice() {
+            [] => {}
+            [one] => match one.parse::<i64>() {
+                Ok(n) if (0..=MAX_COST).contains(&n) => cost = n,
+                _ => issues.add(
+                    "cost",
+                    format!("must be a whole number of credits from 0 to {MAX_COST}"),
+                ),
+            },
+            _ => issues.add("cost", "send cost once"),
+        }
+        for (name, _) in pairs
+            .iter()
+            .filter(|(name, _)| name != "scope" && name != "cost")
+        {
             if !named.contains(&name) {
                 named.push(name);
                 let shown: String = name.chars().take(64).collect();
                 issues.add(
                     &shown,
                     "is not a parameter of verify, which takes only `scope` (repeatable: \
-                     ?scope=a&scope=b); a misspelt one would skip the scope check",
+                     ?scope=a&scope=b) and `cost`; a misspelt one would skip the check it meant",
                 );
             }
         }
@@ -224,7 +263,7 @@ fn required_scopes(
             ),
         ));
     }
-    Ok(required)
+    Ok((required, cost))
 }
 
 /// A key made without scopes has them all: the deployment's extra scopes too.
@@ -277,6 +316,7 @@ fn identity_headers(
     security(("api_key" = [])),
     params(
         ("scope" = Option<Vec<String>>, Query, description = "A scope the key must have; repeatable"),
+        ("cost" = Option<i64>, Query, minimum = 0, maximum = 1000, description = "Credits the request spends, for a key with credits (default 1; `/api/v1/verify` only)"),
     ),
     responses(
         (status = 200, description = "The key is valid and has every required scope", body = Verified,
@@ -297,7 +337,7 @@ fn identity_headers(
         (status = 401, description = "Missing, malformed, unknown, revoked, expired or disabled key; `details.reason` says which", body = ErrorBody),
         (status = 403, description = "`insufficient_scope`, `ip_not_allowed` or `browser_use_blocked`", body = ErrorBody),
         (status = 413, description = "A declared body over 1 MiB", body = ErrorBody),
-        (status = 429, description = "The key's rate limit, or too many failed attempts from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (the key's rate limit), `credits_exhausted`, or `auth_throttled` (too many failed attempts from this address)", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -319,6 +359,7 @@ async fn get_verify(
     security(("api_key" = [])),
     params(
         ("scope" = Option<Vec<String>>, Query, description = "A scope the key must have; repeatable"),
+        ("cost" = Option<i64>, Query, minimum = 0, maximum = 1000, description = "Credits the request spends, for a key with credits (default 1; `/api/v1/verify` only)"),
     ),
     responses(
         (status = 200, description = "As GET", body = Verified),

@@ -1,0 +1,112 @@
+//! The last two checks before a handler runs, in the order of docs/api.md §14: the route's
+//! scope (403 `insufficient_scope`), then its cost in the key's credits (429
+//! `credits_exhausted`). Every /api/v1 handler starts with `Principal::admit`, so a request
+//! refused by any earlier check (the key, its address, its rate limit, its scope) spends no
+//! credit, and one the handler runs has spent its cost, whatever the handler answers.
+
+use super::api_key_auth::Principal;
+use super::AppState;
+use crate::domain::credits::retry_after_secs;
+use crate::domain::scopes::Scope;
+use crate::error::{ApiError, Reason};
+use crate::limits::credits::{Budget, CreditLedger, KeyLease, SpendNow};
+use crate::verify::KeyPrincipalRow;
+use std::sync::Arc;
+
+/// A spend that could not be decided without the database.
+pub struct MustLease;
+
+impl Principal {
+    /// The route's scope, then one credit.
+    pub async fn admit(&self, state: &AppState, scope: Scope) -> Result<(), ApiError> {
+        self.require(scope)?;
+        self.spend(state, 1).await
+    }
+
+    /// `admit` when it needs no waiting, for the routes answered without a boxed future.
+    pub fn admit_now(
+        &self,
+        state: &AppState,
+        scope: Scope,
+    ) -> Result<Result<(), ApiError>, MustLease> {
+        if let Err(error) = self.require(scope) {
+            return Ok(Err(error));
+        }
+        self.spend_now(state, 1)
+    }
+
+    /// Spends `cost` of the key's credits (nothing for a key without credits).
+    pub async fn spend(&self, state: &AppState, cost: i64) -> Result<(), ApiError> {
+        match self.spend_now(state, cost) {
+            Ok(done) => done,
+            Err(MustLease) => self.spend_leasing(state, cost).await,
+        }
+    }
+
+    /// The spend when the lease this instance holds decides it, the common case: no waiting.
+    pub fn spend_now(
+        &self,
+        state: &AppState,
+        cost: i64,
+    ) -> Result<Result<(), ApiError>, MustLease> {
+        let Some(credits) = self.credits else {
+            return Ok(Ok(()));
+        };
+        let budget = Budget {
+            generation: credits.generation,
+            refill: credits.refill,
+        };
+        let lease = credit_lease(state, self);
+        match CreditLedger::spend_now(&lease, &budget, cost, now_ms()) {
+            SpendNow::Spent => Ok(Ok(())),
+            SpendNow::Exhausted => Ok(Err(exhausted(&budget))),
+            SpendNow::MustLease => Err(MustLease),
+        }
+    }
+
+    async fn spend_leasing(&self, state: &AppState, cost: i64) -> Result<(), ApiError> {
+        let Some(credits) = self.credits else {
+            return Ok(());
+        };
+        let budget = Budget {
+            generation: credits.generation,
+            refill: credits.refill,
+        };
+        let lease = credit_lease(state, self);
+        let spent = state
+            .credits
+            .spend(&state.store, &self.key_id, &lease, &budget, cost)
+            .await?;
+        if spent {
+            Ok(())
+        } else {
+            Err(exhausted(&budget))
+        }
+    }
+}
+
+/// The key's lease on this instance, found through the cached row.
+pub fn credit_lease(state: &AppState, row: &KeyPrincipalRow) -> Arc<KeyLease> {
+    Arc::clone(
+        row.memo
+            .credit_lease
+            .get_or_init(|| state.credits.lease_of(&row.key_id)),
+    )
+}
+
+fn now_ms() -> i64 {
+    crate::domain::time::Timestamp::now().0
+}
+
+fn exhausted(budget: &Budget) -> ApiError {
+    let retry = retry_after_secs(budget.refill.as_ref(), now_ms());
+    let message = match retry {
+        Some(secs) => format!("This key has used all its credits; they are refilled in {secs} seconds. Its creator's workspace admins can add more in Settings > Developer."),
+        None => "This key has used all its credits; a workspace admin can add more in Settings > Developer.".to_owned(),
+    };
+    ApiError::TooManyRequests {
+        reason: Reason::CreditsExhausted,
+        message: message.into(),
+        retry_after_secs: retry.map_or(0, |secs| u64::try_from(secs).unwrap_or(u64::MAX)),
+    }
+}
