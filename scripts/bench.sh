@@ -9,6 +9,9 @@
 #   healthz    GET /healthz
 #   valid      GET /api/v1/me with the key
 #   verify     GET /api/v1/verify with the key (forward auth, docs/api.md §13): should cost what valid does
+#   policy     GET /api/v1/verify with a key that has the policies of docs/api.md §14: an
+#              allowlist, a trillion credits (spent in leased blocks, no write per request),
+#              metadata and an external id (goal: at least 0.80x plain axum)
 #   malformed  the same key with its last character changed (bad checksum: refused before any
 #              lookup, so the cache-miss counter must not move)
 #   unknown    a well-formed key with a valid checksum that no server issued
@@ -52,7 +55,7 @@ BENCH_PG_XACT="${BENCH_PG_XACT:-1}"
 BASE="http://127.0.0.1:$BENCH_PORT"
 SLICE=$((BENCH_SECONDS / BENCH_ROUNDS))
 ((SLICE >= 1)) || die "BENCH_SECONDS must be at least BENCH_ROUNDS"
-SCENARIOS=(hello healthz valid verify malformed unknown limited)
+SCENARIOS=(hello healthz valid verify policy malformed unknown limited)
 MISS='heffl_key_cache_total{result="miss"}'
 SLICES="$WORK/slices.tsv"
 NOTES="$WORK/notes.txt"
@@ -76,6 +79,7 @@ scenario_slice() {
     healthz) measure "$scenario" "$db" "$conns" "$round" "$BASE/healthz" ;;
     valid) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$VALID" ;;
     verify) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/verify" "$VALID" ;;
+    policy) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/verify" "$POLICY" ;;
     malformed) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$MALFORMED" ;;
     unknown) measure "$scenario" "$db" "$conns" "$round" "$BASE/api/v1/me" "$UNKNOWN" ;;
     limited)
@@ -106,11 +110,13 @@ bench_database() {
     start_server "$BENCH_PORT" "${env[@]}"
     VALID="$(create_api_key "$BASE")"
     LIMITED="$(create_api_key "$BASE" 1000000)"
+    POLICY="$(create_policy_key "$BASE")"
     MALFORMED="$(python3 "$BENCH_DIR/keys.py" corrupt "$VALID")"
     UNKNOWN="$(python3 "$BENCH_DIR/keys.py" one)"
     expect_status "$BASE/healthz" 200
     expect_status "$BASE/api/v1/me" 200 "$VALID"
     expect_status "$BASE/api/v1/me" 200 "$LIMITED"
+    expect_status "$BASE/api/v1/verify" 200 "$POLICY"
     expect_status "$BASE/api/v1/me" 401 "$MALFORMED"
     grep -q malformed_api_key "$WORK/probe" || die "the malformed key was not refused as malformed"
     expect_status "$BASE/api/v1/me" 401 "$UNKNOWN"

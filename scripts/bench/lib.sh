@@ -168,6 +168,18 @@ create_api_key() {
         "$base/app/v1/workspaces/$WS_ID/api-keys" | json_field key
 }
 
+# create_policy_key BASE_URL: a key with the policies a verification checks: an allowlist
+# (holding the loopback the load comes from), a trillion credits, metadata and an external id.
+create_policy_key() {
+    local base=$1 token body
+    body="$(python3 -c 'import json,sys; print(json.dumps({"email": "bench@example.com", "password": sys.argv[1]}))' "$PASSWORD")"
+    token="$(curl -fsS --max-time 10 -H 'content-type: application/json' -d "$body" \
+        "$base/app/v1/auth/login" | json_field token)"
+    curl -fsS --max-time 10 -H 'content-type: application/json' -H "authorization: Bearer $token" \
+        -d '{"name":"bench policy","allowedIps":["127.0.0.0/8","10.0.0.0/8","2001:db8::/32"],"credits":{"remaining":1000000000000},"meta":{"plan":"pro","seats":12},"externalId":"cus_bench"}' \
+        "$base/app/v1/workspaces/$WS_ID/api-keys" | json_field key
+}
+
 # expect_status URL STATUS [KEY]: refuses to measure a scenario that does not answer as planned.
 expect_status() {
     local url=$1 want=$2 key=${3:-} got

@@ -412,3 +412,74 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
         "only allowed requests reach the service"
     );
 }
+
+on_both_databases_with!(
+    an_allowlist_applies_to_the_address_nginx_forwards,
+    |config| {
+        // nginx connects from 127.0.0.1; clients come from other loopback addresses.
+        config.trusted_proxies = vec!["127.0.0.1/32".parse().expect("a net")];
+    }
+);
+
+/// A request through nginx, from `client` (a loopback address of the test's choosing), with an
+/// `X-Forwarded-For` of the client's own invention when `claimed` is set.
+async fn from_address(
+    nginx: &Nginx,
+    client: &str,
+    key: &str,
+    claimed: Option<&str>,
+) -> (StatusCode, Value) {
+    let http = reqwest::Client::builder()
+        .local_address(client.parse::<std::net::IpAddr>().expect("an address"))
+        .build()
+        .expect("client");
+    let mut request = http.get(nginx.url("/anything")).header("x-api-key", key);
+    if let Some(claimed) = claimed {
+        request = request.header("x-forwarded-for", claimed);
+    }
+    parts(request.send().await.expect("through nginx")).await
+}
+
+/// Forward auth applies a key's allowlist to the client nginx forwards for, not to nginx, and
+/// not to what the client claims.
+async fn an_allowlist_applies_to_the_address_nginx_forwards(app: TestApp) {
+    let Some(binary) = nginx_binary() else {
+        return;
+    };
+    let heffl_port = app
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let upstream = start_upstream().await;
+    let nginx = Nginx::start(&binary, heffl_port, upstream.port);
+    let owner = app.bootstrap("Allow", "owner@allow-nginx.test").await;
+    let (_, office) = key(
+        &app,
+        &owner,
+        json!({ "name": "Office", "allowedIps": ["127.0.0.2"] }),
+    )
+    .await;
+
+    let (status, echo) = from_address(&nginx, "127.0.0.2", &office, None).await;
+    assert_eq!(status, StatusCode::OK, "{echo}\n{}", nginx.error_log());
+    // Another client, even one claiming the office's address, is refused by its own.
+    for claimed in [None, Some("127.0.0.2")] {
+        let (status, body) = from_address(&nginx, "127.0.0.3", &office, claimed).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            Some("ip_not_allowed"),
+        );
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("127.0.0.3"), "{body}");
+    }
+    assert_eq!(
+        upstream.hits.load(Ordering::Relaxed),
+        1,
+        "refused requests reached the service"
+    );
+}
