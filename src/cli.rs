@@ -12,28 +12,49 @@ use crate::domain::validate::Issues;
 use crate::http::{self, AppState};
 use crate::store::{
     Actor, BootstrapOutcome, ClientInfo, KeyFilter, MemberActor, MemberChange, NewUser,
-    PasswordChange, PoolSettings, StatusFilter, Store, WorkspaceRow,
+    PasswordChange, PoolSettings, SchemaStatus, StatusFilter, Store, WorkspaceRow,
 };
 use crate::verify::Verifier;
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// A failure to report to the operator on stderr, with a non-zero exit.
+/// A failure to report to the operator on stderr, with a non-zero exit: 2 when the command
+/// cannot run against this database at all (missing, or at another schema), else 1.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CliError(String);
+#[error("{message}")]
+pub struct CliError {
+    message: String,
+    exit: u8,
+}
 
 fn fail(message: impl Into<String>) -> CliError {
-    CliError(message.into())
+    CliError {
+        message: message.into(),
+        exit: 1,
+    }
+}
+
+fn wrong_database(message: impl Into<String>) -> CliError {
+    CliError {
+        message: message.into(),
+        exit: 2,
+    }
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
+    let json = cli.config.log_format == crate::config::LogFormat::Json
+        || matches!(&cli.command, Some(Command::Serve(c)) if c.log_format == crate::config::LogFormat::Json);
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
+            // Under the JSON log format a fatal error is one more JSON line for the collector.
+            if json {
+                tracing::error!(exit = err.exit, error = %err, "fatal");
+            } else {
+                eprintln!("error: {err}");
+            }
+            ExitCode::from(err.exit)
         }
     }
 }
@@ -43,12 +64,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         None => serve(config).await,
         Some(Command::Serve(config)) => serve(*config).await,
-        Some(Command::Migrate) => {
-            let store = open_store(&config).await?;
-            eprintln!("migrations applied");
-            store.close().await;
-            Ok(())
-        }
+        Some(Command::Migrate { status }) => migrate(&config, status).await,
         Some(Command::Bootstrap {
             workspace,
             email,
@@ -59,6 +75,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Keys { command }) => keys(&config, command).await,
         Some(Command::Workspaces { command }) => workspaces(&config, command).await,
         Some(Command::Members { command }) => members(&config, command).await,
+        Some(Command::Backup { file }) => backup(&config, &file).await,
     }
 }
 
@@ -73,16 +90,216 @@ fn base_url(address: std::net::SocketAddr) -> String {
     format!("http://{host}:{}", address.port())
 }
 
-/// Connects and applies pending migrations; a database that cannot be reached is reported at
-/// once, naming where it was looked for and why it failed.
+/// Connects to the database of a command that reads or changes data (not the schema): it must
+/// exist and be at this binary's schema, or the command exits 2 saying what to do. A database
+/// that cannot be reached is reported at once, naming where it was looked for and why.
 pub async fn open_store(config: &Config) -> Result<Store, CliError> {
+    let store = open_existing(config).await?;
+    let status = schema_status(&store).await?;
+    if !status.pending().is_empty() {
+        return Err(wrong_database(format!(
+            "the database ({}) is at schema {} and this binary ({}) needs {}; run `heffl-api migrate` first (see docs/operations.md, Upgrades)",
+            store.location(),
+            status.database_version(),
+            env!("CARGO_PKG_VERSION"),
+            status.binary_version()
+        )));
+    }
+    warn_if_newer(&store, &status);
+    Ok(store)
+}
+
+/// Connects to a database that must already exist (never creates a SQLite file).
+async fn open_existing(config: &Config) -> Result<Store, CliError> {
+    if let Some(path) = crate::store::missing_sqlite_file(&config.database_url) {
+        return Err(wrong_database(format!(
+            "no database at {} (DATABASE_URL); check DATABASE_URL and the working directory, or create it with `heffl-api migrate`",
+            path.display()
+        )));
+    }
     let store = connect(config)?;
     store
         .probe_connection(config.db_acquire_timeout)
         .await
         .map_err(|e| cannot_open(&store, &e))?;
-    store.migrate().await.map_err(|e| cannot_open(&store, &e))?;
     Ok(store)
+}
+
+async fn schema_status(store: &Store) -> Result<SchemaStatus, CliError> {
+    store
+        .schema_status()
+        .await
+        .map_err(|e| cannot_open(store, &e))
+}
+
+/// A newer release's migrations are additive: this binary runs on them, and says so.
+fn warn_if_newer(store: &Store, status: &SchemaStatus) {
+    if status.is_newer_than_binary() {
+        let message = newer_message(store, status);
+        tracing::warn!("{message}");
+        eprintln!("warning: {message}");
+    }
+}
+
+fn newer_message(store: &Store, status: &SchemaStatus) -> String {
+    format!(
+        "the database ({}) is at schema {}, newer than this binary ({}, schema {})",
+        store.location(),
+        status.database_version(),
+        env!("CARGO_PKG_VERSION"),
+        status.binary_version()
+    )
+}
+
+/// `migrate`: applies what is pending and lists it; `--status` only reports.
+async fn migrate(config: &Config, status_only: bool) -> Result<(), CliError> {
+    let store = if status_only {
+        open_existing(config).await?
+    } else {
+        let store = connect(config)?;
+        store
+            .probe_connection(config.db_acquire_timeout)
+            .await
+            .map_err(|e| cannot_open(&store, &e))?;
+        store
+    };
+    let status = schema_status(&store).await?;
+    if status_only {
+        println!(
+            "database: {} at schema {}",
+            store.location(),
+            status.database_version()
+        );
+        println!(
+            "binary: heffl-api {} at schema {}",
+            env!("CARGO_PKG_VERSION"),
+            status.binary_version()
+        );
+        for migration in &status.known {
+            let state = if status.applied.contains(&migration.version) {
+                "applied"
+            } else {
+                "pending"
+            };
+            println!("{state} {migration}");
+        }
+        for version in status.unknown_applied() {
+            println!("applied {version} (unknown to this binary: a newer release wrote it)");
+        }
+        store.close().await;
+        return Ok(());
+    }
+    if status.is_newer_than_binary() {
+        store.close().await;
+        return Err(fail(format!(
+            "{}; refusing to migrate it with an older binary (run the newer release's `heffl-api migrate`, or restore the backup taken before the upgrade)",
+            newer_message(&store, &status)
+        )));
+    }
+    let applied = store
+        .apply_migrations()
+        .await
+        .map_err(|e| cannot_open(&store, &e))?;
+    if applied.is_empty() {
+        println!("already at schema {}", status.binary_version());
+    }
+    for migration in &applied {
+        println!("applied {migration}");
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `backup FILE`: SQLite copies itself consistently (`VACUUM INTO` reads one snapshot while
+/// servers keep writing); PostgreSQL's own `pg_dump` does the same for it.
+async fn backup(config: &Config, file: &std::path::Path) -> Result<(), CliError> {
+    if file.exists() {
+        return Err(fail(format!(
+            "{} exists already; choose a new file (a backup never overwrites one)",
+            file.display()
+        )));
+    }
+    let store = open_existing(config).await?;
+    match store.backend() {
+        crate::store::Backend::Sqlite => {
+            let target = file
+                .to_str()
+                .ok_or_else(|| fail("the backup file's path must be UTF-8"))?;
+            store
+                .vacuum_into(target)
+                .await
+                .map_err(|e| fail(format!("the backup failed: {e}")))?;
+            store.close().await;
+        }
+        crate::store::Backend::Postgres => {
+            store.close().await;
+            pg_dump(&config.database_url, file).await?;
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "backup": file.display().to_string() })
+    );
+    Ok(())
+}
+
+/// Runs `pg_dump --format=custom`. The password goes in `PGPASSWORD`, not in the arguments,
+/// which every user of the machine can read (`ps`).
+async fn pg_dump(database_url: &str, file: &std::path::Path) -> Result<(), CliError> {
+    let (url, password) = crate::store::split_password(database_url);
+    // A one-shot command with nothing else to do meanwhile: waiting on the runtime's thread
+    // holds up no one.
+    let mut command = std::process::Command::new("pg_dump");
+    command
+        .arg("--format=custom")
+        .arg(format!("--file={}", file.display()))
+        .arg(format!("--dbname={url}"))
+        .stdin(std::process::Stdio::null());
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let output = command.output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => fail(
+            "pg_dump is not on PATH: install PostgreSQL's client tools (Debian: postgresql-client) of your server's major version, or back up with your database's own tooling",
+        ),
+        _ => fail(format!("cannot run pg_dump: {e}")),
+    })?;
+    if !output.status.success() {
+        let _ = std::fs::remove_file(file);
+        return Err(fail(format!(
+            "pg_dump failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// `serve`'s schema step: pending migrations are applied and logged, unless
+/// `HEFFL_AUTO_MIGRATE=false`, which refuses to start on them.
+async fn serve_schema(store: &Store, auto_migrate: bool) -> Result<i64, CliError> {
+    let status = schema_status(store).await?;
+    warn_if_newer(store, &status);
+    let pending = status.pending();
+    if pending.is_empty() {
+        return Ok(status.database_version());
+    }
+    if !auto_migrate {
+        let names: Vec<String> = pending.iter().map(ToString::to_string).collect();
+        return Err(wrong_database(format!(
+            "the database ({}) has pending migrations ({}) and HEFFL_AUTO_MIGRATE=false; run `heffl-api migrate`, then start the server",
+            store.location(),
+            names.join(", ")
+        )));
+    }
+    let applied = store
+        .apply_migrations()
+        .await
+        .map_err(|e| cannot_open(store, &e))?;
+    for migration in &applied {
+        tracing::info!(migration = %migration, "applied migration");
+    }
+    Ok(status.binary_version().max(status.database_version()))
 }
 
 fn connect(config: &Config) -> Result<Store, CliError> {
@@ -127,7 +344,6 @@ async fn open_store_waiting(config: &Config) -> Result<Store, CliError> {
         delay = (delay * 2).min(Duration::from_secs(5));
         attempt += 1;
     }
-    store.migrate().await.map_err(|e| cannot_open(&store, &e))?;
     Ok(store)
 }
 
@@ -150,6 +366,13 @@ async fn serve(config: Config) -> Result<(), CliError> {
         })?;
     }
     let store = open_store_waiting(&config).await?;
+    let schema = serve_schema(&store, config.auto_migrate).await?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        store = %store.location(),
+        schema,
+        "heffl-api starting"
+    );
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| fail(format!("cannot listen on HEFFL_BIND={}: {e}", config.bind)))?;
@@ -211,7 +434,7 @@ async fn bootstrap(
     let name = issues.optional_text("--name", name, 100);
     let (password, generated) = read_or_generate_password(&mut issues, password_stdin)?;
     validated(issues)?;
-    let store = open_store(config).await?;
+    let store = open_for_bootstrap(config).await?;
     let hash = password::hash(password.clone())
         .await
         .map_err(|_| fail("cannot hash the password"))?;
@@ -239,6 +462,26 @@ async fn bootstrap(
             Ok(())
         }
     }
+}
+
+/// `bootstrap` starts a deployment: it may create the database and give a fresh one its
+/// schema, but never upgrades one that has data (that is `migrate`'s, on purpose).
+async fn open_for_bootstrap(config: &Config) -> Result<Store, CliError> {
+    let store = connect(config)?;
+    store
+        .probe_connection(config.db_acquire_timeout)
+        .await
+        .map_err(|e| cannot_open(&store, &e))?;
+    let status = schema_status(&store).await?;
+    if status.is_fresh() {
+        store
+            .apply_migrations()
+            .await
+            .map_err(|e| cannot_open(&store, &e))?;
+        return Ok(store);
+    }
+    drop(store);
+    open_store(config).await
 }
 
 /// The password from stdin (`--password-stdin`), else a generated one; `true` when generated.

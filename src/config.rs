@@ -53,9 +53,13 @@ const SETTINGS_HELP: &str = "Settings (DATABASE_URL, HEFFL_KEY_ENV, ...) come fr
 pub enum Command {
     /// Run the HTTP server (the default). Every setting is also an environment variable.
     Serve(Box<Config>),
-    /// Apply pending database migrations and exit.
+    /// Apply pending database migrations, listing each ("already at N" when none), and exit.
     #[command(after_help = SETTINGS_HELP)]
-    Migrate,
+    Migrate {
+        /// Only list the migrations applied and pending; change nothing.
+        #[arg(long)]
+        status: bool,
+    },
     /// Create a workspace and its owner; prints one JSON line.
     #[command(after_help = SETTINGS_HELP)]
     Bootstrap {
@@ -95,6 +99,13 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Write a consistent copy of the database to FILE while servers run: SQLite's `VACUUM
+    /// INTO`, or `pg_dump --format=custom` for PostgreSQL (docs/operations.md, Backups).
+    #[command(after_help = SETTINGS_HELP)]
+    Backup {
+        /// Where to write the copy; it must not exist yet.
+        file: std::path::PathBuf,
     },
 }
 
@@ -315,6 +326,11 @@ pub struct Config {
     /// so that services may start in any order.
     #[arg(long, env = "HEFFL_DB_STARTUP_TIMEOUT", value_name = "HEFFL_DB_STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub db_startup_timeout: Duration,
+
+    /// Whether `serve` applies pending migrations at start-up (and logs each). `false` refuses
+    /// to start while migrations are pending: upgrades then happen only by `heffl-api migrate`.
+    #[arg(long, env = "HEFFL_AUTO_MIGRATE", value_name = "HEFFL_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_migrate: bool,
 
     /// Longest a request may take before it is answered 503.
     #[arg(long, env = "HEFFL_REQUEST_TIMEOUT", value_name = "HEFFL_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

@@ -93,6 +93,30 @@ fn describe_metrics() {
         "The pool's limit (HEFFL_DB_MAX_CONNECTIONS)"
     );
     describe_gauge!(
+        "heffl_shared_limits_up",
+        "1 while the limits are shared through Redis (HEFFL_REDIS_URL), 0 while each instance enforces them alone"
+    );
+    describe_gauge!(
+        "heffl_shared_limits_instances",
+        "Instances sharing the limits through Redis, as their heartbeats say"
+    );
+    describe_counter!(
+        "heffl_usage_flush_failures_total",
+        "Key-usage flushes that failed (retried at the next interval; usage is kept meanwhile)"
+    );
+    describe_counter!(
+        "heffl_change_feed_connects_total",
+        "Times the key cache's change feed (re)connected; more than one means it was lost and the cache was emptied"
+    );
+    describe_counter!(
+        "heffl_credit_leases_total",
+        "Blocks of credits this instance leased from keys' pools (one database transaction each)"
+    );
+    describe_counter!(
+        "heffl_credit_report_failures_total",
+        "Reports of the credits this instance holds that failed (retried each second)"
+    );
+    describe_gauge!(
         "heffl_build_info",
         "Always 1; the labels say which version and git commit this process runs"
     );

@@ -41,6 +41,7 @@ pub fn spawn(state: &AppState) -> Background {
             // a step of the system clock reaches those times here.
             Timestamp::reanchor();
             if let Err(err) = flusher.usage.flush(&flusher.store).await {
+                metrics::counter!("heffl_usage_flush_failures_total").increment(1);
                 tracing::warn!(error = %err, "usage flush failed; will retry");
             }
         }
@@ -58,6 +59,7 @@ pub fn spawn(state: &AppState) -> Background {
                 credits.credits.touch_all();
             }
             if let Err(err) = credits.credits.report(&credits.store).await {
+                metrics::counter!("heffl_credit_report_failures_total").increment(1);
                 tracing::warn!(error = %err, "credit lease report failed; will retry");
             }
         }

@@ -9,7 +9,7 @@ use super::AppState;
 use crate::domain::credits::retry_after_secs;
 use crate::domain::scopes::Scope;
 use crate::error::{ApiError, Reason};
-use crate::limits::credits::{Budget, CreditLedger, KeyLease, SpendNow};
+use crate::verify::credits::{Budget, CreditLedger, KeyLease, SpendNow};
 use crate::verify::KeyPrincipalRow;
 use std::sync::Arc;
 

@@ -34,10 +34,10 @@ pub use metrics_listener::{serve_metrics, spawn_metrics};
 
 use crate::config::Config;
 use crate::domain::net::TrustedProxies;
-use crate::limits::credits::CreditLedger;
 use crate::limits::{Limiter, SharedLimits};
 use crate::store::Store;
 use crate::usage::UsageRecorder;
+use crate::verify::credits::CreditLedger;
 use crate::verify::{KeyCache, Verifier};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use std::ops::Deref;

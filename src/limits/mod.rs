@@ -9,7 +9,6 @@
 //! the health check run in `redis_sync::run`, started with the server's other background tasks.
 
 pub mod bounded;
-pub mod credits;
 mod local;
 mod redis_sync;
 

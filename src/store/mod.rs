@@ -9,6 +9,7 @@ mod credits;
 mod invitations;
 mod leads;
 mod members;
+mod schema;
 mod sessions;
 mod sql;
 mod usage;
@@ -21,6 +22,7 @@ pub use credits::*;
 pub use invitations::*;
 pub use leads::*;
 pub use members::*;
+pub use schema::*;
 pub use usage::*;
 pub use users::*;
 pub use workspaces::*;
@@ -138,12 +140,18 @@ impl Store {
         })
     }
 
+    /// SQLite only: a consistent copy of the database in `path`, made while others write.
+    pub async fn vacuum_into(&self, path: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(self.pool())
+            .await
+            .map(|_| ())
+    }
+
+    /// Applies what is pending (see `schema` for the named, logged form the CLI uses).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.pool).await
+        self.apply_migrations().await.map(|_| ())
     }
 
     /// Where the database is, for messages: `PostgreSQL at host:port` or `SQLite at path`,
@@ -245,6 +253,66 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// A PostgreSQL URL without its password, and the password (percent-decoded), so that a
+/// child process gets it in its environment rather than in its arguments.
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_owned(), None);
+    };
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return (url.to_owned(), None);
+    };
+    (
+        format!("{scheme}://{user}@{host}{tail}"),
+        Some(percent_decode(password)),
+    )
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match (bytes.get(i), bytes.get(i + 1..i + 3)) {
+            (Some(b'%'), Some(hex)) => std::str::from_utf8(hex)
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+            _ => None,
+        };
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.extend(bytes.get(i).copied());
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The SQLite file a URL names when it does not exist (an in-memory database never is
+/// missing); `None` for PostgreSQL, whose server reports a missing database itself.
+pub fn missing_sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    if Backend::from_url(url) != Some(Backend::Sqlite)
+        || url.contains(":memory:")
+        || url.contains("mode=memory")
+    {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    (!path.exists()).then(|| path.to_path_buf())
+}
+
 fn describe_location(url: &str) -> String {
     use sqlx::postgres::PgConnectOptions;
     use sqlx::sqlite::SqliteConnectOptions;
@@ -267,7 +335,23 @@ fn describe_location(url: &str) -> String {
 
 #[cfg(test)]
 mod location_tests {
-    use super::describe_location;
+    use super::{describe_location, split_password};
+
+    #[test]
+    fn a_password_leaves_the_url_decoded() {
+        assert_eq!(
+            split_password("postgres://heffl:p%40ss%3Aw@db.internal:5432/heffl?sslmode=require"),
+            (
+                "postgres://heffl@db.internal:5432/heffl?sslmode=require".to_owned(),
+                Some("p@ss:w".to_owned())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://heffl@db/heffl"),
+            ("postgres://heffl@db/heffl".to_owned(), None)
+        );
+        assert_eq!(split_password("postgres://db/x").1, None);
+    }
 
     #[test]
     fn names_host_and_port_but_never_the_password() {

@@ -58,6 +58,7 @@ async fn listen(store: Verifier) {
         // Whatever changed while we were not listening is unknown: start from empty.
         cache.clear();
         cache.set_live(true);
+        metrics::counter!("heffl_change_feed_connects_total").increment(1);
         tracing::info!("cache change listener connected");
         loop {
             match listener.try_recv().await {

@@ -9,7 +9,7 @@
 
 use crate::domain::key_policy::AllowedIps;
 use crate::domain::scopes::ScopeSet;
-use crate::limits::credits::KeyLease;
+use crate::verify::credits::KeyLease;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue};
 use std::sync::Arc;

@@ -2,13 +2,15 @@
 //! through the cache in `key_events`), the change feed that keeps the cache in step with other
 //! processes (`change_feed`), and the writes that make cached answers stale (`writes`), each
 //! through a `KeyTx` (`tx`): the event in the transaction and the cache drop after its commit go
-//! together, or not at all.
+//! together, or not at all. And what a verified key spends: this instance's leases of keys'
+//! credits (`credits`).
 //!
 //! `verify` depends on `store`, never the reverse: the store writes rows and knows nothing of
 //! the cache.
 
 mod cache;
 pub mod change_feed;
+pub mod credits;
 mod key_events;
 pub mod known_keys;
 mod lookup;

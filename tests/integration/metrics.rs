@@ -69,14 +69,39 @@ async fn the_metrics_listener_serves_only_metrics() {
 /// Every series has a `# HELP` line; the build and the process describe themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_series_is_described_with_build_and_process_metrics() {
-    let app = TestApp::sqlite().await;
+    // With Redis, so that the shared-limit series are there too.
+    let redis = crate::redis_harness::redis_url();
+    let app = TestApp::sqlite_with(|config| {
+        config.redis_url = Some(redis);
+        config.redis_prefix = crate::redis_harness::test_prefix();
+    })
+    .await;
     let owner = app.bootstrap("Metrics", "owner@metrics.test").await;
     let key = app.create_key(&owner, "metrics").await;
     let response = app
         .send_with_key(Method::GET, "/api/v1/me", &key.key, None)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let text = app.metrics().await;
+    // A key with credits: the lease series appear too.
+    let (metered, _) = app
+        .new_key(
+            &owner,
+            serde_json::json!({ "name": "metered", "credits": { "remaining": 10 } }),
+        )
+        .await
+        .created_key();
+    app.me(&metered.key).await.ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = app.metrics().await;
+        if text.contains("heffl_shared_limits_up") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    for series in ["heffl_shared_limits_up", "heffl_credit_leases_total"] {
+        assert!(text.contains(series), "{series} missing from /metrics");
+    }
 
     let described: std::collections::BTreeSet<&str> = text
         .lines()

@@ -247,8 +247,8 @@ async fn migrate_creates_the_tables_and_serve_is_the_default(db: Db) {
     let out = deployment.run(&["migrate"], None).await;
     out.assert_success();
     assert!(
-        out.stdout.is_empty(),
-        "migrate prints nothing on stdout: {}",
+        out.stdout.starts_with("applied 1 init\n"),
+        "migrate lists what it applied: {}",
         out.stdout
     );
 
@@ -296,8 +296,14 @@ async fn migrate_creates_the_tables_and_serve_is_the_default(db: Db) {
         }
     }
 
-    // Running it again is a no-op, as it is on every start-up.
-    deployment.run(&["migrate"], None).await.assert_success();
+    // Running it again is a no-op, as it is on every start-up, and says so.
+    let again = deployment.run(&["migrate"], None).await;
+    again.assert_success();
+    assert!(
+        again.stdout.starts_with("already at schema "),
+        "{}",
+        again.stdout
+    );
 
     // No subcommand: the server starts, and it is ready.
     let mut server = deployment.spawn(&[], &[]).await;

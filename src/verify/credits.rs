@@ -127,6 +127,7 @@ impl CreditLedger {
         let grant = store
             .lease_credits(key_id, &self.instance_id, (held, cost), want, now)
             .await?;
+        metrics::counter!("heffl_credit_leases_total").increment(1);
         let Some(grant) = grant else {
             // The key's credits were removed: what the next row says decides.
             return Ok(true);
