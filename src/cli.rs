@@ -80,14 +80,15 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
 }
 
 /// The address people type: a wildcard bind is reached through loopback on this machine.
-fn base_url(address: std::net::SocketAddr) -> String {
+fn base_url(address: std::net::SocketAddr, tls: bool) -> String {
     let host = match address.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
         ip if ip.is_unspecified() => "[::1]".to_owned(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    format!("http://{host}:{}", address.port())
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}:{}", address.port())
 }
 
 /// Connects to the database of a command that reads or changes data (not the schema): it must
@@ -365,6 +366,14 @@ async fn serve(config: Config) -> Result<(), CliError> {
             fail("HEFFL_REDIS_URL is not a Redis URL such as redis://127.0.0.1:6379 (redis:// or unix://)")
         })?;
     }
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        // Checked before anything starts: a bad file is a message naming it, not a half-up server.
+        http::tls::Tls::load(http::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .map_err(fail)?;
+    }
     let store = open_store_waiting(&config).await?;
     let schema = serve_schema(&store, config.auto_migrate).await?;
     tracing::info!(
@@ -377,7 +386,10 @@ async fn serve(config: Config) -> Result<(), CliError> {
         .await
         .map_err(|e| fail(format!("cannot listen on HEFFL_BIND={}: {e}", config.bind)))?;
     password::warm_up();
-    let base = base_url(listener.local_addr().unwrap_or(config.bind));
+    let base = base_url(
+        listener.local_addr().unwrap_or(config.bind),
+        config.tls_cert.is_some(),
+    );
     tracing::info!(address = %config.bind, backend = ?store.backend(), key_env = %config.key_env, "heffl-api listening");
     tracing::info!(
         page = %format!("{base}/settings/developer"),

@@ -418,6 +418,25 @@ pub struct Config {
     #[arg(long, env = "HEFFL_BODY_READ_TIMEOUT", value_name = "HEFFL_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_read_timeout: Duration,
 
+    /// A PEM certificate chain: with HEFFL_TLS_KEY, `serve` speaks HTTPS itself (rustls). Both
+    /// files are read again on SIGHUP, without dropping open connections.
+    #[arg(
+        long,
+        env = "HEFFL_TLS_CERT",
+        value_name = "HEFFL_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of HEFFL_TLS_CERT (PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "HEFFL_TLS_KEY",
+        value_name = "HEFFL_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Most client addresses (IPv6: /64s) each throttle keeps a window for; past it, ended
     /// windows are dropped first, then arbitrary ones, so a flood of addresses cannot grow
     /// memory without bound.

@@ -27,6 +27,7 @@ mod session_auth;
 mod slow_body;
 mod stack;
 mod throttle;
+pub mod tls;
 
 pub use api_key_auth::Principal;
 pub use client::{client_ip, throttle_key};
@@ -196,6 +197,18 @@ pub async fn serve_until(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_grace;
+    let tls = match (&state.config.tls_cert, &state.config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = tls::Tls::load(tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .map_err(std::io::Error::other)?;
+            tls.reload_on_hangup();
+            Some(tls)
+        }
+        _ => None,
+    };
     let background = background::spawn(&state);
     let app = app(state.clone());
     let (shutdown_started_tx, shutdown_started_rx) = tokio::sync::oneshot::channel::<()>();
@@ -204,7 +217,7 @@ pub async fn serve_until(
         state.config.max_connections,
         state.config.db_max_connections,
     ) as usize;
-    let server = server::serve_connections(listener, app, limits, async move {
+    let server = server::serve_connections(listener, app, limits, tls, async move {
         shutdown.await;
         tracing::info!("shutdown signal received; finishing in-flight requests");
         let _ = shutdown_started_tx.send(());

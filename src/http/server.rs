@@ -12,6 +12,7 @@
 use super::connection::{InFlight, Stop, Timeouts, TrackedIo, Tracker};
 use super::slow_body::SlowBody;
 use super::stack::RequestFuture;
+use super::tls::Tls;
 use super::App;
 use crate::config::Config;
 use crate::domain::net::{AddressBucket, TrustedProxies};
@@ -118,6 +119,7 @@ pub async fn serve_connections(
     listener: TcpListener,
     app: App,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -130,6 +132,7 @@ pub async fn serve_connections(
     // Our own clock (`connection.rs`) enforces the header deadline: hyper's would also run
     // between keep-alive requests, cutting idle connections at the header timeout.
     http.timer(TokioTimer::new()).header_read_timeout(None);
+    let http = Arc::new(http);
     let mut next_id = 0u64;
     tokio::pin!(shutdown);
     loop {
@@ -183,11 +186,24 @@ pub async fn serve_connections(
             tracker: Arc::clone(&tracker),
             body_read: limits.body_read,
         };
-        let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&tracker)));
-        let connection = http.serve_connection(io, service);
         let open = Arc::clone(&open);
+        let http = Arc::clone(&http);
+        // Taken now: a reload after this accept applies to the next connection.
+        let acceptor = tls.as_ref().map(Tls::acceptor);
+        let handshake_timeout = limits.timeouts.header_read;
         tokio::spawn(async move {
-            drive(connection, &tracker).await;
+            match acceptor {
+                None => serve_stream(&http, stream, service, &tracker).await,
+                // The handshake runs in the connection's own task, so a slow one holds up
+                // nobody, and within the time a request head may take.
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_stream(&http, stream, service, &tracker).await,
+                        Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
             open.remove(id);
             drop(permit);
             drop(slot);
@@ -198,6 +214,19 @@ pub async fn serve_connections(
     // Each connection's task gives its permit back when it ends.
     let every_permit = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _all_closed = permits.acquire_many(every_permit).await;
+}
+
+/// Serves HTTP/1.1 on one client stream, plain or TLS, until `drive` ends it.
+async fn serve_stream<S>(
+    http: &hyper::server::conn::http1::Builder,
+    stream: S,
+    service: ConnectionService,
+    tracker: &Arc<Tracker>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(tracker)));
+    drive(http.serve_connection(io, service), tracker).await;
 }
 
 /// Runs the connection until it ends, its clock says to close it or it is displaced; dropping

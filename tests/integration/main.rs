@@ -44,6 +44,7 @@ mod slow_bodies;
 mod slow_clients;
 mod smoke;
 mod startup;
+mod tls;
 mod trust_continued;
 mod trust_input;
 mod trust_roll;
