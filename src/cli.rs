@@ -1,7 +1,8 @@
 //! The operator commands. Each reads the same configuration as `serve`.
 
 use crate::config::{
-    Cli, Command, Config, KeysCommand, MembersCommand, UsersCommand, WorkspacesCommand,
+    AuditCommand, Cli, Command, Config, KeysCommand, MembersCommand, UsersCommand,
+    WorkspacesCommand,
 };
 use crate::domain::api_key::{self, KeyEnv};
 use crate::domain::ids::{KeyId, WorkspaceId};
@@ -11,8 +12,9 @@ use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::http::{self, AppState};
 use crate::store::{
-    Actor, BootstrapOutcome, ClientInfo, KeyFilter, MemberActor, MemberChange, NewUser,
-    PasswordChange, PoolSettings, SchemaStatus, StatusFilter, Store, WorkspaceRow,
+    Actor, AuditEventRow, BootstrapOutcome, ClientInfo, KeyFilter, MemberActor, MemberChange,
+    NewUser, PasswordChange, PoolSettings, SchemaStatus, StatusFilter, Store, UserDeletion,
+    WorkspaceRow,
 };
 use crate::verify::Verifier;
 use std::io::Read;
@@ -76,6 +78,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Workspaces { command }) => workspaces(&config, command).await,
         Some(Command::Members { command }) => members(&config, command).await,
         Some(Command::Backup { file }) => backup(&config, &file).await,
+        Some(Command::Audit { command }) => audit(&config, command).await,
     }
 }
 
@@ -609,6 +612,22 @@ async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliErr
             }
             Ok(())
         }
+        UsersCommand::Delete { email } => {
+            match store.delete_user(&email, actor).await.map_err(db_error)? {
+                UserDeletion::NotFound => Err(fail(format!("no user with the email {email}"))),
+                UserDeletion::LastOwner(workspace) => Err(fail(format!(
+                    "{email} is the only owner of {workspace}; make someone else its owner first (heffl-api members add … --role owner), or delete the workspace"
+                ))),
+                UserDeletion::Deleted {
+                    user_id,
+                    revoked_keys,
+                } => print_json(&serde_json::json!({
+                    "userId": user_id,
+                    "deleted": true,
+                    "revokedKeys": revoked_keys,
+                })),
+            }
+        }
     }
 }
 
@@ -632,7 +651,9 @@ async fn set_disabled(store: &Verifier, email: &str, disable: bool) -> Result<()
 }
 
 async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), CliError> {
-    let store = open_store(config).await?;
+    let store = Verifier::without_cache(open_store(config).await?);
+    let operator = operator_name();
+    let actor = Actor::Operator(operator.as_deref());
     let result = match command {
         WorkspacesCommand::List => match store.list_workspaces().await {
             Ok(list) => list
@@ -641,9 +662,115 @@ async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), C
                 .try_for_each(|line| print_json(&line)),
             Err(e) => Err(db_error(e)),
         },
+        WorkspacesCommand::Rename { workspace, name } => {
+            let mut issues = Issues::default();
+            let name = issues.required_text("--name", Some(&name), 100);
+            match validated(issues) {
+                Err(err) => Err(err),
+                Ok(()) => match store.rename_workspace(&workspace, &name, actor).await {
+                    Ok(true) => print_json(&serde_json::json!({ "id": workspace, "name": name })),
+                    Ok(false) => Err(fail(format!("no workspace with the id {workspace}"))),
+                    Err(e) => Err(db_error(e)),
+                },
+            }
+        }
+        WorkspacesCommand::Delete {
+            workspace,
+            confirm_name,
+        } => delete_workspace(&store, &workspace, &confirm_name, actor).await,
     };
     store.close().await;
     result
+}
+
+/// The name typed out must be the workspace's: an id pasted from the wrong line deletes nothing.
+async fn delete_workspace(
+    store: &Verifier,
+    workspace: &WorkspaceId,
+    confirm_name: &str,
+    actor: Actor<'_>,
+) -> Result<(), CliError> {
+    let current = store
+        .list_workspaces()
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .find(|w| &w.id == workspace)
+        .ok_or_else(|| fail(format!("no workspace with the id {workspace}")))?;
+    if current.name != confirm_name {
+        return Err(fail(format!(
+            "--confirm-name does not match: {workspace} is named {:?}; nothing was deleted",
+            current.name
+        )));
+    }
+    match store
+        .delete_workspace(workspace, actor)
+        .await
+        .map_err(db_error)?
+    {
+        Some(name) => {
+            print_json(&serde_json::json!({ "id": workspace, "name": name, "deleted": true }))
+        }
+        None => Err(fail(format!("no workspace with the id {workspace}"))),
+    }
+}
+
+/// `audit export`: the log as JSON lines, for a SIEM or an archive before retention prunes it.
+async fn audit(config: &Config, command: AuditCommand) -> Result<(), CliError> {
+    let store = open_store(config).await?;
+    let result = match command {
+        AuditCommand::Export { since, workspace } => {
+            let since = Timestamp::parse_rfc3339(&since)
+                .or_else(|| Timestamp::parse_rfc3339(&format!("{since}T00:00:00Z")))
+                .ok_or_else(|| {
+                    fail(format!(
+                        "--since {since:?} is neither an RFC 3339 time (2025-01-15T10:30:00Z) nor a date (2025-01-15)"
+                    ))
+                });
+            match since {
+                Err(err) => Err(err),
+                Ok(since) => match store.export_audit_events(since, workspace.as_ref()).await {
+                    Ok(events) => events.into_iter().try_for_each(|(workspace_id, event)| {
+                        print_json(&AuditLine::of(workspace_id, event))
+                    }),
+                    Err(e) => Err(db_error(e)),
+                },
+            }
+        }
+    };
+    store.close().await;
+    result
+}
+
+/// One line of `audit export`: the API's shape of an event, with its workspace.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditLine {
+    workspace_id: Option<WorkspaceId>,
+    id: String,
+    at: Timestamp,
+    action: String,
+    actor: serde_json::Value,
+    target: serde_json::Value,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    details: Option<serde_json::Value>,
+}
+
+impl AuditLine {
+    fn of(workspace_id: Option<WorkspaceId>, event: AuditEventRow) -> AuditLine {
+        AuditLine {
+            workspace_id,
+            id: event.id,
+            at: event.at,
+            action: event.action,
+            actor: serde_json::json!({ "type": event.actor_type, "id": event.actor_id }),
+            target: serde_json::json!({ "type": event.target_type, "id": event.target_id }),
+            ip: event.ip,
+            user_agent: event.user_agent,
+            details: event.details.and_then(|d| serde_json::from_str(&d).ok()),
+        }
+    }
 }
 
 /// One line of `workspaces list`.

@@ -100,6 +100,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Read the audit log from the shell.
+    #[command(after_help = SETTINGS_HELP)]
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Write a consistent copy of the database to FILE while servers run: SQLite's `VACUUM
     /// INTO`, or `pg_dump --format=custom` for PostgreSQL (docs/operations.md, Backups).
     #[command(after_help = SETTINGS_HELP)]
@@ -174,6 +180,15 @@ pub enum UsersCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Delete a user: sessions, keys (revoked), memberships and invitations go, and the
+    /// account is erased down to its id (the audit log keeps its references). Not the last
+    /// owner of a workspace.
+    #[command(after_help = SETTINGS_HELP)]
+    Delete {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
     /// List users, one JSON object per line.
     #[command(after_help = SETTINGS_HELP)]
     List,
@@ -184,6 +199,41 @@ pub enum WorkspacesCommand {
     /// List workspaces, one JSON object per line.
     #[command(after_help = SETTINGS_HELP)]
     List,
+    /// Rename a workspace.
+    #[command(after_help = SETTINGS_HELP)]
+    Rename {
+        /// The workspace's id (ws_…).
+        #[arg(long)]
+        workspace: WorkspaceId,
+        /// The new name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Delete a workspace with its keys, leads, members' access and audit log; its keys stop
+    /// working at once. Cannot be undone (but a backup can be restored).
+    #[command(after_help = SETTINGS_HELP)]
+    Delete {
+        /// The workspace's id (ws_…).
+        #[arg(long)]
+        workspace: WorkspaceId,
+        /// The workspace's current name, typed out, as a safeguard against the wrong id.
+        #[arg(long)]
+        confirm_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit events since a time, oldest first, one JSON object per line.
+    #[command(after_help = SETTINGS_HELP)]
+    Export {
+        /// RFC 3339 time or date (2025-01-15 means its midnight, UTC).
+        #[arg(long)]
+        since: String,
+        /// Only this workspace's events (ws_…); default: every event.
+        #[arg(long)]
+        workspace: Option<WorkspaceId>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -326,6 +376,11 @@ pub struct Config {
     /// so that services may start in any order.
     #[arg(long, env = "HEFFL_DB_STARTUP_TIMEOUT", value_name = "HEFFL_DB_STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub db_startup_timeout: Duration,
+
+    /// How long audit events are kept (e.g. 400d); older ones are deleted hourly. Default:
+    /// kept for ever.
+    #[arg(long, env = "HEFFL_AUDIT_RETENTION", value_name = "HEFFL_AUDIT_RETENTION", value_parser = parse_duration)]
+    pub audit_retention: Option<Duration>,
 
     /// Whether `serve` applies pending migrations at start-up (and logs each). `false` refuses
     /// to start while migrations are pending: upgrades then happen only by `heffl-api migrate`.

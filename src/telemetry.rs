@@ -100,6 +100,16 @@ fn describe_metrics() {
         "heffl_shared_limits_instances",
         "Instances sharing the limits through Redis, as their heartbeats say"
     );
+    describe_histogram!(
+        "heffl_redis_round_trip_seconds",
+        Unit::Seconds,
+        "Time of each round trip to Redis for shared limits (timeouts included)"
+    );
+    describe_histogram!(
+        "heffl_db_query_duration_seconds",
+        Unit::Seconds,
+        "Time of database work by operation: key_lookup (a cache miss), usage_flush, credit_lease"
+    );
     describe_counter!(
         "heffl_usage_flush_failures_total",
         "Key-usage flushes that failed (retried at the next interval; usage is kept meanwhile)"

@@ -47,6 +47,7 @@ impl UsageRecorder {
     /// the next flush, so a database outage delays usage figures without losing or doubling
     /// them.
     pub async fn flush(&self, store: &Store) -> Result<usize, sqlx::Error> {
+        let _timer = crate::store::QueryTimer::start("usage_flush");
         let batch = self.take();
         if batch.is_empty() {
             return Ok(0);

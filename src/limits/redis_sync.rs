@@ -67,11 +67,17 @@ pub(crate) enum SyncError {
     NotConnected,
 }
 
+/// Every Redis round trip goes through here: bounded by `limit`, and timed for
+/// `heffl_redis_round_trip_seconds` (failures and timeouts included: they are what an
+/// operator looks for).
 async fn timed<T>(
     limit: Duration,
     call: impl std::future::Future<Output = Result<T, RedisError>>,
 ) -> Result<T, SyncError> {
-    match tokio::time::timeout(limit, call).await {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(limit, call).await;
+    metrics::histogram!("heffl_redis_round_trip_seconds").record(started.elapsed().as_secs_f64());
+    match outcome {
         Ok(result) => Ok(result?),
         Err(_) => Err(SyncError::Timeout),
     }

@@ -196,4 +196,46 @@ impl super::Store {
             .await
             .map(Some)
     }
+
+    /// Every event since `since` (of one workspace, or all), oldest first, for an operator's
+    /// export; events of no workspace (sign-ins, operator commands) come with all.
+    pub async fn export_audit_events(
+        &self,
+        since: Timestamp,
+        workspace_id: Option<&WorkspaceId>,
+    ) -> Result<Vec<(Option<WorkspaceId>, AuditEventRow)>, sqlx::Error> {
+        let mut sql = Sql::new(
+            "SELECT workspace_id, id, actor_type, actor_id, action, target_type, target_id, ip, \
+             user_agent, details, at FROM audit_events WHERE at >= ",
+        );
+        sql.bind(since);
+        if let Some(workspace_id) = workspace_id {
+            sql.push(" AND workspace_id = ").bind(workspace_id);
+        }
+        sql.push(" ORDER BY seq");
+        let (sql, args) = sql.finish()?;
+        let rows: Vec<ExportRow> = sqlx::query_as_with(&sql, args)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.workspace_id, row.event))
+            .collect())
+    }
+
+    /// Deletes events older than `older_than` (`HEFFL_AUDIT_RETENTION`); how many.
+    pub async fn prune_audit_events(&self, older_than: Timestamp) -> Result<u64, sqlx::Error> {
+        let result = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+            .bind(older_than)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ExportRow {
+    workspace_id: Option<WorkspaceId>,
+    #[sqlx(flatten)]
+    event: AuditEventRow,
 }

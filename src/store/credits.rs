@@ -164,6 +164,7 @@ impl Store {
         want: i64,
         now: Timestamp,
     ) -> Result<Option<Grant>, sqlx::Error> {
+        let _timer = super::QueryTimer::start("credit_lease");
         let mut tx = self.begin_serial().await?;
         let Some(credits) = self.credits_for_update(&mut tx, key_id).await? else {
             return Ok(None);

@@ -253,6 +253,29 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Times one database operation for `heffl_db_query_duration_seconds{operation}` when
+/// dropped, however the operation ends. Operations are a closed set of names.
+pub struct QueryTimer {
+    operation: &'static str,
+    started: std::time::Instant,
+}
+
+impl QueryTimer {
+    pub fn start(operation: &'static str) -> QueryTimer {
+        QueryTimer {
+            operation,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for QueryTimer {
+    fn drop(&mut self) {
+        metrics::histogram!("heffl_db_query_duration_seconds", "operation" => self.operation)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
 /// A PostgreSQL URL without its password, and the password (percent-decoded), so that a
 /// child process gets it in its environment rather than in its arguments.
 pub fn split_password(url: &str) -> (String, Option<String>) {

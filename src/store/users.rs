@@ -1,5 +1,5 @@
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, WorkspaceRow};
-use crate::domain::ids::UserId;
+use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use serde::Serialize;
@@ -135,6 +135,82 @@ impl Store {
     /// Disabling ends the user's sessions and revokes their keys in the caller's transaction,
     /// so no credential of a disabled user outlives the command. Returns `None` for an unknown
     /// email.
+    /// An operator deletes a user: their sessions, keys (revoked), memberships and pending
+    /// invitations go, and the account is erased down to its id (email and name replaced, no
+    /// password), so the audit log's references stay whole and the email is free again. The
+    /// last owner of a workspace is not deleted (the workspace would have none).
+    pub(crate) async fn delete_user_in(
+        &self,
+        tx: &mut Tx<'_>,
+        email: &str,
+        actor: Actor<'_>,
+    ) -> Result<UserDeletion, sqlx::Error> {
+        let user: Option<UserRow> =
+            sqlx::query_as("SELECT id, email, name FROM users WHERE email_normalized = $1")
+                .bind(normalize_email(email))
+                .fetch_optional(&mut **tx)
+                .await?;
+        let Some(user) = user else {
+            return Ok(UserDeletion::NotFound);
+        };
+        let sole_owner: Option<WorkspaceId> = sqlx::query_scalar(
+            "SELECT m.workspace_id FROM memberships m WHERE m.user_id = $1 AND m.role = 'owner' \
+             AND (SELECT COUNT(*) FROM memberships o WHERE o.workspace_id = m.workspace_id \
+             AND o.role = 'owner') = 1 LIMIT 1",
+        )
+        .bind(&user.id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(workspace_id) = sole_owner {
+            return Ok(UserDeletion::LastOwner(workspace_id));
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(&user.id)
+            .execute(&mut **tx)
+            .await?;
+        let revoked = super::revoke_keys_of_user(tx, &user.id, None, "user_deleted", None).await?;
+        super::invitations::cancel_invitations_sent_by(
+            tx,
+            &user.id,
+            None,
+            super::InvitationCancelCause::InviterDisabled,
+            actor,
+            &ClientInfo::default(),
+        )
+        .await?;
+        sqlx::query("DELETE FROM memberships WHERE user_id = $1")
+            .bind(&user.id)
+            .execute(&mut **tx)
+            .await?;
+        let erased = format!("deleted-{}@invalid", user.id.to_lowercase());
+        sqlx::query(
+            "UPDATE users SET email = $1, email_normalized = $1, name = 'Deleted user', \
+             password_hash = '!', disabled_at = COALESCE(disabled_at, $2) WHERE id = $3",
+        )
+        .bind(&erased)
+        .bind(Timestamp::now())
+        .bind(&user.id)
+        .execute(&mut **tx)
+        .await?;
+        record_audit(
+            tx,
+            AuditEntry {
+                workspace_id: None,
+                actor,
+                action: "user.deleted",
+                target_type: "user",
+                target_id: &user.id,
+                details: Some(serde_json::json!({ "revokedKeys": revoked })),
+            },
+            &ClientInfo::default(),
+        )
+        .await?;
+        Ok(UserDeletion::Deleted {
+            user_id: user.id.clone(),
+            revoked_keys: revoked,
+        })
+    }
+
     pub(crate) async fn set_user_disabled_in(
         &self,
         tx: &mut Tx<'_>,
@@ -323,4 +399,16 @@ impl Store {
             .fetch_all(self.pool())
             .await
     }
+}
+
+/// What `delete_user_in` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserDeletion {
+    NotFound,
+    /// The user is the only owner of this workspace: give it another owner first.
+    LastOwner(WorkspaceId),
+    Deleted {
+        user_id: UserId,
+        revoked_keys: u64,
+    },
 }

@@ -2,6 +2,7 @@ use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
+use serde_json::json;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WorkspaceRow {
@@ -107,5 +108,83 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         Ok(role.as_deref().and_then(Role::parse))
+    }
+
+    /// An operator renames a workspace; `false` when there is none with this id.
+    pub(crate) async fn rename_workspace_in(
+        &self,
+        tx: &mut Tx<'_>,
+        workspace_id: &WorkspaceId,
+        name: &str,
+        actor: Actor<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let renamed = sqlx::query("UPDATE workspaces SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(workspace_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if renamed == 0 {
+            return Ok(false);
+        }
+        record_audit(
+            tx,
+            AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor,
+                action: "workspace.renamed",
+                target_type: "workspace",
+                target_id: workspace_id,
+                details: Some(json!({ "name": name })),
+            },
+            &ClientInfo::default(),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// An operator deletes a workspace and everything in it (keys, leads, memberships,
+    /// invitations, usage, its audit log); the deletion itself is audited outside it, since
+    /// the workspace's own log goes with it. The name it had, or `None` when there was none.
+    pub(crate) async fn delete_workspace_in(
+        &self,
+        tx: &mut Tx<'_>,
+        workspace_id: &WorkspaceId,
+        actor: Actor<'_>,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1")
+            .bind(workspace_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        // Usage rows point at keys without a cascade: they go first.
+        sqlx::query("DELETE FROM key_usage_hours WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM workspaces WHERE id = $1")
+            .bind(workspace_id)
+            .execute(&mut **tx)
+            .await?;
+        record_audit(
+            tx,
+            AuditEntry {
+                workspace_id: None,
+                actor,
+                action: "workspace.deleted",
+                target_type: "workspace",
+                target_id: workspace_id,
+                details: Some(json!({ "name": name, "keys": keys })),
+            },
+            &ClientInfo::default(),
+        )
+        .await?;
+        Ok(Some(name))
     }
 }

@@ -36,6 +36,8 @@ pub enum Invalidation {
         workspace_id: WorkspaceId,
         user_id: UserId,
     },
+    /// Every key of a workspace (renamed or deleted).
+    Workspace(WorkspaceId),
     /// Not an invalidation: a key was created (or rolled) with this digest, for `KnownKeys`.
     KeyIssued([u8; 32]),
 }
@@ -45,6 +47,7 @@ impl Invalidation {
         match self {
             Invalidation::Key(id) => format!("key:{id}"),
             Invalidation::User(id) => format!("user:{id}"),
+            Invalidation::Workspace(id) => format!("workspace:{id}"),
             Invalidation::Member {
                 workspace_id,
                 user_id,
@@ -61,6 +64,7 @@ impl Invalidation {
         match kind {
             "key" => Some(Invalidation::Key(rest.into())),
             "user" => Some(Invalidation::User(rest.into())),
+            "workspace" => Some(Invalidation::Workspace(rest.into())),
             "issued" => {
                 let mut digest = [0u8; 32];
                 if rest.len() != 64 {
@@ -86,6 +90,7 @@ impl Invalidation {
         match self {
             Invalidation::Key(id) => &row.key_id == id,
             Invalidation::User(id) => &row.user_id == id,
+            Invalidation::Workspace(id) => &row.workspace_id == id,
             Invalidation::Member {
                 workspace_id,
                 user_id,
@@ -310,6 +315,7 @@ mod tests {
                 workspace_id: "ws_1".into(),
                 user_id: "usr_1".into(),
             },
+            Invalidation::Workspace("ws_1".into()),
             Invalidation::KeyIssued([0xa7; 32]),
         ] {
             assert_eq!(Invalidation::decode(&change.encode()), Some(change));

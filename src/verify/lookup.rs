@@ -48,6 +48,7 @@ impl Verifier {
         &self,
         digest: &[u8; 32],
     ) -> Result<Option<KeyPrincipalRow>, sqlx::Error> {
+        let _timer = crate::store::QueryTimer::start("key_lookup");
         if let Some(batcher) = self.lookup_batcher() {
             return batcher.lookup(digest).await;
         }

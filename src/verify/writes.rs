@@ -8,7 +8,7 @@ use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::store::{
     Actor, ApiKeyRecord, ClientInfo, Editor, KeyChanges, MemberActor, MemberChange, NewApiKey,
-    RollOutcome, Roller, UpdateOutcome, UserRow,
+    RollOutcome, Roller, UpdateOutcome, UserDeletion, UserRow,
 };
 
 impl Verifier {
@@ -182,6 +182,63 @@ impl Verifier {
             tx.commit().await?;
         }
         Ok(outcome)
+    }
+}
+
+impl Verifier {
+    /// The workspace's name is part of what a cached key answers with (`/api/v1/me`).
+    pub async fn rename_workspace(
+        &self,
+        workspace_id: &WorkspaceId,
+        name: &str,
+        actor: Actor<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let renamed = self
+            .store
+            .rename_workspace_in(&mut tx, workspace_id, name, actor)
+            .await?;
+        if renamed {
+            tx.invalidate(Invalidation::Workspace(workspace_id.clone()))
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(renamed)
+    }
+
+    /// Deletes the workspace with everything in it; its keys stop working everywhere within a
+    /// second. The name it had, or `None` when there was no such workspace.
+    pub async fn delete_workspace(
+        &self,
+        workspace_id: &WorkspaceId,
+        actor: Actor<'_>,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let mut tx = self.begin_serial().await?;
+        let deleted = self
+            .store
+            .delete_workspace_in(&mut tx, workspace_id, actor)
+            .await?;
+        if deleted.is_some() {
+            tx.invalidate(Invalidation::Workspace(workspace_id.clone()))
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(deleted)
+    }
+
+    /// See `Store::delete_user_in`; the user's keys stop working everywhere within a second.
+    pub async fn delete_user(
+        &self,
+        email: &str,
+        actor: Actor<'_>,
+    ) -> Result<UserDeletion, sqlx::Error> {
+        let mut tx = self.begin_serial().await?;
+        let deletion = self.store.delete_user_in(&mut tx, email, actor).await?;
+        if let UserDeletion::Deleted { user_id, .. } = &deletion {
+            tx.invalidate(Invalidation::User(user_id.clone())).await?;
+            tx.commit().await?;
+        }
+        Ok(deletion)
     }
 }
 

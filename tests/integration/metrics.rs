@@ -99,7 +99,12 @@ async fn every_series_is_described_with_build_and_process_metrics() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    for series in ["heffl_shared_limits_up", "heffl_credit_leases_total"] {
+    for series in [
+        "heffl_shared_limits_up",
+        "heffl_credit_leases_total",
+        "heffl_db_query_duration_seconds",
+        "heffl_redis_round_trip_seconds",
+    ] {
         assert!(text.contains(series), "{series} missing from /metrics");
     }
 

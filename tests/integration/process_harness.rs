@@ -624,6 +624,24 @@ impl Server {
         }
     }
 
+    /// A key whose workspace (or row) was deleted by another process is refused as unknown
+    /// within the propagation deadline; returns how long it took.
+    pub async fn until_key_gone(&self, key: &str) -> Duration {
+        let (elapsed, _) = self
+            .until_refused(
+                Instant::now(),
+                PROPAGATION_DEADLINE,
+                Method::GET,
+                "/api/v1/me",
+                key,
+                None,
+                StatusCode::OK,
+                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid_api_key"),
+            )
+            .await;
+        elapsed
+    }
+
     /// A change made by another process (the CLI, another server) reaches this one within one
     /// second (docs/api.md §7): its key cache hears of it through the database. Returns how long it
     /// took from now.

@@ -307,6 +307,8 @@ async fn the_cli_refuses_invisible_characters(db: crate::common::Db) {
         );
         assert!(output.stderr.contains(field), "{args:?}: {}", output.stderr);
     }
+    // Commands other than bootstrap need a database that exists.
+    deployment.run(&["migrate"], None).await.assert_success();
     let output = deployment
         .run(
             &["users", "disable", "--email", "o\u{200b}@acme.test"],
