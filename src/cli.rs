@@ -547,8 +547,8 @@ async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliErr
     let operator = operator_name();
     let actor = Actor::Operator(operator.as_deref());
     match command {
-        UsersCommand::Disable { email } => set_disabled(store, &email, true).await,
-        UsersCommand::Enable { email } => set_disabled(store, &email, false).await,
+        UsersCommand::Disable { email } => set_disabled(store, &email, true, actor).await,
+        UsersCommand::Enable { email } => set_disabled(store, &email, false, actor).await,
         UsersCommand::Create {
             email,
             name,
@@ -631,7 +631,12 @@ async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliErr
     }
 }
 
-async fn set_disabled(store: &Verifier, email: &str, disable: bool) -> Result<(), CliError> {
+async fn set_disabled(
+    store: &Verifier,
+    email: &str,
+    disable: bool,
+    actor: Actor<'_>,
+) -> Result<(), CliError> {
     let mut issues = Issues::default();
     let email = issues
         .email("--email", Some(email), true)
@@ -639,7 +644,7 @@ async fn set_disabled(store: &Verifier, email: &str, disable: bool) -> Result<()
     validated(issues)?;
     let email = email.as_str();
     let (user, revoked_keys) = store
-        .set_user_disabled(email, disable)
+        .set_user_disabled(email, disable, actor)
         .await
         .map_err(db_error)?
         .ok_or_else(|| fail(format!("no user with the email {email}")))?;

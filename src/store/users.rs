@@ -216,6 +216,7 @@ impl Store {
         tx: &mut Tx<'_>,
         email: &str,
         disabled: bool,
+        actor: Actor<'_>,
     ) -> Result<Option<(UserRow, u64)>, sqlx::Error> {
         let now = Timestamp::now();
         let user: Option<UserRow> = if disabled {
@@ -248,7 +249,7 @@ impl Store {
                 &user.id,
                 None,
                 super::InvitationCancelCause::InviterDisabled,
-                Actor::System,
+                actor,
                 &ClientInfo::default(),
             )
             .await?;
@@ -257,7 +258,7 @@ impl Store {
             tx,
             AuditEntry {
                 workspace_id: None,
-                actor: Actor::System,
+                actor,
                 action: if disabled {
                     "user.disabled"
                 } else {

@@ -170,11 +170,12 @@ impl Verifier {
         &self,
         email: &str,
         disabled: bool,
+        actor: Actor<'_>,
     ) -> Result<Option<(UserRow, u64)>, sqlx::Error> {
         let mut tx = self.begin().await?;
         let outcome = self
             .store
-            .set_user_disabled_in(&mut tx, email, disabled)
+            .set_user_disabled_in(&mut tx, email, disabled, actor)
             .await?;
         if let Some((user, _)) = &outcome {
             tx.invalidate(Invalidation::User(user.id.as_str().into()))

@@ -572,7 +572,7 @@ async fn disabled_user_cannot_log_in_and_loses_sessions_at_once(app: TestApp) {
 
     let disabled = app
         .store
-        .set_user_disabled(&member.email, true)
+        .set_user_disabled(&member.email, true, heffl_api::store::Actor::System)
         .await
         .expect("disable");
     assert!(disabled.is_some());
@@ -606,7 +606,7 @@ async fn disabled_user_cannot_log_in_and_loses_sessions_at_once(app: TestApp) {
 
     // Enabling lets the user sign in again.
     app.store
-        .set_user_disabled(&member.email, false)
+        .set_user_disabled(&member.email, false, heffl_api::store::Actor::System)
         .await
         .expect("enable");
     let token = app.login(&member.email, &member.password).await;

@@ -746,7 +746,7 @@ async fn revoked_reasons(app: TestApp) {
 
     let outcome = app
         .store
-        .set_user_disabled(&disabled.email, true)
+        .set_user_disabled(&disabled.email, true, heffl_api::store::Actor::System)
         .await
         .expect("disable");
     assert!(outcome.is_some());

@@ -526,7 +526,7 @@ async fn operators_delete_users_down_to_their_id(db: Db) {
     );
     store.close().await;
     // The email is free for a new account.
-    deployment
+    let out = deployment
         .run(
             &[
                 "users",
@@ -538,8 +538,33 @@ async fn operators_delete_users_down_to_their_id(db: Db) {
             ],
             None,
         )
+        .await;
+    out.assert_success();
+    // Disabling from the shell is the operator's act too, by name.
+    deployment
+        .run_with(
+            &["users", "disable", "--email", "jane@acme.test"],
+            None,
+            &[OPERATOR],
+        )
         .await
         .assert_success();
+    let new_jane = out.json_line()["userId"]
+        .as_str()
+        .expect("userId")
+        .to_owned();
+    let store = deployment.store().await;
+    assert_eq!(
+        query_count(
+            &store,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'user.disabled' AND target_id = $1 \
+             AND actor_type = 'operator' AND actor_id = 'ops-alice'",
+            &[&new_jane]
+        )
+        .await,
+        1
+    );
+    store.close().await;
 }
 
 /// `audit export --since`: every event from then on, oldest first, one JSON line each, with
