@@ -46,6 +46,7 @@
     'api_key.rolled': 'Rolled',
     'api_key.expired': 'Expired',
     'api_key.reported_leaked': 'Reported leaked',
+    'api_key.updated': 'Edited',
   };
   const Charts = window.HefflCharts;
   const ROLE_LABELS = { owner: 'Owner', admin: 'Admin', member: 'Member', viewer: 'Viewer' };
@@ -283,6 +284,7 @@
   }
 
   function statusBadge(key) {
+    if (key.status === 'active' && key.enabled === false) return badge('Paused', 'paused', 'key-status');
     const labels = { active: 'Active', revoked: 'Revoked', expired: 'Expired' };
     const tone = key.status === 'active' ? 'active' : key.revokeReason === 'reported_leaked' ? 'leaked' : 'revoked';
     return badge(labels[key.status] || key.status, tone, 'key-status');
@@ -1139,6 +1141,43 @@
     return dd;
   }
 
+  /** The key's creator and the workspace's owners and admins may edit it (docs/api.md §14). */
+  function canEdit(key) {
+    if (key.status === 'revoked') return false;
+    return canManageKeys() || Boolean(state.user && key.createdBy && key.createdBy.id === state.user.id);
+  }
+
+  function creditsText(credits) {
+    if (!credits) return 'Unlimited';
+    let text = `${Charts.count(credits.remaining)} left`;
+    const refill = credits.refill;
+    if (refill) {
+      const when = refill.interval === 'monthly' ? `monthly on day ${refill.day}` : 'daily';
+      text += ` · refilled to ${Charts.count(refill.amount)} ${when} (00:00 UTC)`;
+    }
+    return text;
+  }
+
+  /** Pause or resume: one PATCH of `enabled`, then the view as the server now says it is. */
+  async function onTogglePause(key, button) {
+    const pausing = key.enabled !== false;
+    setBusy(button, true, pausing ? 'Pausing…' : 'Resuming…');
+    try {
+      await api('PATCH', workspacePath(`/api-keys/${encodeURIComponent(key.id)}`), { enabled: !pausing });
+      announce(pausing ? `${key.name} is paused: its requests are refused until you resume it.` : `${key.name} works again.`);
+      await renderKeyDetail();
+      el('detail-pause')?.focus();
+    } catch (error) {
+      setBusy(button, false);
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 401) {
+        sessionEnded();
+        return;
+      }
+      showError(el('detail-notices'), error);
+    }
+  }
+
   function rateLimitText(key) {
     if (key.rateLimitPerMinute === null || key.rateLimitPerMinute === undefined) return "The server's default";
     if (key.rateLimitPerMinute === 0) return 'No limit';
@@ -1214,6 +1253,16 @@
       roll.addEventListener('click', () => openRoll(key, roll));
       actions.append(roll);
     }
+    if (key.status === 'active' && canEdit(key)) {
+      const pause = document.createElement('button');
+      pause.type = 'button';
+      pause.className = 'button';
+      pause.id = 'detail-pause';
+      pause.dataset.testid = 'detail-pause';
+      pause.textContent = key.enabled === false ? 'Resume key' : 'Pause key';
+      pause.addEventListener('click', () => onTogglePause(key, pause));
+      actions.append(pause);
+    }
     if (key.status === 'active') {
       const revoke = document.createElement('button');
       revoke.type = 'button';
@@ -1226,6 +1275,13 @@
 
     const notices = el('detail-notices');
     notices.replaceChildren();
+    if (key.status === 'active' && key.enabled === false) {
+      const box = document.createElement('p');
+      box.className = 'notice notice-warning';
+      box.dataset.testid = 'detail-paused';
+      box.textContent = 'Paused: requests with this key get 401 disabled_api_key until it is resumed.';
+      notices.append(box);
+    }
     const revoked = revokedLine(key);
     if (revoked) {
       const box = document.createElement('p');
@@ -1264,6 +1320,31 @@
     const expires = fact(facts, 'Expires', key.expiresAt ? timeElement(key.expiresAt) : 'Never');
     expires.dataset.testid = 'detail-expires';
     fact(facts, 'Rate limit', rateLimitText(key));
+    if (key.description) fact(facts, 'Description', key.description).dataset.testid = 'detail-description';
+    const allowed = fact(facts, 'Allowed IPs');
+    allowed.dataset.testid = 'detail-allowed-ips';
+    if (key.allowedIps && key.allowedIps.length > 0) {
+      for (const net of key.allowedIps) {
+        const code = document.createElement('code');
+        code.className = 'scope';
+        code.textContent = net;
+        allowed.append(code, ' ');
+      }
+    } else {
+      allowed.textContent = 'Any address';
+    }
+    fact(facts, 'Credits', creditsText(key.credits)).dataset.testid = 'detail-credits';
+    if (key.externalId) {
+      const code = document.createElement('code');
+      code.textContent = key.externalId;
+      fact(facts, 'External ID', code).dataset.testid = 'detail-external-id';
+    }
+    if (key.meta) {
+      const code = document.createElement('code');
+      code.className = 'meta';
+      code.textContent = JSON.stringify(key.meta);
+      fact(facts, 'Metadata', code).dataset.testid = 'detail-meta';
+    }
     if (key.rolledFrom) fact(facts, 'Replaces', relatedKeyLink(key.rolledFrom, 'the key it was rolled from'));
     if (key.replacedBy) fact(facts, 'Rolled into', relatedKeyLink(key.replacedBy, 'its new secret'));
   }

@@ -553,3 +553,57 @@ describe('Settings > Developer: the key list at every width', { timeout: 120_000
     });
   }
 });
+
+describe('Settings > Developer: a key with policies', { timeout: 120_000 }, () => {
+  for (const [width, viewport] of WIDTHS) {
+    test(`its policies are shown, and it can be paused and resumed (${width})`, async () => {
+      const key = await createKey(ownerToken, {
+        name: `Customer key ${width}`,
+        description: 'Nightly export for Contoso',
+        allowedIps: ['127.0.0.1', '2001:db8:42::/48'],
+        externalId: 'cus_4QX2',
+        meta: { plan: 'pro', seats: 12, region: 'eu-central-1', note: 'a long value that must wrap rather than widen the card' },
+        credits: { remaining: 5000, refill: { amount: 5000, interval: 'monthly', day: 1 } },
+      });
+      assert.equal(await callApi(server, key.key), 200);
+      const { page, problems, close } = await openPage(server, viewport);
+      try {
+        await signIn(server, page);
+        await rowNamed(page, `Customer key ${width}`).locator(byTestId('key-name')).click();
+        await page.locator(byTestId('key-detail')).waitFor();
+        const facts = {
+          'detail-description': /Nightly export for Contoso/,
+          'detail-allowed-ips': /127\.0\.0\.1\/32\s+2001:db8:42::\/48/,
+          'detail-external-id': /cus_4QX2/,
+          'detail-meta': /"plan":"pro"/,
+          'detail-credits': /left · refilled to 5,000 monthly on day 1/,
+        };
+        for (const [id, pattern] of Object.entries(facts)) {
+          assert.match(await page.locator(byTestId(id)).textContent(), pattern, id);
+        }
+
+        await page.locator(byTestId('detail-pause')).click();
+        await page.locator(byTestId('detail-paused')).waitFor();
+        assert.equal(await page.locator(`${byTestId('key-detail')} ${byTestId('key-status')}`).textContent(), 'Paused');
+        assert.equal(await page.locator(byTestId('detail-pause')).textContent(), 'Resume key');
+        assert.equal(await activeTestId(page), 'detail-pause', 'focus stays on the button');
+        assert.equal(await callApi(server, key.key), 401, 'a paused key is refused');
+        await screenshot(page, `policies-paused-${width}`, { fullPage: true });
+        assert.deepEqual(await controlsCutOff(page), [], `at ${width}`);
+
+        await page.locator(byTestId('detail-pause')).click();
+        await page.waitForFunction(
+          (selector) => document.querySelector(selector)?.textContent === 'Pause key',
+          byTestId('detail-pause'),
+        );
+        assert.equal(await page.locator(byTestId('detail-paused')).count(), 0);
+        assert.equal(await callApi(server, key.key), 200, 'resumed');
+        const events = await page.locator(byTestId('detail-event')).allTextContents();
+        assert.ok(events.some((e) => e.startsWith('Edited')), JSON.stringify(events));
+        assert.deepEqual(problems, []);
+      } finally {
+        await close();
+      }
+    });
+  }
+});
