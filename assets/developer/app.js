@@ -24,6 +24,11 @@
     expiresInDays: 'Expiry',
     rateLimitPerMinute: 'Rate limit',
     expiresOldIn: 'Grace period',
+    description: 'Description',
+    allowedIps: 'Allowed IPs',
+    externalId: 'External ID',
+    meta: 'Metadata',
+    credits: 'Credits',
   };
   const DAY_MS = 86_400_000;
   const UNUSED_DAYS = 30;
@@ -71,6 +76,8 @@
     listGeneration: 0,
     revokeTarget: null,
     rollTarget: null,
+    // The key the edit dialog is open for.
+    editing: null,
     // The keys last listed, by id, for the detail view and the dialogs.
     keys: new Map(),
     // Scopes keys may have, from GET /scopes (loaded once per session).
@@ -1158,6 +1165,75 @@
     return text;
   }
 
+  function openEdit(key, opener) {
+    state.editing = key;
+    el('edit-name').value = key.name;
+    el('edit-description').value = key.description || '';
+    el('edit-allowed-ips').value = (key.allowedIps || []).join('\n');
+    el('edit-external-id').value = key.externalId || '';
+    el('edit-meta').value = key.meta ? JSON.stringify(key.meta, null, 2) : '';
+    clearBox(el('edit-error'));
+    openDialog(el('edit-dialog'), opener, el('edit-name'));
+  }
+
+  /** The form as a PATCH body: every field, so what the server has is what the form shows. */
+  function editBody() {
+    const text = (id) => el(id).value.trim();
+    const metaText = text('edit-meta');
+    let meta = null;
+    if (metaText) {
+      try {
+        meta = JSON.parse(metaText);
+      } catch {
+        return { problem: 'Metadata must be JSON, such as {"plan": "pro"}.', focus: el('edit-meta') };
+      }
+      if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) {
+        return { problem: 'Metadata must be a JSON object, such as {"plan": "pro"}.', focus: el('edit-meta') };
+      }
+    }
+    return {
+      body: {
+        name: text('edit-name'),
+        description: text('edit-description') || null,
+        allowedIps: text('edit-allowed-ips').split(/[\s,]+/).filter(Boolean),
+        externalId: text('edit-external-id') || null,
+        meta,
+      },
+    };
+  }
+
+  async function onEditSave(event) {
+    event.preventDefault();
+    const key = state.editing;
+    if (!key) return;
+    const errorBox = el('edit-error');
+    const { body, problem, focus } = editBody();
+    if (problem) {
+      showText(errorBox, problem);
+      focus.focus();
+      return;
+    }
+    clearBox(errorBox);
+    const submit = el('edit-submit');
+    setBusy(submit, true, 'Saving…');
+    try {
+      const saved = await api('PATCH', workspacePath(`/api-keys/${encodeURIComponent(key.id)}`), body);
+      el('edit-dialog').close();
+      announce(`Saved the changes to ${saved.name}.`);
+      await renderKeyDetail();
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 401) {
+        sessionEnded();
+        return;
+      }
+      showError(errorBox, error);
+      el('edit-name').focus();
+    } finally {
+      setBusy(submit, false);
+    }
+  }
+
   /** Pause or resume: one PATCH of `enabled`, then the view as the server now says it is. */
   async function onTogglePause(key, button) {
     const pausing = key.enabled !== false;
@@ -1252,6 +1328,15 @@
       roll.textContent = 'Roll key';
       roll.addEventListener('click', () => openRoll(key, roll));
       actions.append(roll);
+    }
+    if (canEdit(key)) {
+      const edit = document.createElement('button');
+      edit.type = 'button';
+      edit.className = 'button';
+      edit.dataset.testid = 'detail-edit';
+      edit.textContent = 'Edit';
+      edit.addEventListener('click', () => openEdit(key, edit));
+      actions.append(edit);
     }
     if (key.status === 'active' && canEdit(key)) {
       const pause = document.createElement('button');
@@ -1454,6 +1539,12 @@
       el('new-key-dialog').close();
     });
     el('revoke-cancel').addEventListener('click', () => el('revoke-dialog').close());
+    el('edit-form').addEventListener('submit', onEditSave);
+    el('edit-cancel').addEventListener('click', () => el('edit-dialog').close());
+    el('edit-dialog').addEventListener('close', () => {
+      state.editing = null;
+      restoreFocus(el('edit-dialog'));
+    });
     el('revoke-confirm').addEventListener('click', onRevokeConfirm);
     el('create-expiry').addEventListener('change', onExpiryChange);
     el('roll-form').addEventListener('submit', onRollConfirm);

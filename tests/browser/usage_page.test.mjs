@@ -607,3 +607,56 @@ describe('Settings > Developer: a key with policies', { timeout: 120_000 }, () =
     });
   }
 });
+
+describe('Settings > Developer: editing a key', { timeout: 120_000 }, () => {
+  for (const [width, viewport] of WIDTHS) {
+    test(`name, description, allowed IPs, external id and metadata, with the server's refusals in words (${width})`, async () => {
+      const key = await createKey(ownerToken, { name: `Editable ${width}` });
+      const { page, problems, close } = await openPage(server, viewport);
+      try {
+        await signIn(server, page);
+        await rowNamed(page, `Editable ${width}`).locator(byTestId('key-name')).click();
+        await page.locator(byTestId('key-detail')).waitFor();
+        await page.locator(byTestId('detail-edit')).click();
+        const dialog = page.locator(byTestId('edit-dialog'));
+        await dialog.waitFor();
+        assert.equal(await activeTestId(page), 'edit-name');
+        await page.locator(byTestId('edit-description')).fill('Export for Contoso');
+        // Host bits under the prefix: the server's message, naming the entry, in words.
+        await page.locator(byTestId('edit-allowed-ips')).fill('127.0.0.1\n10.0.0.1/8');
+        await page.locator(byTestId('edit-external-id')).fill('cus_77');
+        await page.locator(byTestId('edit-meta')).fill('{"tier": "gold"}');
+        await screenshot(page, `edit-dialog-${width}`, { fullPage: true });
+        assert.deepEqual(await controlsCutOff(page), [], `the dialog at ${width}`);
+        await page.locator(byTestId('edit-submit')).click();
+        const error = page.locator(byTestId('edit-error'));
+        await error.waitFor();
+        assert.match(await error.textContent(), /Allowed IPs entry 1: '10\.0\.0\.1\/8' has host bits set; did you mean 10\.0\.0\.0\/8\?/);
+        // Nothing was applied.
+        assert.equal((await keyRecord(key.id)).description, null);
+        // Metadata that is not an object is caught before it is sent.
+        await page.locator(byTestId('edit-allowed-ips')).fill('127.0.0.1\n10.0.0.0/8');
+        await page.locator(byTestId('edit-meta')).fill('[1, 2]');
+        await page.locator(byTestId('edit-submit')).click();
+        await page.waitForFunction((selector) => /JSON object/.test(document.querySelector(selector)?.textContent || ''), byTestId('edit-error'));
+        await page.locator(byTestId('edit-meta')).fill('{"tier": "gold"}');
+        await page.locator(byTestId('edit-submit')).click();
+        await page.waitForFunction((selector) => !document.querySelector(selector)?.open, '#edit-dialog');
+        await page.waitForFunction(
+          (selector) => /cus_77/.test(document.querySelector(selector)?.textContent || ''),
+          byTestId('detail-external-id'),
+        );
+        assert.match(await page.locator(byTestId('detail-allowed-ips')).textContent(), /127\.0\.0\.1\/32\s+10\.0\.0\.0\/8/);
+        assert.match(await page.locator(byTestId('detail-meta')).textContent(), /"tier":"gold"/);
+        assert.match(await page.locator(byTestId('detail-description')).textContent(), /Export for Contoso/);
+        const record = await keyRecord(key.id);
+        assert.deepEqual([record.externalId, record.meta], ['cus_77', { tier: 'gold' }]);
+        assert.equal(await callApi(server, key.key), 200, 'this client is on the list');
+        await screenshot(page, `edited-key-${width}`, { fullPage: true });
+        assert.deepEqual(problems, []);
+      } finally {
+        await close();
+      }
+    });
+  }
+});
