@@ -80,6 +80,7 @@ id_type!(WorkspaceId, WORKSPACE);
 id_type!(UserId, USER);
 id_type!(KeyId, API_KEY);
 id_type!(LeadId, LEAD);
+id_type!(InvitationId, INVITATION);
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use super::{
     insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx,
     UserRow,
 };
-use crate::domain::ids::{self, UserId, WorkspaceId};
+use crate::domain::ids::{InvitationId, UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
 use serde_json::json;
@@ -19,7 +19,7 @@ pub const INVITATION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// A pending invitation with who sent it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InvitationRow {
-    pub id: String,
+    pub id: InvitationId,
     pub email: String,
     #[sqlx(try_from = "String")]
     pub role: Role,
@@ -85,7 +85,7 @@ pub(super) async fn cancel_invitations_sent_by(
     client: &ClientInfo,
 ) -> Result<u64, sqlx::Error> {
     let now = Timestamp::now();
-    let dead: Vec<(String, WorkspaceId)> = sqlx::query_as(&format!(
+    let dead: Vec<(InvitationId, WorkspaceId)> = sqlx::query_as(&format!(
         "SELECT i.id, i.workspace_id FROM invitations i \
          WHERE i.invited_by = $1 AND i.accepted_at IS NULL AND i.cancelled_at IS NULL \
          AND i.expires_at > $2 AND ($3 IS NULL OR i.workspace_id = $3) AND NOT {INVITER_MAY_SEND}"
@@ -157,7 +157,7 @@ pub enum CancelOutcome {
 /// The invitation a token claimed, inside the accepting transaction.
 #[derive(sqlx::FromRow)]
 struct Claimed {
-    id: String,
+    id: InvitationId,
     workspace_id: WorkspaceId,
     email: String,
     email_normalized: String,
@@ -282,7 +282,7 @@ impl Store {
         if member.is_some() {
             return Ok(InviteOutcome::AlreadyMember);
         }
-        let id = ids::new_id(ids::INVITATION);
+        let id = InvitationId::generate();
         let now = Timestamp::now();
         sqlx::query(
             "INSERT INTO invitations (id, workspace_id, email, email_normalized, role, token_digest, \
@@ -343,7 +343,7 @@ impl Store {
     pub async fn cancel_invitation(
         &self,
         workspace_id: &WorkspaceId,
-        invitation_id: &str,
+        invitation_id: &InvitationId,
         actor: &MemberActor<'_>,
     ) -> Result<CancelOutcome, sqlx::Error> {
         let mut tx = self.pool().begin().await?;

@@ -6,7 +6,7 @@ use super::auth::{
     client_address, invalid_credentials, new_session_expiry, record_failed_login, User,
 };
 use super::workspaces::manager_role;
-use crate::domain::ids::WorkspaceId;
+use crate::domain::ids::{InvitationId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
@@ -192,7 +192,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     session: SessionUser,
     client: ClientInfo,
-    Path((workspace_id, invitation_id)): Path<(WorkspaceId, String)>,
+    Path((workspace_id, invitation_id)): Path<(WorkspaceId, InvitationId)>,
 ) -> Result<StatusCode, ApiError> {
     let role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let outcome = state
@@ -265,7 +265,8 @@ pub enum InvitationStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Invitation {
     /// `inv_…`
-    id: String,
+    #[schema(value_type = String)]
+    id: InvitationId,
     email: String,
     role: Role,
     status: InvitationStatus,
