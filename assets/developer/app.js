@@ -1539,6 +1539,15 @@
       el('new-key-dialog').close();
     });
     el('revoke-cancel').addEventListener('click', () => el('revoke-dialog').close());
+    // A name problem goes away as soon as the name is fine, not at the next submit.
+    el('create-name').addEventListener('input', (event) => {
+      const input = event.target;
+      const length = [...input.value.trim()].length;
+      if (input.getAttribute('aria-invalid') === 'true' && length > 0 && length <= MAX_NAME_CHARS) {
+        input.removeAttribute('aria-invalid');
+        clearBox(el('create-error'));
+      }
+    });
     el('edit-form').addEventListener('submit', onEditSave);
     el('edit-cancel').addEventListener('click', () => el('edit-dialog').close());
     el('edit-dialog').addEventListener('close', () => {

@@ -257,6 +257,10 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       await page.locator(byTestId('create-submit')).click();
       await createError.filter({ hasText: 'Enter a name for the key.' }).waitFor();
       assert.equal(await page.locator(byTestId('create-name')).getAttribute('aria-invalid'), 'true');
+      // Typing a name that is fine takes the message away at once, not at the next submit.
+      await page.locator(byTestId('create-name')).fill('Website Forms');
+      assert.equal(await createError.isVisible(), false, 'the stale message goes');
+      assert.equal(await page.locator(byTestId('create-name')).getAttribute('aria-invalid'), null);
       await page.locator(byTestId('create-name')).fill('x'.repeat(101));
       await page.locator(byTestId('create-name')).press('Enter');
       await createError.filter({ hasText: 'at most 100' }).waitFor();

@@ -660,3 +660,26 @@ describe('Settings > Developer: editing a key', { timeout: 120_000 }, () => {
     });
   }
 });
+
+describe('Settings > Developer: dialog buttons stay in sight', { timeout: 60_000 }, () => {
+  for (const viewport of [{ width: 1280, height: 800 }, PHONE]) {
+    test(`the create dialog's buttons are on screen with "On a date…" at ${viewport.width}×${viewport.height}`, async () => {
+      const { page, problems, close } = await openPage(server, viewport);
+      try {
+        await signIn(server, page);
+        await page.locator(byTestId('create-key-button')).click();
+        await page.locator(byTestId('create-dialog')).waitFor();
+        await page.locator(byTestId('create-expiry')).selectOption('date');
+        for (const id of ['create-submit', 'create-cancel']) {
+          const box = await page.locator(byTestId(id)).boundingBox();
+          assert.ok(box, id);
+          assert.ok(box.y >= 0 && box.y + box.height <= viewport.height, `${id} at ${JSON.stringify(box)}`);
+        }
+        await screenshot(page, `create-dialog-date-${viewport.width}`);
+        assert.deepEqual(problems, []);
+      } finally {
+        await close();
+      }
+    });
+  }
+});
