@@ -1320,42 +1320,24 @@
 
     const actions = el('detail-actions');
     actions.replaceChildren();
-    if (canRoll(key)) {
-      const roll = document.createElement('button');
-      roll.type = 'button';
-      roll.className = 'button';
-      roll.dataset.testid = 'detail-roll';
-      roll.textContent = 'Roll key';
-      roll.addEventListener('click', () => openRoll(key, roll));
-      actions.append(roll);
-    }
-    if (canEdit(key)) {
-      const edit = document.createElement('button');
-      edit.type = 'button';
-      edit.className = 'button';
-      edit.dataset.testid = 'detail-edit';
-      edit.textContent = 'Edit';
-      edit.addEventListener('click', () => openEdit(key, edit));
-      actions.append(edit);
-    }
+    const button = (testid, text, onClick, className = 'button') => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = className;
+      b.dataset.testid = testid;
+      b.textContent = text;
+      b.addEventListener('click', () => onClick(b));
+      actions.append(b);
+      return b;
+    };
+    if (canRoll(key)) button('detail-roll', 'Roll key', (b) => openRoll(key, b));
+    if (canEdit(key)) button('detail-edit', 'Edit', (b) => openEdit(key, b));
     if (key.status === 'active' && canEdit(key)) {
-      const pause = document.createElement('button');
-      pause.type = 'button';
-      pause.className = 'button';
-      pause.id = 'detail-pause';
-      pause.dataset.testid = 'detail-pause';
-      pause.textContent = key.enabled === false ? 'Resume key' : 'Pause key';
-      pause.addEventListener('click', () => onTogglePause(key, pause));
-      actions.append(pause);
+      const label = key.enabled === false ? 'Resume key' : 'Pause key';
+      button('detail-pause', label, (b) => onTogglePause(key, b)).id = 'detail-pause';
     }
     if (key.status === 'active') {
-      const revoke = document.createElement('button');
-      revoke.type = 'button';
-      revoke.className = 'button button-danger-quiet';
-      revoke.dataset.testid = 'detail-revoke';
-      revoke.textContent = 'Revoke key';
-      revoke.addEventListener('click', () => openRevoke(key, revoke));
-      actions.append(revoke);
+      button('detail-revoke', 'Revoke key', (b) => openRevoke(key, b), 'button button-danger-quiet');
     }
 
     const notices = el('detail-notices');

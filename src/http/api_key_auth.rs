@@ -153,7 +153,7 @@ where
         Err(error) => return KeyFuture::answered(refused(error)),
     };
     if let Err(error) = allowed_address(state, &row, &request) {
-        return KeyFuture::answered(refused_key(state, &row, error));
+        return KeyFuture::answered(refused_key(state, &row, error, Outcome::Rejected));
     }
     let decision = match start_limit(state, &row) {
         None => None,
@@ -268,7 +268,7 @@ where
             match resolve_miss(&state, request.headers(), peer, &digest).await {
                 Ok(row) => {
                     if let Err(error) = allowed_address(&state, &row, &request) {
-                        return refused_key(&state, &row, error);
+                        return refused_key(&state, &row, error, Outcome::Rejected);
                     }
                     let limit = start_limit(&state, &row);
                     (row, limit)
@@ -303,10 +303,7 @@ fn rate_limited_response(
     row: &Arc<KeyPrincipalRow>,
     decision: Decision,
 ) -> Response {
-    refusal_counter(Some(Reason::RateLimited)).increment(1);
-    let outcome = Some(Outcome::RateLimited);
-    state.usage.record(&row.key_id, outcome, request_time());
-    let mut response = ApiError::TooManyRequests {
+    let error = ApiError::TooManyRequests {
         reason: Reason::RateLimited,
         message: format!(
             "This key may make {} requests per minute; retry in {} seconds.",
@@ -314,21 +311,23 @@ fn rate_limited_response(
         )
         .into(),
         retry_after_secs: decision.reset_secs,
-    }
-    .into_response();
+    };
+    let mut response = refused_key(state, row, error, Outcome::RateLimited);
     set_rate_limit_headers(response.headers_mut(), row, decision);
-    set_credits_header(state, row, response.headers_mut());
-    // For the request log: which key was refused.
-    response.extensions_mut().insert(principal(row));
     response
 }
 
-/// A key refused after it was found (its address): counted, in its usage as rejected, and
-/// named in the request log.
-fn refused_key(state: &AppState, row: &Arc<KeyPrincipalRow>, error: ApiError) -> Response {
+/// A key refused after it was found (its address, its rate limit): counted by reason, in its
+/// usage by `outcome`, with its credits header, and named in the request log.
+fn refused_key(
+    state: &AppState,
+    row: &Arc<KeyPrincipalRow>,
+    error: ApiError,
+    outcome: Outcome,
+) -> Response {
     state
         .usage
-        .record(&row.key_id, Some(Outcome::Rejected), request_time());
+        .record(&row.key_id, Some(outcome), request_time());
     let mut response = refused(error);
     set_credits_header(state, row, response.headers_mut());
     response.extensions_mut().insert(principal(row));

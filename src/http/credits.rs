@@ -9,9 +9,8 @@ use super::AppState;
 use crate::domain::credits::retry_after_secs;
 use crate::domain::scopes::Scope;
 use crate::error::{ApiError, Reason};
-use crate::verify::credits::{Budget, CreditLedger, KeyLease, SpendNow};
-use crate::verify::KeyPrincipalRow;
-use std::sync::Arc;
+use crate::verify::credits::{CreditLedger, KeyLease, SpendNow};
+use crate::verify::{KeyCredits, KeyPrincipalRow};
 
 /// A spend that could not be decided without the database.
 pub struct MustLease;
@@ -49,57 +48,47 @@ impl Principal {
         state: &AppState,
         cost: i64,
     ) -> Result<Result<(), ApiError>, MustLease> {
-        let Some(credits) = self.credits else {
+        let Some(credits) = &self.credits else {
             return Ok(Ok(()));
         };
-        let budget = Budget {
-            generation: credits.generation,
-            refill: credits.refill,
-        };
-        let lease = credit_lease(state, self);
-        match CreditLedger::spend_now(&lease, &budget, cost, now_ms()) {
+        match CreditLedger::spend_now(credit_lease(state, self), credits, cost, now_ms()) {
             SpendNow::Spent => Ok(Ok(())),
-            SpendNow::Exhausted => Ok(Err(exhausted(&budget))),
+            SpendNow::Exhausted => Ok(Err(exhausted(credits))),
             SpendNow::MustLease => Err(MustLease),
         }
     }
 
     async fn spend_leasing(&self, state: &AppState, cost: i64) -> Result<(), ApiError> {
-        let Some(credits) = self.credits else {
+        let Some(credits) = &self.credits else {
             return Ok(());
-        };
-        let budget = Budget {
-            generation: credits.generation,
-            refill: credits.refill,
         };
         let lease = credit_lease(state, self);
         let spent = state
             .credits
-            .spend(&state.store, &self.key_id, &lease, &budget, cost)
+            .spend(&state.store, &self.key_id, lease, credits, cost)
             .await?;
         if spent {
             Ok(())
         } else {
-            Err(exhausted(&budget))
+            Err(exhausted(credits))
         }
     }
 }
 
-/// The key's lease on this instance, found through the cached row.
-pub fn credit_lease(state: &AppState, row: &KeyPrincipalRow) -> Arc<KeyLease> {
-    Arc::clone(
-        row.memo
-            .credit_lease
-            .get_or_init(|| state.credits.lease_of(&row.key_id)),
-    )
+/// The key's lease on this instance, found through the cached row (the ledger's map is read
+/// once per row, not per request).
+pub fn credit_lease<'a>(state: &AppState, row: &'a KeyPrincipalRow) -> &'a KeyLease {
+    row.memo
+        .credit_lease
+        .get_or_init(|| state.credits.lease_of(&row.key_id))
 }
 
 fn now_ms() -> i64 {
     crate::domain::time::Timestamp::now().0
 }
 
-fn exhausted(budget: &Budget) -> ApiError {
-    let retry = retry_after_secs(budget.refill.as_ref(), now_ms());
+fn exhausted(credits: &KeyCredits) -> ApiError {
+    let retry = retry_after_secs(credits.refill.as_ref(), now_ms());
     let message = match retry {
         Some(secs) => format!("This key has used all its credits; they are refilled in {secs} seconds. Its creator's workspace admins can add more in Settings > Developer."),
         None => "This key has used all its credits; a workspace admin can add more in Settings > Developer.".to_owned(),

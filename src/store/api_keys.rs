@@ -413,7 +413,8 @@ pub struct KeyChanges {
     pub credits: Option<CreditsChange>,
 }
 
-/// Who edits a key, with their role now and the server's default limit (the rate-limit rule).
+/// Who edits or rolls a key, with their role now and the server's default limit: together they
+/// decide which rate limit they may set, or a roll's replacement may keep.
 pub struct Editor<'a> {
     pub user_id: &'a UserId,
     pub role: Role,
@@ -540,14 +541,6 @@ fn changed_fields(
         }
     }
     Ok(changed)
-}
-
-/// Who rolls a key, with their role now and the server's default limit: together they decide
-/// which limit the replacement may keep.
-pub struct Roller<'a> {
-    pub user_id: &'a UserId,
-    pub role: Role,
-    pub server_default_limit: u32,
 }
 
 impl Store {
@@ -692,7 +685,7 @@ impl Store {
         key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
-        roller: &Roller<'_>,
+        roller: &Editor<'_>,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
         // Decided on the key as it is once every earlier roll or revoke of it has committed.

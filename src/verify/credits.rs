@@ -9,10 +9,11 @@
 //! Redis plays no part: the pools are in the database, which every instance shares already, so
 //! "never more than the credits" holds with Redis or without, up or down.
 
-use crate::domain::credits::{period, Exhausted, Local, Refill, Spend};
+use crate::domain::credits::{period, Exhausted, Local, Spend};
 use crate::domain::ids::{new_id, KeyId};
 use crate::domain::time::Timestamp;
 use crate::store::Store;
+use crate::verify::KeyCredits;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,13 +21,6 @@ use std::sync::{Arc, Mutex};
 /// How long an empty pool is believed before the database is asked again: the delay with
 /// which a top-up reaches a key that had run out on this instance.
 const EXHAUSTED_FOR_MS: i64 = 1000;
-
-/// What a key's budget is, from the cached key row.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    pub generation: i64,
-    pub refill: Option<Refill>,
-}
 
 /// One key's lease on this instance.
 #[derive(Debug, Default)]
@@ -84,7 +78,7 @@ impl CreditLedger {
     }
 
     /// The hot path: spends from the lease held, or says why it cannot.
-    pub fn spend_now(lease: &KeyLease, budget: &Budget, cost: i64, now_ms: i64) -> SpendNow {
+    pub fn spend_now(lease: &KeyLease, budget: &KeyCredits, cost: i64, now_ms: i64) -> SpendNow {
         let current = period(budget.refill.as_ref(), now_ms);
         let mut local = lease.local();
         match local.try_spend(budget.generation, current, cost) {
@@ -106,7 +100,7 @@ impl CreditLedger {
         store: &Store,
         key_id: &KeyId,
         lease: &KeyLease,
-        budget: &Budget,
+        budget: &KeyCredits,
         cost: i64,
     ) -> Result<bool, sqlx::Error> {
         let _one_at_a_time = lease.leasing.lock().await;

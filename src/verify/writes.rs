@@ -8,7 +8,7 @@ use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::store::{
     Actor, ApiKeyRecord, ClientInfo, Editor, KeyChanges, MemberActor, MemberChange, NewApiKey,
-    RollOutcome, Roller, UpdateOutcome, UserDeletion, UserRow,
+    RollOutcome, UpdateOutcome, UserDeletion, UserRow,
 };
 
 impl Verifier {
@@ -77,7 +77,7 @@ impl Verifier {
         key_id: &KeyId,
         replacement: &NewApiKey<'_>,
         old_expires_at: Timestamp,
-        roller: &Roller<'_>,
+        roller: &Editor<'_>,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
         let mut tx = self.begin_serial().await?;

@@ -238,17 +238,9 @@ on_both_databases_with!(nginx_lets_through_only_what_heffl_api_allows, |config| 
 });
 
 async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
-    let Some(binary) = nginx_binary() else {
+    let Some((nginx, upstream)) = gateway(&app).await else {
         return;
     };
-    let heffl_port = app
-        .base
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    let upstream = start_upstream().await;
-    let nginx = Nginx::start(&binary, heffl_port, upstream.port);
 
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let member = app.add_member(&owner, "member@acme.test", "member").await;
@@ -421,6 +413,21 @@ on_both_databases_with!(
     }
 );
 
+/// The shipped nginx config in front of `app`, with the echoing upstream behind it; `None`
+/// when nginx is not installed (outside CI).
+async fn gateway(app: &TestApp) -> Option<(Nginx, Upstream)> {
+    let binary = nginx_binary()?;
+    let heffl_port = app
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let upstream = start_upstream().await;
+    let nginx = Nginx::start(&binary, heffl_port, upstream.port);
+    Some((nginx, upstream))
+}
+
 /// A request through nginx, from `client` (a loopback address of the test's choosing), with an
 /// `X-Forwarded-For` of the client's own invention when `claimed` is set.
 async fn from_address(
@@ -443,17 +450,9 @@ async fn from_address(
 /// Forward auth applies a key's allowlist to the client nginx forwards for, not to nginx, and
 /// not to what the client claims.
 async fn an_allowlist_applies_to_the_address_nginx_forwards(app: TestApp) {
-    let Some(binary) = nginx_binary() else {
+    let Some((nginx, upstream)) = gateway(&app).await else {
         return;
     };
-    let heffl_port = app
-        .base
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    let upstream = start_upstream().await;
-    let nginx = Nginx::start(&binary, heffl_port, upstream.port);
     let owner = app.bootstrap("Allow", "owner@allow-nginx.test").await;
     let (_, office) = key(
         &app,

@@ -18,7 +18,7 @@ use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
 use crate::store::{
     Actor, ApiKeyRecord, ClientInfo, CreditsChange, Editor, KeyChanges, KeyFilter,
-    KeyPolicyColumns, KeyStatus, NewApiKey, RollOutcome, Roller, StatusFilter, UpdateOutcome,
+    KeyPolicyColumns, KeyStatus, NewApiKey, RollOutcome, StatusFilter, UpdateOutcome,
 };
 use axum::body::Bytes;
 use axum::extract::State;
@@ -880,7 +880,7 @@ pub async fn roll(
             &key_id,
             &replacement,
             old_expires_at,
-            &Roller {
+            &Editor {
                 user_id: &session.user.id,
                 role,
                 server_default_limit: state.config.rate_limit_per_minute,
