@@ -554,8 +554,10 @@ describe('Settings > Developer: the key list at every width', { timeout: 120_000
   }
 });
 
+const DETAIL_WIDTHS = [...WIDTHS, ['1024', { width: 1024, height: 900 }]];
+
 describe('Settings > Developer: a key with policies', { timeout: 120_000 }, () => {
-  for (const [width, viewport] of WIDTHS) {
+  for (const [width, viewport] of DETAIL_WIDTHS) {
     test(`its policies are shown, and it can be paused and resumed (${width})`, async () => {
       const key = await createKey(ownerToken, {
         name: `Customer key ${width}`,
@@ -610,7 +612,7 @@ describe('Settings > Developer: a key with policies', { timeout: 120_000 }, () =
 });
 
 describe('Settings > Developer: editing a key', { timeout: 120_000 }, () => {
-  for (const [width, viewport] of WIDTHS) {
+  for (const [width, viewport] of DETAIL_WIDTHS) {
     test(`name, description, allowed IPs, external id and metadata, with the server's refusals in words (${width})`, async () => {
       const key = await createKey(ownerToken, { name: `Editable ${width}` });
       const { page, problems, close } = await openPage(server, viewport);
@@ -654,6 +656,7 @@ describe('Settings > Developer: editing a key', { timeout: 120_000 }, () => {
         assert.deepEqual([record.externalId, record.meta], ['cus_77', { tier: 'gold' }]);
         assert.equal(await callApi(server, key.key), 200, 'this client is on the list');
         await screenshot(page, `edited-key-${width}`, { fullPage: true });
+        assert.deepEqual(await controlsCutOff(page), [], `the detail view at ${width}`);
         assert.deepEqual(problems, []);
       } finally {
         await close();
