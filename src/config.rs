@@ -514,6 +514,31 @@ pub struct Config {
     )]
     pub redis_prefix: String,
 
+    /// Let webhook endpoints use plain `http://` URLs (tests, or a receiver on a private
+    /// network behind its own TLS). Off: `https://` only.
+    #[arg(long, env = "HEFFL_WEBHOOK_ALLOW_HTTP", value_name = "HEFFL_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_http: bool,
+
+    /// Let webhooks reach hosts that resolve to loopback, private, link-local or unspecified
+    /// addresses. Off: such endpoints are refused when registered and at every delivery.
+    #[arg(long, env = "HEFFL_WEBHOOK_ALLOW_PRIVATE", value_name = "HEFFL_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
+    /// Multiplies the gaps between webhook tries (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) and
+    /// the 5 days after which a failing endpoint is disabled; for tests.
+    #[arg(long, env = "HEFFL_WEBHOOK_RETRY_SCALE", value_name = "HEFFL_WEBHOOK_RETRY_SCALE", default_value_t = 1.0, value_parser = parse_scale)]
+    pub webhook_retry_scale: f64,
+
+    /// GitHub's secret-scanning public keys (their `public_keys` document, saved as a file;
+    /// read again when it changes). Set: GitHub can report our keys it finds in public
+    /// repositories at POST /api/v1/secret-scanning/github. Unset: that endpoint is 404.
+    #[arg(
+        long,
+        env = "HEFFL_GITHUB_SECRET_SCANNING_KEYS",
+        value_name = "HEFFL_GITHUB_SECRET_SCANNING_KEYS"
+    )]
+    pub github_secret_scanning_keys: Option<std::path::PathBuf>,
+
     /// How long to wait for in-flight requests at shutdown.
     #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -543,6 +568,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(Duration::from_secs(secs))
+}
+
+fn parse_scale(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(scale) if scale.is_finite() && scale > 0.0 && scale <= 1000.0 => Ok(scale),
+        _ => Err("must be a number greater than 0 (1 is real time)".into()),
+    }
 }
 
 fn parse_trusted_proxy(text: &str) -> Result<ipnet::IpNet, String> {

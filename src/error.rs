@@ -12,6 +12,8 @@ use std::borrow::Cow;
 pub enum Realm {
     ApiKey,
     Bearer,
+    /// GitHub's signed secret-scanning reports.
+    GitHubSignature,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,6 +80,7 @@ reasons! {
     InvalidPath => "invalid_path",
     InvalidQuery => "invalid_query",
     InvalidSession => "invalid_session",
+    InvalidSignature => "invalid_signature",
     InvitationForAnotherUser => "invitation_for_another_user",
     InvitationNotFound => "invitation_not_found",
     IpNotAllowed => "ip_not_allowed",

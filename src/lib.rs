@@ -8,6 +8,7 @@
 //! - `verify`: turning an `x-api-key` into a principal fast (cache, lookup, change feed) and the
 //!   writes that make cached answers stale (`KeyTx`);
 //! - `limits` and `usage`: rate limits (shared through Redis) and usage counts;
+//! - `webhooks`: events out, delivered from the store's outbox;
 //! - `http`: the server, its request stack and routes;
 //! - `cli`, `config`, `telemetry`, `error`: the program's edges.
 
@@ -23,3 +24,4 @@ pub mod store;
 pub mod telemetry;
 pub mod usage;
 pub mod verify;
+pub mod webhooks;

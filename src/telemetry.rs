@@ -126,6 +126,18 @@ fn describe_metrics() {
         "heffl_credit_report_failures_total",
         "Reports of the credits this instance holds that failed (retried each second)"
     );
+    describe_counter!(
+        "heffl_webhook_events_total",
+        "Events written to the webhook outbox, by type (each becomes a message per endpoint that takes it)"
+    );
+    describe_counter!(
+        "heffl_webhook_attempts_total",
+        "Webhook tries by outcome: delivered (2xx), failed (another status or no answer), not_sent (endpoint disabled or address refused)"
+    );
+    describe_counter!(
+        "heffl_webhook_endpoints_disabled_total",
+        "Webhook endpoints this instance disabled after 5 days of nothing but failed deliveries"
+    );
     describe_gauge!(
         "heffl_build_info",
         "Always 1; the labels say which version and git commit this process runs"

@@ -19,6 +19,8 @@ pub const API_KEY: &str = "key";
 pub const LEAD: &str = "ld";
 pub const AUDIT_EVENT: &str = "evt";
 pub const INVITATION: &str = "inv";
+pub const WEBHOOK: &str = "wh";
+pub const WEBHOOK_MESSAGE: &str = "msg";
 
 /// An id of one kind, so that a function taking a workspace and a user cannot be handed them
 /// the other way round. The same string in the database (`sqlx(transparent)`) and in JSON
@@ -81,6 +83,8 @@ id_type!(UserId, USER);
 id_type!(KeyId, API_KEY);
 id_type!(LeadId, LEAD);
 id_type!(InvitationId, INVITATION);
+id_type!(WebhookId, WEBHOOK);
+id_type!(MessageId, WEBHOOK_MESSAGE);
 
 #[cfg(test)]
 mod tests {

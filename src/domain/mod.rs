@@ -1,5 +1,5 @@
 //! The rules, apart from any database or network: the key format, ids, roles, scopes, input
-//! validation, password hashing, session tokens, times and usage series.
+//! validation, password hashing, session tokens, times, usage series and webhooks.
 
 pub mod api_key;
 pub mod base62;
@@ -10,8 +10,10 @@ pub mod net;
 pub mod password;
 pub mod permissions;
 pub mod scopes;
+pub mod secret_scanning;
 pub mod session_token;
 pub mod time;
 pub mod usage_counts;
 pub mod usage_series;
 pub mod validate;
+pub mod webhooks;

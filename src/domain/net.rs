@@ -86,6 +86,54 @@ pub fn canonical(address: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether a webhook may be sent to `address`: not loopback, private, link-local, unspecified,
+/// nor any other range that reaches this machine or its network rather than the internet
+/// (shared CGNAT space, multicast, broadcast, documentation, benchmarking, 6to4/NAT64 forms of
+/// those), so that a workspace cannot make the server call its own neighbours.
+pub fn is_public(address: IpAddr) -> bool {
+    match canonical(address) {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            let embedded_v4 = |octets: [u8; 4]| is_public(IpAddr::from(octets));
+            let [s0, s1, ..] = segments;
+            if s0 == 0x2002 {
+                // 6to4 carries an IPv4 address in bits 16..48.
+                let [a, b] = s1.to_be_bytes();
+                let [c, d] = segments[2].to_be_bytes();
+                return embedded_v4([a, b, c, d]);
+            }
+            if s0 == 0x64 && s1 == 0xff9b {
+                let [a, b] = segments[6].to_be_bytes();
+                let [c, d] = segments[7].to_be_bytes();
+                return embedded_v4([a, b, c, d]);
+            }
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (s0 & 0xfe00) == 0xfc00
+                || (s0 & 0xffc0) == 0xfe80
+                || (s0 & 0xffc0) == 0xfec0
+                || (s0 == 0x2001 && s1 == 0x0db8)
+                || segments[..6] == [0, 0, 0, 0, 0, 0])
+        }
+    }
+}
+
 /// What per-address rules count: an IPv4 address, or an IPv6 /64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AddressBucket(IpAddr);
@@ -241,6 +289,43 @@ mod tests {
         fn distinct_ipv4_addresses_are_distinct_buckets(a in any::<u32>(), b in any::<u32>()) {
             let v4 = |n: u32| IpAddr::V4(n.into());
             prop_assert_eq!(AddressBucket::of(v4(a)) == AddressBucket::of(v4(b)), a == b);
+        }
+    }
+
+    #[test]
+    fn only_internet_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "2002:7f00:1::",
+            "64:ff9b::a00:1",
+            "::127.0.0.1",
+        ] {
+            let address: IpAddr = private.parse().expect("an address");
+            assert!(!is_public(address), "{private} must not be public");
+        }
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+            "2002:808:808::",
+        ] {
+            let address: IpAddr = public.parse().expect("an address");
+            assert!(is_public(address), "{public} is public");
         }
     }
 }

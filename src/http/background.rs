@@ -1,10 +1,11 @@
-//! The server's housekeeping tasks: the cache change feed, usage flushes, credit reports, and
-//! pruning. They run while the server runs; at shutdown they stop, the last usage is flushed
+//! The server's housekeeping tasks: the cache change feed, usage flushes, credit reports,
+//! webhook deliveries and expiry notices, and pruning. They run while the server runs; at shutdown they stop, the last usage is flushed
 //! and unspent credits are given back.
 
 use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::domain::usage_series::DAY_MS;
+use crate::store::Store;
 use crate::verify::change_feed;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -30,6 +31,18 @@ pub fn spawn(state: &AppState) -> Background {
         tokio::spawn(change_feed::prune(store)),
         tokio::spawn(state.shared_limits.clone().run()),
     ];
+
+    let events = crate::webhooks::Settings {
+        allow_private: state.config.webhook_allow_private,
+        retry_scale: state.config.webhook_retry_scale,
+    };
+    tasks.push(tokio::spawn(crate::webhooks::deliver(
+        Store::clone(&state.store),
+        events,
+    )));
+    tasks.push(tokio::spawn(crate::webhooks::notice_expiring_keys(
+        Store::clone(&state.store),
+    )));
 
     let flusher = state.clone();
     tasks.push(tokio::spawn(async move {

@@ -28,6 +28,7 @@ impl IntoResponse for ApiError {
                 let challenge = match realm {
                     Realm::ApiKey => "ApiKey header=\"x-api-key\"",
                     Realm::Bearer => "Bearer",
+                    Realm::GitHubSignature => "GitHub-Signature",
                 };
                 headers.insert(
                     header::WWW_AUTHENTICATE,

@@ -12,6 +12,7 @@ mod dispatch;
 mod error_response;
 mod expiry_log;
 mod extract;
+mod github_keys;
 mod header_number;
 mod json_errors;
 mod metrics;
@@ -66,6 +67,8 @@ pub struct StateInner {
     auth_throttle: auth_throttle::AuthThrottle,
     leak_reports: Limiter,
     expiry_log: Arc<expiry_log::ExpiryLog>,
+    /// `HEFFL_GITHUB_SECRET_SCANNING_KEYS`, when set.
+    github_keys: Option<github_keys::GitHubKeys>,
 }
 
 impl AppState {
@@ -81,6 +84,10 @@ impl AppState {
         let login_throttle =
             throttle::LoginThrottle::new(config.login_attempts_per_minute, &shared_limits);
         let proxies = TrustedProxies::new(&config.trusted_proxies, config.trust_forwarded_for);
+        let github_keys = config
+            .github_secret_scanning_keys
+            .clone()
+            .map(github_keys::GitHubKeys::new);
         AppState(Arc::new(StateInner {
             store,
             proxies,
@@ -96,6 +103,7 @@ impl AppState {
             leak_reports: shared_limits.limiter("leak"),
             shared_limits,
             expiry_log: Arc::default(),
+            github_keys,
         }))
     }
 }

@@ -188,6 +188,24 @@ pub struct LeadPath(
     String,
 );
 
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, names("webhookId"))]
+#[allow(dead_code, reason = "never built: it only describes a path parameter")]
+pub struct WebhookPath(
+    /// The webhook endpoint (`wh_…`)
+    #[param(pattern = "^wh_[0-9A-Za-z]{22}$")]
+    String,
+);
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, names("messageId"))]
+#[allow(dead_code, reason = "never built: it only describes a path parameter")]
+pub struct MessagePath(
+    /// The message (`msg_…`), its `webhook-id`
+    #[param(pattern = "^msg_[0-9A-Za-z]{22}$")]
+    String,
+);
+
 // Request fields, as `crate::domain::validate` checks them, so generated clients and fuzzers send what
 // the server accepts. The patterns use only what ECMA-262 and Python's `re` read alike.
 
@@ -266,6 +284,26 @@ string_schema!(
         crate::domain::password::MAX_PASSWORD_LEN,
         None
     )
+);
+
+string_schema!(
+    /// An event type, or `*` (alone) for every type.
+    EventName,
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(
+        std::iter::once("*").chain(
+            crate::domain::webhooks::EventType::ALL
+                .iter()
+                .map(|kind| kind.as_str())
+        )
+    ))
+);
+string_schema!(
+    /// An `https://` URL (`http://` only where the deployment allows it) whose host is not a
+    /// loopback, private or link-local address.
+    WebhookUrl,
+    string(10, crate::domain::webhooks::MAX_URL_LEN, Some("^https?://[^\\s#@]+$"))
+        .format(Some(SchemaFormat::Custom("uri".into())))
+        .examples([json!("https://example.com/webhooks/heffl")])
 );
 
 impl PartialSchema for Timestamp {

@@ -1,5 +1,6 @@
 use super::credits::CreditsChange;
 use super::sql::Sql;
+use super::webhooks::{emit, Event, KeyRef};
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::domain::credits::{period, Pool, Refill};
 use crate::domain::ids::{KeyId, UserId, WorkspaceId};
@@ -8,6 +9,7 @@ use crate::domain::key_policy::{can_change_expiry, can_edit_key, AllowedIps, Key
 use crate::domain::permissions::{can_set_rate_limit, limit_kept_on_roll, Role};
 use crate::domain::scopes::ScopeSet;
 use crate::domain::time::Timestamp;
+use crate::domain::webhooks::EventType;
 use serde::Serialize;
 use serde_json::json;
 
@@ -232,6 +234,43 @@ impl From<ApiKeyRow> for ApiKeyRecord {
     }
 }
 
+/// Where a leaked key was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeakSource {
+    /// Someone posted it to the leaked-key endpoint.
+    Report,
+    /// GitHub's secret scanning found it in a public repository.
+    GitHub,
+}
+
+impl LeakSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeakSource::Report => "report",
+            LeakSource::GitHub => "github",
+        }
+    }
+}
+
+/// A secret reported as leaked, by its digest.
+#[derive(Debug, Clone)]
+pub struct Leak {
+    pub digest: [u8; 32],
+    pub source: LeakSource,
+    /// Where it was seen (GitHub gives the file's URL).
+    pub url: Option<String>,
+}
+
+impl ApiKeyRecord {
+    pub fn key_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            id: &self.id,
+            name: &self.name,
+            hint: &self.hint,
+        }
+    }
+}
+
 const KEY_COLUMNS: &str = "SELECT k.id, k.workspace_id, k.name, k.hint, k.scopes, k.created_at, \
      c.id AS creator_id, c.email AS creator_email, c.name AS creator_name, \
      k.last_used_at, k.request_count, k.expires_at, k.revoked_at, \
@@ -326,29 +365,38 @@ pub(super) async fn revoke_keys_of_user(
     reason: &str,
     revoked_by: Option<&UserId>,
 ) -> Result<u64, sqlx::Error> {
-    let now = Timestamp::now();
-    let result = match workspace_id {
-        Some(workspace_id) => sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2, revoked_by = $3 \
-             WHERE created_by = $4 AND workspace_id = $5 AND revoked_at IS NULL",
-        )
-        .bind(now)
+    let mut sql = Sql::new("UPDATE api_keys SET revoked_at = ");
+    sql.bind(Timestamp::now())
+        .push(", revoke_reason = ")
         .bind(reason)
+        .push(", revoked_by = ")
         .bind(revoked_by)
-        .bind(user_id)
-        .bind(workspace_id),
-        None => sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1, revoke_reason = $2, revoked_by = $3 \
-             WHERE created_by = $4 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(reason)
-        .bind(revoked_by)
-        .bind(user_id),
+        .push(" WHERE created_by = ")
+        .bind(user_id);
+    if let Some(workspace_id) = workspace_id {
+        sql.push(" AND workspace_id = ").bind(workspace_id);
     }
-    .execute(&mut **tx)
-    .await?;
-    Ok(result.rows_affected())
+    sql.push(" AND revoked_at IS NULL RETURNING id, workspace_id, name, hint");
+    let (sql, args) = sql.finish()?;
+    let revoked: Vec<(KeyId, WorkspaceId, String, String)> =
+        sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?;
+    let actor = revoked_by.map_or(Actor::System, Actor::User);
+    for (key_id, workspace_id, name, hint) in &revoked {
+        let key = KeyRef {
+            id: key_id,
+            name,
+            hint,
+        };
+        let event = Event::key(
+            EventType::ApiKeyRevoked,
+            workspace_id,
+            key,
+            actor,
+            json!({ "reason": reason }),
+        );
+        emit(tx, event).await?;
+    }
+    Ok(revoked.len() as u64)
 }
 
 async fn insert_key(
@@ -365,9 +413,9 @@ async fn insert_key(
         "INSERT INTO api_keys (id, workspace_id, created_by, name, digest, hint, created_at, \
          rate_limit_per_minute, scopes, expires_at, rolled_from, description, disabled_at, \
          allowed_ips, meta, external_id, credits_remaining, credits_period, \
-         credits_refill_amount, credits_refill_interval, credits_refill_day) \
+         credits_refill_amount, credits_refill_interval, credits_refill_day, credits_initial) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21)",
+         $18, $19, $20, $21, $17)",
     )
     .bind(&id)
     .bind(new.workspace_id)
@@ -568,7 +616,19 @@ impl Store {
             client,
         )
         .await?;
-        fetch_key(&mut **tx, new.workspace_id, &id).await
+        let record = fetch_key(&mut **tx, new.workspace_id, &id).await?;
+        if let Some(record) = &record {
+            let extra = json!({ "scopes": record.scopes, "expiresAt": record.expires_at });
+            let event = Event::key(
+                EventType::ApiKeyCreated,
+                new.workspace_id,
+                record.key_ref(),
+                Actor::User(new.created_by),
+                extra,
+            );
+            emit(tx, event).await?;
+        }
+        Ok(record)
     }
 
     /// Newest first.
@@ -670,6 +730,16 @@ impl Store {
             .await?;
         }
         let record = fetch_key(&mut **tx, workspace_id, key_id).await?;
+        if let Some(record) = record.as_ref().filter(|_| changed) {
+            let event = Event::key(
+                EventType::ApiKeyRevoked,
+                workspace_id,
+                record.key_ref(),
+                actor,
+                json!({ "reason": reason }),
+            );
+            emit(tx, event).await?;
+        }
         Ok(record.map(|record| (record, changed)))
     }
 
@@ -763,6 +833,20 @@ impl Store {
         .await?;
         let new_record = fetch_key(&mut **tx, workspace_id, &new_id).await?;
         let old_record = fetch_key(&mut **tx, workspace_id, key_id).await?;
+        if let (Some(new), Some(old)) = (&new_record, &old_record) {
+            let extra = json!({
+                "newKey": { "id": new.id, "name": new.name, "hint": new.hint },
+                "oldExpiresAt": old.expires_at,
+            });
+            let event = Event::key(
+                EventType::ApiKeyRolled,
+                workspace_id,
+                old.key_ref(),
+                Actor::User(roller.user_id),
+                extra,
+            );
+            emit(tx, event).await?;
+        }
         match (new_record, old_record) {
             (Some(new), Some(old)) => Ok(RollOutcome::Rolled {
                 new: Box::new(new),
@@ -873,7 +957,7 @@ impl Store {
                 action: "api_key.updated",
                 target_type: "api_key",
                 target_id: key_id,
-                details: Some(details),
+                details: Some(details.clone()),
             },
             client,
         )
@@ -881,6 +965,14 @@ impl Store {
         let record = fetch_key(&mut **tx, workspace_id, key_id)
             .await?
             .ok_or(sqlx::Error::RowNotFound)?;
+        let event = Event::key(
+            EventType::ApiKeyUpdated,
+            workspace_id,
+            record.key_ref(),
+            Actor::User(editor.user_id),
+            details,
+        );
+        emit(tx, event).await?;
         Ok(UpdateOutcome::Updated {
             record: Box::new(record),
             changed,
@@ -914,7 +1006,17 @@ impl Store {
             remaining: pool.remaining,
             refill: credits.refill,
         };
-        self.change_credits_in(tx, new, change, now).await
+        self.change_credits_in(tx, new, change, now).await?;
+        // "Low" stays measured against the budget the old key was given.
+        sqlx::query(
+            "UPDATE api_keys SET credits_initial = \
+             (SELECT o.credits_initial FROM api_keys o WHERE o.id = $1) WHERE id = $2",
+        )
+        .bind(old)
+        .bind(new)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     /// On PostgreSQL, holds the key's row until the transaction ends; on SQLite the
@@ -935,13 +1037,14 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes the active keys among `digests` (reported as leaked), each with an audit event,
-    /// in the caller's transaction; returns their ids. One statement finds them whatever the
-    /// mix, so the time taken says little about which keys exist.
+    /// Revokes the active keys among `leaks` (reported as leaked), each with an audit event
+    /// and an `api_key.leaked` event naming where it was found, in the caller's transaction;
+    /// returns their ids. One statement finds them whatever the mix, so the time taken says
+    /// little about which keys exist.
     pub(crate) async fn revoke_leaked_keys_in(
         &self,
         tx: &mut Tx<'_>,
-        digests: &[[u8; 32]],
+        leaks: &[Leak],
         client: &ClientInfo,
     ) -> Result<Vec<KeyId>, sqlx::Error> {
         let mut sql = Sql::new("UPDATE api_keys SET revoked_at = ");
@@ -949,14 +1052,18 @@ impl Store {
             .push(", revoke_reason = ")
             .bind("reported_leaked")
             .push(" WHERE revoked_at IS NULL AND digest IN (")
-            .push_list(digests, ", ", |sql, digest| {
-                sql.bind(digest.as_slice());
+            .push_list(leaks, ", ", |sql, leak| {
+                sql.bind(leak.digest.as_slice());
             })
-            .push(") RETURNING id, workspace_id");
+            .push(") RETURNING id, workspace_id, name, hint, digest");
         let (sql, args) = sql.finish()?;
-        let revoked: Vec<(KeyId, WorkspaceId)> =
+        let revoked: Vec<(KeyId, WorkspaceId, String, String, Vec<u8>)> =
             sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?;
-        for (key_id, workspace_id) in &revoked {
+        for (key_id, workspace_id, name, hint, digest) in &revoked {
+            let leak = leaks.iter().find(|leak| leak.digest.as_slice() == digest);
+            let source = leak.map_or(LeakSource::Report, |leak| leak.source);
+            let url = leak.and_then(|leak| leak.url.as_deref());
+            let details = json!({ "source": source.as_str(), "url": url });
             record_audit(
                 tx,
                 AuditEntry {
@@ -965,13 +1072,42 @@ impl Store {
                     action: "api_key.reported_leaked",
                     target_type: "api_key",
                     target_id: key_id,
-                    details: None,
+                    details: Some(details.clone()),
                 },
                 client,
             )
             .await?;
+            let key = KeyRef {
+                id: key_id,
+                name,
+                hint,
+            };
+            let event = Event::key(
+                EventType::ApiKeyLeaked,
+                workspace_id,
+                key,
+                Actor::Anonymous,
+                details,
+            );
+            emit(tx, event).await?;
         }
-        Ok(revoked.into_iter().map(|(key_id, _)| key_id).collect())
+        Ok(revoked.into_iter().map(|(key_id, ..)| key_id).collect())
+    }
+
+    /// Which of `digests` belong to keys of this server, whatever their status.
+    pub async fn known_digests(&self, digests: &[[u8; 32]]) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new("SELECT digest FROM api_keys WHERE digest IN (");
+        sql.push_list(digests, ", ", |sql, digest| {
+            sql.bind(digest.as_slice());
+        })
+        .push(")");
+        let (sql, args) = sql.finish()?;
+        sqlx::query_scalar_with(&sql, args)
+            .fetch_all(self.pool())
+            .await
     }
 
     /// For the operator CLI, which knows a key id but maybe not its workspace.

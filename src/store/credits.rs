@@ -3,10 +3,13 @@
 //! transaction on the row as it is (`Pool` in `domain::credits` decides), so no two leases can
 //! take the same credit, on any number of instances.
 
-use super::{Backend, Store, Tx};
+use super::sql::Sql;
+use super::webhooks::{Event, KeyRef};
+use super::{Actor, Backend, Store, Tx};
 use crate::domain::credits::{Grant, Local, Pool, Refill};
-use crate::domain::ids::KeyId;
+use crate::domain::ids::{KeyId, WorkspaceId};
 use crate::domain::time::Timestamp;
+use crate::domain::webhooks::EventType;
 
 /// A lease row not reported for this long belongs to an instance that stopped without giving
 /// its credits back (a crash); it no longer counts as remaining.
@@ -129,21 +132,30 @@ impl Store {
             }
         };
         let (interval, day) = refill.map(|r| r.interval.to_columns()).unzip();
-        sqlx::query(
-            "UPDATE api_keys SET credits_remaining = $1, credits_period = $2, \
-             credits_generation = $3, credits_refill_amount = $4, credits_refill_interval = $5, \
-             credits_refill_day = $6 WHERE id = $7",
-        )
-        .bind(remaining)
-        .bind(pool.map_or(0, |p| p.period))
-        // A new generation for anything but an addition: what was leased before is void.
-        .bind(pool.map_or(generation + 1, |p| p.generation))
-        .bind(refill.map(|r| r.amount))
-        .bind(interval)
-        .bind(day.flatten())
-        .bind(key_id)
-        .execute(&mut **tx)
-        .await?;
+        let mut sql = Sql::new("UPDATE api_keys SET credits_remaining = ");
+        sql.bind(remaining)
+            .push(", credits_period = ")
+            .bind(pool.map_or(0, |p| p.period))
+            // A new generation for anything but an addition: what was leased before is void.
+            .push(", credits_generation = ")
+            .bind(pool.map_or(generation + 1, |p| p.generation))
+            .push(", credits_refill_amount = ")
+            .bind(refill.map(|r| r.amount))
+            .push(", credits_refill_interval = ")
+            .bind(interval)
+            .push(", credits_refill_day = ")
+            .bind(day.flatten());
+        // What "low" is measured against without a refill: the budget as set, and added to.
+        match change {
+            CreditsChange::Remove => sql.push(", credits_initial = NULL"),
+            CreditsChange::Set { .. } => sql.push(", credits_initial = ").bind(remaining),
+            CreditsChange::Add(n) => sql
+                .push(", credits_initial = COALESCE(credits_initial, 0) + ")
+                .bind(n),
+        };
+        sql.push(" WHERE id = ").bind(key_id);
+        let (sql, args) = sql.finish()?;
+        sqlx::query_with(&sql, args).execute(&mut **tx).await?;
         if !matches!(change, CreditsChange::Add(_)) {
             sqlx::query("DELETE FROM credit_leases WHERE key_id = $1")
                 .bind(key_id)
@@ -186,6 +198,9 @@ impl Store {
             let _ = held.absorb_and_spend(&grant, 0);
         }
         write_lease(&mut tx, key_id, instance_id, held, now).await?;
+        if pool.remaining < credits.pool.remaining {
+            notice_low_credits(&mut tx, key_id, pool, credits.refill.as_ref(), now).await?;
+        }
         tx.commit().await?;
         Ok(Some(grant))
     }
@@ -234,6 +249,53 @@ impl Store {
             .await?;
         tx.commit().await
     }
+}
+
+/// Sends `api_key.credits_low` once per budget and refill period, when the unleased credits
+/// fall under a tenth of the refill amount (or, without a refill, of the credits the key was
+/// given). Leased credits count as spent here, so it comes up to one lease (at most a
+/// sixteenth of what was left) early.
+async fn notice_low_credits(
+    tx: &mut Tx<'_>,
+    key_id: &KeyId,
+    pool: Pool,
+    refill: Option<&Refill>,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    type Row = (WorkspaceId, String, String, Option<i64>);
+    let Some((workspace_id, name, hint, initial)) = sqlx::query_as::<_, Row>(
+        "SELECT workspace_id, name, hint, credits_initial FROM api_keys WHERE id = $1",
+    )
+    .bind(key_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(());
+    };
+    let Some(basis) = refill.map(|r| r.amount).or(initial) else {
+        return Ok(());
+    };
+    if pool.remaining.saturating_mul(10) >= basis {
+        return Ok(());
+    }
+    let notice = format!("credits_low:{}:{}", pool.generation, pool.period);
+    if !super::webhooks::insert_notice(tx, key_id, &notice, now).await? {
+        return Ok(());
+    }
+    let key = KeyRef {
+        id: key_id,
+        name: &name,
+        hint: &hint,
+    };
+    let extra = serde_json::json!({ "remaining": pool.remaining, "threshold": basis / 10 });
+    let event = Event::key(
+        EventType::ApiKeyCreditsLow,
+        &workspace_id,
+        key,
+        Actor::System,
+        extra,
+    );
+    super::webhooks::emit(tx, event).await
 }
 
 /// Replaces what `instance_id` holds of the key; nothing held, no row. (Delete and insert: one

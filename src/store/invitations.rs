@@ -11,6 +11,7 @@ use super::{
 use crate::domain::ids::{InvitationId, UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
+use crate::domain::webhooks::EventType;
 use serde_json::json;
 
 /// How long an invitation can be accepted.
@@ -245,6 +246,16 @@ async fn join(
         client,
     )
     .await?;
+    if let Some(member) = super::members::member_in_tx(tx, &claimed.workspace_id, user_id).await? {
+        let extra = json!({ "invitationId": claimed.id });
+        let event = member.event(
+            EventType::MemberJoined,
+            &claimed.workspace_id,
+            Actor::User(user_id),
+            extra,
+        );
+        super::webhooks::emit(tx, event).await?;
+    }
     let workspace = sqlx::query_as("SELECT id, name FROM workspaces WHERE id = $1")
         .bind(&claimed.workspace_id)
         .fetch_one(&mut **tx)

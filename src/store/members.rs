@@ -1,8 +1,10 @@
 use super::invitations::{cancel_invitations_sent_by, InvitationCancelCause};
+use super::webhooks::{emit, Event};
 use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
+use crate::domain::webhooks::EventType;
 use serde_json::json;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -57,6 +59,19 @@ pub enum MemberChange {
     Forbidden,
 }
 
+impl MemberRow {
+    pub(super) fn event(
+        &self,
+        kind: EventType,
+        workspace_id: &WorkspaceId,
+        actor: Actor<'_>,
+        extra: serde_json::Value,
+    ) -> Event {
+        let member = (&self.user_id, self.email.as_str(), self.role);
+        Event::member(kind, workspace_id, member, actor, extra)
+    }
+}
+
 const MEMBER_COLUMNS: &str =
     "SELECT m.user_id, u.email, u.name, m.role, m.created_at AS joined_at \
      FROM memberships m JOIN users u ON u.id = m.user_id";
@@ -81,7 +96,7 @@ pub(super) async fn insert_membership(
     Ok(inserted.rows_affected() > 0)
 }
 
-async fn member_in_tx(
+pub(super) async fn member_in_tx(
     tx: &mut Tx<'_>,
     workspace_id: &WorkspaceId,
     user_id: &UserId,
@@ -138,6 +153,18 @@ impl Store {
         )
         .await?;
         let member = member_in_tx(&mut tx, workspace_id, user_id).await?;
+        if let Some(member) = &member {
+            emit(
+                &mut tx,
+                member.event(
+                    EventType::MemberJoined,
+                    workspace_id,
+                    actor.actor,
+                    json!({}),
+                ),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(MemberChange::Done(member))
     }
@@ -193,6 +220,19 @@ impl Store {
             .await?;
         }
         let member = member_in_tx(tx, workspace_id, user_id).await?;
+        if let Some(member) = member.as_ref().filter(|_| changed) {
+            let extra = json!({ "previousRole": current });
+            emit(
+                tx,
+                member.event(
+                    EventType::MemberRoleChanged,
+                    workspace_id,
+                    actor.actor,
+                    extra,
+                ),
+            )
+            .await?;
+        }
         Ok((MemberChange::Done(member), changed))
     }
 
@@ -211,6 +251,18 @@ impl Store {
             .await?
         {
             return Ok(refusal);
+        }
+        if let Some(member) = member_in_tx(tx, workspace_id, user_id).await? {
+            emit(
+                tx,
+                member.event(
+                    EventType::MemberRemoved,
+                    workspace_id,
+                    actor.actor,
+                    json!({}),
+                ),
+            )
+            .await?;
         }
         sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
             .bind(workspace_id)

@@ -14,6 +14,7 @@ mod sessions;
 mod sql;
 mod usage;
 mod users;
+mod webhooks;
 mod workspaces;
 
 pub use api_keys::*;
@@ -25,6 +26,7 @@ pub use members::*;
 pub use schema::*;
 pub use usage::*;
 pub use users::*;
+pub use webhooks::*;
 pub use workspaces::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -7,8 +7,8 @@ use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
 use crate::store::{
-    Actor, ApiKeyRecord, ClientInfo, Editor, KeyChanges, MemberActor, MemberChange, NewApiKey,
-    RollOutcome, UpdateOutcome, UserDeletion, UserRow,
+    Actor, ApiKeyRecord, ClientInfo, Editor, KeyChanges, Leak, MemberActor, MemberChange,
+    NewApiKey, RollOutcome, UpdateOutcome, UserDeletion, UserRow,
 };
 
 impl Verifier {
@@ -102,19 +102,19 @@ impl Verifier {
         Ok(outcome)
     }
 
-    /// Revokes the active keys among `digests` (reported as leaked); how many there were.
+    /// Revokes the active keys among `leaks`; how many there were.
     pub async fn revoke_leaked_keys(
         &self,
-        digests: &[[u8; 32]],
+        leaks: &[Leak],
         client: &ClientInfo,
     ) -> Result<u64, sqlx::Error> {
-        if digests.is_empty() {
+        if leaks.is_empty() {
             return Ok(0);
         }
         let mut tx = self.begin().await?;
         let revoked = self
             .store
-            .revoke_leaked_keys_in(&mut tx, digests, client)
+            .revoke_leaked_keys_in(&mut tx, leaks, client)
             .await?;
         let count = revoked.len() as u64;
         for key_id in revoked {

@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("verify", &["domain", "error", "store"]),
     ("limits", &["domain", "error"]),
     ("usage", &["domain", "store"]),
+    ("webhooks", &["domain", "store"]),
     (
         "http",
         &[
@@ -25,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "verify",
             "limits",
             "usage",
+            "webhooks",
         ],
     ),
     (

@@ -3,6 +3,7 @@
 mod common;
 mod layers;
 mod test_app;
+mod webhook_receiver;
 
 mod accounts;
 mod address_flood;
@@ -39,6 +40,7 @@ mod redis_harness;
 mod request_ids;
 mod schema_upgrades;
 mod scopes;
+mod secret_scanning;
 mod shared_limits;
 mod slow_bodies;
 mod slow_clients;
@@ -51,4 +53,6 @@ mod trust_roll;
 mod trust_throttle;
 mod usage;
 mod verification;
+mod webhook_outbox;
+mod webhooks;
 mod workspaces;

@@ -55,6 +55,33 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/verify/{path}"),
     ("post", "/api/v1/verify/{path}"),
     ("get", "/app/v1/scopes"),
+    ("post", "/api/v1/secret-scanning/github"),
+    ("get", "/app/v1/workspaces/{workspaceId}/webhooks"),
+    ("post", "/app/v1/workspaces/{workspaceId}/webhooks"),
+    (
+        "get",
+        "/app/v1/workspaces/{workspaceId}/webhooks/{webhookId}",
+    ),
+    (
+        "patch",
+        "/app/v1/workspaces/{workspaceId}/webhooks/{webhookId}",
+    ),
+    (
+        "delete",
+        "/app/v1/workspaces/{workspaceId}/webhooks/{webhookId}",
+    ),
+    (
+        "post",
+        "/app/v1/workspaces/{workspaceId}/webhooks/{webhookId}/secret",
+    ),
+    (
+        "get",
+        "/app/v1/workspaces/{workspaceId}/webhooks/{webhookId}/deliveries",
+    ),
+    (
+        "post",
+        "/app/v1/workspaces/{workspaceId}/webhooks/{webhookId}/deliveries/{messageId}/retry",
+    ),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
@@ -204,6 +231,8 @@ fn fill(path: &str) -> String {
         .replace("{leadId}", "ld_0000000000000000000000")
         .replace("{path}", "any/original/path")
         .replace("{invitationId}", "inv_0000000000000000000000")
+        .replace("{webhookId}", "wh_0000000000000000000000")
+        .replace("{messageId}", "msg_0000000000000000000000")
 }
 
 #[tokio::test]
@@ -257,6 +286,8 @@ async fn operations_declare_security_and_error_responses() {
             .collect();
         let unauthenticated = [
             "/api/v1/credentials/revoke",
+            // Signed by GitHub instead (its own headers, documented as parameters).
+            "/api/v1/secret-scanning/github",
             "/app/v1/auth/login",
             "/app/v1/invitations/lookup",
         ];

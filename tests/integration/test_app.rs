@@ -342,4 +342,101 @@ impl TestApp {
             .expect("request");
         Reply::read(response).await
     }
+
+    /// `POST /api/v1/secret-scanning/github` with GitHub's signature headers (each left out
+    /// when `None`).
+    pub async fn github_report(
+        &self,
+        body: &str,
+        key_identifier: Option<&str>,
+        signature: Option<&str>,
+    ) -> Reply {
+        let mut request = reqwest::Client::new()
+            .post(self.url("/api/v1/secret-scanning/github"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(identifier) = key_identifier {
+            request = request.header("Github-Public-Key-Identifier", identifier);
+        }
+        if let Some(signature) = signature {
+            request = request.header("Github-Public-Key-Signature", signature);
+        }
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    // Webhooks -------------------------------------------------------------------------------
+
+    pub async fn create_webhook(&self, caller: &Account, body: Value) -> Reply {
+        let path = webhooks_path(&caller.workspace_id);
+        self.call(Method::POST, &path, Some(&caller.token), Some(body))
+            .await
+    }
+
+    /// Registers `url` for `events` and returns (endpoint id, signing secret).
+    pub async fn webhook_to(&self, caller: &Account, url: &str, events: Value) -> (String, String) {
+        let body = self
+            .create_webhook(caller, json!({ "url": url, "events": events }))
+            .await
+            .expect_status(StatusCode::CREATED);
+        (
+            body["id"].as_str().expect("id").to_owned(),
+            body["secret"].as_str().expect("secret").to_owned(),
+        )
+    }
+
+    pub async fn webhooks(&self, caller: &Account) -> Reply {
+        let path = webhooks_path(&caller.workspace_id);
+        self.call(Method::GET, &path, Some(&caller.token), None)
+            .await
+    }
+
+    pub async fn webhook(&self, caller: &Account, id: &str) -> Reply {
+        let path = webhook_path(&caller.workspace_id, id);
+        self.call(Method::GET, &path, Some(&caller.token), None)
+            .await
+    }
+
+    pub async fn edit_webhook(&self, caller: &Account, id: &str, body: Value) -> Reply {
+        let path = webhook_path(&caller.workspace_id, id);
+        self.call(Method::PATCH, &path, Some(&caller.token), Some(body))
+            .await
+    }
+
+    pub async fn delete_webhook(&self, caller: &Account, id: &str) -> Reply {
+        let path = webhook_path(&caller.workspace_id, id);
+        self.call(Method::DELETE, &path, Some(&caller.token), None)
+            .await
+    }
+
+    pub async fn roll_webhook_secret(&self, caller: &Account, id: &str) -> Reply {
+        let path = format!("{}/secret", webhook_path(&caller.workspace_id, id));
+        self.call(Method::POST, &path, Some(&caller.token), None)
+            .await
+    }
+
+    pub async fn deliveries(&self, caller: &Account, id: &str, query: &str) -> Reply {
+        let path = format!(
+            "{}/deliveries?{query}",
+            webhook_path(&caller.workspace_id, id)
+        );
+        self.call(Method::GET, &path, Some(&caller.token), None)
+            .await
+    }
+
+    pub async fn retry_delivery(&self, caller: &Account, id: &str, message_id: &str) -> Reply {
+        let path = format!(
+            "{}/deliveries/{message_id}/retry",
+            webhook_path(&caller.workspace_id, id)
+        );
+        self.call(Method::POST, &path, Some(&caller.token), None)
+            .await
+    }
+}
+
+pub fn webhooks_path(workspace_id: &str) -> String {
+    format!("/app/v1/workspaces/{workspace_id}/webhooks")
+}
+
+pub fn webhook_path(workspace_id: &str, id: &str) -> String {
+    format!("/app/v1/workspaces/{workspace_id}/webhooks/{id}")
 }

@@ -7,7 +7,7 @@ use crate::error::{ApiError, Reason};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::AppState;
-use crate::store::ClientInfo;
+use crate::store::{ClientInfo, Leak, LeakSource};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -80,7 +80,15 @@ pub async fn revoke(
         .collect();
     digests.sort_unstable();
     digests.dedup();
-    let revoked = state.store.revoke_leaked_keys(&digests, &client).await?;
+    let leaks: Vec<Leak> = digests
+        .into_iter()
+        .map(|digest| Leak {
+            digest,
+            source: LeakSource::Report,
+            url: None,
+        })
+        .collect();
+    let revoked = state.store.revoke_leaked_keys(&leaks, &client).await?;
     if revoked > 0 {
         tracing::warn!(revoked, "API keys revoked after a leak report");
     }

@@ -16,9 +16,11 @@ mod me;
 mod members;
 mod operations;
 mod scopes;
+mod secret_scanning;
 mod static_page;
 mod usage;
 mod verify;
+mod webhooks;
 mod workspaces;
 
 use super::AppState;
@@ -48,6 +50,11 @@ pub fn dashboard() -> OpenApiRouter<AppState> {
         .routes(routes!(scopes::list))
         .routes(routes!(usage::key_usage))
         .routes(routes!(usage::workspace_usage))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::roll_secret))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::retry))
 }
 
 /// /api/v1 (full paths in the handlers' annotations): integrators, authenticated by
@@ -59,8 +66,9 @@ pub fn api(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(leads::get, leads::update, leads::delete))
         .merge(verify::routes())
         .route_layer(super::api_key_auth::RequireApiKey::new(state))
-        // Added after the layer, so it is not behind it: reporting a leak needs no key.
+        // Added after the layer, so they are not behind it: reporting a leak needs no key.
         .routes(routes!(credentials::revoke))
+        .routes(routes!(secret_scanning::github))
 }
 
 /// The handlers http/dispatch.rs calls without the router: the same code as the router's
