@@ -363,6 +363,7 @@
   function showSignIn(notice, tone) {
     closeAllDialogs();
     sessionStorage.removeItem(TOKEN_STORAGE);
+    document.dispatchEvent(new CustomEvent('heffl:workspace', { detail: { id: null, role: null } }));
     state.user = null;
     state.workspaces = [];
     state.workspaceId = null;
@@ -516,6 +517,10 @@
   function renderRole() {
     const workspace = currentWorkspace();
     const role = workspace ? workspace.role : null;
+    // webhooks.js shows its card to owners and admins of the chosen workspace.
+    document.dispatchEvent(
+      new CustomEvent('heffl:workspace', { detail: { id: state.workspaceId, role } }),
+    );
     el('workspace-role').textContent = role ? `Your role: ${ROLE_LABELS[role] || role}` : '';
     const seesOwnOnly = role === 'member' || role === 'viewer';
     el('scope-note').hidden = !seesOwnOnly;

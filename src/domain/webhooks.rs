@@ -239,6 +239,7 @@ pub enum UrlProblem {
     Invalid,
     TooLong,
     NotHttps,
+    UnsupportedScheme,
     Credentials,
     Fragment,
 }
@@ -251,6 +252,7 @@ impl UrlProblem {
             UrlProblem::NotHttps => {
                 "must start with https:// (this server does not send webhooks over plain HTTP)"
             }
+            UrlProblem::UnsupportedScheme => "must start with https://",
             UrlProblem::Credentials => {
                 "must not carry a user or password; authenticate deliveries by their signature"
             }
@@ -270,7 +272,8 @@ pub fn check_url(text: &str, allow_http: bool) -> Result<url::Url, UrlProblem> {
     match url.scheme() {
         "https" => {}
         "http" if allow_http => {}
-        _ => return Err(UrlProblem::NotHttps),
+        "http" => return Err(UrlProblem::NotHttps),
+        _ => return Err(UrlProblem::UnsupportedScheme),
     }
     if url.host().is_none() {
         return Err(UrlProblem::Invalid);
@@ -362,7 +365,7 @@ mod tests {
         assert!(check_url("http://example.com/hooks", true).is_ok());
         assert_eq!(
             check_url("ftp://example.com", true),
-            Err(UrlProblem::NotHttps)
+            Err(UrlProblem::UnsupportedScheme)
         );
         assert_eq!(
             check_url("https://user:pw@example.com/", false),

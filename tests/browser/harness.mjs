@@ -196,3 +196,26 @@ export async function callApi(server, key, method = 'GET', route = '/api/v1/me',
 export async function screenshot(page, name, options = {}) {
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), ...options });
 }
+
+/** Every visible control that lies outside the viewport or outside an ancestor that clips it. */
+export function controlsCutOff(page) {
+  return page.evaluate(() => {
+    const cut = [];
+    for (const control of document.querySelectorAll('button, a, select, input, summary')) {
+      const box = control.getBoundingClientRect();
+      if (box.width === 0 && box.height === 0) continue;
+      const label = control.textContent.trim() || control.id || control.tagName;
+      if (box.left < -0.5 || box.right > document.documentElement.clientWidth + 0.5) {
+        cut.push(`${label}: outside the viewport`);
+      }
+      for (let node = control.parentElement; node; node = node.parentElement) {
+        if (!/(hidden|clip|auto|scroll)/.test(getComputedStyle(node).overflowX)) continue;
+        const edge = node.getBoundingClientRect();
+        if (box.left < edge.left - 0.5 || box.right > edge.right + 0.5) {
+          cut.push(`${label}: cut by .${node.className || node.tagName}`);
+        }
+      }
+    }
+    return cut;
+  });
+}

@@ -10,6 +10,7 @@ const APP_JS: &str = include_str!("../../../assets/developer/app.js");
 const ACCOUNT_JS: &str = include_str!("../../../assets/developer/account.js");
 const APP_CSS: &str = include_str!("../../../assets/developer/app.css");
 const CHARTS_JS: &str = include_str!("../../../assets/developer/charts.js");
+const WEBHOOKS_JS: &str = include_str!("../../../assets/developer/webhooks.js");
 
 /// Nothing inline and nothing from elsewhere: a script injected into the page (through a key
 /// name, say) could neither run nor send a session token or a fresh key anywhere.
@@ -52,4 +53,12 @@ pub async fn charts_script() -> impl IntoResponse {
 
 pub async fn stylesheet() -> impl IntoResponse {
     (headers("text/css; charset=utf-8", "no-cache"), APP_CSS)
+}
+
+/// Webhook endpoints, for owners and admins: kept apart from app.js, which is about keys.
+pub async fn webhooks_script() -> impl IntoResponse {
+    (
+        headers("text/javascript; charset=utf-8", "no-cache"),
+        WEBHOOKS_JS,
+    )
 }

@@ -153,6 +153,10 @@ pub fn operations() -> OpenApiRouter<AppState> {
             get(developer_page::charts_script),
         )
         .route(
+            "/settings/developer/webhooks.js",
+            get(developer_page::webhooks_script),
+        )
+        .route(
             "/settings/developer/app.css",
             get(developer_page::stylesheet),
         )
