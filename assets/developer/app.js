@@ -58,6 +58,7 @@
   const EMPTY_TEXT = {
     active: 'No active keys. Create one to connect your website forms, data sync or Zapier.',
     revoked: 'No revoked keys.',
+    expired: 'No expired keys.',
     all: 'No keys yet. Create one to connect your website forms, data sync or Zapier.',
   };
 
@@ -477,6 +478,7 @@
     }
     state.user = session.user;
     state.workspaces = Array.isArray(session.workspaces) ? session.workspaces : [];
+    state.defaultRateLimit = session.defaults ? session.defaults.rateLimitPerMinute : null;
     // Whatever the status line said to the previous person ("You have signed out.") is stale.
     el('status').textContent = '';
     el('account-email').textContent = session.user.name
@@ -598,13 +600,13 @@
     open.textContent = key.name;
     open.setAttribute('aria-label', `${key.name}: details and usage`);
     open.addEventListener('click', () => openKeyDetail(key.id, open));
-    name.append(open);
+    name.append(open, policyLine(key));
 
     const [hintCell, hint] = cell('Key', 'cell-hint');
     const hintCode = document.createElement('code');
     hintCode.dataset.testid = 'key-hint';
     hintCode.textContent = key.hint;
-    hint.append(hintCode);
+    hint.append(hintCode, keyIdLine(key));
 
     const [createdCell, created] = cell('Created', 'cell-created');
     created.append(timeElement(key.createdAt));
@@ -642,6 +644,8 @@
 
     const [statusCell, status] = cell('Status', 'cell-status');
     status.append(statusBadge(key));
+    const expiry = expiryFlag(key);
+    if (expiry) status.append(expiry);
     if (isUnused(key)) status.append(unusedMarker(key));
     const revoked = revokedLine(key);
     if (revoked) status.append(revoked);
@@ -677,6 +681,73 @@
 
     row.append(nameCell, hintCell, createdCell, lastUsedCell, usageCell, statusCell, actionsCell);
     return row;
+  }
+
+  /** What the key may do and spend, in a line under its name: scopes, limit, credits. */
+  function policyLine(key) {
+    const line = document.createElement('span');
+    line.className = 'muted small block key-policy';
+    line.dataset.testid = 'key-policy';
+    const scopes = Array.isArray(key.scopes) ? key.scopes : [];
+    const parts = [scopes.length <= 2 ? scopes.join(', ') : `${scopes.length} scopes`];
+    const own = key.rateLimitPerMinute !== null && key.rateLimitPerMinute !== undefined;
+    const limit = own ? key.rateLimitPerMinute : state.defaultRateLimit;
+    if (limit !== null && limit !== undefined) {
+      parts.push(`${limit === 0 ? 'no limit' : `${Charts.count(limit)}/min`}${own ? '' : ' (default)'}`);
+    }
+    if (key.credits) parts.push(`${Charts.count(key.credits.remaining)} credits left`);
+    line.textContent = parts.filter(Boolean).join(' · ');
+    line.title = scopes.join(', ');
+    return line;
+  }
+
+  /** The key's id (what operators and the API name it by), copyable. */
+  function keyIdLine(key) {
+    const line = document.createElement('span');
+    line.className = 'small block key-id-line';
+    const id = document.createElement('code');
+    id.className = 'key-id muted';
+    id.dataset.testid = 'key-id';
+    // Shortened like the hint, to keep the column narrow; the whole id is copied and in the title.
+    id.textContent = key.id.length > 16 ? `${key.id.slice(0, 8)}…${key.id.slice(-4)}` : key.id;
+    id.title = key.id;
+    const copy = document.createElement('button');
+    copy.type = 'button';
+    copy.className = 'link-button small';
+    copy.dataset.testid = 'copy-key-id';
+    copy.textContent = 'Copy ID';
+    copy.setAttribute('aria-label', `Copy the id of ${key.name}`);
+    copy.addEventListener('click', async () => {
+      let copied = false;
+      if (navigator.clipboard && window.isSecureContext) {
+        copied = await navigator.clipboard.writeText(key.id).then(() => true, () => false);
+      }
+      if (!copied) {
+        const range = document.createRange();
+        id.textContent = key.id;
+        range.selectNodeContents(id);
+        window.getSelection().removeAllRanges();
+        window.getSelection().addRange(range);
+      }
+      announce(copied ? `Copied the id of ${key.name}.` : 'The id is selected: press Ctrl+C to copy it.');
+    });
+    line.append(id, ' ', copy);
+    return line;
+  }
+
+  /** "Expires in 3 days" (a warning within a week) or the date, for an active key that expires. */
+  function expiryFlag(key) {
+    if (key.status !== 'active' || !key.expiresAt || key.replacedBy) return null;
+    const left = new Date(key.expiresAt).getTime() - Date.now();
+    const flag = document.createElement('span');
+    flag.className = 'small block expiry-flag';
+    flag.dataset.testid = 'key-expiry';
+    if (left < 7 * DAY_MS) {
+      flag.append(badge('Expires soon', 'unused'), ' ');
+      flag.classList.add('is-soon');
+    }
+    flag.append('Expires ', timeElement(key.expiresAt));
+    return flag;
   }
 
   /** The "unused" marker, with the shortest path to revoking the key. */
@@ -1260,9 +1331,12 @@
   }
 
   function rateLimitText(key) {
-    if (key.rateLimitPerMinute === null || key.rateLimitPerMinute === undefined) return "The server's default";
-    if (key.rateLimitPerMinute === 0) return 'No limit';
-    return `${Charts.count(key.rateLimitPerMinute)} requests per minute`;
+    const own = key.rateLimitPerMinute !== null && key.rateLimitPerMinute !== undefined;
+    const limit = own ? key.rateLimitPerMinute : state.defaultRateLimit;
+    const suffix = own ? '' : " (the server's default)";
+    if (limit === null || limit === undefined) return "The server's default";
+    if (limit === 0) return `No limit${suffix}`;
+    return `${Charts.count(limit)} requests per minute${suffix}`;
   }
 
   async function renderKeyDetail() {

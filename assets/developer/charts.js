@@ -245,30 +245,40 @@ window.HefflCharts = (() => {
       class: 'sparkline',
       focusable: 'false',
     });
-    const rejected = totals(buckets).rejected;
+    const sums = totals(buckets);
+    const refused = OUTCOMES.filter((o) => o.field !== 'success' && sums[o.field] > 0)
+      .map((o) => `${count(sums[o.field])} ${sums[o.field] === 1 ? o.one : o.many}`);
     const words =
       sum === 0
         ? `${name}: no requests in the last 30 days`
         : `${name}: ${plural(sum, 'request', 'requests')} in the last 30 days` +
-          (rejected > 0 ? `, ${count(rejected)} of them rejected` : '');
+          (refused.length > 0 ? ` (${refused.join(', ')})` : '');
     svg.setAttribute('aria-label', words);
     const tip = svgElement('title');
     tip.textContent = words;
     svg.append(tip);
     svg.append(svgElement('line', { x1: 0, x2: width, y1: height - 0.5, y2: height - 0.5, class: 'baseline', 'vector-effect': 'non-scaling-stroke' }));
+    // Each day's bar stacked by outcome, in the big chart's colours: rate-limited and refused
+    // traffic shows as such, not as more of the same.
     values.forEach((value, i) => {
       if (value === 0) return;
       const h = Math.max(1.5, (value / top) * (height - 1));
-      const onlyRejected = Number(buckets[i].rejected) === value;
-      svg.append(
-        svgElement('rect', {
-          x: i * slot + slot * 0.12,
-          y: height - h,
-          width: slot * 0.76,
-          height: h,
-          class: onlyRejected ? 'fill-rejected' : 'fill-spark',
-        }),
-      );
+      let y = height;
+      for (const o of OUTCOMES) {
+        const part = Number(buckets[i][o.field]) || 0;
+        if (part === 0) continue;
+        const ph = (part / value) * h;
+        y -= ph;
+        svg.append(
+          svgElement('rect', {
+            x: i * slot + slot * 0.12,
+            y,
+            width: slot * 0.76,
+            height: ph,
+            class: `fill-${o.field}`,
+          }),
+        );
+      }
     });
     return { svg, sum, words };
   }

@@ -510,6 +510,50 @@ describe('Settings > Developer: usage and the key lifecycle', { timeout: 300_000
   });
 });
 
+describe('Settings > Developer: what the key list shows', { timeout: 120_000 }, () => {
+  test('policies under the name, a copyable id, expiry, an Expired filter and outcome colours', async () => {
+    const soon = await createKey(ownerToken, {
+      name: 'Expiring Soon',
+      scopes: ['leads:read'],
+      rateLimitPerMinute: 30,
+      credits: { remaining: 1500 },
+      expiresAt: new Date(Date.now() + 3 * DAY_MS).toISOString(),
+    });
+    const gone = await createKey(ownerToken, { name: 'Gone Stale', expiresAt: new Date(Date.now() + 1500).toISOString() });
+    await new Promise((r) => setTimeout(r, 1600));
+    const { page, problems, close } = await openPage(server, DESKTOP);
+    try {
+      await signIn(server, page);
+      const row = rowNamed(page, 'Expiring Soon');
+      await row.waitFor();
+      assert.equal(await row.locator(byTestId('key-policy')).textContent(), 'leads:read · 30/min · 1,500 credits left');
+      assert.equal(await rowNamed(page, 'Integrator Webhooks').locator(byTestId('key-policy')).textContent(), '3 scopes · no limit (default)');
+      assert.match(await row.locator(byTestId('key-expiry')).textContent(), /Expires soon\s*Expires in 3 days/);
+      assert.equal(await row.locator(byTestId('key-id')).getAttribute('title'), soon.id);
+      await row.locator(byTestId('copy-key-id')).click();
+      await page.waitForFunction(
+        (text) => document.querySelector('[data-testid="status-message"]')?.textContent.includes(text),
+        'Copied the id of Expiring Soon',
+      );
+      // A rate-limited day is drawn in the rate-limited colour, not as more of the same.
+      const forms = rowNamed(page, 'Website Forms');
+      await forms.locator(`${byTestId('key-sparkline')} rect.fill-rateLimited`).first().waitFor();
+      assert.match(await forms.locator(`${byTestId('key-sparkline')} svg`).getAttribute('aria-label'), /2 rate limited/);
+      // Expired keys have a filter of their own, and are not among the active ones.
+      assert.equal(await rowNamed(page, 'Gone Stale').count(), 0);
+      await page.locator('label[for="filter-expired"]').click();
+      await rowNamed(page, 'Gone Stale').waitFor();
+      assert.equal(await rowNamed(page, 'Expiring Soon').count(), 0);
+      assert.equal(await rowNamed(page, 'Gone Stale').locator(byTestId('key-status')).textContent(), 'Expired');
+      await screenshot(page, 'key-list-expired');
+      assert.equal(gone.name, 'Gone Stale');
+      assert.deepEqual(problems, []);
+    } finally {
+      await close();
+    }
+  });
+});
+
 describe('Settings > Developer: the key list at every width', { timeout: 120_000 }, () => {
   for (const width of [360, 800, 1024, 1280]) {
     test(`no control of the key list is cut off at ${width} px`, async () => {

@@ -513,7 +513,12 @@ async fn session_lists_user_and_workspaces_with_roles(app: TestApp) {
         .await;
 
     let body = app.session(&owner.token).await.ok();
-    assert_eq!(keys_of(&body), ["user", "workspaces"]);
+    assert_eq!(keys_of(&body), ["defaults", "user", "workspaces"]);
+    // The server's default rate limit, which the page names for keys without their own.
+    assert_eq!(
+        body["defaults"],
+        json!({ "rateLimitPerMinute": app.config.rate_limit_per_minute })
+    );
     assert_eq!(
         body["user"],
         json!({ "id": owner.user_id, "email": owner.email, "name": "Owner" })

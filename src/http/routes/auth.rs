@@ -183,10 +183,20 @@ impl From<MembershipRow> for WorkspaceWithRole {
     }
 }
 
+/// What the deployment applies when a key says nothing of its own, so the page can name it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerDefaults {
+    /// `HEFFL_RATE_LIMIT_PER_MINUTE`: requests per minute of a key without its own limit
+    /// (0: no limit).
+    rate_limit_per_minute: u32,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionResponse {
     user: User,
     workspaces: Vec<WorkspaceWithRole>,
+    defaults: ServerDefaults,
 }
 
 #[utoipa::path(
@@ -213,6 +223,9 @@ pub async fn session(
             .into_iter()
             .map(WorkspaceWithRole::from)
             .collect(),
+        defaults: ServerDefaults {
+            rate_limit_per_minute: state.config.rate_limit_per_minute,
+        },
     }))
 }
 
