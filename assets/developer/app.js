@@ -562,7 +562,7 @@
       if (error.status === 401) {
         sessionEnded();
       } else {
-        showText(errorBox, `Could not load the keys: ${error.message}`);
+        showListError(`Could not load the keys: ${error.message}`);
       }
       return;
     }
@@ -572,14 +572,43 @@
     renderKeys(Array.isArray(list.items) ? list.items : []);
   }
 
+  /** A failed list in place of the list: the rows of another filter or workspace are not left
+   *  under the tab just chosen, and Retry is where the reader is looking. */
+  function showListError(text) {
+    state.keys = new Map();
+    el('key-rows').replaceChildren();
+    el('key-table').hidden = true;
+    const empty = el('keys-empty');
+    empty.replaceChildren();
+    const message = document.createElement('span');
+    message.className = 'list-error';
+    message.dataset.testid = 'keys-error';
+    message.setAttribute('role', 'alert');
+    message.textContent = text;
+    const retry = document.createElement('button');
+    retry.type = 'button';
+    retry.className = 'button button-small';
+    retry.dataset.testid = 'keys-retry';
+    retry.textContent = 'Retry';
+    retry.addEventListener('click', async () => {
+      await loadKeys();
+      if (!el('key-table').hidden) el('keys-heading').focus();
+    });
+    empty.append(message, ' ', retry);
+    empty.hidden = false;
+  }
+
   function renderKeys(keys) {
     state.keys = new Map(keys.map((key) => [key.id, key]));
     const rows = el('key-rows');
     rows.replaceChildren();
     for (const key of keys) rows.append(keyRow(key));
     const empty = el('keys-empty');
-    empty.textContent = keys.length === 0 ? EMPTY_TEXT[state.filter] : '';
+    empty.replaceChildren();
+    if (keys.length === 0 && state.filter === 'all') empty.append(firstKeyGuide());
+    else empty.textContent = keys.length === 0 ? EMPTY_TEXT[state.filter] : '';
     empty.hidden = keys.length > 0;
+    if (keys.length === 0 && state.filter === 'active') checkWorkspaceEmpty(empty);
     el('key-table').hidden = keys.length === 0;
     loadSparklines(keys, state.listGeneration);
   }
@@ -681,6 +710,44 @@
 
     row.append(nameCell, hintCell, createdCell, lastUsedCell, usageCell, statusCell, actionsCell);
     return row;
+  }
+
+  /** A workspace without a single key: what a key is for, the button, and the first request. */
+  function firstKeyGuide() {
+    const box = document.createElement('div');
+    box.className = 'first-key';
+    box.dataset.testid = 'first-key';
+    const heading = document.createElement('h3');
+    heading.textContent = 'Create your first key';
+    const text = document.createElement('p');
+    text.textContent = 'A key lets your website forms, data sync or Zapier call the API as you. Create one, then try it from a terminal:';
+    const snippet = document.createElement('pre');
+    snippet.className = 'snippet';
+    const code = document.createElement('code');
+    code.dataset.testid = 'first-request';
+    code.textContent = `curl ${window.location.origin}/api/v1/me \\\n  -H "x-api-key: $HEFFL_API_KEY"`;
+    snippet.append(code);
+    const create = document.createElement('button');
+    create.type = 'button';
+    create.className = 'button button-primary';
+    create.dataset.testid = 'first-key-button';
+    create.textContent = 'Create your first key';
+    create.addEventListener('click', openCreate);
+    box.append(heading, text, snippet, create);
+    return box;
+  }
+
+  /** No active key: when the workspace has none of any status, the guide replaces the sentence. */
+  async function checkWorkspaceEmpty(empty) {
+    const generation = state.listGeneration;
+    let all;
+    try {
+      all = await api('GET', workspacePath('/api-keys?status=all'));
+    } catch {
+      return;
+    }
+    if (generation !== state.listGeneration || state.filter !== 'active') return;
+    if (Array.isArray(all.items) && all.items.length === 0) empty.replaceChildren(firstKeyGuide());
   }
 
   /** What the key may do and spend, in a line under its name: scopes, limit, credits. */
@@ -797,6 +864,15 @@
     }
     if (generation !== state.usageGeneration) return;
     slot.setAttribute('aria-busy', 'false');
+    if (Charts.totals(usage.buckets || []).total === 0) {
+      // Thirty empty days drawn full size say less than one sentence.
+      const none = document.createElement('p');
+      none.className = 'muted usage-none';
+      none.dataset.testid = 'usage-none';
+      none.textContent = 'No requests in the last 30 days yet. Once your keys are used, each day shows here by outcome.';
+      slot.replaceChildren(none);
+      return;
+    }
     slot.replaceChildren(
       Charts.stackedChart(usage.buckets || [], {
         granularity: 'day',
@@ -1353,11 +1429,11 @@
         sessionEnded();
         return;
       }
-      el('detail-notices').replaceChildren();
-      showChartError(el('detail-notices'), `Could not load the key: ${error.message}`);
+      showDetailError(`Could not load the key: ${error.message}`);
       return;
     }
     if (generation !== state.detailGeneration) return;
+    el('key-detail').classList.remove('has-failed');
     renderDetailHead(key);
     const [days, hours, long] = await Promise.all([
       keyUsage(key.id, 'days=30&granularity=day'),
@@ -1390,6 +1466,30 @@
       box.append(warning.textContent, '. Whatever sends it is failing: find it by the key hint and give it a new key.');
       el('detail-notices').append(box);
     }
+  }
+
+  /** The detail view when the key cannot be read: one error with Retry, and nothing that
+   *  pretends to be the key (no hint, no empty charts). */
+  function showDetailError(text) {
+    const view = el('key-detail');
+    view.classList.add('has-failed');
+    el('detail-hint').textContent = '';
+    el('detail-status').replaceChildren();
+    el('detail-actions').replaceChildren();
+    el('detail-facts').replaceChildren();
+    const box = document.createElement('div');
+    box.className = 'notice notice-error';
+    box.dataset.testid = 'detail-error';
+    box.setAttribute('role', 'alert');
+    box.append(text, ' ');
+    const retry = document.createElement('button');
+    retry.type = 'button';
+    retry.className = 'button button-small';
+    retry.dataset.testid = 'detail-retry';
+    retry.textContent = 'Retry';
+    retry.addEventListener('click', () => renderKeyDetail());
+    box.append(retry);
+    el('detail-notices').replaceChildren(box);
   }
 
   function renderDetailHead(key) {

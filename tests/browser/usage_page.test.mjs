@@ -709,3 +709,65 @@ describe('Settings > Developer: dialog buttons stay in sight', { timeout: 60_000
     });
   }
 });
+
+describe('Settings > Developer: an empty workspace and failures', { timeout: 120_000 }, () => {
+  test('a workspace without keys offers the first key and the first request to copy', async () => {
+    const empty = await appApi(server, 'POST', '/workspaces', ownerToken, { name: 'Empty Co' });
+    assert.equal(empty.status, 201);
+    const { page, problems, close } = await openPage(server, PHONE);
+    try {
+      await signIn(server, page);
+      await page.locator(byTestId('workspace-select')).selectOption({ label: 'Empty Co' });
+      const guide = page.locator(byTestId('first-key'));
+      await guide.waitFor();
+      assert.equal(
+        await page.locator(byTestId('first-request')).textContent(),
+        `curl ${server.base}/api/v1/me \\\n  -H "x-api-key: $HEFFL_API_KEY"`,
+      );
+      await page.locator(byTestId('usage-none')).waitFor();
+      await screenshot(page, 'empty-workspace-phone', { fullPage: true });
+      await page.locator(byTestId('first-key-button')).click();
+      await page.locator(byTestId('create-dialog')).waitFor();
+      assert.equal(await activeTestId(page), 'create-name');
+      assert.deepEqual(problems, []);
+    } finally {
+      await close();
+    }
+  });
+
+  test('a list or a key that cannot be read says so in place, with Retry, and shows nothing stale', async () => {
+    const { page, close } = await openPage(server, DESKTOP);
+    try {
+      await signIn(server, page);
+      await rowNamed(page, 'Integrator Webhooks').waitFor();
+      // The server stops answering the list: "All" shows the error, not the Active rows.
+      await page.route('**/api-keys?status=all', (route) => route.abort('connectionrefused'));
+      await page.locator('label[for="filter-all"]').click();
+      await page.locator(byTestId('keys-error')).waitFor();
+      assert.match(await page.locator(byTestId('keys-error')).textContent(), /Could not load the keys: Can't reach the server/);
+      assert.equal(await page.locator(byTestId('key-row')).count(), 0, 'no stale rows under All');
+      await screenshot(page, 'keys-failed-desktop');
+      await page.unroute('**/api-keys?status=all');
+      await page.locator(byTestId('keys-retry')).click();
+      await rowNamed(page, 'Leaked Zapier').waitFor();
+
+      // The key's record fails: one error with Retry, no hint, no empty charts.
+      await page.route(`**/api-keys/${keys.integrator.id}`, (route) =>
+        route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'SERVICE_UNAVAILABLE', message: 'The database did not answer in time; try again.' } }) }),
+      );
+      await rowNamed(page, 'Integrator Webhooks').locator(byTestId('key-name')).click();
+      await page.locator(byTestId('detail-error')).waitFor();
+      assert.match(await page.locator(byTestId('detail-error')).textContent(), /Could not load the key: The database did not answer in time/);
+      assert.equal(await page.locator(byTestId('detail-hint')).textContent(), '');
+      assert.equal(await page.locator(byTestId('detail-chart-days')).isVisible(), false);
+      await screenshot(page, 'detail-failed-desktop');
+      await page.unroute(`**/api-keys/${keys.integrator.id}`);
+      await page.locator(byTestId('detail-retry')).click();
+      await page.locator(byTestId('detail-day-chart')).waitFor();
+      assert.equal(await page.locator(byTestId('detail-error')).count(), 0);
+      assert.match(await page.locator(byTestId('detail-hint')).textContent(), /^hk_live_/);
+    } finally {
+      await close();
+    }
+  });
+});
