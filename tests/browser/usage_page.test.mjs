@@ -554,20 +554,51 @@ describe('Settings > Developer: what the key list shows', { timeout: 120_000 }, 
   });
 });
 
-describe('Settings > Developer: the key list at every width', { timeout: 120_000 }, () => {
-  for (const width of [360, 800, 1024, 1280]) {
-    test(`no control of the key list is cut off at ${width} px`, async () => {
+/** No control cut off by the viewport or by a clipping ancestor, and no sideways scrolling. */
+async function assertFits(page, where) {
+  assert.deepEqual(await controlsCutOff(page), [], where);
+  const sideways = await page.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+  );
+  assert.equal(sideways, 0, `no sideways scrolling: ${where}`);
+}
+
+/** Opens a dialog with `open`, checks the layout, and closes it with Escape. */
+async function assertDialogFits(page, dialog, open, where) {
+  await open();
+  await page.locator(byTestId(dialog)).waitFor();
+  await assertFits(page, `${dialog}, ${where}`);
+  await page.keyboard.press('Escape');
+  await page.locator(byTestId(dialog)).waitFor({ state: 'hidden' });
+}
+
+describe('Settings > Developer: the layout at every width', { timeout: 300_000 }, () => {
+  for (const width of [360, 390, 768, 1024, 1280, 1440, 1920]) {
+    test(`nothing is cut off or off-screen at ${width} px: the list, a key, and each dialog`, async () => {
       const { page, problems, close } = await openPage(server, { width, height: 900 });
       try {
         await signIn(server, page);
         await page.locator('label[for="filter-all"]').click();
         await rowNamed(page, 'Leaked Zapier').waitFor();
         await screenshot(page, `key-list-${width}`, { fullPage: true });
-        assert.deepEqual(await controlsCutOff(page), [], `at ${width} px`);
-        const sideways = await page.evaluate(
-          () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+        await assertFits(page, `the list at ${width} px`);
+        const where = `${width} px`;
+        await assertDialogFits(page, 'create-dialog', () => page.locator(byTestId('create-key-button')).click(), where);
+        await assertDialogFits(page, 'webhook-dialog', () => page.locator(byTestId('webhook-add-button')).click(), where);
+        await assertDialogFits(page, 'password-dialog', () => page.locator(byTestId('password-button')).click(), where);
+        await assertDialogFits(
+          page,
+          'revoke-dialog',
+          () => rowNamed(page, 'Integrator Webhooks').locator(byTestId('revoke-button')).click(),
+          where,
         );
-        assert.equal(sideways, 0, `no sideways scrolling at ${width} px`);
+
+        await rowNamed(page, 'Integrator Webhooks').locator(byTestId('key-name')).click();
+        await page.locator(byTestId('detail-day-chart')).waitFor();
+        await screenshot(page, `key-detail-${width}`, { fullPage: true });
+        await assertFits(page, `a key at ${width} px`);
+        await assertDialogFits(page, 'edit-dialog', () => page.locator(byTestId('detail-edit')).click(), where);
+        await assertDialogFits(page, 'roll-dialog', () => page.locator(byTestId('detail-roll')).click(), where);
         assert.deepEqual(problems, []);
       } finally {
         await close();
