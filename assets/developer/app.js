@@ -1324,11 +1324,98 @@
     el('edit-allowed-ips').value = (key.allowedIps || []).join('\n');
     el('edit-external-id').value = key.externalId || '';
     el('edit-meta').value = key.meta ? JSON.stringify(key.meta, null, 2) : '';
+
+    // Scopes: the key's own, each ticked; unticking narrows.
+    const list = el('edit-scope-list');
+    list.replaceChildren();
+    for (const name of key.scopes || []) {
+      const label = document.createElement('label');
+      label.className = 'check';
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.value = name;
+      box.checked = true;
+      box.dataset.testid = `edit-scope-${name}`;
+      const code = document.createElement('code');
+      code.textContent = name;
+      label.append(box, ' ', code);
+      list.append(label);
+    }
+
+    // Expiry: the day it ends on, in the reader's time; only a changed day is sent.
+    const manager = canManageKeys();
+    const expiry = el('edit-expiry');
+    expiry.value = key.expiresAt ? localDay(new Date(key.expiresAt)) : '';
+    expiry.dataset.initial = expiry.value;
+    expiry.min = localDay(new Date(Date.now() + DAY_MS));
+    el('edit-expiry-hint').textContent = manager
+      ? 'Empty: never. The key stops at the end of the chosen day (your time).'
+      : 'You may make it end sooner; only owners and admins move it later or remove it.';
+
+    const rate = el('edit-rate');
+    rate.value = key.rateLimitPerMinute === null || key.rateLimitPerMinute === undefined ? '' : String(key.rateLimitPerMinute);
+    rate.dataset.initial = rate.value;
+    const defaultText =
+      state.defaultRateLimit === null || state.defaultRateLimit === undefined
+        ? "the server's default"
+        : state.defaultRateLimit === 0
+          ? "the server's default (no limit)"
+          : `the server's default (${Charts.count(state.defaultRateLimit)}/min)`;
+    el('edit-rate-hint').textContent = manager
+      ? `Empty: ${defaultText}; 0: no limit.`
+      : `Empty: ${defaultText}. You may set a limit no higher than the default; only owners and admins raise or remove it.`;
+
+    // Credits: owners and admins only; others see what is set.
+    const credits = key.credits;
+    const budget = Boolean(credits);
+    el('edit-dialog').querySelector(`input[name="edit-credits-mode"][value="${budget ? 'budget' : 'unlimited'}"]`).checked = true;
+    el('edit-credits-remaining').value = budget ? String(credits.remaining) : '';
+    el('edit-credits-refill').value = budget && credits.refill ? credits.refill.interval : 'none';
+    el('edit-credits-amount').value = budget && credits.refill ? String(credits.refill.amount) : '';
+    el('edit-credits-day').value = budget && credits.refill && credits.refill.day ? String(credits.refill.day) : '1';
+    el('edit-credits').dataset.initial = JSON.stringify(creditsForm());
+    for (const input of el('edit-credits').querySelectorAll('input, select')) input.disabled = !manager;
+    syncCreditFields();
+
     clearBox(el('edit-error'));
     openDialog(el('edit-dialog'), opener, el('edit-name'));
   }
 
-  /** The form as a PATCH body: every field, so what the server has is what the form shows. */
+  /** A date as the reader's yyyy-mm-dd. */
+  function localDay(date) {
+    const pad = (n) => String(n).padStart(2, '0');
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  }
+
+  /** The credit fields as the body's `credits` value would say them. */
+  function creditsForm() {
+    const mode = el('edit-dialog').querySelector('input[name="edit-credits-mode"]:checked');
+    if (!mode || mode.value === 'unlimited') return null;
+    const interval = el('edit-credits-refill').value;
+    const refill =
+      interval === 'none'
+        ? null
+        : {
+            amount: Number(el('edit-credits-amount').value),
+            interval,
+            ...(interval === 'monthly' ? { day: Number(el('edit-credits-day').value) } : {}),
+          };
+    return { remaining: Number(el('edit-credits-remaining').value), refill };
+  }
+
+  function syncCreditFields() {
+    const mode = el('edit-dialog').querySelector('input[name="edit-credits-mode"]:checked');
+    const budget = Boolean(mode && mode.value === 'budget');
+    const interval = el('edit-credits-refill').value;
+    el('edit-credit-fields').hidden = !budget;
+    const show = (id, visible) => {
+      el(id).closest('.credit-field').hidden = !visible;
+    };
+    show('edit-credits-amount', interval !== 'none');
+    show('edit-credits-day', interval === 'monthly');
+  }
+
+  /** The form as a PATCH body: the fields always shown, and the policies only when changed. */
   function editBody() {
     const text = (id) => el(id).value.trim();
     const metaText = text('edit-meta');
@@ -1343,15 +1430,38 @@
         return { problem: 'Metadata must be a JSON object, such as {"plan": "pro"}.', focus: el('edit-meta') };
       }
     }
-    return {
-      body: {
-        name: text('edit-name'),
-        description: text('edit-description') || null,
-        allowedIps: text('edit-allowed-ips').split(/[\s,]+/).filter(Boolean),
-        externalId: text('edit-external-id') || null,
-        meta,
-      },
+    const body = {
+      name: text('edit-name'),
+      description: text('edit-description') || null,
+      allowedIps: text('edit-allowed-ips').split(/[\s,]+/).filter(Boolean),
+      externalId: text('edit-external-id') || null,
+      meta,
     };
+    const key = state.editing;
+    const scopes = [...el('edit-scope-list').querySelectorAll('input:checked')].map((box) => box.value);
+    if (scopes.length === 0) return { problem: 'A key needs at least one scope; revoke it instead.', focus: el('edit-scope-list').querySelector('input') };
+    if (scopes.length !== (key.scopes || []).length) body.scopes = scopes;
+    const expiry = el('edit-expiry');
+    if (expiry.value !== expiry.dataset.initial) {
+      if (!expiry.value) {
+        body.expiresAt = null;
+      } else {
+        const [year, month, day] = expiry.value.split('-').map(Number);
+        body.expiresAt = new Date(year, month - 1, day, 23, 59, 59, 999).toISOString();
+      }
+    }
+    const rate = el('edit-rate');
+    if (rate.value.trim() !== rate.dataset.initial) {
+      body.rateLimitPerMinute = rate.value.trim() === '' ? null : Number(rate.value);
+    }
+    const credits = creditsForm();
+    if (JSON.stringify(credits) !== el('edit-credits').dataset.initial) {
+      if (credits && !(Number.isInteger(credits.remaining) && credits.remaining >= 0)) {
+        return { problem: 'Credits left must be a whole number, 0 or more.', focus: el('edit-credits-remaining') };
+      }
+      body.credits = credits;
+    }
+    return { body };
   }
 
   async function onEditSave(event) {
@@ -1710,6 +1820,7 @@
       }
     });
     el('edit-form').addEventListener('submit', onEditSave);
+    el('edit-credits').addEventListener('change', syncCreditFields);
     el('edit-cancel').addEventListener('click', () => el('edit-dialog').close());
     el('edit-dialog').addEventListener('close', () => {
       state.editing = null;

@@ -718,6 +718,84 @@ describe('Settings > Developer: editing a key', { timeout: 120_000 }, () => {
   }
 });
 
+describe('Settings > Developer: editing what a key may do and spend', { timeout: 120_000 }, () => {
+  for (const [width, viewport] of WIDTHS) {
+    test(`scopes, expiry, rate limit and credits with a refill, by the owner (${width})`, async () => {
+      const key = await createKey(ownerToken, { name: `Policies ${width}` });
+      const { page, problems, close } = await openPage(server, viewport);
+      try {
+        await signIn(server, page);
+        await rowNamed(page, `Policies ${width}`).locator(byTestId('key-name')).click();
+        await page.locator(byTestId('detail-edit')).click();
+        await page.locator(byTestId('edit-dialog')).waitFor();
+        await page.locator(byTestId('edit-scope-leads:write')).uncheck();
+        const day = new Date(Date.now() + 10 * DAY_MS);
+        const pad = (n) => String(n).padStart(2, '0');
+        await page.locator(byTestId('edit-expiry')).fill(`${day.getFullYear()}-${pad(day.getMonth() + 1)}-${pad(day.getDate())}`);
+        await page.locator(byTestId('edit-rate')).fill('20');
+        await page.locator(byTestId('edit-credits-budget')).check();
+        await page.locator(byTestId('edit-credits-remaining')).fill('500');
+        await page.locator(byTestId('edit-credits-refill')).selectOption('monthly');
+        await page.locator(byTestId('edit-credits-amount')).fill('1000');
+        await page.locator(byTestId('edit-credits-day')).fill('15');
+        await screenshot(page, `edit-policies-${width}`, { fullPage: true });
+        assert.deepEqual(await controlsCutOff(page), [], `the dialog at ${width}`);
+        await page.locator(byTestId('edit-submit')).click();
+        await page.waitForFunction((selector) => !document.querySelector(selector)?.open, '#edit-dialog');
+        const record = await keyRecord(key.id);
+        assert.deepEqual(record.scopes, ['me:read', 'leads:read']);
+        assert.equal(record.rateLimitPerMinute, 20);
+        assert.equal(record.credits.remaining, 500);
+        assert.deepEqual(record.credits.refill, { amount: 1000, interval: 'monthly', day: 15 });
+        const left = new Date(record.expiresAt).getTime() - Date.now();
+        assert.ok(left > 9.5 * DAY_MS && left < 11 * DAY_MS, record.expiresAt);
+        // Opening the dialog again and saving without a change changes nothing.
+        await page.locator(byTestId('detail-edit')).click();
+        await page.locator(byTestId('edit-submit')).click();
+        await page.waitForFunction((selector) => !document.querySelector(selector)?.open, '#edit-dialog');
+        assert.deepEqual(await keyRecord(key.id), record);
+        // Back to unlimited credits.
+        await page.locator(byTestId('detail-edit')).click();
+        await page.locator(byTestId('edit-credits-unlimited')).check();
+        await page.locator(byTestId('edit-submit')).click();
+        await page.waitForFunction((selector) => !document.querySelector(selector)?.open, '#edit-dialog');
+        assert.equal((await keyRecord(key.id)).credits, null);
+        assert.deepEqual(problems, []);
+      } finally {
+        await close();
+      }
+    });
+  }
+
+  test("a member may shorten their key's life but not extend it, and sees credits without changing them", async () => {
+    const memberToken = await loginToken(server, { email: member.email, password: member.password });
+    const created = await appApi(server, 'POST', `/workspaces/${server.workspaceId}/api-keys`, memberToken, {
+      name: 'Mia Limited',
+      expiresAt: new Date(Date.now() + 5 * DAY_MS).toISOString(),
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const { page, problems, close } = await openPage(server, DESKTOP);
+    try {
+      await signIn(server, page, member);
+      await rowNamed(page, 'Mia Limited').locator(byTestId('key-name')).click();
+      await page.locator(byTestId('detail-edit')).click();
+      await page.locator(byTestId('edit-dialog')).waitFor();
+      assert.equal(await page.locator(byTestId('edit-credits-budget')).isDisabled(), true);
+      assert.match(await page.locator('#edit-expiry-hint').textContent(), /only owners and admins move it later/);
+      await page.locator(byTestId('edit-expiry')).fill('');
+      await page.locator(byTestId('edit-submit')).click();
+      const error = page.locator(byTestId('edit-error'));
+      await error.waitFor();
+      assert.match(await error.textContent(), /Only owners and admins can move a key's expiresAt later or remove it/);
+      const record = await appApi(server, 'GET', `/workspaces/${server.workspaceId}/api-keys/${created.body.id}`, memberToken);
+      assert.equal(record.body.expiresAt, created.body.expiresAt, 'nothing was applied');
+      assert.deepEqual(problems, []);
+    } finally {
+      await close();
+    }
+  });
+});
+
 describe('Settings > Developer: dialog buttons stay in sight', { timeout: 60_000 }, () => {
   for (const viewport of [{ width: 1280, height: 800 }, PHONE]) {
     test(`the create dialog's buttons are on screen with "On a date…" at ${viewport.width}×${viewport.height}`, async () => {
