@@ -65,6 +65,7 @@
   const el = (id) => document.getElementById(id);
   const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
   const longDateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
+  const exactFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
   const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 
   const state = {
@@ -602,7 +603,7 @@
     state.keys = new Map(keys.map((key) => [key.id, key]));
     const rows = el('key-rows');
     rows.replaceChildren();
-    for (const key of keys) rows.append(keyRow(key));
+    for (const key of rollOrder(keys)) rows.append(keyRow(key));
     const empty = el('keys-empty');
     empty.replaceChildren();
     if (keys.length === 0 && state.filter === 'all') empty.append(firstKeyGuide());
@@ -613,12 +614,39 @@
     loadSparklines(keys, state.listGeneration);
   }
 
+  /** A rolled key's old secret right after its replacement, so a roll reads as one key with two
+   *  secrets for a while rather than two keys of the same name. */
+  function rollOrder(keys) {
+    const byId = new Map(keys.map((key) => [key.id, key]));
+    const placed = new Set();
+    const ordered = [];
+    const place = (key) => {
+      if (placed.has(key.id)) return;
+      placed.add(key.id);
+      ordered.push(key);
+      const old = key.rolledFrom ? byId.get(key.rolledFrom) : null;
+      if (old && old.replacedBy === key.id) place(old);
+    };
+    for (const key of keys) {
+      // An old secret waits for its replacement, when that is listed too.
+      if (key.replacedBy && byId.has(key.replacedBy)) continue;
+      place(key);
+    }
+    for (const key of keys) place(key);
+    return ordered;
+  }
+
   function keyRow(key) {
     const row = document.createElement('tr');
     row.dataset.testid = 'key-row';
     row.dataset.keyId = key.id;
     row.dataset.status = key.status;
     if (key.status !== 'active') row.classList.add('is-revoked');
+    const replacement = key.replacedBy && state.keys.get(key.replacedBy);
+    if (replacement) {
+      row.classList.add('is-old-secret');
+      row.dataset.oldSecretOf = replacement.id;
+    }
 
     const [nameCell, name] = cell('Name', 'cell-name');
     // The name opens the key's detail view: a button, so it works from the keyboard.
@@ -629,7 +657,15 @@
     open.textContent = key.name;
     open.setAttribute('aria-label', `${key.name}: details and usage`);
     open.addEventListener('click', () => openKeyDetail(key.id, open));
-    name.append(open, policyLine(key));
+    if (replacement) {
+      const tag = document.createElement('span');
+      tag.className = 'small block old-secret-tag';
+      tag.dataset.testid = 'key-old-secret';
+      tag.textContent = "↳ the old secret of the key above, until its grace period ends";
+      name.append(open, tag);
+    } else {
+      name.append(open, policyLine(key));
+    }
 
     const [hintCell, hint] = cell('Key', 'cell-hint');
     const hintCode = document.createElement('code');
@@ -679,11 +715,7 @@
     const revoked = revokedLine(key);
     if (revoked) status.append(revoked);
     if (key.status === 'active' && key.replacedBy && key.expiresAt) {
-      const rolled = document.createElement('span');
-      rolled.className = 'small block revoked-line';
-      rolled.dataset.testid = 'key-rolled-info';
-      rolled.append('Rolled; this secret stops ', timeElement(key.expiresAt));
-      status.append(rolled);
+      status.append(...rolledLines(key, replacement));
     }
 
     const [actionsCell, actions] = cell('Actions', 'cell-actions');
@@ -748,6 +780,25 @@
     }
     if (generation !== state.listGeneration || state.filter !== 'active') return;
     if (Array.isArray(all.items) && all.items.length === 0) empty.replaceChildren(firstKeyGuide());
+  }
+
+  /** An old secret's end, exactly, and a warning while something still sends it. */
+  function rolledLines(key, replacement) {
+    const rolled = document.createElement('span');
+    rolled.className = 'small block revoked-line';
+    rolled.dataset.testid = 'key-rolled-info';
+    const end = new Date(key.expiresAt);
+    rolled.append(`Rolled; this secret stops ${exactFormat.format(end)} UTC (`, timeElement(key.expiresAt), ')');
+    const lines = [rolled];
+    const rolledAt = replacement ? replacement.createdAt : null;
+    if (key.lastUsedAt && rolledAt && new Date(key.lastUsedAt) >= new Date(rolledAt)) {
+      const warning = document.createElement('span');
+      warning.className = 'small block still-in-use';
+      warning.dataset.testid = 'key-old-secret-in-use';
+      warning.append('Still in use: last request ', timeElement(key.lastUsedAt), '. Switch to the new secret before it stops.');
+      lines.push(warning);
+    }
+    return lines;
   }
 
   /** What the key may do and spend, in a line under its name: scopes, limit, credits. */
@@ -1768,7 +1819,18 @@
     }
     if (generation !== state.detailGeneration) return;
     const items = page.items || [];
-    list.replaceChildren(...items.map((e) => eventItem(e.action, actorName(e.actor, key, members), e.at, e.ip)));
+    list.replaceChildren(
+      ...items.map((e) => {
+        const item = eventItem(e.action, actorName(e.actor, key, members), e.at, e.ip);
+        const details = e.details || {};
+        if (e.action === 'api_key.created' && details.rolledFrom) {
+          item.append(' · ', relatedKeyLink(details.rolledFrom, 'rolled from the previous secret'));
+        } else if (e.action === 'api_key.rolled' && details.newKeyId) {
+          item.append(' · ', relatedKeyLink(details.newKeyId, 'replaced by the new secret'));
+        }
+        return item;
+      }),
+    );
     note.hidden = items.length > 0;
     note.textContent = items.length > 0 ? '' : 'No recorded activity.';
   }

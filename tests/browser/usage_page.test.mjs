@@ -327,6 +327,29 @@ describe('Settings > Developer: usage and the key lifecycle', { timeout: 300_000
         await page.locator(`${byTestId('key-row')}[data-key-id="${rolling.id}"] ${byTestId('key-rolled-info')}`).waitFor();
         assert.equal(await row.locator(byTestId('roll-button')).count(), 0, 'a key is rolled once');
         assert.equal(await page.locator(`tr[data-key-id="${old.replacedBy}"]`).count(), 1);
+
+        // One key with two secrets: the old one right under its replacement, its end exact,
+        // and a warning while something still sends it (the request above, once flushed).
+        await new Promise((r) => setTimeout(r, 1500));
+        await page.locator('label[for="filter-revoked"]').click();
+        await page.locator(byTestId('keys-empty')).or(page.locator(byTestId('key-table'))).first().waitFor();
+        await page.locator('label[for="filter-active"]').click();
+        await row.locator(byTestId('key-old-secret-in-use')).waitFor();
+        const order = await page.locator(byTestId('key-row')).evaluateAll((rows) => rows.map((r) => r.dataset.keyId));
+        assert.equal(order.indexOf(rolling.id), order.indexOf(old.replacedBy) + 1, 'the old secret sits under the new');
+        assert.equal(await row.locator(byTestId('key-old-secret')).count(), 1);
+        assert.match(await row.locator(byTestId('key-rolled-info')).textContent(), /Rolled; this secret stops .+ UTC \(in 1 hour\)/);
+        await screenshot(page, `usage-rolled-pair-${width}`, { fullPage: true });
+
+        // The new secret's activity says where it came from, and leads there.
+        await page.locator(`tr[data-key-id="${old.replacedBy}"] ${byTestId('key-name')}`).click();
+        const from = page.getByRole('button', { name: 'rolled from the previous secret' });
+        await from.waitFor();
+        await from.click();
+        await page.waitForFunction(
+          (hint) => document.querySelector('[data-testid="detail-hint"]')?.textContent === hint,
+          old.hint,
+        );
         assert.deepEqual(problems, []);
       } finally {
         await close();
