@@ -129,29 +129,33 @@ impl Store {
         lead_id: &LeadId,
         fields: LeadFields,
     ) -> Result<Option<LeadRow>, sqlx::Error> {
-        // Absent fields keep their value; the flags say which optional fields were sent.
-        sqlx::query_as(
-            "UPDATE leads SET \
-             name = COALESCE($1, name), \
-             email = CASE WHEN $2 = 1 THEN $3 ELSE email END, \
-             mobile = CASE WHEN $4 = 1 THEN $5 ELSE mobile END, \
-             title = CASE WHEN $6 = 1 THEN $7 ELSE title END, \
-             updated_at = $8 \
-             WHERE workspace_id = $9 AND id = $10 \
-             RETURNING id, workspace_id, name, email, mobile, title, owner_id, created_at, updated_at",
-        )
-        .bind(fields.name)
-        .bind(i64::from(fields.email.is_some()))
-        .bind(fields.email.flatten())
-        .bind(i64::from(fields.mobile.is_some()))
-        .bind(fields.mobile.flatten())
-        .bind(i64::from(fields.title.is_some()))
-        .bind(fields.title.flatten())
-        .bind(Timestamp::now())
-        .bind(workspace_id)
-        .bind(lead_id)
-        .fetch_optional(self.pool())
-        .await
+        // Only the fields sent are written; each bind sits next to its column.
+        let mut sql = Sql::new("UPDATE leads SET updated_at = ");
+        sql.bind(Timestamp::now());
+        if let Some(name) = fields.name {
+            sql.push(", name = ").bind(name);
+        }
+        if let Some(email) = fields.email {
+            sql.push(", email = ").bind(email);
+        }
+        if let Some(mobile) = fields.mobile {
+            sql.push(", mobile = ").bind(mobile);
+        }
+        if let Some(title) = fields.title {
+            sql.push(", title = ").bind(title);
+        }
+        sql.push(" WHERE workspace_id = ")
+            .bind(workspace_id)
+            .push(" AND id = ")
+            .bind(lead_id)
+            .push(
+                " RETURNING id, workspace_id, name, email, mobile, title, owner_id, created_at, \
+                 updated_at",
+            );
+        let (sql, args) = sql.finish()?;
+        sqlx::query_as_with(&sql, args)
+            .fetch_optional(self.pool())
+            .await
     }
 
     pub async fn delete_lead(
