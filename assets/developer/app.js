@@ -520,9 +520,11 @@
   function renderRole() {
     const workspace = currentWorkspace();
     const role = workspace ? workspace.role : null;
-    // webhooks.js shows its card to owners and admins of the chosen workspace.
+    // webhooks.js and people.js show their cards to owners and admins of the chosen workspace.
     document.dispatchEvent(
-      new CustomEvent('heffl:workspace', { detail: { id: state.workspaceId, role } }),
+      new CustomEvent('heffl:workspace', {
+        detail: { id: state.workspaceId, role, userId: state.user ? state.user.id : null },
+      }),
     );
     el('workspace-role').textContent = role ? `Your role: ${ROLE_LABELS[role] || role}` : '';
     const seesOwnOnly = role === 'member' || role === 'viewer';

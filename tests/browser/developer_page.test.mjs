@@ -87,6 +87,7 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       '/settings/developer/app.js': 'text/javascript; charset=utf-8',
       '/settings/developer/charts.js': 'text/javascript; charset=utf-8',
       '/settings/developer/webhooks.js': 'text/javascript; charset=utf-8',
+      '/settings/developer/people.js': 'text/javascript; charset=utf-8',
       '/settings/developer/app.css': 'text/css; charset=utf-8',
     };
     for (const [route, contentType] of Object.entries(expected)) {

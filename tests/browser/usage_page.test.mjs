@@ -609,6 +609,7 @@ describe('Settings > Developer: the layout at every width', { timeout: 300_000 }
         await assertDialogFits(page, 'create-dialog', () => page.locator(byTestId('create-key-button')).click(), where);
         await assertDialogFits(page, 'webhook-dialog', () => page.locator(byTestId('webhook-add-button')).click(), where);
         await assertDialogFits(page, 'password-dialog', () => page.locator(byTestId('password-button')).click(), where);
+        await assertDialogFits(page, 'workspace-dialog', () => page.locator(byTestId('workspace-new-button')).click(), where);
         await assertDialogFits(
           page,
           'revoke-dialog',

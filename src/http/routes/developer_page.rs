@@ -11,6 +11,7 @@ const ACCOUNT_JS: &str = include_str!("../../../assets/developer/account.js");
 const APP_CSS: &str = include_str!("../../../assets/developer/app.css");
 const CHARTS_JS: &str = include_str!("../../../assets/developer/charts.js");
 const WEBHOOKS_JS: &str = include_str!("../../../assets/developer/webhooks.js");
+const PEOPLE_JS: &str = include_str!("../../../assets/developer/people.js");
 
 /// Nothing inline and nothing from elsewhere: a script injected into the page (through a key
 /// name, say) could neither run nor send a session token or a fresh key anywhere.
@@ -60,5 +61,13 @@ pub async fn webhooks_script() -> impl IntoResponse {
     (
         headers("text/javascript; charset=utf-8", "no-cache"),
         WEBHOOKS_JS,
+    )
+}
+
+/// The workspace's people and a new workspace: kept apart from app.js, which is about keys.
+pub async fn people_script() -> impl IntoResponse {
+    (
+        headers("text/javascript; charset=utf-8", "no-cache"),
+        PEOPLE_JS,
     )
 }

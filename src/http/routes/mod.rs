@@ -157,6 +157,10 @@ pub fn operations() -> OpenApiRouter<AppState> {
             get(developer_page::webhooks_script),
         )
         .route(
+            "/settings/developer/people.js",
+            get(developer_page::people_script),
+        )
+        .route(
             "/settings/developer/app.css",
             get(developer_page::stylesheet),
         )
