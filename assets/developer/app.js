@@ -63,8 +63,9 @@
   };
 
   const el = (id) => document.getElementById(id);
-  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-  const longDateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
+  // Every time on the page is UTC, as the usage card says once.
+  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
+  const longDateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long', timeZone: 'UTC' });
   const exactFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
   const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 
@@ -531,8 +532,8 @@
     el('scope-note').hidden = !seesOwnOnly;
     el('scope-role').textContent = seesOwnOnly ? (ROLE_LABELS[role] || role).toLowerCase() : '';
     el('usage-scope').textContent = seesOwnOnly
-      ? 'Your keys, by outcome. Days are UTC.'
-      : 'All keys of the workspace, by outcome. Days are UTC.';
+      ? 'Your keys, by outcome. All times on this page are UTC.'
+      : 'All keys of the workspace, by outcome. All times on this page are UTC.';
   }
 
   async function onWorkspaceChange() {
@@ -932,7 +933,42 @@
         title: 'Requests per day, last 30 days',
         testid: 'workspace-chart',
       }),
+      busiestKeys(usage.keys || []),
     );
+  }
+
+  /** The workspace's requests by key (what the usage answer already holds): the busiest five,
+   *  each opening its key. */
+  function busiestKeys(keys) {
+    const list = document.createElement('ol');
+    list.className = 'busiest';
+    list.dataset.testid = 'busiest-keys';
+    const top = [...keys].filter((key) => key.total > 0).sort((a, b) => b.total - a.total || a.name.localeCompare(b.name)).slice(0, 5);
+    if (top.length === 0) return list;
+    const most = top[0].total;
+    for (const key of top) {
+      const item = document.createElement('li');
+      item.dataset.testid = 'busiest-key';
+      const open = document.createElement('button');
+      open.type = 'button';
+      open.className = 'link-button';
+      open.textContent = key.name;
+      open.addEventListener('click', () => openKeyDetail(key.id, open));
+      const bar = document.createElement('span');
+      bar.className = 'busiest-bar';
+      bar.style.setProperty('--share', String(key.total / most));
+      const total = document.createElement('span');
+      total.className = 'muted small';
+      total.textContent = Charts.plural(key.total, 'request', 'requests') + (key.status === 'active' ? '' : ` · ${key.status}`);
+      item.append(open, bar, total);
+      list.append(item);
+    }
+    const heading = document.createElement('h3');
+    heading.className = 'busiest-heading';
+    heading.textContent = 'Busiest keys, last 30 days';
+    const box = document.createElement('div');
+    box.append(heading, list);
+    return box;
   }
 
   function showChartError(slot, text) {
@@ -1088,8 +1124,8 @@
     const expiry = el('create-expiry').value;
     if (expiry === 'date') {
       const value = el('create-expiry-date').value;
-      // The end of the chosen day in the reader's time zone.
-      const end = value ? new Date(`${value}T23:59:59`) : null;
+      // The end of the chosen day, UTC.
+      const end = value ? new Date(`${value}T23:59:59Z`) : null;
       if (!end || Number.isNaN(end.getTime())) {
         problems.push({ text: 'Choose the expiry date.', focus: el('create-expiry-date') });
       } else if (end.getTime() <= Date.now()) {
@@ -1395,14 +1431,14 @@
       list.append(label);
     }
 
-    // Expiry: the day it ends on, in the reader's time; only a changed day is sent.
+    // Expiry: the UTC day it ends on; only a changed day is sent.
     const manager = canManageKeys();
     const expiry = el('edit-expiry');
-    expiry.value = key.expiresAt ? localDay(new Date(key.expiresAt)) : '';
+    expiry.value = key.expiresAt ? utcDay(new Date(key.expiresAt)) : '';
     expiry.dataset.initial = expiry.value;
-    expiry.min = localDay(new Date(Date.now() + DAY_MS));
+    expiry.min = utcDay(new Date(Date.now() + DAY_MS));
     el('edit-expiry-hint').textContent = manager
-      ? 'Empty: never. The key stops at the end of the chosen day (your time).'
+      ? 'Empty: never. The key stops at the end of the chosen day (UTC).'
       : 'You may make it end sooner; only owners and admins move it later or remove it.';
 
     const rate = el('edit-rate');
@@ -1434,10 +1470,9 @@
     openDialog(el('edit-dialog'), opener, el('edit-name'));
   }
 
-  /** A date as the reader's yyyy-mm-dd. */
-  function localDay(date) {
-    const pad = (n) => String(n).padStart(2, '0');
-    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  /** A date as its UTC yyyy-mm-dd. */
+  function utcDay(date) {
+    return date.toISOString().slice(0, 10);
   }
 
   /** The credit fields as the body's `credits` value would say them. */
@@ -1499,8 +1534,7 @@
       if (!expiry.value) {
         body.expiresAt = null;
       } else {
-        const [year, month, day] = expiry.value.split('-').map(Number);
-        body.expiresAt = new Date(year, month - 1, day, 23, 59, 59, 999).toISOString();
+        body.expiresAt = new Date(`${expiry.value}T23:59:59Z`).toISOString();
       }
     }
     const rate = el('edit-rate');

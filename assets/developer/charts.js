@@ -17,7 +17,7 @@ window.HefflCharts = (() => {
   ];
 
   const numberFormat = new Intl.NumberFormat();
-  // Days are UTC days (the API's buckets); hours are shown in the reader's time.
+  // Days and hours are UTC (the API's buckets), as the page says once, above the charts.
   const dayFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short', timeZone: 'UTC' });
   const longDayFormat = new Intl.DateTimeFormat(undefined, {
     weekday: 'short',
@@ -26,13 +26,14 @@ window.HefflCharts = (() => {
     year: 'numeric',
     timeZone: 'UTC',
   });
-  const hourFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  const hourFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', timeZone: 'UTC' });
   const longHourFormat = new Intl.DateTimeFormat(undefined, {
     weekday: 'short',
     day: 'numeric',
     month: 'short',
     hour: '2-digit',
     minute: '2-digit',
+    timeZone: 'UTC',
   });
 
   const count = (n) => numberFormat.format(n);
@@ -112,7 +113,7 @@ window.HefflCharts = (() => {
     captionElement.textContent = caption;
     const head = document.createElement('thead');
     const headRow = document.createElement('tr');
-    const columns = [granularity === 'hour' ? 'Hour' : 'Day (UTC)', ...OUTCOMES.map((o) => o.label), 'Total'];
+    const columns = [granularity === 'hour' ? 'Hour (UTC)' : 'Day (UTC)', ...OUTCOMES.map((o) => o.label), 'Total'];
     for (const column of columns) {
       const th = document.createElement('th');
       th.scope = 'col';

@@ -130,6 +130,18 @@ describe('Settings > Developer: usage and the key lifecycle', { timeout: 300_000
           .evaluate((wrap) => wrap.scrollWidth - wrap.clientWidth);
         assert.ok(overflow <= 0, `every column of the numbers is in view (${width}): ${overflow}px hidden`);
         await chart.locator('summary').click();
+        // Requests by key, busiest first (what the usage answer holds), each opening its key.
+        const busiest = page.locator(byTestId('busiest-key'));
+        assert.deepEqual(
+          (await busiest.allTextContents()).map((t) => t.replace(/\s+/g, ' ').trim()),
+          [
+            'Integrator Webhooks7 requests',
+            'Old Sync4 requests · revoked',
+            'Website Forms4 requests',
+            'Leaked Zapier2 requests · revoked',
+          ],
+        );
+        assert.match(await page.locator(byTestId('usage-scope')).textContent(), /All times on this page are UTC/);
 
         await page.locator('label[for="filter-all"]').click();
         const integrator = rowNamed(page, 'Integrator Webhooks');
@@ -754,8 +766,7 @@ describe('Settings > Developer: editing what a key may do and spend', { timeout:
         await page.locator(byTestId('edit-dialog')).waitFor();
         await page.locator(byTestId('edit-scope-leads:write')).uncheck();
         const day = new Date(Date.now() + 10 * DAY_MS);
-        const pad = (n) => String(n).padStart(2, '0');
-        await page.locator(byTestId('edit-expiry')).fill(`${day.getFullYear()}-${pad(day.getMonth() + 1)}-${pad(day.getDate())}`);
+        await page.locator(byTestId('edit-expiry')).fill(day.toISOString().slice(0, 10));
         await page.locator(byTestId('edit-rate')).fill('20');
         await page.locator(byTestId('edit-credits-budget')).check();
         await page.locator(byTestId('edit-credits-remaining')).fill('500');
