@@ -5,6 +5,7 @@
 
 use crate::domain::time::Timestamp;
 use crate::domain::usage_counts::{KeyUsage, Outcome};
+use crate::error::Reason;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,14 +20,21 @@ pub struct UsageRecorder {
 }
 
 impl UsageRecorder {
-    /// Notes one request with the key; `None` for an outcome no bucket counts (a 5xx).
-    pub fn record(&self, key_id: &str, outcome: Option<Outcome>, at: Timestamp) {
+    /// Notes one request with the key; `None` for an outcome no bucket counts (a 5xx), and the
+    /// reason of a refusal that has one.
+    pub fn record(
+        &self,
+        key_id: &str,
+        outcome: Option<Outcome>,
+        refusal: Option<Reason>,
+        at: Timestamp,
+    ) {
         let mut pending = self.lock();
         match pending.get_mut(key_id) {
-            Some(usage) => usage.add(outcome, at),
+            Some(usage) => usage.add(outcome, refusal, at),
             None => {
                 let mut usage = KeyUsage::default();
-                usage.add(outcome, at);
+                usage.add(outcome, refusal, at);
                 pending.insert(key_id.to_owned(), usage);
             }
         }
@@ -75,12 +83,27 @@ mod tests {
     fn aggregates_per_key_and_hour() {
         let recorder = UsageRecorder::default();
         let h0 = 10 * HOUR_MS;
-        recorder.record("key_a", Some(Outcome::Success), Timestamp(h0 + 10));
-        recorder.record("key_a", Some(Outcome::ClientError), Timestamp(h0 + 30));
-        recorder.record("key_a", Some(Outcome::RateLimited), Timestamp(h0 + 20));
-        recorder.record("key_a", Some(Outcome::Success), Timestamp(h0 + HOUR_MS));
-        recorder.record("key_b", Some(Outcome::Rejected), Timestamp(h0 + 5));
-        recorder.record("key_c", None, Timestamp(h0 + 7));
+        recorder.record("key_a", Some(Outcome::Success), None, Timestamp(h0 + 10));
+        recorder.record(
+            "key_a",
+            Some(Outcome::ClientError),
+            None,
+            Timestamp(h0 + 30),
+        );
+        recorder.record(
+            "key_a",
+            Some(Outcome::RateLimited),
+            Some(crate::error::Reason::RateLimited),
+            Timestamp(h0 + 20),
+        );
+        recorder.record(
+            "key_a",
+            Some(Outcome::Success),
+            None,
+            Timestamp(h0 + HOUR_MS),
+        );
+        recorder.record("key_b", Some(Outcome::Rejected), None, Timestamp(h0 + 5));
+        recorder.record("key_c", None, None, Timestamp(h0 + 7));
         let batch = recorder.take();
         let a = &batch["key_a"];
         assert_eq!(a.last_used_at, Some(Timestamp(h0 + HOUR_MS)));

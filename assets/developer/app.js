@@ -53,6 +53,20 @@
     'api_key.reported_leaked': 'Reported leaked',
     'api_key.updated': 'Edited',
   };
+  // The refusals usage counts, in words (the code beside them is the error's details.reason).
+  const REFUSAL_WORDS = {
+    rate_limited: 'over the rate limit',
+    credits_exhausted: 'out of credits',
+    ip_not_allowed: 'from an address not allowed',
+    insufficient_scope: 'outside the key\'s scopes',
+    insufficient_permission: 'not allowed to its user\'s role',
+    outside_data_boundary: 'outside its user\'s data',
+    workspace_mismatch: 'for another workspace',
+    revoked_api_key: 'with the key revoked',
+    expired_api_key: 'with the key expired',
+    disabled_api_key: 'with the key paused',
+    browser_use_blocked: 'sent from a browser',
+  };
   const Charts = window.HefflCharts;
   const ROLE_LABELS = { owner: 'Owner', admin: 'Admin', member: 'Member', viewer: 'Viewer' };
   const EMPTY_TEXT = {
@@ -933,8 +947,37 @@
         title: 'Requests per day, last 30 days',
         testid: 'workspace-chart',
       }),
+      refusalList(usage.refusals || [], 'workspace-refusals'),
       busiestKeys(usage.keys || []),
     );
+  }
+
+  /** Refused requests by the rule that refused them, in words, most first; nothing when none. */
+  function refusalList(refusals, testid) {
+    const box = document.createElement('div');
+    box.className = 'refusals';
+    box.dataset.testid = testid;
+    if (refusals.length === 0) return box;
+    const heading = document.createElement('h3');
+    heading.className = 'busiest-heading';
+    heading.textContent = 'Refused, by reason';
+    const list = document.createElement('ul');
+    list.className = 'refusal-list';
+    for (const { reason, requests } of refusals) {
+      const item = document.createElement('li');
+      item.dataset.testid = 'refusal';
+      const words = document.createElement('span');
+      words.textContent = REFUSAL_WORDS[reason] || reason;
+      const code = document.createElement('code');
+      code.className = 'muted small';
+      code.textContent = reason;
+      const count = document.createElement('strong');
+      count.textContent = Charts.count(requests);
+      item.append(count, ' ', words, ' ', code);
+      list.append(item);
+    }
+    box.append(heading, list);
+    return box;
   }
 
   /** The workspace's requests by key (what the usage answer already holds): the busiest five,
@@ -1644,6 +1687,7 @@
     if (days) {
       daySlot.replaceChildren(
         Charts.stackedChart(days.buckets || [], { granularity: 'day', title: `${key.name}: requests per day, last 30 days`, testid: 'detail-day-chart' }),
+        refusalList(days.refusals || [], 'detail-refusals'),
       );
     } else {
       showChartError(daySlot, 'Could not load the usage.');

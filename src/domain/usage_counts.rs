@@ -3,6 +3,7 @@
 //! (`UsageRecorder`) gathers them, the store writes them, `usage_series` reads them back.
 
 use super::time::Timestamp;
+use crate::error::Reason;
 use axum::http::StatusCode;
 
 pub const HOUR_MS: i64 = 3_600_000;
@@ -82,15 +83,32 @@ pub struct KeyUsage {
     pub last_used_at: Option<Timestamp>,
     /// (hour start, counts); a flush interval rarely spans more than two hours.
     pub hours: Vec<(i64, Counts)>,
+    /// (hour start, why, how many): refused requests by the rule that refused them.
+    pub refusals: Vec<(i64, Reason, i64)>,
 }
 
 impl KeyUsage {
-    pub fn add(&mut self, outcome: Option<Outcome>, at: Timestamp) {
+    /// One request; `refusal` is the reason of an error answer that has one.
+    pub fn add(&mut self, outcome: Option<Outcome>, refusal: Option<Reason>, at: Timestamp) {
         if outcome != Some(Outcome::Rejected) {
             self.last_used_at = self.last_used_at.max(Some(at));
         }
         if let Some(outcome) = outcome {
             self.counts_at(hour_start(at)).add(outcome);
+        }
+        if let Some(reason) = refusal {
+            self.add_refusals(hour_start(at), reason, 1);
+        }
+    }
+
+    fn add_refusals(&mut self, hour: i64, reason: Reason, requests: i64) {
+        match self
+            .refusals
+            .iter_mut()
+            .find(|(h, r, _)| *h == hour && *r == reason)
+        {
+            Some((_, _, count)) => *count += requests,
+            None => self.refusals.push((hour, reason, requests)),
         }
     }
 
@@ -109,6 +127,9 @@ impl KeyUsage {
         self.last_used_at = self.last_used_at.max(other.last_used_at);
         for (hour, counts) in other.hours {
             self.counts_at(hour).merge(counts);
+        }
+        for (hour, reason, requests) in other.refusals {
+            self.add_refusals(hour, reason, requests);
         }
     }
 
@@ -147,13 +168,35 @@ mod tests {
     #[test]
     fn merging_back_after_a_failed_flush_loses_nothing() {
         let mut first = KeyUsage::default();
-        first.add(Some(Outcome::Success), Timestamp(5));
+        first.add(Some(Outcome::Success), None, Timestamp(5));
+        first.add(
+            Some(Outcome::RateLimited),
+            Some(Reason::RateLimited),
+            Timestamp(6),
+        );
         let mut second = KeyUsage::default();
-        second.add(Some(Outcome::Success), Timestamp(9));
-        second.add(Some(Outcome::Rejected), Timestamp(HOUR_MS + 1));
+        second.add(Some(Outcome::Success), None, Timestamp(9));
+        second.add(
+            Some(Outcome::RateLimited),
+            Some(Reason::RateLimited),
+            Timestamp(10),
+        );
+        second.add(
+            Some(Outcome::Rejected),
+            Some(Reason::RevokedApiKey),
+            Timestamp(HOUR_MS + 1),
+        );
         first.merge(second);
+        assert_eq!(
+            first.refusals,
+            [
+                (0, Reason::RateLimited, 2),
+                (HOUR_MS, Reason::RevokedApiKey, 1)
+            ]
+        );
         assert_eq!(first.last_used_at, Some(Timestamp(9)));
         assert_eq!(first.hours[0].1.success, 2);
+        assert_eq!(first.hours[0].1.rate_limited, 2);
         assert_eq!(
             first.hours[1],
             (

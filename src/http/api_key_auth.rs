@@ -13,7 +13,7 @@ use crate::domain::permissions::Role;
 use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::time::Timestamp;
 use crate::domain::usage_counts::Outcome;
-use crate::error::{ApiError, Message, Realm, Reason};
+use crate::error::{ApiError, ErrorReason, Message, Realm, Reason};
 use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
@@ -327,7 +327,7 @@ fn refused_key(
 ) -> Response {
     state
         .usage
-        .record(&row.key_id, Some(outcome), request_time());
+        .record(&row.key_id, Some(outcome), error.reason(), request_time());
     let mut response = refused(error);
     set_credits_header(state, row, response.headers_mut());
     response.extensions_mut().insert(principal(row));
@@ -397,9 +397,17 @@ fn served(
     mut response: Response,
 ) -> Response {
     let status = response.status();
-    state
-        .usage
-        .record(&row.key_id, Outcome::of_verified(status), request_time());
+    // An error answer carries its reason (`error_response`): refusals are counted by rule.
+    let refusal = response
+        .extensions()
+        .get::<ErrorReason>()
+        .and_then(|ErrorReason(reason)| *reason);
+    state.usage.record(
+        &row.key_id,
+        Outcome::of_verified(status),
+        refusal,
+        request_time(),
+    );
     if status.is_client_error() || status.is_server_error() {
         // For the request log: the key that was verified (its id, never the secret).
         response.extensions_mut().insert(principal(row));
@@ -605,9 +613,12 @@ fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiE
     let active = row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.role.is_some();
     let now = request_time();
     if !active {
-        state
-            .usage
-            .record(&row.key_id, Some(Outcome::Rejected), now);
+        state.usage.record(
+            &row.key_id,
+            Some(Outcome::Rejected),
+            Some(Reason::RevokedApiKey),
+            now,
+        );
         return Err(unauthorized(
             Reason::RevokedApiKey,
             "This API key has been revoked; create a new one in Settings > Developer.",
@@ -615,9 +626,12 @@ fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiE
     }
     if let Some(expired_at) = row.expires_at.filter(|at| *at <= now) {
         state.expiry_log.note(&state.store, &row, expired_at);
-        state
-            .usage
-            .record(&row.key_id, Some(Outcome::Rejected), now);
+        state.usage.record(
+            &row.key_id,
+            Some(Outcome::Rejected),
+            Some(Reason::ExpiredApiKey),
+            now,
+        );
         return Err(unauthorized(
             Reason::ExpiredApiKey,
             format!(
@@ -627,9 +641,12 @@ fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiE
         ));
     }
     if row.disabled_at.is_some() {
-        state
-            .usage
-            .record(&row.key_id, Some(Outcome::Rejected), now);
+        state.usage.record(
+            &row.key_id,
+            Some(Outcome::Rejected),
+            Some(Reason::DisabledApiKey),
+            now,
+        );
         return Err(unauthorized(
             Reason::DisabledApiKey,
             "This API key is disabled; its creator or a workspace admin can enable it in Settings > Developer.",

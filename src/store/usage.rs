@@ -118,7 +118,74 @@ impl Store {
             let (sql, args) = sql.finish()?;
             sqlx::query_with(&sql, args).execute(&mut *tx).await?;
         }
+        let refusals: Vec<(&str, i64, &'static str, i64)> = rows
+            .iter()
+            .flat_map(|(id, usage)| {
+                usage
+                    .refusals
+                    .iter()
+                    .map(move |(hour, reason, n)| (id.as_str(), *hour, reason.as_str(), *n))
+            })
+            .collect();
+        for chunk in refusals.chunks(BUCKET_CHUNK) {
+            let mut sql = Sql::new(
+                "INSERT INTO key_usage_refusals (key_id, workspace_id, hour_start, reason, requests) \
+                 SELECT v.column1, k.workspace_id, v.column2, v.column3, v.column4 FROM (VALUES ",
+            );
+            sql.push_list(chunk, ", ", |sql, &(key_id, hour, reason, requests)| {
+                sql.push("(")
+                    .bind(key_id)
+                    .push(", ")
+                    .bind(hour)
+                    .push(", ")
+                    .bind(reason)
+                    .push(", ")
+                    .bind(requests)
+                    .push(")");
+            })
+            .push(
+                ") AS v JOIN api_keys k ON k.id = v.column1 WHERE true \
+                 ON CONFLICT (key_id, hour_start, reason) DO UPDATE SET \
+                 requests = key_usage_refusals.requests + excluded.requests",
+            );
+            let (sql, args) = sql.finish()?;
+            sqlx::query_with(&sql, args).execute(&mut *tx).await?;
+        }
         tx.commit().await
+    }
+
+    /// Refused requests in `[from, to)` by reason, most first: of one key, or of the
+    /// workspace's keys (or `creator`'s only).
+    pub async fn refusals_by_reason(
+        &self,
+        workspace_id: &WorkspaceId,
+        key_id: Option<&KeyId>,
+        creator: Option<&UserId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let mut sql = Sql::new(
+            "SELECT reason, CAST(SUM(requests) AS BIGINT) AS requests FROM key_usage_refusals \
+             WHERE workspace_id = ",
+        );
+        sql.bind(workspace_id)
+            .push(" AND hour_start >= ")
+            .bind(from)
+            .push(" AND hour_start < ")
+            .bind(to);
+        if let Some(key_id) = key_id {
+            sql.push(" AND key_id = ").bind(key_id);
+        }
+        if let Some(creator) = creator {
+            sql.push(" AND key_id IN (SELECT id FROM api_keys WHERE workspace_id = ")
+                .bind(workspace_id)
+                .push(" AND created_by = ")
+                .bind(creator)
+                .push(")");
+        }
+        sql.push(" GROUP BY reason ORDER BY requests DESC, reason");
+        let (sql, args) = sql.finish()?;
+        sqlx::query_as_with(&sql, args).fetch_all(self.pool()).await
     }
 
     /// One key's hourly buckets in `[from, to)`.
@@ -225,6 +292,10 @@ impl Store {
             .bind(older_than)
             .execute(self.pool())
             .await?;
-        Ok(result.rows_affected())
+        let refusals = sqlx::query("DELETE FROM key_usage_refusals WHERE hour_start < $1")
+            .bind(older_than)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected() + refusals.rows_affected())
     }
 }

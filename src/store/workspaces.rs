@@ -164,10 +164,12 @@ impl Store {
             .fetch_one(&mut **tx)
             .await?;
         // Usage rows point at keys without a cascade: they go first.
-        sqlx::query("DELETE FROM key_usage_hours WHERE workspace_id = $1")
-            .bind(workspace_id)
-            .execute(&mut **tx)
-            .await?;
+        for table in ["key_usage_hours", "key_usage_refusals"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1"))
+                .bind(workspace_id)
+                .execute(&mut **tx)
+                .await?;
+        }
         sqlx::query("DELETE FROM workspaces WHERE id = $1")
             .bind(workspace_id)
             .execute(&mut **tx)

@@ -142,6 +142,13 @@ describe('Settings > Developer: usage and the key lifecycle', { timeout: 300_000
           ],
         );
         assert.match(await page.locator(byTestId('usage-scope')).textContent(), /All times on this page are UTC/);
+        // Refused requests by the rule that refused them, in words.
+        assert.deepEqual(
+          (await page.locator(`${byTestId('workspace-refusals')} ${byTestId('refusal')}`).allTextContents()).map((t) =>
+            t.replace(/\s+/g, ' ').trim(),
+          ),
+          ['5 with the key revoked revoked_api_key', '2 over the rate limit rate_limited'],
+        );
 
         await page.locator('label[for="filter-all"]').click();
         const integrator = rowNamed(page, 'Integrator Webhooks');

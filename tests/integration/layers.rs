@@ -13,7 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["domain", "error"]),
     ("verify", &["domain", "error", "store"]),
     ("limits", &["domain", "error"]),
-    ("usage", &["domain", "store"]),
+    ("usage", &["domain", "error", "store"]),
     ("webhooks", &["domain", "store"]),
     (
         "http",

@@ -106,6 +106,7 @@ struct Keys {
     limited: CreatedKey,
     revoked: CreatedKey,
     expired: CreatedKey,
+    scoped: CreatedKey,
 }
 
 async fn make_keys(app: &TestApp, owner: &Account) -> Keys {
@@ -130,11 +131,19 @@ async fn make_keys(app: &TestApp, owner: &Account) -> Keys {
         .execute(app.raw_db())
         .await
         .unwrap();
+    let (status, body) =
+        create_key_with(app, owner, json!({"name": "Scoped", "scopes": ["me:read"]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let scoped = CreatedKey {
+        id: body["id"].as_str().unwrap().to_owned(),
+        key: body["key"].as_str().unwrap().to_owned(),
+    };
     Keys {
         ok,
         limited,
         revoked,
         expired,
+        scoped,
     }
 }
 
@@ -201,6 +210,11 @@ async fn traffic(app: &TestApp, owner: &Account, keys: &Keys, first_round: bool)
         call(app, Method::GET, "/api/v1/me", &keys.expired.key, None).await,
         StatusCode::UNAUTHORIZED
     );
+    // Refused by the handler's scope check: a client error, counted by its reason too.
+    assert_eq!(
+        call(app, Method::GET, "/api/v1/leads", &keys.scoped.key, None).await,
+        StatusCode::FORBIDDEN
+    );
     // No key to count these against.
     let unknown = "hk_live_000000000000000000000000000000000000";
     assert_eq!(
@@ -230,6 +244,26 @@ async fn assert_round_counts(app: &TestApp, owner: &Account, keys: &Keys, rounds
         assert_key_totals(&revoked, [1, 0, 0, 3 * n], "revoked key");
         let expired = key_usage(app, owner, &keys.expired.id, query).await;
         assert_key_totals(&expired, [0, 0, 0, n], "expired key");
+        // Refusals by reason: a 404 or a validation error has none.
+        assert_eq!(ok["refusals"], json!([]), "ok key");
+        assert_eq!(
+            limited["refusals"],
+            json!([{ "reason": "rate_limited", "requests": 2 * n }])
+        );
+        assert_eq!(
+            revoked["refusals"],
+            json!([{ "reason": "revoked_api_key", "requests": 3 * n }])
+        );
+        assert_eq!(
+            expired["refusals"],
+            json!([{ "reason": "expired_api_key", "requests": n }])
+        );
+        let scoped = key_usage(app, owner, &keys.scoped.id, query).await;
+        assert_key_totals(&scoped, [0, n, 0, 0], "scoped key");
+        assert_eq!(
+            scoped["refusals"],
+            json!([{ "reason": "insufficient_scope", "requests": n }])
+        );
     }
     let ok = record(app, owner, &keys.ok.id).await;
     assert_eq!(ok["requestCount"], 7 * n, "{ok}");
@@ -256,8 +290,18 @@ async fn assert_round_counts(app: &TestApp, owner: &Account, keys: &Keys, rounds
     let workspace = workspace_usage(app, owner, "days=2").await;
     assert_eq!(
         totals(&workspace),
-        [4 * n + 2 * n + 1, 3 * n, 2 * n, 3 * n + n],
+        [4 * n + 2 * n + 1, 3 * n + n, 2 * n, 3 * n + n],
         "{workspace}"
+    );
+    assert_eq!(
+        workspace["refusals"],
+        json!([
+            { "reason": "revoked_api_key", "requests": 3 * n },
+            { "reason": "rate_limited", "requests": 2 * n },
+            { "reason": "expired_api_key", "requests": n },
+            { "reason": "insufficient_scope", "requests": n },
+        ]),
+        "most first, then by name"
     );
     let total_of = |id: &str| {
         workspace["keys"]

@@ -27,6 +27,23 @@ pub struct KeyUsage {
     to: Timestamp,
     /// Oldest first, one per period, empty periods included.
     buckets: Vec<Bucket>,
+    /// The period's refused requests by the rule that refused them, most first.
+    refusals: Vec<RefusalTotal>,
+}
+
+/// How many requests one rule refused in the period.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RefusalTotal {
+    /// The error's `details.reason`: `rate_limited`, `credits_exhausted`, `ip_not_allowed`,
+    /// `insufficient_scope`, `outside_data_boundary`, `revoked_api_key`, …
+    reason: String,
+    requests: i64,
+}
+
+fn refusal_totals(rows: Vec<(String, i64)>) -> Vec<RefusalTotal> {
+    rows.into_iter()
+        .map(|(reason, requests)| RefusalTotal { reason, requests })
+        .collect()
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -48,6 +65,8 @@ pub struct WorkspaceUsage {
     /// The keys the caller may see: active ones, and others with use in the period; busiest
     /// first.
     keys: Vec<KeyTotal>,
+    /// Their refused requests by the rule that refused them, most first.
+    refusals: Vec<RefusalTotal>,
 }
 
 fn window(query: &RawQuery) -> Result<Window, ApiError> {
@@ -98,12 +117,23 @@ pub async fn key_usage(
         .store
         .key_usage_hours(&workspace_id, &record.id, window.from, window.to)
         .await?;
+    let refusals = state
+        .store
+        .refusals_by_reason(
+            &workspace_id,
+            Some(&record.id),
+            None,
+            window.from,
+            window.to,
+        )
+        .await?;
     Ok(ApiJson(KeyUsage {
         key_id: record.id.into(),
         granularity: window.granularity,
         from: window.from,
         to: window.to,
         buckets: window.buckets(&hours),
+        refusals: refusal_totals(refusals),
     }))
 }
 
@@ -155,11 +185,16 @@ pub async fn workspace_usage(
             total: key.total,
         })
         .collect();
+    let refusals = state
+        .store
+        .refusals_by_reason(&workspace_id, None, creator, window.from, window.to)
+        .await?;
     Ok(ApiJson(WorkspaceUsage {
         granularity: window.granularity,
         from: window.from,
         to: window.to,
         buckets: window.buckets(&hours),
         keys,
+        refusals: refusal_totals(refusals),
     }))
 }
