@@ -194,7 +194,7 @@ mod tests {
                 (HOUR_MS, Reason::RevokedApiKey, 1)
             ]
         );
-        assert_eq!(first.last_used_at, Some(Timestamp(9)));
+        assert_eq!(first.last_used_at, Some(Timestamp(10)));
         assert_eq!(first.hours[0].1.success, 2);
         assert_eq!(first.hours[0].1.rate_limited, 2);
         assert_eq!(
