@@ -8,6 +8,7 @@
 //! - `verify`: turning an `x-api-key` into a principal fast (cache, lookup, change feed) and the
 //!   writes that make cached answers stale (`KeyTx`);
 //! - `limits` and `usage`: rate limits (shared through Redis) and usage counts;
+//! - `mail`: the emails the server sends (built without I/O) and the SMTP connection;
 //! - `http`: the server, its request stack and routes;
 //! - `cli`, `config`, `telemetry`, `error`: the program's edges.
 
@@ -19,6 +20,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod mail;
 pub mod store;
 pub mod telemetry;
 pub mod usage;

@@ -388,6 +388,7 @@
     }
     el('signin-password').value = '';
     clearBox(el('signin-error'));
+    document.dispatchEvent(new CustomEvent('heffl:workspace', { detail: null }));
     showView('signin');
     const email = el('signin-email');
     (email.value ? el('signin-password') : email).focus();
@@ -516,6 +517,8 @@
   function renderRole() {
     const workspace = currentWorkspace();
     const role = workspace ? workspace.role : null;
+    // account.js shows the invitations of the workspace to its owners and admins.
+    document.dispatchEvent(new CustomEvent('heffl:workspace', { detail: workspace }));
     el('workspace-role').textContent = role ? `Your role: ${ROLE_LABELS[role] || role}` : '';
     const seesOwnOnly = role === 'member' || role === 'viewer';
     el('scope-note').hidden = !seesOwnOnly;
@@ -1573,7 +1576,11 @@
       showView('loading');
       loadSession();
     } else {
-      showSignIn();
+      // Left by account.js when a password reset signed this browser out.
+      const notice = sessionStorage.getItem('heffl.developer.signinNotice');
+      sessionStorage.removeItem('heffl.developer.signinNotice');
+      if (notice) showSignIn(notice, 'success');
+      else showSignIn();
     }
   }
 

@@ -31,6 +31,10 @@ pub fn spawn(state: &AppState) -> Background {
         tokio::spawn(state.shared_limits.clone().run()),
     ];
 
+    if let Some(worker) = super::outbox::worker(state) {
+        tasks.push(tokio::spawn(worker));
+    }
+
     let flusher = state.clone();
     tasks.push(tokio::spawn(async move {
         let mut interval = tokio::time::interval(flusher.config.usage_flush_interval);
@@ -102,6 +106,8 @@ pub fn spawn(state: &AppState) -> Background {
             pruner.auth_throttle.prune(now);
             pruner.leak_reports.prune(now);
             pruner.login_throttle.prune(now);
+            pruner.reset_throttle.prune(now);
+            pruner.resends.prune(now);
         }
     }));
     Background { tasks }

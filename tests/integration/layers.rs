@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("verify", &["domain", "error", "store"]),
     ("limits", &["domain", "error"]),
     ("usage", &["domain", "store"]),
+    ("mail", &["domain"]),
     (
         "http",
         &[
@@ -25,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "verify",
             "limits",
             "usage",
+            "mail",
         ],
     ),
     (
@@ -37,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
             "verify",
             "http",
+            "mail",
         ],
     ),
 ];
