@@ -32,6 +32,11 @@
   }
   const invitationToken = takeToken('invitation');
   const resetToken = invitationToken === null ? takeToken('reset') : null;
+  // A link pasted into a tab already on this page changes only the fragment: load it afresh,
+  // so it is taken as above.
+  window.addEventListener('hashchange', () => {
+    if (/^#(invitation|reset)=/.test(window.location.hash)) window.location.reload();
+  });
 
   const el = (id) => document.getElementById(id);
 

@@ -38,7 +38,7 @@ after(async () => {
 
 describe('forgot password', () => {
   test('the emailed link sets a new password, leaves the address bar at once, and signs in', async () => {
-    const { page, problems, requests, close } = await openPage(DESKTOP);
+    const { page, problems, requests, close } = await openPage(server, DESKTOP);
     try {
       await page.goto(`${server.base}/settings/developer`);
       await page.locator(byTestId('signin-email')).fill(server.owner.email);
@@ -90,7 +90,7 @@ describe('forgot password', () => {
 
 describe('invitations by email', () => {
   test('the inviter sees "Sent to …", never the link, and can resend', async () => {
-    const { page, problems, close } = await openPage(DESKTOP);
+    const { page, problems, close } = await openPage(server, DESKTOP);
     try {
       await signIn(server, page);
       const card = page.locator(byTestId('invites-card'));
@@ -121,7 +121,7 @@ describe('invitations by email', () => {
   });
 
   test('on a phone the invitations fit the screen', async () => {
-    const { page, problems, close } = await openPage(PHONE);
+    const { page, problems, close } = await openPage(server, PHONE);
     try {
       await signIn(server, page);
       const card = page.locator(byTestId('invites-card'));
@@ -146,7 +146,7 @@ describe('without email', () => {
   after(() => plain?.stop());
 
   test('the sign-in page says to ask an operator, and invitations show the link to copy', async () => {
-    const { page, problems, close } = await openPage(DESKTOP);
+    const { page, problems, close } = await openPage(plain, DESKTOP);
     try {
       await page.goto(`${plain.base}/settings/developer`);
       const operator = page.locator(byTestId('forgot-operator'));
