@@ -522,6 +522,11 @@ pub struct Config {
     #[arg(long, env = "HEFFL_SMTP_URL", value_name = "HEFFL_SMTP_URL")]
     pub smtp_url: Option<String>,
 
+    /// A PEM file of certificate authorities to trust for HEFFL_SMTP_URL's TLS besides the
+    /// public ones: a relay with a certificate of your own CA.
+    #[arg(long, env = "HEFFL_SMTP_CA_FILE", value_name = "HEFFL_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
+
     /// The sender of those emails, e.g. "heffl <noreply@example.com>" (required with
     /// HEFFL_SMTP_URL).
     #[arg(long, env = "HEFFL_SMTP_FROM", value_name = "HEFFL_SMTP_FROM")]

@@ -62,6 +62,8 @@ pub enum OutboxError {
         "HEFFL_SMTP_URL is set but HEFFL_PUBLIC_URL is not: emails need an address for their links"
     )]
     NoPublicUrl,
+    #[error("HEFFL_SMTP_CA_FILE {0} cannot be read: {1}")]
+    CaFile(String, std::io::Error),
 }
 
 impl Outbox {
@@ -73,7 +75,14 @@ impl Outbox {
         let url = SmtpUrl::parse(url)?;
         let from = config.smtp_from.as_deref().ok_or(OutboxError::NoFrom)?;
         let public_url = config.public_url.clone().ok_or(OutboxError::NoPublicUrl)?;
-        let mailer = Mailer::new(&url, from)?;
+        let extra_roots = match &config.smtp_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|err| OutboxError::CaFile(path.display().to_string(), err))?,
+            ),
+            None => None,
+        };
+        let mailer = Mailer::new(&url, from, extra_roots.as_deref())?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         Ok(Some(Outbox {
             sender,

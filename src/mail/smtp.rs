@@ -6,7 +6,7 @@ use super::smtp_url::{Security, SmtpUrl};
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub enum MailSetupError {
     From,
     #[error("HEFFL_SMTP_URL's host cannot be used for TLS")]
     Tls,
+    #[error("HEFFL_SMTP_CA_FILE holds no PEM certificate")]
+    Ca,
 }
 
 /// Why a message was not sent, as a closed set: it is shown on a pending invitation and counted
@@ -50,10 +52,15 @@ impl SendFailure {
         }
     }
 
-    fn of(error: &lettre::transport::smtp::Error) -> SendFailure {
+    fn of(error: &lettre::transport::smtp::Error, security: Security) -> SendFailure {
         if error.is_timeout() {
             SendFailure::Timeout
         } else if error.is_tls() {
+            SendFailure::Tls
+        } else if error.is_client() && security == Security::StartTlsRequired {
+            // lettre's word for a server that does not offer the STARTTLS we insist on.
+            SendFailure::Tls
+        } else if failed_handshake(error) {
             SendFailure::Tls
         } else if error.is_permanent() {
             SendFailure::Rejected
@@ -65,19 +72,46 @@ impl SendFailure {
     }
 }
 
+/// A TLS handshake that failed (an untrusted certificate, a name that does not match) reaches
+/// lettre as a connection error; rustls's own error is inside it as an `InvalidData` I/O error.
+fn failed_handshake(error: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    security: Security,
 }
 
 impl Mailer {
-    pub fn new(url: &SmtpUrl, from: &str) -> Result<Mailer, MailSetupError> {
+    /// `extra_roots`: PEM certificates trusted besides the public roots (HEFFL_SMTP_CA_FILE).
+    pub fn new(
+        url: &SmtpUrl,
+        from: &str,
+        extra_roots: Option<&[u8]>,
+    ) -> Result<Mailer, MailSetupError> {
         let from: Mailbox = from.trim().parse().map_err(|_| MailSetupError::From)?;
-        let tls = |host: &str| TlsParameters::new(host.to_owned()).map_err(|_| MailSetupError::Tls);
+        let mut parameters = TlsParameters::builder(url.host.clone());
+        if let Some(pem) = extra_roots {
+            let root = Certificate::from_pem(pem).map_err(|_| MailSetupError::Ca)?;
+            parameters = parameters.add_root_certificate(root);
+        }
+        let parameters = parameters.build().map_err(|_| MailSetupError::Tls)?;
         let tls = match url.security {
-            Security::StartTlsIfOffered => Tls::Opportunistic(tls(&url.host)?),
-            Security::StartTlsRequired => Tls::Required(tls(&url.host)?),
-            Security::Tls => Tls::Wrapper(tls(&url.host)?),
+            Security::StartTlsIfOffered => Tls::Opportunistic(parameters),
+            Security::StartTlsRequired => Tls::Required(parameters),
+            Security::Tls => Tls::Wrapper(parameters),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&url.host)
             .port(url.port)
@@ -89,6 +123,7 @@ impl Mailer {
         Ok(Mailer {
             transport: builder.build(),
             from,
+            security: url.security,
         })
     }
 
@@ -115,6 +150,6 @@ impl Mailer {
             .send(message)
             .await
             .map(|_| ())
-            .map_err(|error| SendFailure::of(&error))
+            .map_err(|error| SendFailure::of(&error, self.security))
     }
 }

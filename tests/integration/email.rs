@@ -6,7 +6,9 @@
 use crate::common::{count, Db, TestApp};
 use crate::on_each_db;
 use crate::process_harness::{free_port, metric_value, run_in};
-use crate::smtp_sink::{app_with_email, email_settings, PUBLIC_URL, SMTP_PASSWORD, SMTP_USER};
+use crate::smtp_sink::{
+    app_with_email, email_settings, SmtpSink, PUBLIC_URL, SMTP_PASSWORD, SMTP_USER,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -16,6 +18,8 @@ on_each_db!(
     with_email_on_the_token_travels_only_by_email,
     a_resend_sends_a_new_link_and_the_old_one_stops_working,
     with_the_smtp_server_down_invitations_work_and_show_the_failure,
+    starttls_required_sends_nothing_to_a_server_without_it,
+    smtps_delivers_over_tls_to_a_trusted_certificate_only,
     without_email_the_link_is_returned_as_before,
 );
 
@@ -226,6 +230,67 @@ async fn with_the_smtp_server_down_invitations_work_and_show_the_failure(db: Db)
         .expect_status(StatusCode::ACCEPTED);
     assert_eq!(resent["emailStatus"], "pending");
     assert_eq!(resent["emailError"], Value::Null);
+}
+
+/// `?starttls=required`: a server that does not offer STARTTLS (the sink never does) gets
+/// neither the message nor the credentials.
+async fn starttls_required_sends_nothing_to_a_server_without_it(db: Db) {
+    let sink = SmtpSink::start().await;
+    let url = format!("{}?starttls=required", sink.url());
+    let Some(app) = TestApp::start_with(db, |config| email_settings(config, url)).await else {
+        return;
+    };
+    let owner = app.bootstrap("Insist", "owner@insist.test").await;
+    app.invite(&owner, &owner.workspace_id, "careful@insist.test", "member")
+        .await
+        .expect_status(StatusCode::CREATED);
+    let item = settled(&app, &owner).await;
+    assert_eq!(item["emailStatus"], "failed", "{item}");
+    assert_eq!(item["emailError"]["reason"], "tls_failed", "{item}");
+    assert!(sink.mails().is_empty(), "{:?}", sink.mails());
+}
+
+/// `smtps://`: TLS from the first byte, to a server whose certificate is trusted (here through
+/// HEFFL_SMTP_CA_FILE); a certificate nobody vouches for gets nothing, credentials included.
+async fn smtps_delivers_over_tls_to_a_trusted_certificate_only(db: Db) {
+    let sink = SmtpSink::start_tls().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = dir.path().join("smtp-ca.pem");
+    std::fs::write(&ca_file, sink.certificate_pem.as_deref().expect("pem")).expect("write ca");
+    let url = sink.url();
+    let Some(app) = TestApp::start_with(db, |config| {
+        email_settings(config, url);
+        config.smtp_ca_file = Some(ca_file);
+    })
+    .await
+    else {
+        return;
+    };
+    let owner = app.bootstrap("Sealed", "owner@sealed.test").await;
+    app.invite(&owner, &owner.workspace_id, "tls@sealed.test", "member")
+        .await
+        .expect_status(StatusCode::CREATED);
+    let mail = sink.wait_for("tls@sealed.test").await;
+    assert_eq!(
+        mail.auth.as_deref(),
+        Some(format!("\0{SMTP_USER}\0{SMTP_PASSWORD}").as_str())
+    );
+    assert_eq!(settled(&app, &owner).await["emailStatus"], "sent");
+
+    // The same server, its certificate not trusted.
+    let untrusting = sink.url();
+    let Some(app) = TestApp::start_with(db, |config| email_settings(config, untrusting)).await
+    else {
+        return;
+    };
+    let owner = app.bootstrap("Unsealed", "owner@unsealed.test").await;
+    app.invite(&owner, &owner.workspace_id, "tls@unsealed.test", "member")
+        .await
+        .expect_status(StatusCode::CREATED);
+    let item = settled(&app, &owner).await;
+    assert_eq!(item["emailStatus"], "failed", "{item}");
+    assert_eq!(item["emailError"]["reason"], "tls_failed", "{item}");
+    assert!(sink.mails_to("tls@unsealed.test").is_empty());
 }
 
 async fn without_email_the_link_is_returned_as_before(db: Db) {

@@ -1,14 +1,18 @@
 #![allow(dead_code)] // shared by the email tests; each uses a part
 //! A small SMTP server for the tests: it speaks EHLO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP
-//! and QUIT over plain TCP on a random port and keeps every message it is given, so the tests
-//! read what a recipient would. It needs nothing installed, so no test skips for want of it.
+//! and QUIT on a random port, over plain TCP or TLS from the first byte (`smtps://`, with a
+//! certificate rcgen makes), and keeps every message it is given, so the tests read what a
+//! recipient would. It needs nothing installed, so no test skips for want of it.
 
 use crate::common::{Db, TestApp};
 use heffl_api::config::Config;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 
 /// The credentials the tests put in HEFFL_SMTP_URL; the sink records what the server sent.
 pub const SMTP_USER: &str = "heffl-mailer";
@@ -65,6 +69,10 @@ struct Inbox {
 
 pub struct SmtpSink {
     pub port: u16,
+    /// `smtps` when the sink speaks TLS from the first byte.
+    scheme: &'static str,
+    /// The PEM of its self-signed certificate (for localhost), when it speaks TLS.
+    pub certificate_pem: Option<String>,
     inbox: Arc<Mutex<Inbox>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -103,24 +111,72 @@ pub fn email_settings(config: &mut Config, url: String) {
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
+        SmtpSink::listen(None).await
+    }
+
+    /// TLS from the first byte, with a new self-signed certificate for localhost.
+    pub async fn start_tls() -> SmtpSink {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a certificate");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(made.cert.der().to_vec())], key)
+            .expect("server config");
+        let mut sink = SmtpSink::listen(Some(TlsAcceptor::from(Arc::new(config)))).await;
+        sink.certificate_pem = Some(made.cert.pem());
+        sink
+    }
+
+    async fn listen(tls: Option<TlsAcceptor>) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let port = listener.local_addr().expect("addr").port();
         let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let scheme = if tls.is_some() { "smtps" } else { "smtp" };
         let task = tokio::spawn({
             let inbox = inbox.clone();
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(session(stream, inbox.clone()));
+                    let inbox = inbox.clone();
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        match tls {
+                            None => session(stream, inbox).await,
+                            // A client that does not trust the certificate ends here.
+                            Some(tls) => {
+                                if let Ok(stream) = tls.accept(stream).await {
+                                    session(stream, inbox).await;
+                                }
+                            }
+                        }
+                    });
                 }
             }
         });
-        SmtpSink { port, inbox, task }
+        SmtpSink {
+            port,
+            scheme,
+            certificate_pem: None,
+            inbox,
+            task,
+        }
     }
 
-    /// `smtp://user:password@127.0.0.1:port`: STARTTLS is not offered, so the server sends in
-    /// the clear, as it may to a relay on its own machine.
+    /// `smtp://user:password@127.0.0.1:port` (STARTTLS is not offered, so the server sends in
+    /// the clear, as it may to a relay on its own machine), or `smtps://…@localhost:port`.
     pub fn url(&self) -> String {
-        format!("smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{}", self.port)
+        let host = if self.scheme == "smtps" {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        format!(
+            "{}://{SMTP_USER}:{SMTP_PASSWORD}@{host}:{}",
+            self.scheme, self.port
+        )
     }
 
     pub fn mails(&self) -> Vec<Mail> {
@@ -166,8 +222,8 @@ impl SmtpSink {
     }
 }
 
-async fn session(stream: tokio::net::TcpStream, inbox: Arc<Mutex<Inbox>>) {
-    let (read, mut write) = stream.into_split();
+async fn session(stream: impl AsyncRead + AsyncWrite + Send, inbox: Arc<Mutex<Inbox>>) {
+    let (read, mut write) = tokio::io::split(stream);
     let mut lines = BufReader::new(read);
     if write.write_all(b"220 sink.test ESMTP\r\n").await.is_err() {
         return;
