@@ -20,6 +20,7 @@ on_each_db!(
     with_the_smtp_server_down_invitations_work_and_show_the_failure,
     starttls_required_sends_nothing_to_a_server_without_it,
     smtps_delivers_over_tls_to_a_trusted_certificate_only,
+    smtp_upgrades_with_starttls_when_offered,
     without_email_the_link_is_returned_as_before,
 );
 
@@ -271,6 +272,7 @@ async fn smtps_delivers_over_tls_to_a_trusted_certificate_only(db: Db) {
         .await
         .expect_status(StatusCode::CREATED);
     let mail = sink.wait_for("tls@sealed.test").await;
+    assert!(mail.tls);
     assert_eq!(
         mail.auth.as_deref(),
         Some(format!("\0{SMTP_USER}\0{SMTP_PASSWORD}").as_str())
@@ -291,6 +293,43 @@ async fn smtps_delivers_over_tls_to_a_trusted_certificate_only(db: Db) {
     assert_eq!(item["emailStatus"], "failed", "{item}");
     assert_eq!(item["emailError"]["reason"], "tls_failed", "{item}");
     assert!(sink.mails_to("tls@unsealed.test").is_empty());
+}
+
+/// `smtp://` with a server that offers STARTTLS: the credentials and the message go over TLS,
+/// whether STARTTLS is merely taken when offered or required.
+async fn smtp_upgrades_with_starttls_when_offered(db: Db) {
+    let sink = SmtpSink::start_starttls().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = dir.path().join("smtp-ca.pem");
+    std::fs::write(&ca_file, sink.certificate_pem.as_deref().expect("pem")).expect("write ca");
+    for (n, url) in [sink.url(), format!("{}?starttls=required", sink.url())]
+        .into_iter()
+        .enumerate()
+    {
+        let ca_file = ca_file.clone();
+        let Some(app) = TestApp::start_with(db, |config| {
+            email_settings(config, url);
+            config.smtp_ca_file = Some(ca_file);
+        })
+        .await
+        else {
+            return;
+        };
+        let owner = app
+            .bootstrap("Upgraded", &format!("owner{n}@upgraded.test"))
+            .await;
+        let to = format!("tls{n}@upgraded.test");
+        app.invite(&owner, &owner.workspace_id, &to, "member")
+            .await
+            .expect_status(StatusCode::CREATED);
+        let mail = sink.wait_for(&to).await;
+        assert!(mail.tls, "the message came in the clear");
+        assert_eq!(
+            mail.auth.as_deref(),
+            Some(format!("\0{SMTP_USER}\0{SMTP_PASSWORD}").as_str())
+        );
+        assert_eq!(settled(&app, &owner).await["emailStatus"], "sent");
+    }
 }
 
 async fn without_email_the_link_is_returned_as_before(db: Db) {

@@ -1,7 +1,7 @@
 #![allow(dead_code)] // shared by the email tests; each uses a part
 //! A small SMTP server for the tests: it speaks EHLO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP
-//! and QUIT on a random port, over plain TCP or TLS from the first byte (`smtps://`, with a
-//! certificate rcgen makes), and keeps every message it is given, so the tests read what a
+//! and QUIT on a random port, over plain TCP, STARTTLS or TLS from the first byte (`smtps://`),
+//! with a certificate rcgen makes, and keeps every message it is given, so the tests read what a
 //! recipient would. It needs nothing installed, so no test skips for want of it.
 
 use crate::common::{Db, TestApp};
@@ -29,6 +29,8 @@ pub struct Mail {
     pub raw: String,
     /// What `AUTH PLAIN` carried on the message's connection, decoded (`\0user\0password`).
     pub auth: Option<String>,
+    /// Whether the message came over TLS (from the first byte, or after STARTTLS).
+    pub tls: bool,
 }
 
 impl Mail {
@@ -67,10 +69,22 @@ struct Inbox {
     mails: Vec<Mail>,
 }
 
+/// How the sink meets a connection.
+#[derive(Clone)]
+enum Security {
+    Plain,
+    /// Plain at first, offering STARTTLS.
+    StartTls(TlsAcceptor),
+    /// TLS from the first byte.
+    Tls(TlsAcceptor),
+}
+
 pub struct SmtpSink {
     pub port: u16,
     /// `smtps` when the sink speaks TLS from the first byte.
     scheme: &'static str,
+    /// `localhost`, the name in its certificate, when it has one.
+    host: &'static str,
     /// The PEM of its self-signed certificate (for localhost), when it speaks TLS.
     pub certificate_pem: Option<String>,
     inbox: Arc<Mutex<Inbox>>,
@@ -111,74 +125,79 @@ pub fn email_settings(config: &mut Config, url: String) {
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
-        SmtpSink::listen(None).await
+        SmtpSink::listen(Security::Plain).await
     }
 
     /// TLS from the first byte, with a new self-signed certificate for localhost.
     pub async fn start_tls() -> SmtpSink {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-            .expect("a certificate");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocols")
-            .with_no_client_auth()
-            .with_single_cert(vec![CertificateDer::from(made.cert.der().to_vec())], key)
-            .expect("server config");
-        let mut sink = SmtpSink::listen(Some(TlsAcceptor::from(Arc::new(config)))).await;
-        sink.certificate_pem = Some(made.cert.pem());
+        let (acceptor, pem) = certificate();
+        let mut sink = SmtpSink::listen(Security::Tls(acceptor)).await;
+        sink.certificate_pem = Some(pem);
         sink
     }
 
-    async fn listen(tls: Option<TlsAcceptor>) -> SmtpSink {
+    /// Plain at first, offering STARTTLS with a new self-signed certificate for localhost.
+    pub async fn start_starttls() -> SmtpSink {
+        let (acceptor, pem) = certificate();
+        let mut sink = SmtpSink::listen(Security::StartTls(acceptor)).await;
+        sink.certificate_pem = Some(pem);
+        sink
+    }
+
+    async fn listen(security: Security) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let port = listener.local_addr().expect("addr").port();
         let inbox = Arc::new(Mutex::new(Inbox::default()));
-        let scheme = if tls.is_some() { "smtps" } else { "smtp" };
+        let (scheme, host) = match security {
+            Security::Plain => ("smtp", "127.0.0.1"),
+            Security::StartTls(_) => ("smtp", "localhost"),
+            Security::Tls(_) => ("smtps", "localhost"),
+        };
         let task = tokio::spawn({
             let inbox = inbox.clone();
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    let inbox = inbox.clone();
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        match tls {
-                            None => session(stream, inbox).await,
-                            // A client that does not trust the certificate ends here.
-                            Some(tls) => {
-                                if let Ok(stream) = tls.accept(stream).await {
-                                    session(stream, inbox).await;
-                                }
-                            }
-                        }
-                    });
+                    tokio::spawn(serve(stream, security.clone(), inbox.clone()));
                 }
             }
         });
         SmtpSink {
             port,
             scheme,
+            host,
             certificate_pem: None,
             inbox,
             task,
         }
     }
 
-    /// `smtp://user:password@127.0.0.1:port` (STARTTLS is not offered, so the server sends in
-    /// the clear, as it may to a relay on its own machine), or `smtps://…@localhost:port`.
+    /// `smtp://user:password@127.0.0.1:port` (no STARTTLS offered: the server sends in the
+    /// clear, as it may to a relay on its own machine), or `smtp[s]://…@localhost:port` when
+    /// the sink has a certificate (for localhost).
     pub fn url(&self) -> String {
-        let host = if self.scheme == "smtps" {
-            "localhost"
-        } else {
-            "127.0.0.1"
-        };
         format!(
-            "{}://{SMTP_USER}:{SMTP_PASSWORD}@{host}:{}",
-            self.scheme, self.port
+            "{}://{SMTP_USER}:{SMTP_PASSWORD}@{}:{}",
+            self.scheme, self.host, self.port
         )
     }
+}
 
+/// A TLS acceptor with a new self-signed certificate for localhost, and the certificate's PEM.
+fn certificate() -> (TlsAcceptor, String) {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(vec![CertificateDer::from(made.cert.der().to_vec())], key)
+        .expect("server config");
+    (TlsAcceptor::from(Arc::new(config)), made.cert.pem())
+}
+
+impl SmtpSink {
     pub fn mails(&self) -> Vec<Mail> {
         self.inbox.lock().expect("inbox").mails.clone()
     }
@@ -222,11 +241,49 @@ impl SmtpSink {
     }
 }
 
-async fn session(stream: impl AsyncRead + AsyncWrite + Send, inbox: Arc<Mutex<Inbox>>) {
+/// One connection. A client that does not trust the certificate ends at the handshake.
+async fn serve(stream: tokio::net::TcpStream, security: Security, inbox: Arc<Mutex<Inbox>>) {
+    match security {
+        Security::Plain => {
+            session(stream, Start::Greet, false, false, inbox).await;
+        }
+        Security::Tls(tls) => {
+            if let Ok(stream) = tls.accept(stream).await {
+                session(stream, Start::Greet, true, false, inbox).await;
+            }
+        }
+        Security::StartTls(tls) => {
+            let Some(stream) = session(stream, Start::Greet, false, true, inbox.clone()).await
+            else {
+                return;
+            };
+            if let Ok(stream) = tls.accept(stream).await {
+                session(stream, Start::AfterStartTls, true, false, inbox).await;
+            }
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Start {
+    Greet,
+    /// The greeting was given before STARTTLS; the client says EHLO again.
+    AfterStartTls,
+}
+
+/// Speaks SMTP until QUIT; with `offer_starttls`, returns the stream when the client asks for
+/// STARTTLS, for the caller to upgrade.
+async fn session<S: AsyncRead + AsyncWrite + Send + Unpin>(
+    stream: S,
+    start: Start,
+    tls: bool,
+    offer_starttls: bool,
+    inbox: Arc<Mutex<Inbox>>,
+) -> Option<S> {
     let (read, mut write) = tokio::io::split(stream);
     let mut lines = BufReader::new(read);
-    if write.write_all(b"220 sink.test ESMTP\r\n").await.is_err() {
-        return;
+    if start == Start::Greet && write.write_all(b"220 sink.test ESMTP\r\n").await.is_err() {
+        return None;
     }
     let mut from = String::new();
     let mut to = Vec::new();
@@ -235,13 +292,24 @@ async fn session(stream: impl AsyncRead + AsyncWrite + Send, inbox: Arc<Mutex<In
     loop {
         line.clear();
         match lines.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         let command = line.trim_end().to_owned();
         let upper = command.to_uppercase();
         let answer: String = if upper.starts_with("EHLO") {
-            "250-sink.test\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n".to_owned()
+            let starttls = if offer_starttls {
+                "250-STARTTLS\r\n"
+            } else {
+                ""
+            };
+            format!("250-sink.test\r\n{starttls}250-AUTH PLAIN\r\n250 8BITMIME\r\n")
+        } else if upper == "STARTTLS" && offer_starttls {
+            write
+                .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                .await
+                .ok()?;
+            return Some(lines.into_inner().unsplit(write));
         } else if upper.starts_with("HELO") {
             "250 sink.test\r\n".to_owned()
         } else if upper.starts_with("AUTH PLAIN ") {
@@ -260,13 +328,13 @@ async fn session(stream: impl AsyncRead + AsyncWrite + Send, inbox: Arc<Mutex<In
                 .await
                 .is_err()
             {
-                return;
+                return None;
             }
             let mut raw = String::new();
             loop {
                 line.clear();
                 match lines.read_line(&mut line).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => return None,
                     Ok(_) => {}
                 }
                 let text = line.trim_end_matches(['\r', '\n']);
@@ -281,18 +349,19 @@ async fn session(stream: impl AsyncRead + AsyncWrite + Send, inbox: Arc<Mutex<In
                 to: std::mem::take(&mut to),
                 raw,
                 auth: auth.clone(),
+                tls,
             });
             "250 2.0.0 Ok: queued\r\n".to_owned()
         } else if upper == "RSET" || upper == "NOOP" {
             "250 2.0.0 Ok\r\n".to_owned()
         } else if upper == "QUIT" {
             let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
-            return;
+            return None;
         } else {
             "502 5.5.2 Command not recognized\r\n".to_owned()
         };
         if write.write_all(answer.as_bytes()).await.is_err() {
-            return;
+            return None;
         }
     }
 }
