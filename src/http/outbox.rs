@@ -4,9 +4,10 @@
 //! invitation shows it (`emailStatus: failed`) so the inviter can resend.
 
 use super::AppState;
+use crate::domain::email::EmailFailure;
 use crate::domain::ids::{InvitationId, WorkspaceId};
 use crate::domain::session_token;
-use crate::mail::{self, Email, Mailer, SendFailure, SmtpUrl};
+use crate::mail::{self, Email, Mailer, SmtpUrl};
 use crate::store::EmailResult;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Semaphore};
@@ -170,7 +171,7 @@ async fn handle(state: &AppState, job: MailJob) {
                         reason = failure.as_str(),
                         "an invitation email was not sent"
                     );
-                    EmailResult::Failed(failure.as_str())
+                    EmailResult::Failed(failure)
                 }
             };
             if let Err(err) = state
@@ -227,7 +228,7 @@ async fn handle(state: &AppState, job: MailJob) {
     }
 }
 
-fn count(kind: &'static str, result: &Result<(), SendFailure>) {
+fn count(kind: &'static str, result: &Result<(), EmailFailure>) {
     let outcome = match result {
         Ok(()) => "sent",
         Err(_) => "failed",

@@ -8,5 +8,5 @@ mod smtp;
 mod smtp_url;
 
 pub use message::{invitation, password_reset, Email, InvitationEmail, PasswordResetEmail};
-pub use smtp::{MailSetupError, Mailer, SendFailure};
+pub use smtp::{MailSetupError, Mailer};
 pub use smtp_url::{Security, SmtpUrl, SmtpUrlError};

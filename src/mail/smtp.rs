@@ -3,6 +3,7 @@
 
 use super::message::Email;
 use super::smtp_url::{Security, SmtpUrl};
+use crate::domain::email::EmailFailure;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -23,52 +24,23 @@ pub enum MailSetupError {
     Ca,
 }
 
-/// Why a message was not sent, as a closed set: it is shown on a pending invitation and counted
-/// in a metric, so it carries no server text (which may echo an address or a credential).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendFailure {
-    /// No connection: nothing listening, a name that does not resolve, a refused connection.
-    Connection,
-    Timeout,
-    /// The TLS handshake failed, or STARTTLS was required and not offered.
-    Tls,
-    /// The server answered 5xx: the message will not go through as it is.
-    Rejected,
-    /// The server answered 4xx: it may go through later.
-    Deferred,
-    /// The recipient is not an address lettre can write into a message.
-    Address,
-}
-
-impl SendFailure {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SendFailure::Connection => "connection_failed",
-            SendFailure::Timeout => "timeout",
-            SendFailure::Tls => "tls_failed",
-            SendFailure::Rejected => "rejected",
-            SendFailure::Deferred => "deferred",
-            SendFailure::Address => "invalid_address",
-        }
-    }
-
-    fn of(error: &lettre::transport::smtp::Error, security: Security) -> SendFailure {
-        if error.is_timeout() {
-            SendFailure::Timeout
-        } else if error.is_tls() {
-            SendFailure::Tls
-        } else if error.is_client() && security == Security::StartTlsRequired {
-            // lettre's word for a server that does not offer the STARTTLS we insist on.
-            SendFailure::Tls
-        } else if failed_handshake(error) {
-            SendFailure::Tls
-        } else if error.is_permanent() {
-            SendFailure::Rejected
-        } else if error.is_transient() {
-            SendFailure::Deferred
-        } else {
-            SendFailure::Connection
-        }
+/// Why the server did not take a message, from lettre's error (never its text).
+fn failure_of(error: &lettre::transport::smtp::Error, security: Security) -> EmailFailure {
+    if error.is_timeout() {
+        EmailFailure::Timeout
+    } else if error.is_tls() {
+        EmailFailure::Tls
+    } else if error.is_client() && security == Security::StartTlsRequired {
+        // lettre's word for a server that does not offer the STARTTLS we insist on.
+        EmailFailure::Tls
+    } else if failed_handshake(error) {
+        EmailFailure::Tls
+    } else if error.is_permanent() {
+        EmailFailure::Rejected
+    } else if error.is_transient() {
+        EmailFailure::Deferred
+    } else {
+        EmailFailure::Connection
     }
 }
 
@@ -127,8 +99,8 @@ impl Mailer {
         })
     }
 
-    pub async fn send(&self, email: &Email) -> Result<(), SendFailure> {
-        let to: Mailbox = email.to.parse().map_err(|_| SendFailure::Address)?;
+    pub async fn send(&self, email: &Email) -> Result<(), EmailFailure> {
+        let to: Mailbox = email.to.parse().map_err(|_| EmailFailure::InvalidAddress)?;
         // Quoted-printable whatever the text: lines stay short and readable in any client.
         let part = |content_type: ContentType, body: &str| {
             SinglePart::builder()
@@ -145,11 +117,11 @@ impl Mailer {
                     .singlepart(part(ContentType::TEXT_PLAIN, &email.text))
                     .singlepart(part(ContentType::TEXT_HTML, &email.html)),
             )
-            .map_err(|_| SendFailure::Address)?;
+            .map_err(|_| EmailFailure::InvalidAddress)?;
         self.transport
             .send(message)
             .await
             .map(|_| ())
-            .map_err(|error| SendFailure::of(&error, self.security))
+            .map_err(|error| failure_of(&error, self.security))
     }
 }

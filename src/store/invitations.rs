@@ -8,6 +8,7 @@ use super::{
     insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx,
     UserRow,
 };
+use crate::domain::email::{EmailFailure, EmailStatus};
 use crate::domain::ids::{InvitationId, UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
@@ -29,12 +30,11 @@ pub struct InvitationRow {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub workspace_name: String,
-    /// `pending`, `sent` or `failed`; `None` when the server sends no email.
-    pub email_status: Option<String>,
+    /// `None` when the server sends no email.
+    pub email_status: Option<EmailStatus>,
     pub emailed_at: Option<Timestamp>,
     pub email_failed_at: Option<Timestamp>,
-    /// A `mail::SendFailure` name: never the server's own words, which may echo a secret.
-    pub email_failure: Option<String>,
+    pub email_failure: Option<EmailFailure>,
 }
 
 const INVITATION_COLUMNS: &str =
@@ -165,10 +165,9 @@ pub enum ResendOutcome {
 
 /// What became of an invitation's email.
 #[derive(Debug, Clone, Copy)]
-pub enum EmailResult<'a> {
+pub enum EmailResult {
     Sent,
-    /// The `mail::SendFailure` name.
-    Failed(&'a str),
+    Failed(EmailFailure),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -324,7 +323,7 @@ impl Store {
         .bind(inviter_id)
         .bind(now)
         .bind(Timestamp(now.0.saturating_add(INVITATION_TTL_MS)))
-        .bind(emailed.then_some("pending"))
+        .bind(emailed.then_some(EmailStatus::Pending.as_str()))
         .execute(&mut *tx)
         .await?;
         record_audit(
@@ -490,7 +489,7 @@ impl Store {
         workspace_id: &WorkspaceId,
         invitation_id: &InvitationId,
         token_digest: &[u8; 32],
-        result: EmailResult<'_>,
+        result: EmailResult,
     ) -> Result<(), sqlx::Error> {
         let now = Timestamp::now();
         let query = match result {
@@ -512,7 +511,7 @@ impl Store {
             .bind(token_digest.as_slice());
         let query = match result {
             EmailResult::Sent => query,
-            EmailResult::Failed(failure) => query.bind(failure),
+            EmailResult::Failed(failure) => query.bind(failure.as_str()),
         };
         query.execute(self.pool()).await?;
         Ok(())

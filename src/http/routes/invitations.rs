@@ -7,6 +7,7 @@ use super::auth::{
     client_address, invalid_credentials, new_session_expiry, record_failed_login, User,
 };
 use super::workspaces::manager_role;
+use crate::domain::email::{EmailFailure, EmailStatus};
 use crate::domain::ids::{InvitationId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
@@ -111,7 +112,7 @@ async fn email_invitation(
                 workspace_id,
                 &invitation.id,
                 &token.digest,
-                EmailResult::Failed("queue_full"),
+                EmailResult::Failed(EmailFailure::QueueFull),
             )
             .await?;
     }
@@ -390,32 +391,12 @@ pub enum InvitationStatus {
     Pending,
 }
 
-/// Where the invitation's email is; null when the server sends no email.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum EmailStatus {
-    Pending,
-    Sent,
-    Failed,
-}
-
-impl EmailStatus {
-    fn parse(text: &str) -> Option<EmailStatus> {
-        match text {
-            "pending" => Some(EmailStatus::Pending),
-            "sent" => Some(EmailStatus::Sent),
-            "failed" => Some(EmailStatus::Failed),
-            _ => None,
-        }
-    }
-}
-
 /// Why the last email was not sent, without anything the mail server said.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EmailError {
     /// `connection_failed`, `timeout`, `tls_failed`, `rejected` (5xx), `deferred` (4xx),
     /// `invalid_address` or `queue_full`.
-    reason: String,
+    reason: EmailFailure,
     at: Timestamp,
 }
 
@@ -454,7 +435,7 @@ impl From<InvitationRow> for Invitation {
             }),
             created_at: row.created_at,
             expires_at: row.expires_at,
-            email_status: row.email_status.as_deref().and_then(EmailStatus::parse),
+            email_status: row.email_status,
             emailed_at: row.emailed_at,
             email_error: match (row.email_failure, row.email_failed_at) {
                 (Some(reason), Some(at)) => Some(EmailError { reason, at }),
