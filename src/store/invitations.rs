@@ -1,6 +1,7 @@
 //! Invitations (docs/api.md §10): the only way into a workspace from the dashboard. A token is shown
-//! once to the inviter and kept here only as its SHA-256. A pending invitation is one that is
-//! neither accepted, cancelled nor expired; every other state answers like an unknown token.
+//! once to the inviter, or with email on only emailed to the invited address, and kept here only
+//! as its SHA-256. A pending invitation is one that is neither accepted, cancelled nor expired;
+//! every other state answers like an unknown token.
 
 use super::members::insert_membership;
 use super::sessions::insert_session;

@@ -118,10 +118,23 @@ async fn the_answer_is_the_same_whether_or_not_the_email_has_an_account(db: Db) 
         gap < Duration::from_millis(50),
         "known {known_time:?}, unknown {unknown_time:?}"
     );
+    // A disabled account is answered the same, and gets no link either.
+    let owner = app.bootstrap("Disabled", "disabled@same.test").await;
+    app.store
+        .set_user_disabled(&owner.email, true, heffl_api::store::Actor::System)
+        .await
+        .expect("disable");
+    let disabled = app.request_password_reset(&owner.email).await;
+    assert_eq!(
+        (disabled.status, &disabled.text),
+        (known.status, &known.text)
+    );
+
     // Only the account's owner got mail, one per request.
+    sink.wait_for_nth("known@same.test", 10).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sink.mails_to("nobody@same.test").is_empty());
-    sink.wait_for_nth("known@same.test", 10).await;
+    assert!(sink.mails_to("disabled@same.test").is_empty());
 }
 
 async fn a_link_works_once(db: Db) {
