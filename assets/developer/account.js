@@ -450,7 +450,8 @@
         result.hidden = false;
         link.select();
       } else {
-        show(result, `Invitation sent to ${created.email}.`);
+        // Whether the email went out shows on its row ("Sent to …", or why not).
+        show(result, `Invited ${created.email}: the link goes to that address by email, and only there.`);
       }
       announce(`Invited ${created.email}.`);
       await loadInvitations();
@@ -466,7 +467,7 @@
     show(el('invite-error'), '');
     try {
       await api('POST', invitesPath(`/${encodeURIComponent(item.id)}/resend`));
-      show(el('invite-result'), `Invitation sent to ${item.email} again; the previous link no longer works.`);
+      show(el('invite-result'), `A new link is on its way to ${item.email}; the previous one no longer works.`);
       announce(`Resent the invitation to ${item.email}.`);
       await loadInvitations();
     } catch (error) {

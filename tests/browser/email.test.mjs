@@ -98,7 +98,7 @@ describe('invitations by email', () => {
       await page.locator(byTestId('invite-email')).fill('mia@acme.test');
       await page.locator(byTestId('invite-role')).selectOption('admin');
       await page.locator(byTestId('invite-submit')).click();
-      await page.locator(byTestId('invite-result')).filter({ hasText: 'Invitation sent to mia@acme.test' }).waitFor();
+      await page.locator(byTestId('invite-result')).filter({ hasText: 'Invited mia@acme.test: the link goes to that address by email' }).waitFor();
       assert.equal(await page.locator(byTestId('invite-link')).count(), 0, 'no link is shown with email on');
       const state = page.locator(byTestId('invite-state')).first();
       await state.filter({ hasText: /^Sent to mia@acme\.test/ }).waitFor();
@@ -108,7 +108,7 @@ describe('invitations by email', () => {
       await screenshot(page, 'invitations-sent-1280', { fullPage: true });
 
       await page.locator(byTestId('invite-resend')).first().click();
-      await page.locator(byTestId('invite-result')).filter({ hasText: 'previous link no longer works' }).waitFor();
+      await page.locator(byTestId('invite-result')).filter({ hasText: 'previous one no longer works' }).waitFor();
       const second = linkIn(await sink.waitFor('mia@acme.test', 2), 'invitation');
       assert.notEqual(first, second);
       await state.filter({ hasText: /^Sent to mia@acme\.test/ }).waitFor();
@@ -131,6 +131,39 @@ describe('invitations by email', () => {
       assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
       await card.scrollIntoViewIfNeeded();
       await screenshot(page, 'invitations-sent-390', { fullPage: true });
+      assert.deepEqual(problems, []);
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe('with the mail server down', () => {
+  let down = null;
+  before(async () => {
+    // A port that was just listening and now refuses connections.
+    const gone = await startSmtpSink();
+    await gone.stop();
+    down = await startServer({
+      HEFFL_SMTP_URL: gone.url,
+      HEFFL_SMTP_FROM: 'heffl <noreply@acme.test>',
+      HEFFL_PUBLIC_URL: (base) => base,
+    });
+  });
+  after(() => down?.stop());
+
+  test('the invitation is made, says why its email was not sent, and offers Resend', async () => {
+    const { page, problems, close } = await openPage(down, DESKTOP);
+    try {
+      await signIn(down, page);
+      await page.locator(byTestId('invite-email')).fill('kai@acme.test');
+      await page.locator(byTestId('invite-submit')).click();
+      const state = page.locator(byTestId('invite-state')).first();
+      await state.filter({ hasText: 'Not sent to kai@acme.test: the mail server could not be reached' }).waitFor();
+      assert.equal(await page.locator(byTestId('invite-resend')).count(), 1);
+      assert.equal(await page.locator(byTestId('invite-link')).count(), 0, 'the link is not shown even when its email failed');
+      await page.locator(byTestId('invites-card')).scrollIntoViewIfNeeded();
+      await screenshot(page, 'invitations-failed-1280', { fullPage: true });
       assert.deepEqual(problems, []);
     } finally {
       await close();
