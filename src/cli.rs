@@ -369,6 +369,8 @@ async fn serve(config: Config) -> Result<(), CliError> {
             fail("HEFFL_REDIS_URL is not a Redis URL such as redis://127.0.0.1:6379 (redis:// or unix://)")
         })?;
     }
+    // Before anything starts, and without the URL in the message: it may hold a password.
+    http::check_email_config(&config).map_err(|err| fail(err.to_string()))?;
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         // Checked before anything starts: a bad file is a message naming it, not a half-up server.
         http::tls::Tls::load(http::tls::TlsFiles {

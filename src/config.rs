@@ -538,6 +538,28 @@ pub struct Config {
         value_name = "HEFFL_GITHUB_SECRET_SCANNING_KEYS"
     )]
     pub github_secret_scanning_keys: Option<std::path::PathBuf>,
+    /// Send invitation and password-reset emails through this server:
+    /// smtp://[user:password@]host[:port] (STARTTLS when offered; add ?starttls=required to
+    /// insist on it) or smtps://… (TLS from the start). Unset: invitations are links to hand
+    /// over and passwords are reset by an operator.
+    /// Checked by `serve` rather than here: clap would quote a bad value, password and all.
+    #[arg(long, env = "HEFFL_SMTP_URL", value_name = "HEFFL_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// A PEM file of certificate authorities to trust for HEFFL_SMTP_URL's TLS besides the
+    /// public ones: a relay with a certificate of your own CA.
+    #[arg(long, env = "HEFFL_SMTP_CA_FILE", value_name = "HEFFL_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
+
+    /// The sender of those emails, e.g. "heffl <noreply@example.com>" (required with
+    /// HEFFL_SMTP_URL).
+    #[arg(long, env = "HEFFL_SMTP_FROM", value_name = "HEFFL_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+
+    /// Where people reach this server, for the links in emails (https://heffl.example.com;
+    /// required with HEFFL_SMTP_URL).
+    #[arg(long, env = "HEFFL_PUBLIC_URL", value_name = "HEFFL_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
 
     /// How long to wait for in-flight requests at shutdown.
     #[arg(long, env = "HEFFL_SHUTDOWN_GRACE", value_name = "HEFFL_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
@@ -597,6 +619,27 @@ fn parse_origin(text: &str) -> Result<String, String> {
     Ok(origin.to_owned())
 }
 
+/// An http(s) address, with a path if the server is behind one; links are made by appending
+/// `/settings/developer#…`, so a trailing slash is dropped.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""))
+        .unwrap_or("");
+    if host.is_empty()
+        || host.contains('@')
+        || url.contains(['?', '#'])
+        || url.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "'{text}' is not an address such as https://heffl.example.com"
+        ));
+    }
+    Ok(url.to_owned())
+}
+
 fn parse_extra_scopes(text: &str) -> Result<crate::domain::scopes::ExtraScopes, String> {
     let names = text
         .split(',')
@@ -609,6 +652,27 @@ fn parse_extra_scopes(text: &str) -> Result<crate::domain::scopes::ExtraScopes, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_urls() {
+        assert_eq!(
+            parse_public_url("https://h.example.com/").as_deref(),
+            Ok("https://h.example.com")
+        );
+        assert_eq!(
+            parse_public_url("http://127.0.0.1:8080/heffl").as_deref(),
+            Ok("http://127.0.0.1:8080/heffl")
+        );
+        for bad in [
+            "h.example.com",
+            "https://",
+            "https://h/x?y",
+            "https://u@h",
+            "ftp://h",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn defaults_ignore_the_environment() {

@@ -95,6 +95,8 @@ reasons! {
     MissingSession => "missing_session",
     OutsideDataBoundary => "outside_data_boundary",
     RateLimited => "rate_limited",
+    ResendThrottled => "resend_throttled",
+    ResetTokenNotFound => "reset_token_not_found",
     RevokedApiKey => "revoked_api_key",
     Timeout => "timeout",
     Unavailable => "unavailable",

@@ -9,6 +9,7 @@
 //!   writes that make cached answers stale (`KeyTx`);
 //! - `limits` and `usage`: rate limits (shared through Redis) and usage counts;
 //! - `webhooks`: events out, delivered from the store's outbox;
+//! - `mail`: the emails the server sends (built without I/O) and the SMTP connection;
 //! - `http`: the server, its request stack and routes;
 //! - `cli`, `config`, `telemetry`, `error`: the program's edges.
 
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod mail;
 pub mod store;
 pub mod telemetry;
 pub mod usage;

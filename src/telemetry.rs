@@ -111,6 +111,14 @@ fn describe_metrics() {
         "Time of database work by operation: key_lookup (a cache miss), usage_flush, credit_lease"
     );
     describe_counter!(
+        "heffl_emails_total",
+        "Emails by kind (invitation, password_reset) and outcome (sent, failed, queue_full, no_account: a reset for an email without an enabled account, nothing sent)"
+    );
+    describe_counter!(
+        "heffl_email_failures_total",
+        "Emails the SMTP server did not take, by kind and reason (connection_failed, timeout, tls_failed, rejected, deferred, invalid_address)"
+    );
+    describe_counter!(
         "heffl_usage_flush_failures_total",
         "Key-usage flushes that failed (retried at the next interval; usage is kept meanwhile)"
     );

@@ -406,6 +406,7 @@
     }
     el('signin-password').value = '';
     clearBox(el('signin-error'));
+    document.dispatchEvent(new CustomEvent('heffl:workspace', { detail: null }));
     showView('signin');
     const email = el('signin-email');
     (email.value ? el('signin-password') : email).focus();
@@ -535,10 +536,11 @@
   function renderRole() {
     const workspace = currentWorkspace();
     const role = workspace ? workspace.role : null;
-    // webhooks.js and people.js show their cards to owners and admins of the chosen workspace.
+    // webhooks.js and people.js (and account.js, for invitations) show their cards to owners and
+    // admins of the chosen workspace.
     document.dispatchEvent(
       new CustomEvent('heffl:workspace', {
-        detail: { id: state.workspaceId, role, userId: state.user ? state.user.id : null },
+        detail: { ...(workspace || {}), id: state.workspaceId, role, userId: state.user ? state.user.id : null },
       }),
     );
     el('workspace-role').textContent = role ? `Your role: ${ROLE_LABELS[role] || role}` : '';
@@ -2005,7 +2007,11 @@
       showView('loading');
       loadSession();
     } else {
-      showSignIn();
+      // Left by account.js when a password reset signed this browser out.
+      const notice = sessionStorage.getItem('heffl.developer.signinNotice');
+      sessionStorage.removeItem('heffl.developer.signinNotice');
+      if (notice) showSignIn(notice, 'success');
+      else showSignIn();
     }
   }
 

@@ -43,6 +43,9 @@ pub fn spawn(state: &AppState) -> Background {
     tasks.push(tokio::spawn(crate::webhooks::notice_expiring_keys(
         Store::clone(&state.store),
     )));
+    if let Some(worker) = super::outbox::worker(state) {
+        tasks.push(tokio::spawn(worker));
+    }
 
     let flusher = state.clone();
     tasks.push(tokio::spawn(async move {
@@ -115,6 +118,8 @@ pub fn spawn(state: &AppState) -> Background {
             pruner.auth_throttle.prune(now);
             pruner.leak_reports.prune(now);
             pruner.login_throttle.prune(now);
+            pruner.reset_throttle.prune(now);
+            pruner.resends.prune(now);
         }
     }));
     Background { tasks }

@@ -19,6 +19,7 @@ mod metrics;
 mod metrics_listener;
 mod open_files;
 mod openapi;
+mod outbox;
 mod parse_errors;
 mod request_id;
 mod request_scope;
@@ -33,6 +34,7 @@ pub mod tls;
 pub use api_key_auth::Principal;
 pub use client::{client_ip, throttle_key};
 pub use metrics_listener::{serve_metrics, spawn_metrics};
+pub use outbox::{check_email_config, OutboxError};
 
 use crate::config::Config;
 use crate::domain::net::TrustedProxies;
@@ -62,6 +64,11 @@ pub struct StateInner {
     /// This instance's leases of keys' credits.
     pub credits: CreditLedger,
     login_throttle: throttle::LoginThrottle,
+    reset_throttle: throttle::LoginThrottle,
+    /// Invitation emails resent, per invitation.
+    resends: Limiter,
+    /// `None` without `HEFFL_SMTP_URL`: nothing is emailed.
+    outbox: Option<outbox::Outbox>,
     shared_limits: SharedLimits,
     key_limits: Limiter,
     auth_throttle: auth_throttle::AuthThrottle,
@@ -83,11 +90,20 @@ impl AppState {
         let shared_limits = shared_limits(&config).bounded(config.max_tracked_addresses as usize);
         let login_throttle =
             throttle::LoginThrottle::new(config.login_attempts_per_minute, &shared_limits);
+        let reset_throttle = throttle::LoginThrottle::password_reset(
+            config.login_attempts_per_minute,
+            &shared_limits,
+        );
         let proxies = TrustedProxies::new(&config.trusted_proxies, config.trust_forwarded_for);
         let github_keys = config
             .github_secret_scanning_keys
             .clone()
             .map(github_keys::GitHubKeys::new);
+        // `serve` refuses to start on a configuration this cannot use; an embedder's is logged.
+        let outbox = outbox::Outbox::from_config(&config).unwrap_or_else(|err| {
+            tracing::error!(error = %err, "email is not sent");
+            None
+        });
         AppState(Arc::new(StateInner {
             store,
             proxies,
@@ -95,6 +111,9 @@ impl AppState {
             usage: UsageRecorder::default(),
             credits: CreditLedger::default(),
             login_throttle,
+            reset_throttle,
+            resends: shared_limits.limiter("resend"),
+            outbox,
             key_limits: shared_limits.limiter("key"),
             auth_throttle: auth_throttle::AuthThrottle::new(
                 shared_limits.limiter("auth"),

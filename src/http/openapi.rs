@@ -4,6 +4,7 @@
 //! file holds what the routes share: the header, the security schemes, the docs/api.md §4 error
 //! shape, and schemas for the few types whose JSON form serde does not show.
 
+use crate::domain::email::{EmailFailure, EmailStatus};
 use crate::domain::permissions::Role;
 use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::time::Timestamp;
@@ -352,6 +353,30 @@ impl PartialSchema for Role {
 }
 
 impl ToSchema for Role {}
+
+impl PartialSchema for EmailStatus {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(EmailStatus::ALL.iter().map(|status| status.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for EmailStatus {}
+
+impl PartialSchema for EmailFailure {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(
+                EmailFailure::ALL.iter().map(|failure| failure.as_str()),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for EmailFailure {}
 
 #[cfg(test)]
 mod tests {

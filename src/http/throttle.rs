@@ -18,6 +18,8 @@ use std::time::Instant;
 const PER_ADDRESS_FACTOR: u32 = 3;
 
 pub struct LoginThrottle {
+    /// What is being tried, for the refusal's message.
+    attempts: &'static str,
     per_minute: u32,
     per_pair: Limiter,
     per_address: Limiter,
@@ -40,9 +42,22 @@ fn hex_prefix(digest: &[u8]) -> String {
 impl LoginThrottle {
     pub fn new(per_minute: u32, limits: &SharedLimits) -> LoginThrottle {
         LoginThrottle {
+            attempts: "sign-in attempts",
             per_minute: per_minute.max(1),
             per_pair: limits.limiter("login"),
             per_address: limits.limiter("login-address"),
+        }
+    }
+
+    /// "Forgot password?" requests, by the same rules with counters of their own: asking for
+    /// reset emails does not use up anyone's sign-in attempts, and each request may send an
+    /// email, so flooding one mailbox from one address stops at the same limit.
+    pub fn password_reset(per_minute: u32, limits: &SharedLimits) -> LoginThrottle {
+        LoginThrottle {
+            attempts: "password-reset requests",
+            per_minute: per_minute.max(1),
+            per_pair: limits.limiter("reset"),
+            per_address: limits.limiter("reset-address"),
         }
     }
 
@@ -67,8 +82,11 @@ impl LoginThrottle {
         }
         Err(ApiError::TooManyRequests {
             reason: Reason::LoginThrottled,
-            message: "Too many sign-in attempts from this address; wait a minute and try again."
-                .into(),
+            message: format!(
+                "Too many {} from this address; wait a minute and try again.",
+                self.attempts
+            )
+            .into(),
             retry_after_secs: decision.reset_secs,
         })
     }

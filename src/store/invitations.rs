@@ -1,6 +1,7 @@
 //! Invitations (docs/api.md §10): the only way into a workspace from the dashboard. A token is shown
-//! once to the inviter and kept here only as its SHA-256. A pending invitation is one that is
-//! neither accepted, cancelled nor expired; every other state answers like an unknown token.
+//! once to the inviter, or with email on only emailed to the invited address, and kept here only
+//! as its SHA-256. A pending invitation is one that is neither accepted, cancelled nor expired;
+//! every other state answers like an unknown token.
 
 use super::members::insert_membership;
 use super::sessions::insert_session;
@@ -8,6 +9,7 @@ use super::{
     insert_user, record_audit, Actor, AuditEntry, ClientInfo, MemberActor, NewUser, Store, Tx,
     UserRow,
 };
+use crate::domain::email::{EmailFailure, EmailStatus};
 use crate::domain::ids::{InvitationId, UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
@@ -29,12 +31,20 @@ pub struct InvitationRow {
     pub inviter_name: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    pub workspace_name: String,
+    /// `None` when the server sends no email.
+    pub email_status: Option<EmailStatus>,
+    pub emailed_at: Option<Timestamp>,
+    pub email_failed_at: Option<Timestamp>,
+    pub email_failure: Option<EmailFailure>,
 }
 
 const INVITATION_COLUMNS: &str =
     "SELECT i.id, i.email, i.role, u.id AS inviter_id, u.email AS inviter_email, \
-     u.name AS inviter_name, i.created_at, i.expires_at \
-     FROM invitations i JOIN users u ON u.id = i.invited_by";
+     u.name AS inviter_name, i.created_at, i.expires_at, w.name AS workspace_name, \
+     i.email_status, i.emailed_at, i.email_failed_at, i.email_failure \
+     FROM invitations i JOIN users u ON u.id = i.invited_by \
+     JOIN workspaces w ON w.id = i.workspace_id";
 
 /// The inviter may still send invitation `i`: a member of its workspace, not disabled, whose
 /// role may give the invited role (`permissions::can_manage_member` with no current role:
@@ -143,9 +153,23 @@ pub struct InvitationPreviewRow {
 
 #[derive(Debug)]
 pub enum InviteOutcome {
-    Created(InvitationRow),
+    Created(Box<InvitationRow>),
     AlreadyMember,
     Forbidden,
+}
+
+#[derive(Debug)]
+pub enum ResendOutcome {
+    Resent(Box<InvitationRow>),
+    NotFound,
+    Forbidden,
+}
+
+/// What became of an invitation's email.
+#[derive(Debug, Clone, Copy)]
+pub enum EmailResult {
+    Sent,
+    Failed(EmailFailure),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -265,12 +289,14 @@ async fn join(
 
 impl Store {
     /// The same outcome whether or not the email has an account: the inviter learns nothing.
+    /// `emailed`: the token goes out by email (its status starts `pending`), not to the inviter.
     pub async fn create_invitation(
         &self,
         workspace_id: &WorkspaceId,
         email: &str,
         role: Role,
         token_digest: &[u8; 32],
+        emailed: bool,
         inviter: &MemberActor<'_>,
     ) -> Result<InviteOutcome, sqlx::Error> {
         // An invitation names the user who sent it; operators add people directly instead.
@@ -297,7 +323,8 @@ impl Store {
         let now = Timestamp::now();
         sqlx::query(
             "INSERT INTO invitations (id, workspace_id, email, email_normalized, role, token_digest, \
-             invited_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             invited_by, created_at, expires_at, email_status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&id)
         .bind(workspace_id)
@@ -308,6 +335,7 @@ impl Store {
         .bind(inviter_id)
         .bind(now)
         .bind(Timestamp(now.0.saturating_add(INVITATION_TTL_MS)))
+        .bind(emailed.then_some(EmailStatus::Pending.as_str()))
         .execute(&mut *tx)
         .await?;
         record_audit(
@@ -331,7 +359,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(InviteOutcome::Created(row))
+        Ok(InviteOutcome::Created(Box::new(row)))
     }
 
     /// Pending invitations, newest first.
@@ -400,6 +428,105 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(CancelOutcome::Cancelled)
+    }
+
+    /// A new token for a pending invitation, to be emailed again: the old link stops working
+    /// (only the new digest is kept) and the week starts over. Who may resend is who may cancel.
+    pub async fn resend_invitation(
+        &self,
+        workspace_id: &WorkspaceId,
+        invitation_id: &InvitationId,
+        token_digest: &[u8; 32],
+        actor: &MemberActor<'_>,
+    ) -> Result<ResendOutcome, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let now = Timestamp::now();
+        let role: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {}",
+            pending_at_2()
+        ))
+        .bind(workspace_id)
+        .bind(now)
+        .bind(invitation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(role) = role.as_deref().and_then(Role::parse) else {
+            return Ok(ResendOutcome::NotFound);
+        };
+        if can_manage_member(actor.role, None, Some(role)).is_err() {
+            return Ok(ResendOutcome::Forbidden);
+        }
+        let updated = sqlx::query(
+            "UPDATE invitations SET token_digest = $1, expires_at = $2, email_status = 'pending', \
+             email_failed_at = NULL, email_failure = NULL \
+             WHERE workspace_id = $3 AND id = $4 AND accepted_at IS NULL AND cancelled_at IS NULL",
+        )
+        .bind(token_digest.as_slice())
+        .bind(Timestamp(now.0.saturating_add(INVITATION_TTL_MS)))
+        .bind(workspace_id)
+        .bind(invitation_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(ResendOutcome::NotFound);
+        }
+        record_audit(
+            &mut tx,
+            AuditEntry {
+                workspace_id: Some(workspace_id),
+                actor: actor.actor,
+                action: "invitation.resent",
+                target_type: "invitation",
+                target_id: invitation_id,
+                details: None,
+            },
+            actor.client,
+        )
+        .await?;
+        let row: InvitationRow = sqlx::query_as(&format!(
+            "{INVITATION_COLUMNS} WHERE i.workspace_id = $1 AND i.id = $2"
+        ))
+        .bind(workspace_id)
+        .bind(invitation_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ResendOutcome::Resent(Box::new(row)))
+    }
+
+    /// Records what became of the email that carried `token_digest`. An email of a token since
+    /// replaced by a resend records nothing: the invitation now waits for the newer one.
+    pub async fn record_invitation_email(
+        &self,
+        workspace_id: &WorkspaceId,
+        invitation_id: &InvitationId,
+        token_digest: &[u8; 32],
+        result: EmailResult,
+    ) -> Result<(), sqlx::Error> {
+        let now = Timestamp::now();
+        let query = match result {
+            EmailResult::Sent => sqlx::query(
+                "UPDATE invitations SET email_status = 'sent', emailed_at = $1, \
+                 email_failed_at = NULL, email_failure = NULL \
+                 WHERE workspace_id = $2 AND id = $3 AND token_digest = $4",
+            )
+            .bind(now),
+            EmailResult::Failed(_) => sqlx::query(
+                "UPDATE invitations SET email_status = 'failed', email_failed_at = $1, \
+                 email_failure = $5 WHERE workspace_id = $2 AND id = $3 AND token_digest = $4",
+            )
+            .bind(now),
+        };
+        let query = query
+            .bind(workspace_id)
+            .bind(invitation_id)
+            .bind(token_digest.as_slice());
+        let query = match result {
+            EmailResult::Sent => query,
+            EmailResult::Failed(failure) => query.bind(failure.as_str()),
+        };
+        query.execute(self.pool()).await?;
+        Ok(())
     }
 
     pub async fn preview_invitation(

@@ -53,7 +53,10 @@ function serverEnv(databaseUrl, bind, extra) {
   };
 }
 
-/** Starts a server with `extraEnv`; resolves to {base, workspaceId, owner, stop()}. */
+/**
+ * Starts a server with `extraEnv` (a value may be a function of the server's base URL, for
+ * HEFFL_PUBLIC_URL); resolves to {base, workspaceId, owner, stop()}.
+ */
 export async function startServer(extraEnv = {}) {
   assert.ok(existsSync(BINARY), `${BINARY} is missing: build it first (cargo build)`);
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
@@ -61,7 +64,13 @@ export async function startServer(extraEnv = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'heffl-browser-'));
   const databaseUrl = `sqlite://${path.join(dir, 'heffl.db')}`;
   const port = await freePort();
-  const env = serverEnv(databaseUrl, `127.0.0.1:${port}`, extraEnv);
+  const resolved = Object.fromEntries(
+    Object.entries(extraEnv).map(([name, value]) => [
+      name,
+      typeof value === 'function' ? value(`http://127.0.0.1:${port}`) : value,
+    ]),
+  );
+  const env = serverEnv(databaseUrl, `127.0.0.1:${port}`, resolved);
   const { stdout } = await promisify(execFile)(
     BINARY,
     ['bootstrap', '--workspace', 'Acme', '--email', 'owner@acme.test', '--name', 'Olive Owner'],

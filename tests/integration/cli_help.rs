@@ -105,8 +105,8 @@ async fn serve_takes_its_flags_after_the_subcommand() {
     assert!(out.stderr.contains("needs a unit"), "{}", out.stderr);
 }
 
-/// Settings' values come from the environment, and `DATABASE_URL` and `HEFFL_REDIS_URL` hold
-/// passwords: no `--help` of any subcommand may print them.
+/// Settings' values come from the environment, and `DATABASE_URL`, `HEFFL_REDIS_URL` and
+/// `HEFFL_SMTP_URL` hold passwords: no `--help` of any subcommand may print them.
 #[tokio::test]
 async fn no_help_prints_a_setting_s_value() {
     const PLANTED: &str = "pl4nted-Passw0rd";
@@ -123,6 +123,10 @@ async fn no_help_prints_a_setting_s_value() {
         (
             "HEFFL_DASHBOARD_ORIGINS",
             format!("https://{PLANTED}.example"),
+        ),
+        (
+            "HEFFL_SMTP_URL",
+            format!("smtps://mailer:{PLANTED}@smtp.example:465"),
         ),
     ]
     .into_iter()

@@ -99,6 +99,9 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
         [
             "createdAt",
             "email",
+            "emailError",
+            "emailStatus",
+            "emailedAt",
             "expiresAt",
             "id",
             "invitedBy",

@@ -15,6 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("limits", &["domain", "error"]),
     ("usage", &["domain", "error", "store"]),
     ("webhooks", &["domain", "store"]),
+    ("mail", &["domain"]),
     (
         "http",
         &[
@@ -27,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "limits",
             "usage",
             "webhooks",
+            "mail",
         ],
     ),
     (
@@ -39,6 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
             "verify",
             "http",
+            "mail",
         ],
     ),
 ];

@@ -249,6 +249,51 @@ impl TestApp {
             .await
     }
 
+    pub async fn invitations(&self, caller: &Account) -> Reply {
+        let path = format!("/app/v1/workspaces/{}/invitations", caller.workspace_id);
+        self.call(Method::GET, &path, Some(&caller.token), None)
+            .await
+    }
+
+    pub async fn resend_invitation(&self, caller: &Account, invitation_id: &str) -> Reply {
+        let path = format!(
+            "/app/v1/workspaces/{}/invitations/{invitation_id}/resend",
+            caller.workspace_id
+        );
+        self.call(Method::POST, &path, Some(&caller.token), None)
+            .await
+    }
+
+    pub async fn lookup_invitation(&self, token: &str) -> Reply {
+        let body = json!({ "token": token });
+        self.call(Method::POST, "/app/v1/invitations/lookup", None, Some(body))
+            .await
+    }
+
+    // Password resets -----------------------------------------------------------------------
+
+    pub async fn sign_in_options(&self) -> Reply {
+        self.call(Method::GET, "/app/v1/auth/options", None, None)
+            .await
+    }
+
+    pub async fn request_password_reset(&self, email: &str) -> Reply {
+        let body = json!({ "email": email });
+        self.call(
+            Method::POST,
+            "/app/v1/auth/password-reset",
+            None,
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn confirm_password_reset(&self, token: &str, password: &str) -> Reply {
+        let body = json!({ "token": token, "password": password });
+        let path = "/app/v1/auth/password-reset/confirm";
+        self.call(Method::POST, path, None, Some(body)).await
+    }
+
     pub async fn audit_events(&self, caller: &Account, query: &str) -> Reply {
         let path = format!(
             "/app/v1/workspaces/{}/audit-events?{query}",

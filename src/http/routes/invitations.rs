@@ -1,11 +1,13 @@
 //! Invitations (docs/api.md §10). The inviter's answer never depends on whether the email has an
 //! account, and every token that opens nothing (unknown, expired, cancelled, used, or not even
-//! token-shaped) gets the one 404 `invitation_not_found`.
+//! token-shaped) gets the one 404 `invitation_not_found`. With email on, the token travels only
+//! by email: holding one proves its holder reads the invited mailbox.
 
 use super::auth::{
     client_address, invalid_credentials, new_session_expiry, record_failed_login, User,
 };
 use super::workspaces::manager_role;
+use crate::domain::email::{EmailFailure, EmailStatus};
 use crate::domain::ids::{InvitationId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
@@ -16,9 +18,11 @@ use crate::http::extract::{ApiJson, Path};
 use crate::http::openapi::{
     Email, ErrorBody, InvitationPath, Password, ServerErrors, Text100, WorkspacePath,
 };
+use crate::http::outbox::MailJob;
 use crate::http::session_auth::SessionUser;
 use crate::http::AppState;
-use crate::store::{normalize_email, MemberActor};
+use crate::mail;
+use crate::store::{normalize_email, EmailResult, MemberActor, ResendOutcome};
 use crate::store::{
     AcceptOutcome, CancelOutcome, ClientInfo, CreateAccountOutcome, InvitationPreviewRow,
     InvitationRow, InviteOutcome, NewSession, UserRow, WorkspaceRefRow,
@@ -67,8 +71,52 @@ pub struct CreateInvitation {
 pub struct CreatedInvitation {
     #[serde(flatten)]
     invitation: Invitation,
-    /// Shown only here. Pass on the link `<base>/settings/developer#invitation=<token>`.
-    token: String,
+    /// Only when the server sends no email (`emailStatus` null), and shown only here: pass on
+    /// the link `<base>/settings/developer#invitation=<token>`. With email on, the token goes
+    /// only to the invited address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+/// Puts the invitation's email on the queue; a full queue is recorded on the invitation as a
+/// failure the inviter sees and may resend.
+async fn email_invitation(
+    state: &AppState,
+    workspace_id: &WorkspaceId,
+    invitation: &InvitationRow,
+    token: &session_token::SessionToken,
+) -> Result<(), ApiError> {
+    let Some(outbox) = state.outbox.as_ref() else {
+        return Ok(());
+    };
+    let link = outbox.link("invitation", &token.token);
+    let email = mail::invitation(&mail::InvitationEmail {
+        to: &invitation.email,
+        inviter_name: &invitation.inviter_name,
+        inviter_email: &invitation.inviter_email,
+        workspace_name: &invitation.workspace_name,
+        role: invitation.role.as_str(),
+        link: &link,
+        expires_at: invitation.expires_at,
+    });
+    let queued = outbox.enqueue(MailJob::Invitation {
+        workspace_id: workspace_id.clone(),
+        invitation_id: invitation.id.clone(),
+        token_digest: token.digest,
+        email,
+    });
+    if !queued {
+        state
+            .store
+            .record_invitation_email(
+                workspace_id,
+                &invitation.id,
+                &token.digest,
+                EmailResult::Failed(EmailFailure::QueueFull),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -87,7 +135,7 @@ pub struct InvitationList {
     params(WorkspacePath),
     request_body = CreateInvitation,
     responses(
-        (status = 201, description = "The invitation and its token, shown this once", body = CreatedInvitation),
+        (status = 201, description = "The invitation; its token (shown this once) only when the server sends no email", body = CreatedInvitation),
         (status = 400, description = "Invalid JSON, fields or path parameter", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
@@ -112,6 +160,7 @@ pub async fn create(
         return Err(ApiError::internal("validated fields missing"));
     };
     let token = session_token::generate();
+    let emailed = state.outbox.is_some();
     let outcome = state
         .store
         .create_invitation(
@@ -119,19 +168,23 @@ pub async fn create(
             &email,
             role,
             &token.digest,
+            emailed,
             &MemberActor::user(&session.user.id, inviter_role, &client),
         )
         .await?;
     match outcome {
-        InviteOutcome::Created(invitation) => Ok((
-            StatusCode::CREATED,
-            [(header::CACHE_CONTROL, "no-store")],
-            ApiJson(CreatedInvitation {
-                invitation: invitation.into(),
-                token: token.token,
-            }),
-        )
-            .into_response()),
+        InviteOutcome::Created(invitation) => {
+            email_invitation(&state, &workspace_id, &invitation, &token).await?;
+            Ok((
+                StatusCode::CREATED,
+                [(header::CACHE_CONTROL, "no-store")],
+                ApiJson(CreatedInvitation {
+                    invitation: (*invitation).into(),
+                    token: (!emailed).then_some(token.token),
+                }),
+            )
+                .into_response())
+        }
         InviteOutcome::AlreadyMember => Err(ApiError::conflict(
             Reason::AlreadyMember,
             "This email is already a member of the workspace; change their role instead.",
@@ -212,6 +265,83 @@ pub async fn cancel(
     }
 }
 
+/// Resends allowed per invitation per minute: enough to fix a typo'd mail server, too few to
+/// flood a mailbox.
+const RESENDS_PER_MINUTE: u32 = 1;
+
+/// A new link goes to the invited address; the old one stops working and the week starts over.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspaceId}/invitations/{invitationId}/resend",
+    tag = "dashboard",
+    operation_id = "resendInvitation",
+    summary = "Email a pending invitation again, with a new link (owners; admins for roles below owner)",
+    security(("bearer" = [])),
+    params(
+        WorkspacePath,
+        InvitationPath,
+    ),
+    responses(
+        (status = 202, description = "A new email is on its way (`emailStatus: pending`); the previous link opens nothing", body = Invitation),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "`workspace_mismatch` or `insufficient_permission`", body = ErrorBody),
+        (status = 404, description = "No pending invitation with this id in this workspace, or the server sends no email", body = ErrorBody),
+        (status = 429, description = "`resend_throttled`: this invitation was resent less than a minute ago", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn resend(
+    State(state): State<AppState>,
+    session: SessionUser,
+    client: ClientInfo,
+    Path((workspace_id, invitation_id)): Path<(WorkspaceId, InvitationId)>,
+) -> Result<(StatusCode, ApiJson<Invitation>), ApiError> {
+    let role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
+    if state.outbox.is_none() {
+        return Err(ApiError::not_found(
+            "This server sends no email (HEFFL_SMTP_URL is not set): copy the invitation's link \
+             when you create it, or cancel it and invite again.",
+        ));
+    }
+    let decision = state
+        .resends
+        .check(
+            invitation_id.as_str(),
+            RESENDS_PER_MINUTE,
+            std::time::Instant::now(),
+        )
+        .await;
+    if !decision.allowed {
+        return Err(ApiError::TooManyRequests {
+            reason: Reason::ResendThrottled,
+            message: "This invitation was emailed a moment ago; wait a minute before resending."
+                .into(),
+            retry_after_secs: decision.reset_secs,
+        });
+    }
+    let token = session_token::generate();
+    let outcome = state
+        .store
+        .resend_invitation(
+            &workspace_id,
+            &invitation_id,
+            &token.digest,
+            &MemberActor::user(&session.user.id, role, &client),
+        )
+        .await?;
+    match outcome {
+        ResendOutcome::Resent(invitation) => {
+            email_invitation(&state, &workspace_id, &invitation, &token).await?;
+            Ok((StatusCode::ACCEPTED, ApiJson((*invitation).into())))
+        }
+        ResendOutcome::NotFound => Err(ApiError::not_found(
+            "No pending invitation with this id in this workspace.",
+        )),
+        ResendOutcome::Forbidden => Err(not_a_manager()),
+    }
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
@@ -261,6 +391,15 @@ pub enum InvitationStatus {
     Pending,
 }
 
+/// Why the last email was not sent, without anything the mail server said.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EmailError {
+    /// `connection_failed`, `timeout`, `tls_failed`, `rejected` (5xx), `deferred` (4xx),
+    /// `invalid_address` or `queue_full`.
+    reason: EmailFailure,
+    at: Timestamp,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Invitation {
@@ -273,6 +412,13 @@ pub struct Invitation {
     invited_by: User,
     created_at: Timestamp,
     expires_at: Timestamp,
+    /// `pending` (queued), `sent` (the mail server took it), `failed` (see `emailError`), or
+    /// null when the server sends no email and the link was handed to the inviter.
+    email_status: Option<EmailStatus>,
+    /// When the mail server took the last email.
+    emailed_at: Option<Timestamp>,
+    /// Set while `emailStatus` is `failed`.
+    email_error: Option<EmailError>,
 }
 
 impl From<InvitationRow> for Invitation {
@@ -289,6 +435,12 @@ impl From<InvitationRow> for Invitation {
             }),
             created_at: row.created_at,
             expires_at: row.expires_at,
+            email_status: row.email_status,
+            emailed_at: row.emailed_at,
+            email_error: match (row.email_failure, row.email_failed_at) {
+                (Some(reason), Some(at)) => Some(EmailError { reason, at }),
+                _ => None,
+            },
         }
     }
 }

@@ -15,6 +15,7 @@ mod leads;
 mod me;
 mod members;
 mod operations;
+mod password_reset;
 mod scopes;
 mod secret_scanning;
 mod static_page;
@@ -33,12 +34,16 @@ pub fn dashboard() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
+        .routes(routes!(password_reset::options))
+        .routes(routes!(password_reset::request))
+        .routes(routes!(password_reset::confirm))
         .routes(routes!(auth::session))
         .routes(routes!(workspaces::create))
         .routes(routes!(auth::change_password))
         .routes(routes!(members::list))
         .routes(routes!(invitations::list, invitations::create))
         .routes(routes!(invitations::cancel))
+        .routes(routes!(invitations::resend))
         .routes(routes!(invitations::lookup))
         .routes(routes!(invitations::accept))
         .routes(routes!(members::change_role, members::remove))
