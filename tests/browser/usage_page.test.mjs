@@ -99,6 +99,11 @@ before(async () => {
   });
   assert.equal(added.status, 201, JSON.stringify(added.body));
   await makeTraffic();
+  // An endpoint whose host never resolves: its dialogs can be opened, nothing is delivered.
+  const hook = await appApi(server, 'POST', `/workspaces/${server.workspaceId}/webhooks`, ownerToken, {
+    url: 'https://hooks.heffl.invalid/in',
+  });
+  assert.equal(hook.status, 201, JSON.stringify(hook.body));
 });
 
 after(async () => {
@@ -629,6 +634,26 @@ describe('Settings > Developer: the layout at every width', { timeout: 300_000 }
         await assertDialogFits(page, 'webhook-dialog', () => page.locator(byTestId('webhook-add-button')).click(), where);
         await assertDialogFits(page, 'password-dialog', () => page.locator(byTestId('password-button')).click(), where);
         await assertDialogFits(page, 'workspace-dialog', () => page.locator(byTestId('workspace-new-button')).click(), where);
+        const hook = page.locator(byTestId('webhook-item')).first();
+        await hook.waitFor();
+        await assertDialogFits(page, 'webhook-secret-dialog', () => hook.locator(byTestId('webhook-roll')).click(), where);
+        await assertDialogFits(page, 'webhook-delete-dialog', () => hook.locator(byTestId('webhook-delete')).click(), where);
+        await assertDialogFits(
+          page,
+          'member-remove-dialog',
+          () => page.locator(byTestId('person'), { hasText: member.email }).locator(byTestId('person-remove')).click(),
+          where,
+        );
+        await assertDialogFits(
+          page,
+          'new-key-dialog',
+          async () => {
+            await page.locator(byTestId('create-key-button')).click();
+            await page.locator(byTestId('create-name')).fill(`Layout ${width}`);
+            await page.locator(byTestId('create-submit')).click();
+          },
+          where,
+        );
         await assertDialogFits(
           page,
           'revoke-dialog',
