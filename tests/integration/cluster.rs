@@ -142,7 +142,9 @@ impl Cluster {
     }
 
     async fn until_sharing(&self, index: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: with the whole suite running on two cores, a heartbeat (3 s TTL) can be
+        // late enough that the count dips below 3 for a while; this waits, it measures nothing.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = self.metrics(index).await;
             let value = |series: &str| crate::process_harness::metric_value(&text, series);
