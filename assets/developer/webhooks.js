@@ -466,7 +466,11 @@
   el('webhook-cancel').addEventListener('click', () => el('webhook-dialog').close());
   el('webhook-dialog').addEventListener('close', returnFocus);
   el('webhook-secret-copy').addEventListener('click', copySecret);
-  el('webhook-secret-done').addEventListener('click', () => el('webhook-secret-dialog').close());
+  // At once, not at `close` (a task later): the secret leaves the page as the dialog is dismissed.
+  el('webhook-secret-done').addEventListener('click', () => {
+    forgetSecret();
+    el('webhook-secret-dialog').close();
+  });
   el('webhook-secret-dialog').addEventListener('cancel', forgetSecret);
   el('webhook-secret-dialog').addEventListener('close', () => {
     forgetSecret();
