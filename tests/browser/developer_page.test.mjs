@@ -360,6 +360,9 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
     const { page, close } = await openPage();
     try {
       await signIn(page);
+      // Every request the signed-in page makes at first has been answered: the 401 below must
+      // come from the click, not from a card still loading.
+      await page.waitForLoadState('networkidle');
       const token = await page.evaluate(() => sessionStorage.getItem('heffl.developer.sessionToken'));
       assert.ok(token);
 
