@@ -77,6 +77,18 @@ impl Issues {
     }
 
     /// A required role: `owner`, `admin`, `member` or `viewer`.
+    /// A page size from the query: `default` when absent, else a whole number from 1 to `max`.
+    pub fn page_limit(&mut self, value: Option<&str>, default: i64, max: i64) -> i64 {
+        match value.map(|v| v.trim().parse::<i64>()) {
+            None => default,
+            Some(Ok(n)) if (1..=max).contains(&n) => n,
+            Some(_) => {
+                self.add("limit", format!("must be a whole number from 1 to {max}"));
+                default
+            }
+        }
+    }
+
     pub fn role(&mut self, field: &str, value: Option<&str>) -> Option<Role> {
         match value.map(Role::parse) {
             Some(Some(role)) => Some(role),

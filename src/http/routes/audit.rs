@@ -113,17 +113,7 @@ pub async fn list(
         )
     })?;
     let mut issues = Issues::default();
-    let limit = match query.get("limit").map(|v| v.trim().parse::<i64>()) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            issues.add(
-                "limit",
-                format!("must be a whole number from 1 to {MAX_LIMIT}"),
-            );
-            DEFAULT_LIMIT
-        }
-    };
+    let limit = issues.page_limit(query.get("limit"), DEFAULT_LIMIT, MAX_LIMIT);
     let after = query.get("cursor").filter(|c| !c.is_empty());
     let key_id = query.get("keyId");
     let key_id_shape = |id: &str| {

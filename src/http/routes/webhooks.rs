@@ -485,17 +485,7 @@ pub async fn deliveries(
 ) -> Result<ApiJson<DeliveryPage>, ApiError> {
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let mut issues = Issues::default();
-    let limit = match query.get("limit").map(|v| v.trim().parse::<i64>()) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            issues.add(
-                "limit",
-                format!("must be a whole number from 1 to {MAX_LIMIT}"),
-            );
-            DEFAULT_LIMIT
-        }
-    };
+    let limit = issues.page_limit(query.get("limit"), DEFAULT_LIMIT, MAX_LIMIT);
     issues.finish(())?;
     state
         .store
