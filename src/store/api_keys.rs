@@ -683,8 +683,7 @@ impl Store {
     }
 
     /// Idempotent: revoking a revoked key changes nothing and reports `false`. `revoked_by`
-    /// names a user only when a user revoked it. The caller's transaction must be serial
-    /// (`begin_serial`).
+    /// names a user only when a user revoked it.
     pub(crate) async fn revoke_api_key_in(
         &self,
         tx: &mut Tx<'_>,
@@ -745,8 +744,8 @@ impl Store {
 
     /// Replaces a key with a new one of the same name and scopes, and the same limit when the
     /// roller may set it (`limit_kept_on_roll`); the old key keeps working until
-    /// `old_expires_at` (sooner if it was due to expire before). The caller's transaction must
-    /// be serial (`begin_serial`), and is to be committed only if `Rolled`.
+    /// `old_expires_at` (sooner if it was due to expire before). The caller commits only if
+    /// `Rolled`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn roll_api_key_in(
         &self,
@@ -857,8 +856,7 @@ impl Store {
     }
 
     /// Applies a PATCH to a key as it is once earlier changes to it have committed: every
-    /// field or none. The caller's transaction must be serial (`begin_serial`); the audit
-    /// event names the fields that changed.
+    /// field or none. The audit event names the fields that changed.
     pub(crate) async fn update_api_key_in(
         &self,
         tx: &mut Tx<'_>,
@@ -1020,7 +1018,7 @@ impl Store {
     }
 
     /// On PostgreSQL, holds the key's row until the transaction ends; on SQLite the
-    /// transaction already holds the database's write lock (`begin_serial`).
+    /// transaction already holds the database's write lock (`Store::begin`).
     async fn lock_key_row(
         &self,
         tx: &mut Tx<'_>,

@@ -177,7 +177,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<Grant>, sqlx::Error> {
         let _timer = super::QueryTimer::start("credit_lease");
-        let mut tx = self.begin_serial().await?;
+        let mut tx = self.begin().await?;
         let Some(credits) = self.credits_for_update(&mut tx, key_id).await? else {
             return Ok(None);
         };
@@ -229,7 +229,7 @@ impl Store {
         local: Local,
         now: Timestamp,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
+        let mut tx = self.begin().await?;
         if let Some(credits) = self.credits_for_update(&mut tx, key_id).await? {
             let pool = credits.pool.give_back(
                 credits.refill.as_ref(),

@@ -307,7 +307,7 @@ impl Store {
             return Ok(InviteOutcome::Forbidden);
         }
         let normalized = super::normalize_email(email);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let member: Option<String> = sqlx::query_scalar(
             "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
              WHERE m.workspace_id = $1 AND u.email_normalized = $2",
@@ -385,7 +385,7 @@ impl Store {
         invitation_id: &InvitationId,
         actor: &MemberActor<'_>,
     ) -> Result<CancelOutcome, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let role: Option<String> = sqlx::query_scalar(&format!(
             "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {}",
             pending_at_2()
@@ -439,7 +439,7 @@ impl Store {
         token_digest: &[u8; 32],
         actor: &MemberActor<'_>,
     ) -> Result<ResendOutcome, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let now = Timestamp::now();
         let role: Option<String> = sqlx::query_scalar(&format!(
             "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {}",
@@ -571,7 +571,7 @@ impl Store {
         session: Option<&NewSession<'_>>,
         client: &ClientInfo,
     ) -> Result<AcceptOutcome, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let Some(claimed) = claim(&mut tx, token_digest).await? else {
             return Ok(AcceptOutcome::NotFound);
         };
@@ -602,7 +602,7 @@ impl Store {
         session: &NewSession<'_>,
         client: &ClientInfo,
     ) -> Result<CreateAccountOutcome, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let Some(claimed) = claim(&mut tx, token_digest).await? else {
             return Ok(CreateAccountOutcome::NotFound);
         };

@@ -135,7 +135,7 @@ impl Store {
         if can_manage_member(actor.role, None, Some(role)).is_err() {
             return Ok(MemberChange::Forbidden);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         if !insert_membership(&mut tx, workspace_id, user_id, role).await? {
             return Ok(MemberChange::AlreadyMember);
         }
@@ -169,8 +169,7 @@ impl Store {
         Ok(MemberChange::Done(member))
     }
 
-    /// In the caller's transaction, which must be serial (`begin_serial`) and is to be
-    /// committed only if `Done`. The flag says whether the role changed.
+    /// In the caller's transaction, to be committed only if `Done`. The flag says whether the role changed.
     pub(crate) async fn change_member_role_in(
         &self,
         tx: &mut Tx<'_>,
@@ -237,8 +236,7 @@ impl Store {
     }
 
     /// Removes the membership and revokes the user's keys in that workspace, together, in the
-    /// caller's transaction, which must be serial (`begin_serial`) and is to be committed only
-    /// if `Done`.
+    /// caller's transaction, to be committed only if `Done`.
     pub(crate) async fn remove_member_in(
         &self,
         tx: &mut Tx<'_>,

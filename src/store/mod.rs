@@ -201,16 +201,13 @@ impl Store {
         (self.pool.size(), self.pool.num_idle())
     }
 
+    /// The one way to open a transaction: every transaction here writes, and most decide what
+    /// to write from what they read first. On SQLite a deferred transaction that reads and then
+    /// writes cannot wait for a concurrent writer (SQLITE_BUSY at once, whatever the busy
+    /// timeout, which would surface as a 503); BEGIN IMMEDIATE takes the write lock up front and
+    /// waits its turn. PostgreSQL callers that must see a row unchanged lock it
+    /// (`lock_key_row`). A test in `tests/integration/layers.rs` finds any other `begin`.
     pub(crate) async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
-        self.pool.begin().await
-    }
-
-    /// A transaction that decides from what it reads, so it must hold the write lock from its
-    /// first statement. On SQLite a deferred transaction that reads and then writes cannot wait
-    /// for a concurrent writer (SQLITE_BUSY at once, whatever the busy timeout); BEGIN IMMEDIATE
-    /// takes the lock up front and waits its turn. PostgreSQL callers lock rows with
-    /// `lock_key_row` instead.
-    pub(crate) async fn begin_serial(&self) -> Result<Tx<'static>, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,

@@ -46,7 +46,7 @@ impl Store {
         client: &ClientInfo,
     ) -> Result<Option<UserRow>, sqlx::Error> {
         let now = Timestamp::now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let user_id: Option<UserId> = sqlx::query_scalar(
             "UPDATE password_resets SET used_at = $1 \
              WHERE token_digest = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id",

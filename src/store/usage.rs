@@ -65,7 +65,7 @@ impl Store {
                     .map(move |(hour, counts)| (id.as_str(), *hour, *counts))
             })
             .collect();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         for chunk in used.chunks(KEY_CHUNK) {
             // VALUES columns are column1..3 in both SQLite and PostgreSQL.
             let mut sql = Sql::new(

@@ -105,7 +105,7 @@ impl Store {
         workspace_name: &str,
         owner: &NewUser<'_>,
     ) -> Result<BootstrapOutcome, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let user = match insert_user(&mut tx, owner).await {
             Ok(user) => user,
             Err(err) if super::is_unique_violation(&err) => {
@@ -304,7 +304,7 @@ impl Store {
         new: &NewUser<'_>,
         actor: Actor<'_>,
     ) -> Result<Option<UserRow>, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let user = match insert_user(&mut tx, new).await {
             Ok(user) => user,
             Err(err) if super::is_unique_violation(&err) => return Ok(None),
@@ -336,7 +336,7 @@ impl Store {
         actor: Actor<'_>,
         client: &ClientInfo,
     ) -> Result<Option<UserRow>, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let user: Option<UserRow> = match &change {
             PasswordChange::Own { user_id, .. } => sqlx::query_as(
                 "UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING id, email, name",

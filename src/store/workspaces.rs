@@ -65,7 +65,7 @@ impl Store {
         owner_id: &UserId,
         client: &ClientInfo,
     ) -> Result<WorkspaceRow, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let workspace = insert_workspace(&mut tx, name, owner_id, Role::Owner).await?;
         record_audit(
             &mut tx,

@@ -23,11 +23,6 @@ impl Verifier {
         Ok(self.key_tx(self.store.begin().await?))
     }
 
-    /// For read-check-write sequences: see `Store::begin_serial`.
-    pub async fn begin_serial(&self) -> Result<KeyTx<'_>, sqlx::Error> {
-        Ok(self.key_tx(self.store.begin_serial().await?))
-    }
-
     fn key_tx(&self, tx: Tx<'static>) -> KeyTx<'_> {
         KeyTx {
             tx,

@@ -33,7 +33,7 @@ impl Verifier {
         reason: &str,
         client: &ClientInfo,
     ) -> Result<Option<(ApiKeyRecord, bool)>, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
+        let mut tx = self.begin().await?;
         let revoked = self
             .store
             .revoke_api_key_in(&mut tx, workspace_id, key_id, actor, reason, client)
@@ -55,7 +55,7 @@ impl Verifier {
         editor: &Editor<'_>,
         client: &ClientInfo,
     ) -> Result<UpdateOutcome, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
+        let mut tx = self.begin().await?;
         let outcome = self
             .store
             .update_api_key_in(&mut tx, workspace_id, key_id, changes, editor, client)
@@ -80,7 +80,7 @@ impl Verifier {
         roller: &Editor<'_>,
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
+        let mut tx = self.begin().await?;
         let outcome = self
             .store
             .roll_api_key_in(
@@ -131,7 +131,7 @@ impl Verifier {
         new_role: Role,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
+        let mut tx = self.begin().await?;
         let (change, changed) = self
             .store
             .change_member_role_in(&mut tx, workspace_id, user_id, new_role, actor)
@@ -152,7 +152,7 @@ impl Verifier {
         user_id: &UserId,
         actor: &MemberActor<'_>,
     ) -> Result<MemberChange, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
+        let mut tx = self.begin().await?;
         let change = self
             .store
             .remove_member_in(&mut tx, workspace_id, user_id, actor)
@@ -214,7 +214,7 @@ impl Verifier {
         workspace_id: &WorkspaceId,
         actor: Actor<'_>,
     ) -> Result<Option<String>, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
+        let mut tx = self.begin().await?;
         let deleted = self
             .store
             .delete_workspace_in(&mut tx, workspace_id, actor)
@@ -233,7 +233,7 @@ impl Verifier {
         email: &str,
         actor: Actor<'_>,
     ) -> Result<UserDeletion, sqlx::Error> {
-        let mut tx = self.begin_serial().await?;
+        let mut tx = self.begin().await?;
         let deletion = self.store.delete_user_in(&mut tx, email, actor).await?;
         if let UserDeletion::Deleted { user_id, .. } = &deletion {
             tx.invalidate(Invalidation::User(user_id.clone())).await?;

@@ -116,3 +116,46 @@ fn the_check_sees_a_use_of_a_lower_layer() {
     let uses = crate_uses("use crate::http::AppState; // crate::cli in a comment\n");
     assert_eq!(uses, BTreeSet::from(["http".to_owned()]));
 }
+
+/// Ways to open a transaction other than `Store::begin`, which takes SQLite's write lock up
+/// front so a transaction that reads before it writes waits for other writers instead of
+/// failing.
+const OTHER_BEGINS: &[&str] = &["pool.begin(", "pool().begin(", "begin_with(", "\"BEGIN"];
+
+fn other_begins(source: &str) -> Vec<&'static str> {
+    let code: String = source
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or_default())
+        .collect();
+    OTHER_BEGINS
+        .iter()
+        .copied()
+        .filter(|pattern| code.contains(pattern))
+        .collect()
+}
+
+#[test]
+fn every_transaction_opens_through_the_store() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let one_way = src.join("store").join("mod.rs");
+    let mut refused = Vec::new();
+    for file in files.iter().filter(|file| **file != one_way) {
+        let source = std::fs::read_to_string(file).expect("read a source file");
+        for found in other_begins(&source) {
+            refused.push(format!("{}: {found}", file.display()));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "transactions opened outside Store::begin:\n{}",
+        refused.join("\n")
+    );
+}
+
+#[test]
+fn the_check_sees_a_transaction_opened_on_the_pool() {
+    let found = other_begins("let tx = self.pool().begin().await?; // pool.begin( in a comment\n");
+    assert_eq!(found, vec!["pool().begin("]);
+}

@@ -13,6 +13,7 @@ mod backups;
 mod browser_guard;
 mod cli_help;
 mod cluster;
+mod concurrent_writes;
 mod cors;
 mod crash_safety;
 mod credits;
