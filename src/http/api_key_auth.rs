@@ -6,6 +6,7 @@
 use super::auth_throttle::Gate;
 use super::credits::credit_lease;
 use super::header_number::header_number;
+use super::metrics::{RouteMeter, RouteMetricsFuture};
 use super::{client_ip, request_scope, throttle_key, AppState, X_API_KEY};
 use crate::domain::api_key::{self, KeyDigest, KeyRejection};
 use crate::domain::key_policy::AllowedIps;
@@ -20,6 +21,8 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, Extensions, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
+use axum::routing::Route;
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
 use std::future::Future;
@@ -81,8 +84,10 @@ fn unauthorized(reason: Reason, message: impl Into<Message>) -> ApiError {
     }
 }
 
-/// The middleware as a tower layer, written by hand: `axum::middleware::from_fn` wrapped the
-/// inner route in a boxed service and ran the extractors on every request.
+/// The keyed routes' one layer (`route_layer`), written by hand: the route's metrics around
+/// the key check around the route, as plain calls. `axum::middleware::from_fn` boxed the route
+/// and ran extractors on every request, and each further `route_layer` (the metrics') boxes and
+/// clones the route once more per request.
 #[derive(Clone)]
 pub struct RequireApiKey {
     state: AppState,
@@ -94,61 +99,62 @@ impl RequireApiKey {
     }
 }
 
-impl<S> Layer<S> for RequireApiKey {
-    type Service = RequireApiKeyService<S>;
+impl Layer<Route> for RequireApiKey {
+    type Service = RequireApiKeyService;
 
-    fn layer(&self, inner: S) -> RequireApiKeyService<S> {
+    /// Called once per route and method: the meter is shared by that endpoint's clones.
+    fn layer(&self, route: Route) -> RequireApiKeyService {
         RequireApiKeyService {
-            inner,
+            route,
             state: self.state.clone(),
+            meter: Arc::default(),
         }
     }
 }
 
 #[derive(Clone)]
-pub struct RequireApiKeyService<S> {
-    inner: S,
+pub struct RequireApiKeyService {
+    route: Route,
     state: AppState,
+    meter: Arc<RouteMeter>,
 }
 
-impl<S> Service<Request> for RequireApiKeyService<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
+impl Service<Request> for RequireApiKeyService {
     type Response = Response;
     type Error = Infallible;
-    type Future = KeyFuture<S::Future>;
+    type Future = RouteMetricsFuture<KeyFuture<RouteFuture<Infallible>>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A route is always ready.
+        Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> KeyFuture<S::Future> {
-        // The clone that was polled ready serves this request; a fresh one waits for the next.
-        let fresh = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, fresh);
-        check_key(&self.state, request, move |request, _| inner.call(request))
+    fn call(&mut self, request: Request) -> Self::Future {
+        let RequireApiKeyService {
+            route,
+            state,
+            meter,
+        } = self;
+        meter.track(request, |request| check_key(state, request, route))
     }
 }
 
-/// The key check in front of `next`, which answers the request once its key is accepted (the
-/// router's routes through `RequireApiKey`; dispatch.rs calls this directly with a handler,
-/// which takes the state it is given).
+/// The key check in front of `route`, which answers the request once its key is accepted.
 ///
 /// A cached key whose rate limit (if any) this instance can decide alone, the common case, is
-/// decided here, synchronously: its request goes straight on to `next`, with nothing boxed,
-/// and refusals are answered without waiting. A miss, or a limit that must ask Redis,
-/// continues in `require_api_key`.
-pub fn check_key<N, F>(state: &AppState, mut request: Request, next: N) -> KeyFuture<F>
-where
-    N: FnOnce(Request, &AppState) -> F + Send + 'static,
-    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
-{
+/// decided here, synchronously: its request goes straight on to the route, with nothing boxed
+/// or cloned (a route clones itself as it is called), and refusals are answered without
+/// waiting. A miss, or a limit that must ask Redis, continues in `require_api_key` with a
+/// clone of the route.
+fn check_key(
+    state: &AppState,
+    mut request: Request,
+    route: &mut Route,
+) -> KeyFuture<RouteFuture<Infallible>> {
     let row = match check_cached(state, request.headers()) {
         Ok(Checked::Found(row)) => row,
         Ok(Checked::Miss(digest)) => {
-            return KeyFuture::boxed(state, request, next, Pending::Miss(digest))
+            return KeyFuture::boxed(state, request, route, Pending::Miss(digest))
         }
         Err(error) => return KeyFuture::answered(refused(error)),
     };
@@ -159,7 +165,7 @@ where
         None => None,
         Some(Check::Decided(decision)) => Some(decision),
         Some(Check::AskRedis(question)) => {
-            return KeyFuture::boxed(state, request, next, Pending::AskRedis(row, question));
+            return KeyFuture::boxed(state, request, route, Pending::AskRedis(row, question));
         }
     };
     if let Some(decision) = decision.filter(|d| !d.allowed) {
@@ -168,7 +174,7 @@ where
     hot_counters().auth_ok.increment(1);
     request.extensions_mut().insert(principal(&row));
     KeyFuture::Serving {
-        inner: next(request, state),
+        inner: route.call(request),
         state: state.clone(),
         row,
         decision,
@@ -200,15 +206,11 @@ impl<F> KeyFuture<F> {
         }
     }
 
-    fn boxed<N>(state: &AppState, request: Request, next: N, pending: Pending) -> KeyFuture<F>
-    where
-        N: FnOnce(Request, &AppState) -> F + Send + 'static,
-        F: Future<Output = Result<Response, Infallible>> + Send + 'static,
-    {
-        let state = state.clone();
+    fn boxed(state: &AppState, request: Request, route: &Route, pending: Pending) -> KeyFuture<F> {
+        let (state, route) = (state.clone(), route.clone());
         KeyFuture::Checking {
             future: Box::pin(
-                async move { Ok(require_api_key(state, request, next, pending).await) },
+                async move { Ok(require_api_key(state, request, route, pending).await) },
             ),
         }
     }
@@ -249,16 +251,12 @@ enum Pending {
     AskRedis(Arc<KeyPrincipalRow>, Question),
 }
 
-async fn require_api_key<N, F>(
+async fn require_api_key(
     state: AppState,
     mut request: Request,
-    next: N,
+    mut route: Route,
     pending: Pending,
-) -> Response
-where
-    N: FnOnce(Request, &AppState) -> F,
-    F: Future<Output = Result<Response, Infallible>>,
-{
+) -> Response {
     let (row, limit) = match pending {
         Pending::Miss(digest) => {
             let peer = request
@@ -290,7 +288,7 @@ where
     }
     hot_counters().auth_ok.increment(1);
     request.extensions_mut().insert(principal(&row));
-    let response = match next(request, &state).await {
+    let response = match route.call(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };

@@ -22,18 +22,6 @@ impl Principal {
         self.spend(state, 1).await
     }
 
-    /// `admit` when it needs no waiting, for the routes answered without a boxed future.
-    pub fn admit_now(
-        &self,
-        state: &AppState,
-        scope: Scope,
-    ) -> Result<Result<(), ApiError>, MustLease> {
-        if let Err(error) = self.require(scope) {
-            return Ok(Err(error));
-        }
-        self.spend_now(state, 1)
-    }
-
     /// Spends `cost` of the key's credits (nothing for a key without credits).
     pub async fn spend(&self, state: &AppState, cost: i64) -> Result<(), ApiError> {
         match self.spend_now(state, cost) {
@@ -43,11 +31,7 @@ impl Principal {
     }
 
     /// The spend when the lease this instance holds decides it, the common case: no waiting.
-    pub fn spend_now(
-        &self,
-        state: &AppState,
-        cost: i64,
-    ) -> Result<Result<(), ApiError>, MustLease> {
+    fn spend_now(&self, state: &AppState, cost: i64) -> Result<Result<(), ApiError>, MustLease> {
         let Some(credits) = &self.credits else {
             return Ok(Ok(()));
         };

@@ -4,9 +4,9 @@
 //!
 //! Each route has a `RouteMeter` that resolves its metric handles on the first request of each
 //! method and keeps them, instead of hashing labels and searching the registry (and allocating
-//! three label strings) on every request. The router's routes get theirs from
-//! `RouteMetricsLayer` (a `route_layer`: the template comes from `MatchedPath`); the direct
-//! stacks of dispatch.rs name their template and build their futures with `RouteMeter::track`.
+//! three label strings) on every request. Routes get theirs from `RouteMetricsLayer` (a
+//! `route_layer`: the template comes from `MatchedPath`), the keyed routes from the key's layer
+//! (`api_key_auth::RequireApiKey`), which counts with `RouteMeter::track` in the same layer.
 //!
 //! The duration is the request's, from the first byte of its head to its route's answer, read
 //! from the request's scope (`request_scope`): the route reads the clock once, when it answers.
@@ -53,7 +53,7 @@ const OTHER: usize = METHODS.len();
 /// gateway forwards, so each is kept, not only the route's first.
 #[derive(Default)]
 pub struct RouteMeter {
-    /// Named by dispatch.rs, or learned from the router's `MatchedPath` on the first request.
+    /// Learned from the router's `MatchedPath` on the first request.
     route: OnceLock<String>,
     /// Indexed as `METHODS`, then `OTHER`.
     methods: [OnceLock<MethodHandles>; METHODS.len() + 1],
@@ -66,12 +66,6 @@ struct MethodHandles {
 }
 
 impl RouteMeter {
-    pub fn named(route: &'static str) -> Arc<RouteMeter> {
-        let meter = RouteMeter::default();
-        let _ = meter.route.set(route.to_owned());
-        Arc::new(meter)
-    }
-
     /// Answers `request` with `answer`, counting and timing the answer.
     pub fn track<F>(
         self: &Arc<Self>,

@@ -8,7 +8,6 @@ mod body_limit;
 mod client;
 mod connection;
 pub(crate) mod credits;
-mod dispatch;
 mod error_response;
 mod expiry_log;
 mod extract;
@@ -146,19 +145,23 @@ impl Deref for AppState {
     }
 }
 
-/// The whole HTTP surface as one service: the request layer (stack.rs) around the direct
-/// stacks of the hottest routes and the router (dispatch.rs).
+/// The whole HTTP surface as one service: the request layer (stack.rs) around the router.
 pub type App = stack::RequestService;
 
 pub fn app(state: AppState) -> App {
-    let dashboard = routes::dashboard().layer(dashboard_cors(&state.config));
+    // Each group carries its route metrics itself: the keyed routes count them in the same
+    // layer as the key check (`RequireApiKey`), one layer where two would each box and clone
+    // the route again on every request.
+    let dashboard = routes::dashboard()
+        .layer(dashboard_cors(&state.config))
+        .route_layer(metrics::RouteMetricsLayer);
     let api = routes::api(state.clone());
     let (routes, document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .nest("/app/v1", dashboard)
         // Merged with full paths rather than nested: nesting rewrites every request's URI,
         // a cost the hot path of key verification need not pay.
         .merge(api)
-        .merge(routes::operations())
+        .merge(routes::operations().route_layer(metrics::RouteMetricsLayer))
         .split_for_parts();
     let document = openapi_json(&document);
     let router = routes
@@ -172,18 +175,14 @@ pub fn app(state: AppState) -> App {
                     )],
                     document,
                 )
-            }),
+            })
+            .route_layer(metrics::RouteMetricsLayer),
         )
-        .route_layer(metrics::RouteMetricsLayer)
         .fallback(json_errors::no_route)
         .with_state(state.clone());
     // Request id, logs, body limit, timeout, panics and JSON errors, in one layer (stack.rs),
     // around the router rather than `Router::layer`, which would box it into every route.
-    stack::RequestService::new(
-        dispatch::Dispatch::new(&state, router),
-        state.config.request_timeout,
-        state.proxies.clone(),
-    )
+    stack::RequestService::new(router, state.config.request_timeout, state.proxies.clone())
 }
 
 /// Serialized once: the document is fixed for the life of the router.

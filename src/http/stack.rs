@@ -16,7 +16,6 @@
 //!   only when the level is enabled.
 
 use super::api_key_auth::Principal;
-use super::dispatch::{Dispatch, DispatchFuture};
 use super::request_id::{RequestId, X_REQUEST_ID};
 use super::request_scope::RequestScope;
 use super::{body_limit, client_ip, json_errors, X_API_KEY};
@@ -25,6 +24,8 @@ use crate::error::{ErrorCode, ErrorReason, Reason};
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
+use axum::Router;
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,12 +35,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::task::futures::TaskLocalFuture;
+use tower::Service;
 
-/// The whole HTTP surface: this layer around the dispatch (dispatch.rs). A clone is one
-/// reference count; the connection (server.rs) calls `handle` on it without cloning.
+/// The whole HTTP surface: this layer around the router. A clone is one reference count; the
+/// connection (server.rs) calls `handle` on it without cloning.
 #[derive(Clone)]
 pub struct RequestService {
-    dispatch: Dispatch,
+    router: Router,
     timeout: Duration,
     proxies: TrustedProxies,
 }
@@ -65,9 +67,9 @@ impl RequestLine {
 }
 
 impl RequestService {
-    pub fn new(dispatch: Dispatch, timeout: Duration, proxies: TrustedProxies) -> RequestService {
+    pub fn new(router: Router, timeout: Duration, proxies: TrustedProxies) -> RequestService {
         RequestService {
-            dispatch,
+            router,
             timeout,
             proxies,
         }
@@ -103,7 +105,8 @@ impl RequestService {
             }
         } else {
             let request = body_limit::limit(request);
-            let call = AssertUnwindSafe(|| self.dispatch.handle(request));
+            // A router's clone is a reference count.
+            let call = AssertUnwindSafe(|| self.router.clone().call(request));
             match line.scope().sync(|| std::panic::catch_unwind(call)) {
                 Ok(future) => State::Running {
                     future: line.scope().run(future),
@@ -136,7 +139,7 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State {
-        Running { #[pin] future: TaskLocalFuture<RequestScope, DispatchFuture> },
+        Running { #[pin] future: TaskLocalFuture<RequestScope, RouteFuture<Infallible>> },
         Refusing { future: BoxedResponse },
         Done { response: Option<Response> },
     }

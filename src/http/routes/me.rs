@@ -1,15 +1,12 @@
-use super::direct::Answer;
 use crate::domain::permissions::Role;
 use crate::domain::scopes::Scope;
 use crate::error::ApiError;
-use crate::http::credits::MustLease;
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
 use crate::verify::memo;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::IntoResponse;
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -69,24 +66,6 @@ pub struct MeApiKey<'a> {
 pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
     principal.admit(&state, Scope::MeRead).await?;
     answer(&principal)
-}
-
-/// `me` without the router (routes::direct): answered at once unless the key's credits need a
-/// lease from the database first.
-pub(super) fn direct(principal: Principal, state: &AppState) -> Answer {
-    match principal.admit_now(state, Scope::MeRead) {
-        Ok(Ok(())) => Answer::ready(answer(&principal)),
-        Ok(Err(error)) => Answer::ready(error),
-        Err(MustLease) => {
-            let state = state.clone();
-            Answer::Waiting(Box::pin(async move {
-                match principal.spend(&state, 1).await {
-                    Ok(()) => answer(&principal).into_response(),
-                    Err(error) => error.into_response(),
-                }
-            }))
-        }
-    }
 }
 
 /// The answer once the request is admitted.

@@ -65,72 +65,18 @@ pub fn dashboard() -> OpenApiRouter<AppState> {
 /// /api/v1 (full paths in the handlers' annotations): integrators, authenticated by
 /// `x-api-key` in a middleware before any handler.
 pub fn api(state: AppState) -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let keyed = OpenApiRouter::new()
         .routes(routes!(me::me))
         .routes(routes!(leads::list, leads::create))
         .routes(routes!(leads::get, leads::update, leads::delete))
         .merge(verify::routes())
-        .route_layer(super::api_key_auth::RequireApiKey::new(state))
-        // Added after the layer, so they are not behind it: reporting a leak needs no key.
+        .route_layer(super::api_key_auth::RequireApiKey::new(state));
+    // Reporting a leak needs no key.
+    let open = OpenApiRouter::new()
         .routes(routes!(credentials::revoke))
         .routes(routes!(secret_scanning::github))
-}
-
-/// The handlers http/dispatch.rs calls without the router: the same code as the router's
-/// handlers after their extractors, taken from the request the way the extractors take it, and
-/// answered at once when nothing has to wait (no boxed future, no state cloned).
-pub mod direct {
-    use crate::error::ApiError;
-    use crate::http::{AppState, Principal};
-    use axum::extract::Request;
-    use axum::response::{IntoResponse, Response};
-    use std::convert::Infallible;
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    /// A handler's answer, as the future a service returns: ready, or waiting (verify reading
-    /// a body).
-    pub enum Answer {
-        Ready(Option<Response>),
-        Waiting(Pin<Box<dyn Future<Output = Response> + Send>>),
-    }
-
-    impl Answer {
-        pub fn ready(response: impl IntoResponse) -> Answer {
-            Answer::Ready(Some(response.into_response()))
-        }
-    }
-
-    impl Future for Answer {
-        type Output = Result<Response, Infallible>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            match self.get_mut() {
-                Answer::Ready(response) => Poll::Ready(Ok(response.take().unwrap_or_else(|| {
-                    ApiError::internal("an answer was polled twice").into_response()
-                }))),
-                Answer::Waiting(future) => future.as_mut().poll(cx).map(Ok),
-            }
-        }
-    }
-
-    pub type Handler = fn(Request, &AppState) -> Answer;
-
-    pub fn me(mut request: Request, state: &AppState) -> Answer {
-        match Principal::take(request.extensions_mut()) {
-            Ok(principal) => super::me::direct(principal, state),
-            Err(error) => Answer::ready(error),
-        }
-    }
-
-    pub fn verify(request: Request, state: &AppState) -> Answer {
-        super::verify::direct(request, state)
-    }
-
-    pub fn healthz(_request: Request, _state: &AppState) -> Answer {
-        Answer::ready(super::operations::healthz_answer())
-    }
+        .route_layer(super::metrics::RouteMetricsLayer);
+    keyed.merge(open)
 }
 
 /// Operations are documented; the pages and their assets are not API and are left out.

@@ -11,20 +11,18 @@
 //! scope check the operator meant. The `{*path}` twin carries the original request's query
 //! (Envoy appends it), so there only `scope` is read and the rest is not ours to judge.
 
-use super::direct::Answer;
 use super::me::{encode, json_headers, Me};
 use crate::domain::credits::MAX_COST;
 use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
-use crate::http::credits::MustLease;
 use crate::http::openapi::{ErrorBody, ServerErrors};
 use crate::http::{AppState, Principal};
 use crate::verify::memo::{self, VerifyAnswer};
 use axum::body::Body;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -72,69 +70,31 @@ enum Query {
 
 /// What a successful verify answers; failures are those of any /api/v1 request.
 pub(super) async fn verify(
-    state: State<AppState>,
-    principal: Principal,
-    query: RawQuery,
-    body: Body,
+    State(state): State<AppState>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    verify_with(state, principal, query, body, Query::Gateway).await
+    verify_with(state, request, Query::Gateway).await
 }
 
 async fn verify_path(
-    state: State<AppState>,
-    principal: Principal,
-    query: RawQuery,
-    body: Body,
+    State(state): State<AppState>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    verify_with(state, principal, query, body, Query::OriginalRequest).await
+    verify_with(state, request, Query::OriginalRequest).await
 }
 
-async fn verify_with(
-    State(state): State<AppState>,
-    principal: Principal,
-    RawQuery(query): RawQuery,
-    body: Body,
-    kind: Query,
-) -> Result<Response, ApiError> {
+/// The whole request is its one extractor: the key's layer left the principal in it, and the
+/// query is read in place.
+async fn verify_with(state: AppState, request: Request, kind: Query) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let principal = Principal::take(&mut parts.extensions)?;
     // A gateway sends no body; only a body that may hold bytes is read.
     if !body.is_end_stream() {
         discard(body).await;
     }
-    let cost = admitted_cost(&state, &principal, query.as_deref(), kind)?;
+    let cost = admitted_cost(&state, &principal, parts.uri.query(), kind)?;
     principal.spend(&state, cost).await?;
     answer(&state, &principal)
-}
-
-/// `verify` without the router (routes::direct): the same extraction, and the same answer,
-/// made at once unless there is a body to read first.
-pub(super) fn direct(request: Request, state: &AppState) -> Answer {
-    let (mut parts, body) = request.into_parts();
-    let principal = match Principal::take(&mut parts.extensions) {
-        Ok(principal) => principal,
-        Err(error) => return Answer::ready(error),
-    };
-    if body.is_end_stream() {
-        let cost = match admitted_cost(state, &principal, parts.uri.query(), Query::Gateway) {
-            Ok(cost) => cost,
-            Err(error) => return Answer::ready(error),
-        };
-        match principal.spend_now(state, cost) {
-            Ok(Ok(())) => return Answer::ready(answer(state, &principal)),
-            Ok(Err(error)) => return Answer::ready(error),
-            Err(MustLease) => {}
-        }
-    }
-    let state = state.clone();
-    Answer::Waiting(Box::pin(async move {
-        discard(body).await;
-        let admitted = match admitted_cost(&state, &principal, parts.uri.query(), Query::Gateway) {
-            Ok(cost) => principal.spend(&state, cost).await,
-            Err(error) => Err(error),
-        };
-        admitted
-            .and_then(|()| answer(&state, &principal))
-            .into_response()
-    }))
 }
 
 /// The scopes the query asks for, checked; then what the request costs in credits (`cost`,
@@ -341,13 +301,8 @@ fn identity_headers(
         ServerErrors,
     )
 )]
-async fn get_verify(
-    state: State<AppState>,
-    principal: Principal,
-    query: RawQuery,
-    body: Body,
-) -> Result<Response, ApiError> {
-    verify(state, principal, query, body).await
+async fn get_verify(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    verify_with(state, request, Query::Gateway).await
 }
 
 #[utoipa::path(
@@ -368,12 +323,10 @@ async fn get_verify(
     )
 )]
 async fn post_verify(
-    state: State<AppState>,
-    principal: Principal,
-    query: RawQuery,
-    body: Body,
+    State(state): State<AppState>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    verify(state, principal, query, body).await
+    verify_with(state, request, Query::Gateway).await
 }
 
 #[utoipa::path(
@@ -395,12 +348,10 @@ async fn post_verify(
     )
 )]
 async fn get_verify_path(
-    state: State<AppState>,
-    principal: Principal,
-    query: RawQuery,
-    body: Body,
+    State(state): State<AppState>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    verify_path(state, principal, query, body).await
+    verify_with(state, request, Query::OriginalRequest).await
 }
 
 #[utoipa::path(
@@ -421,12 +372,10 @@ async fn get_verify_path(
     )
 )]
 async fn post_verify_path(
-    state: State<AppState>,
-    principal: Principal,
-    query: RawQuery,
-    body: Body,
+    State(state): State<AppState>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    verify_path(state, principal, query, body).await
+    verify_with(state, request, Query::OriginalRequest).await
 }
 
 /// The failures of the three twins of `GET /api/v1/verify` (POST, and both with a path), which
