@@ -35,7 +35,8 @@
 # Settings (environment): BENCH_SECONDS (10), BENCH_ROUNDS (5), BENCH_CONNS ("64 1"),
 # BENCH_DBS ("sqlite postgres sqlite+redis"), BENCH_REDIS_URL (redis://127.0.0.1:6379), BENCH_WARMUP (2, seconds),
 # BENCH_PORT (18080), BENCH_HELLO_PORT (18090), BENCH_METRICS_PORT (19464, heffl-api's HEFFL_METRICS_BIND),
-# BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_SKIP_BUILD (0), BENCH_PG_HOST/PORT/USER
+# BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_SKIP_BUILD (0), BENCH_BIN (another build to
+# measure, with BENCH_SKIP_BUILD=1), BENCH_PG_HOST/PORT/USER
 # (127.0.0.1/5432/postgres), BENCH_PG_XACT (1: also count PostgreSQL transactions over one more
 # malformed run of BENCH_SECONDS; adds ~35 s). The PostgreSQL database heffl_bench is created
 # fresh and dropped at the end. Example of a quick run:

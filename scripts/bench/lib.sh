@@ -3,7 +3,9 @@
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$BENCH_DIR/../.." && pwd)"
-BIN="$ROOT/target/release/heffl-api"
+# BENCH_BIN: another build of heffl-api to measure (with BENCH_SKIP_BUILD=1), e.g. an older
+# commit's, to compare two builds on the same machine in the same hour.
+BIN="${BENCH_BIN:-$ROOT/target/release/heffl-api}"
 HELLO_BIN="${HELLO_BIN:-$ROOT/target/release/examples/hello}"
 
 BENCH_PG_HOST="${BENCH_PG_HOST:-127.0.0.1}"
