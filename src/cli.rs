@@ -539,18 +539,18 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
 }
 
 async fn users(config: &Config, command: UsersCommand) -> Result<(), CliError> {
-    let store = Verifier::without_cache(open_store(config).await?);
-    let result = run_users(&store, command).await;
-    store.close().await;
+    let verifier = Verifier::without_cache(open_store(config).await?);
+    let result = run_users(&verifier, command).await;
+    verifier.store().close().await;
     result
 }
 
-async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliError> {
+async fn run_users(verifier: &Verifier, command: UsersCommand) -> Result<(), CliError> {
     let operator = operator_name();
     let actor = Actor::Operator(operator.as_deref());
     match command {
-        UsersCommand::Disable { email } => set_disabled(store, &email, true, actor).await,
-        UsersCommand::Enable { email } => set_disabled(store, &email, false, actor).await,
+        UsersCommand::Disable { email } => set_disabled(verifier, &email, true, actor).await,
+        UsersCommand::Enable { email } => set_disabled(verifier, &email, false, actor).await,
         UsersCommand::Create {
             email,
             name,
@@ -571,7 +571,8 @@ async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliErr
                 name: &name,
                 password_hash: &hash,
             };
-            let user = store
+            let user = verifier
+                .store()
                 .create_user(&new_user, actor)
                 .await
                 .map_err(db_error)?
@@ -592,7 +593,8 @@ async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliErr
             let hash = password::hash(password.clone())
                 .await
                 .map_err(|_| fail("cannot hash the password"))?;
-            let user = store
+            let user = verifier
+                .store()
                 .set_password(
                     PasswordChange::Operator { email: &email },
                     &hash,
@@ -609,13 +611,13 @@ async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliErr
             print_json(&line)
         }
         UsersCommand::List => {
-            for user in store.list_users().await.map_err(db_error)? {
+            for user in verifier.store().list_users().await.map_err(db_error)? {
                 print_json(&user)?;
             }
             Ok(())
         }
         UsersCommand::Delete { email } => {
-            match store.delete_user(&email, actor).await.map_err(db_error)? {
+            match verifier.delete_user(&email, actor).await.map_err(db_error)? {
                 UserDeletion::NotFound => Err(fail(format!("no user with the email {email}"))),
                 UserDeletion::LastOwner(workspace) => Err(fail(format!(
                     "{email} is the only owner of {workspace}; make someone else its owner first (heffl-api members add … --role owner), or delete the workspace"
@@ -634,7 +636,7 @@ async fn run_users(store: &Verifier, command: UsersCommand) -> Result<(), CliErr
 }
 
 async fn set_disabled(
-    store: &Verifier,
+    verifier: &Verifier,
     email: &str,
     disable: bool,
     actor: Actor<'_>,
@@ -645,7 +647,7 @@ async fn set_disabled(
         .unwrap_or_default();
     validated(issues)?;
     let email = email.as_str();
-    let (user, revoked_keys) = store
+    let (user, revoked_keys) = verifier
         .set_user_disabled(email, disable, actor)
         .await
         .map_err(db_error)?
@@ -658,11 +660,11 @@ async fn set_disabled(
 }
 
 async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), CliError> {
-    let store = Verifier::without_cache(open_store(config).await?);
+    let verifier = Verifier::without_cache(open_store(config).await?);
     let operator = operator_name();
     let actor = Actor::Operator(operator.as_deref());
     let result = match command {
-        WorkspacesCommand::List => match store.list_workspaces().await {
+        WorkspacesCommand::List => match verifier.store().list_workspaces().await {
             Ok(list) => list
                 .into_iter()
                 .map(WorkspaceLine::from)
@@ -674,7 +676,7 @@ async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), C
             let name = issues.required_text("--name", Some(&name), 100);
             match validated(issues) {
                 Err(err) => Err(err),
-                Ok(()) => match store.rename_workspace(&workspace, &name, actor).await {
+                Ok(()) => match verifier.rename_workspace(&workspace, &name, actor).await {
                     Ok(true) => print_json(&serde_json::json!({ "id": workspace, "name": name })),
                     Ok(false) => Err(fail(format!("no workspace with the id {workspace}"))),
                     Err(e) => Err(db_error(e)),
@@ -684,20 +686,21 @@ async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), C
         WorkspacesCommand::Delete {
             workspace,
             confirm_name,
-        } => delete_workspace(&store, &workspace, &confirm_name, actor).await,
+        } => delete_workspace(&verifier, &workspace, &confirm_name, actor).await,
     };
-    store.close().await;
+    verifier.store().close().await;
     result
 }
 
 /// The name typed out must be the workspace's: an id pasted from the wrong line deletes nothing.
 async fn delete_workspace(
-    store: &Verifier,
+    verifier: &Verifier,
     workspace: &WorkspaceId,
     confirm_name: &str,
     actor: Actor<'_>,
 ) -> Result<(), CliError> {
-    let current = store
+    let current = verifier
+        .store()
         .list_workspaces()
         .await
         .map_err(db_error)?
@@ -710,7 +713,7 @@ async fn delete_workspace(
             current.name
         )));
     }
-    match store
+    match verifier
         .delete_workspace(workspace, actor)
         .await
         .map_err(db_error)?
@@ -800,13 +803,13 @@ impl From<WorkspaceRow> for WorkspaceLine {
 }
 
 async fn members(config: &Config, command: MembersCommand) -> Result<(), CliError> {
-    let store = Verifier::without_cache(open_store(config).await?);
-    let result = run_members(&store, command).await;
-    store.close().await;
+    let verifier = Verifier::without_cache(open_store(config).await?);
+    let result = run_members(&verifier, command).await;
+    verifier.store().close().await;
     result
 }
 
-async fn run_members(store: &Verifier, command: MembersCommand) -> Result<(), CliError> {
+async fn run_members(verifier: &Verifier, command: MembersCommand) -> Result<(), CliError> {
     let operator = operator_name();
     let client = ClientInfo::default();
     let actor = MemberActor::operator(operator.as_deref(), &client);
@@ -822,17 +825,28 @@ async fn run_members(store: &Verifier, command: MembersCommand) -> Result<(), Cl
         }
         MembersCommand::Remove { workspace, email } => (workspace, email, None),
     };
-    let user = store
+    let user = verifier
+        .store()
         .user_by_email(email)
         .await
         .map_err(db_error)?
         .ok_or_else(|| fail(format!("no user with the email {email}")))?;
-    if !store.workspace_exists(workspace).await.map_err(db_error)? {
+    if !verifier
+        .store()
+        .workspace_exists(workspace)
+        .await
+        .map_err(db_error)?
+    {
         return Err(fail(format!("no workspace with the id {workspace}")));
     }
     let change = match role {
-        Some(role) => store.add_member(workspace, &user.id, role, &actor).await,
-        None => store.remove_member(workspace, &user.id, &actor).await,
+        Some(role) => {
+            verifier
+                .store()
+                .add_member(workspace, &user.id, role, &actor)
+                .await
+        }
+        None => verifier.remove_member(workspace, &user.id, &actor).await,
     }
     .map_err(db_error)?;
     match change {
@@ -853,9 +867,9 @@ async fn run_members(store: &Verifier, command: MembersCommand) -> Result<(), Cl
 }
 
 async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
-    let store = Verifier::without_cache(open_store(config).await?);
-    let result = run_keys(&store, command, &config.key_env).await;
-    store.close().await;
+    let verifier = Verifier::without_cache(open_store(config).await?);
+    let result = run_keys(&verifier, command, &config.key_env).await;
+    verifier.store().close().await;
     result
 }
 
@@ -909,17 +923,23 @@ async fn key_id_of_secret(
 }
 
 async fn run_keys(
-    store: &Verifier,
+    verifier: &Verifier,
     command: KeysCommand,
     key_env: &KeyEnv,
 ) -> Result<(), CliError> {
     match command {
         KeysCommand::List { workspace } => {
             // A mistyped id must not look like a workspace without keys.
-            if !store.workspace_exists(&workspace).await.map_err(db_error)? {
+            if !verifier
+                .store()
+                .workspace_exists(&workspace)
+                .await
+                .map_err(db_error)?
+            {
                 return Err(fail(format!("no workspace with the id {workspace}")));
             }
-            let keys = store
+            let keys = verifier
+                .store()
                 .list_api_keys(
                     &workspace,
                     &KeyFilter {
@@ -948,16 +968,17 @@ async fn run_keys(
             let key_id = match key_id {
                 Some(text) => key_id_argument(&text)?,
                 None if secret_stdin => {
-                    key_id_of_secret(store, &read_secret_stdin()?, key_env).await?
+                    key_id_of_secret(verifier.store(), &read_secret_stdin()?, key_env).await?
                 }
                 None => return Err(fail("name a key id (key_…), or pass --secret-stdin")),
             };
-            let workspace = store
+            let workspace = verifier
+                .store()
                 .workspace_of_key(&key_id)
                 .await
                 .map_err(db_error)?
                 .ok_or_else(|| fail(format!("no API key with the id {key_id}")))?;
-            let revoked = store
+            let revoked = verifier
                 .revoke_api_key(
                     &workspace,
                     &key_id,

@@ -572,7 +572,7 @@ fn check_cached(state: &AppState, headers: &HeaderMap) -> Result<Checked, ApiErr
         };
         unauthorized(reason, rejection.message(expected_env))
     })?;
-    match state.store.key_cache().get(digest.as_bytes()) {
+    match state.verifier.key_cache().get(digest.as_bytes()) {
         Some(hit) => {
             hot_counters().cache_hit.increment(1);
             Ok(Checked::Found(usable(state, hit)?))
@@ -664,7 +664,7 @@ async fn look_up(
 ) -> Result<Lookup, ApiError> {
     let limit = state.config.auth_failures_per_minute;
     if limit == 0 {
-        return Ok(state.store.resolve_miss(digest).await?);
+        return Ok(state.verifier.resolve_miss(digest).await?);
     }
     match state.auth_throttle.gate(
         &throttle_key(address),
@@ -674,15 +674,16 @@ async fn look_up(
     ) {
         Gate::Repeat => Ok(Lookup::Unknown),
         Gate::Lookup(reservation) => {
-            let lookup = state.store.resolve_miss(digest).await?;
+            let lookup = state.verifier.resolve_miss(digest).await?;
             if matches!(lookup, Lookup::Unknown) {
                 reservation.unknown(digest).await;
             }
             Ok(lookup)
         }
         // While the change feed is down (`None`) nobody can tell; the database comes first.
-        Gate::OverBudget { retry_after_secs } => match state.store.known_keys().contains(digest) {
-            Some(true) => Ok(state.store.resolve_miss(digest).await?),
+        Gate::OverBudget { retry_after_secs } => match state.verifier.known_keys().contains(digest)
+        {
+            Some(true) => Ok(state.verifier.resolve_miss(digest).await?),
             Some(false) | None => Err(throttled(retry_after_secs)),
         },
     }

@@ -25,10 +25,9 @@ pub struct Background {
 }
 
 pub fn spawn(state: &AppState) -> Background {
-    let store = state.store.clone();
     let mut tasks = vec![
-        tokio::spawn(change_feed::run(store.clone())),
-        tokio::spawn(change_feed::prune(store)),
+        tokio::spawn(change_feed::run(state.verifier.clone())),
+        tokio::spawn(change_feed::prune(state.verifier.clone())),
         tokio::spawn(state.shared_limits.clone().run()),
     ];
 

@@ -53,8 +53,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("heffl_db_pool_connections", "state" => "in_use").set((size - idle).max(0.0));
     metrics::gauge!("heffl_db_pool_max_connections")
         .set(f64::from(state.config.db_max_connections));
-    metrics::gauge!("heffl_key_cache_entries").set(state.store.key_cache().entry_count() as f64);
-    metrics::gauge!("heffl_key_cache_live").set(if state.store.key_cache().is_live() {
+    metrics::gauge!("heffl_key_cache_entries").set(state.verifier.key_cache().entry_count() as f64);
+    metrics::gauge!("heffl_key_cache_live").set(if state.verifier.key_cache().is_live() {
         1.0
     } else {
         0.0

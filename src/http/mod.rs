@@ -54,8 +54,11 @@ pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub struct AppState(Arc<StateInner>);
 
 pub struct StateInner {
-    /// The store, with the verification cache this server keeps in step (see `serve_until`).
-    pub store: Verifier,
+    /// Reads, and writes that leave key verification alone.
+    pub store: Store,
+    /// Key verification: the cache this server keeps in step (see `serve_until`), the lookups
+    /// and the writes that can make a cached verification stale.
+    pub verifier: Verifier,
     pub config: Config,
     /// Whose X-Forwarded-For is believed (`HEFFL_TRUSTED_PROXIES`, `HEFFL_TRUST_FORWARDED_FOR`).
     pub proxies: TrustedProxies,
@@ -85,7 +88,7 @@ impl AppState {
         } else {
             KeyCache::new(config.cache_capacity, config.cache_ttl)
         };
-        let store = Verifier::new(store, cache);
+        let verifier = Verifier::new(store.clone(), cache);
         let shared_limits = shared_limits(&config).bounded(config.max_tracked_addresses as usize);
         let login_throttle =
             throttle::LoginThrottle::new(config.login_attempts_per_minute, &shared_limits);
@@ -105,6 +108,7 @@ impl AppState {
         });
         AppState(Arc::new(StateInner {
             store,
+            verifier,
             proxies,
             config,
             usage: UsageRecorder::default(),

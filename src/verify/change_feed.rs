@@ -15,7 +15,7 @@ const KEEP_EVENTS_MS: i64 = 3_600_000;
 
 /// Runs until the task is aborted.
 pub async fn run(store: Verifier) {
-    match store.backend() {
+    match store.store.backend() {
         Backend::Postgres => listen(store).await,
         Backend::Sqlite => poll(store).await,
     }
@@ -39,7 +39,7 @@ async fn listen(store: Verifier) {
     let cache = store.key_cache();
     loop {
         let connected = async {
-            let mut listener = PgListener::connect(store.url()).await?;
+            let mut listener = PgListener::connect(store.store.url()).await?;
             listener.listen(NOTIFY_CHANNEL).await?;
             // After LISTEN: a key created meanwhile is in the load or in a notification.
             store.load_known_keys().await?;

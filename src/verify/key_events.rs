@@ -24,7 +24,7 @@ impl Verifier {
             .bind(Timestamp::now())
             .execute(&mut **tx)
             .await?;
-        if self.backend() == Backend::Postgres {
+        if self.store.backend() == Backend::Postgres {
             // Delivered to listeners only if and when the transaction commits.
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(NOTIFY_CHANNEL)
@@ -51,7 +51,7 @@ impl Verifier {
     /// Loads every key's digest into `known_keys` (when the change feed connects).
     pub async fn load_known_keys(&self) -> Result<(), sqlx::Error> {
         let digests: Vec<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM api_keys")
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await?;
         self.known_keys.load(digests.iter().map(Vec::as_slice));
         Ok(())
@@ -95,7 +95,7 @@ impl Verifier {
 
     pub async fn latest_key_event(&self) -> Result<i64, sqlx::Error> {
         let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM key_events")
-            .fetch_one(self.pool())
+            .fetch_one(self.store.pool())
             .await?;
         Ok(latest.unwrap_or(0))
     }
@@ -103,7 +103,7 @@ impl Verifier {
     pub async fn key_events_after(&self, seq: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
         sqlx::query_as("SELECT seq, subject FROM key_events WHERE seq > $1 ORDER BY seq LIMIT 1000")
             .bind(seq)
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await
     }
 
@@ -111,7 +111,7 @@ impl Verifier {
     pub async fn prune_key_events(&self, older_than: Timestamp) -> Result<u64, sqlx::Error> {
         let result = sqlx::query("DELETE FROM key_events WHERE at < $1")
             .bind(older_than)
-            .execute(self.pool())
+            .execute(self.store.pool())
             .await?;
         Ok(result.rows_affected())
     }

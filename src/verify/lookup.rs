@@ -54,7 +54,7 @@ impl Verifier {
         }
         let row = sqlx::query::<sqlx::Any>(KEY_PRINCIPAL)
             .bind(digest.as_slice())
-            .fetch_optional(self.pool())
+            .fetch_optional(self.store.pool())
             .await?;
         row.as_ref().map(decode).transpose()
     }

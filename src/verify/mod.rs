@@ -27,12 +27,12 @@ pub use tx::KeyTx;
 use crate::store::Store;
 use crate::verify::known_keys::KnownKeys;
 use lookup_batch::KeyLookupBatcher;
-use std::ops::Deref;
 use std::sync::Arc;
 
-/// The store with its verification cache, built together, so that every handle (every clone)
-/// shares one cache. Reads of the store go through `Deref`; the writes that can make a cached
-/// verification stale exist only here (`writes`).
+/// The store's key verification: the cache, built with the store so that every handle (every
+/// clone) shares one, the lookups that fill it, and the writes that can make a cached
+/// verification stale, which exist only here (`writes`). Everything else the store does is
+/// asked of the `Store` itself.
 #[derive(Clone)]
 pub struct Verifier {
     store: Store,
@@ -73,10 +73,9 @@ impl Verifier {
     }
 }
 
-impl Deref for Verifier {
-    type Target = Store;
-
-    fn deref(&self) -> &Store {
+impl Verifier {
+    /// The store this verifies against, for reads and for writes that leave keys alone.
+    pub fn store(&self) -> &Store {
         &self.store
     }
 }

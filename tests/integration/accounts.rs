@@ -576,7 +576,7 @@ async fn disabled_user_cannot_log_in_and_loses_sessions_at_once(app: TestApp) {
     app.session(&member.token).await.ok();
 
     let disabled = app
-        .store
+        .verifier
         .set_user_disabled(&member.email, true, heffl_api::store::Actor::System)
         .await
         .expect("disable");
@@ -610,7 +610,7 @@ async fn disabled_user_cannot_log_in_and_loses_sessions_at_once(app: TestApp) {
     app.session(&owner.token).await.ok();
 
     // Enabling lets the user sign in again.
-    app.store
+    app.verifier
         .set_user_disabled(&member.email, false, heffl_api::store::Actor::System)
         .await
         .expect("enable");

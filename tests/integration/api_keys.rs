@@ -745,7 +745,7 @@ async fn revoked_reasons(app: TestApp) {
     assert_eq!(reason.as_deref(), Some("owner_removed"));
 
     let outcome = app
-        .store
+        .verifier
         .set_user_disabled(&disabled.email, true, heffl_api::store::Actor::System)
         .await
         .expect("disable");

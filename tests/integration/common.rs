@@ -160,7 +160,9 @@ pub struct TestApp {
     /// The metrics listener (HEFFL_METRICS_BIND), apart from the API's.
     pub metrics_base: String,
     pub client: Client,
-    pub store: Verifier,
+    /// The server's own handles: changes made through them drop the server's cache.
+    pub store: Store,
+    pub verifier: Verifier,
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -218,8 +220,7 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (shutdown, stop) = oneshot::channel::<()>();
         let state = AppState::new(open_store(&config).await, config.clone());
-        // The server's own store handle: changes made through it drop the server's cache.
-        let store = state.store.clone();
+        let (store, verifier) = (state.store.clone(), state.verifier.clone());
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind metrics");
@@ -242,6 +243,7 @@ impl TestApp {
             metrics_base,
             client: Client::new(),
             store,
+            verifier,
             config,
             shutdown: Some(shutdown),
             server: Some(server),
@@ -273,6 +275,7 @@ impl TestApp {
         let (shutdown, stop) = oneshot::channel::<()>();
         let state = AppState::new(open_store(&self.config).await, self.config.clone());
         self.store = state.store.clone();
+        self.verifier = state.verifier.clone();
         self.server = Some(tokio::spawn(async move {
             let _ = serve_until(state, listener, async {
                 let _ = stop.await;

@@ -135,7 +135,7 @@ async fn a_disabled_inviter_s_invitations_die(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let admin = app.add_member(&owner, "admin@acme.test", "admin").await;
     let (id, token) = invite_token(&app, &admin, "friend@acme.test", "viewer").await;
-    app.store
+    app.verifier
         .set_user_disabled(&admin.email, true, heffl_api::store::Actor::System)
         .await
         .expect("disable")

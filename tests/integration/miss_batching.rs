@@ -86,11 +86,11 @@ async fn mixed_misses_get_their_own_answers(db: Db) {
     asked.extend(keys.unknown.iter().map(|k| digest(k)));
     asked.push(digest(&keys.valid[0].key));
 
-    let queries_before = app.store.key_lookup_queries();
-    let lookups_before = app.store.key_cache().lookup_count();
+    let queries_before = app.verifier.key_lookup_queries();
+    let lookups_before = app.verifier.key_cache().lookup_count();
     let lookups = asked.iter().map(|digest| {
-        let (store, digest) = (app.store.clone(), *digest);
-        async move { store.resolve_miss(&digest).await.expect("lookup") }
+        let (verifier, digest) = (app.verifier.clone(), *digest);
+        async move { verifier.resolve_miss(&digest).await.expect("lookup") }
     });
     let answers: Vec<Lookup> = all(lookups.collect()).await;
 
@@ -104,12 +104,12 @@ async fn mixed_misses_get_their_own_answers(db: Db) {
 
     // Six distinct digests; the repeated one joins the first one's lookup unless that one has
     // already landed (SQLite answers from a worker thread, so it may have).
-    let lookups = app.store.key_cache().lookup_count() - lookups_before;
+    let lookups = app.verifier.key_cache().lookup_count() - lookups_before;
     assert!(
         lookups == 6 || lookups == 7,
         "{lookups} lookups for 7 misses"
     );
-    let batched_queries = app.store.key_lookup_queries();
+    let batched_queries = app.verifier.key_lookup_queries();
     match (db, queries_before, batched_queries) {
         (Db::Postgres, Some(before), Some(after)) => {
             // The first alone, the rest behind it in one query (and the repeated key in another
@@ -126,12 +126,12 @@ async fn mixed_misses_get_their_own_answers(db: Db) {
 
     // A lone miss afterwards is answered on its own, without waiting for company.
     let lonely = app
-        .store
+        .verifier
         .resolve_miss(&digest(&keys.valid[3].key))
         .await
         .expect("lookup");
     assert_found(&lonely, &keys.valid[3], &keys.account, false);
-    if let (Some(before), Some(after)) = (batched_queries, app.store.key_lookup_queries()) {
+    if let (Some(before), Some(after)) = (batched_queries, app.verifier.key_lookup_queries()) {
         assert_eq!(after - before, 1, "the lone miss is one query of its own");
     }
 }
@@ -151,7 +151,7 @@ async fn concurrent_requests_answer_per_key(db: Db) {
     for key in &keys.unknown {
         requests.push((key.clone(), Err("invalid_api_key")));
     }
-    let queries_before = app.store.key_lookup_queries();
+    let queries_before = app.verifier.key_lookup_queries();
     let sends = requests.iter().map(|(key, _)| {
         let request = app
             .client
@@ -160,7 +160,7 @@ async fn concurrent_requests_answer_per_key(db: Db) {
         async move { parts(request.send().await.expect("request")).await }
     });
     let answers = all(sends.collect()).await;
-    let queries_after = app.store.key_lookup_queries();
+    let queries_after = app.verifier.key_lookup_queries();
     for ((status, body), (_, expected)) in answers.into_iter().zip(&requests) {
         match expected {
             // The valid keys share a workspace and user: only the key id tells a batch that

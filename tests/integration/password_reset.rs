@@ -120,7 +120,7 @@ async fn the_answer_is_the_same_whether_or_not_the_email_has_an_account(db: Db) 
     );
     // A disabled account is answered the same, and gets no link either.
     let owner = app.bootstrap("Disabled", "disabled@same.test").await;
-    app.store
+    app.verifier
         .set_user_disabled(&owner.email, true, heffl_api::store::Actor::System)
         .await
         .expect("disable");

@@ -40,13 +40,13 @@ on_both_databases_with!(
 
 /// A well-formed key (right prefix, length and checksum) that no deployment issued.
 fn lookups(app: &TestApp) -> u64 {
-    app.store.key_cache().lookup_count()
+    app.verifier.key_cache().lookup_count()
 }
 
 /// The change feed loads what the throttle needs; until then the server is still starting.
 async fn wait_until_live(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !app.store.key_cache().is_live() {
+    while !app.verifier.key_cache().is_live() {
         assert!(Instant::now() < deadline, "the change feed never came up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -66,7 +66,7 @@ async fn setup(app: &TestApp, name: &str) -> Account {
 async fn a_careless_client_never_locks_out_its_neighbours(app: TestApp) {
     let owner = setup(&app, "Careless").await;
     let revoked = app.create_key(&owner, "revoked").await;
-    app.store
+    app.verifier
         .revoke_api_key(
             &WorkspaceId::from(owner.workspace_id.as_str()),
             &KeyId::from(revoked.id.as_str()),

@@ -802,7 +802,7 @@ async fn cache_stays_within_its_capacity() {
 
 async fn wait_cache_live(app: &TestApp) {
     let deadline = Instant::now() + SETTLE_DEADLINE;
-    while !app.store.key_cache().is_live() {
+    while !app.verifier.key_cache().is_live() {
         assert!(
             Instant::now() < deadline,
             "key cache not live within {SETTLE_DEADLINE:?}"
@@ -1169,7 +1169,7 @@ async fn failed_authentications_throttle_the_address_not_verified_keys(db: Db) {
     assert_eq!(me(&app, &verified.key).await.status(), StatusCode::OK);
     assert!(
         matches!(
-            app.store
+            app.verifier
                 .key_cache()
                 .get(KeyDigest::of(&verified.key).as_bytes()),
             Some(Lookup::Found(_))

@@ -511,7 +511,7 @@ pub async fn create(
     }
     let key = ApiKey::generate(&state.config.key_env);
     let record = state
-        .store
+        .verifier
         .create_api_key(
             &NewApiKey {
                 workspace_id: &workspace_id,
@@ -731,7 +731,7 @@ pub async fn update(
     };
     let (role, _) = visible_key(&state, &session, &workspace_id, &key_id).await?;
     let outcome = state
-        .store
+        .verifier
         .update_api_key(
             &workspace_id,
             &key_id,
@@ -788,7 +788,7 @@ pub async fn revoke(
 ) -> Result<ApiJson<ApiKeyRecord>, ApiError> {
     revocable_key(&state, &session, &workspace_id, &key_id).await?;
     let revoked = state
-        .store
+        .verifier
         .revoke_api_key(
             &workspace_id,
             &key_id,
@@ -874,7 +874,7 @@ pub async fn roll(
     };
     let old_expires_at = Timestamp(now.0 + grace * 1000);
     let outcome = state
-        .store
+        .verifier
         .roll_api_key(
             &workspace_id,
             &key_id,

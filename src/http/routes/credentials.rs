@@ -88,7 +88,7 @@ pub async fn revoke(
             url: None,
         })
         .collect();
-    let revoked = state.store.revoke_leaked_keys(&leaks, &client).await?;
+    let revoked = state.verifier.revoke_leaked_keys(&leaks, &client).await?;
     if revoked > 0 {
         tracing::warn!(revoked, "API keys revoked after a leak report");
     }

@@ -140,7 +140,7 @@ pub async fn change_role(
         .ok_or_else(|| ApiError::internal("validated role missing"))?;
     let actor = MemberActor::user(&session.user.id, actor_role, &client);
     let change = state
-        .store
+        .verifier
         .change_member_role(&workspace_id, &user_id, role, &actor)
         .await?;
     let member = outcome(change)?.ok_or_else(|| ApiError::internal("changed member not found"))?;
@@ -179,7 +179,7 @@ pub async fn remove(
     let actor = MemberActor::user(&session.user.id, actor_role, &client);
     outcome(
         state
-            .store
+            .verifier
             .remove_member(&workspace_id, &user_id, &actor)
             .await?,
     )?;
