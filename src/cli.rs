@@ -877,11 +877,8 @@ async fn keys(config: &Config, command: KeysCommand) -> Result<(), CliError> {
 /// to every user of the machine in `ps`, and stay in shell history. Nothing of what was given
 /// is echoed, since it might be a secret.
 fn key_id_argument(text: &str) -> Result<KeyId, CliError> {
-    let looks_like_id = text.starts_with("key_")
-        && text.len() <= 64
-        && text[4..].chars().all(|c| c.is_ascii_alphanumeric());
-    if looks_like_id {
-        return Ok(KeyId::from(text));
+    if let Some(id) = KeyId::parse(text) {
+        return Ok(id);
     }
     if text.trim_start().starts_with("hk_") {
         return Err(fail(

@@ -39,6 +39,15 @@ macro_rules! id_type {
                 $name(new_id($prefix))
             }
 
+            /// An id of this kind as a client or operator typed it: the prefix and 22 base62
+            /// characters, or `None`.
+            pub fn parse(text: &str) -> Option<$name> {
+                let random = text.strip_prefix($prefix)?.strip_prefix('_')?;
+                let well_formed =
+                    random.len() == RANDOM_LEN && random.bytes().all(|b| b.is_ascii_alphanumeric());
+                well_formed.then(|| $name(text.to_owned()))
+            }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -61,12 +70,6 @@ macro_rules! id_type {
         impl From<String> for $name {
             fn from(id: String) -> $name {
                 $name(id)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(id: &str) -> $name {
-                $name(id.to_owned())
             }
         }
 
@@ -98,5 +101,22 @@ mod tests {
         assert_eq!(a.len(), 3 + RANDOM_LEN);
         assert_ne!(a, b);
         assert!(KeyId::generate().starts_with("key_"));
+    }
+
+    #[test]
+    fn parse_takes_only_an_id_of_its_own_kind() {
+        let key = KeyId::generate();
+        assert_eq!(KeyId::parse(&key), Some(key.clone()));
+        assert_eq!(LeadId::parse(&key), None);
+        for bad in [
+            "",
+            "key_",
+            "key_short",
+            "keyx_aaaaaaaaaaaaaaaaaaaaaa",
+            "key_aaaaaaaaaaaaaaaaaaaaa!",
+        ] {
+            assert_eq!(KeyId::parse(bad), None, "{bad}");
+        }
+        assert_eq!(KeyId::parse(&format!("{key}a")), None);
     }
 }

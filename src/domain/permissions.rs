@@ -1,6 +1,7 @@
 //! The role rules of docs/api.md §6 as pure functions, so they can be tested exhaustively without a
 //! database. Stores and handlers ask these functions; they never compare role strings themselves.
 
+use crate::domain::ids::UserId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -71,7 +72,7 @@ pub enum Denial {
     InsufficientPermission,
 }
 
-pub fn can_see_lead(role: Role, user_id: &str, lead_owner_id: &str) -> Result<(), Denial> {
+pub fn can_see_lead(role: Role, user_id: &UserId, lead_owner_id: &UserId) -> Result<(), Denial> {
     match lead_visibility(role) {
         LeadVisibility::All => Ok(()),
         LeadVisibility::OwnOnly if user_id == lead_owner_id => Ok(()),
@@ -87,7 +88,7 @@ pub fn can_create_lead(role: Role) -> Result<(), Denial> {
 }
 
 /// Update and delete share one rule: managers touch every lead, members their own.
-pub fn can_modify_lead(role: Role, user_id: &str, lead_owner_id: &str) -> Result<(), Denial> {
+pub fn can_modify_lead(role: Role, user_id: &UserId, lead_owner_id: &UserId) -> Result<(), Denial> {
     match role {
         Role::Owner | Role::Admin => Ok(()),
         Role::Member if user_id == lead_owner_id => Ok(()),
@@ -101,7 +102,7 @@ pub fn sees_all_keys(role: Role) -> bool {
     role.is_manager()
 }
 
-pub fn can_revoke_key(role: Role, user_id: &str, key_creator_id: &str) -> Result<(), Denial> {
+pub fn can_revoke_key(role: Role, user_id: &UserId, key_creator_id: &UserId) -> Result<(), Denial> {
     if role.is_manager() || user_id == key_creator_id {
         Ok(())
     } else {
@@ -111,7 +112,7 @@ pub fn can_revoke_key(role: Role, user_id: &str, key_creator_id: &str) -> Result
 
 /// A rolled secret acts as the key's creator, so only the creator may receive one: anyone else
 /// holding it would be impersonating them. Managers revoke other people's keys instead.
-pub fn can_roll_key(user_id: &str, key_creator_id: &str) -> Result<(), Denial> {
+pub fn can_roll_key(user_id: &UserId, key_creator_id: &UserId) -> Result<(), Denial> {
     if user_id == key_creator_id {
         Ok(())
     } else {
@@ -194,17 +195,18 @@ mod tests {
                 Err(InsufficientPermission),
             ),
         ];
+        let (me, other) = (UserId::generate(), UserId::generate());
         for (role, see_other, create, modify_other, modify_own) in expected {
-            assert_eq!(can_see_lead(role, "me", "other"), see_other, "{role} see");
-            assert_eq!(can_see_lead(role, "me", "me"), Ok(()), "{role} see own");
+            assert_eq!(can_see_lead(role, &me, &other), see_other, "{role} see");
+            assert_eq!(can_see_lead(role, &me, &me), Ok(()), "{role} see own");
             assert_eq!(can_create_lead(role), create, "{role} create");
             assert_eq!(
-                can_modify_lead(role, "me", "other"),
+                can_modify_lead(role, &me, &other),
                 modify_other,
                 "{role} modify"
             );
             assert_eq!(
-                can_modify_lead(role, "me", "me"),
+                can_modify_lead(role, &me, &me),
                 modify_own,
                 "{role} modify own"
             );
@@ -213,19 +215,21 @@ mod tests {
 
     #[test]
     fn key_rules() {
+        let (me, other) = (UserId::generate(), UserId::generate());
         for role in Role::ALL {
-            assert_eq!(can_revoke_key(role, "me", "me"), Ok(()));
+            assert_eq!(can_revoke_key(role, &me, &me), Ok(()));
             let managers = matches!(role, Role::Owner | Role::Admin);
             assert_eq!(sees_all_keys(role), managers);
-            assert_eq!(can_revoke_key(role, "me", "other").is_ok(), managers);
+            assert_eq!(can_revoke_key(role, &me, &other).is_ok(), managers);
         }
     }
 
     #[test]
     fn only_the_creator_rolls() {
-        assert_eq!(can_roll_key("me", "me"), Ok(()));
+        let (me, other) = (UserId::generate(), UserId::generate());
+        assert_eq!(can_roll_key(&me, &me), Ok(()));
         assert_eq!(
-            can_roll_key("me", "other"),
+            can_roll_key(&me, &other),
             Err(Denial::InsufficientPermission)
         );
     }

@@ -62,9 +62,9 @@ impl Invalidation {
     pub fn decode(text: &str) -> Option<Invalidation> {
         let (kind, rest) = text.split_once(':')?;
         match kind {
-            "key" => Some(Invalidation::Key(rest.into())),
-            "user" => Some(Invalidation::User(rest.into())),
-            "workspace" => Some(Invalidation::Workspace(rest.into())),
+            "key" => Some(Invalidation::Key(rest.to_owned().into())),
+            "user" => Some(Invalidation::User(rest.to_owned().into())),
+            "workspace" => Some(Invalidation::Workspace(rest.to_owned().into())),
             "issued" => {
                 let mut digest = [0u8; 32];
                 if rest.len() != 64 {
@@ -78,8 +78,8 @@ impl Invalidation {
             "member" => {
                 let (workspace_id, user_id) = rest.split_once(':')?;
                 Some(Invalidation::Member {
-                    workspace_id: workspace_id.into(),
-                    user_id: user_id.into(),
+                    workspace_id: workspace_id.to_owned().into(),
+                    user_id: user_id.to_owned().into(),
                 })
             }
             _ => None,
@@ -278,11 +278,11 @@ mod tests {
 
     fn row(key: &str, user: &str, workspace: &str) -> Arc<KeyPrincipalRow> {
         Arc::new(KeyPrincipalRow {
-            key_id: key.into(),
+            key_id: key.to_owned().into(),
             key_name: "k".into(),
-            workspace_id: workspace.into(),
+            workspace_id: workspace.to_owned().into(),
             workspace_name: "w".into(),
-            user_id: user.into(),
+            user_id: user.to_owned().into(),
             user_email: "u@example.com".into(),
             user_name: "u".into(),
             user_disabled_at: None,
@@ -309,13 +309,13 @@ mod tests {
     #[test]
     fn invalidations_round_trip() {
         for change in [
-            Invalidation::Key("key_1".into()),
-            Invalidation::User("usr_1".into()),
+            Invalidation::Key("key_1".to_owned().into()),
+            Invalidation::User("usr_1".to_owned().into()),
             Invalidation::Member {
-                workspace_id: "ws_1".into(),
-                user_id: "usr_1".into(),
+                workspace_id: "ws_1".to_owned().into(),
+                user_id: "usr_1".to_owned().into(),
             },
-            Invalidation::Workspace("ws_1".into()),
+            Invalidation::Workspace("ws_1".to_owned().into()),
             Invalidation::KeyIssued([0xa7; 32]),
         ] {
             assert_eq!(Invalidation::decode(&change.encode()), Some(change));
@@ -338,8 +338,8 @@ mod tests {
             epoch,
         );
         cache.invalidate(&Invalidation::Member {
-            workspace_id: "ws_1".into(),
-            user_id: "usr_1".into(),
+            workspace_id: "ws_1".to_owned().into(),
+            user_id: "usr_1".to_owned().into(),
         });
         assert!(cache.get(&[1; 32]).is_none());
         assert!(matches!(cache.get(&[2; 32]), Some(Lookup::Found(_))));
@@ -349,7 +349,7 @@ mod tests {
     fn a_lookup_that_raced_an_invalidation_is_not_cached() {
         let cache = live_cache();
         let epoch = cache.epoch();
-        cache.invalidate(&Invalidation::Key("key_1".into()));
+        cache.invalidate(&Invalidation::Key("key_1".to_owned().into()));
         cache.insert(
             [1; 32],
             &Lookup::Found(row("key_1", "usr_1", "ws_1")),
@@ -375,7 +375,7 @@ mod tests {
 
         // A request arriving after a revocation must not take an answer read before it.
         let before = cache.join_flight(&[2; 32]);
-        cache.invalidate(&Invalidation::Key("key_2".into()));
+        cache.invalidate(&Invalidation::Key("key_2".to_owned().into()));
         let after = cache.join_flight(&[2; 32]);
         assert!(!Arc::ptr_eq(&before.outcome, &after.outcome));
 

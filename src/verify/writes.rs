@@ -178,8 +178,7 @@ impl Verifier {
             .set_user_disabled_in(&mut tx, email, disabled, actor)
             .await?;
         if let Some((user, _)) = &outcome {
-            tx.invalidate(Invalidation::User(user.id.as_str().into()))
-                .await?;
+            tx.invalidate(Invalidation::User(user.id.clone())).await?;
             tx.commit().await?;
         }
         Ok(outcome)

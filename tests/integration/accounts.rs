@@ -144,7 +144,7 @@ async fn a_failed_sign_in_writes_once_however_many_workspaces(app: TestApp) {
         app.store
             .create_workspace(
                 &format!("Workspace {n}"),
-                &UserId::from(busy.user_id.as_str()),
+                &UserId::parse(busy.user_id.as_str()).expect("an id"),
                 &client,
             )
             .await

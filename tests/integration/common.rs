@@ -434,8 +434,8 @@ impl TestApp {
         let change = self
             .store
             .add_member(
-                &WorkspaceId::from(workspace_id),
-                &UserId::from(user_id),
+                &WorkspaceId::parse(workspace_id).expect("an id"),
+                &UserId::parse(user_id).expect("an id"),
                 role,
                 &MemberActor::operator(Some("test"), &client),
             )

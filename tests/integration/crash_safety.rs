@@ -48,7 +48,11 @@ async fn session(store: &Store, user_id: &str) -> Session {
     let token = heffl_api::domain::session_token::generate();
     let expires = Timestamp(Timestamp::now().0 + 3_600_000);
     store
-        .create_session(&token.digest, &UserId::from(user_id), expires)
+        .create_session(
+            &token.digest,
+            &UserId::parse(user_id).expect("an id"),
+            expires,
+        )
         .await
         .expect("session");
     Session {
@@ -60,7 +64,7 @@ async fn session(store: &Store, user_id: &str) -> Session {
 /// Adds a member through the store, as an operator's tooling would (not over HTTP).
 async fn add_member(store: &Store, workspace_id: &str, owner_id: &str, email: &str) -> Session {
     let client = ClientInfo::default();
-    let owner_id = UserId::from(owner_id);
+    let owner_id = UserId::parse(owner_id).expect("an id");
     let actor = MemberActor::user(&owner_id, Role::Owner, &client);
     let user = NewUser {
         email,
@@ -74,7 +78,7 @@ async fn add_member(store: &Store, workspace_id: &str, owner_id: &str, email: &s
         .expect("a new email");
     let change = store
         .add_member(
-            &WorkspaceId::from(workspace_id),
+            &WorkspaceId::parse(workspace_id).expect("an id"),
             &created.id,
             Role::Admin,
             &actor,

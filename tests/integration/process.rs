@@ -583,11 +583,15 @@ async fn keys_list_and_revoke_from_the_command_line(db: Db) {
     assert_eq!(query_count(&store, audits, &[first_id.as_str()]).await, 1);
 
     let out = deployment
-        .run(&["keys", "revoke", "key_doesNotExist123"], None)
+        .run(&["keys", "revoke", "key_doesNotExist1234567890"], None)
         .await;
     out.assert_failure();
     assert!(out.stdout.is_empty(), "{}", out.stdout);
-    assert!(out.stderr.contains("key_doesNotExist123"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("key_doesNotExist1234567890"),
+        "{}",
+        out.stderr
+    );
 
     // The listing shows the revoke.
     let out = deployment

@@ -54,8 +54,8 @@ async fn lead_title(app: &TestApp, lead_id: &str) -> Option<Option<String>> {
 async fn lead_of(app: &TestApp, account: &Account, owner_id: &str, fields: LeadFields) -> String {
     app.store
         .create_lead(
-            &WorkspaceId::from(account.workspace_id.as_str()),
-            &UserId::from(owner_id),
+            &WorkspaceId::parse(account.workspace_id.as_str()).expect("an id"),
+            &UserId::parse(owner_id).expect("an id"),
             fields,
         )
         .await

@@ -68,9 +68,9 @@ async fn a_careless_client_never_locks_out_its_neighbours(app: TestApp) {
     let revoked = app.create_key(&owner, "revoked").await;
     app.verifier
         .revoke_api_key(
-            &WorkspaceId::from(owner.workspace_id.as_str()),
-            &KeyId::from(revoked.id.as_str()),
-            heffl_api::store::Actor::User(&UserId::from(owner.user_id.as_str())),
+            &WorkspaceId::parse(owner.workspace_id.as_str()).expect("an id"),
+            &KeyId::parse(revoked.id.as_str()).expect("an id"),
+            heffl_api::store::Actor::User(&UserId::parse(owner.user_id.as_str()).expect("an id")),
             "revoked",
             &Default::default(),
         )

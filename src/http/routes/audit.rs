@@ -115,16 +115,12 @@ pub async fn list(
     let mut issues = Issues::default();
     let limit = issues.page_limit(query.get("limit"), DEFAULT_LIMIT, MAX_LIMIT);
     let after = query.get("cursor").filter(|c| !c.is_empty());
-    let key_id = query.get("keyId");
-    let key_id_shape = |id: &str| {
-        id.strip_prefix("key_")
-            .is_some_and(|rest| rest.len() == 22 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
-    };
-    if key_id.is_some_and(|id| !key_id_shape(id)) {
+    let key_id = query.get("keyId").map(|id| (id, KeyId::parse(id)));
+    if key_id.as_ref().is_some_and(|(_, parsed)| parsed.is_none()) {
         issues.add("keyId", "must be an API key id (key_…)");
     }
     issues.finish(())?;
-    let key_id = key_id.map(KeyId::from);
+    let key_id = key_id.and_then(|(_, parsed)| parsed);
     let bad_cursor = || ApiError::validation("cursor", "must be the nextCursor of a previous page");
     let rows = state
         .store

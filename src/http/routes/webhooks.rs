@@ -486,16 +486,20 @@ pub async fn deliveries(
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let mut issues = Issues::default();
     let limit = issues.page_limit(query.get("limit"), DEFAULT_LIMIT, MAX_LIMIT);
+    let after = query
+        .get("cursor")
+        .filter(|c| !c.is_empty())
+        .map(MessageId::parse);
+    if after.as_ref().is_some_and(Option::is_none) {
+        issues.add("cursor", "must be the nextCursor of a previous page");
+    }
     issues.finish(())?;
+    let after = after.flatten();
     state
         .store
         .get_webhook(&workspace_id, &webhook_id)
         .await?
         .ok_or_else(webhook_not_found)?;
-    let after = query
-        .get("cursor")
-        .filter(|c| !c.is_empty())
-        .map(MessageId::from);
     let rows = state
         .store
         .list_deliveries(&workspace_id, &webhook_id, after.as_ref(), limit)
