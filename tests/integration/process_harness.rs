@@ -24,6 +24,53 @@ pub const POLL: Duration = Duration::from_millis(20);
 /// docs/api.md §7: a revoke holds on every process within one second.
 pub const PROPAGATION_DEADLINE: Duration = Duration::from_secs(1);
 
+/// A request that succeeds with `ok` until a change made elsewhere reaches the server.
+pub struct Probe<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    pub key: &'a str,
+    pub body: Option<Value>,
+    pub ok: StatusCode,
+}
+
+impl<'a> Probe<'a> {
+    /// `GET /api/v1/me` with `key`: 200 while the key is served.
+    pub fn me(key: &'a str) -> Probe<'a> {
+        Probe {
+            method: Method::GET,
+            path: "/api/v1/me",
+            key,
+            body: None,
+            ok: StatusCode::OK,
+        }
+    }
+}
+
+/// How a `Probe` must be refused once the change has arrived.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    pub fn unauthorized(reason: &'static str) -> Refusal {
+        Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            code: "UNAUTHORIZED",
+            reason,
+        }
+    }
+
+    pub fn forbidden(reason: &'static str) -> Refusal {
+        Refusal {
+            status: StatusCode::FORBIDDEN,
+            code: "FORBIDDEN",
+            reason,
+        }
+    }
+}
+
 /// A port nobody listens on right now. The tiny window before the server binds it is accepted:
 /// the server must be told its address up front, as an operator would.
 pub fn free_port() -> u16 {
@@ -583,82 +630,98 @@ impl Server {
         metric_value(&self.metrics().await, series)
     }
 
-    /// Repeats a request (every `POLL`) while it still succeeds with `ok`, until it is refused
-    /// as expected; fails if that takes longer than `deadline` from `since`. Returns how long it
-    /// took and how many requests still succeeded meanwhile.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn until_refused(
-        &self,
+    /// Repeats `probe` (every `POLL`) while it still succeeds, until it is refused as
+    /// `refusal`; fails, naming the caller's line, if that takes longer than `deadline` from
+    /// `since`, when the `change` was made. Logs and returns how long it took and how many
+    /// requests still succeeded meanwhile.
+    #[track_caller]
+    pub fn until_refused<'a>(
+        &'a self,
+        change: &'a str,
         since: Instant,
         deadline: Duration,
-        method: Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-        ok: StatusCode,
-        refused: (StatusCode, &str, &str),
-    ) -> (Duration, usize) {
-        let mut stale = 0;
-        loop {
-            let (status, answer) = self
-                .send_with_key(method.clone(), path, key, body.clone())
-                .await;
-            let elapsed = since.elapsed();
-            if status == refused.0 {
-                assert_error(status, &answer, refused.0, refused.1, Some(refused.2));
+        probe: Probe<'a>,
+        refusal: Refusal,
+    ) -> impl std::future::Future<Output = (Duration, usize)> + 'a {
+        let at = std::panic::Location::caller();
+        async move {
+            let mut stale = 0;
+            loop {
+                let (status, answer) = self
+                    .send_with_key(
+                        probe.method.clone(),
+                        probe.path,
+                        probe.key,
+                        probe.body.clone(),
+                    )
+                    .await;
+                let elapsed = since.elapsed();
+                if status == refusal.status {
+                    assert_error(
+                        status,
+                        &answer,
+                        refusal.status,
+                        refusal.code,
+                        Some(refusal.reason),
+                    );
+                    assert!(
+                        elapsed <= deadline,
+                        "{at}: {}: refused only after {elapsed:?} (limit {deadline:?})",
+                        self.name
+                    );
+                    eprintln!(
+                        "PROPAGATION {change} -> {} on {} after {elapsed:?} ({stale} stale answers)",
+                        refusal.status.as_u16(),
+                        self.name
+                    );
+                    return (elapsed, stale);
+                }
+                assert_eq!(status, probe.ok, "{at}: {}: {answer}", self.name);
+                stale += 1;
                 assert!(
-                    elapsed <= deadline,
-                    "{}: refused only after {elapsed:?} (limit {deadline:?})",
-                    self.name
+                    elapsed < deadline,
+                    "{at}: {}: still {} {elapsed:?} after the change ({stale} stale answers)",
+                    self.name,
+                    probe.ok
                 );
-                return (elapsed, stale);
+                tokio::time::sleep(POLL).await;
             }
-            assert_eq!(status, ok, "{}: {answer}", self.name);
-            stale += 1;
-            assert!(
-                elapsed < deadline,
-                "{}: still {ok} {elapsed:?} after the change ({stale} stale answers)",
-                self.name
-            );
-            tokio::time::sleep(POLL).await;
         }
     }
 
     /// A key whose workspace (or row) was deleted by another process is refused as unknown
     /// within the propagation deadline; returns how long it took.
-    pub async fn until_key_gone(&self, key: &str) -> Duration {
-        let (elapsed, _) = self
-            .until_refused(
-                Instant::now(),
-                PROPAGATION_DEADLINE,
-                Method::GET,
-                "/api/v1/me",
-                key,
-                None,
-                StatusCode::OK,
-                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid_api_key"),
-            )
-            .await;
-        elapsed
+    #[track_caller]
+    pub fn until_key_gone<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl std::future::Future<Output = Duration> + 'a {
+        let refused = self.until_refused(
+            "deletion elsewhere",
+            Instant::now(),
+            PROPAGATION_DEADLINE,
+            Probe::me(key),
+            Refusal::unauthorized("invalid_api_key"),
+        );
+        async move { refused.await.0 }
     }
 
     /// A change made by another process (the CLI, another server) reaches this one within one
     /// second (docs/api.md §7): its key cache hears of it through the database. Returns how long it
     /// took from now.
-    pub async fn until_key_revoked(&self, key: &str) -> Duration {
-        let (elapsed, _) = self
-            .until_refused(
-                Instant::now(),
-                PROPAGATION_DEADLINE,
-                Method::GET,
-                "/api/v1/me",
-                key,
-                None,
-                StatusCode::OK,
-                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "revoked_api_key"),
-            )
-            .await;
-        elapsed
+    #[track_caller]
+    pub fn until_key_revoked<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl std::future::Future<Output = Duration> + 'a {
+        let refused = self.until_refused(
+            "revoke elsewhere",
+            Instant::now(),
+            PROPAGATION_DEADLINE,
+            Probe::me(key),
+            Refusal::unauthorized("revoked_api_key"),
+        );
+        async move { refused.await.0 }
     }
 }
 

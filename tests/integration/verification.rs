@@ -13,7 +13,9 @@ use crate::common::{
     postgres_admin_url, query_count, raw_pool, Account, Db, TestApp,
 };
 use crate::on_each_db;
-use crate::process_harness::{metric_value, Deployment, Owner, Server, POLL, PROPAGATION_DEADLINE};
+use crate::process_harness::{
+    metric_value, Deployment, Owner, Probe, Refusal, Server, POLL, PROPAGATION_DEADLINE,
+};
 use heffl_api::domain::api_key::{ApiKey, KeyDigest, KeyEnv};
 use heffl_api::domain::time::Timestamp;
 use heffl_api::verify::Lookup;
@@ -177,22 +179,15 @@ async fn revoke_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
     // The instance that made the change dropped its entry before answering.
     let (status, body) = pair.a.send_with_key(Method::GET, ME, &key, None).await;
     assert_unauthorized(status, &body, "revoked_api_key");
-    let (elapsed, stale) = pair
-        .b
+    pair.b
         .until_refused(
+            "revoke on A",
             since,
             PROPAGATION_DEADLINE,
-            Method::GET,
-            ME,
-            &key,
-            None,
-            StatusCode::OK,
-            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "revoked_api_key"),
+            Probe::me(&key),
+            Refusal::unauthorized("revoked_api_key"),
         )
         .await;
-    eprintln!(
-        "PROPAGATION [{db:?}] revoke on A -> 401 on B after {elapsed:?} ({stale} stale answers)"
-    );
 
     // Only that key: the other one is still served.
     let (status, body) = pair
@@ -237,22 +232,15 @@ async fn edits_on_one_instance_hold_on_the_other_within_a_second(db: Db) {
     assert_eq!(body["enabled"], false);
     let (status, body) = pair.a.send_with_key(Method::GET, ME, &key, None).await;
     assert_unauthorized(status, &body, "disabled_api_key");
-    let (elapsed, stale) = pair
-        .b
+    pair.b
         .until_refused(
+            "disable on A",
             since,
             PROPAGATION_DEADLINE,
-            Method::GET,
-            ME,
-            &key,
-            None,
-            StatusCode::OK,
-            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "disabled_api_key"),
+            Probe::me(&key),
+            Refusal::unauthorized("disabled_api_key"),
         )
         .await;
-    eprintln!(
-        "PROPAGATION [{db:?}] disable on A -> 401 on B after {elapsed:?} ({stale} stale answers)"
-    );
 
     // Enabled again, with an allowlist that excludes the test's own address.
     let (status, body) = edit(json!({ "enabled": true, "allowedIps": ["192.0.2.0/24"] })).await;
@@ -339,26 +327,22 @@ async fn demotion_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
         "FORBIDDEN",
         Some("insufficient_permission"),
     );
-    let (elapsed, stale) = pair
+    let (_, stale) = pair
         .b
         .until_refused(
+            "demotion on A",
             since,
             PROPAGATION_DEADLINE,
-            Method::POST,
-            LEADS,
-            &key,
-            Some(lead("On B")),
-            StatusCode::CREATED,
-            (
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                "insufficient_permission",
-            ),
+            Probe {
+                method: Method::POST,
+                path: LEADS,
+                key: &key,
+                body: Some(lead("On B")),
+                ok: StatusCode::CREATED,
+            },
+            Refusal::forbidden("insufficient_permission"),
         )
         .await;
-    eprintln!(
-        "PROPAGATION [{db:?}] demotion on A -> 403 on B after {elapsed:?} ({stale} stale answers)"
-    );
 
     // B now knows the current role, and reading is still allowed for a viewer.
     let (status, body) = pair.b.send_with_key(Method::GET, ME, &key, None).await;
@@ -405,22 +389,15 @@ async fn removal_on_one_instance_holds_on_the_other_within_a_second(db: Db) {
 
     let (status, body) = pair.a.send_with_key(Method::GET, ME, &key, None).await;
     assert_unauthorized(status, &body, "revoked_api_key");
-    let (elapsed, stale) = pair
-        .b
+    pair.b
         .until_refused(
+            "member removal on A",
             since,
             PROPAGATION_DEADLINE,
-            Method::GET,
-            ME,
-            &key,
-            None,
-            StatusCode::OK,
-            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "revoked_api_key"),
+            Probe::me(&key),
+            Refusal::unauthorized("revoked_api_key"),
         )
         .await;
-    eprintln!(
-        "PROPAGATION [{db:?}] member removal on A -> 401 on B after {elapsed:?} ({stale} stale answers)"
-    );
     let store = pair.cluster.store().await;
     assert_eq!(
         query_count(
@@ -454,21 +431,15 @@ async fn cli_revoke_reaches_a_running_server_within_a_second(db: Db) {
     let line = out.assert_success().json_line();
     assert_eq!(line["status"], "revoked", "{line}");
 
-    let (elapsed, stale) = server
+    server
         .until_refused(
+            "CLI keys revoke",
             since,
             PROPAGATION_DEADLINE,
-            Method::GET,
-            ME,
-            &key,
-            None,
-            StatusCode::OK,
-            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "revoked_api_key"),
+            Probe::me(&key),
+            Refusal::unauthorized("revoked_api_key"),
         )
         .await;
-    eprintln!(
-        "PROPAGATION [{db:?}] CLI keys revoke -> 401 on the server after {elapsed:?} ({stale} stale answers)"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -536,22 +507,15 @@ async fn killed_listener_connection_neither_serves_stale_keys_nor_stays_deaf() {
         .await;
     let since = Instant::now();
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (elapsed, stale) = pair
-        .a
+    pair.a
         .until_refused(
+            "revoke on B right after A's listener was killed",
             since,
             Duration::from_millis(1500),
-            Method::GET,
-            ME,
-            &first,
-            None,
-            StatusCode::OK,
-            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "revoked_api_key"),
+            Probe::me(&first),
+            Refusal::unauthorized("revoked_api_key"),
         )
         .await;
-    eprintln!(
-        "PROPAGATION [Postgres] revoke on B right after A's listener was killed -> 401 on A after {elapsed:?} ({stale} stale answers)"
-    );
 
     // A listens again on a new connection, and its cache serves again...
     let deadline = Instant::now() + SETTLE_DEADLINE;
@@ -582,22 +546,15 @@ async fn killed_listener_connection_neither_serves_stale_keys_nor_stays_deaf() {
         .await;
     let since = Instant::now();
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (elapsed, stale) = pair
-        .a
+    pair.a
         .until_refused(
+            "revoke on B after A's listener reconnected",
             since,
             PROPAGATION_DEADLINE,
-            Method::GET,
-            ME,
-            &second,
-            None,
-            StatusCode::OK,
-            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "revoked_api_key"),
+            Probe::me(&second),
+            Refusal::unauthorized("revoked_api_key"),
         )
         .await;
-    eprintln!(
-        "PROPAGATION [Postgres] revoke on B after A's listener reconnected -> 401 on A after {elapsed:?} ({stale} stale answers)"
-    );
     let _ = admin.close().await;
 }
 
