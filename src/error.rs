@@ -1,6 +1,6 @@
 //! The one error type of the server. Every failure, from a bad key to a lost database, becomes
 //! an `ApiError`, and every `ApiError` becomes the docs/api.md §4 JSON shape. Internal causes are
-//! logged with the request id when the error becomes a response (`http/error_response.rs`) and
+//! logged with the request id when the error becomes a response (`http/pipeline/error_response.rs`) and
 //! never shown.
 
 use axum::http::StatusCode;

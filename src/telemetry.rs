@@ -18,7 +18,7 @@ pub fn init(format: LogFormat) {
     // try_init: a second initialisation (tests) is not an error worth dying for.
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
-        // Request fields are the request line's own (http/stack.rs); no span list repeating
+        // Request fields are the request line's own (http/pipeline/stack.rs); no span list repeating
         // the current span's fields on every line.
         LogFormat::Json => builder
             .json()

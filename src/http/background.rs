@@ -2,9 +2,9 @@
 //! webhook deliveries and expiry notices, and pruning. They run while the server runs; at shutdown they stop, the last usage is flushed
 //! and unspent credits are given back.
 
-use super::AppState;
 use crate::domain::time::Timestamp;
 use crate::domain::usage_series::DAY_MS;
+use crate::http::state::AppState;
 use crate::store::Store;
 use crate::verify::change_feed;
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ pub fn spawn(state: &AppState) -> Background {
     tasks.push(tokio::spawn(crate::webhooks::notice_expiring_keys(
         Store::clone(&state.store),
     )));
-    if let Some(worker) = super::outbox::worker(state) {
+    if let Some(worker) = crate::http::outbox::worker(state) {
         tasks.push(tokio::spawn(worker));
     }
 

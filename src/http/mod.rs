@@ -1,153 +1,33 @@
 //! The HTTP surface: `app(state)` builds the whole service with its layers; `serve` runs it with
-//! graceful shutdown.
+//! graceful shutdown. Its rooms, each a folder of small modules:
+//!
+//! - `server/`: the accept loop, connections and their clocks, TLS, the metrics listener;
+//! - `pipeline/`: what every request passes (the request layer, ids, the body limit, JSON
+//!   errors, route metrics, extractors, the OpenAPI parts);
+//! - `auth/`: the `x-api-key` check, sessions, throttles, credits, GitHub's keys;
+//! - `routes/`: one file per resource, and the route table;
+//! - `state.rs`: what the rooms share. No module imports this file.
 
-mod api_key_auth;
-mod auth_throttle;
+mod auth;
 mod background;
-mod body_limit;
-mod client;
-mod connection;
-pub(crate) mod credits;
-mod error_response;
-mod expiry_log;
-mod extract;
-mod github_keys;
-mod header_number;
-mod json_errors;
-mod metrics;
-mod metrics_listener;
-mod open_files;
-mod openapi;
 mod outbox;
-mod parse_errors;
-mod request_id;
-mod request_scope;
+mod pipeline;
 mod routes;
 mod server;
-mod session_auth;
-mod slow_body;
-mod stack;
-mod throttle;
-pub mod tls;
+mod state;
 
-pub use api_key_auth::Principal;
-pub use client::{client_ip, throttle_key};
-pub use metrics_listener::{serve_metrics, spawn_metrics};
+pub use auth::api_key::Principal;
 pub use outbox::{check_email_config, OutboxError};
+pub use pipeline::client::{client_ip, throttle_key};
+pub use server::metrics_listener::{serve_metrics, spawn_metrics};
+pub use server::tls;
+pub use state::{AppState, StateInner, MAX_BODY_BYTES, X_API_KEY};
 
 use crate::config::Config;
-use crate::domain::net::TrustedProxies;
-use crate::limits::{Limiter, SharedLimits};
-use crate::store::Store;
-use crate::usage::UsageRecorder;
-use crate::verify::credits::CreditLedger;
-use crate::verify::{KeyCache, Verifier};
-use axum::http::{header, HeaderName, HeaderValue, Method};
-use std::ops::Deref;
-use std::sync::Arc;
+use axum::http::{header, HeaderValue, Method};
+use pipeline::{json_errors, metrics, openapi, stack};
+use server::open_files;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-
-#[derive(Clone)]
-pub struct AppState(Arc<StateInner>);
-
-pub struct StateInner {
-    /// Reads, and writes that leave key verification alone.
-    pub store: Store,
-    /// Key verification: the cache this server keeps in step (see `serve_until`), the lookups
-    /// and the writes that can make a cached verification stale.
-    pub verifier: Verifier,
-    pub config: Config,
-    /// Whose X-Forwarded-For is believed (`HEFFL_TRUSTED_PROXIES`, `HEFFL_TRUST_FORWARDED_FOR`).
-    pub proxies: TrustedProxies,
-    pub usage: UsageRecorder,
-    /// This instance's leases of keys' credits.
-    pub credits: CreditLedger,
-    login_throttle: throttle::LoginThrottle,
-    reset_throttle: throttle::LoginThrottle,
-    /// Invitation emails resent, per invitation.
-    resends: Limiter,
-    /// `None` without `HEFFL_SMTP_URL`: nothing is emailed.
-    outbox: Option<outbox::Outbox>,
-    shared_limits: SharedLimits,
-    key_limits: Limiter,
-    auth_throttle: auth_throttle::AuthThrottle,
-    leak_reports: Limiter,
-    expiry_log: Arc<expiry_log::ExpiryLog>,
-    /// `HEFFL_GITHUB_SECRET_SCANNING_KEYS`, when set.
-    github_keys: Option<github_keys::GitHubKeys>,
-}
-
-impl AppState {
-    pub fn new(store: Store, config: Config) -> AppState {
-        crate::telemetry::prometheus();
-        let cache = if config.cache_capacity == 0 {
-            KeyCache::disabled()
-        } else {
-            KeyCache::new(config.cache_capacity, config.cache_ttl)
-        };
-        let verifier = Verifier::new(store.clone(), cache);
-        let shared_limits = shared_limits(&config).bounded(config.max_tracked_addresses as usize);
-        let login_throttle =
-            throttle::LoginThrottle::new(config.login_attempts_per_minute, &shared_limits);
-        let reset_throttle = throttle::LoginThrottle::password_reset(
-            config.login_attempts_per_minute,
-            &shared_limits,
-        );
-        let proxies = TrustedProxies::new(&config.trusted_proxies, config.trust_forwarded_for);
-        let github_keys = config
-            .github_secret_scanning_keys
-            .clone()
-            .map(github_keys::GitHubKeys::new);
-        // `serve` refuses to start on a configuration this cannot use; an embedder's is logged.
-        let outbox = outbox::Outbox::from_config(&config).unwrap_or_else(|err| {
-            tracing::error!(error = %err, "email is not sent");
-            None
-        });
-        AppState(Arc::new(StateInner {
-            store,
-            verifier,
-            proxies,
-            config,
-            usage: UsageRecorder::default(),
-            credits: CreditLedger::default(),
-            login_throttle,
-            reset_throttle,
-            resends: shared_limits.limiter("resend"),
-            outbox,
-            key_limits: shared_limits.limiter("key"),
-            auth_throttle: auth_throttle::AuthThrottle::new(
-                shared_limits.limiter("auth"),
-                shared_limits.max_entries(),
-            ),
-            leak_reports: shared_limits.limiter("leak"),
-            shared_limits,
-            expiry_log: Arc::default(),
-            github_keys,
-        }))
-    }
-}
-
-/// Without a usable `HEFFL_REDIS_URL` (the configuration checked it), limits are per instance.
-fn shared_limits(config: &Config) -> SharedLimits {
-    let Some(url) = &config.redis_url else {
-        return SharedLimits::per_instance();
-    };
-    SharedLimits::redis(url, &config.redis_prefix).unwrap_or_else(|err| {
-        tracing::error!(error = %err, "HEFFL_REDIS_URL cannot be used; limits are per instance");
-        SharedLimits::per_instance()
-    })
-}
-
-impl Deref for AppState {
-    type Target = StateInner;
-
-    fn deref(&self) -> &StateInner {
-        &self.0
-    }
-}
 
 /// The whole HTTP surface as one service: the request layer (stack.rs) around the router.
 pub type App = stack::RequestService;
@@ -229,7 +109,7 @@ pub async fn serve_until(
     let grace = state.config.shutdown_grace;
     let tls = match (&state.config.tls_cert, &state.config.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = tls::Tls::load(tls::TlsFiles {
+            let tls = server::tls::Tls::load(server::tls::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
             })
@@ -242,12 +122,12 @@ pub async fn serve_until(
     let background = background::spawn(&state);
     let app = app(state.clone());
     let (shutdown_started_tx, shutdown_started_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut limits = server::Limits::from_config(&state.config, state.proxies.clone());
+    let mut limits = server::accept::Limits::from_config(&state.config, state.proxies.clone());
     limits.max_connections = open_files::fit_connection_cap(
         state.config.max_connections,
         state.config.db_max_connections,
     ) as usize;
-    let server = server::serve_connections(listener, app, limits, tls, async move {
+    let server = server::accept::serve_connections(listener, app, limits, tls, async move {
         shutdown.await;
         tracing::info!("shutdown signal received; finishing in-flight requests");
         let _ = shutdown_started_tx.send(());

@@ -3,10 +3,10 @@
 //! the request that asked for the email: it is logged, counted in `heffl_emails_total`, and an
 //! invitation shows it (`emailStatus: failed`) so the inviter can resend.
 
-use super::AppState;
 use crate::domain::email::EmailFailure;
 use crate::domain::ids::{InvitationId, WorkspaceId};
 use crate::domain::session_token;
+use crate::http::state::AppState;
 use crate::mail::{self, Email, Mailer, SmtpUrl};
 use crate::store::EmailResult;
 use std::sync::{Arc, Mutex};

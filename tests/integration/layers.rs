@@ -159,3 +159,93 @@ fn the_check_sees_a_transaction_opened_on_the_pool() {
     let found = other_begins("let tx = self.pool().begin().await?; // pool.begin( in a comment\n");
     assert_eq!(found, vec!["pool().begin("]);
 }
+
+/// The modules of `src/http/mod.rs` itself: what a module inside `http` may name as
+/// `crate::http::…`. Anything else there is an item of that file, which no child imports.
+const HTTP_ROOMS: &[&str] = &[
+    "auth",
+    "background",
+    "outbox",
+    "pipeline",
+    "routes",
+    "server",
+    "state",
+];
+
+/// `crate::http::X` paths naming an item of `http/mod.rs`, and `super::X` paths naming an item
+/// of the enclosing `mod.rs` rather than a sibling module (`siblings`), outside comments and
+/// test modules.
+fn parent_imports(source: &str, siblings: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    // A test module's `super` is the file itself.
+    let before_tests = source.split("#[cfg(test)]").next().unwrap_or_default();
+    for line in before_tests.lines() {
+        let code = line.split("//").next().unwrap_or_default();
+        for (at, _) in code.match_indices("crate::http::") {
+            let name: String = code[at + "crate::http::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !HTTP_ROOMS.contains(&name.as_str()) {
+                found.push(format!("crate::http::{name}"));
+            }
+        }
+        for (at, _) in code.match_indices("super::") {
+            let name: String = code[at + "super::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '*')
+                .collect();
+            if name != "*" && !siblings.contains(&name) {
+                found.push(format!("super::{name}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_module_in_http_imports_the_file_above_it() {
+    let http = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join("http");
+    let mut files = Vec::new();
+    rust_files(&http, &mut files);
+    let mut refused = Vec::new();
+    for file in &files {
+        if file.file_name().is_some_and(|name| name == "mod.rs") {
+            continue;
+        }
+        let siblings: Vec<String> = std::fs::read_dir(file.parent().expect("a folder"))
+            .expect("read the folder")
+            .filter_map(|entry| entry.ok())
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = entry.path();
+                if path.is_dir() {
+                    Some(name)
+                } else {
+                    name.strip_suffix(".rs").map(str::to_owned)
+                }
+            })
+            .collect();
+        let source = std::fs::read_to_string(file).expect("read a source file");
+        for found in parent_imports(&source, &siblings) {
+            refused.push(format!("{}: {found}", file.display()));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "a module imports the file above it:\n{}",
+        refused.join("\n")
+    );
+}
+
+#[test]
+fn the_check_sees_an_import_of_the_parent() {
+    let siblings = vec!["workspaces".to_owned()];
+    let found = parent_imports(
+        "use crate::http::AppState;\nuse crate::http::state::AppState;\nuse super::workspaces::x;\nuse super::App;\nuse super::*;\n",
+        &siblings,
+    );
+    assert_eq!(found, vec!["crate::http::AppState", "super::App"]);
+}

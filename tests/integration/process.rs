@@ -800,7 +800,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
             // A grace period no busy CI machine runs out of: this test is about finishing
             // requests, not about the grace.
             &[
-                ("RUST_LOG", "info,heffl_api::http::stack=debug"),
+                ("RUST_LOG", "info,heffl_api::http::pipeline::stack=debug"),
                 ("HEFFL_SHUTDOWN_GRACE", "60s"),
             ],
             &["serve"],

@@ -12,10 +12,10 @@ use crate::domain::scopes::ScopeSet;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
-use crate::http::extract::{parse_json, ApiJson, Path, RawQuery};
-use crate::http::openapi::{ErrorBody, KeyPath, ServerErrors, Text100, WorkspacePath};
-use crate::http::session_auth::SessionUser;
-use crate::http::AppState;
+use crate::http::auth::session::SessionUser;
+use crate::http::pipeline::extract::{parse_json, ApiJson, Path, RawQuery};
+use crate::http::pipeline::openapi::{ErrorBody, KeyPath, ServerErrors, Text100, WorkspacePath};
+use crate::http::state::AppState;
 use crate::store::{
     Actor, ApiKeyRecord, ClientInfo, CreditsChange, Editor, KeyChanges, KeyFilter,
     KeyPolicyColumns, KeyStatus, NewApiKey, RollOutcome, StatusFilter, UpdateOutcome,

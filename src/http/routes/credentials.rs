@@ -4,9 +4,9 @@
 
 use crate::domain::api_key;
 use crate::error::{ApiError, Reason};
-use crate::http::extract::ApiJson;
-use crate::http::openapi::{ErrorBody, ServerErrors};
-use crate::http::AppState;
+use crate::http::pipeline::extract::ApiJson;
+use crate::http::pipeline::openapi::{ErrorBody, ServerErrors};
+use crate::http::state::AppState;
 use crate::store::{ClientInfo, Leak, LeakSource};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -52,7 +52,9 @@ pub async fn revoke(
     ApiJson(report): ApiJson<LeakReport>,
 ) -> Result<(StatusCode, ApiJson<LeakReceipt>), ApiError> {
     let limit = state.config.leak_reports_per_minute;
-    let address = crate::http::throttle_key(client.ip.as_deref().and_then(|ip| ip.parse().ok()));
+    let address = crate::http::pipeline::client::throttle_key(
+        client.ip.as_deref().and_then(|ip| ip.parse().ok()),
+    );
     if limit > 0
         && !state
             .leak_reports

@@ -14,13 +14,13 @@ use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::domain::{password, session_token};
 use crate::error::{ApiError, Reason};
-use crate::http::extract::{ApiJson, Path};
-use crate::http::openapi::{
+use crate::http::auth::session::SessionUser;
+use crate::http::outbox::MailJob;
+use crate::http::pipeline::extract::{ApiJson, Path};
+use crate::http::pipeline::openapi::{
     Email, ErrorBody, InvitationPath, Password, ServerErrors, Text100, WorkspacePath,
 };
-use crate::http::outbox::MailJob;
-use crate::http::session_auth::SessionUser;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::mail;
 use crate::store::{normalize_email, EmailResult, MemberActor, ResendOutcome};
 use crate::store::{

@@ -9,12 +9,12 @@ use crate::domain::scopes::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::{self, Issues};
 use crate::error::{ApiError, Reason};
-use crate::http::extract::{ApiJson, Path, RawQuery};
-use crate::http::openapi::{
+use crate::http::auth::api_key::Principal;
+use crate::http::pipeline::extract::{ApiJson, Path, RawQuery};
+use crate::http::pipeline::openapi::{
     ErrorBody, LeadPath, OptionalEmail, OptionalPhone, OptionalText200, ServerErrors, Text200,
 };
-use crate::http::AppState;
-use crate::http::Principal;
+use crate::http::state::AppState;
 use crate::store::{LeadFields, LeadRow};
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,8 +1,9 @@
 use crate::domain::permissions::Role;
 use crate::domain::scopes::Scope;
 use crate::error::ApiError;
-use crate::http::openapi::{ErrorBody, ServerErrors};
-use crate::http::{AppState, Principal};
+use crate::http::auth::api_key::Principal;
+use crate::http::pipeline::openapi::{ErrorBody, ServerErrors};
+use crate::http::state::AppState;
 use crate::verify::memo;
 use axum::body::{Body, Bytes};
 use axum::extract::State;

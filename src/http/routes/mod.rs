@@ -24,7 +24,7 @@ mod verify;
 mod webhooks;
 mod workspaces;
 
-use super::AppState;
+use crate::http::state::AppState;
 use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -70,12 +70,12 @@ pub fn api(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(leads::list, leads::create))
         .routes(routes!(leads::get, leads::update, leads::delete))
         .merge(verify::routes())
-        .route_layer(super::api_key_auth::RequireApiKey::new(state));
+        .route_layer(crate::http::auth::api_key::RequireApiKey::new(state));
     // Reporting a leak needs no key.
     let open = OpenApiRouter::new()
         .routes(routes!(credentials::revoke))
         .routes(routes!(secret_scanning::github))
-        .route_layer(super::metrics::RouteMetricsLayer);
+        .route_layer(crate::http::pipeline::metrics::RouteMetricsLayer);
     keyed.merge(open)
 }
 

@@ -1,6 +1,6 @@
 use crate::error::ApiError;
-use crate::http::openapi::{ErrorBody, ServerErrors};
-use crate::http::AppState;
+use crate::http::pipeline::openapi::{ErrorBody, ServerErrors};
+use crate::http::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderValue};

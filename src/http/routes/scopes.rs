@@ -3,10 +3,10 @@
 
 use crate::domain::scopes::Scope;
 use crate::error::ApiError;
-use crate::http::extract::ApiJson;
-use crate::http::openapi::{ErrorBody, ServerErrors};
-use crate::http::session_auth::SessionUser;
-use crate::http::AppState;
+use crate::http::auth::session::SessionUser;
+use crate::http::pipeline::extract::ApiJson;
+use crate::http::pipeline::openapi::{ErrorBody, ServerErrors};
+use crate::http::state::AppState;
 use axum::extract::State;
 use serde::Serialize;
 

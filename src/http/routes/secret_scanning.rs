@@ -5,9 +5,9 @@
 use crate::domain::api_key;
 use crate::domain::secret_scanning::{token_hash, MAX_MATCHES};
 use crate::error::{ApiError, Realm, Reason};
-use crate::http::extract::ApiJson;
-use crate::http::openapi::{ErrorBody, ServerErrors};
-use crate::http::AppState;
+use crate::http::pipeline::extract::ApiJson;
+use crate::http::pipeline::openapi::{ErrorBody, ServerErrors};
+use crate::http::state::AppState;
 use crate::store::{ClientInfo, Leak, LeakSource};
 use axum::body::Bytes;
 use axum::extract::State;

@@ -8,13 +8,13 @@ use crate::domain::time::Timestamp;
 use crate::domain::validate::Issues;
 use crate::domain::webhooks::{check_url, EventFilter, SigningSecret};
 use crate::error::{ApiError, Reason};
-use crate::http::extract::{ApiJson, Path, RawQuery};
-use crate::http::openapi::{
+use crate::http::auth::session::SessionUser;
+use crate::http::pipeline::extract::{ApiJson, Path, RawQuery};
+use crate::http::pipeline::openapi::{
     ErrorBody, EventName, MessagePath, OptionalText200, ServerErrors, WebhookPath, WebhookUrl,
     WorkspacePath,
 };
-use crate::http::session_auth::SessionUser;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::store::{
     ClientInfo, DeliveryRow, DeliveryStatus, NewWebhook, WebhookChanges, WebhookRow,
 };

@@ -47,7 +47,7 @@ pub fn ensure_json_errors(mut response: Response) -> Response {
     let error = match status {
         StatusCode::NOT_FOUND => ApiError::not_found("Not found."),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => super::body_limit::too_large(),
+        StatusCode::PAYLOAD_TOO_LARGE => crate::http::pipeline::body_limit::too_large(),
         StatusCode::REQUEST_TIMEOUT => ApiError::ServiceUnavailable {
             reason: Reason::Timeout,
             message: "The request took too long to process; retry it.".into(),

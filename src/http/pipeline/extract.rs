@@ -59,12 +59,12 @@ fn has_json_content_type(headers: &HeaderMap) -> bool {
 
 fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        super::body_limit::too_large()
-    } else if super::slow_body::is_too_slow(&rejection) {
+        crate::http::pipeline::body_limit::too_large()
+    } else if crate::http::server::slow_body::is_too_slow(&rejection) {
         ApiError::RequestTimeout(
             format!(
                 "The request body arrived slower than {} bytes a second; send it again, at once.",
-                super::slow_body::MIN_RATE
+                crate::http::server::slow_body::MIN_RATE
             )
             .into(),
         )

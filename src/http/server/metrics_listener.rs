@@ -2,8 +2,9 @@
 //! only: the auth-outcome and route counters tell an outsider which keys and routes are in use,
 //! so the API listener never serves them (it answers the JSON 404).
 
-use super::{json_errors, AppState};
 use crate::config::MetricsBind;
+use crate::http::pipeline::json_errors;
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;

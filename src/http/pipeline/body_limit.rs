@@ -2,8 +2,8 @@
 //! before the 413 is sent: closing a connection with unread data makes the kernel reset it,
 //! and the client then sees a broken connection instead of our JSON answer.
 
-use super::MAX_BODY_BYTES;
 use crate::error::ApiError;
+use crate::http::state::MAX_BODY_BYTES;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap};

@@ -9,7 +9,7 @@
 //! The clock is one timer per body, reset only when it fires: at `started + grace`, and after
 //! that at the moment the bytes read so far would fall under the rate if no more came.
 
-use super::connection::Tracker;
+use crate::http::server::connection::Tracker;
 use axum::body::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;

@@ -70,7 +70,7 @@ impl LoginThrottle {
         address: Option<IpAddr>,
     ) -> Result<(), ApiError> {
         let now = Instant::now();
-        let address = crate::http::throttle_key(address);
+        let address = crate::http::pipeline::client::throttle_key(address);
         let per_address = self.per_minute.saturating_mul(PER_ADDRESS_FACTOR);
         let mut decision = self.per_address.check(&address, per_address, now).await;
         if decision.allowed {

@@ -15,12 +15,15 @@
 //!   the error `code`, `reason` and the verified key's `key_id`. The line's fields are built
 //!   only when the level is enabled.
 
-use super::api_key_auth::Principal;
-use super::request_id::{RequestId, X_REQUEST_ID};
-use super::request_scope::RequestScope;
-use super::{body_limit, client_ip, json_errors, X_API_KEY};
 use crate::domain::net::TrustedProxies;
 use crate::error::{ErrorCode, ErrorReason, Reason};
+use crate::http::auth::api_key::Principal;
+use crate::http::pipeline::body_limit;
+use crate::http::pipeline::client::client_ip;
+use crate::http::pipeline::json_errors;
+use crate::http::pipeline::request_id::{RequestId, X_REQUEST_ID};
+use crate::http::pipeline::request_scope::RequestScope;
+use crate::http::state::X_API_KEY;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;

@@ -9,13 +9,13 @@
 //! connection is serving a request does the newcomer wait, in the listen backlog, for one to
 //! finish.
 
-use super::connection::{InFlight, Stop, Timeouts, TrackedIo, Tracker};
-use super::slow_body::SlowBody;
-use super::stack::RequestFuture;
-use super::tls::Tls;
-use super::App;
 use crate::config::Config;
 use crate::domain::net::{AddressBucket, TrustedProxies};
+use crate::http::pipeline::stack::RequestFuture;
+use crate::http::pipeline::stack::RequestService as App;
+use crate::http::server::connection::{InFlight, Stop, Timeouts, TrackedIo, Tracker};
+use crate::http::server::slow_body::SlowBody;
+use crate::http::server::tls::Tls;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
 use http_body::Body as _;

@@ -291,7 +291,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.replacing.is_none() {
-            match super::parse_errors::json_replacement(buf) {
+            match crate::http::server::parse_errors::json_replacement(buf) {
                 Some(replacement) => self.replacing = Some((replacement, 0)),
                 None => return Pin::new(&mut self.inner).poll_write(cx, buf),
             }

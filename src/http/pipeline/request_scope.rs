@@ -9,7 +9,7 @@
 //! service's `call` and each poll of its future; outside it (tests calling a service directly)
 //! the functions here read the clock instead.
 
-use super::request_id::RequestId;
+use crate::http::pipeline::request_id::RequestId;
 use std::cell::Cell;
 use std::future::Future;
 use std::time::Instant;

@@ -1,9 +1,10 @@
 //! Dashboard authentication: `Authorization: Bearer <session token>`. API keys never open
 //! /app/v1, so a leaked key cannot mint, list or revoke keys.
 
-use super::{AppState, X_API_KEY};
 use crate::domain::session_token;
 use crate::error::{ApiError, Realm, Reason};
+use crate::http::state::AppState;
+use crate::http::state::X_API_KEY;
 use crate::store::UserRow;
 use axum::extract::FromRequestParts;
 use axum::http::header;

@@ -2,9 +2,9 @@
 //! and the headers some errors carry (`WWW-Authenticate`, `Retry-After`). Kept in `http` so
 //! that the error type itself depends on nothing of the server.
 
-use super::header_number::header_number;
-use super::request_scope;
 use crate::error::{ApiError, ErrorCode, ErrorReason, Realm};
+use crate::http::pipeline::header_number::header_number;
+use crate::http::pipeline::request_scope;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 

@@ -1,8 +1,8 @@
 //! Who is calling: the client address (from the socket, or from X-Forwarded-For when the
 //! operator says a trusted proxy sets it) and the user agent, for throttling and the audit log.
 
-use super::AppState;
 use crate::domain::net::{AddressBucket, TrustedProxies};
+use crate::http::state::AppState;
 use crate::store::ClientInfo;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;

@@ -4,11 +4,11 @@
 //! refused by any earlier check (the key, its address, its rate limit, its scope) spends no
 //! credit, and one the handler runs has spent its cost, whatever the handler answers.
 
-use super::api_key_auth::Principal;
-use super::AppState;
 use crate::domain::credits::retry_after_secs;
 use crate::domain::scopes::Scope;
 use crate::error::{ApiError, Reason};
+use crate::http::auth::api_key::Principal;
+use crate::http::state::AppState;
 use crate::verify::credits::{CreditLedger, KeyLease, SpendNow};
 use crate::verify::{KeyCredits, KeyPrincipalRow};
 

@@ -6,12 +6,12 @@
 //! method and keeps them, instead of hashing labels and searching the registry (and allocating
 //! three label strings) on every request. Routes get theirs from `RouteMetricsLayer` (a
 //! `route_layer`: the template comes from `MatchedPath`), the keyed routes from the key's layer
-//! (`api_key_auth::RequireApiKey`), which counts with `RouteMeter::track` in the same layer.
+//! (`auth::api_key::RequireApiKey`), which counts with `RouteMeter::track` in the same layer.
 //!
 //! The duration is the request's, from the first byte of its head to its route's answer, read
 //! from the request's scope (`request_scope`): the route reads the clock once, when it answers.
 
-use super::request_scope;
+use crate::http::pipeline::request_scope;
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;

@@ -3,11 +3,6 @@
 //! handler runs. Malformed keys are refused without touching the database, verified keys are
 //! served from the in-process cache (see `verify`), and each key's rate limit is applied.
 
-use super::auth_throttle::Gate;
-use super::credits::credit_lease;
-use super::header_number::header_number;
-use super::metrics::{RouteMeter, RouteMetricsFuture};
-use super::{client_ip, request_scope, throttle_key, AppState, X_API_KEY};
 use crate::domain::api_key::{self, KeyDigest, KeyRejection};
 use crate::domain::key_policy::AllowedIps;
 use crate::domain::permissions::Role;
@@ -15,6 +10,15 @@ use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::time::Timestamp;
 use crate::domain::usage_counts::Outcome;
 use crate::error::{ApiError, ErrorReason, Message, Realm, Reason};
+use crate::http::auth::credits::credit_lease;
+use crate::http::auth::failed_keys::Gate;
+use crate::http::pipeline::client::client_ip;
+use crate::http::pipeline::client::throttle_key;
+use crate::http::pipeline::header_number::header_number;
+use crate::http::pipeline::metrics::{RouteMeter, RouteMetricsFuture};
+use crate::http::pipeline::request_scope;
+use crate::http::state::AppState;
+use crate::http::state::X_API_KEY;
 use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
@@ -654,7 +658,7 @@ fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiE
 }
 
 /// A digest the cache could not answer, within the address's failed-key budget (see
-/// `auth_throttle`): revoked and expired keys are real keys and cost nothing; each distinct
+/// `auth::failed_keys`): revoked and expired keys are real keys and cost nothing; each distinct
 /// unknown key costs one lookup, until the budget is spent; then only keys that exist are
 /// looked up, and the rest get 429.
 async fn look_up(
