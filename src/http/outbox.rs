@@ -108,8 +108,7 @@ impl Outbox {
         match self.sender.try_send(job) {
             Ok(()) => true,
             Err(_) => {
-                metrics::counter!("heffl_emails_total", "kind" => kind, "outcome" => "queue_full")
-                    .increment(1);
+                count_outcome(kind, "queue_full");
                 tracing::warn!(kind, "the email queue is full; an email was not sent");
                 false
             }
@@ -186,8 +185,7 @@ async fn handle(state: &AppState, job: MailJob) {
             let record = match state.store.login_record(&email).await {
                 Ok(record) => record,
                 Err(err) => {
-                    metrics::counter!("heffl_emails_total", "kind" => kind, "outcome" => "failed")
-                        .increment(1);
+                    count_outcome(kind, "failed");
                     tracing::warn!(error = %err, "could not look up an account for a password reset");
                     return;
                 }
@@ -195,8 +193,7 @@ async fn handle(state: &AppState, job: MailJob) {
             // No account, or a disabled one: nothing is sent, and nobody but this counter
             // learns it.
             let Some(record) = record.filter(|record| record.disabled_at.is_none()) else {
-                metrics::counter!("heffl_emails_total", "kind" => kind, "outcome" => "no_account")
-                    .increment(1);
+                count_outcome(kind, "no_account");
                 return;
             };
             let token = session_token::generate();
@@ -207,8 +204,7 @@ async fn handle(state: &AppState, job: MailJob) {
             {
                 Ok(expires_at) => expires_at,
                 Err(err) => {
-                    metrics::counter!("heffl_emails_total", "kind" => kind, "outcome" => "failed")
-                        .increment(1);
+                    count_outcome(kind, "failed");
                     tracing::warn!(error = %err, "could not store a password-reset link");
                     return;
                 }
@@ -228,12 +224,13 @@ async fn handle(state: &AppState, job: MailJob) {
     }
 }
 
-fn count(kind: &'static str, result: &Result<(), EmailFailure>) {
-    let outcome = match result {
-        Ok(()) => "sent",
-        Err(_) => "failed",
-    };
+/// `heffl_emails_total`: every email asked for ends in one outcome.
+fn count_outcome(kind: &'static str, outcome: &'static str) {
     metrics::counter!("heffl_emails_total", "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+fn count(kind: &'static str, result: &Result<(), EmailFailure>) {
+    count_outcome(kind, if result.is_ok() { "sent" } else { "failed" });
     if let Err(failure) = result {
         metrics::counter!("heffl_email_failures_total", "kind" => kind, "reason" => failure.as_str())
             .increment(1);

@@ -614,47 +614,34 @@ fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiE
     };
     let active = row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.role.is_some();
     let now = request_time();
-    if !active {
-        state.usage.record(
-            &row.key_id,
-            Some(Outcome::Rejected),
-            Some(Reason::RevokedApiKey),
-            now,
-        );
-        return Err(unauthorized(
+    let expired_at = row.expires_at.filter(|at| *at <= now);
+    let (reason, message): (Reason, Message) = if !active {
+        (
             Reason::RevokedApiKey,
-            "This API key has been revoked; create a new one in Settings > Developer.",
-        ));
-    }
-    if let Some(expired_at) = row.expires_at.filter(|at| *at <= now) {
+            "This API key has been revoked; create a new one in Settings > Developer.".into(),
+        )
+    } else if let Some(expired_at) = expired_at {
         state.expiry_log.note(&state.store, &row, expired_at);
-        state.usage.record(
-            &row.key_id,
-            Some(Outcome::Rejected),
-            Some(Reason::ExpiredApiKey),
-            now,
-        );
-        return Err(unauthorized(
+        (
             Reason::ExpiredApiKey,
             format!(
                 "This API key expired at {}; create a new one in Settings > Developer.",
                 expired_at.to_rfc3339()
-            ),
-        ));
-    }
-    if row.disabled_at.is_some() {
-        state.usage.record(
-            &row.key_id,
-            Some(Outcome::Rejected),
-            Some(Reason::DisabledApiKey),
-            now,
-        );
-        return Err(unauthorized(
+            )
+            .into(),
+        )
+    } else if row.disabled_at.is_some() {
+        (
             Reason::DisabledApiKey,
-            "This API key is disabled; its creator or a workspace admin can enable it in Settings > Developer.",
-        ));
-    }
-    Ok(row)
+            "This API key is disabled; its creator or a workspace admin can enable it in Settings > Developer.".into(),
+        )
+    } else {
+        return Ok(row);
+    };
+    state
+        .usage
+        .record(&row.key_id, Some(Outcome::Rejected), Some(reason), now);
+    Err(unauthorized(reason, message))
 }
 
 /// A digest the cache could not answer, within the address's failed-key budget (see
