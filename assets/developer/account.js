@@ -12,7 +12,6 @@
 (() => {
   'use strict';
 
-  const API_BASE = '/app/v1';
   const TOKEN_STORAGE = 'heffl.developer.sessionToken';
   const WORKSPACE_STORAGE = 'heffl.developer.workspaceId';
   const MIN_PASSWORD_CHARS = 12;
@@ -40,42 +39,7 @@
 
   const el = (id) => document.getElementById(id);
 
-  async function api(method, path, body) {
-    const headers = { Accept: 'application/json' };
-    const session = sessionStorage.getItem(TOKEN_STORAGE);
-    if (session) headers.Authorization = `Bearer ${session}`;
-    const init = { method, headers, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' };
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(API_BASE + path, init);
-    } catch {
-      throw Object.assign(new Error("Can't reach the server. Check your connection and try again."), { status: 0 });
-    }
-    let data = null;
-    if (response.status !== 204) {
-      try {
-        data = await response.json();
-      } catch {
-        data = null;
-      }
-    }
-    if (!response.ok) {
-      const error = (data && data.error) || {};
-      const issues = (error.details && error.details.issues) || [];
-      const message = issues.length
-        ? issues.map((i) => `${fieldLabel(i.field)} ${i.message}.`).join(' ')
-        : error.message || `The server answered with status ${response.status}. Try again.`;
-      throw Object.assign(new Error(message), {
-        status: response.status,
-        reason: error.details && error.details.reason,
-      });
-    }
-    return data;
-  }
+  const api = (method, path, body) => window.HefflApi.request(method, path, body, fieldLabel);
 
   function fieldLabel(field) {
     const labels = { name: 'Your name', password: 'Password', currentPassword: 'Current password', newPassword: 'New password' };

@@ -10,7 +10,6 @@
 'use strict';
 
 (() => {
-  const API_BASE = '/app/v1';
   const TOKEN_STORAGE = 'heffl.developer.sessionToken';
   const WORKSPACE_STORAGE = 'heffl.developer.workspaceId';
   const MAX_NAME_CHARS = 100;
@@ -112,55 +111,9 @@
   // ---------------------------------------------------------------------------------------------
   // The API
 
-  class ApiError extends Error {
-    constructor(status, code, message, details) {
-      super(message);
-      this.status = status;
-      this.code = code;
-      this.details = details || null;
-    }
-  }
+  const { ApiError } = window.HefflApi;
 
-  async function api(method, path, body) {
-    const headers = { Accept: 'application/json' };
-    const token = sessionStorage.getItem(TOKEN_STORAGE);
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const init = {
-      method,
-      headers,
-      cache: 'no-store',
-      credentials: 'omit',
-      referrerPolicy: 'no-referrer',
-    };
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(API_BASE + path, init);
-    } catch {
-      throw new ApiError(0, 'NETWORK', "Can't reach the server. Check your connection and try again.");
-    }
-    let data = null;
-    if (response.status !== 204) {
-      try {
-        data = await response.json();
-      } catch {
-        data = null;
-      }
-    }
-    if (!response.ok) {
-      const error = data && data.error;
-      throw new ApiError(
-        response.status,
-        (error && error.code) || `HTTP_${response.status}`,
-        (error && error.message) || `The server answered with status ${response.status}. Try again.`,
-        error && error.details,
-      );
-    }
-    return data;
-  }
+  const api = (method, path, body) => window.HefflApi.request(method, path, body);
 
   const workspacePath = (suffix) => `/workspaces/${encodeURIComponent(state.workspaceId)}${suffix}`;
 

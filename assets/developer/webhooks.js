@@ -8,8 +8,6 @@
 (() => {
   'use strict';
 
-  const API_BASE = '/app/v1';
-  const TOKEN_STORAGE = 'heffl.developer.sessionToken';
   const EVENTS = [
     ['api_key.created', 'Key created'],
     ['api_key.updated', 'Key edited'],
@@ -37,34 +35,8 @@
     opener: null,
   };
 
-  async function api(method, path, body) {
-    const headers = { Accept: 'application/json' };
-    const session = sessionStorage.getItem(TOKEN_STORAGE);
-    if (session) headers.Authorization = `Bearer ${session}`;
-    const init = { method, headers, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' };
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(API_BASE + path, init);
-    } catch {
-      throw new Error("Can't reach the server. Check your connection and try again.");
-    }
-    const data = response.status === 204 ? null : await response.json().catch(() => null);
-    if (!response.ok) {
-      const error = (data && data.error) || {};
-      const issues = (error.details && error.details.issues) || [];
-      const message = issues.length
-        ? issues.map((issue) => `${FIELD_LABELS[issue.field] || issue.field} ${issue.message}.`).join(' ')
-        : error.message || `The server answered with status ${response.status}. Try again.`;
-      const failure = new Error(message);
-      failure.status = response.status;
-      throw failure;
-    }
-    return data;
-  }
+  const api = (method, path, body) =>
+    window.HefflApi.request(method, path, body, (field) => FIELD_LABELS[field] || field);
 
   const path = (suffix = '') => `/workspaces/${encodeURIComponent(state.workspaceId)}/webhooks${suffix}`;
 

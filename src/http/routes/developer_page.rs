@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 
 const INDEX_HTML: &str = include_str!("../../../assets/developer/index.html");
 const APP_JS: &str = include_str!("../../../assets/developer/app.js");
+const API_JS: &str = include_str!("../../../assets/developer/api.js");
 const ACCOUNT_JS: &str = include_str!("../../../assets/developer/account.js");
 const APP_CSS: &str = include_str!("../../../assets/developer/app.css");
 const CHARTS_JS: &str = include_str!("../../../assets/developer/charts.js");
@@ -34,6 +35,14 @@ pub async fn script() -> impl IntoResponse {
     (
         headers("text/javascript; charset=utf-8", "no-cache"),
         APP_JS,
+    )
+}
+
+/// The one API client the other scripts share.
+pub async fn api_script() -> impl IntoResponse {
+    (
+        headers("text/javascript; charset=utf-8", "no-cache"),
+        API_JS,
     )
 }
 

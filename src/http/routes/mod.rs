@@ -96,6 +96,10 @@ pub fn operations() -> OpenApiRouter<AppState> {
         .route("/settings/developer", get(developer_page::index))
         .route("/settings/developer/app.js", get(developer_page::script))
         .route(
+            "/settings/developer/api.js",
+            get(developer_page::api_script),
+        )
+        .route(
             "/settings/developer/account.js",
             get(developer_page::account_script),
         )
