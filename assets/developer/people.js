@@ -252,6 +252,8 @@
   el('workspace-new-button').addEventListener('click', openWorkspace);
   el('workspace-first-button').addEventListener('click', openWorkspace);
   el('workspace-form').addEventListener('submit', onWorkspaceCreate);
+  // A refusal is about what was sent: once the name changes, it no longer applies.
+  el('workspace-name').addEventListener('input', () => show(el('workspace-error'), ''));
   el('workspace-cancel').addEventListener('click', () => el('workspace-dialog').close());
   el('workspace-dialog').addEventListener('close', returnFocus);
 })();

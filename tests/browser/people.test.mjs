@@ -138,6 +138,7 @@ describe('Settings > Developer: people', { timeout: 180_000 }, () => {
       await page.locator(byTestId('workspace-error')).waitFor();
       assert.match(await page.locator(byTestId('workspace-error')).textContent(), /Name must not be blank/);
       await page.locator(byTestId('workspace-name')).fill('Acme Staging');
+      assert.equal(await page.locator(byTestId('workspace-error')).isHidden(), true, 'the refusal goes once the name changes');
       await screenshot(page, 'people-new-workspace-phone');
       await page.locator(byTestId('workspace-submit')).click();
       await page.waitForFunction(
