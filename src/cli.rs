@@ -402,7 +402,7 @@ async fn serve(config: Config) -> Result<(), CliError> {
         api = %format!("{base}/api/v1"),
         "open the Settings > Developer page to sign in and create keys"
     );
-    match store.count_users().await {
+    match store.users().count().await {
         Ok(0) => tracing::info!(
             "no users yet: create the first workspace and its owner with \
              `heffl-api bootstrap --workspace NAME --email EMAIL` (prints a password once)"
@@ -462,6 +462,7 @@ async fn bootstrap(
         password_hash: &hash,
     };
     let outcome = store
+        .users()
         .bootstrap(&workspace_name, &owner)
         .await
         .map_err(|e| fail(format!("database error: {e}")))?;
@@ -573,7 +574,8 @@ async fn run_users(verifier: &Verifier, command: UsersCommand) -> Result<(), Cli
             };
             let user = verifier
                 .store()
-                .create_user(&new_user, actor)
+                .users()
+                .create(&new_user, actor)
                 .await
                 .map_err(db_error)?
                 .ok_or_else(|| fail(format!("a user with the email {email} already exists")))?;
@@ -595,6 +597,7 @@ async fn run_users(verifier: &Verifier, command: UsersCommand) -> Result<(), Cli
                 .map_err(|_| fail("cannot hash the password"))?;
             let user = verifier
                 .store()
+                .users()
                 .set_password(
                     PasswordChange::Operator { email: &email },
                     &hash,
@@ -611,7 +614,7 @@ async fn run_users(verifier: &Verifier, command: UsersCommand) -> Result<(), Cli
             print_json(&line)
         }
         UsersCommand::List => {
-            for user in verifier.store().list_users().await.map_err(db_error)? {
+            for user in verifier.store().users().list().await.map_err(db_error)? {
                 print_json(&user)?;
             }
             Ok(())
@@ -664,7 +667,7 @@ async fn workspaces(config: &Config, command: WorkspacesCommand) -> Result<(), C
     let operator = operator_name();
     let actor = Actor::Operator(operator.as_deref());
     let result = match command {
-        WorkspacesCommand::List => match verifier.store().list_workspaces().await {
+        WorkspacesCommand::List => match verifier.store().workspaces().list_all().await {
             Ok(list) => list
                 .into_iter()
                 .map(WorkspaceLine::from)
@@ -701,7 +704,8 @@ async fn delete_workspace(
 ) -> Result<(), CliError> {
     let current = verifier
         .store()
-        .list_workspaces()
+        .workspaces()
+        .list_all()
         .await
         .map_err(db_error)?
         .into_iter()
@@ -739,7 +743,7 @@ async fn audit(config: &Config, command: AuditCommand) -> Result<(), CliError> {
                 });
             match since {
                 Err(err) => Err(err),
-                Ok(since) => match store.export_audit_events(since, workspace.as_ref()).await {
+                Ok(since) => match store.audit().export(since, workspace.as_ref()).await {
                     Ok(events) => events.into_iter().try_for_each(|(workspace_id, event)| {
                         print_json(&AuditLine::of(workspace_id, event))
                     }),
@@ -827,13 +831,15 @@ async fn run_members(verifier: &Verifier, command: MembersCommand) -> Result<(),
     };
     let user = verifier
         .store()
-        .user_by_email(email)
+        .users()
+        .by_email(email)
         .await
         .map_err(db_error)?
         .ok_or_else(|| fail(format!("no user with the email {email}")))?;
     if !verifier
         .store()
-        .workspace_exists(workspace)
+        .workspaces()
+        .exists(workspace)
         .await
         .map_err(db_error)?
     {
@@ -843,7 +849,8 @@ async fn run_members(verifier: &Verifier, command: MembersCommand) -> Result<(),
         Some(role) => {
             verifier
                 .store()
-                .add_member(workspace, &user.id, role, &actor)
+                .members()
+                .add(workspace, &user.id, role, &actor)
                 .await
         }
         None => verifier.remove_member(workspace, &user.id, &actor).await,
@@ -913,7 +920,8 @@ async fn key_id_of_secret(
         ))
     })?;
     store
-        .key_id_by_digest(secret.digest().as_bytes())
+        .api_keys()
+        .id_by_digest(secret.digest().as_bytes())
         .await
         .map_err(|e| fail(format!("database error: {e}")))?
         .ok_or_else(|| fail("no API key of this deployment has the given secret"))
@@ -929,7 +937,8 @@ async fn run_keys(
             // A mistyped id must not look like a workspace without keys.
             if !verifier
                 .store()
-                .workspace_exists(&workspace)
+                .workspaces()
+                .exists(&workspace)
                 .await
                 .map_err(db_error)?
             {
@@ -937,7 +946,8 @@ async fn run_keys(
             }
             let keys = verifier
                 .store()
-                .list_api_keys(
+                .api_keys()
+                .list(
                     &workspace,
                     &KeyFilter {
                         creator: None,
@@ -971,7 +981,8 @@ async fn run_keys(
             };
             let workspace = verifier
                 .store()
-                .workspace_of_key(&key_id)
+                .api_keys()
+                .workspace_of(&key_id)
                 .await
                 .map_err(db_error)?
                 .ok_or_else(|| fail(format!("no API key with the id {key_id}")))?;

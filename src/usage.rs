@@ -61,7 +61,7 @@ impl UsageRecorder {
             return Ok(0);
         }
         let rows: Vec<(String, KeyUsage)> = batch.into_iter().collect();
-        match store.add_key_usage(&rows).await {
+        match store.usage().add(&rows).await {
             Ok(()) => Ok(rows.len()),
             Err(err) => {
                 let mut pending = self.lock();

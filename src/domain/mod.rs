@@ -6,6 +6,7 @@ pub mod base62;
 pub mod credits;
 pub mod email;
 pub mod ids;
+pub mod key_change;
 pub mod key_policy;
 pub mod net;
 pub mod password;

@@ -88,7 +88,7 @@ pub fn spawn(state: &AppState) -> Background {
             interval.tick().await;
             let retention_ms = i64::from(usage_pruner.config.usage_retention_days) * DAY_MS;
             let older_than = Timestamp(Timestamp::now().0 - retention_ms);
-            match usage_pruner.store.prune_key_usage(older_than).await {
+            match usage_pruner.store.usage().prune(older_than).await {
                 Ok(0) => {}
                 Ok(rows) => tracing::info!(rows, "pruned key usage past its retention"),
                 Err(err) => tracing::warn!(error = %err, "usage pruning failed; will retry"),
@@ -96,7 +96,7 @@ pub fn spawn(state: &AppState) -> Background {
             if let Some(retention) = usage_pruner.config.audit_retention {
                 let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
                 let older_than = Timestamp(Timestamp::now().0.saturating_sub(retention_ms));
-                match usage_pruner.store.prune_audit_events(older_than).await {
+                match usage_pruner.store.audit().prune(older_than).await {
                     Ok(0) => {}
                     Ok(rows) => {
                         tracing::info!(rows, "pruned audit events past HEFFL_AUDIT_RETENTION")

@@ -175,14 +175,15 @@ async fn handle(state: &AppState, job: MailJob) {
             };
             if let Err(err) = state
                 .store
-                .record_invitation_email(&workspace_id, &invitation_id, &token_digest, recorded)
+                .invitations()
+                .record_email(&workspace_id, &invitation_id, &token_digest, recorded)
                 .await
             {
                 tracing::warn!(error = %err, invitation_id = %invitation_id, "could not record an invitation email's outcome");
             }
         }
         MailJob::PasswordReset { email } => {
-            let record = match state.store.login_record(&email).await {
+            let record = match state.store.users().login_record(&email).await {
                 Ok(record) => record,
                 Err(err) => {
                     count_outcome(kind, "failed");
@@ -199,7 +200,8 @@ async fn handle(state: &AppState, job: MailJob) {
             let token = session_token::generate();
             let expires_at = match state
                 .store
-                .create_password_reset(&record.id, &token.digest)
+                .password_resets()
+                .create(&record.id, &token.digest)
                 .await
             {
                 Ok(expires_at) => expires_at,

@@ -1,7 +1,7 @@
 use super::credits::CreditsChange;
 use super::sql::Sql;
 use super::webhooks::{emit, Event, KeyRef};
-use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
+use super::{record_audit, Actor, AuditEntry, ClientInfo, KeyTx, Store, Tx};
 use crate::domain::credits::{period, Pool, Refill};
 use crate::domain::ids::{KeyId, UserId, WorkspaceId};
 use crate::domain::key_policy::can_change_credits;
@@ -327,7 +327,7 @@ impl KeyPolicyColumns {
             allowed_ips: (!allowed.is_empty()).then_some(allowed),
             meta: record.meta.as_ref().map(serde_json::Value::to_string),
             external_id: record.external_id.clone(),
-            // Set apart: the credits move to the replacement (`roll_api_key_in`).
+            // Set apart: the credits move to the replacement (`ApiKeyRepo::roll_in`).
             credits: None,
         }
     }
@@ -591,12 +591,23 @@ fn changed_fields(
     Ok(changed)
 }
 
+/// API keys: issuing, listing, editing, rolling and revoking them, and their lookups by digest.
+pub struct ApiKeyRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
+    pub fn api_keys(&self) -> ApiKeyRepo<'_> {
+        ApiKeyRepo { store: self }
+    }
+}
+
+impl ApiKeyRepo<'_> {
     /// Inserts the key with its audit event, in the caller's transaction (`verify` logs that
     /// its digest was issued). `None` only if the key cannot be read back.
-    pub(crate) async fn create_api_key_in(
+    pub async fn create_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         new: &NewApiKey<'_>,
         client: &ClientInfo,
     ) -> Result<Option<ApiKeyRecord>, sqlx::Error> {
@@ -616,7 +627,7 @@ impl Store {
             client,
         )
         .await?;
-        let record = fetch_key(&mut **tx, new.workspace_id, &id).await?;
+        let record = fetch_key(&mut ***tx, new.workspace_id, &id).await?;
         if let Some(record) = &record {
             let extra = json!({ "scopes": record.scopes, "expiresAt": record.expires_at });
             let event = Event::key(
@@ -632,7 +643,7 @@ impl Store {
     }
 
     /// Newest first.
-    pub async fn list_api_keys(
+    pub async fn list(
         &self,
         workspace_id: &WorkspaceId,
         filter: &KeyFilter<'_>,
@@ -669,24 +680,24 @@ impl Store {
         sql.push(" ORDER BY k.created_at DESC, k.id DESC");
         let (sql, args) = sql.finish()?;
         let rows: Vec<ApiKeyRow> = sqlx::query_as_with(&sql, args)
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await?;
         Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
     }
 
-    pub async fn get_api_key(
+    pub async fn get(
         &self,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
     ) -> Result<Option<ApiKeyRecord>, sqlx::Error> {
-        fetch_key(self.pool(), workspace_id, key_id).await
+        fetch_key(self.store.pool(), workspace_id, key_id).await
     }
 
     /// Idempotent: revoking a revoked key changes nothing and reports `false`. `revoked_by`
     /// names a user only when a user revoked it.
-    pub(crate) async fn revoke_api_key_in(
+    pub async fn revoke_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
         actor: Actor<'_>,
@@ -699,7 +710,7 @@ impl Store {
         };
         // Waits for a roll of this key in flight, so the record read below shows its
         // replacement: the answer matches the order in which the two took effect.
-        self.lock_key_row(tx, workspace_id, key_id).await?;
+        self.lock_row(tx, workspace_id, key_id).await?;
         let changed = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
              WHERE workspace_id = $4 AND id = $5 AND revoked_at IS NULL",
@@ -709,7 +720,7 @@ impl Store {
         .bind(reason)
         .bind(workspace_id)
         .bind(key_id)
-        .execute(&mut **tx)
+        .execute(&mut ***tx)
         .await?
         .rows_affected()
             > 0;
@@ -728,7 +739,7 @@ impl Store {
             )
             .await?;
         }
-        let record = fetch_key(&mut **tx, workspace_id, key_id).await?;
+        let record = fetch_key(&mut ***tx, workspace_id, key_id).await?;
         if let Some(record) = record.as_ref().filter(|_| changed) {
             let event = Event::key(
                 EventType::ApiKeyRevoked,
@@ -747,9 +758,9 @@ impl Store {
     /// `old_expires_at` (sooner if it was due to expire before). The caller commits only if
     /// `Rolled`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn roll_api_key_in(
+    pub async fn roll_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
         replacement: &NewApiKey<'_>,
@@ -758,8 +769,8 @@ impl Store {
         client: &ClientInfo,
     ) -> Result<RollOutcome, sqlx::Error> {
         // Decided on the key as it is once every earlier roll or revoke of it has committed.
-        self.lock_key_row(tx, workspace_id, key_id).await?;
-        let Some(old) = fetch_key(&mut **tx, workspace_id, key_id).await? else {
+        self.lock_row(tx, workspace_id, key_id).await?;
+        let Some(old) = fetch_key(&mut ***tx, workspace_id, key_id).await? else {
             return Ok(RollOutcome::NotFound);
         };
         // Before the status: a key rolled without grace has expired, yet it was rolled.
@@ -796,7 +807,7 @@ impl Store {
             .bind(expires_at)
             .bind(workspace_id)
             .bind(key_id)
-            .execute(&mut **tx)
+            .execute(&mut ***tx)
             .await?;
         // The replacement is a key like any other: its history starts with its creation.
         record_audit(
@@ -830,8 +841,8 @@ impl Store {
             client,
         )
         .await?;
-        let new_record = fetch_key(&mut **tx, workspace_id, &new_id).await?;
-        let old_record = fetch_key(&mut **tx, workspace_id, key_id).await?;
+        let new_record = fetch_key(&mut ***tx, workspace_id, &new_id).await?;
+        let old_record = fetch_key(&mut ***tx, workspace_id, key_id).await?;
         if let (Some(new), Some(old)) = (&new_record, &old_record) {
             let extra = json!({
                 "newKey": { "id": new.id, "name": new.name, "hint": new.hint },
@@ -857,17 +868,17 @@ impl Store {
 
     /// Applies a PATCH to a key as it is once earlier changes to it have committed: every
     /// field or none. The audit event names the fields that changed.
-    pub(crate) async fn update_api_key_in(
+    pub async fn update_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
         changes: &KeyChanges,
         editor: &Editor<'_>,
         client: &ClientInfo,
     ) -> Result<UpdateOutcome, sqlx::Error> {
-        self.lock_key_row(tx, workspace_id, key_id).await?;
-        let Some(current) = fetch_key(&mut **tx, workspace_id, key_id).await? else {
+        self.lock_row(tx, workspace_id, key_id).await?;
+        let Some(current) = fetch_key(&mut ***tx, workspace_id, key_id).await? else {
             return Ok(UpdateOutcome::NotFound);
         };
         if !can_edit_key(editor.role, editor.user_id, &current.created_by.id) {
@@ -932,12 +943,15 @@ impl Store {
             .push(" AND id = ")
             .bind(key_id);
         let (sql, args) = sql.finish()?;
-        sqlx::query_with(&sql, args).execute(&mut **tx).await?;
+        sqlx::query_with(&sql, args).execute(&mut ***tx).await?;
         if let Some(credits) = changes
             .credits
             .filter(|_| changed.contains(&KeyField::Credits))
         {
-            self.change_credits_in(tx, key_id, credits, now).await?;
+            self.store
+                .credits()
+                .change_in(tx, key_id, credits, now)
+                .await?;
         }
         let names: Vec<&str> = changed.iter().map(|field| field.as_str()).collect();
         let mut details = json!({ "fields": names });
@@ -960,7 +974,7 @@ impl Store {
             client,
         )
         .await?;
-        let record = fetch_key(&mut **tx, workspace_id, key_id)
+        let record = fetch_key(&mut ***tx, workspace_id, key_id)
             .await?
             .ok_or(sqlx::Error::RowNotFound)?;
         let event = Event::key(
@@ -986,7 +1000,7 @@ impl Store {
         old: &KeyId,
         new: &KeyId,
     ) -> Result<(), sqlx::Error> {
-        let Some(credits) = self.credits_for_update(tx, old).await? else {
+        let Some(credits) = self.store.credits().for_update(tx, old).await? else {
             return Ok(());
         };
         let now = Timestamp::now();
@@ -1004,7 +1018,7 @@ impl Store {
             remaining: pool.remaining,
             refill: credits.refill,
         };
-        self.change_credits_in(tx, new, change, now).await?;
+        self.store.credits().change_in(tx, new, change, now).await?;
         // "Low" stays measured against the budget the old key was given.
         sqlx::query(
             "UPDATE api_keys SET credits_initial = \
@@ -1019,13 +1033,13 @@ impl Store {
 
     /// On PostgreSQL, holds the key's row until the transaction ends; on SQLite the
     /// transaction already holds the database's write lock (`Store::begin`).
-    async fn lock_key_row(
+    async fn lock_row(
         &self,
         tx: &mut Tx<'_>,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
     ) -> Result<(), sqlx::Error> {
-        if self.backend() == super::Backend::Postgres {
+        if self.store.backend() == super::Backend::Postgres {
             sqlx::query("SELECT id FROM api_keys WHERE workspace_id = $1 AND id = $2 FOR UPDATE")
                 .bind(workspace_id)
                 .bind(key_id)
@@ -1039,9 +1053,9 @@ impl Store {
     /// and an `api_key.leaked` event naming where it was found, in the caller's transaction;
     /// returns their ids. One statement finds them whatever the mix, so the time taken says
     /// little about which keys exist.
-    pub(crate) async fn revoke_leaked_keys_in(
+    pub async fn revoke_leaked_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         leaks: &[Leak],
         client: &ClientInfo,
     ) -> Result<Vec<KeyId>, sqlx::Error> {
@@ -1056,7 +1070,9 @@ impl Store {
             .push(") RETURNING id, workspace_id, name, hint, digest");
         let (sql, args) = sql.finish()?;
         let revoked: Vec<(KeyId, WorkspaceId, String, String, Vec<u8>)> =
-            sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?;
+            sqlx::query_as_with(&sql, args)
+                .fetch_all(&mut ***tx)
+                .await?;
         for (key_id, workspace_id, name, hint, digest) in &revoked {
             let leak = leaks.iter().find(|leak| leak.digest.as_slice() == digest);
             let source = leak.map_or(LeakSource::Report, |leak| leak.source);
@@ -1104,26 +1120,23 @@ impl Store {
         .push(")");
         let (sql, args) = sql.finish()?;
         sqlx::query_scalar_with(&sql, args)
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await
     }
 
     /// For the operator CLI, which knows a key id but maybe not its workspace.
     /// The id of the key whose secret has this digest (an operator revoking a leaked secret).
-    pub async fn key_id_by_digest(&self, digest: &[u8; 32]) -> Result<Option<KeyId>, sqlx::Error> {
+    pub async fn id_by_digest(&self, digest: &[u8; 32]) -> Result<Option<KeyId>, sqlx::Error> {
         sqlx::query_scalar("SELECT id FROM api_keys WHERE digest = $1")
             .bind(digest.as_slice())
-            .fetch_optional(self.pool())
+            .fetch_optional(self.store.pool())
             .await
     }
 
-    pub async fn workspace_of_key(
-        &self,
-        key_id: &KeyId,
-    ) -> Result<Option<WorkspaceId>, sqlx::Error> {
+    pub async fn workspace_of(&self, key_id: &KeyId) -> Result<Option<WorkspaceId>, sqlx::Error> {
         sqlx::query_scalar("SELECT workspace_id FROM api_keys WHERE id = $1")
             .bind(key_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.store.pool())
             .await
     }
 }

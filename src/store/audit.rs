@@ -1,5 +1,5 @@
 use super::sql::Sql;
-use super::Tx;
+use super::{Store, Tx};
 use crate::domain::ids::{self, KeyId, UserId, WorkspaceId};
 use crate::domain::time::Timestamp;
 
@@ -89,7 +89,18 @@ pub async fn record_audit(
     insert_event(&mut **tx, &entry, client).await
 }
 
-impl super::Store {
+/// The audit log: reading, exporting and pruning it, and the entries written outside a change.
+pub struct AuditRepo<'s> {
+    store: &'s Store,
+}
+
+impl Store {
+    pub fn audit(&self) -> AuditRepo<'_> {
+        AuditRepo { store: self }
+    }
+}
+
+impl AuditRepo<'_> {
     /// Records that a key was found expired, once per key however often it is presented
     /// (concurrent instances may, rarely, both record it).
     pub async fn record_key_expired(
@@ -104,7 +115,7 @@ impl super::Store {
         )
         .bind(workspace_id)
         .bind(key_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.store.pool())
         .await?;
         if recorded.is_some() {
             return Ok(());
@@ -117,7 +128,7 @@ impl super::Store {
             target_id: key_id,
             details: Some(serde_json::json!({ "expiredAt": expired_at })),
         };
-        insert_event(self.pool(), &entry, &ClientInfo::default()).await
+        insert_event(self.store.pool(), &entry, &ClientInfo::default()).await
     }
 
     /// A failed sign-in is an event of the account, not of any workspace: one row however many
@@ -136,7 +147,7 @@ impl super::Store {
             target_id: user_id,
             details: None,
         };
-        insert_event(self.pool(), &entry, client).await
+        insert_event(self.store.pool(), &entry, client).await
     }
 }
 
@@ -154,10 +165,10 @@ pub struct AuditEventRow {
     pub at: Timestamp,
 }
 
-impl super::Store {
+impl AuditRepo<'_> {
     /// Newest first; `after` is the id of the last event of the previous page. `None` when
     /// that id is not an event of this workspace. With `key_id`, only events about that key.
-    pub async fn list_audit_events(
+    pub async fn list(
         &self,
         workspace_id: &WorkspaceId,
         key_id: Option<&KeyId>,
@@ -172,7 +183,7 @@ impl super::Store {
                 )
                 .bind(workspace_id)
                 .bind(id)
-                .fetch_optional(self.pool())
+                .fetch_optional(self.store.pool())
                 .await?;
                 match seq {
                     Some(seq) => seq,
@@ -192,14 +203,14 @@ impl super::Store {
         sql.push(" ORDER BY seq DESC LIMIT ").bind(limit);
         let (sql, args) = sql.finish()?;
         sqlx::query_as_with(&sql, args)
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await
             .map(Some)
     }
 
     /// Every event since `since` (of one workspace, or all), oldest first, for an operator's
     /// export; events of no workspace (sign-ins, operator commands) come with all.
-    pub async fn export_audit_events(
+    pub async fn export(
         &self,
         since: Timestamp,
         workspace_id: Option<&WorkspaceId>,
@@ -215,7 +226,7 @@ impl super::Store {
         sql.push(" ORDER BY seq");
         let (sql, args) = sql.finish()?;
         let rows: Vec<ExportRow> = sqlx::query_as_with(&sql, args)
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await?;
         Ok(rows
             .into_iter()
@@ -224,10 +235,10 @@ impl super::Store {
     }
 
     /// Deletes events older than `older_than` (`HEFFL_AUDIT_RETENTION`); how many.
-    pub async fn prune_audit_events(&self, older_than: Timestamp) -> Result<u64, sqlx::Error> {
+    pub async fn prune(&self, older_than: Timestamp) -> Result<u64, sqlx::Error> {
         let result = sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(older_than)
-            .execute(self.pool())
+            .execute(self.store.pool())
             .await?;
         Ok(result.rows_affected())
     }

@@ -62,15 +62,26 @@ pub enum CreditsChange {
     Add(i64),
 }
 
+/// Keys' credits: the balance, the leases instances take of it, and their return.
+pub struct CreditRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
+    pub fn credits(&self) -> CreditRepo<'_> {
+        CreditRepo { store: self }
+    }
+}
+
+impl CreditRepo<'_> {
     /// Reads a key's pool for a change, holding its row until the transaction ends on
     /// PostgreSQL (a serial transaction holds SQLite's write lock already).
-    pub(crate) async fn credits_for_update(
+    pub(crate) async fn for_update(
         &self,
         tx: &mut Tx<'_>,
         key_id: &KeyId,
     ) -> Result<Option<StoredCredits>, sqlx::Error> {
-        let lock = match self.backend() {
+        let lock = match self.store.backend() {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         };
@@ -103,14 +114,14 @@ impl Store {
     }
 
     /// Applies a change of a key's credits in the caller's (serial) transaction.
-    pub(crate) async fn change_credits_in(
+    pub(crate) async fn change_in(
         &self,
         tx: &mut Tx<'_>,
         key_id: &KeyId,
         change: CreditsChange,
         now: Timestamp,
     ) -> Result<(), sqlx::Error> {
-        let current = self.credits_for_update(tx, key_id).await?;
+        let current = self.for_update(tx, key_id).await?;
         let generation = current.map_or(0, |c| c.pool.generation);
         let (remaining, refill, pool) = match change {
             CreditsChange::Remove => (None, None, None),
@@ -168,7 +179,7 @@ impl Store {
     /// One lease of up to `want` credits for `instance_id`, which holds `local` and is about to
     /// spend `cost`, in one serial transaction that also records what the instance holds after
     /// both. `None` when the key has no credits (any more).
-    pub async fn lease_credits(
+    pub async fn lease(
         &self,
         key_id: &KeyId,
         instance_id: &str,
@@ -177,8 +188,8 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<Grant>, sqlx::Error> {
         let _timer = super::QueryTimer::start("credit_lease");
-        let mut tx = self.begin().await?;
-        let Some(credits) = self.credits_for_update(&mut tx, key_id).await? else {
+        let mut tx = self.store.begin().await?;
+        let Some(credits) = self.for_update(&mut tx, key_id).await? else {
             return Ok(None);
         };
         let (pool, grant) = credits.pool.lease(credits.refill.as_ref(), now.0, want);
@@ -207,13 +218,13 @@ impl Store {
 
     /// What this instance holds of each key, so that the API counts it as remaining; an empty
     /// lease is removed.
-    pub async fn report_credit_leases(
+    pub async fn report_leases(
         &self,
         instance_id: &str,
         leases: &[(KeyId, Local)],
         now: Timestamp,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         for (key_id, local) in leases {
             write_lease(&mut tx, key_id, instance_id, *local, now).await?;
         }
@@ -222,15 +233,15 @@ impl Store {
 
     /// A stopping instance's unspent credits go back to their pool, unless their budget has
     /// ended since (`Pool::give_back`).
-    pub async fn give_back_credits(
+    pub async fn give_back(
         &self,
         key_id: &KeyId,
         instance_id: &str,
         local: Local,
         now: Timestamp,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.begin().await?;
-        if let Some(credits) = self.credits_for_update(&mut tx, key_id).await? {
+        let mut tx = self.store.begin().await?;
+        if let Some(credits) = self.for_update(&mut tx, key_id).await? {
             let pool = credits.pool.give_back(
                 credits.refill.as_ref(),
                 now.0,

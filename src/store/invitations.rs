@@ -287,10 +287,21 @@ async fn join(
     Ok(Some(workspace))
 }
 
+/// Invitations: sending, resending, cancelling, previewing and accepting them.
+pub struct InvitationRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
+    pub fn invitations(&self) -> InvitationRepo<'_> {
+        InvitationRepo { store: self }
+    }
+}
+
+impl InvitationRepo<'_> {
     /// The same outcome whether or not the email has an account: the inviter learns nothing.
     /// `emailed`: the token goes out by email (its status starts `pending`), not to the inviter.
-    pub async fn create_invitation(
+    pub async fn create(
         &self,
         workspace_id: &WorkspaceId,
         email: &str,
@@ -307,7 +318,7 @@ impl Store {
             return Ok(InviteOutcome::Forbidden);
         }
         let normalized = super::normalize_email(email);
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let member: Option<String> = sqlx::query_scalar(
             "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
              WHERE m.workspace_id = $1 AND u.email_normalized = $2",
@@ -363,7 +374,7 @@ impl Store {
     }
 
     /// Pending invitations, newest first.
-    pub async fn list_invitations(
+    pub async fn list(
         &self,
         workspace_id: &WorkspaceId,
     ) -> Result<Vec<InvitationRow>, sqlx::Error> {
@@ -374,18 +385,18 @@ impl Store {
         ))
         .bind(workspace_id)
         .bind(Timestamp::now())
-        .fetch_all(self.pool())
+        .fetch_all(self.store.pool())
         .await
     }
 
     /// Admins may cancel what they may send: invitations for roles below owner.
-    pub async fn cancel_invitation(
+    pub async fn cancel(
         &self,
         workspace_id: &WorkspaceId,
         invitation_id: &InvitationId,
         actor: &MemberActor<'_>,
     ) -> Result<CancelOutcome, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let role: Option<String> = sqlx::query_scalar(&format!(
             "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {}",
             pending_at_2()
@@ -432,14 +443,14 @@ impl Store {
 
     /// A new token for a pending invitation, to be emailed again: the old link stops working
     /// (only the new digest is kept) and the week starts over. Who may resend is who may cancel.
-    pub async fn resend_invitation(
+    pub async fn resend(
         &self,
         workspace_id: &WorkspaceId,
         invitation_id: &InvitationId,
         token_digest: &[u8; 32],
         actor: &MemberActor<'_>,
     ) -> Result<ResendOutcome, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let now = Timestamp::now();
         let role: Option<String> = sqlx::query_scalar(&format!(
             "SELECT i.role FROM invitations i WHERE i.workspace_id = $1 AND i.id = $3 AND {}",
@@ -496,7 +507,7 @@ impl Store {
 
     /// Records what became of the email that carried `token_digest`. An email of a token since
     /// replaced by a resend records nothing: the invitation now waits for the newer one.
-    pub async fn record_invitation_email(
+    pub async fn record_email(
         &self,
         workspace_id: &WorkspaceId,
         invitation_id: &InvitationId,
@@ -525,11 +536,11 @@ impl Store {
             EmailResult::Sent => query,
             EmailResult::Failed(failure) => query.bind(failure.as_str()),
         };
-        query.execute(self.pool()).await?;
+        query.execute(self.store.pool()).await?;
         Ok(())
     }
 
-    pub async fn preview_invitation(
+    pub async fn preview(
         &self,
         token_digest: &[u8; 32],
     ) -> Result<Option<InvitationPreviewRow>, sqlx::Error> {
@@ -543,7 +554,7 @@ impl Store {
         ))
         .bind(token_digest.as_slice())
         .bind(Timestamp::now())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.store.pool())
         .await
     }
 
@@ -558,20 +569,20 @@ impl Store {
         ))
         .bind(token_digest.as_slice())
         .bind(Timestamp::now())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.store.pool())
         .await
     }
 
     /// A user accepts: signed in, or (with `session`, opened in the same transaction) proven
     /// by their password. The invitation must be for their email.
-    pub async fn accept_invitation(
+    pub async fn accept(
         &self,
         token_digest: &[u8; 32],
         user: &UserRow,
         session: Option<&NewSession<'_>>,
         client: &ClientInfo,
     ) -> Result<AcceptOutcome, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let Some(claimed) = claim(&mut tx, token_digest).await? else {
             return Ok(AcceptOutcome::NotFound);
         };
@@ -594,7 +605,7 @@ impl Store {
 
     /// Someone without an account accepts: the account (with the invited email), the
     /// membership and a session are made together, or nothing is.
-    pub async fn accept_invitation_with_new_account(
+    pub async fn accept_with_new_account(
         &self,
         token_digest: &[u8; 32],
         name: &str,
@@ -602,7 +613,7 @@ impl Store {
         session: &NewSession<'_>,
         client: &ClientInfo,
     ) -> Result<CreateAccountOutcome, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let Some(claimed) = claim(&mut tx, token_digest).await? else {
             return Ok(CreateAccountOutcome::NotFound);
         };

@@ -28,9 +28,20 @@ pub struct LeadFields {
 const LEAD_COLUMNS: &str =
     "SELECT id, workspace_id, name, email, mobile, title, owner_id, created_at, updated_at FROM leads";
 
+/// The leads a key's user works with through /api/v1.
+pub struct LeadRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
+    pub fn leads(&self) -> LeadRepo<'_> {
+        LeadRepo { store: self }
+    }
+}
+
+impl LeadRepo<'_> {
     /// One page, newest first; `owner` restricts it to one user's leads (a member's boundary).
-    pub async fn list_leads(
+    pub async fn list(
         &self,
         workspace_id: &WorkspaceId,
         owner: Option<&UserId>,
@@ -54,15 +65,15 @@ impl Store {
         let (page, page_args) = page.finish()?;
         let (count, count_args) = count.finish()?;
         let items: Vec<LeadRow> = sqlx::query_as_with(&page, page_args)
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await?;
         let (total,): (i64,) = sqlx::query_as_with(&count, count_args)
-            .fetch_one(self.pool())
+            .fetch_one(self.store.pool())
             .await?;
         Ok((items, total))
     }
 
-    pub async fn create_lead(
+    pub async fn create(
         &self,
         workspace_id: &WorkspaceId,
         owner_id: &UserId,
@@ -93,12 +104,12 @@ impl Store {
         .bind(&lead.title)
         .bind(lead.created_at)
         .bind(lead.updated_at)
-        .execute(self.pool())
+        .execute(self.store.pool())
         .await?;
         Ok(lead)
     }
 
-    pub async fn get_lead(
+    pub async fn get(
         &self,
         workspace_id: &WorkspaceId,
         lead_id: &LeadId,
@@ -108,22 +119,22 @@ impl Store {
         ))
         .bind(workspace_id)
         .bind(lead_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.store.pool())
         .await
     }
 
     /// Whether a lead with this id exists in any workspace. Only used to choose between 403
     /// `workspace_mismatch` and 404 after the workspace-filtered lookup found nothing; it
     /// returns no data of the other workspace.
-    pub async fn lead_exists_elsewhere(&self, lead_id: &LeadId) -> Result<bool, sqlx::Error> {
+    pub async fn exists_elsewhere(&self, lead_id: &LeadId) -> Result<bool, sqlx::Error> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM leads WHERE id = $1")
             .bind(lead_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.store.pool())
             .await?;
         Ok(found.is_some())
     }
 
-    pub async fn update_lead(
+    pub async fn update(
         &self,
         workspace_id: &WorkspaceId,
         lead_id: &LeadId,
@@ -154,11 +165,11 @@ impl Store {
             );
         let (sql, args) = sql.finish()?;
         sqlx::query_as_with(&sql, args)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.store.pool())
             .await
     }
 
-    pub async fn delete_lead(
+    pub async fn delete(
         &self,
         workspace_id: &WorkspaceId,
         lead_id: &LeadId,
@@ -166,7 +177,7 @@ impl Store {
         let result = sqlx::query("DELETE FROM leads WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)
             .bind(lead_id)
-            .execute(self.pool())
+            .execute(self.store.pool())
             .await?;
         Ok(result.rows_affected() > 0)
     }

@@ -1,6 +1,6 @@
 use super::invitations::{cancel_invitations_sent_by, InvitationCancelCause};
 use super::webhooks::{emit, Event};
-use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
+use super::{record_audit, Actor, AuditEntry, ClientInfo, KeyTx, Store, Tx};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::{can_manage_member, Role};
 use crate::domain::time::Timestamp;
@@ -110,22 +110,30 @@ pub(super) async fn member_in_tx(
     .await
 }
 
+/// Memberships: who belongs to a workspace, in which role.
+pub struct MemberRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
-    pub async fn list_members(
-        &self,
-        workspace_id: &WorkspaceId,
-    ) -> Result<Vec<MemberRow>, sqlx::Error> {
+    pub fn members(&self) -> MemberRepo<'_> {
+        MemberRepo { store: self }
+    }
+}
+
+impl MemberRepo<'_> {
+    pub async fn list(&self, workspace_id: &WorkspaceId) -> Result<Vec<MemberRow>, sqlx::Error> {
         sqlx::query_as(&format!(
             "{MEMBER_COLUMNS} WHERE m.workspace_id = $1 ORDER BY m.created_at, m.user_id"
         ))
         .bind(workspace_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.store.pool())
         .await
     }
 
     /// Adds an existing user directly: the operator's `members add`. People join from the
     /// dashboard only by accepting an invitation.
-    pub async fn add_member(
+    pub async fn add(
         &self,
         workspace_id: &WorkspaceId,
         user_id: &UserId,
@@ -135,7 +143,7 @@ impl Store {
         if can_manage_member(actor.role, None, Some(role)).is_err() {
             return Ok(MemberChange::Forbidden);
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         if !insert_membership(&mut tx, workspace_id, user_id, role).await? {
             return Ok(MemberChange::AlreadyMember);
         }
@@ -170,9 +178,9 @@ impl Store {
     }
 
     /// In the caller's transaction, to be committed only if `Done`. The flag says whether the role changed.
-    pub(crate) async fn change_member_role_in(
+    pub async fn change_role_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         workspace_id: &WorkspaceId,
         user_id: &UserId,
         new_role: Role,
@@ -193,7 +201,7 @@ impl Store {
             .bind(new_role.as_str())
             .bind(workspace_id)
             .bind(user_id)
-            .execute(&mut **tx)
+            .execute(&mut ***tx)
             .await?;
             record_audit(
                 tx,
@@ -237,9 +245,9 @@ impl Store {
 
     /// Removes the membership and revokes the user's keys in that workspace, together, in the
     /// caller's transaction, to be committed only if `Done`.
-    pub(crate) async fn remove_member_in(
+    pub async fn remove_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         workspace_id: &WorkspaceId,
         user_id: &UserId,
         actor: &MemberActor<'_>,
@@ -265,7 +273,7 @@ impl Store {
         sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
             .bind(workspace_id)
             .bind(user_id)
-            .execute(&mut **tx)
+            .execute(&mut ***tx)
             .await?;
         let revoked = super::revoke_keys_of_user(
             tx,
@@ -312,7 +320,7 @@ impl Store {
     ) -> Result<Result<Role, MemberChange>, sqlx::Error> {
         let owners: Vec<String> = sqlx::query_scalar(&format!(
             "SELECT user_id FROM memberships WHERE workspace_id = $1 AND role = 'owner'{}",
-            self.backend().for_update()
+            self.store.backend().for_update()
         ))
         .bind(workspace_id)
         .fetch_all(&mut **tx)

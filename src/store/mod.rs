@@ -7,6 +7,7 @@ mod api_keys;
 mod audit;
 mod credits;
 mod invitations;
+mod key_tx;
 mod leads;
 mod members;
 mod password_resets;
@@ -22,6 +23,7 @@ pub use api_keys::*;
 pub use audit::*;
 pub use credits::*;
 pub use invitations::*;
+pub use key_tx::{AppliesKeyChanges, KeyTx, NOTIFY_CHANNEL};
 pub use leads::*;
 pub use members::*;
 pub use password_resets::*;
@@ -190,7 +192,7 @@ impl Store {
         &self.url
     }
 
-    /// For the store's own modules and `verify`; the rest of the server uses store methods,
+    /// For the store's own modules and `verify`; the rest of the server uses the repositories,
     /// and tests open a pool of their own.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
@@ -206,7 +208,7 @@ impl Store {
     /// writes cannot wait for a concurrent writer (SQLITE_BUSY at once, whatever the busy
     /// timeout, which would surface as a 503); BEGIN IMMEDIATE takes the write lock up front and
     /// waits its turn. PostgreSQL callers that must see a row unchanged lock it
-    /// (`lock_key_row`). A test in `tests/integration/layers.rs` finds any other `begin`.
+    /// (`ApiKeyRepo::lock_row`). A test in `tests/integration/layers.rs` finds any other `begin`.
     pub(crate) async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,

@@ -9,10 +9,21 @@ use crate::domain::time::Timestamp;
 /// found later opens nothing.
 pub const RESET_TTL_MS: i64 = 60 * 60 * 1000;
 
+/// Password resets: the one-time tokens and their redemption.
+pub struct PasswordResetRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
+    pub fn password_resets(&self) -> PasswordResetRepo<'_> {
+        PasswordResetRepo { store: self }
+    }
+}
+
+impl PasswordResetRepo<'_> {
     /// Stores a new link's digest for the user; expired rows are swept here, where links are
     /// made, rather than by a timer.
-    pub async fn create_password_reset(
+    pub async fn create(
         &self,
         user_id: &UserId,
         token_digest: &[u8; 32],
@@ -21,7 +32,7 @@ impl Store {
         let expires_at = Timestamp(now.0.saturating_add(RESET_TTL_MS));
         sqlx::query("DELETE FROM password_resets WHERE expires_at <= $1")
             .bind(now)
-            .execute(self.pool())
+            .execute(self.store.pool())
             .await?;
         sqlx::query(
             "INSERT INTO password_resets (token_digest, user_id, created_at, expires_at) \
@@ -31,7 +42,7 @@ impl Store {
         .bind(user_id)
         .bind(now)
         .bind(expires_at)
-        .execute(self.pool())
+        .execute(self.store.pool())
         .await?;
         Ok(expires_at)
     }
@@ -39,14 +50,14 @@ impl Store {
     /// Sets the password of the user a live, unused link belongs to, ends every session of
     /// theirs and every other link, audited, all together. `None` when the token opens nothing
     /// (unknown, used or expired): the conditional UPDATE makes two uses of one token serial.
-    pub async fn reset_password(
+    pub async fn redeem(
         &self,
         token_digest: &[u8; 32],
         password_hash: &str,
         client: &ClientInfo,
     ) -> Result<Option<UserRow>, sqlx::Error> {
         let now = Timestamp::now();
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let user_id: Option<UserId> = sqlx::query_scalar(
             "UPDATE password_resets SET used_at = $1 \
              WHERE token_digest = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id",

@@ -43,11 +43,22 @@ fn hourly(rows: Vec<CountsRow>) -> Vec<(i64, Counts)> {
         .collect()
 }
 
+/// Keys' usage counts by hour, their sums and their pruning.
+pub struct UsageRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
+    pub fn usage(&self) -> UsageRepo<'_> {
+        UsageRepo { store: self }
+    }
+}
+
+impl UsageRepo<'_> {
     /// Adds gathered usage in one transaction: the keys' `request_count` and `last_used_at`,
     /// then the hourly buckets in one upsert (per `BUCKET_CHUNK` key-hours). A failed flush
     /// writes nothing, so retrying it cannot count twice.
-    pub async fn add_key_usage(&self, rows: &[(String, KeyUsage)]) -> Result<(), sqlx::Error> {
+    pub async fn add(&self, rows: &[(String, KeyUsage)]) -> Result<(), sqlx::Error> {
         let used: Vec<(&str, i64, Timestamp)> = rows
             .iter()
             .filter_map(|(id, usage)| {
@@ -65,7 +76,7 @@ impl Store {
                     .map(move |(hour, counts)| (id.as_str(), *hour, *counts))
             })
             .collect();
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         for chunk in used.chunks(KEY_CHUNK) {
             // VALUES columns are column1..3 in both SQLite and PostgreSQL.
             let mut sql = Sql::new(
@@ -185,11 +196,13 @@ impl Store {
         }
         sql.push(" GROUP BY reason ORDER BY requests DESC, reason");
         let (sql, args) = sql.finish()?;
-        sqlx::query_as_with(&sql, args).fetch_all(self.pool()).await
+        sqlx::query_as_with(&sql, args)
+            .fetch_all(self.store.pool())
+            .await
     }
 
     /// One key's hourly buckets in `[from, to)`.
-    pub async fn key_usage_hours(
+    pub async fn key_hours(
         &self,
         workspace_id: &WorkspaceId,
         key_id: &KeyId,
@@ -205,14 +218,14 @@ impl Store {
         .bind(key_id)
         .bind(from)
         .bind(to)
-        .fetch_all(self.pool())
+        .fetch_all(self.store.pool())
         .await?;
         Ok(hourly(rows))
     }
 
     /// The workspace's hourly buckets in `[from, to)`, summed over its keys, or over the keys
     /// of `creator` only.
-    pub async fn workspace_usage_hours(
+    pub async fn workspace_hours(
         &self,
         workspace_id: &WorkspaceId,
         creator: Option<&UserId>,
@@ -237,14 +250,14 @@ impl Store {
         sql.push(" GROUP BY hour_start ORDER BY hour_start");
         let (sql, args) = sql.finish()?;
         let rows: Vec<CountsRow> = sqlx::query_as_with(&sql, args)
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await?;
         Ok(hourly(rows))
     }
 
     /// Each key of the workspace (or of `creator`) with its total in `[from, to)`; busiest
     /// first, then newest.
-    pub async fn usage_totals_by_key(
+    pub async fn totals_by_key(
         &self,
         workspace_id: &WorkspaceId,
         creator: Option<&UserId>,
@@ -272,7 +285,7 @@ impl Store {
         type Row = (KeyId, String, Option<Timestamp>, Option<Timestamp>, i64);
         let (sql, args) = sql.finish()?;
         let rows: Vec<Row> = sqlx::query_as_with(&sql, args)
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await?;
         let now = Timestamp::now();
         Ok(rows
@@ -287,14 +300,14 @@ impl Store {
     }
 
     /// Drops buckets that started before `older_than` (the retention period).
-    pub async fn prune_key_usage(&self, older_than: Timestamp) -> Result<u64, sqlx::Error> {
+    pub async fn prune(&self, older_than: Timestamp) -> Result<u64, sqlx::Error> {
         let result = sqlx::query("DELETE FROM key_usage_hours WHERE hour_start < $1")
             .bind(older_than)
-            .execute(self.pool())
+            .execute(self.store.pool())
             .await?;
         let refusals = sqlx::query("DELETE FROM key_usage_refusals WHERE hour_start < $1")
             .bind(older_than)
-            .execute(self.pool())
+            .execute(self.store.pool())
             .await?;
         Ok(result.rows_affected() + refusals.rows_affected())
     }

@@ -1,4 +1,4 @@
-use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx, WorkspaceRow};
+use super::{record_audit, Actor, AuditEntry, ClientInfo, KeyTx, Store, Tx, WorkspaceRow};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
@@ -74,11 +74,22 @@ pub enum BootstrapOutcome {
     EmailTaken,
 }
 
+/// User accounts: sign-in records, creation, passwords, disabling and deletion.
+pub struct UserRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
+    pub fn users(&self) -> UserRepo<'_> {
+        UserRepo { store: self }
+    }
+}
+
+impl UserRepo<'_> {
     /// How many accounts exist: none means the operator still has to bootstrap.
-    pub async fn count_users(&self) -> Result<i64, sqlx::Error> {
+    pub async fn count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.store.pool)
             .await
     }
 
@@ -88,14 +99,14 @@ impl Store {
              WHERE email_normalized = $1",
         )
         .bind(normalize_email(email))
-        .fetch_optional(self.pool())
+        .fetch_optional(self.store.pool())
         .await
     }
 
-    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    pub async fn by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
         sqlx::query_as("SELECT id, email, name FROM users WHERE email_normalized = $1")
             .bind(normalize_email(email))
-            .fetch_optional(self.pool())
+            .fetch_optional(self.store.pool())
             .await
     }
 
@@ -105,7 +116,7 @@ impl Store {
         workspace_name: &str,
         owner: &NewUser<'_>,
     ) -> Result<BootstrapOutcome, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let user = match insert_user(&mut tx, owner).await {
             Ok(user) => user,
             Err(err) if super::is_unique_violation(&err) => {
@@ -139,16 +150,16 @@ impl Store {
     /// invitations go, and the account is erased down to its id (email and name replaced, no
     /// password), so the audit log's references stay whole and the email is free again. The
     /// last owner of a workspace is not deleted (the workspace would have none).
-    pub(crate) async fn delete_user_in(
+    pub async fn delete_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         email: &str,
         actor: Actor<'_>,
     ) -> Result<UserDeletion, sqlx::Error> {
         let user: Option<UserRow> =
             sqlx::query_as("SELECT id, email, name FROM users WHERE email_normalized = $1")
                 .bind(normalize_email(email))
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut ***tx)
                 .await?;
         let Some(user) = user else {
             return Ok(UserDeletion::NotFound);
@@ -159,14 +170,14 @@ impl Store {
              AND o.role = 'owner') = 1 LIMIT 1",
         )
         .bind(&user.id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut ***tx)
         .await?;
         if let Some(workspace_id) = sole_owner {
             return Ok(UserDeletion::LastOwner(workspace_id));
         }
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(&user.id)
-            .execute(&mut **tx)
+            .execute(&mut ***tx)
             .await?;
         let revoked = super::revoke_keys_of_user(tx, &user.id, None, "user_deleted", None).await?;
         super::invitations::cancel_invitations_sent_by(
@@ -180,7 +191,7 @@ impl Store {
         .await?;
         sqlx::query("DELETE FROM memberships WHERE user_id = $1")
             .bind(&user.id)
-            .execute(&mut **tx)
+            .execute(&mut ***tx)
             .await?;
         let erased = format!("deleted-{}@invalid", user.id.to_lowercase());
         sqlx::query(
@@ -190,7 +201,7 @@ impl Store {
         .bind(&erased)
         .bind(Timestamp::now())
         .bind(&user.id)
-        .execute(&mut **tx)
+        .execute(&mut ***tx)
         .await?;
         record_audit(
             tx,
@@ -211,9 +222,9 @@ impl Store {
         })
     }
 
-    pub(crate) async fn set_user_disabled_in(
+    pub async fn set_disabled_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         email: &str,
         disabled: bool,
         actor: Actor<'_>,
@@ -232,7 +243,7 @@ impl Store {
             )
         }
         .bind(normalize_email(email))
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut ***tx)
         .await?;
         let Some(user) = user else {
             return Ok(None);
@@ -241,7 +252,7 @@ impl Store {
         if disabled {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(&user.id)
-                .execute(&mut **tx)
+                .execute(&mut ***tx)
                 .await?;
             revoked = super::revoke_keys_of_user(tx, &user.id, None, "user_disabled", None).await?;
             super::invitations::cancel_invitations_sent_by(
@@ -297,14 +308,14 @@ pub enum PasswordChange<'a> {
     Operator { email: &'a str },
 }
 
-impl Store {
+impl UserRepo<'_> {
     /// The operator's `users create`: an account without any workspace, audited once.
-    pub async fn create_user(
+    pub async fn create(
         &self,
         new: &NewUser<'_>,
         actor: Actor<'_>,
     ) -> Result<Option<UserRow>, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let user = match insert_user(&mut tx, new).await {
             Ok(user) => user,
             Err(err) if super::is_unique_violation(&err) => return Ok(None),
@@ -336,7 +347,7 @@ impl Store {
         actor: Actor<'_>,
         client: &ClientInfo,
     ) -> Result<Option<UserRow>, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let user: Option<UserRow> = match &change {
             PasswordChange::Own { user_id, .. } => sqlx::query_as(
                 "UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING id, email, name",
@@ -387,22 +398,16 @@ impl Store {
         Ok(Some(user))
     }
 
-    pub async fn list_users(&self) -> Result<Vec<UserListing>, sqlx::Error> {
+    pub async fn list(&self) -> Result<Vec<UserListing>, sqlx::Error> {
         sqlx::query_as(
             "SELECT id, email, name, created_at, disabled_at FROM users ORDER BY created_at, id",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.store.pool())
         .await
-    }
-
-    pub async fn list_workspaces(&self) -> Result<Vec<WorkspaceRow>, sqlx::Error> {
-        sqlx::query_as("SELECT id, name, created_at FROM workspaces ORDER BY created_at, id")
-            .fetch_all(self.pool())
-            .await
     }
 }
 
-/// What `delete_user_in` did.
+/// What `UserRepo::delete_in` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserDeletion {
     NotFound,

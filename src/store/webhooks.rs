@@ -278,8 +278,19 @@ pub enum AfterAttempt {
     Lost,
 }
 
+/// Webhook endpoints, the outbox of their messages and its delivery log.
+pub struct WebhookRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
-    pub async fn create_webhook(
+    pub fn webhooks(&self) -> WebhookRepo<'_> {
+        WebhookRepo { store: self }
+    }
+}
+
+impl WebhookRepo<'_> {
+    pub async fn create(
         &self,
         workspace_id: &WorkspaceId,
         new: &NewWebhook<'_>,
@@ -289,7 +300,7 @@ impl Store {
         let id = WebhookId::generate();
         let secret = SigningSecret::generate();
         let now = Timestamp::now();
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, workspace_id, url, description, events, secret, \
              disabled_at, disabled_reason, created_at, updated_at) \
@@ -324,29 +335,26 @@ impl Store {
         Ok((row, secret))
     }
 
-    pub async fn list_webhooks(
-        &self,
-        workspace_id: &WorkspaceId,
-    ) -> Result<Vec<WebhookRow>, sqlx::Error> {
+    pub async fn list(&self, workspace_id: &WorkspaceId) -> Result<Vec<WebhookRow>, sqlx::Error> {
         sqlx::query_as(&format!(
             "{ENDPOINT_COLUMNS} WHERE workspace_id = $1 ORDER BY created_at, id"
         ))
         .bind(workspace_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.store.pool())
         .await
     }
 
-    pub async fn get_webhook(
+    pub async fn get(
         &self,
         workspace_id: &WorkspaceId,
         id: &WebhookId,
     ) -> Result<Option<WebhookRow>, sqlx::Error> {
-        fetch_endpoint(self.pool(), workspace_id, id).await
+        fetch_endpoint(self.store.pool(), workspace_id, id).await
     }
 
     /// All of `changes` or none. Enabling an endpoint the server disabled starts its failure
     /// count afresh.
-    pub async fn update_webhook(
+    pub async fn update(
         &self,
         workspace_id: &WorkspaceId,
         id: &WebhookId,
@@ -354,7 +362,7 @@ impl Store {
         actor: &UserId,
         client: &ClientInfo,
     ) -> Result<Option<WebhookRow>, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let now = Timestamp::now();
         let mut sql = Sql::new("UPDATE webhook_endpoints SET updated_at = ");
         sql.bind(now);
@@ -413,14 +421,14 @@ impl Store {
     }
 
     /// Deletes the endpoint and its messages; `false` when there was none.
-    pub async fn delete_webhook(
+    pub async fn delete(
         &self,
         workspace_id: &WorkspaceId,
         id: &WebhookId,
         actor: &UserId,
         client: &ClientInfo,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         // Explicitly, rather than by the foreign key: SQLite enforces cascades only per
         // connection setting, and the messages must not outlive their endpoint.
         sqlx::query("DELETE FROM webhook_messages WHERE workspace_id = $1 AND endpoint_id = $2")
@@ -453,7 +461,7 @@ impl Store {
     }
 
     /// A new secret; the replaced one keeps signing beside it for a day.
-    pub async fn roll_webhook_secret(
+    pub async fn roll_secret(
         &self,
         workspace_id: &WorkspaceId,
         id: &WebhookId,
@@ -462,7 +470,7 @@ impl Store {
     ) -> Result<Option<(WebhookRow, SigningSecret)>, sqlx::Error> {
         let secret = SigningSecret::generate();
         let now = Timestamp::now();
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let changed = sqlx::query(
             "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = $1, \
              secret = $2, updated_at = $3 WHERE workspace_id = $4 AND id = $5",
@@ -497,7 +505,7 @@ impl Store {
 
     /// Newest first; `after` is the id of the last message of the previous page. `None` when
     /// `after` is not a message of this endpoint.
-    pub async fn list_deliveries(
+    pub async fn deliveries(
         &self,
         workspace_id: &WorkspaceId,
         endpoint_id: &WebhookId,
@@ -517,7 +525,7 @@ impl Store {
             .bind(workspace_id)
             .bind(endpoint_id)
             .bind(after)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.store.pool())
             .await?;
             let Some(created) = created else {
                 return Ok(None);
@@ -534,7 +542,7 @@ impl Store {
             .bind(limit);
         let (sql, args) = sql.finish()?;
         let rows: Vec<DeliveryColumns> = sqlx::query_as_with(&sql, args)
-            .fetch_all(self.pool())
+            .fetch_all(self.store.pool())
             .await?;
         Ok(Some(rows.into_iter().map(DeliveryRow::from).collect()))
     }
@@ -555,7 +563,7 @@ impl Store {
         .bind(workspace_id)
         .bind(endpoint_id)
         .bind(message_id)
-        .execute(self.pool())
+        .execute(self.store.pool())
         .await?
         .rows_affected();
         if changed == 0 {
@@ -566,7 +574,7 @@ impl Store {
         ))
         .bind(workspace_id)
         .bind(message_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.store.pool())
         .await?;
         Ok(row.map(DeliveryRow::from))
     }
@@ -580,7 +588,7 @@ impl Store {
     ) -> Result<Vec<ClaimedMessage>, sqlx::Error> {
         let now = Timestamp::now();
         let claim = crate::domain::ids::new_id("claim");
-        let skip_locked = match self.backend() {
+        let skip_locked = match self.store.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
@@ -597,7 +605,7 @@ impl Store {
         .bind(until)
         .bind(now)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(self.store.pool())
         .await?;
         Ok(rows
             .into_iter()
@@ -614,7 +622,7 @@ impl Store {
             .collect())
     }
 
-    pub async fn webhook_destination(
+    pub async fn destination(
         &self,
         workspace_id: &WorkspaceId,
         endpoint_id: &WebhookId,
@@ -626,7 +634,7 @@ impl Store {
         )
         .bind(workspace_id)
         .bind(endpoint_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.store.pool())
         .await?;
         let now = Timestamp::now().0;
         Ok(
@@ -671,7 +679,7 @@ impl Store {
             }
             AttemptResult::NotSent { error } => failed_try(attempts, scale, now, None, error),
         };
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let recorded = sqlx::query(
             "UPDATE webhook_messages SET status = $1, attempts = $2, last_status = $3, \
              last_error = $4, last_attempt_at = $5, next_attempt_at = $6, claim_token = NULL, \
@@ -765,7 +773,7 @@ impl Store {
         .bind(now)
         .bind(now.0 + 7 * DAY_MS)
         .bind(now.0 + DAY_MS)
-        .fetch_all(self.pool())
+        .fetch_all(self.store.pool())
         .await?;
         let mut sent = 0;
         for (key_id, workspace_id, name, hint, expires_at) in due {
@@ -774,7 +782,7 @@ impl Store {
             } else {
                 ("expiring_7d", 7)
             };
-            let mut tx = self.begin().await?;
+            let mut tx = self.store.begin().await?;
             if !insert_notice(&mut tx, &key_id, notice, now).await? {
                 continue;
             }

@@ -1,4 +1,4 @@
-use super::{record_audit, Actor, AuditEntry, ClientInfo, Store, Tx};
+use super::{record_audit, Actor, AuditEntry, ClientInfo, KeyTx, Store, Tx};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
@@ -49,23 +49,34 @@ pub(super) async fn insert_workspace(
     Ok(workspace)
 }
 
+/// Workspaces: creating, renaming and deleting them, and a user's role in one.
+pub struct WorkspaceRepo<'s> {
+    store: &'s Store,
+}
+
 impl Store {
-    pub async fn workspace_exists(&self, workspace_id: &WorkspaceId) -> Result<bool, sqlx::Error> {
+    pub fn workspaces(&self) -> WorkspaceRepo<'_> {
+        WorkspaceRepo { store: self }
+    }
+}
+
+impl WorkspaceRepo<'_> {
+    pub async fn exists(&self, workspace_id: &WorkspaceId) -> Result<bool, sqlx::Error> {
         let found: Option<String> = sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
             .bind(workspace_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.store.pool())
             .await?;
         Ok(found.is_some())
     }
 
     /// The creator becomes the owner, in the same transaction.
-    pub async fn create_workspace(
+    pub async fn create(
         &self,
         name: &str,
         owner_id: &UserId,
         client: &ClientInfo,
     ) -> Result<WorkspaceRow, sqlx::Error> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.store.begin().await?;
         let workspace = insert_workspace(&mut tx, name, owner_id, Role::Owner).await?;
         record_audit(
             &mut tx,
@@ -84,13 +95,13 @@ impl Store {
         Ok(workspace)
     }
 
-    pub async fn workspaces_of(&self, user_id: &UserId) -> Result<Vec<MembershipRow>, sqlx::Error> {
+    pub async fn of_user(&self, user_id: &UserId) -> Result<Vec<MembershipRow>, sqlx::Error> {
         sqlx::query_as(
             "SELECT w.id, w.name, m.role FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
              WHERE m.user_id = $1 ORDER BY w.created_at, w.id",
         )
         .bind(user_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.store.pool())
         .await
     }
 
@@ -105,15 +116,15 @@ impl Store {
         )
         .bind(workspace_id)
         .bind(user_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.store.pool())
         .await?;
         Ok(role.as_deref().and_then(Role::parse))
     }
 
     /// An operator renames a workspace; `false` when there is none with this id.
-    pub(crate) async fn rename_workspace_in(
+    pub async fn rename_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         workspace_id: &WorkspaceId,
         name: &str,
         actor: Actor<'_>,
@@ -121,7 +132,7 @@ impl Store {
         let renamed = sqlx::query("UPDATE workspaces SET name = $1 WHERE id = $2")
             .bind(name)
             .bind(workspace_id)
-            .execute(&mut **tx)
+            .execute(&mut ***tx)
             .await?
             .rows_affected();
         if renamed == 0 {
@@ -146,33 +157,33 @@ impl Store {
     /// An operator deletes a workspace and everything in it (keys, leads, memberships,
     /// invitations, usage, its audit log); the deletion itself is audited outside it, since
     /// the workspace's own log goes with it. The name it had, or `None` when there was none.
-    pub(crate) async fn delete_workspace_in(
+    pub async fn delete_in(
         &self,
-        tx: &mut Tx<'_>,
+        tx: &mut KeyTx<'_>,
         workspace_id: &WorkspaceId,
         actor: Actor<'_>,
     ) -> Result<Option<String>, sqlx::Error> {
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1")
             .bind(workspace_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut ***tx)
             .await?;
         let Some(name) = name else {
             return Ok(None);
         };
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE workspace_id = $1")
             .bind(workspace_id)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut ***tx)
             .await?;
         // Usage rows point at keys without a cascade: they go first.
         for table in ["key_usage_hours", "key_usage_refusals"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1"))
                 .bind(workspace_id)
-                .execute(&mut **tx)
+                .execute(&mut ***tx)
                 .await?;
         }
         sqlx::query("DELETE FROM workspaces WHERE id = $1")
             .bind(workspace_id)
-            .execute(&mut **tx)
+            .execute(&mut ***tx)
             .await?;
         record_audit(
             tx,
@@ -188,5 +199,11 @@ impl Store {
         )
         .await?;
         Ok(Some(name))
+    }
+
+    pub async fn list_all(&self) -> Result<Vec<WorkspaceRow>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, created_at FROM workspaces ORDER BY created_at, id")
+            .fetch_all(self.store.pool())
+            .await
     }
 }

@@ -13,7 +13,7 @@
 //!   costs one lookup, not one per request in flight. A request joins only a flight that began
 //!   after the last invalidation, so it never gets an answer older than a revocation it follows.
 
-use crate::domain::ids::{KeyId, UserId, WorkspaceId};
+pub use crate::domain::key_change::Invalidation;
 use crate::verify::KeyPrincipalRow;
 use moka::sync::Cache;
 use std::collections::HashMap;
@@ -27,76 +27,17 @@ use tokio::sync::OnceCell;
 /// bucket a digest lands in cannot be predicted from outside either.
 type DigestHasher = foldhash::fast::RandomState;
 
-/// What changed, as written to `key_events` and sent over NOTIFY.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invalidation {
-    Key(KeyId),
-    User(UserId),
-    Member {
-        workspace_id: WorkspaceId,
-        user_id: UserId,
-    },
-    /// Every key of a workspace (renamed or deleted).
-    Workspace(WorkspaceId),
-    /// Not an invalidation: a key was created (or rolled) with this digest, for `KnownKeys`.
-    KeyIssued([u8; 32]),
-}
-
-impl Invalidation {
-    pub fn encode(&self) -> String {
-        match self {
-            Invalidation::Key(id) => format!("key:{id}"),
-            Invalidation::User(id) => format!("user:{id}"),
-            Invalidation::Workspace(id) => format!("workspace:{id}"),
-            Invalidation::Member {
-                workspace_id,
-                user_id,
-            } => format!("member:{workspace_id}:{user_id}"),
-            Invalidation::KeyIssued(digest) => {
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                format!("issued:{hex}")
-            }
-        }
-    }
-
-    pub fn decode(text: &str) -> Option<Invalidation> {
-        let (kind, rest) = text.split_once(':')?;
-        match kind {
-            "key" => Some(Invalidation::Key(rest.to_owned().into())),
-            "user" => Some(Invalidation::User(rest.to_owned().into())),
-            "workspace" => Some(Invalidation::Workspace(rest.to_owned().into())),
-            "issued" => {
-                let mut digest = [0u8; 32];
-                if rest.len() != 64 {
-                    return None;
-                }
-                for (i, byte) in digest.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(rest.get(2 * i..2 * i + 2)?, 16).ok()?;
-                }
-                Some(Invalidation::KeyIssued(digest))
-            }
-            "member" => {
-                let (workspace_id, user_id) = rest.split_once(':')?;
-                Some(Invalidation::Member {
-                    workspace_id: workspace_id.to_owned().into(),
-                    user_id: user_id.to_owned().into(),
-                })
-            }
-            _ => None,
-        }
-    }
-
-    fn matches(&self, row: &KeyPrincipalRow) -> bool {
-        match self {
-            Invalidation::Key(id) => &row.key_id == id,
-            Invalidation::User(id) => &row.user_id == id,
-            Invalidation::Workspace(id) => &row.workspace_id == id,
-            Invalidation::Member {
-                workspace_id,
-                user_id,
-            } => &row.workspace_id == workspace_id && &row.user_id == user_id,
-            Invalidation::KeyIssued(_) => false,
-        }
+/// Whether `change` can make the cached answer `row` stale.
+fn makes_stale(change: &Invalidation, row: &KeyPrincipalRow) -> bool {
+    match change {
+        Invalidation::Key(id) => &row.key_id == id,
+        Invalidation::User(id) => &row.user_id == id,
+        Invalidation::Workspace(id) => &row.workspace_id == id,
+        Invalidation::Member {
+            workspace_id,
+            user_id,
+        } => &row.workspace_id == workspace_id && &row.user_id == user_id,
+        Invalidation::KeyIssued(_) => false,
     }
 }
 
@@ -233,7 +174,7 @@ impl KeyCache {
         let change = change.clone();
         if self
             .found
-            .invalidate_entries_if(move |_, row| change.matches(row))
+            .invalidate_entries_if(move |_, row| makes_stale(&change, row))
             .is_err()
         {
             self.found.invalidate_all();
@@ -304,23 +245,6 @@ mod tests {
         let cache = KeyCache::new(100, Duration::from_secs(60));
         cache.set_live(true);
         cache
-    }
-
-    #[test]
-    fn invalidations_round_trip() {
-        for change in [
-            Invalidation::Key("key_1".to_owned().into()),
-            Invalidation::User("usr_1".to_owned().into()),
-            Invalidation::Member {
-                workspace_id: "ws_1".to_owned().into(),
-                user_id: "usr_1".to_owned().into(),
-            },
-            Invalidation::Workspace("ws_1".to_owned().into()),
-            Invalidation::KeyIssued([0xa7; 32]),
-        ] {
-            assert_eq!(Invalidation::decode(&change.encode()), Some(change));
-        }
-        assert_eq!(Invalidation::decode("nonsense"), None);
     }
 
     #[test]

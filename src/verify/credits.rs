@@ -119,7 +119,8 @@ impl CreditLedger {
         };
         let (held, want) = local;
         let grant = store
-            .lease_credits(key_id, &self.instance_id, (held, cost), want, now)
+            .credits()
+            .lease(key_id, &self.instance_id, (held, cost), want, now)
             .await?;
         metrics::counter!("heffl_credit_leases_total").increment(1);
         let Some(grant) = grant else {
@@ -151,7 +152,8 @@ impl CreditLedger {
         };
         if !changed.is_empty() {
             store
-                .report_credit_leases(&self.instance_id, &changed, Timestamp::now())
+                .credits()
+                .report_leases(&self.instance_id, &changed, Timestamp::now())
                 .await?;
         }
         Ok(changed.len())
@@ -177,7 +179,8 @@ impl CreditLedger {
         };
         for (key_id, local) in &held {
             store
-                .give_back_credits(key_id, &self.instance_id, *local, Timestamp::now())
+                .credits()
+                .give_back(key_id, &self.instance_id, *local, Timestamp::now())
                 .await?;
         }
         Ok(held.len())

@@ -1,40 +1,15 @@
 //! The `key_events` log behind the change feed, and the read-through lookup. Every change that
-//! can make a cached verification stale is logged in the transaction that makes it (`KeyTx`),
-//! announced with NOTIFY on PostgreSQL, and dropped from this process's cache right after
-//! commit.
+//! can make a cached verification stale is logged in the transaction that makes it
+//! (`store::KeyTx`), announced with NOTIFY on PostgreSQL, and dropped from this process's cache
+//! right after commit.
 
 use super::{Flight, Invalidation, KeyCache, Lookup, Verifier};
 use crate::domain::time::Timestamp;
-use crate::store::{Backend, Tx};
+use crate::store::{AppliesKeyChanges, KeyTx};
 use crate::verify::known_keys::KnownKeys;
 use std::sync::Arc;
 
-pub const NOTIFY_CHANNEL: &str = "heffl_key_events";
-
 impl Verifier {
-    /// Logs the change inside the caller's transaction; `KeyTx::invalidate` is the one caller.
-    pub(super) async fn log_key_event(
-        &self,
-        tx: &mut Tx<'_>,
-        change: &Invalidation,
-    ) -> Result<(), sqlx::Error> {
-        let subject = change.encode();
-        sqlx::query("INSERT INTO key_events (subject, at) VALUES ($1, $2)")
-            .bind(&subject)
-            .bind(Timestamp::now())
-            .execute(&mut **tx)
-            .await?;
-        if self.store.backend() == Backend::Postgres {
-            // Delivered to listeners only if and when the transaction commits.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(&subject)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Applies a committed change to this process: drops the cached verifications it made
     /// stale, or notes a new key's digest.
     pub fn apply_change(&self, change: &Invalidation) {
@@ -126,5 +101,18 @@ struct Landing<'a> {
 impl Drop for Landing<'_> {
     fn drop(&mut self) {
         self.cache.land(self.digest, self.flight);
+    }
+}
+
+impl AppliesKeyChanges for Verifier {
+    fn apply_change(&self, change: &Invalidation) {
+        Verifier::apply_change(self, change);
+    }
+}
+
+impl Verifier {
+    /// A transaction for writes that can make a cached verification stale.
+    pub async fn begin(&self) -> Result<KeyTx<'_>, sqlx::Error> {
+        self.store.begin_key_tx(self).await
     }
 }

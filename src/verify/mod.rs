@@ -1,7 +1,7 @@
 //! Key verification: the in-process cache (`cache`), the lookup behind it (`lookup`, read
 //! through the cache in `key_events`), the change feed that keeps the cache in step with other
 //! processes (`change_feed`), and the writes that make cached answers stale (`writes`), each
-//! through a `KeyTx` (`tx`): the event in the transaction and the cache drop after its commit go
+//! through a `store::KeyTx`: the event in the transaction and the cache drop after its commit go
 //! together, or not at all. And what a verified key spends: this instance's leases of keys'
 //! credits (`credits`).
 //!
@@ -16,13 +16,11 @@ pub mod known_keys;
 mod lookup;
 mod lookup_batch;
 pub mod memo;
-mod tx;
 mod writes;
 
+pub use crate::store::NOTIFY_CHANNEL;
 pub use cache::*;
-pub use key_events::NOTIFY_CHANNEL;
 pub use lookup::{KeyCredits, KeyPrincipalRow};
-pub use tx::KeyTx;
 
 use crate::store::Store;
 use crate::verify::known_keys::KnownKeys;

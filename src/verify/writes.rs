@@ -18,7 +18,11 @@ impl Verifier {
         client: &ClientInfo,
     ) -> Result<ApiKeyRecord, sqlx::Error> {
         let mut tx = self.begin().await?;
-        let record = self.store.create_api_key_in(&mut tx, new, client).await?;
+        let record = self
+            .store
+            .api_keys()
+            .create_in(&mut tx, new, client)
+            .await?;
         tx.invalidate(Invalidation::KeyIssued(*new.digest)).await?;
         tx.commit().await?;
         record.ok_or(sqlx::Error::RowNotFound)
@@ -36,7 +40,8 @@ impl Verifier {
         let mut tx = self.begin().await?;
         let revoked = self
             .store
-            .revoke_api_key_in(&mut tx, workspace_id, key_id, actor, reason, client)
+            .api_keys()
+            .revoke_in(&mut tx, workspace_id, key_id, actor, reason, client)
             .await?;
         if matches!(revoked, Some((_, true))) {
             tx.invalidate(Invalidation::Key(key_id.clone())).await?;
@@ -45,7 +50,7 @@ impl Verifier {
         Ok(revoked)
     }
 
-    /// A PATCH of a key (see `Store::update_api_key_in`); what the cache holds of the key is
+    /// A PATCH of a key (see `ApiKeyRepo::update_in`); what the cache holds of the key is
     /// dropped here and, through the change feed, on every other instance.
     pub async fn update_api_key(
         &self,
@@ -58,7 +63,8 @@ impl Verifier {
         let mut tx = self.begin().await?;
         let outcome = self
             .store
-            .update_api_key_in(&mut tx, workspace_id, key_id, changes, editor, client)
+            .api_keys()
+            .update_in(&mut tx, workspace_id, key_id, changes, editor, client)
             .await?;
         if let UpdateOutcome::Updated { changed, .. } = &outcome {
             if !changed.is_empty() {
@@ -69,7 +75,7 @@ impl Verifier {
         Ok(outcome)
     }
 
-    /// Replaces a key with a new one (see `Store::roll_api_key_in`); the old key keeps
+    /// Replaces a key with a new one (see `ApiKeyRepo::roll_in`); the old key keeps
     /// working until `old_expires_at` (sooner if it was due to expire before).
     pub async fn roll_api_key(
         &self,
@@ -83,7 +89,8 @@ impl Verifier {
         let mut tx = self.begin().await?;
         let outcome = self
             .store
-            .roll_api_key_in(
+            .api_keys()
+            .roll_in(
                 &mut tx,
                 workspace_id,
                 key_id,
@@ -114,7 +121,8 @@ impl Verifier {
         let mut tx = self.begin().await?;
         let revoked = self
             .store
-            .revoke_leaked_keys_in(&mut tx, leaks, client)
+            .api_keys()
+            .revoke_leaked_in(&mut tx, leaks, client)
             .await?;
         let count = revoked.len() as u64;
         for key_id in revoked {
@@ -134,7 +142,8 @@ impl Verifier {
         let mut tx = self.begin().await?;
         let (change, changed) = self
             .store
-            .change_member_role_in(&mut tx, workspace_id, user_id, new_role, actor)
+            .members()
+            .change_role_in(&mut tx, workspace_id, user_id, new_role, actor)
             .await?;
         if let MemberChange::Done(_) = change {
             if changed {
@@ -155,7 +164,8 @@ impl Verifier {
         let mut tx = self.begin().await?;
         let change = self
             .store
-            .remove_member_in(&mut tx, workspace_id, user_id, actor)
+            .members()
+            .remove_in(&mut tx, workspace_id, user_id, actor)
             .await?;
         if let MemberChange::Done(_) = change {
             tx.invalidate(member(workspace_id, user_id)).await?;
@@ -175,7 +185,8 @@ impl Verifier {
         let mut tx = self.begin().await?;
         let outcome = self
             .store
-            .set_user_disabled_in(&mut tx, email, disabled, actor)
+            .users()
+            .set_disabled_in(&mut tx, email, disabled, actor)
             .await?;
         if let Some((user, _)) = &outcome {
             tx.invalidate(Invalidation::User(user.id.clone())).await?;
@@ -196,7 +207,8 @@ impl Verifier {
         let mut tx = self.begin().await?;
         let renamed = self
             .store
-            .rename_workspace_in(&mut tx, workspace_id, name, actor)
+            .workspaces()
+            .rename_in(&mut tx, workspace_id, name, actor)
             .await?;
         if renamed {
             tx.invalidate(Invalidation::Workspace(workspace_id.clone()))
@@ -216,7 +228,8 @@ impl Verifier {
         let mut tx = self.begin().await?;
         let deleted = self
             .store
-            .delete_workspace_in(&mut tx, workspace_id, actor)
+            .workspaces()
+            .delete_in(&mut tx, workspace_id, actor)
             .await?;
         if deleted.is_some() {
             tx.invalidate(Invalidation::Workspace(workspace_id.clone()))
@@ -226,14 +239,14 @@ impl Verifier {
         Ok(deleted)
     }
 
-    /// See `Store::delete_user_in`; the user's keys stop working everywhere within a second.
+    /// See `UserRepo::delete_in`; the user's keys stop working everywhere within a second.
     pub async fn delete_user(
         &self,
         email: &str,
         actor: Actor<'_>,
     ) -> Result<UserDeletion, sqlx::Error> {
         let mut tx = self.begin().await?;
-        let deletion = self.store.delete_user_in(&mut tx, email, actor).await?;
+        let deletion = self.store.users().delete_in(&mut tx, email, actor).await?;
         if let UserDeletion::Deleted { user_id, .. } = &deletion {
             tx.invalidate(Invalidation::User(user_id.clone())).await?;
             tx.commit().await?;

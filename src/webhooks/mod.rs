@@ -46,6 +46,7 @@ pub async fn deliver(store: Store, settings: Settings) {
             continue;
         }
         let claimed = match store
+            .webhooks()
             .claim_due_messages(CLAIM_LEASE, i64::try_from(free).unwrap_or(1))
             .await
         {
@@ -71,7 +72,8 @@ pub async fn deliver(store: Store, settings: Settings) {
 
 async fn attempt(store: &Store, sender: &Sender, message: &ClaimedMessage, settings: Settings) {
     let destination = match store
-        .webhook_destination(&message.workspace_id, &message.endpoint_id)
+        .webhooks()
+        .destination(&message.workspace_id, &message.endpoint_id)
         .await
     {
         Ok(Some(destination)) => destination,
@@ -97,6 +99,7 @@ async fn attempt(store: &Store, sender: &Sender, message: &ClaimedMessage, setti
     metrics::counter!("heffl_webhook_attempts_total", "outcome" => outcome).increment(1);
     let scale = settings.retry_scale;
     match store
+        .webhooks()
         .finish_attempt(message, &result, scale, disable_after(scale))
         .await
     {
@@ -118,7 +121,7 @@ pub async fn notice_expiring_keys(store: Store) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        if let Err(err) = store.send_expiry_notices().await {
+        if let Err(err) = store.webhooks().send_expiry_notices().await {
             tracing::warn!(error = %err, "sending key expiry notices failed; will retry");
         }
     }

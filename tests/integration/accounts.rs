@@ -142,7 +142,8 @@ async fn a_failed_sign_in_writes_once_however_many_workspaces(app: TestApp) {
     let client = ClientInfo::default();
     for n in 0..60 {
         app.store
-            .create_workspace(
+            .workspaces()
+            .create(
                 &format!("Workspace {n}"),
                 &UserId::parse(busy.user_id.as_str()).expect("an id"),
                 &client,

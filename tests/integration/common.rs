@@ -353,6 +353,7 @@ impl TestApp {
             .expect("hash");
         let outcome = self
             .store
+            .users()
             .bootstrap(
                 workspace,
                 &NewUser {
@@ -419,7 +420,8 @@ impl TestApp {
             password_hash: &hash,
         };
         self.store
-            .create_user(&new_user, Actor::Operator(Some("test")))
+            .users()
+            .create(&new_user, Actor::Operator(Some("test")))
             .await
             .expect("create user")
             .unwrap_or_else(|| panic!("email taken: {email}"))
@@ -433,7 +435,8 @@ impl TestApp {
         let role = Role::parse(role).unwrap_or_else(|| panic!("role {role}"));
         let change = self
             .store
-            .add_member(
+            .members()
+            .add(
                 &WorkspaceId::parse(workspace_id).expect("an id"),
                 &UserId::parse(user_id).expect("an id"),
                 role,

@@ -48,7 +48,8 @@ async fn session(store: &Store, user_id: &str) -> Session {
     let token = heffl_api::domain::session_token::generate();
     let expires = Timestamp(Timestamp::now().0 + 3_600_000);
     store
-        .create_session(
+        .sessions()
+        .create(
             &token.digest,
             &UserId::parse(user_id).expect("an id"),
             expires,
@@ -72,12 +73,14 @@ async fn add_member(store: &Store, workspace_id: &str, owner_id: &str, email: &s
         password_hash: "not-a-usable-hash",
     };
     let created = store
-        .create_user(&user, Actor::Operator(Some("crash-test")))
+        .users()
+        .create(&user, Actor::Operator(Some("crash-test")))
         .await
         .expect("create user")
         .expect("a new email");
     let change = store
-        .add_member(
+        .members()
+        .add(
             &WorkspaceId::parse(workspace_id).expect("an id"),
             &created.id,
             Role::Admin,

@@ -53,7 +53,8 @@ async fn lead_title(app: &TestApp, lead_id: &str) -> Option<Option<String>> {
 /// A lead of `owner_id` in the account's workspace, made through the store.
 async fn lead_of(app: &TestApp, account: &Account, owner_id: &str, fields: LeadFields) -> String {
     app.store
-        .create_lead(
+        .leads()
+        .create(
             &WorkspaceId::parse(account.workspace_id.as_str()).expect("an id"),
             &UserId::parse(owner_id).expect("an id"),
             fields,

@@ -42,6 +42,7 @@ impl ExpiryLog {
         let log = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(err) = store
+                .audit()
                 .record_key_expired(&workspace_id, &key_id, expired_at)
                 .await
             {

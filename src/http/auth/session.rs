@@ -60,7 +60,7 @@ impl FromRequestParts<AppState> for SessionUser {
                 "The Authorization header must be 'Bearer ' followed by the token from /app/v1/auth/login.",
             ));
         };
-        match state.store.session_user(&digest).await? {
+        match state.store.sessions().user_of(&digest).await? {
             Some(user) => Ok(SessionUser {
                 user,
                 token_digest: digest,

@@ -595,7 +595,7 @@ pub async fn list(
         unused_since,
         external_id: external_id.as_deref(),
     };
-    let items = state.store.list_api_keys(&workspace_id, &filter).await?;
+    let items = state.store.api_keys().list(&workspace_id, &filter).await?;
     Ok(ApiJson(KeyList { items }))
 }
 
@@ -608,7 +608,7 @@ pub(super) async fn visible_key(
     key_id: &KeyId,
 ) -> Result<(Role, ApiKeyRecord), ApiError> {
     let role = caller_role(state, workspace_id, session).await?;
-    let record = state.store.get_api_key(workspace_id, key_id).await?;
+    let record = state.store.api_keys().get(workspace_id, key_id).await?;
     match record {
         Some(record) if sees_all_keys(role) || record.created_by.id == session.user.id => {
             Ok((role, record))

@@ -124,7 +124,8 @@ pub async fn list(
     let bad_cursor = || ApiError::validation("cursor", "must be the nextCursor of a previous page");
     let rows = state
         .store
-        .list_audit_events(&workspace_id, key_id.as_ref(), after, limit)
+        .audit()
+        .list(&workspace_id, key_id.as_ref(), after, limit)
         .await?
         .ok_or_else(bad_cursor)?;
     let full_page = i64::try_from(rows.len()).unwrap_or(0) == limit;

@@ -49,12 +49,12 @@ pub(super) fn client_address(client: &ClientInfo) -> Option<std::net::IpAddr> {
     client.ip.as_deref().and_then(|ip| ip.parse().ok())
 }
 
-/// One row on the account, never one per workspace (see `Store::record_failed_login`).
+/// One row on the account, never one per workspace (see `AuditRepo::record_failed_login`).
 /// Written off the response path so a wrong password answers as fast as an unknown email.
 pub(super) fn record_failed_login(state: &AppState, user_id: UserId, client: ClientInfo) {
     let store = state.store.clone();
     tokio::spawn(async move {
-        if let Err(err) = store.record_failed_login(&user_id, &client).await {
+        if let Err(err) = store.audit().record_failed_login(&user_id, &client).await {
             tracing::warn!(error = %err, "could not record a failed sign-in");
         }
     });
@@ -94,7 +94,7 @@ pub async fn login(
         .check(&normalize_email(&email), client_address(&client))
         .await?;
 
-    let record = state.store.login_record(&email).await?;
+    let record = state.store.users().login_record(&email).await?;
     let stored_hash = record.as_ref().map(|r| r.password_hash.clone());
     let password_ok = password::verify(body.password.unwrap_or_default(), stored_hash).await?;
     let record = match record {
@@ -116,7 +116,8 @@ pub async fn login(
     let expires_at = new_session_expiry(&state);
     state
         .store
-        .create_session(&session.digest, &record.id, expires_at)
+        .sessions()
+        .create(&session.digest, &record.id, expires_at)
         .await?;
     let response = LoginResponse {
         token: session.token,
@@ -143,7 +144,7 @@ pub async fn logout(
     State(state): State<AppState>,
     session: SessionUser,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_session(&session.token_digest).await?;
+    state.store.sessions().delete(&session.token_digest).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -216,7 +217,7 @@ pub async fn session(
     State(state): State<AppState>,
     session: SessionUser,
 ) -> Result<ApiJson<SessionResponse>, ApiError> {
-    let workspaces = state.store.workspaces_of(&session.user.id).await?;
+    let workspaces = state.store.workspaces().of_user(&session.user.id).await?;
     Ok(ApiJson(SessionResponse {
         user: session.user.into(),
         workspaces: workspaces
@@ -282,6 +283,7 @@ pub async fn change_password(
         .await?;
     let record = state
         .store
+        .users()
         .login_record(&session.user.email)
         .await?
         .ok_or_else(|| ApiError::internal("a signed-in user has no login record"))?;
@@ -300,6 +302,7 @@ pub async fn change_password(
     let hash = password::hash(new_password).await?;
     state
         .store
+        .users()
         .set_password(
             PasswordChange::Own {
                 user_id: &session.user.id,

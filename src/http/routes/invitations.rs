@@ -108,7 +108,8 @@ async fn email_invitation(
     if !queued {
         state
             .store
-            .record_invitation_email(
+            .invitations()
+            .record_email(
                 workspace_id,
                 &invitation.id,
                 &token.digest,
@@ -163,7 +164,8 @@ pub async fn create(
     let emailed = state.outbox.is_some();
     let outcome = state
         .store
-        .create_invitation(
+        .invitations()
+        .create(
             &workspace_id,
             &email,
             role,
@@ -215,7 +217,7 @@ pub async fn list(
     Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<ApiJson<InvitationList>, ApiError> {
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
-    let items = state.store.list_invitations(&workspace_id).await?;
+    let items = state.store.invitations().list(&workspace_id).await?;
     Ok(ApiJson(InvitationList {
         items: items.into_iter().map(Invitation::from).collect(),
     }))
@@ -250,7 +252,8 @@ pub async fn cancel(
     let role = manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let outcome = state
         .store
-        .cancel_invitation(
+        .invitations()
+        .cancel(
             &workspace_id,
             &invitation_id,
             &MemberActor::user(&session.user.id, role, &client),
@@ -323,7 +326,8 @@ pub async fn resend(
     let token = session_token::generate();
     let outcome = state
         .store
-        .resend_invitation(
+        .invitations()
+        .resend(
             &workspace_id,
             &invitation_id,
             &token.digest,
@@ -375,7 +379,8 @@ pub async fn lookup(
     let digest = token_digest(body.token.as_deref())?;
     let preview = state
         .store
-        .preview_invitation(&digest)
+        .invitations()
+        .preview(&digest)
         .await?
         .ok_or_else(invitation_not_found)?;
     Ok((
@@ -580,7 +585,8 @@ pub async fn accept(
         let digest = token_digest(body.token.as_deref())?;
         let outcome = state
             .store
-            .accept_invitation(&digest, &session.user, None, &client)
+            .invitations()
+            .accept(&digest, &session.user, None, &client)
             .await?;
         let (workspace, role) = joined(outcome)?;
         return Ok(ApiJson(Joined {
@@ -603,6 +609,7 @@ pub async fn accept(
     let digest = token_digest(body.token.as_deref())?;
     let invited = state
         .store
+        .invitations()
         .invited_email(&digest)
         .await?
         .ok_or_else(invitation_not_found)?;
@@ -616,7 +623,7 @@ pub async fn accept(
         token_digest: &new_session.digest,
         expires_at,
     };
-    let (user, workspace, role) = match state.store.login_record(&invited).await? {
+    let (user, workspace, role) = match state.store.users().login_record(&invited).await? {
         Some(record) => {
             // The same argon2 work as the branch below, which hashes instead.
             let password_ok =
@@ -630,7 +637,8 @@ pub async fn accept(
             let user = record.user();
             let outcome = state
                 .store
-                .accept_invitation(&digest, &user, Some(&session), &client)
+                .invitations()
+                .accept(&digest, &user, Some(&session), &client)
                 .await?;
             let (workspace, role) = joined(outcome)?;
             (user, workspace, role)
@@ -639,7 +647,8 @@ pub async fn accept(
             let hash = password::hash(password).await?;
             match state
                 .store
-                .accept_invitation_with_new_account(&digest, &name, &hash, &session, &client)
+                .invitations()
+                .accept_with_new_account(&digest, &name, &hash, &session, &client)
                 .await?
             {
                 CreateAccountOutcome::Created {

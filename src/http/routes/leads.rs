@@ -164,12 +164,13 @@ async fn find_lead(
 ) -> Result<LeadRow, ApiError> {
     if let Some(lead) = state
         .store
-        .get_lead(&principal.workspace_id, lead_id)
+        .leads()
+        .get(&principal.workspace_id, lead_id)
         .await?
     {
         return Ok(lead);
     }
-    if state.store.lead_exists_elsewhere(lead_id).await? {
+    if state.store.leads().exists_elsewhere(lead_id).await? {
         return Err(ApiError::forbidden(
             Reason::WorkspaceMismatch,
             format!(
@@ -216,7 +217,8 @@ pub async fn list(
     };
     let (items, total) = state
         .store
-        .list_leads(&principal.workspace_id, owner, page.size, page.offset())
+        .leads()
+        .list(&principal.workspace_id, owner, page.size, page.offset())
         .await?;
     Ok(ApiJson(LeadPage {
         meta: PageMeta {
@@ -259,7 +261,8 @@ pub async fn create(
     let fields = body.validate(true)?;
     let lead = state
         .store
-        .create_lead(&principal.workspace_id, &principal.user_id, fields)
+        .leads()
+        .create(&principal.workspace_id, &principal.user_id, fields)
         .await?;
     Ok((StatusCode::CREATED, ApiJson(lead.into())))
 }
@@ -328,7 +331,8 @@ pub async fn update(
     let fields = body.validate(false)?;
     state
         .store
-        .update_lead(&principal.workspace_id, &lead_id, fields)
+        .leads()
+        .update(&principal.workspace_id, &lead_id, fields)
         .await?
         .map(|lead| ApiJson(lead.into()))
         .ok_or_else(|| ApiError::not_found("No lead with this id."))
@@ -363,7 +367,8 @@ pub async fn delete(
         .map_err(|d| denial(d, "delete"))?;
     if state
         .store
-        .delete_lead(&principal.workspace_id, &lead_id)
+        .leads()
+        .delete(&principal.workspace_id, &lead_id)
         .await?
     {
         Ok(StatusCode::NO_CONTENT)

@@ -88,7 +88,7 @@ pub async fn list(
     Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<ApiJson<MemberList>, ApiError> {
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
-    let items = state.store.list_members(&workspace_id).await?;
+    let items = state.store.members().list(&workspace_id).await?;
     Ok(ApiJson(MemberList {
         items: items.into_iter().map(Member::from).collect(),
     }))

@@ -137,7 +137,8 @@ pub async fn confirm(
     let hash = password::hash(password).await?;
     state
         .store
-        .reset_password(&digest, &hash, &client)
+        .password_resets()
+        .redeem(&digest, &hash, &client)
         .await?
         .ok_or_else(reset_token_not_found)?;
     Ok(StatusCode::NO_CONTENT)

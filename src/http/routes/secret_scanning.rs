@@ -116,7 +116,7 @@ pub async fn github(
         }
     }
     let known_digests: Vec<[u8; 32]> = leaks.iter().map(|leak| leak.digest).collect();
-    let known = state.store.known_digests(&known_digests).await?;
+    let known = state.store.api_keys().known_digests(&known_digests).await?;
     let revoked = state.verifier.revoke_leaked_keys(&leaks, &client).await?;
     if revoked > 0 {
         tracing::warn!(

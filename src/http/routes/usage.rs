@@ -115,10 +115,12 @@ pub async fn key_usage(
     let window = window(&query)?;
     let hours = state
         .store
-        .key_usage_hours(&workspace_id, &record.id, window.from, window.to)
+        .usage()
+        .key_hours(&workspace_id, &record.id, window.from, window.to)
         .await?;
     let refusals = state
         .store
+        .usage()
         .refusals_by_reason(
             &workspace_id,
             Some(&record.id),
@@ -170,11 +172,13 @@ pub async fn workspace_usage(
     let creator = (!sees_all_keys(role)).then_some(&session.user.id);
     let hours = state
         .store
-        .workspace_usage_hours(&workspace_id, creator, window.from, window.to)
+        .usage()
+        .workspace_hours(&workspace_id, creator, window.from, window.to)
         .await?;
     let keys = state
         .store
-        .usage_totals_by_key(&workspace_id, creator, window.from, window.to)
+        .usage()
+        .totals_by_key(&workspace_id, creator, window.from, window.to)
         .await?
         .into_iter()
         .filter(|key| key.total > 0 || key.status == KeyStatus::Active)
@@ -187,6 +191,7 @@ pub async fn workspace_usage(
         .collect();
     let refusals = state
         .store
+        .usage()
         .refusals_by_reason(&workspace_id, None, creator, window.from, window.to)
         .await?;
     Ok(ApiJson(WorkspaceUsage {

@@ -212,7 +212,8 @@ pub async fn create(
     };
     let (row, secret) = state
         .store
-        .create_webhook(&workspace_id, &new, &session.user.id, &client)
+        .webhooks()
+        .create(&workspace_id, &new, &session.user.id, &client)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -242,7 +243,7 @@ pub async fn list(
     Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<ApiJson<WebhookList>, ApiError> {
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
-    let rows = state.store.list_webhooks(&workspace_id).await?;
+    let rows = state.store.webhooks().list(&workspace_id).await?;
     Ok(ApiJson(WebhookList {
         items: rows.into_iter().map(Webhook::from).collect(),
     }))
@@ -273,7 +274,8 @@ pub async fn get(
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let row = state
         .store
-        .get_webhook(&workspace_id, &webhook_id)
+        .webhooks()
+        .get(&workspace_id, &webhook_id)
         .await?
         .ok_or_else(webhook_not_found)?;
     Ok(ApiJson(row.into()))
@@ -323,7 +325,8 @@ pub async fn update(
     };
     let row = state
         .store
-        .update_webhook(
+        .webhooks()
+        .update(
             &workspace_id,
             &webhook_id,
             &changes,
@@ -361,7 +364,8 @@ pub async fn delete(
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let deleted = state
         .store
-        .delete_webhook(&workspace_id, &webhook_id, &session.user.id, &client)
+        .webhooks()
+        .delete(&workspace_id, &webhook_id, &session.user.id, &client)
         .await?;
     if !deleted {
         return Err(webhook_not_found());
@@ -397,7 +401,8 @@ pub async fn roll_secret(
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let (row, secret) = state
         .store
-        .roll_webhook_secret(&workspace_id, &webhook_id, &session.user.id, &client)
+        .webhooks()
+        .roll_secret(&workspace_id, &webhook_id, &session.user.id, &client)
         .await?
         .ok_or_else(webhook_not_found)?;
     Ok(ApiJson(WebhookWithSecret::new(row, &secret)))
@@ -497,12 +502,14 @@ pub async fn deliveries(
     let after = after.flatten();
     state
         .store
-        .get_webhook(&workspace_id, &webhook_id)
+        .webhooks()
+        .get(&workspace_id, &webhook_id)
         .await?
         .ok_or_else(webhook_not_found)?;
     let rows = state
         .store
-        .list_deliveries(&workspace_id, &webhook_id, after.as_ref(), limit)
+        .webhooks()
+        .deliveries(&workspace_id, &webhook_id, after.as_ref(), limit)
         .await?
         .ok_or_else(|| {
             ApiError::validation("cursor", "must be the nextCursor of a previous page")
@@ -543,6 +550,7 @@ pub async fn retry(
     manager_role(&state, &workspace_id, &session, not_a_manager).await?;
     let row = state
         .store
+        .webhooks()
         .retry_delivery(&workspace_id, &webhook_id, &message_id)
         .await?
         .ok_or_else(|| ApiError::not_found("No message with this id for this endpoint."))?;

@@ -21,6 +21,7 @@ pub(super) async fn caller_role(
 ) -> Result<Role, ApiError> {
     state
         .store
+        .workspaces()
         .role_in(workspace_id, &session.user.id)
         .await?
         .ok_or_else(|| {
@@ -80,7 +81,8 @@ pub async fn create(
     issues.finish(())?;
     let workspace = state
         .store
-        .create_workspace(&name, &session.user.id, &client)
+        .workspaces()
+        .create(&name, &session.user.id, &client)
         .await?;
     Ok((StatusCode::CREATED, ApiJson(workspace.into())))
 }
