@@ -3,6 +3,7 @@
 //! request. The counts themselves are `domain::usage_counts`; the series the dashboard reads
 //! (docs/api.md §11) are built from the stored buckets in `domain::usage_series`.
 
+use crate::domain::ids::KeyId;
 use crate::domain::time::Timestamp;
 use crate::domain::usage_counts::{KeyUsage, Outcome};
 use crate::error::Reason;
@@ -12,7 +13,7 @@ use std::sync::Mutex;
 
 /// Key ids are ours (only a verified key is recorded), so the map needs no defence against
 /// chosen collisions and takes a cheaper hash than SipHash, which it pays on every request.
-type Pending = HashMap<String, KeyUsage, foldhash::fast::RandomState>;
+type Pending = HashMap<KeyId, KeyUsage, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 pub struct UsageRecorder {
@@ -24,7 +25,7 @@ impl UsageRecorder {
     /// reason of a refusal that has one.
     pub fn record(
         &self,
-        key_id: &str,
+        key_id: &KeyId,
         outcome: Option<Outcome>,
         refusal: Option<Reason>,
         at: Timestamp,
@@ -35,7 +36,7 @@ impl UsageRecorder {
             None => {
                 let mut usage = KeyUsage::default();
                 usage.add(outcome, refusal, at);
-                pending.insert(key_id.to_owned(), usage);
+                pending.insert(key_id.clone(), usage);
             }
         }
     }
@@ -60,7 +61,7 @@ impl UsageRecorder {
         if batch.is_empty() {
             return Ok(0);
         }
-        let rows: Vec<(String, KeyUsage)> = batch.into_iter().collect();
+        let rows: Vec<(KeyId, KeyUsage)> = batch.into_iter().collect();
         match store.usage().add(&rows).await {
             Ok(()) => Ok(rows.len()),
             Err(err) => {
@@ -79,33 +80,47 @@ mod tests {
     use super::*;
     use crate::domain::usage_counts::{Counts, HOUR_MS};
 
+    fn id(text: &str) -> KeyId {
+        KeyId::from(text.to_owned())
+    }
+
     #[test]
     fn aggregates_per_key_and_hour() {
         let recorder = UsageRecorder::default();
         let h0 = 10 * HOUR_MS;
-        recorder.record("key_a", Some(Outcome::Success), None, Timestamp(h0 + 10));
         recorder.record(
-            "key_a",
+            &id("key_a"),
+            Some(Outcome::Success),
+            None,
+            Timestamp(h0 + 10),
+        );
+        recorder.record(
+            &id("key_a"),
             Some(Outcome::ClientError),
             None,
             Timestamp(h0 + 30),
         );
         recorder.record(
-            "key_a",
+            &id("key_a"),
             Some(Outcome::RateLimited),
             Some(crate::error::Reason::RateLimited),
             Timestamp(h0 + 20),
         );
         recorder.record(
-            "key_a",
+            &id("key_a"),
             Some(Outcome::Success),
             None,
             Timestamp(h0 + HOUR_MS),
         );
-        recorder.record("key_b", Some(Outcome::Rejected), None, Timestamp(h0 + 5));
-        recorder.record("key_c", None, None, Timestamp(h0 + 7));
+        recorder.record(
+            &id("key_b"),
+            Some(Outcome::Rejected),
+            None,
+            Timestamp(h0 + 5),
+        );
+        recorder.record(&id("key_c"), None, None, Timestamp(h0 + 7));
         let batch = recorder.take();
-        let a = &batch["key_a"];
+        let a = &batch[&id("key_a")];
         assert_eq!(a.last_used_at, Some(Timestamp(h0 + HOUR_MS)));
         assert_eq!(a.requests(), 4);
         assert_eq!(
@@ -130,12 +145,12 @@ mod tests {
             ]
         );
         // A dead key's attempts are counted but do not make it "used".
-        let b = &batch["key_b"];
+        let b = &batch[&id("key_b")];
         assert_eq!(b.last_used_at, None);
         assert_eq!(b.requests(), 0);
         assert_eq!(b.hours[0].1.rejected, 1);
         // A server error marks the key used and counts nowhere.
-        let c = &batch["key_c"];
+        let c = &batch[&id("key_c")];
         assert_eq!(c.last_used_at, Some(Timestamp(h0 + 7)));
         assert!(c.hours.is_empty());
         assert!(recorder.take().is_empty());

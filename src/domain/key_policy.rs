@@ -4,6 +4,7 @@
 //! Each value has one stored form (a column of text) and one parsed form, so the request path
 //! never parses JSON or CIDR text twice: the parsed allowlist is kept with the cached key.
 
+use crate::domain::ids::UserId;
 use crate::domain::net::{canonical, parse_net};
 use crate::domain::permissions::Role;
 use crate::domain::time::Timestamp;
@@ -146,7 +147,7 @@ impl KeyField {
 }
 
 /// The key's creator edits their key; owners and admins edit every key of the workspace.
-pub fn can_edit_key(role: Role, user_id: &str, key_creator_id: &str) -> bool {
+pub fn can_edit_key(role: Role, user_id: &UserId, key_creator_id: &UserId) -> bool {
     matches!(role, Role::Owner | Role::Admin) || user_id == key_creator_id
 }
 
@@ -272,9 +273,10 @@ mod tests {
 
     #[test]
     fn who_edits() {
-        assert!(can_edit_key(Role::Admin, "a", "b"));
-        assert!(can_edit_key(Role::Viewer, "a", "a"));
-        assert!(!can_edit_key(Role::Member, "a", "b"));
+        let (a, b) = (UserId::generate(), UserId::generate());
+        assert!(can_edit_key(Role::Admin, &a, &b));
+        assert!(can_edit_key(Role::Viewer, &a, &a));
+        assert!(!can_edit_key(Role::Member, &a, &b));
         assert!(can_change_credits(Role::Owner));
         assert!(!can_change_credits(Role::Member));
     }

@@ -58,7 +58,7 @@ impl UsageRepo<'_> {
     /// Adds gathered usage in one transaction: the keys' `request_count` and `last_used_at`,
     /// then the hourly buckets in one upsert (per `BUCKET_CHUNK` key-hours). A failed flush
     /// writes nothing, so retrying it cannot count twice.
-    pub async fn add(&self, rows: &[(String, KeyUsage)]) -> Result<(), sqlx::Error> {
+    pub async fn add(&self, rows: &[(KeyId, KeyUsage)]) -> Result<(), sqlx::Error> {
         let used: Vec<(&str, i64, Timestamp)> = rows
             .iter()
             .filter_map(|(id, usage)| {

@@ -1,6 +1,7 @@
 //! Writes the `api_key.expired` audit event the first time an expired key is presented,
 //! off the request path and once per key per process (the insert itself is idempotent too).
 
+use crate::domain::ids::KeyId;
 use crate::domain::time::Timestamp;
 use crate::store::Store;
 use crate::verify::KeyPrincipalRow;
@@ -11,11 +12,11 @@ const MAX_REMEMBERED: usize = 10_000;
 
 #[derive(Default)]
 pub struct ExpiryLog {
-    noted: Mutex<HashSet<String>>,
+    noted: Mutex<HashSet<KeyId>>,
 }
 
 impl ExpiryLog {
-    fn forget(&self, key_id: &str) {
+    fn forget(&self, key_id: &KeyId) {
         let mut noted = match self.noted.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -32,7 +33,7 @@ impl ExpiryLog {
             if noted.len() >= MAX_REMEMBERED {
                 noted.clear();
             }
-            if !noted.insert(row.key_id.to_string()) {
+            if !noted.insert(row.key_id.clone()) {
                 return;
             }
         }
