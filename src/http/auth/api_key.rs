@@ -12,7 +12,6 @@ use crate::domain::usage_counts::Outcome;
 use crate::error::{ApiError, ErrorReason, Message, Realm, Reason};
 use crate::http::auth::credits::credit_lease;
 use crate::http::auth::failed_keys::Gate;
-use crate::http::pipeline::client::client_ip;
 use crate::http::pipeline::client::throttle_key;
 use crate::http::pipeline::header_number::header_number;
 use crate::http::pipeline::metrics::{RouteMeter, RouteMetricsFuture};
@@ -21,7 +20,7 @@ use crate::http::state::AppState;
 use crate::http::state::X_API_KEY;
 use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
-use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, Extensions, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +29,7 @@ use axum::routing::Route;
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
@@ -162,7 +161,7 @@ fn check_key(
         }
         Err(error) => return KeyFuture::answered(refused(error)),
     };
-    if let Err(error) = allowed_address(state, &row, &request) {
+    if let Err(error) = allowed_address(&row) {
         return KeyFuture::answered(refused_key(state, &row, error, Outcome::Rejected));
     }
     let decision = match start_limit(state, &row) {
@@ -262,22 +261,16 @@ async fn require_api_key(
     pending: Pending,
 ) -> Response {
     let (row, limit) = match pending {
-        Pending::Miss(digest) => {
-            let peer = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| *addr);
-            match resolve_miss(&state, request.headers(), peer, &digest).await {
-                Ok(row) => {
-                    if let Err(error) = allowed_address(&state, &row, &request) {
-                        return refused_key(&state, &row, error, Outcome::Rejected);
-                    }
-                    let limit = start_limit(&state, &row);
-                    (row, limit)
+        Pending::Miss(digest) => match resolve_miss(&state, &digest).await {
+            Ok(row) => {
+                if let Err(error) = allowed_address(&row) {
+                    return refused_key(&state, &row, error, Outcome::Rejected);
                 }
-                Err(error) => return refused(error),
+                let limit = start_limit(&state, &row);
+                (row, limit)
             }
-        }
+            Err(error) => return refused(error),
+        },
         Pending::AskRedis(row, question) => (row, Some(Check::AskRedis(question))),
     };
     let decision = match limit {
@@ -338,11 +331,7 @@ fn refused_key(
 
 /// A key with an allowlist is used only from its addresses: the client's, as the trusted
 /// proxies report it (`client_ip`), the same address throttles and logs see.
-fn allowed_address(
-    state: &AppState,
-    row: &KeyPrincipalRow,
-    request: &Request,
-) -> Result<(), ApiError> {
+fn allowed_address(row: &KeyPrincipalRow) -> Result<(), ApiError> {
     let Some(column) = row.allowed_ips.as_deref() else {
         return Ok(());
     };
@@ -350,11 +339,7 @@ fn allowed_address(
         .memo
         .allowed_ips
         .get_or_init(|| AllowedIps::from_column(Some(column)));
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr);
-    match client_ip(request.headers(), peer, &state.proxies) {
+    match request_scope::client() {
         Some(address) if allowed.allows(address) => Ok(()),
         address => {
             let seen = address.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
@@ -590,14 +575,10 @@ fn check_cached(state: &AppState, headers: &HeaderMap) -> Result<Checked, ApiErr
 
 async fn resolve_miss(
     state: &AppState,
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
     digest: &KeyDigest,
 ) -> Result<Arc<KeyPrincipalRow>, ApiError> {
-    // Only a miss is throttled per address, so only a miss works the address out
-    // (X-Forwarded-For parsed when trusted).
-    let address = client_ip(headers, peer, &state.proxies);
-    let lookup = look_up(state, digest.as_bytes(), address).await?;
+    // Only a miss is throttled per address.
+    let lookup = look_up(state, digest.as_bytes(), request_scope::client()).await?;
     usable(state, lookup)
 }
 

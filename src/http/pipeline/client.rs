@@ -2,9 +2,10 @@
 //! operator says a trusted proxy sets it) and the user agent, for throttling and the audit log.
 
 use crate::domain::net::{AddressBucket, TrustedProxies};
+use crate::http::pipeline::request_scope;
 use crate::http::state::AppState;
 use crate::store::ClientInfo;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use std::convert::Infallible;
@@ -40,12 +41,8 @@ pub fn throttle_key(address: Option<IpAddr>) -> String {
 impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| *addr);
-        let ip = client_ip(&parts.headers, peer, &state.proxies);
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Infallible> {
+        let ip = request_scope::client();
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

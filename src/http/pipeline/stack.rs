@@ -24,7 +24,7 @@ use crate::http::pipeline::json_errors;
 use crate::http::pipeline::request_id::{RequestId, X_REQUEST_ID};
 use crate::http::pipeline::request_scope::RequestScope;
 use crate::http::state::X_API_KEY;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
@@ -65,7 +65,7 @@ type BoxedResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
 impl RequestLine {
     /// The request's scope, entered for work done outside its future.
     fn scope(&self) -> RequestScope {
-        RequestScope::new(self.id, self.started)
+        RequestScope::new(self.id, self.started, self.client)
     }
 }
 
@@ -78,22 +78,23 @@ impl RequestService {
         }
     }
 
-    /// Handles a request that started at `started`: the connection knows, from when the first
-    /// bytes of its head arrived, and passes the reading on instead of taking another.
-    pub fn handle(&self, mut request: Request, started: Instant) -> RequestFuture {
+    /// Handles a request from `peer` that started at `started`: the connection knows, from when
+    /// the first bytes of its head arrived, and passes the reading on instead of taking another.
+    pub fn handle(
+        &self,
+        mut request: Request,
+        started: Instant,
+        peer: SocketAddr,
+    ) -> RequestFuture {
         let id = RequestId::from_headers(request.headers());
         mark_sensitive(request.headers_mut());
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| *addr);
         let line = RequestLine {
             id,
             started,
             finished: None,
             method: request.method().clone(),
             uri: request.uri().clone(),
-            client: client_ip(request.headers(), peer, &self.proxies),
+            client: client_ip(request.headers(), Some(peer), &self.proxies),
         };
         // For following a request as it happens (and for tests that need to know it arrived).
         tracing::debug!(

@@ -16,7 +16,6 @@ use crate::http::pipeline::stack::RequestService as App;
 use crate::http::server::connection::{InFlight, Stop, Timeouts, TrackedIo, Tracker};
 use crate::http::server::slow_body::SlowBody;
 use crate::http::server::tls::Tls;
-use axum::extract::ConnectInfo;
 use axum::response::Response;
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -321,8 +320,8 @@ impl OpenConnections {
     }
 }
 
-/// The app as one connection's hyper service: it carries the peer address (the
-/// `ConnectInfo` handlers read) and tells the connection's clock when requests run.
+/// The app as one connection's hyper service: it carries the peer address (to the request
+/// layer, which works out the client's) and tells the connection's clock when requests run.
 #[derive(Clone)]
 struct ConnectionService {
     app: App,
@@ -336,8 +335,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Error = Infallible;
     type Future = ServedRequest;
 
-    fn call(&self, mut request: Request<Incoming>) -> ServedRequest {
-        request.extensions_mut().insert(ConnectInfo(self.peer));
+    fn call(&self, request: Request<Incoming>) -> ServedRequest {
         let (in_flight, head_started) = self.tracker.request_started();
         let started = head_started.map_or_else(std::time::Instant::now, Instant::into_std);
         // The app is always ready, so it is called directly: no `Oneshot` state machine and no
@@ -350,7 +348,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             let grace = self.body_read;
             request.map(|body| axum::body::Body::new(SlowBody::new(body, grace, tracker)))
         };
-        let response = self.app.handle(request, started);
+        let response = self.app.handle(request, started, self.peer);
         ServedRequest {
             response,
             in_flight: Some(in_flight),
