@@ -4,14 +4,15 @@
 //! Signing in and out: what a login returns, identical refusals whatever was wrong, sessions
 //! stored as digests only, ended by logout, expiry or disabling the user, and login bursts.
 
-use crate::common::{assert_error, assert_unauthorized, count, parts, Account, TestApp};
+use crate::common::{assert_error, count, Account, TestApp};
 use crate::common::{
     assert_spec_time, count_rows, keys_of, now_ms, session_roles, without_request_id,
 };
+use crate::test_app::Reply;
 use crate::{on_both_databases, on_both_databases_with};
 use heffl_api::domain::ids::UserId;
 use heffl_api::store::ClientInfo;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -19,22 +20,24 @@ use std::time::Duration;
 const ATTACKER: &str = "203.0.113.66";
 const VICTIM: &str = "198.51.100.7";
 
+/// Raw, as are `change_password_from`'s: the address in X-Forwarded-For is what these tests
+/// vary.
 async fn login_from(
     app: &TestApp,
     address: &str,
     email: &str,
     password: &str,
 ) -> (StatusCode, Value) {
-    parts(
-        app.client
-            .post(app.url("/app/v1/auth/login"))
-            .header("x-forwarded-for", address)
-            .json(&json!({ "email": email, "password": password }))
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
+    let response = app
+        .client
+        .post(app.url("/app/v1/auth/login"))
+        .header("x-forwarded-for", address)
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("request");
+    let Reply { status, body, .. } = Reply::read(response).await;
+    (status, body)
 }
 
 async fn change_password_from(
@@ -44,17 +47,17 @@ async fn change_password_from(
     current: &str,
     new: &str,
 ) -> (StatusCode, Value) {
-    parts(
-        app.client
-            .post(app.url("/app/v1/session/password"))
-            .header("x-forwarded-for", address)
-            .bearer_auth(token)
-            .json(&json!({ "currentPassword": current, "newPassword": new }))
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
+    let response = app
+        .client
+        .post(app.url("/app/v1/session/password"))
+        .header("x-forwarded-for", address)
+        .bearer_auth(token)
+        .json(&json!({ "currentPassword": current, "newPassword": new }))
+        .send()
+        .await
+        .expect("request");
+    let Reply { status, body, .. } = Reply::read(response).await;
+    (status, body)
 }
 
 #[track_caller]
@@ -192,9 +195,7 @@ async fn second_session(app: &TestApp, account: &Account) -> String {
 }
 
 async fn session_status(app: &TestApp, token: &str) -> StatusCode {
-    app.send(Method::GET, "/app/v1/session", Some(token), None)
-        .await
-        .status()
+    app.session(token).await.status
 }
 
 async fn changing_the_password_ends_other_sessions(app: TestApp) {
@@ -214,23 +215,10 @@ async fn changing_the_password_ends_other_sessions(app: TestApp) {
             vec!["currentPassword"],
         ),
     ] {
-        let (status, answer) = parts(
-            app.send(
-                Method::POST,
-                "/app/v1/session/password",
-                Some(&owner.token),
-                Some(body),
-            )
-            .await,
-        )
-        .await;
-        assert_error(
-            status,
-            &answer,
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            None,
-        );
+        let answer = app
+            .change_password(Some(&owner.token), body)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
         let named: Vec<&str> = answer["error"]["details"]["issues"]
             .as_array()
             .expect("issues")
@@ -239,17 +227,12 @@ async fn changing_the_password_ends_other_sessions(app: TestApp) {
             .collect();
         assert_eq!(named, fields, "{answer}");
     }
-    let (status, answer) = parts(
-        app.send(
-            Method::POST,
-            "/app/v1/session/password",
-            None,
-            Some(json!({ "currentPassword": owner.password, "newPassword": new_password })),
-        )
-        .await,
+    app.change_password(
+        None,
+        json!({ "currentPassword": owner.password, "newPassword": new_password }),
     )
-    .await;
-    assert_unauthorized(status, &answer, "missing_session");
+    .await
+    .expect_unauthorized("missing_session");
 
     let (status, answer) =
         change_password_from(&app, VICTIM, &owner.token, "not-my-password", new_password).await;
@@ -466,10 +449,7 @@ async fn login_with_missing_fields_lists_every_issue(app: TestApp) {
         ),
     ];
     for (body, fields) in cases {
-        let error = app
-            .call(Method::POST, "/app/v1/auth/login", None, Some(body.clone()))
-            .await
-            .expect_issues(&fields);
+        let error = app.login_with(body.clone()).await.expect_issues(&fields);
         assert!(
             error["error"]["message"].as_str().is_some(),
             "{body}: {error}"

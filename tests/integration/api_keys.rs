@@ -2,13 +2,14 @@
 //! x-api-key middleware (/api/v1), including every docs/api.md §4 401 reason and the workspace walls.
 
 use crate::common::{
-    assert_error, assert_timestamp, assert_unauthorized, audit_count, count, create_key_with,
-    key_count, key_path, keys_path, me_with_key, parts, Account, CreatedKey, TestApp,
+    assert_timestamp, audit_count, count, key_count, key_path, keys_path, Account, CreatedKey,
+    TestApp,
 };
 use crate::on_both_databases;
+use crate::test_app::Reply;
 use heffl_api::domain::api_key::{ApiKey, KeyEnv};
 use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{Column, Row};
@@ -100,36 +101,26 @@ fn assert_no_secret(text: &str, secret: &str, what: &str) {
     }
 }
 
-async fn create_key_raw(app: &TestApp, account: &Account, body: Value) -> Response {
-    app.send(
-        Method::POST,
-        &keys_path(&account.workspace_id),
-        Some(&account.token),
-        Some(body),
-    )
-    .await
-}
-
 /// Sends a prepared /api/v1 request and checks the docs/api.md §4 401 with `reason`, its challenge,
-/// and that its message does not echo `presented` (the credential that was sent).
+/// and that its message does not echo `presented` (the credential that was sent). The request
+/// stays a builder because most callers send a header no typed call would.
 async fn expect_key_401(
     request: RequestBuilder,
     reason: &str,
     presented: Option<&str>,
     case: &str,
 ) {
-    let response = request.send().await.expect("request");
-    let challenge = response
-        .headers()
-        .get(WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let (status, body) = parts(response).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
-    assert_unauthorized(status, &body, reason);
+    let reply = Reply::read(request.send().await.expect("request")).await;
     assert_eq!(
-        challenge.as_deref(),
-        Some(API_KEY_CHALLENGE),
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "{case}: {}",
+        reply.body
+    );
+    let body = reply.expect_unauthorized(reason);
+    assert_eq!(
+        reply.header(WWW_AUTHENTICATE.as_str()),
+        API_KEY_CHALLENGE,
         "{case}: challenge"
     );
     if let Some(presented) = presented {
@@ -145,15 +136,11 @@ async fn expect_key_401(
 
 async fn create_key_record_and_storage(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let response = create_key_raw(&app, &owner, json!({ "name": "  Website form  " })).await;
-    let cache_control = response
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let (status, body) = parts(response).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(cache_control.as_deref(), Some("no-store"));
+    let reply = app
+        .new_key(&owner, json!({ "name": "  Website form  " }))
+        .await;
+    assert_eq!(reply.header("cache-control"), "no-store");
+    let body = reply.expect_status(StatusCode::CREATED);
 
     let id = body["id"].as_str().expect("id").to_owned();
     assert!(
@@ -178,8 +165,7 @@ async fn create_key_record_and_storage(app: TestApp) {
     assert_null_field(&body, "revokedBy");
 
     // The key works, and acts as its creator in its workspace.
-    let (status, me) = me_with_key(&app, &key).await;
-    assert_eq!(status, StatusCode::OK, "{me}");
+    let me = app.me(&key).await.ok();
     assert_eq!(
         me["workspace"],
         json!({ "id": owner.workspace_id, "name": "Acme" })
@@ -238,10 +224,7 @@ async fn create_key_name_validation(app: TestApp) {
         ("line break", json!({ "name": "two\nlines" })),
     ];
     for (case, request) in cases {
-        let (status, body) = create_key_with(&app, &owner, request).await;
-        assert_error(
-            status,
-            &body,
+        let body = app.new_key(&owner, request).await.expect_error(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
             None,
@@ -268,9 +251,10 @@ async fn create_key_name_validation(app: TestApp) {
 
     // 100 characters (after trimming) is the limit, counted in characters, not bytes.
     let longest = "é".repeat(100);
-    let (status, body) =
-        create_key_with(&app, &owner, json!({ "name": format!("  {longest} ") })).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let body = app
+        .new_key(&owner, json!({ "name": format!("  {longest} ") }))
+        .await
+        .expect_status(StatusCode::CREATED);
     assert_eq!(body["name"], longest.as_str());
     assert_eq!(key_count(&app).await, 1);
 }
@@ -321,13 +305,9 @@ async fn team(app: &TestApp) -> Team {
 }
 
 async fn list_ids(app: &TestApp, account: &Account, query: &str, secrets: &[&str]) -> Vec<String> {
-    let path = format!("{}{query}", keys_path(&account.workspace_id));
-    let (status, body) = parts(
-        app.send(Method::GET, &path, Some(&account.token), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    let reply = app.keys(account, query).await;
+    assert_eq!(reply.status, StatusCode::OK, "?{query}: {}", reply.body);
+    let body = reply.body;
     for secret in secrets {
         assert_no_secret(&body.to_string(), secret, "key list");
     }
@@ -360,17 +340,7 @@ async fn list_keys_by_status_and_role(app: TestApp) {
         t.member_key.key.as_str(),
         t.viewer_key.key.as_str(),
     ];
-    let (status, _) = parts(
-        app.send(
-            Method::POST,
-            &revoke_path(&t.owner.workspace_id, &t.owner_key.id),
-            Some(&t.owner.token),
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    app.revoke(&t.owner, &t.owner_key.id).await.ok();
 
     let active = vec![
         t.admin_key.id.clone(),
@@ -386,17 +356,17 @@ async fn list_keys_by_status_and_role(app: TestApp) {
             "default is active"
         );
         assert_eq!(
-            list_ids(&app, manager, "?status=active", &secrets).await,
+            list_ids(&app, manager, "status=active", &secrets).await,
             active
         );
         assert_eq!(
-            list_ids(&app, manager, "?status=revoked", &secrets).await,
+            list_ids(&app, manager, "status=revoked", &secrets).await,
             vec![t.owner_key.id.clone()]
         );
-        assert_eq!(list_ids(&app, manager, "?status=all", &secrets).await, all);
+        assert_eq!(list_ids(&app, manager, "status=all", &secrets).await, all);
     }
     for (account, own) in [(&t.member, &t.member_key), (&t.viewer, &t.viewer_key)] {
-        for query in ["", "?status=active", "?status=all"] {
+        for query in ["", "status=active", "status=all"] {
             assert_eq!(
                 list_ids(&app, account, query, &secrets).await,
                 vec![own.id.clone()],
@@ -404,36 +374,22 @@ async fn list_keys_by_status_and_role(app: TestApp) {
                 account.email
             );
         }
-        assert!(list_ids(&app, account, "?status=revoked", &secrets)
+        assert!(list_ids(&app, account, "status=revoked", &secrets)
             .await
             .is_empty());
     }
     // The owner's revoked key shows who revoked it, and the record is otherwise whole.
-    let path = format!("{}?status=revoked", keys_path(&t.owner.workspace_id));
-    let (_, body) = parts(
-        app.send(Method::GET, &path, Some(&t.owner.token), None)
-            .await,
-    )
-    .await;
+    let body = app.keys(&t.owner, "status=revoked").await.ok();
     let revoked = &body["items"][0];
     assert_eq!(revoked["status"], "revoked");
     assert_timestamp(&revoked["revokedAt"], "revokedAt");
     assert_eq!(revoked["revokedBy"]["id"], t.owner.user_id.as_str());
 
     for bad in ["bogus", "", "ACTIVE", "revoked,active"] {
-        let path = format!("{}?status={bad}", keys_path(&t.owner.workspace_id));
-        let (status, body) = parts(
-            app.send(Method::GET, &path, Some(&t.owner.token), None)
-                .await,
-        )
-        .await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            None,
-        );
+        let body = app
+            .keys(&t.owner, &format!("status={bad}"))
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
         assert_eq!(
             body["error"]["details"]["issues"][0]["field"], "status",
             "{bad}: {body}"
@@ -441,26 +397,22 @@ async fn list_keys_by_status_and_role(app: TestApp) {
     }
 
     // One record: managers read any, the others only their own; someone else's is a 404.
-    let get = |account: &Account, key_id: &str| {
-        let path = key_path(&account.workspace_id, key_id);
-        let token = account.token.clone();
-        let app = &app;
-        async move { parts(app.send(Method::GET, &path, Some(&token), None).await).await }
-    };
     for (account, key) in [
         (&t.owner, &t.member_key),
         (&t.admin, &t.owner_key),
         (&t.member, &t.member_key),
         (&t.viewer, &t.viewer_key),
     ] {
-        let (status, body) = get(account, &key.id).await;
+        let reply = app.key(account, &key.id).await;
         assert_eq!(
-            status,
+            reply.status,
             StatusCode::OK,
-            "{} reads {}: {body}",
+            "{} reads {}: {}",
             account.email,
-            key.id
+            key.id,
+            reply.body
         );
+        let body = reply.body;
         assert_eq!(body["id"], key.id.as_str());
         assert!(
             body.get("key").is_none(),
@@ -475,27 +427,23 @@ async fn list_keys_by_status_and_role(app: TestApp) {
         (&t.member, &t.owner_key),
         (&t.viewer, &t.member_key),
     ] {
-        let (status, body) = get(account, &key.id).await;
-        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+        let body =
+            app.key(account, &key.id)
+                .await
+                .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
         assert!(!body.to_string().contains(&key.id), "{body}");
     }
     for unknown in ["key_doesNotExist0000000000", "ld_x", "1"] {
-        let (status, body) = get(&t.owner, unknown).await;
-        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+        app.key(&t.owner, unknown)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
     }
 }
 
 async fn revoke_key(app: TestApp) {
     let t = team(&app).await;
-    let revoke = |account: &Account, key_id: &str| {
-        let path = revoke_path(&account.workspace_id, key_id);
-        let token = account.token.clone();
-        let app = &app;
-        async move { parts(app.send(Method::POST, &path, Some(&token), None).await).await }
-    };
 
-    let (status, first) = revoke(&t.owner, &t.owner_key.id).await;
-    assert_eq!(status, StatusCode::OK, "{first}");
+    let first = app.revoke(&t.owner, &t.owner_key.id).await.ok();
     assert_eq!(first["id"], t.owner_key.id.as_str());
     assert_eq!(first["status"], "revoked");
     assert_timestamp(&first["revokedAt"], "revokedAt");
@@ -504,12 +452,14 @@ async fn revoke_key(app: TestApp) {
         json!({ "id": t.owner.user_id, "email": t.owner.email, "name": "Owner" })
     );
     assert!(first.get("key").is_none(), "{first}");
-    let (status, second) = revoke(&t.owner, &t.owner_key.id).await;
+    let reply = app.revoke(&t.owner, &t.owner_key.id).await;
     assert_eq!(
-        status,
+        reply.status,
         StatusCode::OK,
-        "revoking again is not an error: {second}"
+        "revoking again is not an error: {}",
+        reply.body
     );
+    let second = reply.body;
     assert_eq!(second["status"], "revoked");
     assert_eq!(
         second["revokedAt"], first["revokedAt"],
@@ -520,13 +470,21 @@ async fn revoke_key(app: TestApp) {
         audit_count(&app, "api_key.revoked", &t.owner_key.id).await,
         1
     );
-    let (status, body) = me_with_key(&app, &t.owner_key.key).await;
-    assert_unauthorized(status, &body, "revoked_api_key");
+    app.me(&t.owner_key.key)
+        .await
+        .expect_unauthorized("revoked_api_key");
 
     // Members and viewers may revoke their own keys.
     for (account, key) in [(&t.member, &t.member_key), (&t.viewer, &t.viewer_key)] {
-        let (status, body) = revoke(account, &key.id).await;
-        assert_eq!(status, StatusCode::OK, "{}: {body}", account.email);
+        let reply = app.revoke(account, &key.id).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            account.email,
+            reply.body
+        );
+        let body = reply.body;
         assert_eq!(body["status"], "revoked");
         assert_eq!(body["revokedBy"]["id"], account.user_id.as_str());
         assert_eq!(audit_count(&app, "api_key.revoked", &key.id).await, 1);
@@ -536,24 +494,25 @@ async fn revoke_key(app: TestApp) {
     // nothing changes.
     let other = app.create_key(&t.owner, "another owner key").await;
     for account in [&t.member, &t.viewer] {
-        let (status, body) = revoke(account, &other.id).await;
-        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+        app.revoke(account, &other.id)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
         assert_eq!(revocation(&app, &other.id).await, (None, None, None));
         assert_eq!(audit_count(&app, "api_key.revoked", &other.id).await, 0);
     }
-    let (status, _) = me_with_key(&app, &other.key).await;
-    assert_eq!(status, StatusCode::OK, "a refused revoke took effect");
+    let reply = app.me(&other.key).await;
+    assert_eq!(reply.status, StatusCode::OK, "a refused revoke took effect");
 
     // Admins revoke anyone's key.
-    let (status, body) = revoke(&t.admin, &other.id).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = app.revoke(&t.admin, &other.id).await.ok();
     assert_eq!(body["revokedBy"]["id"], t.admin.user_id.as_str());
     let (revoked_at, revoked_by, _) = revocation(&app, &other.id).await;
     assert!(revoked_at.is_some());
     assert_eq!(revoked_by.as_deref(), Some(t.admin.user_id.as_str()));
 
-    let (status, body) = revoke(&t.owner, "key_doesNotExist0000000000").await;
-    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    app.revoke(&t.owner, "key_doesNotExist0000000000")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
 }
 
 async fn middleware_rejects_bad_keys(app: TestApp) {
@@ -665,8 +624,7 @@ async fn middleware_rejects_bad_keys(app: TestApp) {
     .await;
 
     // The real key still works after all of that: failures did not poison anything.
-    let (status, body) = me_with_key(&app, key).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    app.me(key).await.ok();
 }
 
 /// A trailing space cannot reach the server: HTTP strips whitespace around a field value
@@ -700,8 +658,7 @@ async fn revoked_reasons(app: TestApp) {
     let disabled = app.add_member(&owner, "disabled@acme.test", "admin").await;
     let disabled_key = app.create_key(&disabled, "disabled key").await;
     for key in [&revoked, &leaver_key, &disabled_key] {
-        let (status, body) = me_with_key(&app, &key.key).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        app.me(&key.key).await.ok();
     }
     let me = |key: &str| {
         let request = app
@@ -712,33 +669,12 @@ async fn revoked_reasons(app: TestApp) {
         async move { expect_key_401(request, "revoked_api_key", Some(&key), "revoked").await }
     };
 
-    let (status, _) = parts(
-        app.send(
-            Method::POST,
-            &revoke_path(&owner.workspace_id, &revoked.id),
-            Some(&owner.token),
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    app.revoke(&owner, &revoked.id).await.ok();
     me(&revoked.key).await;
 
-    let (status, body) = parts(
-        app.send(
-            Method::DELETE,
-            &format!(
-                "/app/v1/workspaces/{}/members/{}",
-                owner.workspace_id, leaver.user_id
-            ),
-            Some(&owner.token),
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    app.remove_member(&owner, &owner.workspace_id, &leaver.user_id)
+        .await
+        .expect_status(StatusCode::NO_CONTENT);
     me(&leaver_key.key).await;
     let (revoked_at, _, reason) = revocation(&app, &leaver_key.id).await;
     assert!(revoked_at.is_some());
@@ -754,8 +690,7 @@ async fn revoked_reasons(app: TestApp) {
 
     // The owner's other credentials are untouched.
     let fresh = app.create_key(&owner, "still fine").await;
-    let (status, _) = me_with_key(&app, &fresh.key).await;
-    assert_eq!(status, StatusCode::OK);
+    app.me(&fresh.key).await.ok();
 }
 
 async fn credentials_do_not_cross(app: TestApp) {
@@ -764,7 +699,8 @@ async fn credentials_do_not_cross(app: TestApp) {
     let list = keys_path(&owner.workspace_id);
     let keys_before = key_count(&app).await;
 
-    // A key, sent either way, opens nothing on /app/v1.
+    // A key, sent either way, opens nothing on /app/v1. Raw requests: the typed calls only
+    // send a session.
     for (method, path) in [
         (Method::GET, "/app/v1/session".to_owned()),
         (Method::GET, list.clone()),
@@ -782,21 +718,13 @@ async fn credentials_do_not_cross(app: TestApp) {
             if method == Method::POST {
                 request = request.json(&json!({ "name": "minted with a key" }));
             }
-            let response = request.send().await.expect("request");
-            let challenge = response
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let (status, body) = parts(response).await;
-            assert_error(
-                status,
-                &body,
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                None,
+            let reply = Reply::read(request.send().await.expect("request")).await;
+            let body = reply.expect_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None);
+            assert_eq!(
+                reply.header(WWW_AUTHENTICATE.as_str()),
+                "Bearer",
+                "{method} {path}"
             );
-            assert_eq!(challenge.as_deref(), Some("Bearer"), "{method} {path}");
             assert_no_secret(&body.to_string(), &created.key, &path);
         }
     }
@@ -834,70 +762,40 @@ async fn role_changes_apply_to_keys_at_once(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let member = app.add_member(&owner, "member@acme.test", "member").await;
     let key = app.create_key(&member, "sync").await;
-    let member_path = format!(
-        "/app/v1/workspaces/{}/members/{}",
-        owner.workspace_id, member.user_id
-    );
     let set_role = |role: &'static str| {
         let app = &app;
-        let path = member_path.clone();
-        let token = owner.token.clone();
+        let (owner, member) = (&owner, &member);
         async move {
-            let (status, body) = parts(
-                app.send(
-                    Method::PATCH,
-                    &path,
-                    Some(&token),
-                    Some(json!({ "role": role })),
-                )
-                .await,
-            )
-            .await;
-            assert_eq!(status, StatusCode::OK, "{body}");
+            let body = app
+                .set_role(owner, &owner.workspace_id, &member.user_id, role)
+                .await
+                .ok();
             assert_eq!(body["role"], role);
         }
     };
-    let create_lead = |name: &'static str| {
-        let app = &app;
-        let key = key.key.clone();
-        async move {
-            parts(
-                app.send_with_key(
-                    Method::POST,
-                    "/api/v1/leads",
-                    &key,
-                    Some(json!({ "name": name })),
-                )
-                .await,
-            )
-            .await
-        }
-    };
+    let create_lead = |name: &'static str| app.create_lead(&key.key, json!({ "name": name }));
     let leads = || count(&app, "SELECT COUNT(*) FROM leads", &[]);
 
-    let (status, body) = create_lead("first").await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    create_lead("first")
+        .await
+        .expect_status(StatusCode::CREATED);
     assert_eq!(leads().await, 1);
 
     set_role("viewer").await;
-    let (status, body) = create_lead("as viewer").await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("insufficient_permission"),
-    );
+    create_lead("as viewer")
+        .await
+        .expect_forbidden("insufficient_permission");
     assert_eq!(leads().await, 1, "a viewer's key created a lead");
-    let (_, me) = me_with_key(&app, &key.key).await;
+    let me = app.me(&key.key).await.body;
     assert_eq!(me["user"]["role"], "viewer");
 
     set_role("member").await;
-    let (status, body) = create_lead("member again").await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let body = create_lead("member again")
+        .await
+        .expect_status(StatusCode::CREATED);
     assert_eq!(body["ownerId"], member.user_id.as_str());
     assert_eq!(leads().await, 2);
-    let (_, me) = me_with_key(&app, &key.key).await;
+    let me = app.me(&key.key).await.body;
     assert_eq!(me["user"]["role"], "member");
 }
 
@@ -912,37 +810,23 @@ struct Other {
 async fn cross_workspace_walk(app: TestApp) {
     let a = app.bootstrap("Alpha Corp", "owner@alpha.test").await;
     let a_key = app.create_key(&a, "alpha key").await;
-    let (status, _) = parts(
-        app.send_with_key(
-            Method::POST,
-            "/api/v1/leads",
-            &a_key.key,
-            Some(json!({ "name": "Alpha Lead" })),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.create_lead(&a_key.key, json!({ "name": "Alpha Lead" }))
+        .await
+        .expect_status(StatusCode::CREATED);
 
     let b_owner = app
         .bootstrap("Bravo Secret Workspace", "owner@bravo.test")
         .await;
     let b_key = app.create_key(&b_owner, "bravo integration key").await;
     let b_spare = app.create_key(&b_owner, "bravo spare key").await;
-    let (status, lead) = parts(
-        app.send_with_key(
-            Method::POST,
-            "/api/v1/leads",
+    let lead = app
+        .create_lead(
             &b_key.key,
-            Some(
-                json!({ "name": "Bravo Hidden Lead", "email": "hidden@bravo-client.test",
-                         "mobile": "+1999888777", "title": "Confidential" }),
-            ),
+            json!({ "name": "Bravo Hidden Lead", "email": "hidden@bravo-client.test",
+                    "mobile": "+1999888777", "title": "Confidential" }),
         )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+        .await
+        .expect_status(StatusCode::CREATED);
     let b = Other {
         owner: b_owner,
         key: b_key,
@@ -996,83 +880,69 @@ async fn cross_workspace_walk(app: TestApp) {
 
     // /api/v1 with A's key on B's lead: 403 workspace_mismatch, whatever the method.
     // (The lead id itself is in the request, so only the other fields must not come back.)
-    let lead_path = format!("/api/v1/leads/{}", b.lead_id);
-    for (method, body) in [
-        (Method::GET, None),
-        (Method::PATCH, Some(json!({ "name": "Taken over" }))),
-        (Method::PATCH, Some(json!({ "email": null }))),
-        (Method::DELETE, None),
-    ] {
-        let (status, response) = parts(
-            app.send_with_key(method.clone(), &lead_path, &a_key.key, body)
+    let lead = &b.lead_id;
+    for (case, reply) in [
+        ("GET", app.lead(&a_key.key, lead).await),
+        (
+            "PATCH name",
+            app.edit_lead(&a_key.key, lead, json!({ "name": "Taken over" }))
                 .await,
-        )
-        .await;
-        assert_error(
-            status,
-            &response,
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            Some("workspace_mismatch"),
-        );
-        check_no_leak(&response, &format!("{method} {lead_path}"));
+        ),
+        (
+            "PATCH email",
+            app.edit_lead(&a_key.key, lead, json!({ "email": null }))
+                .await,
+        ),
+        ("DELETE", app.delete_lead(&a_key.key, lead).await),
+    ] {
+        let response = reply.expect_forbidden("workspace_mismatch");
+        check_no_leak(&response, &format!("{case} of B's lead"));
     }
-    for path in ["/api/v1/me", "/api/v1/leads", "/api/v1/leads?pageSize=100"] {
-        let (status, response) =
-            parts(app.send_with_key(Method::GET, path, &a_key.key, None).await).await;
-        assert_eq!(status, StatusCode::OK, "{path}: {response}");
-        check_no_leak(&response, path);
+    for (case, reply) in [
+        ("me", app.me(&a_key.key).await),
+        ("leads", app.leads(&a_key.key, "").await),
+        (
+            "leads?pageSize=100",
+            app.leads(&a_key.key, "pageSize=100").await,
+        ),
+    ] {
+        assert_eq!(reply.status, StatusCode::OK, "{case}: {}", reply.body);
+        check_no_leak(&reply.body, case);
     }
 
     // /app/v1 with A's session on B's workspace id: 403 workspace_mismatch for every route.
     let b_ws = &b.owner.workspace_id;
-    for (method, path, body) in [
-        (Method::GET, keys_path(b_ws), None),
-        (Method::GET, format!("{}?status=all", keys_path(b_ws)), None),
+    let a_in_b = a.in_workspace(b_ws);
+    for (case, reply) in [
+        ("list keys", app.keys(&a_in_b, "").await),
+        ("list all keys", app.keys(&a_in_b, "status=all").await),
         (
-            Method::POST,
-            keys_path(b_ws),
-            Some(json!({ "name": "planted" })),
+            "create a key",
+            app.new_key(&a_in_b, json!({ "name": "planted" })).await,
         ),
-        (Method::GET, key_path(b_ws, &b.key.id), None),
-        (Method::POST, revoke_path(b_ws, &b.key.id), None),
-        (Method::GET, key_path(b_ws, &a_key.id), None),
-        (Method::POST, revoke_path(b_ws, &a_key.id), None),
-        (
-            Method::GET,
-            format!("/app/v1/workspaces/{b_ws}/members"),
-            None,
-        ),
+        ("read B's key", app.key(&a_in_b, &b.key.id).await),
+        ("revoke B's key", app.revoke(&a_in_b, &b.key.id).await),
+        ("read A's key", app.key(&a_in_b, &a_key.id).await),
+        ("revoke A's key", app.revoke(&a_in_b, &a_key.id).await),
+        ("list members", app.members(&a, b_ws).await),
     ] {
-        let (status, response) =
-            parts(app.send(method.clone(), &path, Some(&a.token), body).await).await;
-        assert_error(
-            status,
-            &response,
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            Some("workspace_mismatch"),
-        );
-        check_no_leak(&response, &format!("{method} {path}"));
+        let response = reply.expect_forbidden("workspace_mismatch");
+        check_no_leak(&response, &format!("{case} in B"));
     }
     // A's own workspace with B's key ids: the keys are not in A, so 404.
     for key_id in [&b.key.id, &b.spare.id] {
-        for (method, path) in [
-            (Method::GET, key_path(&a.workspace_id, key_id)),
-            (Method::POST, revoke_path(&a.workspace_id, key_id)),
+        for (case, reply) in [
+            ("read", app.key(&a, key_id).await),
+            ("revoke", app.revoke(&a, key_id).await),
         ] {
-            let (status, response) =
-                parts(app.send(method.clone(), &path, Some(&a.token), None).await).await;
-            assert_error(status, &response, StatusCode::NOT_FOUND, "NOT_FOUND", None);
-            check_no_leak(&response, &format!("{method} {path}"));
+            let response = reply.expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
+            check_no_leak(&response, &format!("{case} {key_id} in A"));
         }
     }
-    for query in ["", "?status=all", "?status=revoked"] {
-        let path = format!("{}{query}", keys_path(&a.workspace_id));
-        let (status, response) =
-            parts(app.send(Method::GET, &path, Some(&a.token), None).await).await;
-        assert_eq!(status, StatusCode::OK);
-        check_no_leak(&response, &path);
+    for query in ["", "status=all", "status=revoked"] {
+        let reply = app.keys(&a, query).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        check_no_leak(&reply.body, &format!("list keys ?{query}"));
     }
 
     assert_eq!(b_rows("leads").await, leads_before, "B's leads changed");
@@ -1083,8 +953,8 @@ async fn cross_workspace_walk(app: TestApp) {
         "a refused request wrote an audit row"
     );
     for key in [&b.key, &b.spare] {
-        let (status, _) = me_with_key(&app, &key.key).await;
-        assert_eq!(status, StatusCode::OK, "B's key stopped working");
+        let reply = app.me(&key.key).await;
+        assert_eq!(reply.status, StatusCode::OK, "B's key stopped working");
     }
 }
 

@@ -99,9 +99,10 @@ async fn audit_log_records_actions_and_paginates(app: TestApp) {
             reply.expect_forbidden("insufficient_permission");
         }
     }
-    app.call(Method::GET, &audit_path(ws), Some(&stranger.token), None)
+    app.audit_events(&stranger.in_workspace(ws), "")
         .await
         .expect_forbidden("workspace_mismatch");
+    // Raw: no session at all, which the typed calls always send.
     let response = app.send(Method::GET, &audit_path(ws), None, None).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     // A key never opens /app/v1.

@@ -378,17 +378,14 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> String {
-        let response = self
-            .send(
-                Method::POST,
-                "/app/v1/auth/login",
-                None,
-                Some(json!({ "email": email, "password": password })),
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::OK, "login of {email}");
-        let body: Value = response.json().await.expect("json");
-        body["token"].as_str().expect("token").to_owned()
+        let reply = self.try_login(email, password).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "login of {email}: {}",
+            reply.body
+        );
+        reply.body["token"].as_str().expect("token").to_owned()
     }
 
     /// Creates a user and adds them to the owner's workspace with `role` through the store
@@ -451,20 +448,10 @@ impl TestApp {
     }
 
     pub async fn create_key(&self, account: &Account, name: &str) -> CreatedKey {
-        let response = self
-            .send(
-                Method::POST,
-                &format!("/app/v1/workspaces/{}/api-keys", account.workspace_id),
-                Some(&account.token),
-                Some(json!({ "name": name })),
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::CREATED, "create key");
-        let body: Value = response.json().await.expect("json");
-        CreatedKey {
-            id: body["id"].as_str().expect("id").to_owned(),
-            key: body["key"].as_str().expect("key").to_owned(),
-        }
+        self.new_key(account, json!({ "name": name }))
+            .await
+            .created_key()
+            .0
     }
 }
 
@@ -686,29 +673,6 @@ pub fn unknown_key() -> String {
 
 pub fn key_path(workspace_id: &str, key_id: &str) -> String {
     format!("/app/v1/workspaces/{workspace_id}/api-keys/{key_id}")
-}
-
-/// Creates a key in the account's workspace with `body` as given; the response as (status, body).
-pub async fn create_key_with(app: &TestApp, account: &Account, body: Value) -> (StatusCode, Value) {
-    parts(
-        app.send(
-            Method::POST,
-            &keys_path(&account.workspace_id),
-            Some(&account.token),
-            Some(body),
-        )
-        .await,
-    )
-    .await
-}
-
-/// `GET /api/v1/me` with `key`, as (status, body).
-pub async fn me_with_key(app: &TestApp, key: &str) -> (StatusCode, Value) {
-    parts(
-        app.send_with_key(Method::GET, "/api/v1/me", key, None)
-            .await,
-    )
-    .await
 }
 
 /// docs/api.md §5: RFC 3339 UTC with milliseconds, e.g. `2025-01-15T10:30:00.000Z`.

@@ -5,8 +5,9 @@
 
 use crate::common::{count, TestApp};
 use crate::on_both_databases;
+use crate::test_app::Reply;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -15,7 +16,7 @@ const EACH: usize = 16;
 async fn invitations_and_keys_written_at_once_all_succeed(app: TestApp) {
     let app = Arc::new(app);
     let owner = Arc::new(app.bootstrap("Busy", "owner@busy.test").await);
-    let mut writes: JoinSet<(StatusCode, Value)> = JoinSet::new();
+    let mut writes: JoinSet<Reply> = JoinSet::new();
     for i in 0..EACH {
         let (inviting, inviter) = (app.clone(), owner.clone());
         writes.spawn(async move {
@@ -23,19 +24,18 @@ async fn invitations_and_keys_written_at_once_all_succeed(app: TestApp) {
             inviting
                 .invite(&inviter, &inviter.workspace_id, &email, "member")
                 .await
-                .parts()
         });
         let (creating, creator) = (app.clone(), owner.clone());
         writes.spawn(async move {
             creating
                 .new_key(&creator, json!({ "name": format!("Key {i}") }))
                 .await
-                .parts()
         });
     }
     while let Some(write) = writes.join_next().await {
-        let (status, body) = write.expect("request task");
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        write
+            .expect("request task")
+            .expect_status(StatusCode::CREATED);
     }
     for table in ["invitations", "api_keys"] {
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE workspace_id = $1");

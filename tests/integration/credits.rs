@@ -22,7 +22,6 @@ on_both_databases!(
     unspent_credits_go_back_at_shutdown,
 );
 
-const VERIFY: &str = "/api/v1/verify";
 /// The API counts what instances lease as remaining; they report every second.
 const READ_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -117,44 +116,28 @@ async fn refused_requests_spend_nothing_and_verify_spends_its_cost(app: TestApp)
     for _ in 0..3 {
         app.me(&key.key).await.expect_missing_scope("me:read");
     }
-    app.with_key(
-        Method::GET,
-        &format!("{VERIFY}?scope=me:read"),
-        &key.key,
-        None,
-    )
-    .await
-    .expect_missing_scope("me:read");
+    app.verify(&key.key, "?scope=me:read")
+        .await
+        .expect_missing_scope("me:read");
     // A bad cost is refused before anything is spent.
-    app.with_key(Method::GET, &format!("{VERIFY}?cost=1001"), &key.key, None)
+    app.verify(&key.key, "?cost=1001")
         .await
         .expect_issues(&["cost"]);
     // A request the handler runs spends, whatever it answers (here a 404).
-    app.with_key(
-        Method::GET,
-        "/api/v1/leads/ld_0000000000000000000000",
-        &key.key,
-        None,
-    )
-    .await
-    .expect_status(StatusCode::NOT_FOUND);
-    let reply = app
-        .with_key(Method::GET, &format!("{VERIFY}?cost=3"), &key.key, None)
-        .await;
+    app.lead(&key.key, "ld_0000000000000000000000")
+        .await
+        .expect_status(StatusCode::NOT_FOUND);
+    let reply = app.verify(&key.key, "?cost=3").await;
     assert_eq!(reply.header("x-heffl-credits-remaining"), "1");
     reply.ok();
     // More than is left: refused, and nothing spent.
-    app.with_key(Method::GET, &format!("{VERIFY}?cost=2"), &key.key, None)
+    app.verify(&key.key, "?cost=2")
         .await
         .expect_status(StatusCode::TOO_MANY_REQUESTS);
     // Free checks stay free at zero.
-    app.with_key(Method::GET, &format!("{VERIFY}?cost=1"), &key.key, None)
-        .await
-        .ok();
-    app.with_key(Method::GET, &format!("{VERIFY}?cost=0"), &key.key, None)
-        .await
-        .ok();
-    app.with_key(Method::GET, VERIFY, &key.key, None)
+    app.verify(&key.key, "?cost=1").await.ok();
+    app.verify(&key.key, "?cost=0").await.ok();
+    app.verify(&key.key, "")
         .await
         .expect_status(StatusCode::TOO_MANY_REQUESTS);
     remaining_reads(&app, &owner, &key.id, 0).await;
@@ -163,22 +146,10 @@ async fn refused_requests_spend_nothing_and_verify_spends_its_cost(app: TestApp)
         .await
         .ok();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    app.with_key(
-        Method::GET,
-        &format!("{VERIFY}/orders?cost=0"),
-        &key.key,
-        None,
-    )
-    .await
-    .ok();
-    app.with_key(
-        Method::GET,
-        &format!("{VERIFY}/orders?cost=0"),
-        &key.key,
-        None,
-    )
-    .await
-    .expect_status(StatusCode::TOO_MANY_REQUESTS);
+    app.verify(&key.key, "/orders?cost=0").await.ok();
+    app.verify(&key.key, "/orders?cost=0")
+        .await
+        .expect_status(StatusCode::TOO_MANY_REQUESTS);
 }
 
 async fn a_due_refill_restores_the_budget_and_retry_after_points_at_it(app: TestApp) {

@@ -103,11 +103,9 @@ async fn an_invitation_is_emailed_with_who_where_which_role_the_link_and_expiry(
         1
     );
     let accepted = app
-        .call(
-            reqwest::Method::POST,
-            "/app/v1/invitations/accept",
+        .accept_invitation(
             None,
-            Some(json!({ "token": token, "name": "Nina", "password": "a-long-new-password" })),
+            json!({ "token": token, "name": "Nina", "password": "a-long-new-password" }),
         )
         .await
         .expect_status(StatusCode::CREATED);

@@ -4,7 +4,7 @@
 //! hostile input, bad path parameters): always a 4xx in the docs/api.md §4 shape, never a 5xx, and
 //! nothing written.
 
-use crate::common::{assert_error, assert_unauthorized, me_with_key, parts, TestApp};
+use crate::common::TestApp;
 use crate::common::{count, count_rows, membership_snapshot};
 use crate::on_both_databases;
 use crate::test_app::Reply;
@@ -25,8 +25,10 @@ fn assert_message_has(body: &Value, wanted: &str) {
 /// The checksum proved the key was copied whole, so the message must not say otherwise.
 async fn an_unknown_key_is_called_unknown(app: TestApp) {
     let made_up = ApiKey::generate(&KeyEnv::default());
-    let (status, body) = me_with_key(&app, made_up.expose_secret()).await;
-    assert_unauthorized(status, &body, "invalid_api_key");
+    let body = app
+        .me(made_up.expose_secret())
+        .await
+        .expect_unauthorized("invalid_api_key");
     assert_message_has(&body, "not known");
     assert!(!body.to_string().contains("copied the whole"), "{body}");
 }
@@ -34,12 +36,10 @@ async fn an_unknown_key_is_called_unknown(app: TestApp) {
 async fn an_api_key_sent_as_a_bearer_token_is_named(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let key = app.create_key(&owner, "Website Forms").await;
-    let (status, body) = parts(
-        app.send(Method::GET, "/app/v1/session", Some(&key.key), None)
-            .await,
-    )
-    .await;
-    assert_unauthorized(status, &body, "api_key_not_accepted");
+    let body = app
+        .session(&key.key)
+        .await
+        .expect_unauthorized("api_key_not_accepted");
     assert!(
         !body.to_string().contains(&key.key),
         "the key is echoed: {body}"
@@ -48,37 +48,18 @@ async fn an_api_key_sent_as_a_bearer_token_is_named(app: TestApp) {
 
 async fn type_errors_read_as_requirements(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let (status, body) = parts(
-        app.send(
-            Method::POST,
-            "/app/v1/workspaces",
-            Some(&owner.token),
-            Some(json!({"name": 5})),
-        )
-        .await,
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-        None,
-    );
+    let body = app
+        .create_workspace(&owner.token, json!({"name": 5}))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
     let issue = &body["error"]["details"]["issues"][0];
     assert_eq!(issue["field"], "name", "{body}");
     assert_eq!(issue["message"], "must be a string", "{body}");
 
-    let (_, body) = parts(
-        app.send(
-            Method::POST,
-            "/app/v1/workspaces",
-            Some(&owner.token),
-            Some(json!({"title": "Beta"})),
-        )
-        .await,
-    )
-    .await;
+    let body = app
+        .create_workspace(&owner.token, json!({"title": "Beta"}))
+        .await
+        .body;
     let issue = &body["error"]["details"]["issues"][0];
     assert_eq!(
         issue["field"], "title",
@@ -94,23 +75,13 @@ async fn type_errors_read_as_requirements(app: TestApp) {
 /// rest of the body gets wrong, so one round trip shows every problem.
 async fn unknown_fields_come_with_the_other_problems(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let (status, body) = parts(
-        app.send(
-            Method::POST,
-            "/app/v1/workspaces",
-            Some(&owner.token),
-            Some(json!({"title": "Beta", "color": "red", "name": 5})),
+    let body = app
+        .create_workspace(
+            &owner.token,
+            json!({"title": "Beta", "color": "red", "name": 5}),
         )
-        .await,
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-        None,
-    );
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
     let issues: Vec<(String, String)> = body["error"]["details"]["issues"]
         .as_array()
         .expect("issues")
@@ -137,35 +108,15 @@ async fn workspace_mismatch_names_the_keys_workspace(app: TestApp) {
     let beta = app.bootstrap("Beta", "owner@beta.test").await;
     let acme_key = app.create_key(&acme, "Acme sync").await;
     let beta_key = app.create_key(&beta, "Beta sync").await;
-    let (status, lead) = parts(
-        app.send_with_key(
-            Method::POST,
-            "/api/v1/leads",
-            &beta_key.key,
-            Some(json!({"name": "Jane Smith"})),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{lead}");
+    let lead = app
+        .create_lead(&beta_key.key, json!({"name": "Jane Smith"}))
+        .await
+        .expect_status(StatusCode::CREATED);
     let lead_id = lead["id"].as_str().expect("lead id");
-    let (status, body) = parts(
-        app.send_with_key(
-            Method::GET,
-            &format!("/api/v1/leads/{lead_id}"),
-            &acme_key.key,
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("workspace_mismatch"),
-    );
+    let body = app
+        .lead(&acme_key.key, lead_id)
+        .await
+        .expect_forbidden("workspace_mismatch");
     assert_message_has(&body, &acme.workspace_id);
     assert_message_has(&body, "GET /api/v1/me");
     assert!(!body.to_string().contains(&beta.workspace_id), "{body}");
@@ -533,12 +484,7 @@ async fn hostile_input_never_causes_5xx(app: TestApp) {
         "password": "pässwörd-🔑-long",
     });
     let joined = app
-        .call(
-            Method::POST,
-            "/app/v1/invitations/accept",
-            None,
-            Some(accept),
-        )
+        .accept_invitation(None, accept)
         .await
         .expect_status(StatusCode::CREATED);
     assert_eq!(joined["user"]["name"], "شيماء 🌙 O'Hara");
@@ -700,6 +646,7 @@ async fn bad_path_params_are_4xx_json(app: TestApp) {
             None,
         ),
     ];
+    // Raw: each path is itself the bad input (stray encodings, injections, overlong ids).
     for (method, path, body) in requests {
         let shown: String = path.chars().take(80).collect();
         let response = app

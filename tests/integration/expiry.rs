@@ -9,7 +9,7 @@ use crate::common::{
 use crate::on_both_databases;
 use heffl_api::domain::time::Timestamp;
 use reqwest::header::WWW_AUTHENTICATE;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -119,14 +119,9 @@ async fn expired_key_is_refused_listed_and_audited(app: TestApp) {
             .and_then(|v| v.to_str().ok()),
         Some("ApiKey header=\"x-api-key\"")
     );
-    app.with_key(
-        Method::POST,
-        "/api/v1/leads",
-        &key.key,
-        Some(json!({ "name": "Late" })),
-    )
-    .await
-    .expect_unauthorized("expired_api_key");
+    app.create_lead(&key.key, json!({ "name": "Late" }))
+        .await
+        .expect_unauthorized("expired_api_key");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM leads", &[]).await, 0);
 
     assert_eq!(app.key(&owner, &key.id).await.ok()["status"], "expired");

@@ -3,15 +3,13 @@
 //! `?scope=` and `HEFFL_EXTRA_SCOPES`; counts toward the key's limit and usage. Through nginx:
 //! forward_auth_nginx.rs.
 
-use crate::common::{
-    assert_error, assert_too_many, assert_unauthorized, create_key_with, key_path, parts,
-    without_request_id, Account, CreatedKey, TestApp,
-};
+use crate::common::{assert_too_many, without_request_id, Account, CreatedKey, TestApp};
 use crate::on_both_databases_with;
 use crate::process_harness::{free_port, run_in};
+use crate::test_app::Reply;
 use heffl_api::domain::scopes::{parse_extra_scope, ExtraScopes};
 use reqwest::header::HeaderMap;
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -35,14 +33,6 @@ fn with_extras_and_limit(config: &mut heffl_api::config::Config) {
     config.usage_flush_interval = Duration::from_secs(1);
 }
 
-async fn verify(app: &TestApp, method: Method, path: &str, key: Option<&str>) -> Response {
-    let mut request = app.client.request(method, app.url(path));
-    if let Some(key) = key {
-        request = request.header("x-api-key", key);
-    }
-    request.send().await.expect("request")
-}
-
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -55,21 +45,10 @@ fn assert_no_identity_headers(headers: &HeaderMap, what: &str) {
 }
 
 async fn key_with_scopes(app: &TestApp, owner: &Account, name: &str, scopes: Value) -> CreatedKey {
-    let (status, body) =
-        create_key_with(app, owner, json!({ "name": name, "scopes": scopes })).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    CreatedKey {
-        id: body["id"].as_str().expect("id").to_owned(),
-        key: body["key"].as_str().expect("key").to_owned(),
-    }
-}
-
-async fn revoke(app: &TestApp, owner: &Account, key_id: &str) {
-    let path = format!("{}/revoke", key_path(&owner.workspace_id, key_id));
-    let response = app
-        .send(Method::POST, &path, Some(&owner.token), None)
-        .await;
-    assert_eq!(response.status(), StatusCode::OK, "revoke");
+    app.new_key(owner, json!({ "name": name, "scopes": scopes }))
+        .await
+        .created_key()
+        .0
 }
 
 on_both_databases_with!(
@@ -97,12 +76,7 @@ async fn answers_who_the_key_acts_as_for_any_method(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let member = app.add_member(&owner, "member@acme.test", "member").await;
     let key = app.create_key(&member, "Gateway").await;
-    let (status, me) = parts(
-        app.send_with_key(Method::GET, "/api/v1/me", &key.key, None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{me}");
+    let me = app.me(&key.key).await.ok();
 
     let custom = Method::from_bytes(b"PROPFIND").expect("method");
     let methods = [
@@ -114,16 +88,15 @@ async fn answers_who_the_key_acts_as_for_any_method(app: TestApp) {
         Method::OPTIONS,
         custom,
     ];
-    for path in [
-        "/api/v1/verify",
-        "/api/v1/verify/",
-        "/api/v1/verify/orders/42/items?page=2&x=%20",
-    ] {
+    for path in ["", "/", "/orders/42/items?page=2&x=%20"] {
         for method in methods.clone() {
-            let what = format!("{method} {path}");
-            let response = verify(&app, method, path, Some(&key.key)).await;
-            let headers = response.headers().clone();
-            let (status, body) = parts(response).await;
+            let what = format!("{method} /api/v1/verify{path}");
+            let Reply {
+                status,
+                headers,
+                body,
+                ..
+            } = app.verify_as(method, Some(&key.key), path).await;
             assert_eq!(status, StatusCode::OK, "{what}: {body}");
             for field in ["workspace", "user", "apiKey"] {
                 assert_eq!(body[field], me[field], "{what}: {field}");
@@ -172,14 +145,12 @@ async fn answers_who_the_key_acts_as_for_any_method(app: TestApp) {
     }
 
     // HEAD: the headers without the body, which is what a gateway needs.
-    let response = verify(&app, Method::HEAD, "/api/v1/verify", Some(&key.key)).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        header(response.headers(), "x-heffl-key-id"),
-        Some(key.id.as_str())
-    );
+    let head = app.verify_as(Method::HEAD, Some(&key.key), "").await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("x-heffl-key-id"), key.id);
 
-    // The original request's body is not ours to read: anything, even not JSON, passes.
+    // The original request's body is not ours to read: anything, even not JSON, passes. Raw,
+    // as the body is the point.
     let response = app
         .client
         .post(app.url("/api/v1/verify/upload"))
@@ -192,23 +163,11 @@ async fn answers_who_the_key_acts_as_for_any_method(app: TestApp) {
     assert_eq!(response.status(), StatusCode::OK);
 
     // A role change takes effect at once, as for every key.
-    let response = app
-        .send(
-            Method::PATCH,
-            &format!(
-                "/app/v1/workspaces/{}/members/{}",
-                owner.workspace_id, member.user_id
-            ),
-            Some(&owner.token),
-            Some(json!({ "role": "viewer" })),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let response = verify(&app, Method::GET, "/api/v1/verify", Some(&key.key)).await;
-    assert_eq!(
-        header(response.headers(), "x-heffl-user-role"),
-        Some("viewer")
-    );
+    app.set_role(&owner, &owner.workspace_id, &member.user_id, "viewer")
+        .await
+        .ok();
+    let verified = app.verify(&key.key, "").await;
+    assert_eq!(verified.header("x-heffl-user-role"), "viewer");
 }
 
 /// Each way a key fails: verify answers with /api/v1/me's status, body and WWW-Authenticate,
@@ -216,7 +175,7 @@ async fn answers_who_the_key_acts_as_for_any_method(app: TestApp) {
 async fn fails_exactly_as_any_api_request(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let revoked = app.create_key(&owner, "Revoked").await;
-    revoke(&app, &owner, &revoked.id).await;
+    app.revoke(&owner, &revoked.id).await.ok();
     let good = app.create_key(&owner, "Good").await;
     let unknown = heffl_api::domain::api_key::ApiKey::generate(&app.config.key_env);
     let other_env = heffl_api::domain::api_key::ApiKey::generate(&"test".parse().expect("env"));
@@ -247,38 +206,42 @@ async fn fails_exactly_as_any_api_request(app: TestApp) {
                 .header("origin", "https://evil.example")
         }),
     ];
+    // Raw requests: each case is a way of sending the key that the typed calls do not have.
     let mut reasons = Vec::new();
     for (what, key, adjust) in cases {
         let me = adjust(app.client.get(app.url("/api/v1/me")), &key)
             .send()
             .await
             .expect("me");
-        let me_auth = header(me.headers(), "www-authenticate").map(str::to_owned);
-        let (me_status, me_body) = parts(me).await;
+        let me = Reply::read(me).await;
         for (method, path) in [
             (Method::GET, "/api/v1/verify"),
             (Method::POST, "/api/v1/verify/orders/1?scope=leads:read"),
         ] {
             let request = app.client.request(method.clone(), app.url(path));
             let response = adjust(request, &key).send().await.expect("verify");
-            let headers = response.headers().clone();
-            let (status, body) = parts(response).await;
+            let Reply {
+                status,
+                headers,
+                body,
+                ..
+            } = Reply::read(response).await;
             let what = format!("{what}, {method} {path}");
             assert!(status.is_client_error(), "{what}: {status}");
-            assert_eq!(status, me_status, "{what}: {body}");
+            assert_eq!(status, me.status, "{what}: {body}");
             assert_eq!(
                 without_request_id(body),
-                without_request_id(me_body.clone()),
+                without_request_id(me.body.clone()),
                 "{what}"
             );
             assert_eq!(
                 header(&headers, "www-authenticate"),
-                me_auth.as_deref(),
+                header(&me.headers, "www-authenticate"),
                 "{what}"
             );
             assert_no_identity_headers(&headers, &what);
         }
-        reasons.push(me_body["error"]["details"]["reason"].clone());
+        reasons.push(me.body["error"]["details"]["reason"].clone());
     }
     assert_eq!(
         reasons,
@@ -298,17 +261,14 @@ async fn fails_exactly_as_any_api_request(app: TestApp) {
     );
 
     // A revoke holds on verify at once, even for a key that verified a moment ago.
-    let (status, _) =
-        parts(verify(&app, Method::GET, "/api/v1/verify", Some(&good.key)).await).await;
-    assert_eq!(status, StatusCode::OK);
-    revoke(&app, &owner, &good.id).await;
-    let response = verify(&app, Method::GET, "/api/v1/verify", Some(&good.key)).await;
+    app.verify(&good.key, "").await.ok();
+    app.revoke(&owner, &good.id).await.ok();
+    let refused = app.verify(&good.key, "").await;
     assert_eq!(
-        header(response.headers(), "www-authenticate"),
-        Some(r#"ApiKey header="x-api-key""#)
+        refused.header("www-authenticate"),
+        r#"ApiKey header="x-api-key""#
     );
-    let (status, body) = parts(response).await;
-    assert_unauthorized(status, &body, "revoked_api_key");
+    refused.expect_unauthorized("revoked_api_key");
 }
 
 async fn scopes_are_required_and_checked(app: TestApp) {
@@ -329,22 +289,6 @@ async fn scopes_are_required_and_checked(app: TestApp) {
     )
     .await;
 
-    let check = |key: String, query: &'static str| {
-        let app = &app;
-        async move {
-            let response = verify(
-                app,
-                Method::GET,
-                &format!("/api/v1/verify{query}"),
-                Some(&key),
-            )
-            .await;
-            let headers = response.headers().clone();
-            let (status, body) = parts(response).await;
-            (status, body, headers)
-        }
-    };
-
     for query in [
         "",
         "?scope=leads:read",
@@ -352,38 +296,30 @@ async fn scopes_are_required_and_checked(app: TestApp) {
         // Envoy's form carries the original request's query; only `scope` is read there.
         "/orders/7?other=1&scope=leads:read",
     ] {
-        let (status, body, headers) = check(reader.key.clone(), query).await;
-        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        let reply = app.verify(&reader.key, query).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
         assert_eq!(
-            body["scopes"],
+            reply.body["scopes"],
             json!(["leads:read", "billing:read"]),
             "{query}"
         );
-        assert_eq!(
-            header(&headers, "x-heffl-scopes"),
-            Some("leads:read billing:read")
-        );
+        assert_eq!(reply.header("x-heffl-scopes"), "leads:read billing:read");
     }
     for query in [
         "?scope=leads:write",
         "?scope=leads:read&scope=billing:write",
         "?scope=me:read",
     ] {
-        let (status, body, headers) = check(reader.key.clone(), query).await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            Some("insufficient_scope"),
-        );
-        assert_no_identity_headers(&headers, query);
+        let reply = app.verify(&reader.key, query).await;
+        reply.expect_forbidden("insufficient_scope");
+        let headers = &reply.headers;
+        assert_no_identity_headers(headers, query);
         assert!(
             headers.contains_key("ratelimit-remaining"),
             "{query}: still counted"
         );
     }
-    let (_, body, _) = check(reader.key.clone(), "?scope=billing:write").await;
+    let body = app.verify(&reader.key, "?scope=billing:write").await.body;
     let message = body["error"]["message"].as_str().expect("message");
     assert!(message.contains("billing:write"), "{message}");
 
@@ -394,52 +330,35 @@ async fn scopes_are_required_and_checked(app: TestApp) {
         "?scope=leads:read&scope=LEADS:READ",
     ] {
         for key in [&reader.key, &full.key] {
-            let (status, body, headers) = check(key.clone(), query).await;
-            assert_error(
-                status,
-                &body,
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                None,
-            );
+            let reply = app.verify(key, query).await;
+            let body = reply.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
             assert_eq!(
                 body["error"]["details"]["issues"][0]["field"], "scope",
                 "{body}"
             );
-            assert_no_identity_headers(&headers, query);
+            assert_no_identity_headers(&reply.headers, query);
         }
     }
 
     // A key made without scopes has the extra ones; a key listing every built-in does not.
-    let (status, _, headers) =
-        check(full.key.clone(), "?scope=billing:write&scope=leads:write").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(header(&headers, "x-heffl-scopes").is_some_and(|s| s.contains("billing:write")));
-    let (status, body, _) = check(built_ins.key.clone(), "?scope=billing:read").await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("insufficient_scope"),
-    );
-    let (status, _, _) = check(built_ins.key.clone(), "?scope=leads:write&scope=me:read").await;
-    assert_eq!(status, StatusCode::OK);
+    let reply = app
+        .verify(&full.key, "?scope=billing:write&scope=leads:write")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.header("x-heffl-scopes").contains("billing:write"));
+    app.verify(&built_ins.key, "?scope=billing:read")
+        .await
+        .expect_forbidden("insufficient_scope");
+    let reply = app
+        .verify(&built_ins.key, "?scope=leads:write&scope=me:read")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
 
     // Keys may be created with the extra scopes only, and are shown with them.
-    let (status, body) = create_key_with(
-        &app,
-        &owner,
-        json!({ "name": "x", "scopes": ["billing:delete"] }),
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-        None,
-    );
+    let body = app
+        .new_key(&owner, json!({ "name": "x", "scopes": ["billing:delete"] }))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
     let message = body["error"]["details"]["issues"][0]["message"]
         .as_str()
         .expect("message");
@@ -447,17 +366,7 @@ async fn scopes_are_required_and_checked(app: TestApp) {
         message.contains("billing:delete") && message.contains("billing:write"),
         "{message}"
     );
-    let record = parts(
-        app.send(
-            Method::GET,
-            &key_path(&owner.workspace_id, &reader.id),
-            Some(&owner.token),
-            None,
-        )
-        .await,
-    )
-    .await
-    .1;
+    let record = app.key(&owner, &reader.id).await.body;
     assert_eq!(
         record["scopes"],
         json!(["leads:read", "billing:read"]),
@@ -476,21 +385,23 @@ async fn counts_toward_the_keys_limit_and_usage(app: TestApp) {
         .created_key();
     let (key, id) = (created.key, created.id);
 
-    let first = verify(&app, Method::GET, "/api/v1/verify", Some(&key)).await;
-    assert_eq!(header(first.headers(), "ratelimit-remaining"), Some("2"));
-    let (status, _) = parts(
-        app.send_with_key(Method::GET, "/api/v1/me", &key, None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let third = verify(&app, Method::POST, "/api/v1/verify/x", Some(&key)).await;
-    assert_eq!(header(third.headers(), "ratelimit-remaining"), Some("0"));
+    let first = app.verify(&key, "").await;
+    assert_eq!(first.header("ratelimit-remaining"), "2");
+    let me = app.me(&key).await;
+    assert_eq!(me.status, StatusCode::OK);
+    let third = app.verify_as(Method::POST, Some(&key), "/x").await;
+    assert_eq!(third.header("ratelimit-remaining"), "0");
 
-    for path in ["/api/v1/verify", "/api/v1/me"] {
-        let response = verify(&app, Method::GET, path, Some(&key)).await;
-        let headers = response.headers().clone();
-        let (status, body) = parts(response).await;
+    for (path, reply) in [
+        ("/api/v1/verify", app.verify(&key, "").await),
+        ("/api/v1/me", app.me(&key).await),
+    ] {
+        let Reply {
+            status,
+            headers,
+            body,
+            ..
+        } = reply;
         assert_too_many(status, &body, "rate_limited");
         assert!(
             header(&headers, "retry-after").is_some_and(|s| s.parse::<u64>().is_ok()),
@@ -503,17 +414,7 @@ async fn counts_toward_the_keys_limit_and_usage(app: TestApp) {
     // rate-limited requests too (docs/api.md §11), so five.
     let since = Instant::now();
     loop {
-        let record = parts(
-            app.send(
-                Method::GET,
-                &key_path(&owner.workspace_id, &id),
-                Some(&owner.token),
-                None,
-            )
-            .await,
-        )
-        .await
-        .1;
+        let record = app.key(&owner, &id).await.body;
         if record["requestCount"] == 5 {
             assert!(record["lastUsedAt"].is_string(), "{record}");
             break;
@@ -528,20 +429,10 @@ async fn counts_toward_the_keys_limit_and_usage(app: TestApp) {
 
 async fn lists_built_in_and_extra_scopes(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let (status, body) = parts(app.send(Method::GET, "/app/v1/scopes", None, None).await).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        None,
-    );
-    let (status, body) = parts(
-        app.send(Method::GET, "/app/v1/scopes", Some(&owner.token), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    app.scopes(None)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None);
+    let body = app.scopes(Some(&owner.token)).await.ok();
     let items = body["items"].as_array().expect("items");
     let listed: Vec<(&str, bool)> = items
         .iter()

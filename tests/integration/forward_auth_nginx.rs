@@ -3,14 +3,15 @@
 //! missing nginx fails the test; elsewhere it is skipped with a notice.
 
 use crate::common::{
-    assert_error, assert_too_many, assert_unauthorized, create_key_with, key_path, parts,
-    postgres_required, without_request_id, Account, TestApp,
+    assert_error, assert_too_many, assert_unauthorized, postgres_required, without_request_id,
+    Account, TestApp,
 };
 use crate::on_both_databases_with;
 use crate::process_harness::free_port;
+use crate::test_app::Reply;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method as AxumMethod, Uri};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -180,27 +181,24 @@ fn is_root() -> bool {
         .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
 }
 
+/// A request to nginx, not to the app: the typed client knows only the app's address.
 async fn through(
     app: &TestApp,
     nginx: &Nginx,
     method: Method,
     path: &str,
     key: Option<&str>,
-) -> Response {
+) -> Reply {
     let mut request = app.client.request(method, nginx.url(path));
     if let Some(key) = key {
         request = request.header("x-api-key", key);
     }
-    request.send().await.expect("request through nginx")
+    Reply::read(request.send().await.expect("request through nginx")).await
 }
 
 async fn key(app: &TestApp, account: &Account, body: Value) -> (String, String) {
-    let (status, body) = create_key_with(app, account, body).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    (
-        body["id"].as_str().expect("id").to_owned(),
-        body["key"].as_str().expect("key").to_owned(),
-    )
+    let (key, _) = app.new_key(account, body).await.created_key();
+    (key.id, key.key)
 }
 
 #[track_caller]
@@ -216,8 +214,8 @@ fn seen<'a>(echo: &'a Value, header: &str) -> Option<&'a str> {
 }
 
 #[track_caller]
-fn single(response: &Response, header: &str) -> Option<String> {
-    let values: Vec<_> = response.headers().get_all(header).iter().collect();
+fn single(response: &Reply, header: &str) -> Option<String> {
+    let values: Vec<_> = response.headers.get_all(header).iter().collect();
     assert!(
         values.len() <= 1,
         "{header} sent {} times: {values:?}",
@@ -270,6 +268,7 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
         .send()
         .await
         .expect("through nginx");
+    let response = Reply::read(response).await;
     allowed += 1;
     assert_eq!(
         single(&response, "ratelimit-limit").as_deref(),
@@ -279,7 +278,9 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
         single(&response, "ratelimit-remaining").as_deref(),
         Some("999")
     );
-    let (status, echo) = parts(response).await;
+    let Reply {
+        status, body: echo, ..
+    } = response;
     assert_eq!(status, StatusCode::OK, "{echo}\n{}", nginx.error_log());
     assert_eq!(echo["method"], "POST");
     assert_eq!(echo["path"], "/orders/17?expand=items");
@@ -305,8 +306,9 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
     );
 
     // Any valid key on a location that names no scope.
-    let (status, echo) =
-        parts(through(&app, &nginx, Method::DELETE, "/anything", Some(&revoked)).await).await;
+    let Reply {
+        status, body: echo, ..
+    } = through(&app, &nginx, Method::DELETE, "/anything", Some(&revoked)).await;
     allowed += 1;
     assert_eq!(status, StatusCode::OK, "{echo}");
     assert_eq!(seen(&echo, "x-heffl-user-role"), Some("owner"));
@@ -315,14 +317,7 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
     let response = through(&app, &nginx, Method::GET, "/admin/settings", Some(&reader)).await;
     assert!(single(&response, "x-heffl-user-id").is_none());
     assert!(single(&response, "ratelimit-remaining").is_some());
-    let (status, body) = parts(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("insufficient_scope"),
-    );
+    let body = response.expect_forbidden("insufficient_scope");
     assert!(
         body["error"]["message"]
             .as_str()
@@ -331,37 +326,28 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
     );
 
     // No key, then a revoked one: heffl-api's 401 JSON and WWW-Authenticate, exactly.
-    let (status, body) = parts(through(&app, &nginx, Method::GET, "/orders/1", None).await).await;
-    assert_unauthorized(status, &body, "missing_api_key");
-    let path = format!("{}/revoke", key_path(&owner.workspace_id, &revoked_id));
-    assert_eq!(
-        app.send(Method::POST, &path, Some(&owner.token), None)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    through(&app, &nginx, Method::GET, "/orders/1", None)
+        .await
+        .expect_unauthorized("missing_api_key");
+    app.revoke(&owner, &revoked_id).await.ok();
     let response = through(&app, &nginx, Method::POST, "/orders/1", Some(&revoked)).await;
     assert_eq!(
         single(&response, "www-authenticate").as_deref(),
         Some(r#"ApiKey header="x-api-key""#)
     );
-    let (status, body) = parts(response).await;
-    let direct = parts(
-        app.send_with_key(Method::GET, "/api/v1/verify", &revoked, None)
-            .await,
-    )
-    .await;
+    let Reply { status, body, .. } = response;
+    let direct = app.verify(&revoked, "").await;
     assert_unauthorized(status, &body, "revoked_api_key");
     assert_eq!(
         (status, without_request_id(body)),
-        (direct.0, without_request_id(direct.1)),
+        (direct.status, without_request_id(direct.body)),
         "nginx relays heffl-api's answer"
     );
 
     // Rate-limited: the key's third request in the minute is heffl-api's 429, with Retry-After.
     for _ in 0..2 {
         let response = through(&app, &nginx, Method::GET, "/orders/2", Some(&limited)).await;
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.status, StatusCode::OK);
         allowed += 1;
     }
     let response = through(&app, &nginx, Method::GET, "/orders/2", Some(&limited)).await;
@@ -377,8 +363,7 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
         single(&response, "ratelimit-remaining").as_deref(),
         Some("0")
     );
-    let (status, body) = parts(response).await;
-    assert_too_many(status, &body, "rate_limited");
+    assert_too_many(response.status, &response.body, "rate_limited");
 
     // A browser's request is refused as on /api/v1.
     let response = app
@@ -389,14 +374,9 @@ async fn nginx_lets_through_only_what_heffl_api_allows(app: TestApp) {
         .send()
         .await
         .expect("through nginx");
-    let (status, body) = parts(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("browser_use_blocked"),
-    );
+    Reply::read(response)
+        .await
+        .expect_forbidden("browser_use_blocked");
 
     assert_eq!(
         upstream.hits.load(Ordering::SeqCst),
@@ -444,7 +424,9 @@ async fn from_address(
     if let Some(claimed) = claimed {
         request = request.header("x-forwarded-for", claimed);
     }
-    parts(request.send().await.expect("through nginx")).await
+    let Reply { status, body, .. } =
+        Reply::read(request.send().await.expect("through nginx")).await;
+    (status, body)
 }
 
 /// Forward auth applies a key's allowlist to the client nginx forwards for, not to nginx, and

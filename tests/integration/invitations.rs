@@ -1,64 +1,54 @@
 //! docs/api.md §10 invitations, black-box on both databases: nobody joins without accepting, the
 //! inviter learns nothing about accounts, and every dead token gets one 404.
 
-use crate::common::{
-    assert_error, assert_timestamp, assert_unauthorized, count, count_rows, parts,
-    without_request_id, Account, TestApp,
-};
+use crate::common::{assert_timestamp, count, count_rows, without_request_id, Account, TestApp};
 use crate::on_both_databases;
-use reqwest::{Method, StatusCode};
+use crate::test_app::Reply;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 
-const ACCEPT: &str = "/app/v1/invitations/accept";
-const LOOKUP: &str = "/app/v1/invitations/lookup";
-
-fn invitations_path(workspace_id: &str) -> String {
-    format!("/app/v1/workspaces/{workspace_id}/invitations")
-}
-
-async fn invite(app: &TestApp, inviter: &Account, email: &str, role: &str) -> (StatusCode, Value) {
-    parts(
-        app.send(
-            Method::POST,
-            &invitations_path(&inviter.workspace_id),
-            Some(&inviter.token),
-            Some(json!({ "email": email, "role": role })),
-        )
-        .await,
-    )
-    .await
+/// An invitation into the inviter's own workspace.
+async fn invite(app: &TestApp, inviter: &Account, email: &str, role: &str) -> Reply {
+    app.invite(inviter, &inviter.workspace_id, email, role)
+        .await
 }
 
 /// Invites and returns the token, asserting the 201.
 async fn invite_token(app: &TestApp, inviter: &Account, email: &str, role: &str) -> String {
-    let (status, body) = invite(app, inviter, email, role).await;
-    assert_eq!(status, StatusCode::CREATED, "invite {email}: {body}");
-    body["token"].as_str().expect("token").to_owned()
+    let reply = invite(app, inviter, email, role).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::CREATED,
+        "invite {email}: {}",
+        reply.body
+    );
+    reply.body["token"].as_str().expect("token").to_owned()
 }
 
-async fn accept(app: &TestApp, bearer: Option<&str>, body: Value) -> (StatusCode, Value) {
-    parts(app.send(Method::POST, ACCEPT, bearer, Some(body)).await).await
-}
-
-async fn lookup(app: &TestApp, token: &str) -> (StatusCode, Value) {
-    parts(
-        app.send(Method::POST, LOOKUP, None, Some(json!({ "token": token })))
-            .await,
-    )
-    .await
-}
-
+/// The one answer for every dead token; returns the body.
 #[track_caller]
-fn assert_not_found(status: StatusCode, body: &Value) {
-    assert_error(
-        status,
-        body,
+fn assert_not_found(reply: &Reply) -> Value {
+    reply.expect_error(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
         Some("invitation_not_found"),
-    );
+    )
+}
+
+/// The id of the listed invitation to `email`.
+#[track_caller]
+fn listed_id(list: &Value, email: &str) -> String {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["email"] == email)
+        .unwrap_or_else(|| panic!("{email} is not listed: {list}"))["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 fn keys_of(value: &Value) -> BTreeSet<String> {
@@ -79,21 +69,13 @@ async fn role_of(app: &TestApp, workspace_id: &str, user_id: &str) -> Option<Str
 
 async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let response = app
-        .send(
-            Method::POST,
-            &invitations_path(&owner.workspace_id),
-            Some(&owner.token),
-            Some(json!({ "email": "  New.Person@Acme.test ", "role": "member" })),
-        )
-        .await;
+    let reply = invite(&app, &owner, "  New.Person@Acme.test ", "member").await;
     assert_eq!(
-        response.headers()["cache-control"],
+        reply.header("cache-control"),
         "no-store",
         "the token is shown once and never cached"
     );
-    let (status, invitation) = parts(response).await;
-    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let invitation = reply.expect_status(StatusCode::CREATED);
     assert_eq!(
         keys_of(&invitation),
         [
@@ -149,17 +131,7 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
     assert_eq!(leaked, 0);
 
     // The list shows it, without a token.
-    let (status, list) = parts(
-        app.send(
-            Method::GET,
-            &invitations_path(&owner.workspace_id),
-            Some(&owner.token),
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{list}");
+    let list = app.invitations(&owner).await.ok();
     let items = list["items"].as_array().expect("items");
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["id"], id);
@@ -167,8 +139,7 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
     assert!(!list.to_string().contains(&token));
 
     // The link shows the workspace and role before anyone accepts.
-    let (status, preview) = lookup(&app, &token).await;
-    assert_eq!(status, StatusCode::OK, "{preview}");
+    let preview = app.lookup_invitation(&token).await.ok();
     assert_eq!(
         preview["workspace"],
         json!({ "id": owner.workspace_id, "name": "Acme" })
@@ -179,8 +150,10 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
 
     // No account: name and password are needed, and a refused accept writes nothing.
     let users = count_rows(&app.store, "users").await;
-    let (status, body) = accept(&app, None, json!({ "token": token })).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let body = app
+        .accept_invitation(None, json!({ "token": token }))
+        .await
+        .expect_status(StatusCode::BAD_REQUEST);
     let fields: BTreeSet<&str> = body["error"]["details"]["issues"]
         .as_array()
         .expect("issues")
@@ -194,10 +167,7 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
         json!({ "token": token, "name": "Ne\u{7}w", "password": "long-enough-password" }),
         json!({ "token": token, "name": "x".repeat(101), "password": "long-enough-password" }),
     ] {
-        let (status, body) = accept(&app, None, bad.clone()).await;
-        assert_error(
-            status,
-            &body,
+        app.accept_invitation(None, bad.clone()).await.expect_error(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
             None,
@@ -215,17 +185,14 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
     );
 
     let password = "a-long-enough-password";
-    let response = app
-        .send(
-            Method::POST,
-            ACCEPT,
+    let reply = app
+        .accept_invitation(
             None,
-            Some(json!({ "token": token, "name": " New Person ", "password": password })),
+            json!({ "token": token, "name": " New Person ", "password": password }),
         )
         .await;
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    let (status, joined) = parts(response).await;
-    assert_eq!(status, StatusCode::CREATED, "{joined}");
+    assert_eq!(reply.header("cache-control"), "no-store");
+    let joined = reply.expect_status(StatusCode::CREATED);
     assert_eq!(
         keys_of(&joined),
         ["expiresAt", "role", "token", "user", "workspace"]
@@ -248,12 +215,7 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
     );
     // The new session works, and so does the password.
     let session_token = joined["token"].as_str().expect("token");
-    let (status, session) = parts(
-        app.send(Method::GET, "/app/v1/session", Some(session_token), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{session}");
+    let session = app.session(session_token).await.ok();
     assert_eq!(
         session["workspaces"],
         json!([{ "id": owner.workspace_id, "name": "Acme", "role": "member" }])
@@ -261,25 +223,15 @@ async fn new_person_is_invited_creates_an_account_and_joins(app: TestApp) {
     app.login("new.person@acme.test", password).await;
 
     // Used: the link opens nothing any more, and the list no longer shows it.
-    let (status, body) = accept(
-        &app,
-        None,
-        json!({ "token": token, "name": "Again", "password": "another-long-password" }),
-    )
-    .await;
-    assert_not_found(status, &body);
-    let (status, body) = lookup(&app, &token).await;
-    assert_not_found(status, &body);
-    let (_, list) = parts(
-        app.send(
-            Method::GET,
-            &invitations_path(&owner.workspace_id),
-            Some(&owner.token),
+    let reply = app
+        .accept_invitation(
             None,
+            json!({ "token": token, "name": "Again", "password": "another-long-password" }),
         )
-        .await,
-    )
-    .await;
+        .await;
+    assert_not_found(&reply);
+    assert_not_found(&app.lookup_invitation(&token).await);
+    let list = app.invitations(&owner).await.body;
     assert_eq!(list["items"], json!([]));
 
     assert_eq!(
@@ -310,10 +262,11 @@ async fn inviter_learns_nothing_about_accounts(app: TestApp) {
     let users = count_rows(&app.store, "users").await;
     let memberships = count_rows(&app.store, "memberships").await;
 
-    let (known_status, known) = invite(&app, &owner, "victim@elsewhere.test", "viewer").await;
-    let (unknown_status, unknown) = invite(&app, &owner, "nobody@elsewhere.test", "viewer").await;
-    assert_eq!(known_status, StatusCode::CREATED, "{known}");
-    assert_eq!(unknown_status, known_status);
+    let known = invite(&app, &owner, "victim@elsewhere.test", "viewer").await;
+    let unknown = invite(&app, &owner, "nobody@elsewhere.test", "viewer").await;
+    assert_eq!(unknown.status, known.status);
+    let known = known.expect_status(StatusCode::CREATED);
+    let unknown = unknown.body;
     assert_eq!(keys_of(&known), keys_of(&unknown));
     assert_eq!(keys_of(&known["invitedBy"]), keys_of(&unknown["invitedBy"]));
     for field in ["role", "status", "invitedBy"] {
@@ -330,12 +283,7 @@ async fn inviter_learns_nothing_about_accounts(app: TestApp) {
         role_of(&app, &owner.workspace_id, &victim.user_id).await,
         None
     );
-    let (status, session) = parts(
-        app.send(Method::GET, "/app/v1/session", Some(&victim.token), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let session = app.session(&victim.token).await.ok();
     assert_eq!(
         session["workspaces"].as_array().expect("workspaces").len(),
         1
@@ -351,47 +299,40 @@ async fn existing_account_signs_in_to_accept(app: TestApp) {
     // Without a session: name and password are required (as for an email without an
     // account), and a password that is not the account's own is 401 and neither creates nor
     // changes anything.
-    let (status, answer) = accept(&app, None, json!({ "token": token })).await;
-    assert_error(
-        status,
-        &answer,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-        None,
-    );
-    let (status, answer) = accept(
-        &app,
+    app.accept_invitation(None, json!({ "token": token }))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
+    app.accept_invitation(
         None,
         json!({ "token": token, "name": "Hijack", "password": "attackers-password" }),
     )
-    .await;
-    assert_unauthorized(status, &answer, "invalid_credentials");
-    let response = login_status(&app, "invitee@home.test", "attackers-password").await;
-    assert_eq!(response, StatusCode::UNAUTHORIZED);
+    .await
+    .expect_unauthorized("invalid_credentials");
+    let login = app
+        .try_login("invitee@home.test", "attackers-password")
+        .await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         role_of(&app, &owner.workspace_id, &invitee.user_id).await,
         None
     );
 
     // Signed in as someone else: 403, and the invitation stays usable.
-    let (status, answer) = accept(&app, Some(&stranger.token), json!({ "token": token })).await;
-    assert_error(
-        status,
-        &answer,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("invitation_for_another_user"),
-    );
+    app.accept_invitation(Some(&stranger.token), json!({ "token": token }))
+        .await
+        .expect_forbidden("invitation_for_another_user");
     assert_eq!(
         role_of(&app, &owner.workspace_id, &stranger.user_id).await,
         None
     );
-    let (status, _) = lookup(&app, &token).await;
-    assert_eq!(status, StatusCode::OK);
+    let lookup = app.lookup_invitation(&token).await;
+    assert_eq!(lookup.status, StatusCode::OK);
 
     // Signed in as the invited email (any case): joined with the invited role.
-    let (status, joined) = accept(&app, Some(&invitee.token), json!({ "token": token })).await;
-    assert_eq!(status, StatusCode::OK, "{joined}");
+    let joined = app
+        .accept_invitation(Some(&invitee.token), json!({ "token": token }))
+        .await
+        .ok();
     assert_eq!(
         joined,
         json!({ "workspace": { "id": owner.workspace_id, "name": "Acme" }, "role": "admin" })
@@ -403,19 +344,10 @@ async fn existing_account_signs_in_to_accept(app: TestApp) {
         Some("admin")
     );
     app.login(&invitee.email, &invitee.password).await;
-    let (status, answer) = accept(&app, Some(&invitee.token), json!({ "token": token })).await;
-    assert_not_found(status, &answer);
-}
-
-async fn login_status(app: &TestApp, email: &str, password: &str) -> StatusCode {
-    app.send(
-        Method::POST,
-        "/app/v1/auth/login",
-        None,
-        Some(json!({ "email": email, "password": password })),
-    )
-    .await
-    .status()
+    let reply = app
+        .accept_invitation(Some(&invitee.token), json!({ "token": token }))
+        .await;
+    assert_not_found(&reply);
 }
 
 /// Unknown, wrong-shaped, expired, cancelled and used tokens: one answer, for both calls.
@@ -429,36 +361,13 @@ async fn dead_tokens_all_get_the_same_404(app: TestApp) {
         .await
         .expect("expire");
     let cancelled = invite_token(&app, &owner, "cancelled@acme.test", "member").await;
-    let (_, list) = parts(
-        app.send(
-            Method::GET,
-            &invitations_path(&owner.workspace_id),
-            Some(&owner.token),
-            None,
-        )
-        .await,
-    )
-    .await;
-    let cancelled_id = list["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|i| i["email"] == "cancelled@acme.test")
-        .expect("listed")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let cancel_path = format!("{}/{cancelled_id}", invitations_path(&owner.workspace_id));
-    let response = app
-        .send(Method::DELETE, &cancel_path, Some(&owner.token), None)
-        .await;
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let (status, body) = parts(
-        app.send(Method::DELETE, &cancel_path, Some(&owner.token), None)
-            .await,
-    )
-    .await;
-    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    let list = app.invitations(&owner).await.body;
+    let cancelled_id = listed_id(&list, "cancelled@acme.test");
+    let cancel = app.cancel_invitation(&owner, &cancelled_id).await;
+    assert_eq!(cancel.status, StatusCode::NO_CONTENT);
+    app.cancel_invitation(&owner, &cancelled_id)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
     assert_eq!(
         count(
             &app,
@@ -469,13 +378,13 @@ async fn dead_tokens_all_get_the_same_404(app: TestApp) {
         1
     );
     let used = invite_token(&app, &owner, "used@acme.test", "member").await;
-    let (status, _) = accept(
-        &app,
-        None,
-        json!({ "token": used, "name": "Used", "password": "long-enough-password" }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+    let accepted = app
+        .accept_invitation(
+            None,
+            json!({ "token": used, "name": "Used", "password": "long-enough-password" }),
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::CREATED);
 
     let unknown = "0123456789abcdef".repeat(4);
     let mut answers = Vec::new();
@@ -492,18 +401,16 @@ async fn dead_tokens_all_get_the_same_404(app: TestApp) {
         "'; DROP TABLE invitations; --",
     ] {
         for bearer in [None, Some(owner.token.as_str())] {
-            let (status, body) = accept(
-                &app,
-                bearer,
-                json!({ "token": token, "name": "X Y", "password": "long-enough-password" }),
-            )
-            .await;
-            assert_not_found(status, &body);
-            answers.push(without_request_id(body));
+            let reply = app
+                .accept_invitation(
+                    bearer,
+                    json!({ "token": token, "name": "X Y", "password": "long-enough-password" }),
+                )
+                .await;
+            answers.push(without_request_id(assert_not_found(&reply)));
         }
-        let (status, body) = lookup(&app, token).await;
-        assert_not_found(status, &body);
-        answers.push(without_request_id(body));
+        let reply = app.lookup_invitation(token).await;
+        answers.push(without_request_id(assert_not_found(&reply)));
     }
     assert!(
         answers.windows(2).all(|w| w[0] == w[1]),
@@ -529,64 +436,23 @@ async fn who_may_invite_and_cancel(app: TestApp) {
     let intruder = app.bootstrap("Beta", "intruder@beta.test").await;
     let before = count_rows(&app.store, "invitations").await;
 
-    let (status, body) = invite(&app, &admin, "boss@acme.test", "owner").await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("insufficient_permission"),
-    );
+    invite(&app, &admin, "boss@acme.test", "owner")
+        .await
+        .expect_forbidden("insufficient_permission");
     for caller in [&member, &viewer] {
-        let (status, body) = invite(&app, caller, "friend@acme.test", "viewer").await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            Some("insufficient_permission"),
-        );
-        let (status, body) = parts(
-            app.send(
-                Method::GET,
-                &invitations_path(&owner.workspace_id),
-                Some(&caller.token),
-                None,
-            )
-            .await,
-        )
-        .await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            Some("insufficient_permission"),
-        );
+        invite(&app, caller, "friend@acme.test", "viewer")
+            .await
+            .expect_forbidden("insufficient_permission");
+        app.invitations(caller)
+            .await
+            .expect_forbidden("insufficient_permission");
     }
-    let (status, body) = parts(
-        app.send(
-            Method::POST,
-            &invitations_path(&owner.workspace_id),
-            Some(&intruder.token),
-            Some(json!({ "email": "spy@beta.test", "role": "admin" })),
-        )
-        .await,
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("workspace_mismatch"),
-    );
+    app.invite(&intruder, &owner.workspace_id, "spy@beta.test", "admin")
+        .await
+        .expect_forbidden("workspace_mismatch");
     // Already a member, whatever the case of the email.
     for email in ["member@acme.test", "MEMBER@Acme.Test", "owner@acme.test"] {
-        let (status, body) = invite(&app, &owner, email, "viewer").await;
-        assert_error(
-            status,
-            &body,
+        invite(&app, &owner, email, "viewer").await.expect_error(
             StatusCode::CONFLICT,
             "CONFLICT",
             Some("already_member"),
@@ -609,19 +475,7 @@ async fn who_may_invite_and_cancel(app: TestApp) {
         ),
         (json!({ "role": "member" }), "email"),
     ] {
-        let (status, answer) = parts(
-            app.send(
-                Method::POST,
-                &invitations_path(&owner.workspace_id),
-                Some(&owner.token),
-                Some(body),
-            )
-            .await,
-        )
-        .await;
-        assert_error(
-            status,
-            &answer,
+        let answer = app.invite_with(&owner, body).await.expect_error(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
             None,
@@ -636,65 +490,18 @@ async fn who_may_invite_and_cancel(app: TestApp) {
     // Admins invite below owner, and cancel only what they could send.
     invite_token(&app, &admin, "helper@acme.test", "admin").await;
     invite_token(&app, &owner, "co-owner@acme.test", "owner").await;
-    let (_, list) = parts(
-        app.send(
-            Method::GET,
-            &invitations_path(&owner.workspace_id),
-            Some(&admin.token),
-            None,
-        )
-        .await,
-    )
-    .await;
-    let id_of = |email: &str| {
-        list["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .find(|i| i["email"] == email)
-            .expect("listed")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned()
-    };
-    let owner_invite = format!(
-        "{}/{}",
-        invitations_path(&owner.workspace_id),
-        id_of("co-owner@acme.test")
-    );
-    let (status, body) = parts(
-        app.send(Method::DELETE, &owner_invite, Some(&admin.token), None)
-            .await,
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("insufficient_permission"),
-    );
-    let helper_invite = format!(
-        "{}/{}",
-        invitations_path(&owner.workspace_id),
-        id_of("helper@acme.test")
-    );
+    let list = app.invitations(&admin).await.body;
+    let owner_invite = listed_id(&list, "co-owner@acme.test");
+    app.cancel_invitation(&admin, &owner_invite)
+        .await
+        .expect_forbidden("insufficient_permission");
+    let helper_invite = listed_id(&list, "helper@acme.test");
     // Another workspace's owner cannot cancel it either.
-    let (status, body) = parts(
-        app.send(
-            Method::DELETE,
-            &helper_invite.replace(&owner.workspace_id, &intruder.workspace_id),
-            Some(&intruder.token),
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
-    let response = app
-        .send(Method::DELETE, &helper_invite, Some(&admin.token), None)
-        .await;
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    app.cancel_invitation(&intruder, &helper_invite)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    let cancel = app.cancel_invitation(&admin, &helper_invite).await;
+    assert_eq!(cancel.status, StatusCode::NO_CONTENT);
 }
 
 /// Two people racing with one link: exactly one account and one membership come of it.
@@ -703,10 +510,10 @@ async fn one_token_accepted_twice_at_once_joins_once(app: TestApp) {
     let token = invite_token(&app, &owner, "racer@acme.test", "member").await;
     let body = json!({ "token": token, "name": "Racer", "password": "long-enough-password" });
     let (a, b) = tokio::join!(
-        accept(&app, None, body.clone()),
-        accept(&app, None, body.clone())
+        app.accept_invitation(None, body.clone()),
+        app.accept_invitation(None, body.clone())
     );
-    let mut statuses = [a.0, b.0];
+    let mut statuses = [a.status, b.status];
     statuses.sort();
     assert!(
         statuses == [StatusCode::CREATED, StatusCode::UNAUTHORIZED]
@@ -746,16 +553,15 @@ async fn one_token_accepted_twice_at_once_joins_once(app: TestApp) {
 async fn direct_add_is_gone(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let users = count_rows(&app.store, "users").await;
-    let (status, body) = parts(
-        app.send(
-            Method::POST,
+    // Raw: the route is gone, so the typed client has no call for it.
+    let Reply { status, body, .. } = app
+        .call(
+            reqwest::Method::POST,
             &format!("/app/v1/workspaces/{}/members", owner.workspace_id),
             Some(&owner.token),
             Some(json!({ "email": "x@acme.test", "role": "member", "password": "long-enough-password" })),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert!(
         status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND,
         "{status} {body}"

@@ -4,10 +4,9 @@
 
 use crate::common::{audit_count, count, role_in_db, Account, TestApp};
 use crate::on_both_databases;
-use reqwest::{Method, StatusCode};
+use crate::test_app::Reply;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-const ACCEPT: &str = "/app/v1/invitations/accept";
 
 async fn invite_token(
     app: &TestApp,
@@ -23,17 +22,11 @@ async fn invite_token(
     (field("id"), field("token"))
 }
 
-async fn accept(app: &TestApp, body: Value) -> (StatusCode, Value) {
-    crate::common::parts(app.send(Method::POST, ACCEPT, None, Some(body)).await).await
-}
-
 /// Accepts without a session as a newcomer named `name` would: with a name and a password.
 async fn accept_as_newcomer(app: &TestApp, token: &str, name: &str) -> (StatusCode, Value) {
-    accept(
-        app,
-        json!({ "token": token, "name": name, "password": "a-long-enough-password" }),
-    )
-    .await
+    let body = json!({ "token": token, "name": name, "password": "a-long-enough-password" });
+    let Reply { status, body, .. } = app.accept_invitation(None, body).await;
+    (status, body)
 }
 
 #[track_caller]
@@ -48,10 +41,7 @@ fn assert_invitation_not_found(status: StatusCode, body: &Value) {
 }
 
 async fn pending_ids(app: &TestApp, owner: &Account) -> Vec<String> {
-    let path = format!("/app/v1/workspaces/{}/invitations", owner.workspace_id);
-    app.call(Method::GET, &path, Some(&owner.token), None)
-        .await
-        .ok()["items"]
+    app.invitations(owner).await.ok()["items"]
         .as_array()
         .expect("items")
         .iter()
@@ -157,17 +147,8 @@ async fn an_invitation_whose_inviter_lost_the_right_opens_nothing_even_uncancell
         .execute(app.raw_db())
         .await
         .expect("demote behind the server's back");
-    let lookup = crate::common::parts(
-        app.send(
-            Method::POST,
-            "/app/v1/invitations/lookup",
-            None,
-            Some(json!({ "token": token })),
-        )
-        .await,
-    )
-    .await;
-    assert_invitation_not_found(lookup.0, &lookup.1);
+    let lookup = app.lookup_invitation(&token).await;
+    assert_invitation_not_found(lookup.status, &lookup.body);
     let (status, body) = accept_as_newcomer(&app, &token, "Friend").await;
     assert_invitation_not_found(status, &body);
     assert!(!pending_ids(&app, &owner).await.contains(&id));
@@ -186,10 +167,18 @@ async fn accepting_without_a_session_tells_nothing_about_accounts(app: TestApp) 
         json!({ "token": known }),
         json!({ "token": known, "name": "X" }),
     ] {
-        let (known_status, known_answer) = accept(&app, body.clone()).await;
+        let Reply {
+            status: known_status,
+            body: known_answer,
+            ..
+        } = app.accept_invitation(None, body.clone()).await;
         let mut other = body;
         other["token"] = json!(unknown);
-        let (unknown_status, unknown_answer) = accept(&app, other).await;
+        let Reply {
+            status: unknown_status,
+            body: unknown_answer,
+            ..
+        } = app.accept_invitation(None, other).await;
         assert_eq!(known_status, StatusCode::BAD_REQUEST, "{known_answer}");
         assert_eq!(unknown_status, known_status);
         assert_eq!(
@@ -199,12 +188,12 @@ async fn accepting_without_a_session_tells_nothing_about_accounts(app: TestApp) 
     }
 
     // A wrong password for the account: 401, nothing joined or changed.
-    let (status, answer) = accept(
-        &app,
+    app.accept_invitation(
+        None,
         json!({ "token": known, "name": "Hijack", "password": "attackers-password" }),
     )
-    .await;
-    crate::common::assert_unauthorized(status, &answer, "invalid_credentials");
+    .await
+    .expect_unauthorized("invalid_credentials");
     assert_eq!(
         role_in_db(&app, &prober.workspace_id, &victim.user_id).await,
         None
@@ -212,12 +201,13 @@ async fn accepting_without_a_session_tells_nothing_about_accounts(app: TestApp) 
     app.login(&victim.email, &victim.password).await;
 
     // The account's own password: joined and signed in, in the shape a new account gets.
-    let (status, joined) = accept(
-        &app,
-        json!({ "token": known, "name": "Ignored", "password": victim.password }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{joined}");
+    let joined = app
+        .accept_invitation(
+            None,
+            json!({ "token": known, "name": "Ignored", "password": victim.password }),
+        )
+        .await
+        .expect_status(StatusCode::CREATED);
     let (status, created) = accept_as_newcomer(&app, &unknown, "Nobody").await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let keys = |value: &Value| {

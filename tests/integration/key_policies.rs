@@ -8,7 +8,7 @@ use crate::common::{audit_count, ids_of, key_column, Account, TestApp};
 use crate::on_both_databases;
 use crate::test_app::Reply;
 use heffl_api::domain::time::Timestamp;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 on_both_databases!(
@@ -22,8 +22,6 @@ on_both_databases!(
     a_refused_address_learns_nothing_about_limits,
     rate_limit_fields_of_the_ietf_draft_are_sent,
 );
-
-const VERIFY: &str = "/api/v1/verify";
 
 fn message(reply: &Reply) -> String {
     reply.body["error"]["message"]
@@ -137,7 +135,7 @@ async fn a_paused_key_is_refused_until_enabled_and_a_revoked_one_stays_revoked(a
     let refused = app.me(&key.key).await;
     refused.expect_unauthorized("disabled_api_key");
     assert!(message(&refused).contains("disabled"), "{}", refused.body);
-    app.with_key(Method::GET, VERIFY, &key.key, None)
+    app.verify(&key.key, "")
         .await
         .expect_unauthorized("disabled_api_key");
     let events = app
@@ -187,10 +185,10 @@ async fn an_allowlist_refuses_other_addresses_and_names_the_one_it_saw(app: Test
     let refused = app.me(&key.key).await;
     refused.expect_forbidden("ip_not_allowed");
     assert!(message(&refused).contains("127.0.0.1"), "{}", refused.body);
-    app.with_key(Method::GET, VERIFY, &key.key, None)
+    app.verify(&key.key, "")
         .await
         .expect_forbidden("ip_not_allowed");
-    app.with_key(Method::GET, "/api/v1/leads", &key.key, None)
+    app.leads(&key.key, "")
         .await
         .expect_forbidden("ip_not_allowed");
 
@@ -261,14 +259,14 @@ async fn meta_and_external_id_come_back_with_every_verification(app: TestApp) {
     let me = app.me(&key.key).await.ok();
     assert_eq!(me["apiKey"]["meta"], meta);
     assert_eq!(me["apiKey"]["externalId"], "cus_4QX2");
-    let verified = app.with_key(Method::GET, VERIFY, &key.key, None).await;
+    let verified = app.verify(&key.key, "").await;
     assert_eq!(verified.header("x-heffl-external-id"), "cus_4QX2");
     let body = verified.ok();
     assert_eq!(body["apiKey"]["meta"], meta);
     assert_eq!(body["apiKey"]["externalId"], "cus_4QX2");
 
     // Fields without a value are there, as null; no header.
-    let plain = app.with_key(Method::GET, VERIFY, &other.key, None).await;
+    let plain = app.verify(&other.key, "").await;
     assert_eq!(plain.header("x-heffl-external-id"), "");
     let body = plain.ok();
     assert_eq!(body["apiKey"]["meta"], Value::Null);
@@ -445,7 +443,7 @@ async fn rate_limit_fields_of_the_ietf_draft_are_sent(app: TestApp) {
         reply.headers
     );
     assert_eq!(reply.header("ratelimit-limit"), "60");
-    let verify = app.with_key(Method::GET, VERIFY, &key.key, None).await;
+    let verify = app.verify(&key.key, "").await;
     assert!(
         verify.header("ratelimit").starts_with("\"minute\";r=58;t="),
         "{:?}",

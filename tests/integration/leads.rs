@@ -1,9 +1,10 @@
 //! The leads API (/api/v1/leads) as integrators call it: shapes, pagination, validation,
 //! partial updates, and the docs/api.md §6 role rules and data boundaries.
 
-use crate::common::{assert_error, assert_timestamp, parts, Account, CreatedKey, TestApp};
+use crate::common::{assert_error, assert_timestamp, Account, CreatedKey, TestApp};
 use crate::on_both_databases;
-use reqwest::{Method, StatusCode};
+use crate::test_app::{lead_path, Reply};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 type LeadRow = (
@@ -82,24 +83,12 @@ fn issue_fields(body: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn call(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    parts(app.send_with_key(method, path, key, body).await).await
-}
-
 async fn create(app: &TestApp, key: &str, body: Value) -> Value {
-    let (status, lead) = call(app, key, Method::POST, "/api/v1/leads", Some(body)).await;
+    let Reply {
+        status, body: lead, ..
+    } = app.create_lead(key, body).await;
     assert_eq!(status, StatusCode::CREATED, "{lead}");
     lead
-}
-
-fn lead_path(id: &str) -> String {
-    format!("/api/v1/leads/{id}")
 }
 
 fn id_of(lead: &Value) -> String {
@@ -158,7 +147,8 @@ async fn create_and_read_the_docs_example(app: TestApp) {
     let row = lead_row(&app, &id_of(&minimal)).await.expect("row");
     assert_eq!((row.3, row.4, row.5), (None, None, None));
 
-    // The integrator docs send Content-Type: application/json on GETs, with no body.
+    // The integrator docs send Content-Type: application/json on GETs, with no body; raw, for
+    // that header.
     for path in [lead_path(&id), "/api/v1/leads".to_owned()] {
         let response = app
             .client
@@ -168,7 +158,7 @@ async fn create_and_read_the_docs_example(app: TestApp) {
             .send()
             .await
             .expect("request");
-        let (status, body) = parts(response).await;
+        let Reply { status, body, .. } = Reply::read(response).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         if path.ends_with(&id) {
             assert_eq!(body, lead, "GET returns what POST returned");
@@ -202,10 +192,11 @@ async fn list_pages_newest_first(app: TestApp) {
     let page = |query: &str| {
         let app = &app;
         let key = key.key.clone();
-        let path = format!("/api/v1/leads{query}");
+        let query = query.to_owned();
         async move {
-            let (status, body) = call(app, &key, Method::GET, &path, None).await;
-            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            let reply = app.leads(&key, &query).await;
+            assert_eq!(reply.status, StatusCode::OK, "?{query}: {}", reply.body);
+            let body = reply.body;
             let items: Vec<String> = body["items"]
                 .as_array()
                 .expect("items")
@@ -225,7 +216,7 @@ async fn list_pages_newest_first(app: TestApp) {
         json!({ "count": 20, "total": 25, "pageNo": 1, "pageSize": 20 })
     );
     assert_eq!(items, newest_first[..20]);
-    let (items, meta) = page("?pageNo=2").await;
+    let (items, meta) = page("pageNo=2").await;
     assert_eq!(
         meta,
         json!({ "count": 5, "total": 25, "pageNo": 2, "pageSize": 20 })
@@ -234,7 +225,7 @@ async fn list_pages_newest_first(app: TestApp) {
 
     let mut seen = Vec::new();
     for page_no in 1..=3 {
-        let (items, meta) = page(&format!("?pageNo={page_no}&pageSize=10")).await;
+        let (items, meta) = page(&format!("pageNo={page_no}&pageSize=10")).await;
         let count = if page_no == 3 { 5 } else { 10 };
         assert_eq!(
             meta,
@@ -243,38 +234,34 @@ async fn list_pages_newest_first(app: TestApp) {
         seen.extend(items);
     }
     assert_eq!(seen, newest_first, "pages overlap or skip");
-    let (items, meta) = page("?pageNo=4&pageSize=10").await;
+    let (items, meta) = page("pageNo=4&pageSize=10").await;
     assert!(items.is_empty());
     assert_eq!(
         meta,
         json!({ "count": 0, "total": 25, "pageNo": 4, "pageSize": 10 })
     );
-    let (items, meta) = page("?pageSize=100").await;
+    let (items, meta) = page("pageSize=100").await;
     assert_eq!(items, newest_first);
     assert_eq!(meta["pageSize"], 100);
 
     for (query, fields) in [
-        ("?pageSize=101", vec!["pageSize"]),
-        ("?pageSize=0", vec!["pageSize"]),
-        ("?pageSize=-1", vec!["pageSize"]),
-        ("?pageSize=abc", vec!["pageSize"]),
-        ("?pageSize=", vec!["pageSize"]),
-        ("?pageSize=2.5", vec!["pageSize"]),
-        ("?pageNo=0", vec!["pageNo"]),
-        ("?pageNo=-3", vec!["pageNo"]),
-        ("?pageNo=first", vec!["pageNo"]),
-        ("?pageNo=0&pageSize=500", vec!["pageNo", "pageSize"]),
+        ("pageSize=101", vec!["pageSize"]),
+        ("pageSize=0", vec!["pageSize"]),
+        ("pageSize=-1", vec!["pageSize"]),
+        ("pageSize=abc", vec!["pageSize"]),
+        ("pageSize=", vec!["pageSize"]),
+        ("pageSize=2.5", vec!["pageSize"]),
+        ("pageNo=0", vec!["pageNo"]),
+        ("pageNo=-3", vec!["pageNo"]),
+        ("pageNo=first", vec!["pageNo"]),
+        ("pageNo=0&pageSize=500", vec!["pageNo", "pageSize"]),
     ] {
-        let path = format!("/api/v1/leads{query}");
-        let (status, body) = call(&app, &key.key, Method::GET, &path, None).await;
-        assert_error(
-            status,
-            &body,
+        let body = app.leads(&key.key, query).await.expect_error(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
             None,
         );
-        assert_eq!(issue_fields(&body), fields, "{query}: {body}");
+        assert_eq!(issue_fields(&body), fields, "?{query}: {body}");
     }
 }
 
@@ -329,14 +316,11 @@ async fn create_validation(app: TestApp) {
         ),
     ];
     for (body, fields) in cases {
-        let (status, response) = call(
-            &app,
-            &key.key,
-            Method::POST,
-            "/api/v1/leads",
-            Some(body.clone()),
-        )
-        .await;
+        let Reply {
+            status,
+            body: response,
+            ..
+        } = app.create_lead(&key.key, body.clone()).await;
         assert_error(
             status,
             &response,
@@ -379,16 +363,14 @@ async fn patch_and_delete(app: TestApp) {
         .await
         .expect("age lead");
     let before = lead_row(&app, &id).await.expect("row");
-    let path = lead_path(&id);
 
-    let (status, updated) = call(
-        &app,
-        &key.key,
-        Method::PATCH,
-        &path,
-        Some(json!({ "title": "  Renewal " })),
-    )
-    .await;
+    let Reply {
+        status,
+        body: updated,
+        ..
+    } = app
+        .edit_lead(&key.key, &id, json!({ "title": "  Renewal " }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_lead_shape(&updated);
     assert_eq!(updated["title"], "Renewal");
@@ -415,14 +397,11 @@ async fn patch_and_delete(app: TestApp) {
     );
 
     // null clears an optional field, and only that one.
-    let (status, cleared) = call(
-        &app,
-        &key.key,
-        Method::PATCH,
-        &path,
-        Some(json!({ "email": null })),
-    )
-    .await;
+    let Reply {
+        status,
+        body: cleared,
+        ..
+    } = app.edit_lead(&key.key, &id, json!({ "email": null })).await;
     assert_eq!(status, StatusCode::OK, "{cleared}");
     assert_eq!(cleared["email"], Value::Null);
     assert_eq!(cleared["mobile"], "+1234567890");
@@ -433,16 +412,17 @@ async fn patch_and_delete(app: TestApp) {
         (None, Some("+1234567890"))
     );
 
-    let (status, renamed) = call(
-        &app,
-        &key.key,
-        Method::PATCH,
-        &path,
-        Some(
+    let Reply {
+        status,
+        body: renamed,
+        ..
+    } = app
+        .edit_lead(
+            &key.key,
+            &id,
             json!({ "name": "Jane Doe", "mobile": null, "title": null, "email": "jd@example.com" }),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_eq!(
         (
@@ -468,8 +448,11 @@ async fn patch_and_delete(app: TestApp) {
         (json!({ "nickname": "JD" }), vec!["nickname"]),
         (json!({ "ownerId": "usr_x" }), vec!["ownerId"]),
     ] {
-        let (status, response) =
-            call(&app, &key.key, Method::PATCH, &path, Some(body.clone())).await;
+        let Reply {
+            status,
+            body: response,
+            ..
+        } = app.edit_lead(&key.key, &id, body.clone()).await;
         assert_error(
             status,
             &response,
@@ -485,22 +468,33 @@ async fn patch_and_delete(app: TestApp) {
         );
     }
 
-    let response = app
-        .send_with_key(Method::DELETE, &path, &key.key, None)
-        .await;
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert!(response.text().await.expect("body").is_empty());
+    let response = app.delete_lead(&key.key, &id).await;
+    assert_eq!(response.status, StatusCode::NO_CONTENT);
+    assert!(response.text.is_empty());
     assert!(lead_row(&app, &id).await.is_none(), "DELETE left the row");
-    for (method, body) in [
-        (Method::GET, None),
-        (Method::PATCH, Some(json!({ "name": "ghost" }))),
-        (Method::DELETE, None),
+    for (case, reply) in [
+        ("GET", app.lead(&key.key, &id).await),
+        (
+            "PATCH",
+            app.edit_lead(&key.key, &id, json!({ "name": "ghost" }))
+                .await,
+        ),
+        ("DELETE", app.delete_lead(&key.key, &id).await),
     ] {
-        let (status, response) = call(&app, &key.key, method.clone(), &path, body).await;
-        assert_error(status, &response, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{case}: {}",
+            reply.body
+        );
+        reply.expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
     }
     for unknown in ["ld_doesNotExist000000000", "key_x", "42"] {
-        let (status, response) = call(&app, &key.key, Method::GET, &lead_path(unknown), None).await;
+        let Reply {
+            status,
+            body: response,
+            ..
+        } = app.lead(&key.key, unknown).await;
         assert_error(status, &response, StatusCode::NOT_FOUND, "NOT_FOUND", None);
     }
     assert!(all_leads(&app).await.is_empty());
@@ -555,7 +549,7 @@ async fn roles_and_data_boundaries(app: TestApp) {
         let app = &app;
         let key = actor.key.clone();
         async move {
-            let (status, body) = call(app, &key, Method::GET, "/api/v1/leads", None).await;
+            let Reply { status, body, .. } = app.leads(&key, "").await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let mut ids: Vec<String> = body["items"]
                 .as_array()
@@ -582,7 +576,7 @@ async fn roles_and_data_boundaries(app: TestApp) {
             who.account.email
         );
         for id in &everything {
-            let (status, body) = call(&app, &who.key, Method::GET, &lead_path(id), None).await;
+            let Reply { status, body, .. } = app.lead(&who.key, id).await;
             assert_eq!(
                 status,
                 StatusCode::OK,
@@ -595,34 +589,21 @@ async fn roles_and_data_boundaries(app: TestApp) {
     assert_eq!(listed(&colleague).await, (vec![colleagues_lead.clone()], 1));
 
     // Member: only their own records, and the refusals change nothing.
-    let (status, body) = call(
-        &app,
-        &member.key,
-        Method::GET,
-        &lead_path(&members_lead),
-        None,
-    )
-    .await;
+    let Reply { status, body, .. } = app.lead(&member.key, &members_lead).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     for other in [&owners_lead, &colleagues_lead, &admins_lead] {
         let before = all_leads(&app).await;
-        let path = lead_path(other);
-        let (status, body) = call(&app, &member.key, Method::GET, &path, None).await;
+        let Reply { status, body, .. } = app.lead(&member.key, other).await;
         assert_forbidden(status, &body, "outside_data_boundary");
         assert!(
             !body.to_string().contains("'s lead"),
             "a refusal shows the record: {body}"
         );
-        let (status, body) = call(
-            &app,
-            &member.key,
-            Method::PATCH,
-            &path,
-            Some(json!({ "name": "Mine now" })),
-        )
-        .await;
+        let Reply { status, body, .. } = app
+            .edit_lead(&member.key, other, json!({ "name": "Mine now" }))
+            .await;
         assert_forbidden(status, &body, "outside_data_boundary");
-        let (status, body) = call(&app, &member.key, Method::DELETE, &path, None).await;
+        let Reply { status, body, .. } = app.delete_lead(&member.key, other).await;
         assert_forbidden(status, &body, "outside_data_boundary");
         assert_eq!(
             all_leads(&app).await,
@@ -630,40 +611,24 @@ async fn roles_and_data_boundaries(app: TestApp) {
             "a refused member write changed the leads"
         );
     }
-    let (status, body) = call(
-        &app,
-        &member.key,
-        Method::PATCH,
-        &lead_path(&members_lead),
-        Some(json!({ "title": "Qualified" })),
-    )
-    .await;
+    let Reply { status, body, .. } = app
+        .edit_lead(&member.key, &members_lead, json!({ "title": "Qualified" }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["title"], "Qualified");
 
     // Viewer: reads everything, writes nothing.
     let before = all_leads(&app).await;
-    let (status, body) = call(
-        &app,
-        &viewer.key,
-        Method::POST,
-        "/api/v1/leads",
-        Some(json!({ "name": "Nope" })),
-    )
-    .await;
+    let Reply { status, body, .. } = app
+        .create_lead(&viewer.key, json!({ "name": "Nope" }))
+        .await;
     assert_forbidden(status, &body, "insufficient_permission");
     for id in &everything {
-        let path = lead_path(id);
-        let (status, body) = call(
-            &app,
-            &viewer.key,
-            Method::PATCH,
-            &path,
-            Some(json!({ "name": "Nope" })),
-        )
-        .await;
+        let Reply { status, body, .. } = app
+            .edit_lead(&viewer.key, id, json!({ "name": "Nope" }))
+            .await;
         assert_forbidden(status, &body, "insufficient_permission");
-        let (status, body) = call(&app, &viewer.key, Method::DELETE, &path, None).await;
+        let Reply { status, body, .. } = app.delete_lead(&viewer.key, id).await;
         assert_forbidden(status, &body, "insufficient_permission");
     }
     assert_eq!(
@@ -674,14 +639,13 @@ async fn roles_and_data_boundaries(app: TestApp) {
 
     // Owner and admin modify anyone's leads.
     for (who, target) in [(&owner, &members_lead), (&admin, &owners_lead)] {
-        let (status, body) = call(
-            &app,
-            &who.key,
-            Method::PATCH,
-            &lead_path(target),
-            Some(json!({ "title": format!("by {}", who.account.email) })),
-        )
-        .await;
+        let Reply { status, body, .. } = app
+            .edit_lead(
+                &who.key,
+                target,
+                json!({ "title": format!("by {}", who.account.email) }),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let row = lead_row(&app, target).await.expect("row");
         assert_eq!(row.5, Some(format!("by {}", who.account.email)));
@@ -691,17 +655,13 @@ async fn roles_and_data_boundaries(app: TestApp) {
         );
     }
     for (who, target) in [(&admin, &colleagues_lead), (&owner, &admins_lead)] {
-        let response = app
-            .send_with_key(Method::DELETE, &lead_path(target), &who.key, None)
-            .await;
-        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        let response = app.delete_lead(&who.key, target).await;
+        assert_eq!(response.status, StatusCode::NO_CONTENT);
         assert!(lead_row(&app, target).await.is_none());
     }
-    let response = app
-        .send_with_key(Method::DELETE, &lead_path(&members_lead), &member.key, None)
-        .await;
+    let response = app.delete_lead(&member.key, &members_lead).await;
     assert_eq!(
-        response.status(),
+        response.status,
         StatusCode::NO_CONTENT,
         "a member deletes their own lead"
     );

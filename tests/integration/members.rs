@@ -398,6 +398,7 @@ async fn roles_outside_the_four_are_rejected(app: TestApp) {
             .await
             .expect_issues(&["role"]);
     }
+    // Raw: an empty body, where `set_role` always sends a role.
     let path = format!("/app/v1/workspaces/{ws}/members/{}", member.user_id);
     app.call(Method::PATCH, &path, Some(&owner.token), Some(json!({})))
         .await

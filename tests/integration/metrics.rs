@@ -2,8 +2,9 @@
 //! its own listener (HEFFL_METRICS_BIND) only. The recorder is process-wide and tests run in
 //! parallel, so this checks that the series exist and move, not exact values.
 
-use crate::common::{assert_error, parts, TestApp};
+use crate::common::TestApp;
 use crate::process_harness::assert_moved;
+use crate::test_app::Reply;
 use reqwest::{Method, StatusCode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,13 +17,11 @@ async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
     let before = app.metrics().await;
 
     for _ in 0..3 {
-        let response = app
-            .send_with_key(Method::GET, "/api/v1/me", &key.key, None)
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
+        app.me(&key.key).await.ok();
     }
-    let response = app.send(Method::GET, "/api/v1/me", None, None).await;
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Raw: no key at all, which `me` always sends.
+    let response = app.call(Method::GET, "/api/v1/me", None, None).await;
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
     let after = app.metrics().await;
 
     assert_moved(&before, &after, me_ok, 3.0);
@@ -44,8 +43,11 @@ async fn metrics_cover_routes_auth_outcomes_cache_and_pool() {
 async fn the_api_listener_answers_metrics_with_the_json_404() {
     let app = TestApp::sqlite().await;
     for path in ["/metrics", "/metrics/", "/Metrics"] {
-        let (status, body) = parts(app.send(Method::GET, path, None, None).await).await;
-        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+        app.call(Method::GET, path, None, None).await.expect_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            None,
+        );
     }
 }
 
@@ -61,8 +63,9 @@ async fn the_metrics_listener_serves_only_metrics() {
             .send()
             .await
             .expect("request");
-        let (status, body) = parts(response).await;
-        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+        Reply::read(response)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
     }
 }
 
@@ -78,10 +81,7 @@ async fn every_series_is_described_with_build_and_process_metrics() {
     .await;
     let owner = app.bootstrap("Metrics", "owner@metrics.test").await;
     let key = app.create_key(&owner, "metrics").await;
-    let response = app
-        .send_with_key(Method::GET, "/api/v1/me", &key.key, None)
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    app.me(&key.key).await.ok();
     // A key with credits: the lease series appear too.
     let (metered, _) = app
         .new_key(

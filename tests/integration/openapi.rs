@@ -425,16 +425,10 @@ async fn roll_takes_the_null_body_the_document_allows() {
 
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let old = app.create_key(&owner, "rolled").await;
-    let path = format!(
-        "/app/v1/workspaces/{}/api-keys/{}/roll",
-        owner.workspace_id, old.id
-    );
-    let (status, body) = parts(
-        app.send(Method::POST, &path, Some(&owner.token), Some(Value::Null))
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let body = app
+        .roll(&owner, &old.id, Some(Value::Null))
+        .await
+        .expect_status(StatusCode::CREATED);
     let new_id = body["id"].as_str().expect("new id");
     assert_ne!(new_id, old.id);
     let replaced_by: Option<String> =

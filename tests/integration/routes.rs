@@ -74,13 +74,12 @@ async fn requests_are_counted_under_their_route_templates() {
     ];
     let before = app.metrics().await;
     for _ in 0..2 {
-        app.send(Method::GET, "/healthz", None, None).await;
-        app.send_with_key(Method::GET, "/api/v1/verify", &key, None)
-            .await;
+        app.health().await;
+        app.verify(&key, "").await;
+        app.lead(&key, "ld_missing").await;
+        // Raw: no key, no session, no body, each refused before any handler runs.
         app.send(Method::GET, "/api/v1/verify", None, None).await;
         app.send(Method::GET, "/api/v1/me", None, None).await;
-        app.send_with_key(Method::GET, "/api/v1/leads/ld_missing", &key, None)
-            .await;
         app.send(Method::POST, "/api/v1/credentials/revoke", None, None)
             .await;
         app.send(Method::GET, "/app/v1/session", None, None).await;

@@ -6,7 +6,7 @@ use crate::on_both_databases;
 use crate::test_app::Reply;
 use heffl_api::domain::ids::{UserId, WorkspaceId};
 use heffl_api::store::LeadFields;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
@@ -120,9 +120,7 @@ async fn scope_and_role_matrix(app: TestApp) {
             }
 
             // GET /leads: every role may, a member sees only their own.
-            let reply = app
-                .with_key(Method::GET, "/api/v1/leads?pageSize=100", &key.key, None)
-                .await;
+            let reply = app.leads(&key.key, "pageSize=100").await;
             let outcome = expect(scopes, "leads:read", true);
             check(
                 &format!("{what} GET /leads"),
@@ -143,9 +141,7 @@ async fn scope_and_role_matrix(app: TestApp) {
             // POST /leads: viewers may not.
             let before = count(&app, "SELECT COUNT(*) FROM leads", &[]).await;
             let new_lead = json!({ "name": "Jane Smith" });
-            let reply = app
-                .with_key(Method::POST, "/api/v1/leads", &key.key, Some(new_lead))
-                .await;
+            let reply = app.create_lead(&key.key, new_lead).await;
             let outcome = expect(scopes, "leads:write", role != "viewer");
             let what_post = format!("{what} POST /leads");
             check(&what_post, outcome, StatusCode::CREATED, &reply);
@@ -169,8 +165,7 @@ async fn scope_and_role_matrix(app: TestApp) {
                 },
             )
             .await;
-            let lead_path = format!("/api/v1/leads/{own}");
-            let reply = app.with_key(Method::GET, &lead_path, &key.key, None).await;
+            let reply = app.lead(&key.key, &own).await;
             let outcome = expect(scopes, "leads:read", true);
             check(
                 &format!("{what} GET own lead"),
@@ -180,9 +175,7 @@ async fn scope_and_role_matrix(app: TestApp) {
             );
             let outcome = expect(scopes, "leads:write", role != "viewer");
             let patch = json!({ "title": "after" });
-            let reply = app
-                .with_key(Method::PATCH, &lead_path, &key.key, Some(patch))
-                .await;
+            let reply = app.edit_lead(&key.key, &own, patch).await;
             check(
                 &format!("{what} PATCH own lead"),
                 outcome,
@@ -197,9 +190,7 @@ async fn scope_and_role_matrix(app: TestApp) {
             };
             assert_eq!(title.as_deref(), Some(expected_title), "{what}: PATCH");
 
-            let reply = app
-                .with_key(Method::DELETE, &lead_path, &key.key, None)
-                .await;
+            let reply = app.delete_lead(&key.key, &own).await;
             let what_delete = format!("{what} DELETE own lead");
             check(&what_delete, outcome, StatusCode::NO_CONTENT, &reply);
             assert_eq!(

@@ -1,21 +1,15 @@
-use crate::common::{parts, TestApp};
+use crate::common::TestApp;
 use crate::on_both_databases;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 
 async fn health_and_session(app: TestApp) {
-    let (status, body) = parts(app.send(Method::GET, "/healthz", None, None).await).await;
-    assert_eq!(status, StatusCode::OK);
+    let body = app.health().await.ok();
     assert_eq!(body["status"], "ok");
-    let (status, _) = parts(app.send(Method::GET, "/readyz", None, None).await).await;
-    assert_eq!(status, StatusCode::OK);
+    let ready = app.readiness().await;
+    assert_eq!(ready.status, StatusCode::OK);
 
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
-    let (status, body) = parts(
-        app.send(Method::GET, "/app/v1/session", Some(&owner.token), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let body = app.session(&owner.token).await.ok();
     assert_eq!(body["user"]["email"], "owner@acme.test");
     assert_eq!(body["workspaces"][0]["id"], owner.workspace_id.as_str());
     assert_eq!(body["workspaces"][0]["role"], "owner");

@@ -153,6 +153,17 @@ impl Reply {
     }
 }
 
+impl Account {
+    /// This session aimed at another workspace's routes. The typed calls take the workspace
+    /// from their caller, so this is how a test knocks on a wall between workspaces.
+    pub fn in_workspace(&self, workspace_id: &str) -> Account {
+        Account {
+            workspace_id: workspace_id.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
 fn member_path(workspace_id: &str, user_id: &str) -> String {
     format!("/app/v1/workspaces/{workspace_id}/members/{user_id}")
 }
@@ -184,7 +195,12 @@ impl TestApp {
 
     /// `POST /app/v1/auth/login`, whatever the outcome (`login` asserts a success).
     pub async fn try_login(&self, email: &str, password: &str) -> Reply {
-        let body = json!({ "email": email, "password": password });
+        self.login_with(json!({ "email": email, "password": password }))
+            .await
+    }
+
+    /// `POST /app/v1/auth/login` with `body` as given.
+    pub async fn login_with(&self, body: Value) -> Reply {
         self.call(Method::POST, "/app/v1/auth/login", None, Some(body))
             .await
     }
@@ -197,6 +213,25 @@ impl TestApp {
     pub async fn session(&self, token: &str) -> Reply {
         self.call(Method::GET, "/app/v1/session", Some(token), None)
             .await
+    }
+
+    /// `POST /app/v1/session/password` with `body` as given, with or without a session.
+    pub async fn change_password(&self, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, "/app/v1/session/password", token, Some(body))
+            .await
+    }
+
+    /// The scopes a key may be given, with or without a session.
+    pub async fn scopes(&self, token: Option<&str>) -> Reply {
+        self.call(Method::GET, "/app/v1/scopes", token, None).await
+    }
+
+    pub async fn health(&self) -> Reply {
+        self.call(Method::GET, "/healthz", None, None).await
+    }
+
+    pub async fn readiness(&self) -> Reply {
+        self.call(Method::GET, "/readyz", None, None).await
     }
 
     // Workspaces and members ----------------------------------------------------------------
@@ -244,23 +279,37 @@ impl TestApp {
         role: impl Into<Value>,
     ) -> Reply {
         let body = json!({ "email": email, "role": role.into() });
-        let path = format!("/app/v1/workspaces/{workspace_id}/invitations");
+        let path = invitations_path(workspace_id);
+        self.call(Method::POST, &path, Some(&caller.token), Some(body))
+            .await
+    }
+
+    /// An invitation into the caller's workspace with `body` as given (`invite` builds it from
+    /// an email and a role).
+    pub async fn invite_with(&self, caller: &Account, body: Value) -> Reply {
+        let path = invitations_path(&caller.workspace_id);
         self.call(Method::POST, &path, Some(&caller.token), Some(body))
             .await
     }
 
     pub async fn invitations(&self, caller: &Account) -> Reply {
-        let path = format!("/app/v1/workspaces/{}/invitations", caller.workspace_id);
+        let path = invitations_path(&caller.workspace_id);
         self.call(Method::GET, &path, Some(&caller.token), None)
             .await
     }
 
     pub async fn resend_invitation(&self, caller: &Account, invitation_id: &str) -> Reply {
         let path = format!(
-            "/app/v1/workspaces/{}/invitations/{invitation_id}/resend",
-            caller.workspace_id
+            "{}/{invitation_id}/resend",
+            invitations_path(&caller.workspace_id)
         );
         self.call(Method::POST, &path, Some(&caller.token), None)
+            .await
+    }
+
+    pub async fn cancel_invitation(&self, caller: &Account, invitation_id: &str) -> Reply {
+        let path = format!("{}/{invitation_id}", invitations_path(&caller.workspace_id));
+        self.call(Method::DELETE, &path, Some(&caller.token), None)
             .await
     }
 
@@ -268,6 +317,18 @@ impl TestApp {
         let body = json!({ "token": token });
         self.call(Method::POST, "/app/v1/invitations/lookup", None, Some(body))
             .await
+    }
+
+    /// `POST /app/v1/invitations/accept` with `body` as given: a newcomer sends no session, a
+    /// signed-in user sends theirs.
+    pub async fn accept_invitation(&self, session: Option<&str>, body: Value) -> Reply {
+        self.call(
+            Method::POST,
+            "/app/v1/invitations/accept",
+            session,
+            Some(body),
+        )
+        .await
     }
 
     // Password resets -----------------------------------------------------------------------
@@ -357,11 +418,69 @@ impl TestApp {
             .await
     }
 
+    /// A key's usage, with `query` (e.g. `days=7`) as the query string.
+    pub async fn usage(&self, caller: &Account, key_id: &str, query: &str) -> Reply {
+        let path = format!("{}/usage?{query}", key_path(&caller.workspace_id, key_id));
+        self.call(Method::GET, &path, Some(&caller.token), None)
+            .await
+    }
+
+    /// The usage of every key of the caller's workspace that the caller may see.
+    pub async fn workspace_usage(&self, caller: &Account, query: &str) -> Reply {
+        let path = format!("/app/v1/workspaces/{}/usage?{query}", caller.workspace_id);
+        self.call(Method::GET, &path, Some(&caller.token), None)
+            .await
+    }
+
     // The key-facing API ---------------------------------------------------------------------
 
     /// `GET /api/v1/me` with `key`.
     pub async fn me(&self, key: &str) -> Reply {
         self.with_key(Method::GET, "/api/v1/me", key, None).await
+    }
+
+    /// `GET /api/v1/verify` followed by `tail`: nothing, a query of its own (`?cost=2`), or the
+    /// path and query a gateway forwards (`/orders?cost=0`).
+    pub async fn verify(&self, key: &str, tail: &str) -> Reply {
+        self.verify_as(Method::GET, Some(key), tail).await
+    }
+
+    /// `verify` with any method and with or without a key, as a gateway passes on whatever its
+    /// client sent.
+    pub async fn verify_as(&self, method: Method, key: Option<&str>, tail: &str) -> Reply {
+        let mut request = self
+            .client
+            .request(method, self.url(&format!("/api/v1/verify{tail}")));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    pub async fn create_lead(&self, key: &str, body: Value) -> Reply {
+        self.with_key(Method::POST, "/api/v1/leads", key, Some(body))
+            .await
+    }
+
+    /// The key's lead list, with `query` (e.g. `pageSize=100`) as the query string.
+    pub async fn leads(&self, key: &str, query: &str) -> Reply {
+        let path = format!("/api/v1/leads?{query}");
+        self.with_key(Method::GET, &path, key, None).await
+    }
+
+    pub async fn lead(&self, key: &str, lead_id: &str) -> Reply {
+        self.with_key(Method::GET, &lead_path(lead_id), key, None)
+            .await
+    }
+
+    pub async fn edit_lead(&self, key: &str, lead_id: &str, body: Value) -> Reply {
+        self.with_key(Method::PATCH, &lead_path(lead_id), key, Some(body))
+            .await
+    }
+
+    pub async fn delete_lead(&self, key: &str, lead_id: &str) -> Reply {
+        self.with_key(Method::DELETE, &lead_path(lead_id), key, None)
+            .await
     }
 
     /// `GET /api/v1/me` with `key` and one more header (e.g. what a browser adds).
@@ -476,6 +595,14 @@ impl TestApp {
         self.call(Method::POST, &path, Some(&caller.token), None)
             .await
     }
+}
+
+pub fn invitations_path(workspace_id: &str) -> String {
+    format!("/app/v1/workspaces/{workspace_id}/invitations")
+}
+
+pub fn lead_path(lead_id: &str) -> String {
+    format!("/api/v1/leads/{lead_id}")
 }
 
 pub fn webhooks_path(workspace_id: &str) -> String {

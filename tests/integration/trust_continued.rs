@@ -4,7 +4,7 @@
 
 use crate::common::{Account, TestApp};
 use crate::on_both_databases;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 /// A gateway configured with `scopes=` (or `Scope=`, `scope[]=`) meant to require a scope; the
@@ -21,14 +21,7 @@ async fn verify_refuses_a_misspelt_scope_parameter(app: TestApp) {
         "scope[]=leads:write",
         "scope=me:read&Scope=leads:write",
     ] {
-        let reply = app
-            .with_key(
-                Method::GET,
-                &format!("/api/v1/verify?{query}"),
-                &key.key,
-                None,
-            )
-            .await;
+        let reply = app.verify(&key.key, &format!("?{query}")).await;
         let name = query
             .rsplit('&')
             .next()
@@ -45,25 +38,11 @@ async fn verify_refuses_a_misspelt_scope_parameter(app: TestApp) {
         assert!(issues.contains(name), "?{query} names {name}: {issues}");
     }
     // The correct spelling still works, and Envoy's form keeps the original request's query.
-    app.with_key(Method::GET, "/api/v1/verify?scope=me:read", &key.key, None)
+    app.verify(&key.key, "?scope=me:read").await.ok();
+    app.verify(&key.key, "/orders/7?page=2").await.ok();
+    app.verify(&key.key, "?scope=leads:write")
         .await
-        .ok();
-    app.with_key(
-        Method::GET,
-        "/api/v1/verify/orders/7?page=2",
-        &key.key,
-        None,
-    )
-    .await
-    .ok();
-    app.with_key(
-        Method::GET,
-        "/api/v1/verify?scope=leads:write",
-        &key.key,
-        None,
-    )
-    .await
-    .expect_forbidden("insufficient_scope");
+        .expect_forbidden("insufficient_scope");
 }
 
 /// Rolls `key_id` as `caller` (without grace) and returns the replacement's limit.

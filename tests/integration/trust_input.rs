@@ -3,13 +3,12 @@
 //! "Invoice \u{202e}gnp.exe" displays as "Invoice exe.png"; `adm\u{200b}@a.test` displays as
 //! `adm@a.test`). Blank after whitespace is blank; emails are plain `local@domain`.
 
-use crate::common::{
-    assert_error, count_rows, create_key_with, key_count, parts, Account, TestApp,
-};
+use crate::common::{count_rows, key_count, TestApp};
 use crate::on_both_databases;
 use crate::process_harness::Deployment;
+use crate::test_app::Reply;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 on_both_databases!(
     key_names_refuse_invisible_characters,
@@ -41,14 +40,8 @@ const INVISIBLE: [(&str, &str); 10] = [
 ];
 
 #[track_caller]
-fn assert_invalid_field(status: StatusCode, body: &Value, field: &str, what: &str) {
-    assert_error(
-        status,
-        body,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-        None,
-    );
+fn assert_invalid_field(reply: &Reply, field: &str, what: &str) {
+    let body = reply.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
     let fields: Vec<&str> = body["error"]["details"]["issues"]
         .as_array()
         .unwrap_or_else(|| panic!("{what}: no issues: {body}"))
@@ -58,14 +51,6 @@ fn assert_invalid_field(status: StatusCode, body: &Value, field: &str, what: &st
     assert!(fields.contains(&field), "{what}: {field} not named: {body}");
 }
 
-async fn create_lead(app: &TestApp, key: &str, body: Value) -> (StatusCode, Value) {
-    parts(
-        app.send_with_key(Method::POST, "/api/v1/leads", key, Some(body))
-            .await,
-    )
-    .await
-}
-
 async fn key_names_refuse_invisible_characters(app: TestApp) {
     let owner = app
         .bootstrap("Invisible keys", "owner@invisiblekeys.test")
@@ -73,14 +58,14 @@ async fn key_names_refuse_invisible_characters(app: TestApp) {
     let keys_before = key_count(&app).await;
     for (what, c) in INVISIBLE {
         for name in [format!("Website{c}form"), c.repeat(3), format!("{c}Zapier")] {
-            let (status, body) = create_key_with(&app, &owner, json!({ "name": name })).await;
-            assert_invalid_field(status, &body, "name", what);
+            let reply = app.new_key(&owner, json!({ "name": name })).await;
+            assert_invalid_field(&reply, "name", what);
         }
     }
     // Blank once whitespace of any kind is removed.
     for blank in ["\u{3000}\u{2003}", " \u{a0} ", "\u{2028}"] {
-        let (status, body) = create_key_with(&app, &owner, json!({ "name": blank })).await;
-        assert_invalid_field(status, &body, "name", "blank");
+        let reply = app.new_key(&owner, json!({ "name": blank })).await;
+        assert_invalid_field(&reply, "name", "blank");
     }
     assert_eq!(key_count(&app).await, keys_before);
     // Visible text of any script is fine.
@@ -91,9 +76,9 @@ async fn key_names_refuse_invisible_characters(app: TestApp) {
         "مزامنة",
         "Café ☕",
     ] {
-        let (status, body) = create_key_with(&app, &owner, json!({ "name": name })).await;
-        assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
-        assert_eq!(body["name"], name);
+        let reply = app.new_key(&owner, json!({ "name": name })).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{name}: {}", reply.body);
+        assert_eq!(reply.body["name"], name);
     }
 }
 
@@ -103,9 +88,10 @@ async fn lead_fields_refuse_invisible_characters(app: TestApp) {
         .await;
     let key = app.create_key(&owner, "leads").await;
     let leads_before = count_rows(&app.store, "leads").await;
-    let (status, body) =
-        create_lead(&app, &key.key, json!({ "name": "Invoice \u{202e}gnp.exe" })).await;
-    assert_invalid_field(status, &body, "name", "the reviewed lead name");
+    let reply = app
+        .create_lead(&key.key, json!({ "name": "Invoice \u{202e}gnp.exe" }))
+        .await;
+    assert_invalid_field(&reply, "name", "the reviewed lead name");
     for (what, c) in INVISIBLE {
         for (field, lead) in [
             ("name", json!({ "name": format!("Jane{c} Smith") })),
@@ -118,28 +104,26 @@ async fn lead_fields_refuse_invisible_characters(app: TestApp) {
                 json!({ "name": "Jane", "email": format!("jane{c}@example.com") }),
             ),
         ] {
-            let (status, body) = create_lead(&app, &key.key, lead).await;
-            assert_invalid_field(status, &body, field, what);
+            let reply = app.create_lead(&key.key, lead).await;
+            assert_invalid_field(&reply, field, what);
         }
     }
     assert_eq!(count_rows(&app.store, "leads").await, leads_before);
 
-    let (status, lead) = create_lead(&app, &key.key, json!({ "name": "Jane Smith" })).await;
-    assert_eq!(status, StatusCode::CREATED, "{lead}");
-    let path = format!("/api/v1/leads/{}", lead["id"].as_str().expect("id"));
+    let lead = app
+        .create_lead(&key.key, json!({ "name": "Jane Smith" }))
+        .await
+        .expect_status(StatusCode::CREATED);
+    let lead_id = lead["id"].as_str().expect("id");
     for (field, patch) in [
         ("name", json!({ "name": "Jane\u{200b}" })),
         ("title", json!({ "title": "\u{202e}CEO" })),
         ("email", json!({ "email": "\u{feff}jane@example.com" })),
     ] {
-        let (status, body) = parts(
-            app.send_with_key(Method::PATCH, &path, &key.key, Some(patch))
-                .await,
-        )
-        .await;
-        assert_invalid_field(status, &body, field, "patch");
+        let reply = app.edit_lead(&key.key, lead_id, patch).await;
+        assert_invalid_field(&reply, field, "patch");
     }
-    let (_, unchanged) = parts(app.send_with_key(Method::GET, &path, &key.key, None).await).await;
+    let unchanged = app.lead(&key.key, lead_id).await.body;
     assert_eq!(unchanged["name"], "Jane Smith");
 }
 
@@ -150,43 +134,32 @@ async fn workspace_and_member_fields_refuse_invisible_characters(app: TestApp) {
     let workspaces_before = count_rows(&app.store, "workspaces").await;
     let users_before = count_rows(&app.store, "users").await;
     // People join by invitation (docs/api.md §10): the invited email and the name given on accepting.
-    let (status, invitation) = post(
-        &app,
-        &owner,
-        &format!("/app/v1/workspaces/{}/invitations", owner.workspace_id),
-        json!({ "email": "adm@a.test", "role": "admin" }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let invitation = app
+        .invite(&owner, &owner.workspace_id, "adm@a.test", "admin")
+        .await
+        .expect_status(StatusCode::CREATED);
     let token = invitation["token"].as_str().expect("token").to_owned();
     for (what, c) in INVISIBLE {
-        let (status, body) = post(
-            &app,
-            &owner,
-            "/app/v1/workspaces",
-            json!({ "name": format!("Acme{c}") }),
-        )
-        .await;
-        assert_invalid_field(status, &body, "name", what);
-        let (status, body) = post(
-            &app,
-            &owner,
-            &format!("/app/v1/workspaces/{}/invitations", owner.workspace_id),
-            json!({ "email": format!("adm{c}@a.test"), "role": "admin" }),
-        )
-        .await;
-        assert_invalid_field(status, &body, "email", what);
-        let (status, body) = parts(
-            app.send(
-                Method::POST,
-                "/app/v1/invitations/accept",
-                None,
-                Some(json!({ "token": token, "name": format!("Adm{c}"), "password": "a long enough password" })),
+        let reply = app
+            .create_workspace(&owner.token, json!({ "name": format!("Acme{c}") }))
+            .await;
+        assert_invalid_field(&reply, "name", what);
+        let reply = app
+            .invite(
+                &owner,
+                &owner.workspace_id,
+                &format!("adm{c}@a.test"),
+                "admin",
             )
-            .await,
-        )
-        .await;
-        assert_invalid_field(status, &body, "name", what);
+            .await;
+        assert_invalid_field(&reply, "email", what);
+        let reply = app
+            .accept_invitation(
+                None,
+                json!({ "token": token, "name": format!("Adm{c}"), "password": "a long enough password" }),
+            )
+            .await;
+        assert_invalid_field(&reply, "name", what);
     }
     assert_eq!(
         count_rows(&app.store, "workspaces").await,
@@ -194,25 +167,10 @@ async fn workspace_and_member_fields_refuse_invisible_characters(app: TestApp) {
     );
     assert_eq!(count_rows(&app.store, "users").await, users_before);
     // Signing in with an invisible character is a clear 400, not a lookup.
-    let (status, body) = parts(
-        app.send(
-            Method::POST,
-            "/app/v1/auth/login",
-            None,
-            Some(json!({ "email": "owner@invisible\u{200b}people.test", "password": owner.password })),
-        )
-        .await,
-    )
-    .await;
-    assert_invalid_field(status, &body, "email", "login");
-}
-
-async fn post(app: &TestApp, account: &Account, path: &str, body: Value) -> (StatusCode, Value) {
-    parts(
-        app.send(Method::POST, path, Some(&account.token), Some(body))
-            .await,
-    )
-    .await
+    let reply = app
+        .try_login("owner@invisible\u{200b}people.test", &owner.password)
+        .await;
+    assert_invalid_field(&reply, "email", "login");
 }
 
 async fn emails_are_plain_trimmed_and_case_insensitive(app: TestApp) {
@@ -229,17 +187,18 @@ async fn emails_are_plain_trimmed_and_case_insensitive(app: TestApp) {
         "jane;bob@example.com",
         "jane\\@example.com",
     ] {
-        let (status, body) =
-            create_lead(&app, &key.key, json!({ "name": "Jane", "email": email })).await;
-        assert_invalid_field(status, &body, "email", email);
+        let reply = app
+            .create_lead(&key.key, json!({ "name": "Jane", "email": email }))
+            .await;
+        assert_invalid_field(&reply, "email", email);
     }
-    let (status, lead) = create_lead(
-        &app,
-        &key.key,
-        json!({ "name": "Jane", "email": "  Jane.Smith+crm@Example.com \t" }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{lead}");
+    let lead = app
+        .create_lead(
+            &key.key,
+            json!({ "name": "Jane", "email": "  Jane.Smith+crm@Example.com \t" }),
+        )
+        .await
+        .expect_status(StatusCode::CREATED);
     assert_eq!(lead["email"], "Jane.Smith+crm@Example.com");
 
     // A user's email is trimmed and matched without regard to case.
@@ -248,13 +207,16 @@ async fn emails_are_plain_trimmed_and_case_insensitive(app: TestApp) {
         .await;
     let token = app.login("mixed.case@emails.test", &member.password).await;
     assert!(!token.is_empty());
-    let (status, body) = post(
-        &app,
-        &owner,
-        &format!("/app/v1/workspaces/{}/members", owner.workspace_id),
-        json!({ "email": "MIXED.CASE@emails.test", "role": "viewer", "name": "Again", "password": "a long enough password" }),
-    )
-    .await;
+    // Raw: the direct add is gone (a 404 or 405 now), and must not come back as a way to a
+    // second user for one address.
+    let Reply { status, body, .. } = app
+        .call(
+            Method::POST,
+            &format!("/app/v1/workspaces/{}/members", owner.workspace_id),
+            Some(&owner.token),
+            Some(json!({ "email": "MIXED.CASE@emails.test", "role": "viewer", "name": "Again", "password": "a long enough password" })),
+        )
+        .await;
     assert!(
         status != StatusCode::CREATED || body["userId"] == member.user_id.as_str(),
         "the same address became a second user: {status} {body}"

@@ -4,13 +4,11 @@
 //! Rolling itself: the new key keeps the old one's name, scopes, limit and user, and the old
 //! key lives on for the grace period asked for (none by default), then expires.
 
-use crate::common::{
-    assert_error, assert_unauthorized, count, create_key_with, key_count, key_path, keys_path,
-    me_with_key, Account, TestApp,
-};
 use crate::common::{audit_count, key_column, key_time, ms, sleep_past};
+use crate::common::{count, key_count, TestApp};
+use crate::test_app::Reply;
 use crate::{on_both_databases, on_both_databases_with};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -40,14 +38,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-async fn roll(app: &TestApp, account: &Account, key_id: &str, body: Value) -> (StatusCode, Value) {
-    app.roll(account, key_id, Some(body)).await.parts()
-}
-
-async fn revoke(app: &TestApp, account: &Account, key_id: &str) -> (StatusCode, Value) {
-    app.revoke(account, key_id).await.parts()
-}
-
 async fn rolled_from(app: &TestApp, key_id: &str) -> i64 {
     count(
         app,
@@ -58,8 +48,12 @@ async fn rolled_from(app: &TestApp, key_id: &str) -> i64 {
 }
 
 #[track_caller]
-fn assert_conflict(status: StatusCode, body: &Value, reason: &str) {
-    assert_error(status, body, StatusCode::CONFLICT, "CONFLICT", Some(reason));
+fn assert_conflict(reply: &Reply, reason: &str) {
+    reply.expect_error(StatusCode::CONFLICT, "CONFLICT", Some(reason));
+}
+
+fn grace(seconds: i64) -> Option<Value> {
+    Some(json!({ "expiresOldIn": seconds }))
 }
 
 async fn only_the_creator_may_roll_a_key(app: TestApp) {
@@ -70,14 +64,10 @@ async fn only_the_creator_may_roll_a_key(app: TestApp) {
     let keys_before = key_count(&app).await;
 
     // The attack: an admin rolls the owner's key to obtain a secret that acts as the owner.
-    let (status, body) = roll(&app, &admin, &owners_key.id, json!({})).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("insufficient_permission"),
-    );
+    let body = app
+        .roll(&admin, &owners_key.id, Some(json!({})))
+        .await
+        .expect_forbidden("insufficient_permission");
     assert_eq!(
         body["error"]["message"],
         "only the key's creator can roll it; revoke it instead"
@@ -86,33 +76,32 @@ async fn only_the_creator_may_roll_a_key(app: TestApp) {
     assert_eq!(key_count(&app).await, keys_before);
     assert_eq!(rolled_from(&app, &owners_key.id).await, 0);
     // Not even with a grace period, and the owner cannot roll the admin's key either.
-    let (status, _) = roll(&app, &admin, &owners_key.id, json!({ "expiresOldIn": 60 })).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = roll(&app, &owner, &admins_key.id, json!({})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    app.roll(&admin, &owners_key.id, grace(60))
+        .await
+        .expect_status(StatusCode::FORBIDDEN);
+    app.roll(&owner, &admins_key.id, Some(json!({})))
+        .await
+        .expect_status(StatusCode::FORBIDDEN);
     assert_eq!(key_count(&app).await, keys_before);
-    let (status, _) = me_with_key(&app, &owners_key.key).await;
-    assert_eq!(status, StatusCode::OK);
+    app.me(&owners_key.key).await.ok();
 
     // Managers may still revoke someone else's key.
-    let (status, body) = revoke(&app, &admin, &admins_key.id).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = revoke(&app, &owner, &admins_key.id).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    app.revoke(&admin, &admins_key.id).await.ok();
+    app.revoke(&owner, &admins_key.id).await.ok();
 
     // The creator may roll, and the new secret acts as them.
-    let (status, new) = roll(&app, &owner, &owners_key.id, json!({})).await;
-    assert_eq!(status, StatusCode::CREATED, "{new}");
-    let (status, me) = me_with_key(&app, new["key"].as_str().expect("key")).await;
-    assert_eq!(status, StatusCode::OK, "{me}");
+    let new = app
+        .roll(&owner, &owners_key.id, Some(json!({})))
+        .await
+        .expect_status(StatusCode::CREATED);
+    let me = app.me(new["key"].as_str().expect("key")).await.ok();
     assert_eq!(me["user"]["id"], owner.user_id.as_str());
 }
 
 async fn rolling_an_inactive_key_is_key_inactive(app: TestApp) {
     let owner = app.bootstrap("Inactive", "owner@inactive.test").await;
     let revoked = app.create_key(&owner, "revoked").await;
-    let (status, _) = revoke(&app, &owner, &revoked.id).await;
-    assert_eq!(status, StatusCode::OK);
+    app.revoke(&owner, &revoked.id).await.ok();
     let expired = app.create_key(&owner, "expired").await;
     sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
         .bind(now_ms() - 1_000)
@@ -122,23 +111,25 @@ async fn rolling_an_inactive_key_is_key_inactive(app: TestApp) {
         .expect("expire");
     let keys_before = key_count(&app).await;
     for key_id in [&revoked.id, &expired.id] {
-        let (status, body) = roll(&app, &owner, key_id, json!({ "expiresOldIn": 60 })).await;
-        assert_conflict(status, &body, "key_inactive");
+        let reply = app.roll(&owner, key_id, grace(60)).await;
+        assert_conflict(&reply, "key_inactive");
     }
     assert_eq!(key_count(&app).await, keys_before);
 
     // Rolled without grace, the old key has expired at once; rolling it again is still
     // `already_rolled`, whatever else is true of it.
     let rolled = app.create_key(&owner, "rolled").await;
-    let (status, body) = roll(&app, &owner, &rolled.id, json!({})).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = roll(&app, &owner, &rolled.id, json!({})).await;
-    assert_conflict(status, &body, "already_rolled");
+    app.roll(&owner, &rolled.id, Some(json!({})))
+        .await
+        .expect_status(StatusCode::CREATED);
+    let reply = app.roll(&owner, &rolled.id, Some(json!({}))).await;
+    assert_conflict(&reply, "already_rolled");
     let graced = app.create_key(&owner, "graced").await;
-    let (status, body) = roll(&app, &owner, &graced.id, json!({ "expiresOldIn": 600 })).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = roll(&app, &owner, &graced.id, json!({})).await;
-    assert_conflict(status, &body, "already_rolled");
+    app.roll(&owner, &graced.id, grace(600))
+        .await
+        .expect_status(StatusCode::CREATED);
+    let reply = app.roll(&owner, &graced.id, Some(json!({}))).await;
+    assert_conflict(&reply, "already_rolled");
 }
 
 /// Every other way a secret is produced or shown: creation acts as the caller only, and no
@@ -153,32 +144,34 @@ async fn no_other_path_hands_a_secret_to_someone_else(app: TestApp) {
         json!({ "name": "for the owner", "created_by": owner.user_id }),
         json!({ "name": "for the owner", "actAs": owner.user_id }),
     ] {
-        let (status, body) = create_key_with(&app, &admin, smuggled).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        app.new_key(&admin, smuggled)
+            .await
+            .expect_status(StatusCode::BAD_REQUEST);
     }
     assert_eq!(key_count(&app).await, keys_before);
-    let (status, created) = create_key_with(&app, &admin, json!({ "name": "mine" })).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert_eq!(created["createdBy"]["id"], admin.user_id.as_str());
-    let (_, me) = me_with_key(&app, created["key"].as_str().expect("key")).await;
+    let (created, record) = app
+        .new_key(&admin, json!({ "name": "mine" }))
+        .await
+        .created_key();
+    assert_eq!(record["createdBy"]["id"], admin.user_id.as_str());
+    let me = app.me(&created.key).await.body;
     assert_eq!(me["user"]["id"], admin.user_id.as_str());
 
     let owners_key = app.create_key(&owner, "owner's").await;
-    let (status, body) = roll(&app, &owner, &owners_key.id, json!({ "expiresOldIn": 60 })).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let body = app
+        .roll(&owner, &owners_key.id, grace(60))
+        .await
+        .expect_status(StatusCode::CREATED);
     let rolled_secret = body["key"].as_str().expect("key").to_owned();
     let secrets = [owners_key.key.as_str(), rolled_secret.as_str()];
-    let ws = &owner.workspace_id;
-    for path in [
-        format!("{}?status=all", keys_path(ws)),
-        key_path(ws, &owners_key.id),
-        format!("/app/v1/workspaces/{ws}/audit-events?limit=200"),
-        format!("/app/v1/workspaces/{ws}/members"),
-        "/app/v1/session".to_owned(),
+    for (path, reply) in [
+        ("key list", app.keys(&admin, "status=all").await),
+        ("key record", app.key(&admin, &owners_key.id).await),
+        ("audit events", app.audit_events(&admin, "limit=200").await),
+        ("members", app.members(&admin, &owner.workspace_id).await),
+        ("session", app.session(&admin.token).await),
     ] {
-        let response = app.send(Method::GET, &path, Some(&admin.token), None).await;
-        let status = response.status();
-        let text = response.text().await.expect("body");
+        let Reply { status, text, .. } = reply;
         assert!(status.is_success(), "{path}: {status} {text}");
         for secret in secrets {
             assert!(!text.contains(secret), "{path} shows a secret");
@@ -200,17 +193,17 @@ async fn roll_and_revoke_races_end_as_some_serial_order(app: TestApp) {
     for race in 0..RACES {
         let key = app.create_key(&owner, &format!("race {race}")).await;
         let (rolled, revoked) = tokio::join!(
-            roll(&app, &owner, &key.id, json!({ "expiresOldIn": 60 })),
-            revoke(&app, &admin, &key.id),
+            app.roll(&owner, &key.id, grace(60)),
+            app.revoke(&admin, &key.id),
         );
-        let (roll_status, roll_body) = rolled;
-        let (revoke_status, revoke_body) = revoked;
-        assert_eq!(revoke_status, StatusCode::OK, "race {race}: {revoke_body}");
+        let roll_body = &rolled.body;
+        let revoke_body = &revoked.body;
+        assert_eq!(revoked.status, StatusCode::OK, "race {race}: {revoke_body}");
         assert_eq!(
             revoke_body["status"], "revoked",
             "race {race}: {revoke_body}"
         );
-        match roll_status {
+        match rolled.status {
             StatusCode::CREATED => {
                 // Roll, then revoke: the revoke reports the live replacement.
                 roll_first += 1;
@@ -220,19 +213,20 @@ async fn roll_and_revoke_races_end_as_some_serial_order(app: TestApp) {
                     "race {race}: the revoke hid the replacement: {revoke_body}"
                 );
                 assert_eq!(rolled_from(&app, &key.id).await, 1);
-                let (status, me) = me_with_key(&app, roll_body["key"].as_str().expect("key")).await;
-                assert_eq!(status, StatusCode::OK, "race {race}: {me}");
+                let me = app.me(roll_body["key"].as_str().expect("key")).await;
+                assert_eq!(me.status, StatusCode::OK, "race {race}: {}", me.body);
             }
             _ => {
                 // Revoke, then roll: nothing to roll, and no replacement exists.
                 revoke_first += 1;
-                assert_conflict(roll_status, &roll_body, "key_inactive");
+                assert_conflict(&rolled, "key_inactive");
                 assert_eq!(revoke_body["replacedBy"], Value::Null, "race {race}");
                 assert_eq!(rolled_from(&app, &key.id).await, 0, "race {race}");
             }
         }
-        let (status, body) = me_with_key(&app, &key.key).await;
-        assert_unauthorized(status, &body, "revoked_api_key");
+        app.me(&key.key)
+            .await
+            .expect_unauthorized("revoked_api_key");
     }
     eprintln!("{RACES} roll/revoke races: roll first {roll_first}, revoke first {revoke_first}");
 }
@@ -242,24 +236,24 @@ async fn roll_and_roll_races_let_exactly_one_through(app: TestApp) {
     for race in 0..RACES {
         let key = app.create_key(&owner, &format!("race {race}")).await;
         let (first, second) = tokio::join!(
-            roll(&app, &owner, &key.id, json!({ "expiresOldIn": 60 })),
-            roll(&app, &owner, &key.id, json!({ "expiresOldIn": 60 })),
+            app.roll(&owner, &key.id, grace(60)),
+            app.roll(&owner, &key.id, grace(60)),
         );
-        let mut statuses = [first.0, second.0];
+        let mut statuses = [first.status, second.status];
         statuses.sort();
         assert_eq!(
             statuses,
             [StatusCode::CREATED, StatusCode::CONFLICT],
             "race {race}: {} / {}",
-            first.1,
-            second.1
+            first.body,
+            second.body
         );
-        let loser = if first.0 == StatusCode::CONFLICT {
+        let loser = if first.status == StatusCode::CONFLICT {
             &first
         } else {
             &second
         };
-        assert_conflict(loser.0, &loser.1, "already_rolled");
+        assert_conflict(loser, "already_rolled");
         assert_eq!(rolled_from(&app, &key.id).await, 1, "race {race}");
     }
 }
@@ -272,62 +266,54 @@ async fn only_managers_may_lift_a_keys_rate_limit(app: TestApp) {
     for (account, role) in [(&member, "member"), (&viewer, "viewer")] {
         let keys_before = key_count(&app).await;
         for limit in [0, 61, 1_000, 1_000_000] {
-            let (status, body) = create_key_with(
-                &app,
-                account,
-                json!({ "name": "unlimited", "rateLimitPerMinute": limit }),
-            )
-            .await;
-            assert_error(
-                status,
-                &body,
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                Some("insufficient_permission"),
-            );
+            let body = app
+                .new_key(
+                    account,
+                    json!({ "name": "unlimited", "rateLimitPerMinute": limit }),
+                )
+                .await
+                .expect_forbidden("insufficient_permission");
             assert!(body.get("key").is_none(), "{role} {limit}: {body}");
         }
         assert_eq!(key_count(&app).await, keys_before, "{role}");
         for limit in [1, 30, 60] {
-            let (status, body) = create_key_with(
-                &app,
-                account,
-                json!({ "name": "stricter", "rateLimitPerMinute": limit }),
-            )
-            .await;
-            assert_eq!(status, StatusCode::CREATED, "{role} {limit}: {body}");
-            assert_eq!(body["rateLimitPerMinute"], limit);
+            let reply = app
+                .new_key(
+                    account,
+                    json!({ "name": "stricter", "rateLimitPerMinute": limit }),
+                )
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::CREATED,
+                "{role} {limit}: {}",
+                reply.body
+            );
+            assert_eq!(reply.body["rateLimitPerMinute"], limit);
         }
-        let (status, body) = create_key_with(&app, account, json!({ "name": "default" })).await;
-        assert_eq!(status, StatusCode::CREATED, "{role}: {body}");
-        assert_eq!(body["rateLimitPerMinute"], Value::Null);
+        let reply = app.new_key(account, json!({ "name": "default" })).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{role}: {}", reply.body);
+        assert_eq!(reply.body["rateLimitPerMinute"], Value::Null);
     }
     for account in [&owner, &admin] {
         for limit in [0, 1, 60, 61, 1_000_000] {
-            let (status, body) = create_key_with(
-                &app,
-                account,
-                json!({ "name": "operator's choice", "rateLimitPerMinute": limit }),
-            )
-            .await;
-            assert_eq!(status, StatusCode::CREATED, "{limit}: {body}");
+            let reply = app
+                .new_key(
+                    account,
+                    json!({ "name": "operator's choice", "rateLimitPerMinute": limit }),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{limit}: {}", reply.body);
         }
     }
     // Out of range is a validation error for everyone.
     for (account, limit) in [(&viewer, -1), (&owner, 1_000_001)] {
-        let (status, body) = create_key_with(
-            &app,
+        app.new_key(
             account,
             json!({ "name": "bad", "rateLimitPerMinute": limit }),
         )
-        .await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            None,
-        );
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
     }
 }
 
@@ -377,14 +363,9 @@ async fn roll_with_grace_keeps_both_keys_until_the_old_expires(app: TestApp) {
     // The new key is an independent secret, with the old key's scopes.
     let body = app.me(&new_key).await.ok();
     assert_eq!(body["apiKey"]["id"], new_id.as_str());
-    app.with_key(
-        Method::POST,
-        "/api/v1/leads",
-        &new_key,
-        Some(json!({ "name": "x" })),
-    )
-    .await
-    .expect_missing_scope("leads:write");
+    app.create_lead(&new_key, json!({ "name": "x" }))
+        .await
+        .expect_missing_scope("leads:write");
     let body = app.me(&old.key).await.ok();
     assert_eq!(
         body["apiKey"]["id"],
@@ -563,7 +544,7 @@ async fn roll_follows_key_permissions_and_keeps_the_user(app: TestApp) {
         (&members_key.id, "a member's"),
         (&owners_key.id, "the owner's"),
     ] {
-        let (status, body) = app.roll(&other, key_id, a_minute()).await.parts();
+        let Reply { status, body, .. } = app.roll(&other, key_id, a_minute()).await;
         assert!(
             status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
             "another member rolled {what} key: {status} {body}"

@@ -6,9 +6,10 @@
 //! server's own count of key lookups (`KeyCache::lookup_count`).
 
 use crate::common::{
-    assert_too_many, assert_unauthorized, me_with_key, unknown_key, Account, CreatedKey, TestApp,
+    assert_too_many, assert_unauthorized, unknown_key, Account, CreatedKey, TestApp,
 };
 use crate::on_both_databases_with;
+use crate::test_app::Reply;
 use heffl_api::config::Config;
 use heffl_api::domain::ids::{KeyId, UserId, WorkspaceId};
 use reqwest::StatusCode;
@@ -53,8 +54,8 @@ async fn wait_until_live(app: &TestApp) {
 }
 
 async fn assert_works(app: &TestApp, key: &CreatedKey, what: &str) {
-    let (status, body) = me_with_key(app, &key.key).await;
-    assert_eq!(status, StatusCode::OK, "{what}: {body}");
+    let reply = app.me(&key.key).await;
+    assert_eq!(reply.status, StatusCode::OK, "{what}: {}", reply.body);
 }
 
 async fn setup(app: &TestApp, name: &str) -> Account {
@@ -107,7 +108,7 @@ async fn a_careless_client_never_locks_out_its_neighbours(app: TestApp) {
             (mistyped.as_str(), "invalid_api_key"),
             (malformed.as_str(), "malformed_api_key"),
         ] {
-            let (status, body) = me_with_key(&app, key).await;
+            let Reply { status, body, .. } = app.me(key).await;
             assert_eq!(
                 body["error"]["details"]["reason"], reason,
                 "attempt {attempt}: the careless client's own answer changed: {status} {body}"
@@ -139,7 +140,7 @@ async fn scan_beside_valid_keys(app: &TestApp) {
     let before = lookups(app);
     let mut throttled = 0;
     for probe in 0..60 {
-        let (status, body) = me_with_key(app, &unknown_key()).await;
+        let Reply { status, body, .. } = app.me(&unknown_key()).await;
         if status == StatusCode::TOO_MANY_REQUESTS {
             throttled += 1;
             assert_too_many(status, &body, "auth_throttled");
@@ -171,8 +172,8 @@ async fn scan_beside_valid_keys(app: &TestApp) {
     // The scanner carries on: still throttled, still no lookups for its guesses.
     let before = lookups(app);
     for _ in 0..20 {
-        let (status, _) = me_with_key(app, &unknown_key()).await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        let reply = app.me(&unknown_key()).await;
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
     }
     assert_eq!(
         lookups(app),

@@ -2,6 +2,7 @@
 //! flushes and restarts, read back by day and by hour, with the key record's visibility.
 
 use crate::common::*;
+use crate::test_app::Reply;
 use heffl_api::domain::time::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -27,32 +28,6 @@ crate::on_both_databases_with!(old_buckets_are_pruned_at_start, |c| {
     c.usage_retention_days = 90
 });
 
-fn usage_path(workspace_id: &str, key_id: &str, query: &str) -> String {
-    format!("{}/usage?{query}", key_path(workspace_id, key_id))
-}
-
-async fn key_usage(app: &TestApp, account: &Account, key_id: &str, query: &str) -> Value {
-    let path = usage_path(&account.workspace_id, key_id, query);
-    let (status, body) = parts(
-        app.send(Method::GET, &path, Some(&account.token), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body
-}
-
-async fn workspace_usage(app: &TestApp, account: &Account, query: &str) -> Value {
-    let path = format!("/app/v1/workspaces/{}/usage?{query}", account.workspace_id);
-    let (status, body) = parts(
-        app.send(Method::GET, &path, Some(&account.token), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body
-}
-
 /// The four counters summed over every bucket.
 #[track_caller]
 fn totals(usage: &Value) -> [i64; 4] {
@@ -71,35 +46,6 @@ fn totals(usage: &Value) -> [i64; 4] {
     ]
 }
 
-async fn record(app: &TestApp, account: &Account, key_id: &str) -> Value {
-    let path = key_path(&account.workspace_id, key_id);
-    let (status, body) = parts(
-        app.send(Method::GET, &path, Some(&account.token), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-) -> StatusCode {
-    app.send_with_key(method, path, key, body).await.status()
-}
-
-async fn revoke(app: &TestApp, account: &Account, key_id: &str) {
-    let path = format!("{}/revoke", key_path(&account.workspace_id, key_id));
-    let response = app
-        .send(Method::POST, &path, Some(&account.token), None)
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-}
-
 /// One round of traffic; returns the keys (ok, limited, revoked, expired).
 struct Keys {
     ok: CreatedKey,
@@ -111,17 +57,10 @@ struct Keys {
 
 async fn make_keys(app: &TestApp, owner: &Account) -> Keys {
     let ok = app.create_key(owner, "Busy").await;
-    let (status, body) = create_key_with(
-        app,
-        owner,
-        json!({"name": "Limited", "rateLimitPerMinute": 2}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let limited = CreatedKey {
-        id: body["id"].as_str().unwrap().to_owned(),
-        key: body["key"].as_str().unwrap().to_owned(),
-    };
+    let (limited, _) = app
+        .new_key(owner, json!({"name": "Limited", "rateLimitPerMinute": 2}))
+        .await
+        .created_key();
     let revoked = app.create_key(owner, "Revoked").await;
     let expired = app.create_key(owner, "Expired").await;
     // Expired before its first use, so no cache holds it as valid.
@@ -131,13 +70,10 @@ async fn make_keys(app: &TestApp, owner: &Account) -> Keys {
         .execute(app.raw_db())
         .await
         .unwrap();
-    let (status, body) =
-        create_key_with(app, owner, json!({"name": "Scoped", "scopes": ["me:read"]})).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let scoped = CreatedKey {
-        id: body["id"].as_str().unwrap().to_owned(),
-        key: body["key"].as_str().unwrap().to_owned(),
-    };
+    let (scoped, _) = app
+        .new_key(owner, json!({"name": "Scoped", "scopes": ["me:read"]}))
+        .await
+        .created_key();
     Keys {
         ok,
         limited,
@@ -152,37 +88,23 @@ async fn make_keys(app: &TestApp, owner: &Account) -> Keys {
 /// for no key.
 async fn traffic(app: &TestApp, owner: &Account, keys: &Keys, first_round: bool) {
     for _ in 0..3 {
-        assert_eq!(
-            call(app, Method::GET, "/api/v1/me", &keys.ok.key, None).await,
-            StatusCode::OK
-        );
+        app.me(&keys.ok.key).await.ok();
     }
     let lead = json!({"name": "Jane Smith"});
-    assert_eq!(
-        call(app, Method::POST, "/api/v1/leads", &keys.ok.key, Some(lead)).await,
-        StatusCode::CREATED
-    );
-    let missing = "/api/v1/leads/ld_0000000000000000000000";
+    app.create_lead(&keys.ok.key, lead)
+        .await
+        .expect_status(StatusCode::CREATED);
     for _ in 0..2 {
-        assert_eq!(
-            call(app, Method::GET, missing, &keys.ok.key, None).await,
-            StatusCode::NOT_FOUND
-        );
+        app.lead(&keys.ok.key, "ld_0000000000000000000000")
+            .await
+            .expect_status(StatusCode::NOT_FOUND);
     }
-    assert_eq!(
-        call(
-            app,
-            Method::GET,
-            "/api/v1/leads?pageSize=1000",
-            &keys.ok.key,
-            None
-        )
-        .await,
-        StatusCode::BAD_REQUEST
-    );
+    app.leads(&keys.ok.key, "pageSize=1000")
+        .await
+        .expect_status(StatusCode::BAD_REQUEST);
     let mut limited = Vec::new();
     for _ in 0..4 {
-        limited.push(call(app, Method::GET, "/api/v1/me", &keys.limited.key, None).await);
+        limited.push(app.me(&keys.limited.key).await.status);
     }
     assert_eq!(
         limited,
@@ -194,33 +116,26 @@ async fn traffic(app: &TestApp, owner: &Account, keys: &Keys, first_round: bool)
         ]
     );
     if first_round {
-        assert_eq!(
-            call(app, Method::GET, "/api/v1/me", &keys.revoked.key, None).await,
-            StatusCode::OK
-        );
-        revoke(app, owner, &keys.revoked.id).await;
+        app.me(&keys.revoked.key).await.ok();
+        app.revoke(owner, &keys.revoked.id).await.ok();
     }
     for _ in 0..3 {
-        assert_eq!(
-            call(app, Method::GET, "/api/v1/me", &keys.revoked.key, None).await,
-            StatusCode::UNAUTHORIZED
-        );
+        app.me(&keys.revoked.key)
+            .await
+            .expect_status(StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(
-        call(app, Method::GET, "/api/v1/me", &keys.expired.key, None).await,
-        StatusCode::UNAUTHORIZED
-    );
+    app.me(&keys.expired.key)
+        .await
+        .expect_status(StatusCode::UNAUTHORIZED);
     // Refused by the handler's scope check: a client error, counted by its reason too.
-    assert_eq!(
-        call(app, Method::GET, "/api/v1/leads", &keys.scoped.key, None).await,
-        StatusCode::FORBIDDEN
-    );
+    app.leads(&keys.scoped.key, "")
+        .await
+        .expect_status(StatusCode::FORBIDDEN);
     // No key to count these against.
     let unknown = "hk_live_000000000000000000000000000000000000";
-    assert_eq!(
-        call(app, Method::GET, "/api/v1/me", unknown, None).await,
-        StatusCode::UNAUTHORIZED
-    );
+    app.me(unknown)
+        .await
+        .expect_status(StatusCode::UNAUTHORIZED);
 }
 
 #[track_caller]
@@ -235,14 +150,14 @@ async fn assert_round_counts(app: &TestApp, owner: &Account, keys: &Keys, rounds
         "days=1&granularity=hour",
         "days=7&granularity=hour",
     ] {
-        let ok = key_usage(app, owner, &keys.ok.id, query).await;
+        let ok = app.usage(owner, &keys.ok.id, query).await.ok();
         assert_key_totals(&ok, [4 * n, 3 * n, 0, 0], "ok key");
-        let limited = key_usage(app, owner, &keys.limited.id, query).await;
+        let limited = app.usage(owner, &keys.limited.id, query).await.ok();
         // Limits are kept in memory: each round follows a restart (or is the only one).
         assert_key_totals(&limited, [2 * n, 0, 2 * n, 0], "limited key");
-        let revoked = key_usage(app, owner, &keys.revoked.id, query).await;
+        let revoked = app.usage(owner, &keys.revoked.id, query).await.ok();
         assert_key_totals(&revoked, [1, 0, 0, 3 * n], "revoked key");
-        let expired = key_usage(app, owner, &keys.expired.id, query).await;
+        let expired = app.usage(owner, &keys.expired.id, query).await.ok();
         assert_key_totals(&expired, [0, 0, 0, n], "expired key");
         // Refusals by reason: a 404 or a validation error has none.
         assert_eq!(ok["refusals"], json!([]), "ok key");
@@ -258,25 +173,25 @@ async fn assert_round_counts(app: &TestApp, owner: &Account, keys: &Keys, rounds
             expired["refusals"],
             json!([{ "reason": "expired_api_key", "requests": n }])
         );
-        let scoped = key_usage(app, owner, &keys.scoped.id, query).await;
+        let scoped = app.usage(owner, &keys.scoped.id, query).await.ok();
         assert_key_totals(&scoped, [0, n, 0, 0], "scoped key");
         assert_eq!(
             scoped["refusals"],
             json!([{ "reason": "insufficient_scope", "requests": n }])
         );
     }
-    let ok = record(app, owner, &keys.ok.id).await;
+    let ok = app.key(owner, &keys.ok.id).await.ok();
     assert_eq!(ok["requestCount"], 7 * n, "{ok}");
     assert!(ok["lastUsedAt"].is_string(), "{ok}");
     assert_eq!(
-        record(app, owner, &keys.limited.id).await["requestCount"],
+        app.key(owner, &keys.limited.id).await.ok()["requestCount"],
         4 * n
     );
     assert_eq!(
-        record(app, owner, &keys.revoked.id).await["requestCount"],
+        app.key(owner, &keys.revoked.id).await.ok()["requestCount"],
         1
     );
-    let expired = record(app, owner, &keys.expired.id).await;
+    let expired = app.key(owner, &keys.expired.id).await.ok();
     assert_eq!(
         expired["requestCount"], 0,
         "rejected attempts are not requests: {expired}"
@@ -287,7 +202,7 @@ async fn assert_round_counts(app: &TestApp, owner: &Account, keys: &Keys, rounds
         "a dead key is not used: {expired}"
     );
 
-    let workspace = workspace_usage(app, owner, "days=2").await;
+    let workspace = app.workspace_usage(owner, "days=2").await.ok();
     assert_eq!(
         totals(&workspace),
         [4 * n + 2 * n + 1, 3 * n + n, 2 * n, 3 * n + n],
@@ -324,7 +239,10 @@ async fn counts_each_outcome_exactly_across_restarts(mut app: TestApp) {
     let keys = make_keys(&app, &owner).await;
     traffic(&app, &owner, &keys, true).await;
     // Gathered in memory only: the next flush is an hour away.
-    let unflushed = key_usage(&app, &owner, &keys.ok.id, "days=1&granularity=hour").await;
+    let unflushed = app
+        .usage(&owner, &keys.ok.id, "days=1&granularity=hour")
+        .await
+        .ok();
     assert_key_totals(&unflushed, [0, 0, 0, 0], "before any flush");
 
     app.restart().await;
@@ -354,9 +272,12 @@ async fn periodic_flushes_never_count_twice(app: TestApp) {
     let keys = make_keys(&app, &owner).await;
     traffic(&app, &owner, &keys, true).await;
     let since = Instant::now();
-    while totals(&key_usage(&app, &owner, &keys.expired.id, "days=1&granularity=hour").await)[3]
-        != 1
-        || record(&app, &owner, &keys.ok.id).await["requestCount"] != 7
+    while totals(
+        &app.usage(&owner, &keys.expired.id, "days=1&granularity=hour")
+            .await
+            .ok(),
+    )[3] != 1
+        || app.key(&owner, &keys.ok.id).await.ok()["requestCount"] != 7
     {
         assert!(
             since.elapsed() < Duration::from_secs(5),
@@ -382,8 +303,8 @@ async fn buckets_have_one_entry_per_period_ending_now(app: TestApp) {
     ];
     for (query, count, period) in cases {
         for usage in [
-            key_usage(&app, &owner, &key.id, query).await,
-            workspace_usage(&app, &owner, query).await,
+            app.usage(&owner, &key.id, query).await.ok(),
+            app.workspace_usage(&owner, query).await.ok(),
         ] {
             let before = Timestamp::now().0;
             let buckets = usage["buckets"].as_array().expect("buckets");
@@ -421,9 +342,9 @@ async fn buckets_have_one_entry_per_period_ending_now(app: TestApp) {
             );
         }
     }
-    let one = key_usage(&app, &owner, &key.id, "days=1").await;
+    let one = app.usage(&owner, &key.id, "days=1").await.ok();
     assert_eq!(one["keyId"], key.id.as_str());
-    let workspace = workspace_usage(&app, &owner, "days=1").await;
+    let workspace = app.workspace_usage(&owner, "days=1").await.ok();
     assert_eq!(
         workspace["keys"],
         json!([{"id": key.id, "name": "Quiet", "status": "active", "total": 0}])
@@ -443,38 +364,20 @@ async fn bad_windows_are_validation_errors(app: TestApp) {
         ("granularity=week", "granularity"),
     ];
     for (query, field) in cases {
-        for path in [
-            usage_path(&owner.workspace_id, &key.id, query),
-            format!("/app/v1/workspaces/{}/usage?{query}", owner.workspace_id),
+        for (view, reply) in [
+            ("key", app.usage(&owner, &key.id, query).await),
+            ("workspace", app.workspace_usage(&owner, query).await),
         ] {
-            let (status, body) =
-                parts(app.send(Method::GET, &path, Some(&owner.token), None).await).await;
-            assert_error(
-                status,
-                &body,
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                None,
-            );
+            let body = reply.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
             assert_eq!(
                 body["error"]["details"]["issues"][0]["field"], field,
-                "{path}: {body}"
+                "{view} ?{query}: {body}"
             );
         }
     }
-    let (status, body) = parts(
-        app.send(
-            Method::GET,
-            &usage_path(&owner.workspace_id, &key.id, ""),
-            None,
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
+    // Raw: the typed calls always send their caller's session, and this one has none.
+    let path = format!("{}/usage", key_path(&owner.workspace_id, &key.id));
+    app.call(Method::GET, &path, None, None).await.expect_error(
         StatusCode::UNAUTHORIZED,
         "UNAUTHORIZED",
         None,
@@ -488,31 +391,21 @@ async fn usage_has_the_key_records_visibility(mut app: TestApp) {
     let owners_key = app.create_key(&owner, "Owner's").await;
     let members_key = app.create_key(&member, "Member's").await;
     for _ in 0..2 {
-        assert_eq!(
-            call(&app, Method::GET, "/api/v1/me", &owners_key.key, None).await,
-            StatusCode::OK
-        );
+        app.me(&owners_key.key).await.ok();
     }
-    assert_eq!(
-        call(&app, Method::GET, "/api/v1/me", &members_key.key, None).await,
-        StatusCode::OK
-    );
+    app.me(&members_key.key).await.ok();
     app.restart().await;
 
     // A member sees their own key's usage, and not the owner's key (404, as for the record).
     assert_key_totals(
-        &key_usage(&app, &member, &members_key.id, "days=1").await,
+        &app.usage(&member, &members_key.id, "days=1").await.ok(),
         [1, 0, 0, 0],
         "own",
     );
-    let path = usage_path(&member.workspace_id, &owners_key.id, "days=1");
-    let (status, body) = parts(
-        app.send(Method::GET, &path, Some(&member.token), None)
-            .await,
-    )
-    .await;
-    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
-    let mine = workspace_usage(&app, &member, "days=1").await;
+    app.usage(&member, &owners_key.id, "days=1")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    let mine = app.workspace_usage(&member, "days=1").await.ok();
     assert_key_totals(&mine, [1, 0, 0, 0], "member's workspace view");
     let listed: Vec<&Value> = mine["keys"]
         .as_array()
@@ -525,11 +418,11 @@ async fn usage_has_the_key_records_visibility(mut app: TestApp) {
     // Owners and admins see every key.
     for manager in [&owner, &admin] {
         assert_key_totals(
-            &key_usage(&app, manager, &members_key.id, "days=1").await,
+            &app.usage(manager, &members_key.id, "days=1").await.ok(),
             [1, 0, 0, 0],
             "manager",
         );
-        let all = workspace_usage(&app, manager, "days=1").await;
+        let all = app.workspace_usage(manager, "days=1").await.ok();
         assert_key_totals(&all, [3, 0, 0, 0], "manager's workspace view");
         assert_eq!(
             all["keys"][0]["id"],
@@ -541,27 +434,13 @@ async fn usage_has_the_key_records_visibility(mut app: TestApp) {
 
     // Another workspace: its owner is refused, and a key id of ours is unknown in theirs.
     let stranger = app.bootstrap("Other", "owner@other.test").await;
-    let path = format!("/app/v1/workspaces/{}/usage", owner.workspace_id);
-    let (status, body) = parts(
-        app.send(Method::GET, &path, Some(&stranger.token), None)
-            .await,
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("workspace_mismatch"),
-    );
-    let path = usage_path(&stranger.workspace_id, &owners_key.id, "days=1");
-    let (status, body) = parts(
-        app.send(Method::GET, &path, Some(&stranger.token), None)
-            .await,
-    )
-    .await;
-    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND", None);
-    let theirs = workspace_usage(&app, &stranger, "days=1").await;
+    app.workspace_usage(&stranger.in_workspace(&owner.workspace_id), "")
+        .await
+        .expect_forbidden("workspace_mismatch");
+    app.usage(&stranger, &owners_key.id, "days=1")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    let theirs = app.workspace_usage(&stranger, "days=1").await.ok();
     assert_key_totals(&theirs, [0, 0, 0, 0], "another workspace's usage");
 }
 
@@ -569,24 +448,11 @@ async fn audit_events_filter_by_key(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let first = app.create_key(&owner, "First").await;
     let second = app.create_key(&owner, "Second").await;
-    revoke(&app, &owner, &first.id).await;
-    let path = |query: &str| {
-        format!(
-            "/app/v1/workspaces/{}/audit-events?{query}",
-            owner.workspace_id
-        )
-    };
-    let (status, body) = parts(
-        app.send(
-            Method::GET,
-            &path(&format!("keyId={}", first.id)),
-            Some(&owner.token),
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    app.revoke(&owner, &first.id).await.ok();
+    let body = app
+        .audit_events(&owner, &format!("keyId={}", first.id))
+        .await
+        .ok();
     let actions: Vec<&str> = body["items"]
         .as_array()
         .unwrap()
@@ -599,40 +465,22 @@ async fn audit_events_filter_by_key(app: TestApp) {
         .unwrap()
         .iter()
         .all(|e| e["target"]["id"] == first.id.as_str()));
-    let (_, body) = parts(
-        app.send(
-            Method::GET,
-            &path(&format!("keyId={}", second.id)),
-            Some(&owner.token),
-            None,
-        )
-        .await,
-    )
-    .await;
+    let body = app
+        .audit_events(&owner, &format!("keyId={}", second.id))
+        .await
+        .body;
     assert_eq!(body["items"].as_array().unwrap().len(), 1, "{body}");
-    let (status, body) = parts(
-        app.send(
-            Method::GET,
-            &path("keyId=ld_nope"),
-            Some(&owner.token),
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-        None,
-    );
+    let body = app
+        .audit_events(&owner, "keyId=ld_nope")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", None);
     assert_eq!(body["error"]["details"]["issues"][0]["field"], "keyId");
 }
 
 async fn docs_page_requests_are_not_told_to_replace_the_key(app: TestApp) {
     let owner = app.bootstrap("Acme", "owner@acme.test").await;
     let key = app.create_key(&owner, "Docs").await;
+    // Raw: what a browser sends with it is the point.
     let from_docs = app
         .client
         .get(app.url("/api/v1/me"))
@@ -643,14 +491,9 @@ async fn docs_page_requests_are_not_told_to_replace_the_key(app: TestApp) {
         .send()
         .await
         .unwrap();
-    let (status, body) = parts(from_docs).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("browser_use_blocked"),
-    );
+    let body = Reply::read(from_docs)
+        .await
+        .expect_forbidden("browser_use_blocked");
     let message = body["error"]["message"].as_str().unwrap().to_lowercase();
     assert!(
         !message.contains("revoke") && !message.contains("roll"),
@@ -666,14 +509,9 @@ async fn docs_page_requests_are_not_told_to_replace_the_key(app: TestApp) {
         .send()
         .await
         .unwrap();
-    let (status, body) = parts(from_elsewhere).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-        Some("browser_use_blocked"),
-    );
+    let body = Reply::read(from_elsewhere)
+        .await
+        .expect_forbidden("browser_use_blocked");
     assert!(
         body["error"]["message"]
             .as_str()
@@ -682,10 +520,7 @@ async fn docs_page_requests_are_not_told_to_replace_the_key(app: TestApp) {
         "{body}"
     );
     // The key itself still works from a server.
-    assert_eq!(
-        call(&app, Method::GET, "/api/v1/me", &key.key, None).await,
-        StatusCode::OK
-    );
+    app.me(&key.key).await.ok();
 }
 
 async fn old_buckets_are_pruned_at_start(mut app: TestApp) {
@@ -728,7 +563,7 @@ async fn old_buckets_are_pruned_at_start(mut app: TestApp) {
     .await;
     assert_eq!(kept, 7, "the bucket inside the retention period stays");
     assert_key_totals(
-        &key_usage(&app, &owner, &key.id, "days=90").await,
+        &app.usage(&owner, &key.id, "days=90").await.ok(),
         [7, 0, 0, 0],
         "90 days",
     );

@@ -7,7 +7,7 @@ use crate::common::{audit_count, count, Account, TestApp};
 use crate::webhook_receiver::Receiver;
 use crate::{on_both_databases, on_both_databases_with};
 use heffl_api::config::Config;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -124,8 +124,7 @@ async fn endpoints_are_managed_by_owners_and_admins(app: TestApp) {
     let admin = app.add_member(&owner, "admin@example.com", "admin").await;
     app.webhook(&admin, &id).await.ok();
     let stranger = app.bootstrap("Other", "other@example.com").await;
-    let path = crate::test_app::webhook_path(&owner.workspace_id, &id);
-    app.call(Method::GET, &path, Some(&stranger.token), None)
+    app.webhook(&stranger.in_workspace(&owner.workspace_id), &id)
         .await
         .expect_forbidden("workspace_mismatch");
     app.webhook(&stranger, &id)

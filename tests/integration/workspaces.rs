@@ -57,6 +57,7 @@ async fn create_workspace_makes_caller_owner(app: TestApp) {
             .expect_status(StatusCode::CREATED);
     }
 
+    // Raw: `create_workspace` always sends a session, and this request has none.
     app.call(
         Method::POST,
         "/app/v1/workspaces",
