@@ -1356,6 +1356,8 @@
   }
 
   async function openKeyDetail(keyId, opener) {
+    // What was said about the list ("Created the key …") is not about the key now shown.
+    el('status').textContent = '';
     returnFocus.set(el('key-detail'), opener);
     state.detailId = keyId;
     el('keys-card').hidden = true;

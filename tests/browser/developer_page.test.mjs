@@ -207,6 +207,10 @@ describe('Settings > Developer', { timeout: 180_000 }, () => {
       await page.locator('label[for="filter-all"]').click();
       await page.locator(`${byTestId('key-row')}[data-status="revoked"]`).waitFor();
       await screenshot(page, 'developer-page-revoked');
+      // What the list said ("Revoked the key …") is not carried into a key's own view.
+      await rowNamed(page, 'Website Forms').locator(byTestId('key-name')).click();
+      await page.locator(byTestId('key-detail')).waitFor();
+      assert.equal(await page.locator(byTestId('status-message')).textContent(), '');
 
       // The API now refuses the key, and says why.
       const refused = await callMe(key);

@@ -580,22 +580,9 @@ async fn keys_about_to_expire_are_announced_once(app: TestApp) {
     )
     .await
     .created_key();
-    assert_eq!(
-        app.store
-            .webhooks()
-            .send_expiry_notices()
-            .await
-            .expect("scan"),
-        2
-    );
-    assert_eq!(
-        app.store
-            .webhooks()
-            .send_expiry_notices()
-            .await
-            .expect("scan"),
-        0
-    );
+    let notices = app.store.webhooks();
+    assert_eq!(notices.send_expiry_notices().await.expect("scan"), 2);
+    assert_eq!(notices.send_expiry_notices().await.expect("scan"), 0);
     let received = receiver
         .wait_until("two notices", WAIT, |r| r.len() == 2)
         .await;
@@ -614,22 +601,8 @@ async fn keys_about_to_expire_are_announced_once(app: TestApp) {
         .execute(app.raw_db())
         .await
         .expect("move expiry");
-    assert_eq!(
-        app.store
-            .webhooks()
-            .send_expiry_notices()
-            .await
-            .expect("scan"),
-        1
-    );
-    assert_eq!(
-        app.store
-            .webhooks()
-            .send_expiry_notices()
-            .await
-            .expect("scan"),
-        0
-    );
+    assert_eq!(notices.send_expiry_notices().await.expect("scan"), 1);
+    assert_eq!(notices.send_expiry_notices().await.expect("scan"), 0);
 }
 
 /// `api_key.credits_low` once, when what is left falls under a tenth of what the key was given.
