@@ -4,7 +4,7 @@
 
 use super::{Invalidation, Verifier, NOTIFY_CHANNEL};
 use crate::domain::time::Timestamp;
-use crate::store::Backend;
+use crate::store::{AppliesKeyChanges, Backend};
 use sqlx::postgres::PgListener;
 use std::time::Duration;
 

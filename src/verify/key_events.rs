@@ -10,13 +10,9 @@ use crate::verify::known_keys::KnownKeys;
 use std::sync::Arc;
 
 impl Verifier {
-    /// Applies a committed change to this process: drops the cached verifications it made
-    /// stale, or notes a new key's digest.
-    pub fn apply_change(&self, change: &Invalidation) {
-        match change {
-            Invalidation::KeyIssued(digest) => self.known_keys.insert(digest),
-            _ => self.key_cache().invalidate(change),
-        }
+    /// A transaction for writes that can make a cached verification stale.
+    pub async fn begin(&self) -> Result<KeyTx<'_>, sqlx::Error> {
+        self.store.begin_key_tx(self).await
     }
 
     pub fn known_keys(&self) -> &Arc<KnownKeys> {
@@ -104,15 +100,13 @@ impl Drop for Landing<'_> {
     }
 }
 
+/// A committed change, from this process's `KeyTx` or another's through the change feed: drops
+/// the cached verifications it made stale, or notes a new key's digest.
 impl AppliesKeyChanges for Verifier {
     fn apply_change(&self, change: &Invalidation) {
-        Verifier::apply_change(self, change);
-    }
-}
-
-impl Verifier {
-    /// A transaction for writes that can make a cached verification stale.
-    pub async fn begin(&self) -> Result<KeyTx<'_>, sqlx::Error> {
-        self.store.begin_key_tx(self).await
+        match change {
+            Invalidation::KeyIssued(digest) => self.known_keys.insert(digest),
+            _ => self.key_cache().invalidate(change),
+        }
     }
 }
