@@ -547,6 +547,7 @@ async fn users(config: &Config, command: UsersCommand) -> Result<(), CliError> {
 }
 
 async fn run_users(verifier: &Verifier, command: UsersCommand) -> Result<(), CliError> {
+    let store = verifier.store();
     let operator = operator_name();
     let actor = Actor::Operator(operator.as_deref());
     match command {
@@ -572,8 +573,7 @@ async fn run_users(verifier: &Verifier, command: UsersCommand) -> Result<(), Cli
                 name: &name,
                 password_hash: &hash,
             };
-            let user = verifier
-                .store()
+            let user = store
                 .users()
                 .create(&new_user, actor)
                 .await
@@ -595,8 +595,7 @@ async fn run_users(verifier: &Verifier, command: UsersCommand) -> Result<(), Cli
             let hash = password::hash(password.clone())
                 .await
                 .map_err(|_| fail("cannot hash the password"))?;
-            let user = verifier
-                .store()
+            let user = store
                 .users()
                 .set_password(
                     PasswordChange::Operator { email: &email },
@@ -614,7 +613,7 @@ async fn run_users(verifier: &Verifier, command: UsersCommand) -> Result<(), Cli
             print_json(&line)
         }
         UsersCommand::List => {
-            for user in verifier.store().users().list().await.map_err(db_error)? {
+            for user in store.users().list().await.map_err(db_error)? {
                 print_json(&user)?;
             }
             Ok(())
@@ -702,8 +701,8 @@ async fn delete_workspace(
     confirm_name: &str,
     actor: Actor<'_>,
 ) -> Result<(), CliError> {
-    let current = verifier
-        .store()
+    let store = verifier.store();
+    let current = store
         .workspaces()
         .list_all()
         .await
@@ -814,6 +813,7 @@ async fn members(config: &Config, command: MembersCommand) -> Result<(), CliErro
 }
 
 async fn run_members(verifier: &Verifier, command: MembersCommand) -> Result<(), CliError> {
+    let store = verifier.store();
     let operator = operator_name();
     let client = ClientInfo::default();
     let actor = MemberActor::operator(operator.as_deref(), &client);
@@ -829,15 +829,13 @@ async fn run_members(verifier: &Verifier, command: MembersCommand) -> Result<(),
         }
         MembersCommand::Remove { workspace, email } => (workspace, email, None),
     };
-    let user = verifier
-        .store()
+    let user = store
         .users()
         .by_email(email)
         .await
         .map_err(db_error)?
         .ok_or_else(|| fail(format!("no user with the email {email}")))?;
-    if !verifier
-        .store()
+    if !store
         .workspaces()
         .exists(workspace)
         .await
@@ -846,13 +844,7 @@ async fn run_members(verifier: &Verifier, command: MembersCommand) -> Result<(),
         return Err(fail(format!("no workspace with the id {workspace}")));
     }
     let change = match role {
-        Some(role) => {
-            verifier
-                .store()
-                .members()
-                .add(workspace, &user.id, role, &actor)
-                .await
-        }
+        Some(role) => store.members().add(workspace, &user.id, role, &actor).await,
         None => verifier.remove_member(workspace, &user.id, &actor).await,
     }
     .map_err(db_error)?;
@@ -932,11 +924,11 @@ async fn run_keys(
     command: KeysCommand,
     key_env: &KeyEnv,
 ) -> Result<(), CliError> {
+    let store = verifier.store();
     match command {
         KeysCommand::List { workspace } => {
             // A mistyped id must not look like a workspace without keys.
-            if !verifier
-                .store()
+            if !store
                 .workspaces()
                 .exists(&workspace)
                 .await
@@ -944,8 +936,7 @@ async fn run_keys(
             {
                 return Err(fail(format!("no workspace with the id {workspace}")));
             }
-            let keys = verifier
-                .store()
+            let keys = store
                 .api_keys()
                 .list(
                     &workspace,
@@ -975,12 +966,11 @@ async fn run_keys(
             let key_id = match key_id {
                 Some(text) => key_id_argument(&text)?,
                 None if secret_stdin => {
-                    key_id_of_secret(verifier.store(), &read_secret_stdin()?, key_env).await?
+                    key_id_of_secret(store, &read_secret_stdin()?, key_env).await?
                 }
                 None => return Err(fail("name a key id (key_…), or pass --secret-stdin")),
             };
-            let workspace = verifier
-                .store()
+            let workspace = store
                 .api_keys()
                 .workspace_of(&key_id)
                 .await
