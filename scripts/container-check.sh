@@ -93,8 +93,10 @@ MNT="$(buildah mount "$CTR")"
 mount -t proc proc "$MNT/proc"
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 # The image's environment, with the address moved to a free loopback port for this check.
+# `exec`, so that the server started in the background is $SERVER_PID itself, which cleanup
+# stops (a subshell's kill left the server running). Call it only in a subshell: `&` or `$(…)`.
 run_in_image() {
-    chroot --userspec=10001:10001 "$MNT" /usr/bin/env -i "${IMAGE_ENV[@]}" \
+    exec chroot --userspec=10001:10001 "$MNT" /usr/bin/env -i "${IMAGE_ENV[@]}" \
         HEFFL_BIND="127.0.0.1:$PORT" HEFFL_METRICS_BIND=off /usr/local/bin/heffl-api "$@"
 }
 run_in_image serve >"$WORK/server.log" 2>&1 &
