@@ -25,7 +25,7 @@ pub use state::{AppState, StateInner, MAX_BODY_BYTES, X_API_KEY};
 
 use crate::config::Config;
 use axum::http::{header, HeaderValue, Method};
-use pipeline::{json_errors, metrics, openapi, stack};
+use pipeline::{json_errors, openapi, stack};
 use server::open_files;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -33,25 +33,22 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub type App = stack::RequestService;
 
 pub fn app(state: AppState) -> App {
-    // Each group carries its route metrics itself: the keyed routes count them in the same
-    // layer as the key check (`RequireApiKey`), one layer where two would each box and clone
-    // the route again on every request.
-    let dashboard = routes::dashboard()
-        .layer(dashboard_cors(&state.config))
-        .route_layer(metrics::RouteMetricsLayer);
-    let api = routes::api(state.clone());
+    // Route metrics and the key check wrap each handler where the route table registers it
+    // (`metered`, `keyed`), not the routes: a route layer boxes and clones every route again
+    // on every request.
+    let dashboard = routes::dashboard().layer(dashboard_cors(&state.config));
     let (routes, document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .nest("/app/v1", dashboard)
         // Merged with full paths rather than nested: nesting rewrites every request's URI,
         // a cost the hot path of key verification need not pay.
-        .merge(api)
-        .merge(routes::operations().route_layer(metrics::RouteMetricsLayer))
+        .merge(routes::api())
+        .merge(routes::operations())
         .split_for_parts();
     let document = openapi_json(&document);
     let router = routes
         .route(
             "/openapi.json",
-            axum::routing::get(move || async move {
+            routes::page(move || async move {
                 (
                     [(
                         header::CONTENT_TYPE,
@@ -59,8 +56,7 @@ pub fn app(state: AppState) -> App {
                     )],
                     document,
                 )
-            })
-            .route_layer(metrics::RouteMetricsLayer),
+            }),
         )
         .fallback(json_errors::no_route)
         .with_state(state.clone());

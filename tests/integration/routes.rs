@@ -5,6 +5,7 @@
 
 use crate::common::TestApp;
 use crate::process_harness::assert_moved;
+use crate::test_app::Reply;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -139,5 +140,43 @@ async fn head_is_answered_as_get_without_a_body() {
             "{path}"
         );
         assert_eq!(head.text().await.expect("body"), "", "HEAD {path}");
+    }
+}
+
+/// A method a path does not serve is answered 405 (with `Allow`) through the same wrapper as
+/// the path's handlers: on a keyed path the key is asked for first, as on every other request
+/// there; and each 405 is counted under its route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_pass_the_routes_own_checks() {
+    let app = TestApp::sqlite().await;
+    let owner = app.bootstrap("Wrong", "owner@wrong.test").await;
+    let key = app.create_key(&owner, "Wrong").await.key;
+    let counted = [
+        "heffl_http_requests_total{method=\"PUT\",route=\"/api/v1/me\",status=\"401\"}",
+        "heffl_http_requests_total{method=\"PUT\",route=\"/api/v1/me\",status=\"405\"}",
+        "heffl_http_requests_total{method=\"PUT\",route=\"/api/v1/leads/{leadId}\",status=\"405\"}",
+        "heffl_http_requests_total{method=\"DELETE\",route=\"/healthz\",status=\"405\"}",
+        "heffl_http_requests_total{method=\"POST\",route=\"/settings/developer\",status=\"405\"}",
+    ];
+    let before = app.metrics().await;
+
+    // Raw: wrong methods are what is tested.
+    let without_key = Reply::read(app.send(Method::PUT, "/api/v1/me", None, None).await).await;
+    without_key.expect_unauthorized("missing_api_key");
+
+    for (method, path, allow) in [
+        (Method::PUT, "/api/v1/me", "GET,HEAD"),
+        (Method::PUT, "/api/v1/leads/ld_x", "GET,HEAD,PATCH,DELETE"),
+        (Method::DELETE, "/healthz", "GET,HEAD"),
+        (Method::POST, "/settings/developer", "GET,HEAD"),
+    ] {
+        let reply = Reply::read(app.send_with_key(method.clone(), path, &key, None).await).await;
+        reply.expect_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", None);
+        assert_eq!(reply.header("allow"), allow, "{method} {path}");
+    }
+
+    let after = app.metrics().await;
+    for series in counted {
+        assert_moved(&before, &after, series, 1.0);
     }
 }

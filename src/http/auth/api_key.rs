@@ -14,26 +14,23 @@ use crate::http::auth::credits::credit_lease;
 use crate::http::auth::failed_keys::Gate;
 use crate::http::pipeline::client::throttle_key;
 use crate::http::pipeline::header_number::header_number;
-use crate::http::pipeline::metrics::{RouteMeter, RouteMetricsFuture};
+use crate::http::pipeline::metrics::{MeteredFuture, RouteMeter};
 use crate::http::pipeline::request_scope;
 use crate::http::state::AppState;
 use crate::http::state::X_API_KEY;
 use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
 use axum::extract::{FromRequestParts, Request};
+use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{header, Extensions, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::future::RouteFuture;
-use axum::routing::Route;
 use pin_project_lite::pin_project;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use tower::{Layer, Service};
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -87,104 +84,105 @@ fn unauthorized(reason: Reason, message: impl Into<Message>) -> ApiError {
     }
 }
 
-/// The keyed routes' one layer (`route_layer`), written by hand: the route's metrics around
-/// the key check around the route, as plain calls. `axum::middleware::from_fn` boxed the route
-/// and ran extractors on every request, and each further `route_layer` (the metrics') boxes and
-/// clones the route once more per request.
-#[derive(Clone)]
-pub struct RequireApiKey {
-    state: AppState,
-}
-
-impl RequireApiKey {
-    pub fn new(state: AppState) -> RequireApiKey {
-        RequireApiKey { state }
-    }
-}
-
-impl Layer<Route> for RequireApiKey {
-    type Service = RequireApiKeyService;
-
-    /// Called once per route and method: the meter is shared by that endpoint's clones.
-    fn layer(&self, route: Route) -> RequireApiKeyService {
-        RequireApiKeyService {
-            route,
-            state: self.state.clone(),
-            meter: Arc::default(),
-        }
+/// `keyed(handler)`: the handler behind the key check, counted and timed under its route, where
+/// the route table registers it (`endpoints!(keyed: …)`). The check wraps the handler, not the
+/// route: a `route_layer` would box and clone the route a second time on every request, and
+/// `axum::middleware::from_fn` would also run extractors.
+pub fn keyed<H>(handler: H) -> Keyed<H> {
+    Keyed {
+        handler,
+        meter: Arc::default(),
     }
 }
 
 #[derive(Clone)]
-pub struct RequireApiKeyService {
-    route: Route,
-    state: AppState,
+pub struct Keyed<H> {
+    handler: H,
     meter: Arc<RouteMeter>,
 }
 
-impl Service<Request> for RequireApiKeyService {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = RouteMetricsFuture<KeyFuture<RouteFuture<Infallible>>>;
+impl<H, T> Handler<T, AppState> for Keyed<H>
+where
+    H: Handler<T, AppState>,
+{
+    type Future = MeteredFuture<KeyFuture<H::Future>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // A route is always ready.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let RequireApiKeyService {
-            route,
-            state,
-            meter,
-        } = self;
-        meter.track(request, |request| check_key(state, request, route))
+    fn call(self, request: Request, state: AppState) -> Self::Future {
+        let Keyed { handler, meter } = self;
+        meter.track(request, |request| check_key(state, request, handler))
     }
 }
 
-/// The key check in front of `route`, which answers the request once its key is accepted.
+/// The key check in front of `handler`, which answers the request once its key is accepted.
 ///
 /// A cached key whose rate limit (if any) this instance can decide alone, the common case, is
-/// decided here, synchronously: its request goes straight on to the route, with nothing boxed
-/// or cloned (a route clones itself as it is called), and refusals are answered without
-/// waiting. A miss, or a limit that must ask Redis, continues in `require_api_key` with a
-/// clone of the route.
-fn check_key(
-    state: &AppState,
-    mut request: Request,
-    route: &mut Route,
-) -> KeyFuture<RouteFuture<Infallible>> {
+/// decided here, synchronously: its request goes straight on to the handler, with nothing
+/// boxed, and refusals are answered without waiting. A miss, or a limit that must ask Redis,
+/// continues in a boxed future (`admit_pending`).
+fn check_key<H, T>(state: AppState, mut request: Request, handler: H) -> KeyFuture<H::Future>
+where
+    H: Handler<T, AppState>,
+{
+    match admit_cached(&state, &mut request) {
+        Admission::Admitted { row, decision } => KeyFuture::Serving {
+            inner: handler.call(request, state.clone()),
+            state,
+            row,
+            decision,
+        },
+        Admission::Refused(response) => KeyFuture::Refused {
+            response: Some(response),
+        },
+        Admission::Pending(pending) => KeyFuture::Checking {
+            future: Box::pin(async move {
+                match admit_pending(&state, &mut request, pending).await {
+                    Ok((row, decision)) => {
+                        let response = handler.call(request, state.clone()).await;
+                        served(&state, &row, decision, response)
+                    }
+                    Err(refusal) => refusal,
+                }
+            }),
+        },
+    }
+}
+
+/// What the header and the cache decide without waiting.
+enum Admission {
+    /// The request carries its `Principal`; `decision` is its rate limit's, if it has one.
+    Admitted {
+        row: Arc<KeyPrincipalRow>,
+        decision: Option<Decision>,
+    },
+    Refused(Response),
+    Pending(Pending),
+}
+
+fn admit_cached(state: &AppState, request: &mut Request) -> Admission {
     let row = match check_cached(state, request.headers()) {
         Ok(Checked::Found(row)) => row,
-        Ok(Checked::Miss(digest)) => {
-            return KeyFuture::boxed(state, request, route, Pending::Miss(digest))
-        }
-        Err(error) => return KeyFuture::answered(refused(error)),
+        Ok(Checked::Miss(digest)) => return Admission::Pending(Pending::Miss(digest)),
+        Err(error) => return Admission::Refused(refused(error)),
     };
     if let Err(error) = allowed_address(&row) {
-        return KeyFuture::answered(refused_key(state, &row, error, Outcome::Rejected));
+        return Admission::Refused(refused_key(state, &row, error, Outcome::Rejected));
     }
     let decision = match start_limit(state, &row) {
         None => None,
         Some(Check::Decided(decision)) => Some(decision),
         Some(Check::AskRedis(question)) => {
-            return KeyFuture::boxed(state, request, route, Pending::AskRedis(row, question));
+            return Admission::Pending(Pending::AskRedis(row, question))
         }
     };
     if let Some(decision) = decision.filter(|d| !d.allowed) {
-        return KeyFuture::answered(rate_limited_response(state, &row, decision));
+        return Admission::Refused(rate_limited_response(state, &row, decision));
     }
     hot_counters().auth_ok.increment(1);
     request.extensions_mut().insert(principal(&row));
-    KeyFuture::Serving {
-        inner: route.call(request),
-        state: state.clone(),
-        row,
-        decision,
-    }
+    Admission::Admitted { row, decision }
 }
 
-type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+type BoxedResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 pin_project! {
     #[project = KeyFutureProj]
@@ -202,35 +200,18 @@ pin_project! {
     }
 }
 
-impl<F> KeyFuture<F> {
-    fn answered(response: Response) -> KeyFuture<F> {
-        KeyFuture::Refused {
-            response: Some(response),
-        }
-    }
-
-    fn boxed(state: &AppState, request: Request, route: &Route, pending: Pending) -> KeyFuture<F> {
-        let (state, route) = (state.clone(), route.clone());
-        KeyFuture::Checking {
-            future: Box::pin(
-                async move { Ok(require_api_key(state, request, route, pending).await) },
-            ),
-        }
-    }
-}
-
 impl<F> Future for KeyFuture<F>
 where
-    F: Future<Output = Result<Response, Infallible>>,
+    F: Future<Output = Response>,
 {
-    type Output = Result<Response, Infallible>;
+    type Output = Response;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
         match self.project() {
             KeyFutureProj::Refused { response } => {
-                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                Poll::Ready(response.take().unwrap_or_else(|| {
                     ApiError::internal("a refusal was polled twice").into_response()
-                })))
+                }))
             }
             KeyFutureProj::Serving {
                 inner,
@@ -238,15 +219,15 @@ where
                 row,
                 decision,
             } => {
-                let Ok(response) = ready!(inner.poll(cx));
-                Poll::Ready(Ok(served(state, row, *decision, response)))
+                let response = ready!(inner.poll(cx));
+                Poll::Ready(served(state, row, *decision, response))
             }
             KeyFutureProj::Checking { future } => future.as_mut().poll(cx),
         }
     }
 }
 
-/// What `call` could not decide without waiting.
+/// What `admit_cached` could not decide without waiting.
 enum Pending {
     /// The cache could not answer: look the digest up, then apply the key's limit.
     Miss(KeyDigest),
@@ -254,23 +235,22 @@ enum Pending {
     AskRedis(Arc<KeyPrincipalRow>, Question),
 }
 
-async fn require_api_key(
-    state: AppState,
-    mut request: Request,
-    mut route: Route,
+/// The rest of the check, once it may wait: the key's row, and its limit's decision; or the
+/// refusal.
+async fn admit_pending(
+    state: &AppState,
+    request: &mut Request,
     pending: Pending,
-) -> Response {
+) -> Result<(Arc<KeyPrincipalRow>, Option<Decision>), Response> {
     let (row, limit) = match pending {
-        Pending::Miss(digest) => match resolve_miss(&state, &digest).await {
-            Ok(row) => {
-                if let Err(error) = allowed_address(&row) {
-                    return refused_key(&state, &row, error, Outcome::Rejected);
-                }
-                let limit = start_limit(&state, &row);
-                (row, limit)
+        Pending::Miss(digest) => {
+            let row = resolve_miss(state, &digest).await.map_err(refused)?;
+            if let Err(error) = allowed_address(&row) {
+                return Err(refused_key(state, &row, error, Outcome::Rejected));
             }
-            Err(error) => return refused(error),
-        },
+            let limit = start_limit(state, &row);
+            (row, limit)
+        }
         Pending::AskRedis(row, question) => (row, Some(Check::AskRedis(question))),
     };
     let decision = match limit {
@@ -281,15 +261,11 @@ async fn require_api_key(
         }
     };
     if let Some(decision) = decision.filter(|d| !d.allowed) {
-        return rate_limited_response(&state, &row, decision);
+        return Err(rate_limited_response(state, &row, decision));
     }
     hot_counters().auth_ok.increment(1);
     request.extensions_mut().insert(principal(&row));
-    let response = match route.call(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    served(&state, &row, decision, response)
+    Ok((row, decision))
 }
 
 /// A request over its key's limit: counted, and the 429 it gets, with the rate-limit headers.

@@ -4,25 +4,26 @@
 //!
 //! Each route has a `RouteMeter` that resolves its metric handles on the first request of each
 //! method and keeps them, instead of hashing labels and searching the registry (and allocating
-//! three label strings) on every request. Routes get theirs from `RouteMetricsLayer` (a
-//! `route_layer`: the template comes from `MatchedPath`), the keyed routes from the key's layer
-//! (`auth::api_key::RequireApiKey`), which counts with `RouteMeter::track` in the same layer.
+//! three label strings) on every request. A handler gets its meter where the route table
+//! registers it: `metered(handler)`, or `keyed(handler)` (`auth::api_key`), whose key check
+//! counts with `RouteMeter::track` itself. Wrapping the handler rather than the route (a
+//! `route_layer`) keeps one boxed route per endpoint: a layer boxes and clones the route again
+//! on every request. The template is the router's `MatchedPath`, learned on the first request.
 //!
 //! The duration is the request's, from the first byte of its head to its route's answer, read
 //! from the request's scope (`request_scope`): the route reads the clock once, when it answers.
 
 use crate::http::pipeline::request_scope;
 use axum::extract::{MatchedPath, Request};
+use axum::handler::Handler;
 use axum::http::Method;
 use axum::response::Response;
 use metrics::{Counter, Histogram};
 use pin_project_lite::pin_project;
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use tower::{Layer, Service};
 
 const REQUESTS: &str = "heffl_http_requests_total";
 const DURATION: &str = "heffl_http_request_duration_seconds";
@@ -68,14 +69,14 @@ struct MethodHandles {
 impl RouteMeter {
     /// Answers `request` with `answer`, counting and timing the answer.
     pub fn track<F>(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         request: Request,
         answer: impl FnOnce(Request) -> F,
-    ) -> RouteMetricsFuture<F> {
+    ) -> MeteredFuture<F> {
         let method = self.method_slot(&request);
-        RouteMetricsFuture {
+        MeteredFuture {
             inner: answer(request),
-            meter: Arc::clone(self),
+            meter: self,
             method: Some(method),
         }
     }
@@ -129,48 +130,36 @@ fn requests_counter(method: &str, route: &str, status: u16) -> Counter {
     metrics::counter!(REQUESTS, "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string())
 }
 
-/// The router's routes: `.route_layer(RouteMetricsLayer)`.
-#[derive(Clone, Copy, Default)]
-pub struct RouteMetricsLayer;
-
-impl<S> Layer<S> for RouteMetricsLayer {
-    type Service = RouteMetrics<S>;
-
-    /// Called once per route and method: the meter is shared by that endpoint's clones.
-    fn layer(&self, inner: S) -> RouteMetrics<S> {
-        RouteMetrics {
-            inner,
-            meter: Arc::default(),
-        }
+/// A handler counted and timed under its route: `metered(handler)` where it is registered (the
+/// route table's `endpoints!`). Each handler's own meter is shared by that endpoint's clones.
+pub fn metered<H>(handler: H) -> Metered<H> {
+    Metered {
+        handler,
+        meter: Arc::default(),
     }
 }
 
 #[derive(Clone)]
-pub struct RouteMetrics<S> {
-    inner: S,
+pub struct Metered<H> {
+    handler: H,
     meter: Arc<RouteMeter>,
 }
 
-impl<S> Service<Request> for RouteMetrics<S>
+impl<H, T, S> Handler<T, S> for Metered<H>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    H: Handler<T, S>,
+    S: Send + 'static,
 {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = RouteMetricsFuture<S::Future>;
+    type Future = MeteredFuture<H::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> RouteMetricsFuture<S::Future> {
-        let inner = &mut self.inner;
-        self.meter.track(request, |request| inner.call(request))
+    fn call(self, request: Request, state: S) -> Self::Future {
+        let Metered { handler, meter } = self;
+        meter.track(request, |request| handler.call(request, state))
     }
 }
 
 pin_project! {
-    pub struct RouteMetricsFuture<F> {
+    pub struct MeteredFuture<F> {
         #[pin]
         inner: F,
         meter: Arc<RouteMeter>,
@@ -179,15 +168,15 @@ pin_project! {
     }
 }
 
-impl<F> Future for RouteMetricsFuture<F>
+impl<F> Future for MeteredFuture<F>
 where
-    F: Future<Output = Result<Response, Infallible>>,
+    F: Future<Output = Response>,
 {
-    type Output = Result<Response, Infallible>;
+    type Output = Response;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
         let this = self.project();
-        let Poll::Ready(Ok(response)) = this.inner.poll(cx) else {
+        let Poll::Ready(response) = this.inner.poll(cx) else {
             return Poll::Pending;
         };
         let finished = request_scope::finish_now();
@@ -197,6 +186,6 @@ where
         if let Some(slot) = this.method.take() {
             this.meter.record(slot, response.status().as_u16(), seconds);
         }
-        Poll::Ready(Ok(response))
+        Poll::Ready(response)
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::credits::MAX_COST;
 use crate::domain::scopes::{Scope, ScopeSet};
 use crate::domain::validate::Issues;
 use crate::error::{ApiError, Reason};
-use crate::http::auth::api_key::Principal;
+use crate::http::auth::api_key::{keyed, Principal};
 use crate::http::pipeline::openapi::{ErrorBody, ServerErrors};
 use crate::http::state::AppState;
 use crate::verify::memo::{self, VerifyAnswer};
@@ -28,7 +28,6 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 static WORKSPACE_ID: HeaderName = HeaderName::from_static("x-heffl-workspace-id");
 static USER_ID: HeaderName = HeaderName::from_static("x-heffl-user-id");
@@ -48,10 +47,10 @@ pub struct Verified<'a> {
 /// Both paths, every method. The document names the tail `{path}`; axum needs a catch-all, so
 /// the second route is registered by hand with the documented operations.
 pub fn routes() -> OpenApiRouter<AppState> {
-    let (schemas, paths, methods) = routes!(get_verify, post_verify);
-    let root = OpenApiRouter::new().routes((schemas, paths, methods.fallback(verify)));
-    let (_, paths, methods) = routes!(get_verify_path, post_verify_path);
-    let methods = methods.fallback(verify_path);
+    let (schemas, paths, methods) = endpoints!(keyed: get_verify, post_verify);
+    let root = OpenApiRouter::new().routes((schemas, paths, methods.fallback(keyed(verify))));
+    let (_, paths, methods) = endpoints!(keyed: get_verify_path, post_verify_path);
+    let methods = methods.fallback(keyed(verify_path));
     // An empty tail too: Envoy's check for a request to `/` is `/api/v1/verify/`.
     let mut tail = OpenApiRouter::new()
         .route("/api/v1/verify/{*path}", methods.clone())
