@@ -12,6 +12,8 @@
 #   verify   GET /api/v1/verify with that key  (forward auth, SQLite, cache hit)
 #   limited  GET /api/v1/me with a key limited to 1,000,000 a minute (SQLite, cache hit): what
 #            a rate limit adds (the default deployment gives every key one)
+#   policy   GET /api/v1/verify with a key with every policy (allowlist, credits, metadata,
+#            external id; SQLite, cache hit), as bench.sh's policy scenario
 #   miss     GET /api/v1/me, cache off          (PostgreSQL over TLS, HEFFL_CACHE_CAPACITY=0)
 #
 # Settings: CALLGRIND_SECONDS (5), CALLGRIND_BIN (target/release/heffl-api), CALLGRIND_SCENARIOS
@@ -87,7 +89,7 @@ for scenario in $CALLGRIND_SCENARIOS; do
         count hello "$BASE/hello"
         stop_grind
         ;;
-    healthz | valid | verify | limited)
+    healthz | valid | verify | limited | policy)
         if [[ -z "${SQLITE_READY:-}" ]]; then
             env=(DATABASE_URL="sqlite://$WORK/grind.db" HEFFL_LOG_FORMAT=json RUST_LOG=warn
                 HEFFL_RATE_LIMIT_PER_MINUTE=0 HEFFL_AUTH_FAILURES_PER_MINUTE=0
@@ -98,6 +100,7 @@ for scenario in $CALLGRIND_SCENARIOS; do
             wait_for "$BASE/healthz"
             VALID="$(create_api_key "$BASE")"
             LIMITED="$(create_api_key "$BASE" 1000000)"
+            POLICY="$(create_policy_key "$BASE")"
             run_wrk 1 1 "$BASE/api/v1/me" "$VALID" >/dev/null
             run_wrk 1 1 "$BASE/healthz" >/dev/null
             SQLITE_READY=1
@@ -115,6 +118,10 @@ for scenario in $CALLGRIND_SCENARIOS; do
         limited)
             expect_status "$BASE/api/v1/me" 200 "$LIMITED"
             count limited "$BASE/api/v1/me" "$LIMITED"
+            ;;
+        policy)
+            expect_status "$BASE/api/v1/verify" 200 "$POLICY"
+            count policy "$BASE/api/v1/verify" "$POLICY"
             ;;
         esac
         ;;

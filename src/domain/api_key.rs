@@ -396,10 +396,12 @@ fn is_well_formed(raw: &[u8], expected: &KeyEnv) -> bool {
         .strip_prefix(PREFIX.as_bytes())
         .and_then(|rest| rest.strip_prefix(expected.as_str().as_bytes()))
         .and_then(|rest| rest.strip_prefix(b"_"));
-    let Some(body) = body else {
+    let Some(body) = body.and_then(|body| <&[u8; BODY_LEN]>::try_from(body).ok()) else {
         return false;
     };
-    if body.len() != BODY_LEN || !body.iter().all(|&b| base62::is_base62(b)) {
+    // Every byte, without stopping at the first bad one: a fixed-length loop without branches
+    // is a few vector compares, where `all` tested and branched byte by byte.
+    if !body.iter().fold(true, |all, &b| all & base62::is_base62(b)) {
         return false;
     }
     raw.split_last_chunk::<CHECKSUM_LEN>()

@@ -26,6 +26,7 @@ pub use state::{AppState, StateInner, MAX_BODY_BYTES, X_API_KEY};
 use crate::config::Config;
 use axum::http::{header, HeaderValue, Method};
 use pipeline::{json_errors, openapi, stack};
+use routes::Pages as _;
 use server::open_files;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -38,7 +39,7 @@ pub fn app(state: AppState) -> App {
     // on every request.
     let dashboard = routes::dashboard().layer(dashboard_cors(&state.config));
     let (routes, document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
-        .nest("/app/v1", dashboard)
+        .nest(routes::DASHBOARD, dashboard)
         // Merged with full paths rather than nested: nesting rewrites every request's URI,
         // a cost the hot path of key verification need not pay.
         .merge(routes::api())
@@ -46,18 +47,15 @@ pub fn app(state: AppState) -> App {
         .split_for_parts();
     let document = openapi_json(&document);
     let router = routes
-        .route(
-            "/openapi.json",
-            routes::page(move || async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    )],
-                    document,
-                )
-            }),
-        )
+        .page("/openapi.json", move || async move {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                document,
+            )
+        })
         .fallback(json_errors::no_route)
         .with_state(state.clone());
     // Request id, logs, body limit, timeout, panics and JSON errors, in one layer (stack.rs),

@@ -84,14 +84,14 @@ fn unauthorized(reason: Reason, message: impl Into<Message>) -> ApiError {
     }
 }
 
-/// `keyed(handler)`: the handler behind the key check, counted and timed under its route, where
-/// the route table registers it (`endpoints!(keyed: …)`). The check wraps the handler, not the
-/// route: a `route_layer` would box and clone the route a second time on every request, and
-/// `axum::middleware::from_fn` would also run extractors.
-pub fn keyed<H>(handler: H) -> Keyed<H> {
+/// `keyed(route, handler)`: the handler behind the key check, counted and timed under `route`,
+/// where the route table registers it (`endpoints!(keyed: …)`). The check wraps the handler,
+/// not the route: a `route_layer` would box and clone the route a second time on every
+/// request, and `axum::middleware::from_fn` would also run extractors.
+pub fn keyed<H>(route: &str, handler: H) -> Keyed<H> {
     Keyed {
         handler,
-        meter: Arc::default(),
+        meter: Arc::new(RouteMeter::new(route)),
     }
 }
 
@@ -641,9 +641,9 @@ impl Principal {
     /// The principal the key check put into the request. Taken, not cloned: each handler
     /// takes it once.
     pub fn take(extensions: &mut Extensions) -> Result<Principal, ApiError> {
-        extensions.remove::<Principal>().ok_or_else(|| {
-            ApiError::internal("Principal extractor used outside the API-key middleware")
-        })
+        extensions
+            .remove::<Principal>()
+            .ok_or_else(|| ApiError::internal("a Principal was asked for outside a keyed handler"))
     }
 }
 

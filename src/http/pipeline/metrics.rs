@@ -5,16 +5,18 @@
 //! Each route has a `RouteMeter` that resolves its metric handles on the first request of each
 //! method and keeps them, instead of hashing labels and searching the registry (and allocating
 //! three label strings) on every request. A handler gets its meter where the route table
-//! registers it: `metered(handler)`, or `keyed(handler)` (`auth::api_key`), whose key check
-//! counts with `RouteMeter::track` itself. Wrapping the handler rather than the route (a
-//! `route_layer`) keeps one boxed route per endpoint: a layer boxes and clones the route again
-//! on every request. The template is the router's `MatchedPath`, learned on the first request.
+//! registers it, with its documented template: `metered(route, handler)`, or
+//! `keyed(route, handler)` (`auth::api_key`), whose key check counts with `RouteMeter::track`
+//! itself. Wrapping the handler rather than the route (a `route_layer`) keeps one boxed route
+//! per endpoint: a layer boxes and clones the route again on every request; and knowing the
+//! template spares every request axum's `MatchedPath` (a hash and an insert into its
+//! extensions).
 //!
 //! The duration is the request's, from the first byte of its head to its route's answer, read
 //! from the request's scope (`request_scope`): the route reads the clock once, when it answers.
 
 use crate::http::pipeline::request_scope;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::response::Response;
@@ -52,10 +54,9 @@ const OTHER: usize = METHODS.len();
 
 /// One route's handles, per method label. Forward auth's `/api/v1/verify` takes every method a
 /// gateway forwards, so each is kept, not only the route's first.
-#[derive(Default)]
 pub struct RouteMeter {
-    /// Learned from the router's `MatchedPath` on the first request.
-    route: OnceLock<String>,
+    /// The route's template, as documented (`/api/v1/leads/{leadId}`).
+    route: Box<str>,
     /// Indexed as `METHODS`, then `OTHER`.
     methods: [OnceLock<MethodHandles>; METHODS.len() + 1],
 }
@@ -67,13 +68,20 @@ struct MethodHandles {
 }
 
 impl RouteMeter {
+    pub fn new(route: &str) -> RouteMeter {
+        RouteMeter {
+            route: route.into(),
+            methods: Default::default(),
+        }
+    }
+
     /// Answers `request` with `answer`, counting and timing the answer.
     pub fn track<F>(
         self: Arc<Self>,
         request: Request,
         answer: impl FnOnce(Request) -> F,
     ) -> MeteredFuture<F> {
-        let method = self.method_slot(&request);
+        let method = self.method_slot(request.method());
         MeteredFuture {
             inner: answer(request),
             meter: self,
@@ -81,28 +89,20 @@ impl RouteMeter {
         }
     }
 
-    /// The request's method label's slot in `methods`, its handles made on first use.
-    fn method_slot(&self, request: &Request) -> usize {
-        let route = self.route.get_or_init(|| {
-            request
-                .extensions()
-                .get::<MatchedPath>()
-                .map(|path| path.as_str().to_owned())
-                .unwrap_or_else(|| "unmatched".to_owned())
-        });
+    /// The method's label's slot in `methods`, its handles made on first use.
+    fn method_slot(&self, method: &Method) -> usize {
         let slot = METHODS
             .iter()
-            .position(|(method, _)| method == request.method())
+            .position(|(known, _)| known == method)
             .unwrap_or(OTHER);
         let label = METHODS.get(slot).map_or("OTHER", |(_, label)| label);
-        self.methods[slot].get_or_init(|| MethodHandles::new(label, route));
+        self.methods[slot].get_or_init(|| MethodHandles::new(label, &self.route));
         slot
     }
 
     fn record(&self, slot: usize, status: u16, seconds: f64) {
-        let route = self.route.get().map_or("unmatched", String::as_str);
         if let Some(handles) = self.methods.get(slot).and_then(OnceLock::get) {
-            handles.count(route, status);
+            handles.count(&self.route, status);
             handles.duration.record(seconds);
         }
     }
@@ -130,12 +130,13 @@ fn requests_counter(method: &str, route: &str, status: u16) -> Counter {
     metrics::counter!(REQUESTS, "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string())
 }
 
-/// A handler counted and timed under its route: `metered(handler)` where it is registered (the
-/// route table's `endpoints!`). Each handler's own meter is shared by that endpoint's clones.
-pub fn metered<H>(handler: H) -> Metered<H> {
+/// A handler counted and timed under `route`, its template: `metered(route, handler)` where it
+/// is registered (the route table's `endpoints!`). Each handler's meter is shared by that
+/// endpoint's clones.
+pub fn metered<H>(route: &str, handler: H) -> Metered<H> {
     Metered {
         handler,
-        meter: Arc::default(),
+        meter: Arc::new(RouteMeter::new(route)),
     }
 }
 

@@ -6,28 +6,44 @@
 //! an `endpoints!`. `wrap` is what runs around each handler: `metered` (its route's metrics) or
 //! `keyed` (the `x-api-key` check, then the metrics).
 
-/// utoipa_axum's `routes!`, with each handler wrapped by `$wrap` (`metered` or `keyed`). The
-/// wrapper goes around the handler, inside the one boxed route axum makes of it; a
-/// `route_layer` would box and clone a second route around it on every request. A method the
-/// path does not serve is answered 405 through the same wrapper, so a keyed path still asks
-/// for its key first.
+/// utoipa_axum's `routes!`, with each handler wrapped by `$wrap` (`metered` or `keyed`) under
+/// its documented path (`in PREFIX` for a group nested under one). The wrapper goes around the
+/// handler, inside the one boxed route axum makes of it; a `route_layer` would box and clone a
+/// second route around it on every request. A method the path does not serve is answered by
+/// `else` (405 unless given) through the same wrapper, so a keyed path still asks for its key
+/// first.
 macro_rules! endpoints {
-    ($wrap:ident: $($handler:path),+ $(,)?) => {{
+    ($wrap:ident: $($handler:path),+) => {
+        endpoints!(@ $wrap, "", [$($handler),+], $crate::http::routes::method_not_allowed)
+    };
+    ($wrap:ident: $($handler:path),+; else $fallback:path) => {
+        endpoints!(@ $wrap, "", [$($handler),+], $fallback)
+    };
+    ($wrap:ident in $prefix:ident: $($handler:path),+) => {
+        endpoints!(@ $wrap, $prefix, [$($handler),+], $crate::http::routes::method_not_allowed)
+    };
+    (@ $wrap:ident, $prefix:expr, [$($handler:path),+], $fallback:path) => {{
         use utoipa_axum::PathItemExt as _;
         let mut paths = utoipa::openapi::path::Paths::new();
         let mut schemas = Vec::new();
         let mut methods = axum::routing::MethodRouter::new();
+        // The group's one path, with the prefix it is nested under.
+        let mut route: Option<String> = None;
         $(
             // utoipa_axum's own reading of the handler's `#[utoipa::path]`, as its `routes!`
             // does it: path, operation (with tags) and methods, and the schemas it names.
             let (path, operation, types) = utoipa_axum::routes!(@resolve_types $handler : schemas);
-            let handler = $wrap($handler);
+            let handler = $wrap(
+                route.get_or_insert_with(|| format!("{}{}", $prefix, path)),
+                $handler,
+            );
             for method in &types {
                 methods = methods.on(method.to_method_filter(), handler.clone());
             }
             paths.add_path_operation(&path, types, operation);
         )+
-        (schemas, paths, methods.fallback($wrap($crate::http::routes::method_not_allowed)))
+        let fallback = $wrap(&route.unwrap_or_default(), $fallback);
+        (schemas, paths, methods.fallback(fallback))
     }};
 }
 
@@ -60,36 +76,39 @@ use axum::routing::{get, MethodRouter};
 use utoipa_axum::router::OpenApiRouter;
 
 /// /app/v1: the dashboard, authenticated by session (`SessionUser` extractor).
+/// Where `dashboard` is nested.
+pub const DASHBOARD: &str = "/app/v1";
+
 pub fn dashboard() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(endpoints!(metered: auth::login))
-        .routes(endpoints!(metered: auth::logout))
-        .routes(endpoints!(metered: password_reset::options))
-        .routes(endpoints!(metered: password_reset::request))
-        .routes(endpoints!(metered: password_reset::confirm))
-        .routes(endpoints!(metered: auth::session))
-        .routes(endpoints!(metered: workspaces::create))
-        .routes(endpoints!(metered: auth::change_password))
-        .routes(endpoints!(metered: members::list))
-        .routes(endpoints!(metered: invitations::list, invitations::create))
-        .routes(endpoints!(metered: invitations::cancel))
-        .routes(endpoints!(metered: invitations::resend))
-        .routes(endpoints!(metered: invitations::lookup))
-        .routes(endpoints!(metered: invitations::accept))
-        .routes(endpoints!(metered: members::change_role, members::remove))
-        .routes(endpoints!(metered: api_keys::list, api_keys::create))
-        .routes(endpoints!(metered: api_keys::get, api_keys::update))
-        .routes(endpoints!(metered: api_keys::revoke))
-        .routes(endpoints!(metered: api_keys::roll))
-        .routes(endpoints!(metered: audit::list))
-        .routes(endpoints!(metered: scopes::list))
-        .routes(endpoints!(metered: usage::key_usage))
-        .routes(endpoints!(metered: usage::workspace_usage))
-        .routes(endpoints!(metered: webhooks::list, webhooks::create))
-        .routes(endpoints!(metered: webhooks::get, webhooks::update, webhooks::delete))
-        .routes(endpoints!(metered: webhooks::roll_secret))
-        .routes(endpoints!(metered: webhooks::deliveries))
-        .routes(endpoints!(metered: webhooks::retry))
+        .routes(endpoints!(metered in DASHBOARD: auth::login))
+        .routes(endpoints!(metered in DASHBOARD: auth::logout))
+        .routes(endpoints!(metered in DASHBOARD: password_reset::options))
+        .routes(endpoints!(metered in DASHBOARD: password_reset::request))
+        .routes(endpoints!(metered in DASHBOARD: password_reset::confirm))
+        .routes(endpoints!(metered in DASHBOARD: auth::session))
+        .routes(endpoints!(metered in DASHBOARD: workspaces::create))
+        .routes(endpoints!(metered in DASHBOARD: auth::change_password))
+        .routes(endpoints!(metered in DASHBOARD: members::list))
+        .routes(endpoints!(metered in DASHBOARD: invitations::list, invitations::create))
+        .routes(endpoints!(metered in DASHBOARD: invitations::cancel))
+        .routes(endpoints!(metered in DASHBOARD: invitations::resend))
+        .routes(endpoints!(metered in DASHBOARD: invitations::lookup))
+        .routes(endpoints!(metered in DASHBOARD: invitations::accept))
+        .routes(endpoints!(metered in DASHBOARD: members::change_role, members::remove))
+        .routes(endpoints!(metered in DASHBOARD: api_keys::list, api_keys::create))
+        .routes(endpoints!(metered in DASHBOARD: api_keys::get, api_keys::update))
+        .routes(endpoints!(metered in DASHBOARD: api_keys::revoke))
+        .routes(endpoints!(metered in DASHBOARD: api_keys::roll))
+        .routes(endpoints!(metered in DASHBOARD: audit::list))
+        .routes(endpoints!(metered in DASHBOARD: scopes::list))
+        .routes(endpoints!(metered in DASHBOARD: usage::key_usage))
+        .routes(endpoints!(metered in DASHBOARD: usage::workspace_usage))
+        .routes(endpoints!(metered in DASHBOARD: webhooks::list, webhooks::create))
+        .routes(endpoints!(metered in DASHBOARD: webhooks::get, webhooks::update, webhooks::delete))
+        .routes(endpoints!(metered in DASHBOARD: webhooks::roll_secret))
+        .routes(endpoints!(metered in DASHBOARD: webhooks::deliveries))
+        .routes(endpoints!(metered in DASHBOARD: webhooks::retry))
 }
 
 /// /api/v1 (full paths in the handlers' annotations): integrators, authenticated by
@@ -111,49 +130,69 @@ pub fn operations() -> OpenApiRouter<AppState> {
         .routes(endpoints!(metered: operations::healthz))
         .routes(endpoints!(metered: operations::readyz))
         // People who type the bare address want the page.
-        .route(
-            "/",
-            page(|| async { axum::response::Redirect::to("/settings/developer") }),
-        )
-        .route("/docs", page(docs::index))
-        .route("/docs/init.js", page(docs::init_script))
-        .route("/docs/swagger-ui-bundle.js", page(docs::bundle))
-        .route("/docs/swagger-ui.css", page(docs::stylesheet))
-        .route("/settings/developer", page(developer_page::index))
-        .route("/settings/developer/app.js", page(developer_page::script))
-        .route(
-            "/settings/developer/api.js",
-            page(developer_page::api_script),
-        )
-        .route(
+        .page("/", || async {
+            axum::response::Redirect::to("/settings/developer")
+        })
+        .page("/docs", docs::index)
+        .page("/docs/init.js", docs::init_script)
+        .page("/docs/swagger-ui-bundle.js", docs::bundle)
+        .page("/docs/swagger-ui.css", docs::stylesheet)
+        .page("/settings/developer", developer_page::index)
+        .page("/settings/developer/app.js", developer_page::script)
+        .page("/settings/developer/api.js", developer_page::api_script)
+        .page(
             "/settings/developer/account.js",
-            page(developer_page::account_script),
+            developer_page::account_script,
         )
-        .route(
+        .page(
             "/settings/developer/charts.js",
-            page(developer_page::charts_script),
+            developer_page::charts_script,
         )
-        .route(
+        .page(
             "/settings/developer/webhooks.js",
-            page(developer_page::webhooks_script),
+            developer_page::webhooks_script,
         )
-        .route(
+        .page(
             "/settings/developer/people.js",
-            page(developer_page::people_script),
+            developer_page::people_script,
         )
-        .route(
-            "/settings/developer/app.css",
-            page(developer_page::stylesheet),
-        )
+        .page("/settings/developer/app.css", developer_page::stylesheet)
 }
 
-/// An undocumented GET (a page, an asset), metered like the rest.
-pub fn page<H, T>(handler: H) -> MethodRouter<AppState>
+/// Undocumented GETs (pages, assets), metered like the rest.
+pub trait Pages {
+    fn page<H, T>(self, route: &str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static;
+}
+
+impl Pages for OpenApiRouter<AppState> {
+    fn page<H, T>(self, route: &str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.route(route, page(route, handler))
+    }
+}
+
+impl Pages for axum::Router<AppState> {
+    fn page<H, T>(self, route: &str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.route(route, page(route, handler))
+    }
+}
+
+fn page<H, T>(route: &str, handler: H) -> MethodRouter<AppState>
 where
     H: Handler<T, AppState>,
     T: 'static,
 {
-    get(metered(handler)).fallback(metered(method_not_allowed))
+    get(metered(route, handler)).fallback(metered(route, method_not_allowed))
 }
 
 /// What a path answers to a method it does not serve; axum adds the `Allow` header and

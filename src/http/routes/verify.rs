@@ -47,10 +47,9 @@ pub struct Verified<'a> {
 /// Both paths, every method. The document names the tail `{path}`; axum needs a catch-all, so
 /// the second route is registered by hand with the documented operations.
 pub fn routes() -> OpenApiRouter<AppState> {
-    let (schemas, paths, methods) = endpoints!(keyed: get_verify, post_verify);
-    let root = OpenApiRouter::new().routes((schemas, paths, methods.fallback(keyed(verify))));
-    let (_, paths, methods) = endpoints!(keyed: get_verify_path, post_verify_path);
-    let methods = methods.fallback(keyed(verify_path));
+    let root = OpenApiRouter::new().routes(endpoints!(keyed: get_verify, post_verify; else verify));
+    let (_, paths, methods) =
+        endpoints!(keyed: get_verify_path, post_verify_path; else verify_path);
     // An empty tail too: Envoy's check for a request to `/` is `/api/v1/verify/`.
     let mut tail = OpenApiRouter::new()
         .route("/api/v1/verify/{*path}", methods.clone())
@@ -83,7 +82,7 @@ async fn verify_path(
     verify_with(state, request, Query::OriginalRequest).await
 }
 
-/// The whole request is its one extractor: the key's layer left the principal in it, and the
+/// The whole request is its one extractor: the key check left the principal in it, and the
 /// query is read in place.
 async fn verify_with(state: AppState, request: Request, kind: Query) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
