@@ -570,8 +570,8 @@ fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiE
         }
     };
     let active = row.revoked_at.is_none() && row.user_disabled_at.is_none() && row.role.is_some();
-    let now = request_time();
-    let expired_at = row.expires_at.filter(|at| *at <= now);
+    // The clock is read only for a key that can expire.
+    let expired_at = row.expires_at.filter(|at| *at <= request_time());
     let (reason, message): (Reason, Message) = if !active {
         (
             Reason::RevokedApiKey,
@@ -595,9 +595,12 @@ fn usable(state: &AppState, lookup: Lookup) -> Result<Arc<KeyPrincipalRow>, ApiE
     } else {
         return Ok(row);
     };
-    state
-        .usage
-        .record(&row.key_id, Some(Outcome::Rejected), Some(reason), now);
+    state.usage.record(
+        &row.key_id,
+        Some(Outcome::Rejected),
+        Some(reason),
+        request_time(),
+    );
     Err(unauthorized(reason, message))
 }
 

@@ -26,7 +26,9 @@ impl Principal {
     pub async fn spend(&self, state: &AppState, cost: i64) -> Result<(), ApiError> {
         match self.spend_now(state, cost) {
             Ok(done) => done,
-            Err(MustLease) => self.spend_leasing(state, cost).await,
+            // Boxed: the database wait of this rare path would otherwise be part of every
+            // keyed handler's future, which is moved whole each time it is boxed and called.
+            Err(MustLease) => Box::pin(self.spend_leasing(state, cost)).await,
         }
     }
 
