@@ -408,7 +408,9 @@ impl Table {
     pub fn decide(&self, key: &str, limit: u32, mode: Mode, now: Instant) -> Step {
         let mut shard = self.shard(key);
         let shard = &mut *shard;
-        if !shard.entries.contains_key(key) && shard.entries.len() >= self.shard_capacity {
+        // The length first: below the bound (the common case) the key is hashed once, by
+        // `get_mut`, not twice.
+        if shard.entries.len() >= self.shard_capacity && !shard.entries.contains_key(key) {
             let window = self.window;
             super::bounded::make_room(
                 &mut shard.entries,

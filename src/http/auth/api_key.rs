@@ -1,7 +1,8 @@
-//! The `x-api-key` middleware for /api/v1. It turns the header into a `Principal` (the key's
-//! workspace, its creator and the creator's *current* role) or a docs/api.md §4 401, before any
-//! handler runs. Malformed keys are refused without touching the database, verified keys are
-//! served from the in-process cache (see `verify`), and each key's rate limit is applied.
+//! The `x-api-key` check for /api/v1, wrapped around each keyed handler (`keyed`). It turns the
+//! header into a `Principal` (the key's workspace, its creator and the creator's *current* role)
+//! or a docs/api.md §4 401, before the handler runs. Malformed keys are refused without touching
+//! the database, verified keys are served from the in-process cache (see `verify`), and each
+//! key's rate limit is applied.
 
 use crate::domain::api_key::{self, KeyDigest, KeyRejection};
 use crate::domain::key_policy::AllowedIps;
@@ -13,13 +14,14 @@ use crate::error::{ApiError, ErrorReason, Message, Realm, Reason};
 use crate::http::auth::credits::credit_lease;
 use crate::http::auth::failed_keys::Gate;
 use crate::http::pipeline::client::throttle_key;
-use crate::http::pipeline::header_number::header_number;
+use crate::http::pipeline::header_number::{header_number, push_number};
 use crate::http::pipeline::metrics::{MeteredFuture, RouteMeter};
 use crate::http::pipeline::request_scope;
 use crate::http::state::AppState;
 use crate::http::state::X_API_KEY;
 use crate::limits::{Check, Decision, Question};
 use crate::verify::{KeyPrincipalRow, Lookup};
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Request};
 use axum::handler::Handler;
 use axum::http::request::Parts;
@@ -438,11 +440,13 @@ fn set_rate_limit_headers(headers: &mut HeaderMap, row: &KeyPrincipalRow, decisi
             .unwrap_or_else(|_| HeaderValue::from_static("\"minute\""))
     });
     headers.insert(RATELIMIT_POLICY.clone(), policy.clone());
-    let current = format!(
-        "\"minute\";r={};t={}",
-        decision.remaining, decision.reset_secs
-    );
-    if let Ok(value) = HeaderValue::try_from(current) {
+    // `"minute";r=<remaining>;t=<reset>`, without `format!`'s machinery on every answer.
+    let mut current = Vec::with_capacity(32);
+    current.extend_from_slice(b"\"minute\";r=");
+    push_number(&mut current, u64::from(decision.remaining));
+    current.extend_from_slice(b";t=");
+    push_number(&mut current, decision.reset_secs);
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(current)) {
         headers.insert(RATELIMIT.clone(), value);
     }
 }

@@ -90,9 +90,10 @@ fn json_answer(body: Bytes) -> Response {
 }
 
 /// `Content-Type: application/json`, in a map made once with room for `extra` more headers
-/// and those the way out adds (the request id, RateLimit-*), instead of growing on the way.
+/// and the most the way out adds (the five `RateLimit` headers, the credits, the request id,
+/// `Content-Length`), instead of growing on the way.
 pub(super) fn json_headers(extra: usize) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(extra + 5);
+    let mut headers = HeaderMap::with_capacity(extra + 9);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
