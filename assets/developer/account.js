@@ -415,7 +415,7 @@
         link.select();
       } else {
         // Whether the email went out shows on its row ("Sent to …", or why not).
-        show(result, `Invited ${created.email}: the link goes to that address by email, and only there.`);
+        show(result, `Invited ${created.email}: the link is emailed to that address only; its row below says whether it was sent.`);
       }
       announce(`Invited ${created.email}.`);
       await loadInvitations();

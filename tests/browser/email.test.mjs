@@ -98,7 +98,7 @@ describe('invitations by email', () => {
       await page.locator(byTestId('invite-email')).fill('mia@acme.test');
       await page.locator(byTestId('invite-role')).selectOption('admin');
       await page.locator(byTestId('invite-submit')).click();
-      await page.locator(byTestId('invite-result')).filter({ hasText: 'Invited mia@acme.test: the link goes to that address by email' }).waitFor();
+      await page.locator(byTestId('invite-result')).filter({ hasText: 'Invited mia@acme.test: the link is emailed to that address only' }).waitFor();
       assert.equal(await page.locator(byTestId('invite-link')).count(), 0, 'no link is shown with email on');
       const state = page.locator(byTestId('invite-state')).first();
       await state.filter({ hasText: /^Sent to mia@acme\.test/ }).waitFor();
