@@ -825,13 +825,19 @@
     return line;
   }
 
-  /** "Expires in 3 days" (a warning within a week) or the date, for an active key that expires. */
+  /** "Expires in 3 days" (a warning within a week) or the date, for an active key that expires;
+   *  "Expired …" once the time has passed by this page's clock (the list's status is the
+   *  server's when it was loaded). */
   function expiryFlag(key) {
     if (key.status !== 'active' || !key.expiresAt || key.replacedBy) return null;
     const left = new Date(key.expiresAt).getTime() - Date.now();
     const flag = document.createElement('span');
     flag.className = 'small block expiry-flag';
     flag.dataset.testid = 'key-expiry';
+    if (left <= 0) {
+      flag.append('Expired ', timeElement(key.expiresAt));
+      return flag;
+    }
     if (left < 7 * DAY_MS) {
       flag.append(badge('Expires soon', 'unused'), ' ');
       flag.classList.add('is-soon');

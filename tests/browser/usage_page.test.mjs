@@ -394,6 +394,9 @@ describe('Settings > Developer: usage and the key lifecycle', { timeout: 300_000
         await marker.waitFor();
         assert.match(await marker.textContent(), /Unused for 30\+ days/);
         assert.match(await row.locator(byTestId('key-last-used')).textContent(), /40 days ago/);
+        // A key whose expiry has passed by the page's clock says so, not "Expires soon".
+        const until = await rowNamed(page, `Until a date ${width}`).locator(byTestId('key-expiry')).textContent();
+        assert.match(until, /^Expired \d+ days ago$/);
         await screenshot(page, `usage-unused-${width}`, { fullPage: true });
         await marker.locator(byTestId('unused-revoke')).click();
         await page.locator(byTestId('revoke-dialog')).waitFor();
