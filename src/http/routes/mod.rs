@@ -72,13 +72,13 @@ use crate::http::pipeline::metrics::metered;
 use crate::http::state::AppState;
 use axum::handler::Handler;
 use axum::http::StatusCode;
-use axum::routing::{get, MethodRouter};
+use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 
-/// /app/v1: the dashboard, authenticated by session (`SessionUser` extractor).
 /// Where `dashboard` is nested.
 pub const DASHBOARD: &str = "/app/v1";
 
+/// /app/v1: the dashboard, authenticated by session (`SessionUser` extractor).
 pub fn dashboard() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(endpoints!(metered in DASHBOARD: auth::login))
@@ -126,9 +126,7 @@ pub fn api() -> OpenApiRouter<AppState> {
 
 /// Operations are documented; the pages and their assets are not API and are left out.
 pub fn operations() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(endpoints!(metered: operations::healthz))
-        .routes(endpoints!(metered: operations::readyz))
+    let pages = axum::Router::new()
         // People who type the bare address want the page.
         .page("/", || async {
             axum::response::Redirect::to("/settings/developer")
@@ -156,25 +154,19 @@ pub fn operations() -> OpenApiRouter<AppState> {
             "/settings/developer/people.js",
             developer_page::people_script,
         )
-        .page("/settings/developer/app.css", developer_page::stylesheet)
+        .page("/settings/developer/app.css", developer_page::stylesheet);
+    OpenApiRouter::new()
+        .routes(endpoints!(metered: operations::healthz))
+        .routes(endpoints!(metered: operations::readyz))
+        .merge(pages.into())
 }
 
-/// Undocumented GETs (pages, assets), metered like the rest.
+/// Undocumented GETs (pages, assets, the document itself), metered like the rest.
 pub trait Pages {
     fn page<H, T>(self, route: &str, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static;
-}
-
-impl Pages for OpenApiRouter<AppState> {
-    fn page<H, T>(self, route: &str, handler: H) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.route(route, page(route, handler))
-    }
 }
 
 impl Pages for axum::Router<AppState> {
@@ -183,16 +175,9 @@ impl Pages for axum::Router<AppState> {
         H: Handler<T, AppState>,
         T: 'static,
     {
-        self.route(route, page(route, handler))
+        let methods = get(metered(route, handler)).fallback(metered(route, method_not_allowed));
+        self.route(route, methods)
     }
-}
-
-fn page<H, T>(route: &str, handler: H) -> MethodRouter<AppState>
-where
-    H: Handler<T, AppState>,
-    T: 'static,
-{
-    get(metered(route, handler)).fallback(metered(route, method_not_allowed))
 }
 
 /// What a path answers to a method it does not serve; axum adds the `Allow` header and
