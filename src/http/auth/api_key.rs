@@ -14,7 +14,7 @@ use crate::error::{ApiError, ErrorReason, Message, Realm, Reason};
 use crate::http::auth::credits::credit_lease;
 use crate::http::auth::failed_keys::Gate;
 use crate::http::pipeline::client::throttle_key;
-use crate::http::pipeline::header_number::{header_number, push_number};
+use crate::http::pipeline::header_number::header_number;
 use crate::http::pipeline::metrics::{MeteredFuture, RouteMeter};
 use crate::http::pipeline::request_scope;
 use crate::http::state::AppState;
@@ -176,12 +176,10 @@ fn admit_cached(state: &AppState, request: &mut Request) -> Admission {
             return Admission::Pending(Pending::AskRedis(row, question))
         }
     };
-    if let Some(decision) = decision.filter(|d| !d.allowed) {
-        return Admission::Refused(rate_limited_response(state, &row, decision));
+    match admit(state, request, &row, decision) {
+        None => Admission::Admitted { row, decision },
+        Some(refusal) => Admission::Refused(refusal),
     }
-    hot_counters().auth_ok.increment(1);
-    request.extensions_mut().insert(principal(&row));
-    Admission::Admitted { row, decision }
 }
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -262,12 +260,26 @@ async fn admit_pending(
             Some(state.key_limits.ask_redis(&row.key_id, question).await)
         }
     };
+    match admit(state, request, &row, decision) {
+        None => Ok((row, decision)),
+        Some(refusal) => Err(refusal),
+    }
+}
+
+/// The last step of either way: a key over its limit gets its refusal; any other gets its
+/// `Principal` into the request (and `None`).
+fn admit(
+    state: &AppState,
+    request: &mut Request,
+    row: &Arc<KeyPrincipalRow>,
+    decision: Option<Decision>,
+) -> Option<Response> {
     if let Some(decision) = decision.filter(|d| !d.allowed) {
-        return Err(rate_limited_response(state, &row, decision));
+        return Some(rate_limited_response(state, row, decision));
     }
     hot_counters().auth_ok.increment(1);
-    request.extensions_mut().insert(principal(&row));
-    Ok((row, decision))
+    request.extensions_mut().insert(principal(row));
+    None
 }
 
 /// A request over its key's limit: counted, and the 429 it gets, with the rate-limit headers.
@@ -440,15 +452,25 @@ fn set_rate_limit_headers(headers: &mut HeaderMap, row: &KeyPrincipalRow, decisi
             .unwrap_or_else(|_| HeaderValue::from_static("\"minute\""))
     });
     headers.insert(RATELIMIT_POLICY.clone(), policy.clone());
-    // `"minute";r=<remaining>;t=<reset>`, without `format!`'s machinery on every answer.
-    let mut current = Vec::with_capacity(32);
-    current.extend_from_slice(b"\"minute\";r=");
-    push_number(&mut current, u64::from(decision.remaining));
-    current.extend_from_slice(b";t=");
-    push_number(&mut current, decision.reset_secs);
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(current)) {
+    if let Some(value) = current_limit(decision.remaining, decision.reset_secs) {
         headers.insert(RATELIMIT.clone(), value);
     }
+}
+
+/// The draft's `RateLimit` value, `"minute";r=<remaining>;t=<reset>`, written with `itoa`
+/// rather than `format!`, whose machinery cost more than the rest of the header on every answer.
+fn current_limit(remaining: u32, reset_secs: u64) -> Option<HeaderValue> {
+    let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (r, t) = (
+        r.format(remaining).as_bytes(),
+        t.format(reset_secs).as_bytes(),
+    );
+    let mut value = Vec::with_capacity(16 + r.len() + t.len());
+    value.extend_from_slice(b"\"minute\";r=");
+    value.extend_from_slice(r);
+    value.extend_from_slice(b";t=");
+    value.extend_from_slice(t);
+    HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
 }
 
 /// A browser marks what it sends: `Sec-Fetch-Site` and `Sec-Fetch-Dest` on every request of
@@ -659,5 +681,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         Principal::take(&mut parts.extensions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::current_limit;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_current_limit_reads_as_formatted(remaining in any::<u32>(), reset in any::<u64>()) {
+            let value = current_limit(remaining, reset).expect("digits are a valid value");
+            let formatted = format!("\"minute\";r={remaining};t={reset}");
+            prop_assert_eq!(value.as_bytes(), formatted.as_bytes());
+        }
+    }
+
+    #[test]
+    fn the_current_limit_at_the_edges() {
+        for (remaining, reset) in [(0, 0), (9, 10), (99, 100), (u32::MAX, u64::MAX)] {
+            let value = current_limit(remaining, reset).expect("digits are a valid value");
+            assert_eq!(
+                value,
+                format!("\"minute\";r={remaining};t={reset}").as_str()
+            );
+        }
     }
 }

@@ -23,24 +23,6 @@ const fn digits() -> [u8; 3 * TABLE_SIZE] {
     out
 }
 
-/// Appends `n` in decimal to `out`: for header values made of several numbers, where `format!`
-/// would run the formatting machinery for each.
-pub fn push_number(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut rest = n;
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        // `rest % 10` is below 10.
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
-}
-
 /// `n` in decimal, as `HeaderValue::from(n)` writes it.
 pub fn header_number(n: u64) -> HeaderValue {
     let Some(index) = usize::try_from(n).ok().filter(|n| *n < TABLE_SIZE) else {
@@ -73,22 +55,6 @@ mod tests {
         #[test]
         fn any_number_reads_as_itself(n in any::<u64>()) {
             prop_assert_eq!(header_number(n), HeaderValue::from(n));
-        }
-
-        #[test]
-        fn pushed_numbers_read_as_themselves(n in any::<u64>()) {
-            let mut out = b"r=".to_vec();
-            push_number(&mut out, n);
-            prop_assert_eq!(out, format!("r={n}").into_bytes());
-        }
-    }
-
-    #[test]
-    fn pushed_edges_read_as_themselves() {
-        for n in [0, 9, 10, 99, 100, u64::MAX] {
-            let mut out = Vec::new();
-            push_number(&mut out, n);
-            assert_eq!(out, n.to_string().into_bytes());
         }
     }
 }
