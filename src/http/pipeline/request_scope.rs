@@ -3,10 +3,10 @@
 //! from the connection's peer (and X-Forwarded-For behind a trusted proxy), for the log line,
 //! the key's IP allowlist, the throttles and the audit log alike; it travels here rather than
 //! in the request's extensions, whose map would otherwise be allocated for it on every request.
-//! The clock is read once when the request starts and once when its route is
-//! done, and those two readings serve the request log, the route's duration metric, the key's
-//! rate limit, its usage timestamp and the connection's idle clock, which each read the clock
-//! themselves before: on this machine a reading costs about 45 ns, and a request took seven
+//! The clock is read once when the request starts and once when its route is done, and those
+//! two readings serve the request log, the route's duration metric, the key's rate limit, its
+//! usage timestamp and the connection's idle clock, which each read the clock themselves
+//! before: on this machine a reading costs about 45 ns, and a request took seven
 //! (docs/dev/performance.md).
 //!
 //! The scope is a task-local, entered by the request layer (stack.rs) around the inner
